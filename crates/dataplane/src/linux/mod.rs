@@ -1,0 +1,1 @@
+//! The Linux dataplane: rtnetlink and nfnetlink spoken directly.

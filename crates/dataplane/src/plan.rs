@@ -1,0 +1,57 @@
+//! Running plans: all-or-nothing creation, best-effort teardown.
+
+use crate::Op;
+
+/// A kernel change failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct DataplaneError {
+    /// Short description of the failing operation.
+    pub op: String,
+    pub message: String,
+}
+
+impl DataplaneError {
+    pub fn new(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            op: op.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What hostnet needs of the kernel. The daemon is the only caller.
+pub trait Dataplane: Send + Sync {
+    /// Carry out one op.
+    fn execute(&self, op: &Op) -> Result<(), DataplaneError>;
+
+    /// Replace hostnet's tables atomically with `nft -f` text (the skeleton
+    /// and every element). Connections tracked by conntrack survive.
+    fn load_tables(&self, script: &str) -> Result<(), DataplaneError>;
+
+    /// Names of links in the daemon's namespace that start with `prefix`.
+    fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError>;
+}
+
+/// Apply `ops` in order. If one fails, undo the ones already applied in
+/// reverse order (best effort) and return the first error.
+pub fn apply(dp: &dyn Dataplane, ops: &[Op]) -> Result<(), DataplaneError> {
+    for (i, op) in ops.iter().enumerate() {
+        if let Err(e) = dp.execute(op) {
+            for done in ops[..i].iter().rev() {
+                if let Some(undo) = done.undo() {
+                    if let Err(u) = dp.execute(&undo) {
+                        log::warn!("rollback step failed: {u}");
+                    }
+                }
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Run every op even if some fail; return all the errors.
+pub fn teardown(dp: &dyn Dataplane, ops: &[Op]) -> Vec<DataplaneError> {
+    ops.iter().filter_map(|op| dp.execute(op).err()).collect()
+}
