@@ -1,1 +1,474 @@
-//! placeholder
+//! hostnet's object store.
+//!
+//! The daemon keeps every object it manages (networks, endpoints, namespaces,
+//! load balancers, routes) as an opaque value under its GUID. HNS state must
+//! survive a daemon restart or crash, so every [`Store::commit`] is durable
+//! before it returns, and a [`Txn`] touching several objects (an endpoint and
+//! the namespace it joins, say) lands all at once or not at all.
+//!
+//! [`RedbStore`] is the embedded, single-file backend used by `hostnetd`;
+//! [`MemoryStore`] has the same semantics without a file, for tests of the
+//! crates above this one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+/// A kind of stored object; each is its own key space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// HNS networks.
+    Networks,
+    /// HNS endpoints.
+    Endpoints,
+    /// HNS namespaces (compartments).
+    Namespaces,
+    /// HNS load balancers (policy lists).
+    LoadBalancers,
+    /// HNS routes (SDN routes).
+    Routes,
+    /// Daemon bookkeeping: schema version and the like.
+    Meta,
+}
+
+impl Collection {
+    /// Every collection, in a fixed order.
+    pub const ALL: [Collection; 6] = [
+        Collection::Networks,
+        Collection::Endpoints,
+        Collection::Namespaces,
+        Collection::LoadBalancers,
+        Collection::Routes,
+        Collection::Meta,
+    ];
+
+    /// The collection's table name in the state file (stable: changing it loses data).
+    pub fn name(self) -> &'static str {
+        match self {
+            Collection::Networks => "networks",
+            Collection::Endpoints => "endpoints",
+            Collection::Namespaces => "namespaces",
+            Collection::LoadBalancers => "load_balancers",
+            Collection::Routes => "routes",
+            Collection::Meta => "meta",
+        }
+    }
+
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+/// One write operation of a [`Txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Put(Collection, String, Vec<u8>),
+    Delete(Collection, String),
+}
+
+/// An ordered batch of puts and deletes, committed atomically by [`Store::commit`].
+///
+/// Later operations on the same key win, as if applied one after the other.
+#[derive(Default, Debug)]
+pub struct Txn {
+    ops: Vec<Op>,
+}
+
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` in `c` to `value`, replacing any previous value.
+    pub fn put(&mut self, c: Collection, key: &str, value: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Put(c, key.to_owned(), value));
+        self
+    }
+
+    /// Removes `key` from `c`; removing an absent key is not an error.
+    pub fn delete(&mut self, c: Collection, key: &str) -> &mut Self {
+        self.ops.push(Op::Delete(c, key.to_owned()));
+        self
+    }
+
+    /// Whether the transaction has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Why the store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state file could not be created or is not a valid store.
+    #[error("cannot open state file {}: {message}", path.display())]
+    Open {
+        /// The state file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Another process (or another handle in this one) has the state file open.
+    #[error("state file {} is in use by another hostnetd: stop it first", path.display())]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// A read or write failed; a failed commit changed nothing.
+    #[error("state store I/O error: {0}")]
+    Io(String),
+}
+
+/// Durable storage of the daemon's objects, keyed by collection and string key.
+pub trait Store: Send + Sync {
+    /// The value under `key` in `c`, if any.
+    fn get(&self, c: Collection, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every key and value of `c`, sorted by key (byte order).
+    fn list(&self, c: Collection) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// All puts and deletes of `txn` become durable together, or none do.
+    fn commit(&self, txn: Txn) -> Result<(), StoreError>;
+}
+
+fn io_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// The on-disk store: one redb file, one table per [`Collection`].
+///
+/// redb holds an exclusive `flock` on the file, so a second daemon on the same
+/// state file fails fast with [`StoreError::Locked`] instead of corrupting it.
+/// Every commit uses [`Durability::Immediate`] (fsync before returning).
+pub struct RedbStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens the state file at `path`, creating it and its parent directory if needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| open_err(format!("creating {}: {e}", parent.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.to_owned(),
+            },
+            e => open_err(e.to_string()),
+        })?;
+        Self::from_database(db).map_err(|e| open_err(e.to_string()))
+    }
+
+    /// Wraps an opened database, creating any missing tables so reads never
+    /// have to tell "no table yet" from "empty".
+    fn from_database(db: Database) -> Result<Self, StoreError> {
+        let mut tx = db.begin_write().map_err(io_err)?;
+        tx.set_durability(Durability::Immediate);
+        for c in Collection::ALL {
+            tx.open_table(c.table()).map_err(io_err)?;
+        }
+        tx.commit().map_err(io_err)?;
+        Ok(Self { db })
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, c: Collection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(io_err)?;
+        let table = tx.open_table(c.table()).map_err(io_err)?;
+        let value = table.get(key).map_err(io_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn list(&self, c: Collection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(io_err)?;
+        let table = tx.open_table(c.table()).map_err(io_err)?;
+        let entries = table.iter().map_err(io_err)?;
+        entries
+            .map(|entry| {
+                let (k, v) = entry.map_err(io_err)?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn commit(&self, txn: Txn) -> Result<(), StoreError> {
+        if txn.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().map_err(io_err)?;
+        tx.set_durability(Durability::Immediate);
+        // An error before `commit` drops `tx`, which aborts it: nothing is applied.
+        for op in &txn.ops {
+            match op {
+                Op::Put(c, key, value) => {
+                    let mut table = tx.open_table(c.table()).map_err(io_err)?;
+                    table
+                        .insert(key.as_str(), value.as_slice())
+                        .map_err(io_err)?;
+                }
+                Op::Delete(c, key) => {
+                    let mut table = tx.open_table(c.table()).map_err(io_err)?;
+                    table.remove(key.as_str()).map_err(io_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(io_err)
+    }
+}
+
+/// An in-memory [`Store`] with the same semantics as [`RedbStore`], minus durability.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<HashMap<Collection, BTreeMap<String, Vec<u8>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Collection, BTreeMap<String, Vec<u8>>>> {
+        // A panic while holding the lock cannot leave a half-applied txn (see
+        // `commit`), so a poisoned map is still consistent.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, c: Collection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(&c).and_then(|t| t.get(key)).cloned())
+    }
+
+    fn list(&self, c: Collection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .get(&c)
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn commit(&self, txn: Txn) -> Result<(), StoreError> {
+        let mut tables = self.lock();
+        // Apply to a copy of the touched tables, then swap them in, so the
+        // visible state changes all at once.
+        let mut staged: HashMap<Collection, BTreeMap<String, Vec<u8>>> = HashMap::new();
+        for op in txn.ops {
+            let c = match &op {
+                Op::Put(c, ..) | Op::Delete(c, _) => *c,
+            };
+            let table = staged
+                .entry(c)
+                .or_insert_with(|| tables.get(&c).cloned().unwrap_or_default());
+            match op {
+                Op::Put(_, key, value) => {
+                    table.insert(key, value);
+                }
+                Op::Delete(_, key) => {
+                    table.remove(&key);
+                }
+            }
+        }
+        tables.extend(staged);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The behaviour every backend shares.
+    fn exercise(store: &dyn Store) {
+        use Collection::*;
+        assert_eq!(store.get(Networks, "A").unwrap(), None);
+        assert!(store.list(Endpoints).unwrap().is_empty());
+
+        let mut txn = Txn::new();
+        assert!(txn.is_empty());
+        txn.put(Networks, "B", b"net-b".to_vec())
+            .put(Networks, "A", b"net-a".to_vec())
+            .put(Endpoints, "A", b"ep-a".to_vec());
+        assert!(!txn.is_empty());
+        store.commit(txn).unwrap();
+
+        assert_eq!(store.get(Networks, "A").unwrap().unwrap(), b"net-a");
+        assert_eq!(store.get(Endpoints, "A").unwrap().unwrap(), b"ep-a");
+        assert_eq!(store.get(Namespaces, "A").unwrap(), None);
+        let keys: Vec<_> = store
+            .list(Networks)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["A", "B"]);
+
+        // Ordered operations: the last one on a key wins; deleting a missing key is fine.
+        let mut txn = Txn::new();
+        txn.put(Networks, "A", b"v2".to_vec())
+            .delete(Networks, "B")
+            .delete(Routes, "missing")
+            .put(Meta, "C", b"x".to_vec())
+            .delete(Meta, "C");
+        store.commit(txn).unwrap();
+        assert_eq!(
+            store.list(Networks).unwrap(),
+            vec![("A".to_owned(), b"v2".to_vec())]
+        );
+        assert_eq!(store.get(Meta, "C").unwrap(), None);
+        store.commit(Txn::new()).unwrap();
+    }
+
+    #[test]
+    fn memory_store_semantics() {
+        exercise(&MemoryStore::new());
+    }
+
+    #[test]
+    fn redb_store_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&RedbStore::open(&dir.path().join("state.redb")).unwrap());
+    }
+
+    #[test]
+    fn redb_survives_reopen_and_creates_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/state.redb");
+        {
+            let store = RedbStore::open(&path).unwrap();
+            let mut txn = Txn::new();
+            txn.put(Collection::LoadBalancers, "L", b"lb".to_vec());
+            store.commit(txn).unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(
+            store.get(Collection::LoadBalancers, "L").unwrap().unwrap(),
+            b"lb"
+        );
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let first = RedbStore::open(&path).unwrap();
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another hostnetd"), "{msg}");
+        assert!(msg.contains("state.redb"), "{msg}");
+        drop(first);
+        RedbStore::open(&path).unwrap();
+    }
+
+    #[test]
+    fn garbage_file_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    }
+
+    /// A file backend whose writes start failing on demand, to make a commit
+    /// fail halfway through writing its pages.
+    #[derive(Debug)]
+    struct FlakyBackend {
+        inner: redb::backends::FileBackend,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl redb::StorageBackend for FlakyBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            self.inner.read(offset, len)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self, eventual: bool) -> std::io::Result<()> {
+            self.inner.sync_data(eventual)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected write failure"));
+            }
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn failed_multi_collection_commit_applies_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use Collection::*;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let mut txn = Txn::new();
+            txn.put(Networks, "N", b"old".to_vec());
+            RedbStore::open(&path).unwrap().commit(txn).unwrap();
+        }
+
+        let fail = std::sync::Arc::new(AtomicBool::new(false));
+        {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            let backend = FlakyBackend {
+                inner: redb::backends::FileBackend::new(file).unwrap(),
+                fail: fail.clone(),
+            };
+            let db = redb::Builder::new().create_with_backend(backend).unwrap();
+            let store = RedbStore::from_database(db).unwrap();
+            fail.store(true, Ordering::SeqCst);
+            let mut txn = Txn::new();
+            txn.put(Networks, "N", b"new".to_vec())
+                .put(Endpoints, "E", b"ep".to_vec())
+                .put(Namespaces, "S", b"ns".to_vec())
+                .delete(Networks, "missing");
+            let err = store.commit(txn).unwrap_err();
+            assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        }
+
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.get(Networks, "N").unwrap().unwrap(), b"old");
+        assert_eq!(store.get(Endpoints, "E").unwrap(), None);
+        assert_eq!(store.get(Namespaces, "S").unwrap(), None);
+    }
+
+    #[test]
+    fn memory_store_is_shareable() {
+        fn assert_store<T: Store + 'static>() {}
+        assert_store::<MemoryStore>();
+        assert_store::<RedbStore>();
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let store = store.clone();
+                s.spawn(move || {
+                    let mut txn = Txn::new();
+                    txn.put(Collection::Routes, &format!("R{i}"), vec![i]);
+                    store.commit(txn).unwrap();
+                });
+            }
+        });
+        assert_eq!(store.list(Collection::Routes).unwrap().len(), 4);
+    }
+}
