@@ -31,6 +31,17 @@ pub trait Dataplane: Send + Sync {
 
     /// Names of links in the daemon's namespace that start with `prefix`.
     fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError>;
+
+    /// Destinations of the routes in the daemon's namespace, so a new
+    /// network can pick a subnet that nothing on the host uses.
+    fn routed_prefixes(&self) -> Result<Vec<ipnet::IpNet>, DataplaneError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether a bind-mounted namespace is still mounted at `path`.
+    fn netns_exists(&self, path: &std::path::Path) -> bool {
+        path.exists()
+    }
 }
 
 /// Apply `ops` in order. If one fails, undo the ones already applied in

@@ -1,1 +1,283 @@
+//! The static skeleton of hostnet's tables and the elements that fill it.
+//!
+//! Two tables, both named `hostnet`, because the kernel keeps rules per
+//! family: `inet hostnet` does NAT and guards routed traffic into NAT
+//! networks (stateful, through conntrack); `bridge hostnet` applies the
+//! endpoint firewall defaults to traffic bridged between endpoints of one
+//! network, which never reaches the `inet` hooks. This kernel has no bridge
+//! conntrack (`nf_conntrack_bridge`), so that one is stateless.
+//!
+//! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
+//! ICMP, ICMPv6 and IGMP, deny every other protocol.
 
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use crate::{Family, SetElement};
+
+/// Name of both of hostnet's tables.
+pub const TABLE: &str = "hostnet";
+
+/// Bridges of NAT networks (`inet`, type ifname).
+pub const NAT_BRIDGES: &str = "nat_bridges";
+/// IPv4 addresses of NAT endpoints: routed traffic from them is masqueraded.
+pub const NAT_SOURCES4: &str = "nat_sources4";
+/// Port mappings on every local address: `proto . port : addr . port`.
+pub const PORTS4: &str = "ports4";
+/// Port mappings on one local address: `addr . proto . port : addr . port`.
+pub const VIP_PORTS4: &str = "vip_ports4";
+/// Host ends of endpoint veths (`bridge`, type ifname).
+pub const ENDPOINT_PORTS: &str = "endpoint_ports";
+
+/// Protocols an endpoint accepts unsolicited (seed: TCP, UDP, ICMP, IGMP).
+const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, ipv6-icmp, igmp }";
+
+/// An IP protocol number that can carry a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl L4Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+        }
+    }
+
+    pub fn keyword(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+/// A published port: traffic to `host_port` (on `host_addr`, or on every
+/// local address) goes to `target:target_port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub proto: L4Proto,
+    pub host_addr: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub target: Ipv4Addr,
+    pub target_port: u16,
+}
+
+/// The skeleton of both tables, replacing any previous version atomically,
+/// with `elements` already in place. `nft -f` runs the whole text as one
+/// transaction, so established connections (conntrack) are untouched.
+pub fn tables(elements: &[SetElement]) -> String {
+    let mut s = String::new();
+    for family in [Family::Inet, Family::Bridge] {
+        let f = family.keyword();
+        // Declare-then-delete makes the delete valid when the table is new.
+        let _ = writeln!(s, "table {f} {TABLE}\ndelete table {f} {TABLE}");
+    }
+    s.push_str(&inet_table());
+    s.push_str(&bridge_table());
+    for e in elements {
+        let _ = writeln!(
+            s,
+            "add element {} {} {} {{ {} }}",
+            e.family.keyword(),
+            e.table,
+            e.set,
+            e.text
+        );
+    }
+    s
+}
+
+fn inet_table() -> String {
+    format!(
+        r#"table inet {TABLE} {{
+	set {NAT_BRIDGES} {{ type ifname; }}
+	set {NAT_SOURCES4} {{ type ipv4_addr; }}
+	map {PORTS4} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
+	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+
+	chain prerouting {{
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local jump host_ports
+	}}
+	chain output_nat {{
+		type nat hook output priority -100; policy accept;
+		fib daddr type local jump host_ports
+	}}
+	chain host_ports {{
+		meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @{VIP_PORTS4}
+		meta nfproto ipv4 dnat ip to meta l4proto . th dport map @{PORTS4}
+	}}
+	chain postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr @{NAT_SOURCES4} masquerade
+	}}
+	chain forward {{
+		type filter hook forward priority filter; policy accept;
+		oifname @{NAT_BRIDGES} jump into_nat_network
+	}}
+	chain output {{
+		type filter hook output priority filter; policy accept;
+		oifname @{NAT_BRIDGES} jump endpoint_inbound
+	}}
+	chain into_nat_network {{
+		ct state established,related accept
+		ct status dnat goto endpoint_inbound
+		drop
+	}}
+	chain endpoint_inbound {{
+		ct state established,related accept
+		meta l4proto {INBOUND_ALLOWED} accept
+		drop
+	}}
+}}
+"#
+    )
+}
+
+fn bridge_table() -> String {
+    format!(
+        r#"table bridge {TABLE} {{
+	set {ENDPOINT_PORTS} {{ type ifname; }}
+
+	chain forward {{
+		type filter hook forward priority filter; policy accept;
+		oifname @{ENDPOINT_PORTS} ether type {{ ip, ip6 }} meta l4proto != {INBOUND_ALLOWED} drop
+	}}
+}}
+"#
+    )
+}
+
+/// The bridge of a NAT network.
+pub fn nat_bridge(name: &str) -> SetElement {
+    SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: NAT_BRIDGES,
+        key: ifname(name),
+        data: None,
+        text: format!("\"{name}\""),
+    }
+}
+
+/// The address of a NAT endpoint, whose outgoing routed traffic is masqueraded.
+pub fn nat_source(addr: Ipv4Addr) -> SetElement {
+    SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: NAT_SOURCES4,
+        key: addr.octets().to_vec(),
+        data: None,
+        text: addr.to_string(),
+    }
+}
+
+/// The host end of an endpoint's veth, under the firewall defaults.
+pub fn endpoint_port(name: &str) -> SetElement {
+    SetElement {
+        family: Family::Bridge,
+        table: TABLE,
+        set: ENDPOINT_PORTS,
+        key: ifname(name),
+        data: None,
+        text: format!("\"{name}\""),
+    }
+}
+
+/// A published port.
+pub fn host_port(p: &HostPort) -> SetElement {
+    let mut key = Vec::with_capacity(12);
+    if let Some(a) = p.host_addr {
+        key.extend_from_slice(&a.octets());
+    }
+    key.extend_from_slice(&[p.proto.number(), 0, 0, 0]);
+    key.extend_from_slice(&port(p.host_port));
+    let mut data = p.target.octets().to_vec();
+    data.extend_from_slice(&port(p.target_port));
+    let target = format!("{} . {}", p.target, p.target_port);
+    let (set, text) = match p.host_addr {
+        Some(a) => (
+            VIP_PORTS4,
+            format!("{a} . {} . {} : {target}", p.proto.keyword(), p.host_port),
+        ),
+        None => (
+            PORTS4,
+            format!("{} . {} : {target}", p.proto.keyword(), p.host_port),
+        ),
+    };
+    SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set,
+        key,
+        data: Some(data),
+        text,
+    }
+}
+
+/// A port in network byte order, padded to one 32-bit register.
+fn port(p: u16) -> [u8; 4] {
+    let b = p.to_be_bytes();
+    [b[0], b[1], 0, 0]
+}
+
+/// An interface name as the kernel compares it: NUL-padded to IFNAMSIZ.
+fn ifname(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(16, 0);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_any_address_layout() {
+        let e = host_port(&HostPort {
+            proto: L4Proto::Tcp,
+            host_addr: None,
+            host_port: 8080,
+            target: Ipv4Addr::new(10, 0, 0, 2),
+            target_port: 80,
+        });
+        assert_eq!(e.set, PORTS4);
+        assert_eq!(e.key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e.data, Some(vec![10, 0, 0, 2, 0, 80, 0, 0]));
+        assert_eq!(e.text, "tcp . 8080 : 10.0.0.2 . 80");
+    }
+
+    #[test]
+    fn host_port_one_address_layout() {
+        let e = host_port(&HostPort {
+            proto: L4Proto::Udp,
+            host_addr: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            host_port: 53,
+            target: Ipv4Addr::new(10, 0, 0, 3),
+            target_port: 5353,
+        });
+        assert_eq!(e.set, VIP_PORTS4);
+        assert_eq!(e.key, vec![192, 0, 2, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
+        assert_eq!(e.text, "192.0.2.1 . udp . 53 : 10.0.0.3 . 5353");
+    }
+
+    #[test]
+    fn ifname_keys_are_padded() {
+        let e = endpoint_port("hnve0123");
+        assert_eq!(e.key.len(), 16);
+        assert_eq!(&e.key[..8], b"hnve0123");
+        assert_eq!(e.family, Family::Bridge);
+    }
+
+    #[test]
+    fn tables_replace_atomically_and_carry_elements() {
+        let s = tables(&[nat_bridge("hnbr1"), nat_source(Ipv4Addr::new(10, 0, 0, 2))]);
+        assert!(s.starts_with("table inet hostnet\ndelete table inet hostnet\n"));
+        assert!(s.contains("add element inet hostnet nat_bridges { \"hnbr1\" }"));
+        assert!(s.contains("add element inet hostnet nat_sources4 { 10.0.0.2 }"));
+    }
+}

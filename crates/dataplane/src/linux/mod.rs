@@ -1,1 +1,487 @@
 //! The Linux dataplane: rtnetlink and nfnetlink spoken directly.
+//!
+//! Process starts cost about 9 ms here, more than a whole endpoint's budget,
+//! so every per-endpoint operation is a few netlink round trips from inside
+//! the process; only whole-table loads run `nft`. The encoder is hand
+//! written (see [`netlink`]) to avoid netlink crates' API churn and the GPL
+//! nftables bindings.
+//!
+//! [`LinuxDataplane`] acts on the network namespace of the thread that
+//! constructed it: its sockets are opened there and stay bound to it, and it
+//! keeps a descriptor of that namespace for the few things that are not
+//! socket-bound (sysctl files, the `nft` child process). So any thread, in
+//! any namespace, may call it.
+
+mod link;
+mod netlink;
+mod netns;
+mod nftables;
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use hostnet_nft::SetElement;
+use ipnet::IpNet;
+
+pub use netns::{run_in_netns, run_in_netns_fd};
+
+use crate::{Dataplane, DataplaneError, Op, RouteSpec};
+use netlink::Socket;
+use netns::NetnsId;
+use nftables::Change;
+
+/// Creates a network namespace bind-mounted at `path` (parent directories
+/// are created), with its loopback up. The caller's namespace is untouched:
+/// the work happens on a dedicated thread.
+pub fn create_netns(path: &Path) -> io::Result<()> {
+    netns::create(path)
+}
+
+/// Unmounts and removes a namespace made by [`create_netns`]. A missing
+/// path is not an error. The namespace itself is freed (with its links)
+/// once nothing else holds it.
+pub fn delete_netns(path: &Path) -> io::Result<()> {
+    netns::delete(path)
+}
+
+/// The real dataplane. See the module docs for which namespace it acts on.
+pub struct LinuxDataplane {
+    route: Mutex<Socket>,
+    netfilter: Mutex<Socket>,
+    /// The namespace the dataplane acts on.
+    home: File,
+    home_id: NetnsId,
+    /// Whether the kernel knows `NFT_MSG_DESTROYSETELEM`; cleared the first
+    /// time it turns out not to.
+    destroy_supported: AtomicBool,
+}
+
+impl LinuxDataplane {
+    /// Opens the netlink sockets in the calling thread's network namespace.
+    pub fn new() -> Result<Self, DataplaneError> {
+        let fail = |what: &str, e: io::Error| {
+            DataplaneError::new("open dataplane", format!("{what}: {e}"))
+        };
+        let home = netns::open_current().map_err(|e| fail("open own network namespace", e))?;
+        let home_id = NetnsId::of(&home).map_err(|e| fail("stat own network namespace", e))?;
+        Ok(Self {
+            route: Mutex::new(
+                Socket::open(libc::NETLINK_ROUTE).map_err(|e| fail("rtnetlink socket", e))?,
+            ),
+            netfilter: Mutex::new(
+                Socket::open(libc::NETLINK_NETFILTER).map_err(|e| fail("nfnetlink socket", e))?,
+            ),
+            home,
+            home_id,
+            destroy_supported: AtomicBool::new(true),
+        })
+    }
+
+    /// The index of link `name` in the dataplane's namespace, if it exists.
+    pub fn link_index(&self, name: &str) -> Result<Option<u32>, DataplaneError> {
+        link::index(&mut self.route(), name)
+            .map_err(|e| DataplaneError::new(format!("look up link {name}"), e.to_string()))
+    }
+
+    fn route(&self) -> MutexGuard<'_, Socket> {
+        self.route.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn netfilter(&self) -> MutexGuard<'_, Socket> {
+        self.netfilter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in the dataplane's namespace: directly if the calling thread
+    /// is already there, else on a thread that enters it.
+    fn in_home<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+        if NetnsId::current()? == self.home_id {
+            return Ok(f());
+        }
+        run_in_netns_fd(self.home.as_fd(), f)
+    }
+
+    fn create_bridge(
+        &self,
+        name: &str,
+        mtu: u32,
+        mac: Option<[u8; 6]>,
+        addresses: &[IpNet],
+    ) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("create bridge {name}"), m);
+        let mut sock = self.route();
+        link::create_bridge(&mut sock, name, mtu, mac).map_err(|e| match e.errno {
+            libc::EEXIST => fail(format!("link {name} exists already")),
+            _ => fail(e.to_string()),
+        })?;
+        if let Err(m) = configure_link(&mut sock, name, addresses, false, &[]) {
+            undo_link(&mut sock, name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_veth(
+        &self,
+        host_name: &str,
+        bridge: &str,
+        mtu: u32,
+        netns: &Path,
+        peer_name: &str,
+        peer_mac: [u8; 6],
+        addresses: &[IpNet],
+        routes: &[RouteSpec],
+    ) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("create veth {host_name}"), m);
+        check_routes(routes).map_err(fail)?;
+        let ns = File::open(netns)
+            .map_err(|e| fail(format!("open namespace {}: {e}", netns.display())))?;
+        {
+            let mut sock = self.route();
+            let master = link::index(&mut sock, bridge)
+                .map_err(|e| fail(format!("look up bridge {bridge}: {e}")))?
+                .ok_or_else(|| fail(format!("bridge {bridge} not found")))?;
+            let veth = link::Veth {
+                host_name,
+                master,
+                mtu,
+                peer_name,
+                peer_mac,
+                netns: ns.as_raw_fd(),
+            };
+            link::create_veth(&mut sock, &veth).map_err(|e| match e.errno {
+                libc::EEXIST => fail(format!(
+                    "link {host_name}, or {peer_name} in {}, exists already",
+                    netns.display()
+                )),
+                _ => fail(e.to_string()),
+            })?;
+        }
+        if let Err(m) = configure_peer(&ns, peer_name, addresses, routes) {
+            undo_link(&mut self.route(), host_name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    fn change_elements(&self, add: bool, elements: &[SetElement]) -> Result<(), DataplaneError> {
+        if elements.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<usize> = (0..elements.len()).collect();
+        let mut sock = self.netfilter();
+        let result = if add {
+            nftables::apply(&mut sock, Change::Add, elements, &all)
+        } else {
+            self.delete_elements(&mut sock, elements, all)
+        };
+        result.map_err(|f| {
+            let op = if add {
+                "add elements"
+            } else {
+                "delete elements"
+            };
+            DataplaneError::new(op, f.describe(elements))
+        })
+    }
+
+    /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
+    /// dropping each element the kernel reports missing and retrying (the
+    /// batch aborted as a whole, so nothing was deleted yet).
+    fn delete_elements(
+        &self,
+        sock: &mut Socket,
+        elements: &[SetElement],
+        mut remaining: Vec<usize>,
+    ) -> Result<(), nftables::Failure> {
+        if self.destroy_supported.load(Ordering::Relaxed) {
+            match nftables::apply(sock, Change::Destroy, elements, &remaining) {
+                Err(f)
+                    if f.element.is_none()
+                        && matches!(f.error.errno, libc::EINVAL | libc::EOPNOTSUPP) =>
+                {
+                    // Maybe an old kernel; DELETE tells.
+                    nftables::apply(sock, Change::Delete, elements, &remaining)?;
+                    self.destroy_supported.store(false, Ordering::Relaxed);
+                    return Ok(());
+                }
+                other => return other,
+            }
+        }
+        loop {
+            match nftables::apply(sock, Change::Delete, elements, &remaining) {
+                Err(f) if f.error.errno == libc::ENOENT && f.element.is_some() => {
+                    let missing = f.element.expect("checked");
+                    remaining.retain(|&i| i != missing);
+                    if remaining.is_empty() {
+                        return Ok(());
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn sysctl(&self, key: &str, value: &str) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("sysctl {key}"), m);
+        let path = sysctl_path(key).map_err(fail)?;
+        self.in_home(|| std::fs::write(&path, value))
+            .and_then(|r| r)
+            .map_err(|e| fail(format!("write {value} to {path}: {e}")))
+    }
+}
+
+impl Dataplane for LinuxDataplane {
+    fn execute(&self, op: &Op) -> Result<(), DataplaneError> {
+        match op {
+            Op::CreateBridge {
+                name,
+                mtu,
+                mac,
+                addresses,
+            } => self.create_bridge(name, *mtu, *mac, addresses),
+            Op::DeleteLink { name } => link::delete(&mut self.route(), name)
+                .map_err(|e| DataplaneError::new(format!("delete link {name}"), e.to_string())),
+            Op::CreateNetns { path } => netns::create(path).map_err(|e| {
+                DataplaneError::new(format!("create netns {}", path.display()), e.to_string())
+            }),
+            Op::DeleteNetns { path } => netns::delete(path).map_err(|e| {
+                DataplaneError::new(format!("delete netns {}", path.display()), e.to_string())
+            }),
+            Op::CreateVeth {
+                host_name,
+                bridge,
+                mtu,
+                netns,
+                peer_name,
+                peer_mac,
+                addresses,
+                routes,
+            } => self.create_veth(
+                host_name, bridge, *mtu, netns, peer_name, *peer_mac, addresses, routes,
+            ),
+            Op::AddElements(elements) => self.change_elements(true, elements),
+            Op::DeleteElements(elements) => self.change_elements(false, elements),
+            Op::Sysctl { key, value } => self.sysctl(key, value),
+        }
+    }
+
+    fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
+        nftables::load_tables(&self.home, script)
+    }
+
+    fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
+        let names = link::names(&mut self.route())
+            .map_err(|e| DataplaneError::new("list links", e.to_string()))?;
+        Ok(names
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect())
+    }
+
+    /// Destinations of unicast and local routes in all tables; default
+    /// routes are left out.
+    fn routed_prefixes(&self) -> Result<Vec<IpNet>, DataplaneError> {
+        link::route_destinations(&mut self.route())
+            .map_err(|e| DataplaneError::new("list routes", e.to_string()))
+    }
+
+    /// True only if a namespace is bind-mounted there (a plain file left
+    /// behind by a crash does not count).
+    fn netns_exists(&self, path: &Path) -> bool {
+        netns::is_mounted(path)
+    }
+}
+
+/// Gives link `name` its addresses, then (if `up`) sets it up, then adds
+/// its routes: a gateway is reachable once the address's connected route
+/// exists, which needs the link up.
+fn configure_link(
+    sock: &mut Socket,
+    name: &str,
+    addresses: &[IpNet],
+    up: bool,
+    routes: &[RouteSpec],
+) -> Result<(), String> {
+    if addresses.is_empty() && !up && routes.is_empty() {
+        return Ok(());
+    }
+    let index = link::index(sock, name)
+        .map_err(|e| format!("look up {name}: {e}"))?
+        .ok_or_else(|| format!("{name} vanished after creation"))?;
+    for a in addresses {
+        link::add_address(sock, index, *a)
+            .map_err(|e| format!("add address {a} to {name}: {e}"))?;
+    }
+    if up {
+        link::set_up(sock, index).map_err(|e| format!("set {name} up: {e}"))?;
+    }
+    for r in routes {
+        link::add_route(sock, index, r)
+            .map_err(|e| format!("add route {} to {name}: {e}", describe_route(r)))?;
+    }
+    Ok(())
+}
+
+/// Configures a veth peer inside its namespace, through a socket opened
+/// there.
+fn configure_peer(
+    ns: &File,
+    peer: &str,
+    addresses: &[IpNet],
+    routes: &[RouteSpec],
+) -> Result<(), String> {
+    let mut sock =
+        netns::route_socket_in(ns.as_fd()).map_err(|e| format!("socket in namespace: {e}"))?;
+    configure_link(&mut sock, peer, addresses, true, routes)
+}
+
+fn describe_route(r: &RouteSpec) -> String {
+    match r.via {
+        Some(via) => format!("{} via {via}", r.destination),
+        None => format!("{} on-link", r.destination),
+    }
+}
+
+/// Rejects routes whose gateway family differs from the destination's
+/// before anything is created.
+fn check_routes(routes: &[RouteSpec]) -> Result<(), String> {
+    for r in routes {
+        if let Some(via) = r.via {
+            if via.is_ipv4() != r.destination.addr().is_ipv4() {
+                return Err(format!(
+                    "route {}: gateway of another address family",
+                    describe_route(r)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rollback: deletes a link made by a failing op, logging if that fails.
+fn undo_link(sock: &mut Socket, name: &str) {
+    if let Err(e) = link::delete(sock, name) {
+        log::warn!("rollback: delete link {name}: {e}");
+    }
+}
+
+/// `/proc/sys` path of a sysctl given as `net.ipv4.ip_forward` or
+/// `net/ipv4/ip_forward` (the slash form allows dots in interface names).
+fn sysctl_path(key: &str) -> Result<String, String> {
+    let rel = if key.contains('/') {
+        key.to_string()
+    } else {
+        key.replace('.', "/")
+    };
+    if rel.is_empty()
+        || rel.starts_with('/')
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!("invalid sysctl key {key:?}"));
+    }
+    Ok(format!("/proc/sys/{rel}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostnet_nft::Family;
+
+    /// Unmounts a test namespace on drop (panics included).
+    struct Netns(tempfile::TempDir);
+
+    impl Netns {
+        fn path(&self) -> std::path::PathBuf {
+            self.0.path().join("ns")
+        }
+
+        /// A fresh namespace, or None (after saying why) when this test
+        /// cannot have one; with HOSTNET_REQUIRE_PRIV=1 that is a failure.
+        fn new() -> Option<Self> {
+            let dir = tempfile::Builder::new()
+                .prefix("hostnet-dp-")
+                .tempdir()
+                .unwrap();
+            let ns = Self(dir);
+            match create_netns(&ns.path()) {
+                Ok(()) => Some(ns),
+                Err(e) if std::env::var("HOSTNET_REQUIRE_PRIV").as_deref() == Ok("1") => {
+                    panic!("privileged test cannot run: {e}")
+                }
+                Err(e) => {
+                    eprintln!("skipped: cannot create a network namespace: {e}");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = delete_netns(&self.path());
+        }
+    }
+
+    fn port(n: u16) -> SetElement {
+        SetElement {
+            family: Family::Inet,
+            table: "hostnet",
+            set: "ports",
+            key: n.to_be_bytes().to_vec(),
+            data: None,
+            text: n.to_string(),
+        }
+    }
+
+    /// Kernels before 6.3 lack DESTROYSETELEM; the DELETE path must skip
+    /// missing elements by retrying without the one the kernel names.
+    #[test]
+    fn legacy_delete_skips_missing_elements() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            dp.load_tables("table inet hostnet { set ports { type inet_service; }; }")
+                .unwrap();
+            dp.execute(&Op::AddElements(vec![port(1), port(2), port(3)]))
+                .unwrap();
+            dp.destroy_supported.store(false, Ordering::Relaxed);
+            let batch = vec![port(7), port(1), port(8), port(3), port(9)];
+            dp.execute(&Op::DeleteElements(batch)).unwrap();
+            // 1 and 3 are gone, 2 stayed.
+            let mut sock = dp.netfilter();
+            for n in [1, 3] {
+                let gone =
+                    nftables::apply(&mut sock, Change::Delete, &[port(n)], &[0]).unwrap_err();
+                assert_eq!((gone.error.errno, gone.element), (libc::ENOENT, Some(0)));
+                let text = gone.describe(&[port(n)]);
+                assert!(
+                    text.starts_with(&format!("element {{ {n} }} in inet hostnet ports: ")),
+                    "{text}"
+                );
+            }
+            nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn sysctl_keys_map_to_proc_paths() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap(),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.5/forwarding").unwrap(),
+            "/proc/sys/net/ipv4/conf/eth0.5/forwarding"
+        );
+        assert!(sysctl_path("net/../../etc").is_err());
+        assert!(sysctl_path("/etc/passwd").is_err());
+    }
+}

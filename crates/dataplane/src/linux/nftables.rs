@@ -1,0 +1,300 @@
+//! nftables: element changes over nfnetlink, whole tables through `nft -f`.
+//!
+//! Per-endpoint state lives in set and map elements, so the hot path is an
+//! element batch: one datagram holding `BATCH_BEGIN`, one `NEWSETELEM` or
+//! `DESTROYSETELEM` per set (at most [`ELEMENTS_PER_MESSAGE`] elements each),
+//! `BATCH_END`. The kernel applies a batch atomically and acks each message
+//! once the whole batch is processed. When a message fails, the kernel's
+//! extended ack points at the offending element attribute; the offsets
+//! recorded while building map that back to the element, so errors name it.
+//!
+//! Loading whole tables is rare (start-up, resync) and needs nft's parser,
+//! so it runs the `nft` binary, inside the dataplane's namespace.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use hostnet_nft::{Family, SetElement};
+
+use super::netlink::{Message, NetlinkError, Socket};
+use crate::DataplaneError;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+/// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
+
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// Elements per set message; keeps each message far below socket limits.
+pub const ELEMENTS_PER_MESSAGE: usize = 1000;
+/// Bytes per batch datagram. Larger changes are split into several batches,
+/// each atomic on its own.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Which element change to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Add,
+    /// Delete; missing elements are skipped by the kernel (DESTROY).
+    Destroy,
+    /// Delete; missing elements fail the batch (for kernels before 6.3).
+    Delete,
+}
+
+impl Change {
+    fn message_type(self) -> u16 {
+        let kind = match self {
+            Change::Add => NFT_MSG_NEWSETELEM,
+            Change::Destroy => NFT_MSG_DESTROYSETELEM,
+            Change::Delete => NFT_MSG_DELSETELEM,
+        };
+        (NFNL_SUBSYS_NFTABLES << 8) | kind
+    }
+
+    fn flags(self) -> u16 {
+        let ack = libc::NLM_F_ACK as u16;
+        match self {
+            Change::Add => ack | (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+            Change::Destroy | Change::Delete => ack,
+        }
+    }
+}
+
+/// A failed element change.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: NetlinkError,
+    /// Index (into the slice passed in) of the element the kernel rejected,
+    /// if it pointed at one.
+    pub element: Option<usize>,
+    /// Index of some element of the failing message (for naming its set).
+    pub in_message: usize,
+}
+
+impl Failure {
+    /// A readable description naming the element or the set.
+    pub fn describe(&self, elements: &[SetElement]) -> String {
+        match self.element {
+            Some(i) => {
+                let e = &elements[i];
+                format!(
+                    "element {{ {} }} in {}: {}",
+                    e.text,
+                    set_name(e),
+                    self.error
+                )
+            }
+            None => format!("{}: {}", set_name(&elements[self.in_message]), self.error),
+        }
+    }
+}
+
+fn set_name(e: &SetElement) -> String {
+    format!("{} {} {}", e.family.keyword(), e.table, e.set)
+}
+
+/// One set message in a batch: its sequence number and, for each element,
+/// the offset of its `NFTA_LIST_ELEM` attribute and its index.
+struct Sent {
+    seq: u32,
+    elements: Vec<(u32, usize)>,
+}
+
+/// Applies `change` to `elements` (indices into `all`), in as few atomic
+/// batches as the size limits allow.
+pub fn apply(
+    sock: &mut Socket,
+    change: Change,
+    all: &[SetElement],
+    elements: &[usize],
+) -> Result<(), Failure> {
+    let messages = group(all, elements);
+    let mut start = 0;
+    while start < messages.len() {
+        let mut bytes = 0;
+        let mut end = start;
+        while end < messages.len() && (end == start || bytes < BATCH_BYTES) {
+            bytes += messages[end]
+                .iter()
+                .map(|&i| all[i].key.len() + all[i].data.as_ref().map_or(0, Vec::len) + 32)
+                .sum::<usize>();
+            end += 1;
+        }
+        send_batch(sock, change, all, &messages[start..end])?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Splits element indices into per-set messages of at most
+/// [`ELEMENTS_PER_MESSAGE`], keeping the order sets first appear in.
+fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<Vec<usize>> = Vec::new();
+    let mut by_set: HashMap<(Family, &str, &str), usize> = HashMap::new();
+    for &i in elements {
+        let e = &all[i];
+        let slot = *by_set.entry((e.family, e.table, e.set)).or_insert_with(|| {
+            order.push(Vec::new());
+            order.len() - 1
+        });
+        order[slot].push(i);
+    }
+    order
+        .into_iter()
+        .flat_map(|set| {
+            set.chunks(ELEMENTS_PER_MESSAGE)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn send_batch(
+    sock: &mut Socket,
+    change: Change,
+    all: &[SetElement],
+    messages: &[Vec<usize>],
+) -> Result<(), Failure> {
+    let begin_seq = sock.next_seq();
+    let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
+    let mut sent = Vec::with_capacity(messages.len());
+    for indices in messages {
+        let seq = sock.next_seq();
+        let (msg, offsets) = set_message(change, all, indices);
+        bytes.extend_from_slice(&msg.finish(seq));
+        sent.push(Sent {
+            seq,
+            elements: offsets,
+        });
+    }
+    let end_seq = sock.next_seq();
+    bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end_seq));
+
+    let seqs: Vec<u32> = sent.iter().map(|s| s.seq).collect();
+    let first = messages[0][0];
+    let results = sock.batch(&bytes, begin_seq, &seqs).map_err(|e| Failure {
+        error: NetlinkError {
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+            message: Some(e.to_string()),
+            offset: None,
+            seq: 0,
+        },
+        element: None,
+        in_message: first,
+    })?;
+    for (seq, result) in results {
+        let Err(error) = result else { continue };
+        let message = sent.iter().find(|s| s.seq == seq);
+        let element = message.and_then(|m| {
+            let offset = error.offset?;
+            m.elements
+                .iter()
+                .find(|(o, _)| *o == offset)
+                .map(|&(_, i)| i)
+        });
+        let in_message = message.map_or(first, |m| m.elements[0].1);
+        return Err(Failure {
+            error,
+            element,
+            in_message,
+        });
+    }
+    Ok(())
+}
+
+/// `BATCH_BEGIN`/`BATCH_END`: an nfgenmsg whose res_id names the subsystem.
+fn batch_marker(kind: u16) -> Message {
+    let mut msg = Message::new(kind, 0);
+    msg.header(&nfgenmsg(libc::AF_UNSPEC as u8, NFNL_SUBSYS_NFTABLES));
+    msg
+}
+
+/// `struct nfgenmsg`: family, version 0, res_id in network byte order.
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let id = res_id.to_be_bytes();
+    [family, 0, id[0], id[1]]
+}
+
+/// One `*SETELEM` message for elements of a single set, and the offset of
+/// each element's attribute within it.
+fn set_message(
+    change: Change,
+    all: &[SetElement],
+    indices: &[usize],
+) -> (Message, Vec<(u32, usize)>) {
+    let first = &all[indices[0]];
+    let mut msg = Message::new(change.message_type(), change.flags());
+    msg.header(&nfgenmsg(first.family.nfproto(), 0))
+        .attr_str(NFTA_SET_ELEM_LIST_TABLE, first.table)
+        .attr_str(NFTA_SET_ELEM_LIST_SET, first.set)
+        .begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+    let mut offsets = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let e = &all[i];
+        offsets.push((msg.offset() as u32, i));
+        msg.begin_nest(NFTA_LIST_ELEM)
+            .begin_nest(NFTA_SET_ELEM_KEY)
+            .attr(NFTA_DATA_VALUE, &e.key)
+            .end_nest();
+        // Deletes identify elements by key; only adds carry the data.
+        if let (Some(data), Change::Add) = (&e.data, change) {
+            msg.begin_nest(NFTA_SET_ELEM_DATA)
+                .attr(NFTA_DATA_VALUE, data)
+                .end_nest();
+        }
+        msg.end_nest();
+    }
+    msg.end_nest();
+    (msg, offsets)
+}
+
+/// Runs `nft -f -` with `script` on stdin, in the namespace `netns`.
+pub fn load_tables(netns: &File, script: &str) -> Result<(), DataplaneError> {
+    let fail = |m: String| DataplaneError::new("load tables", m);
+    let ns = netns.as_raw_fd();
+    let mut cmd = Command::new("nft");
+    cmd.args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setns(2) is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns, libc::CLONE_NEWNET) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| fail(format!("run nft: {e}")))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // A write error means nft exited early; its stderr says why.
+    let written = stdin.write_all(script.as_bytes());
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("wait for nft: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(format!(
+            "nft -f failed ({}): {}",
+            out.status,
+            stderr.trim()
+        )));
+    }
+    written.map_err(|e| fail(format!("write to nft: {e}")))
+}
