@@ -1,0 +1,279 @@
+//! The HCN v2 network document built from `network create` arguments.
+//!
+//! Kept apart from the command so the mapping (subnets, gateways as default
+//! routes, docker's windowsshim options) is unit-tested without a daemon.
+
+use crate::addr::parse_ip;
+use crate::shim::{ShimOptions, PREFIX};
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+
+/// What `hostnet network create` was given.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// Positional NAME (the `networkname` option overrides it).
+    pub name: Option<String>,
+    /// `-d`: the HCN network type as given (`nat`, `l2bridge`, …).
+    pub driver: String,
+    /// `--subnet` CIDRs.
+    pub subnets: Vec<String>,
+    /// `--gateway` addresses; each goes to the subnet that contains it.
+    pub gateways: Vec<String>,
+    /// `-o KEY=VALUE` options.
+    pub options: Vec<String>,
+}
+
+/// Builds the `POST /v2/networks` body.
+pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
+    let options = ShimOptions::parse(&args.options)?;
+    let name = options
+        .network_name
+        .clone()
+        .or_else(|| args.name.clone())
+        .ok_or_else(|| {
+            format!("a network name is required (NAME, or -o {PREFIX}networkname=NAME)")
+        })?;
+    let driver = args.driver.trim();
+    if driver.is_empty() {
+        return Err("the driver (-d) must not be empty".into());
+    }
+
+    let mut body = json!({
+        "Name": name,
+        "Type": driver,
+        "SchemaVersion": {"Major": 2, "Minor": 0},
+    });
+    let subnets = subnets(args, &options)?;
+    if !subnets.is_empty() {
+        body["Ipams"] = json!([{"Type": "Static", "Subnets": subnets}]);
+    }
+    if let Some(adapter) = &options.interface {
+        body["Policies"] = json!([{
+            "Type": "NetAdapterName",
+            "Settings": {"NetworkAdapterName": adapter},
+        }]);
+    }
+    let mut dns = Map::new();
+    if let Some(suffix) = &options.dns_suffix {
+        dns.insert("Domain".into(), json!(suffix));
+    }
+    if !options.dns_servers.is_empty() {
+        dns.insert("ServerList".into(), json!(options.dns_servers));
+    }
+    if !dns.is_empty() {
+        body["Dns"] = Value::Object(dns);
+    }
+    if !options.mac_pool.is_empty() {
+        let ranges: Vec<Value> = options
+            .mac_pool
+            .iter()
+            .map(|(start, end)| json!({"StartMacAddress": start, "EndMacAddress": end}))
+            .collect();
+        body["MacPool"] = json!({ "Ranges": ranges });
+    }
+    Ok(body)
+}
+
+/// The `Subnets` array: prefixes, default routes to the gateways and the
+/// VLAN/VSID subnet policies.
+fn subnets(args: &NetworkArgs, options: &ShimOptions) -> Result<Vec<Value>, String> {
+    let nets: Vec<IpNet> = args
+        .subnets
+        .iter()
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| format!("invalid --subnet {s:?}: expected a CIDR such as 10.0.0.0/24"))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let mut gateways: Vec<Option<String>> = vec![None; nets.len()];
+    for gw in &args.gateways {
+        let ip = parse_ip("--gateway", gw)?;
+        let Some(index) = nets.iter().position(|n| n.contains(&ip)) else {
+            return Err(if nets.is_empty() {
+                format!("--gateway {gw} needs a --subnet that contains it")
+            } else {
+                format!("--gateway {gw} is not in any --subnet")
+            });
+        };
+        if gateways[index].is_some() {
+            return Err(format!(
+                "more than one --gateway for subnet {}",
+                args.subnets[index].trim()
+            ));
+        }
+        gateways[index] = Some(ip.to_string());
+    }
+
+    let mut policies = Vec::new();
+    for (key, kind, id) in [
+        ("vlanid", "VLAN", options.vlan_id),
+        ("vsid", "VSID", options.vsid),
+    ] {
+        if let Some(id) = id {
+            if nets.is_empty() {
+                return Err(format!(
+                    "option {PREFIX}{key} needs at least one --subnet (HCN sets it per subnet)"
+                ));
+            }
+            policies.push(json!({"Type": kind, "Settings": {"IsolationId": id}}));
+        }
+    }
+
+    Ok(nets
+        .iter()
+        .zip(&args.subnets)
+        .zip(gateways)
+        .map(|((net, given), gateway)| {
+            let mut subnet = json!({ "IpAddressPrefix": given.trim() });
+            if let Some(gateway) = gateway {
+                let default = match net {
+                    IpNet::V4(_) => "0.0.0.0/0",
+                    IpNet::V6(_) => "::/0",
+                };
+                subnet["Routes"] = json!([{"NextHop": gateway, "DestinationPrefix": default}]);
+            }
+            if !policies.is_empty() {
+                subnet["Policies"] = json!(policies);
+            }
+            subnet
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: &str, driver: &str) -> NetworkArgs {
+        NetworkArgs {
+            name: Some(name.into()),
+            driver: driver.into(),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn minimal() {
+        assert_eq!(
+            network_body(&args("nat1", "nat")).unwrap(),
+            json!({"Name":"nat1","Type":"nat","SchemaVersion":{"Major":2,"Minor":0}})
+        );
+    }
+
+    #[test]
+    fn subnets_and_gateways() {
+        let mut a = args("dual", "l2bridge");
+        a.subnets = strings(&["10.1.0.0/24", "fd00:1::/64", "10.2.0.0/24"]);
+        a.gateways = strings(&["fd00:1::1", "10.1.0.1"]);
+        assert_eq!(
+            network_body(&a).unwrap()["Ipams"],
+            json!([{"Type":"Static","Subnets":[
+                {"IpAddressPrefix":"10.1.0.0/24","Routes":[{"NextHop":"10.1.0.1","DestinationPrefix":"0.0.0.0/0"}]},
+                {"IpAddressPrefix":"fd00:1::/64","Routes":[{"NextHop":"fd00:1::1","DestinationPrefix":"::/0"}]},
+                {"IpAddressPrefix":"10.2.0.0/24"},
+            ]}])
+        );
+    }
+
+    #[test]
+    fn shim_options_map_to_v2() {
+        let mut a = args("ignored", "transparent");
+        a.subnets = strings(&["192.168.50.0/24"]);
+        a.gateways = strings(&["192.168.50.1"]);
+        a.options = strings(&[
+            "com.docker.network.windowsshim.networkname=ext",
+            "com.docker.network.windowsshim.interface=Ethernet 2",
+            "com.docker.network.windowsshim.vlanid=11",
+            "com.docker.network.windowsshim.vsid=4097",
+            "com.docker.network.windowsshim.dnssuffix=corp.example",
+            "com.docker.network.windowsshim.dnsservers=10.0.0.53,10.0.0.54",
+            "com.docker.network.windowsshim.macpool=00-15-5D-00-00-00,00-15-5D-00-0F-FF,00-15-5D-01-00-00,00-15-5D-01-0F-FF",
+        ]);
+        assert_eq!(
+            network_body(&a).unwrap(),
+            json!({
+                "Name": "ext",
+                "Type": "transparent",
+                "SchemaVersion": {"Major":2,"Minor":0},
+                "Ipams": [{"Type":"Static","Subnets":[{
+                    "IpAddressPrefix": "192.168.50.0/24",
+                    "Routes": [{"NextHop":"192.168.50.1","DestinationPrefix":"0.0.0.0/0"}],
+                    "Policies": [
+                        {"Type":"VLAN","Settings":{"IsolationId":11}},
+                        {"Type":"VSID","Settings":{"IsolationId":4097}},
+                    ],
+                }]}],
+                "Policies": [{"Type":"NetAdapterName","Settings":{"NetworkAdapterName":"Ethernet 2"}}],
+                "Dns": {"Domain":"corp.example","ServerList":["10.0.0.53","10.0.0.54"]},
+                "MacPool": {"Ranges":[
+                    {"StartMacAddress":"00-15-5D-00-00-00","EndMacAddress":"00-15-5D-00-0F-FF"},
+                    {"StartMacAddress":"00-15-5D-01-00-00","EndMacAddress":"00-15-5D-01-0F-FF"},
+                ]},
+            })
+        );
+    }
+
+    #[test]
+    fn name_from_option_only() {
+        let mut a = args("x", "nat");
+        a.name = None;
+        assert!(network_body(&a)
+            .unwrap_err()
+            .contains("a network name is required"));
+        a.options = strings(&["com.docker.network.windowsshim.networkname=n"]);
+        assert_eq!(network_body(&a).unwrap()["Name"], "n");
+    }
+
+    #[test]
+    fn errors() {
+        /// (subnets, gateways, options, expected error fragment)
+        type Case = (
+            &'static [&'static str],
+            &'static [&'static str],
+            &'static [&'static str],
+            &'static str,
+        );
+        let cases: [Case; 6] = [
+            (
+                &["10.0.0.0/33"],
+                &[],
+                &[],
+                "invalid --subnet \"10.0.0.0/33\"",
+            ),
+            (&[], &["10.0.0.1"], &[], "needs a --subnet that contains it"),
+            (
+                &["10.0.0.0/24"],
+                &["10.9.0.1"],
+                &[],
+                "--gateway 10.9.0.1 is not in any --subnet",
+            ),
+            (
+                &["10.0.0.0/24"],
+                &["10.0.0.1", "10.0.0.2"],
+                &[],
+                "more than one --gateway",
+            ),
+            (&[], &[], &["vlanid=5"], "needs at least one --subnet"),
+            (&["10.0.0.0/24"], &["gw"], &[], "invalid --gateway \"gw\""),
+        ];
+        for (subnets, gateways, options, needle) in cases {
+            let mut a = args("n", "nat");
+            a.subnets = strings(subnets);
+            a.gateways = strings(gateways);
+            a.options = strings(options);
+            let err = network_body(&a).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let mut a = args("n", " ");
+        assert!(network_body(&a).unwrap_err().contains("driver"));
+        a.driver = "nat".into();
+        a.options = strings(&["hnsid=abc"]);
+        assert!(network_body(&a).unwrap_err().contains("not supported yet"));
+    }
+}
