@@ -1,1 +1,23 @@
-//! placeholder
+//! The hostnet service.
+//!
+//! One vocabulary of commands (create, get, list, modify, delete of the five
+//! HCN object kinds) over validated domain types, with no HTTP in sight. Each
+//! command checks everything it can first, then changes the kernel through a
+//! driver plan (undone if a step fails), then commits the store; if the
+//! commit fails the kernel change is undone. The store is the truth: on
+//! start, [`Service::start`] rebuilds what is missing in the kernel and
+//! removes what hostnet owns and no longer knows.
+
+mod config;
+mod endpoint;
+mod namespace;
+mod network;
+mod object;
+mod query;
+mod reconcile;
+mod service;
+mod subnet;
+
+pub use config::Config;
+pub use object::Kind;
+pub use service::Service;

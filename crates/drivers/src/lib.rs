@@ -1,1 +1,11 @@
-//! placeholder
+//! hostnet's network drivers: pure planning.
+//!
+//! A driver turns resolved objects (a network with its gateways, an endpoint
+//! with its address, MAC and port mappings) into dataplane [`Op`]s. It does
+//! no I/O; the core applies the plans with rollback. Only the NAT driver
+//! exists so far; the core refuses the other network types.
+//!
+//! [`Op`]: hostnet_dataplane::Op
+
+pub mod names;
+pub mod nat;

@@ -1,1 +1,74 @@
-fn main() {}
+//! hostnetd: the hostnet daemon.
+//!
+//! Serves the HCN v2 JSON schema over REST on a Unix socket, keeps state in
+//! an embedded store under `--state-dir`, and programs the kernel of the
+//! network namespace it runs in. At first start it creates the NAT network
+//! `nat`, as Windows does.
+
+mod http;
+mod socket;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use hostnet_core::{Config, Service};
+use ipnet::Ipv4Net;
+
+/// The hostnet daemon: Windows' Host Networking Service on the Linux kernel.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Unix socket of the REST API.
+    #[arg(long, env = "HOSTNET_SOCKET", default_value = hostnet_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Directory of the state file and the namespaces' bind mounts.
+    #[arg(long, default_value = "/var/lib/hostnet")]
+    state_dir: PathBuf,
+    /// Subnet of the default NAT network (default: a private /16 no host route uses).
+    #[arg(long)]
+    default_subnet: Option<Ipv4Net>,
+    /// Do not create the default NAT network `nat` at first start.
+    #[arg(long)]
+    no_default_network: bool,
+    /// MTU of bridges and endpoints.
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        log::error!("{e}");
+        eprintln!("hostnetd: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
+    let store = hostnet_store::RedbStore::open(&args.state_dir.join("state.redb"))
+        .map_err(|e| e.to_string())?;
+    let dp = hostnet_dataplane::linux::LinuxDataplane::new().map_err(|e| e.to_string())?;
+    let config = Config {
+        netns_dir: args.state_dir.join("netns"),
+        default_network: !args.no_default_network,
+        default_subnet: args.default_subnet,
+        mtu: args.mtu,
+    };
+    let service = Service::start(config, Box::new(store), Box::new(dp))
+        .map_err(|e| format!("start-up failed: {e}"))?;
+    let listener = socket::bind(&args.socket)?;
+    log::info!("serving the HCN v2 API on {}", args.socket.display());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let result = runtime.block_on(http::serve(listener, Arc::new(service)));
+    let _ = std::fs::remove_file(&args.socket);
+    result
+}

@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 use hostnet_nft::*;
 
 fn main() {
-    let els = [
-        nat_bridge("hnbr1"),
+    let mut els = nat_bridge("hnbr1");
+    els.extend([
         nat_source(Ipv4Addr::new(10, 0, 0, 2)),
         endpoint_port("hnve1"),
         host_port(&HostPort {
@@ -22,6 +22,6 @@ fn main() {
             target: Ipv4Addr::new(10, 0, 0, 2),
             target_port: 53,
         }),
-    ];
+    ]);
     print!("{}", tables(&els));
 }

@@ -20,6 +20,11 @@ pub const TABLE: &str = "hostnet";
 
 /// Bridges of NAT networks (`inet`, type ifname).
 pub const NAT_BRIDGES: &str = "nat_bridges";
+/// `bridge . bridge` of each NAT network: traffic that stays inside one
+/// network. With `br_netfilter` (bridge-nf-call-iptables=1, the default
+/// where the module is loaded) even bridged traffic passes the `inet`
+/// forward hook, with both interfaces the bridge.
+pub const NAT_BRIDGE_PAIRS: &str = "nat_bridge_pairs";
 /// IPv4 addresses of NAT endpoints: routed traffic from them is masqueraded.
 pub const NAT_SOURCES4: &str = "nat_sources4";
 /// Port mappings on every local address: `proto . port : addr . port`.
@@ -95,6 +100,7 @@ fn inet_table() -> String {
     format!(
         r#"table inet {TABLE} {{
 	set {NAT_BRIDGES} {{ type ifname; }}
+	set {NAT_BRIDGE_PAIRS} {{ type ifname . ifname; }}
 	set {NAT_SOURCES4} {{ type ipv4_addr; }}
 	map {PORTS4} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -125,6 +131,7 @@ fn inet_table() -> String {
 	}}
 	chain into_nat_network {{
 		ct state established,related accept
+		iifname . oifname @{NAT_BRIDGE_PAIRS} goto endpoint_inbound
 		ct status dnat goto endpoint_inbound
 		drop
 	}}
@@ -152,16 +159,29 @@ fn bridge_table() -> String {
     )
 }
 
-/// The bridge of a NAT network.
-pub fn nat_bridge(name: &str) -> SetElement {
-    SetElement {
-        family: Family::Inet,
-        table: TABLE,
-        set: NAT_BRIDGES,
-        key: ifname(name),
-        data: None,
-        text: format!("\"{name}\""),
-    }
+/// The bridge of a NAT network: traffic into it is guarded, traffic
+/// within it is the network's own.
+pub fn nat_bridge(name: &str) -> Vec<SetElement> {
+    let mut pair = ifname(name);
+    pair.extend(ifname(name));
+    vec![
+        SetElement {
+            family: Family::Inet,
+            table: TABLE,
+            set: NAT_BRIDGES,
+            key: ifname(name),
+            data: None,
+            text: format!("\"{name}\""),
+        },
+        SetElement {
+            family: Family::Inet,
+            table: TABLE,
+            set: NAT_BRIDGE_PAIRS,
+            key: pair,
+            data: None,
+            text: format!("\"{name}\" . \"{name}\""),
+        },
+    ]
 }
 
 /// The address of a NAT endpoint, whose outgoing routed traffic is masqueraded.
@@ -275,9 +295,12 @@ mod tests {
 
     #[test]
     fn tables_replace_atomically_and_carry_elements() {
-        let s = tables(&[nat_bridge("hnbr1"), nat_source(Ipv4Addr::new(10, 0, 0, 2))]);
+        let mut els = nat_bridge("hnbr1");
+        els.push(nat_source(Ipv4Addr::new(10, 0, 0, 2)));
+        let s = tables(&els);
         assert!(s.starts_with("table inet hostnet\ndelete table inet hostnet\n"));
         assert!(s.contains("add element inet hostnet nat_bridges { \"hnbr1\" }"));
+        assert!(s.contains("add element inet hostnet nat_bridge_pairs { \"hnbr1\" . \"hnbr1\" }"));
         assert!(s.contains("add element inet hostnet nat_sources4 { 10.0.0.2 }"));
     }
 }

@@ -1,0 +1,523 @@
+//! Endpoints: create (address, MAC, published ports), modify, delete.
+
+use std::net::IpAddr;
+
+use hostnet_dataplane::{apply, teardown, RouteSpec};
+use hostnet_drivers::{names, nat};
+use hostnet_ipam::IpamError;
+use hostnet_model::domain::{EndpointPolicy, EndpointSpec, Mac, PortMapping, Protocol};
+use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
+use hostnet_model::{ErrorCode, HcnError};
+use hostnet_nft::L4Proto;
+use hostnet_store::Txn;
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::object::{bytes, guid, internal, to_object, Kind};
+use crate::service::{EndpointRec, NetworkRec, Service, State};
+
+/// Interface name of an endpoint inside its namespace, unless named.
+pub(crate) const DEFAULT_IFNAME: &str = "eth0";
+
+impl Service {
+    pub(crate) fn create_endpoint(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
+        let wire: HostComputeEndpoint = hostnet_model::from_json(body)?;
+        let spec = hostnet_model::validate_endpoint(&wire)?;
+        let mappings = port_mappings(&spec)?;
+        let mut st = self.lock();
+        let net_id = spec.network;
+        if !st.networks.contains_key(&net_id) {
+            return Err(HcnError::new(
+                ErrorCode::NetworkNotFound,
+                format!(
+                    "HostComputeNetwork {} does not exist: create the network first or list them with GET /v2/networks",
+                    guid(&net_id)
+                ),
+            ));
+        }
+        if let Some((id, _)) = st
+            .endpoints
+            .iter()
+            .find(|(_, e)| !spec.name.is_empty() && e.name == spec.name)
+        {
+            return Err(HcnError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "an endpoint named {:?} already exists with ID {}: choose another name or use that endpoint",
+                    spec.name,
+                    guid(id)
+                ),
+            ));
+        }
+        check_ports(&st, &mappings, None)?;
+
+        let id = new_endpoint_id(&st);
+        let net = st.networks.get_mut(&net_id).expect("checked above");
+        let (address, gateway) = take_address(net, &spec)?;
+        let mac = match take_mac(net, &spec, address.addr()) {
+            Ok(m) => m,
+            Err(e) => {
+                release_address(net, address.addr());
+                return Err(e);
+            }
+        };
+        let mut obj = to_object(&wire);
+        fill_endpoint(&mut obj, &id, &net_id, address, mac, gateway, net);
+        let rec = EndpointRec {
+            obj,
+            name: spec.name.clone(),
+            network: net_id,
+            plan: plan(&id, address, mac, gateway, &spec, &mappings),
+            mappings,
+            namespace: None,
+            ifname: DEFAULT_IFNAME.into(),
+        };
+
+        let undo_alloc = |net: &mut NetworkRec| {
+            release_address(net, address.addr());
+            net.macs.release(mac);
+        };
+        if let Err(e) = apply(self.dp.as_ref(), &nat::endpoint_create(&rec.plan)) {
+            undo_alloc(net);
+            return Err(internal("programming the endpoint", e));
+        }
+        let mut txn = Txn::new();
+        txn.put(Kind::Endpoint.collection(), &guid(&id), bytes(&rec.obj));
+        if let Err(e) = self.commit(txn) {
+            teardown(self.dp.as_ref(), &nat::endpoint_delete(&rec.plan));
+            undo_alloc(net);
+            return Err(e);
+        }
+        let out = rec.obj.clone();
+        st.endpoints.insert(id, rec);
+        Ok(out)
+    }
+
+    pub(crate) fn delete_endpoint(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
+        let mut st = self.lock();
+        let Some(ep) = st.endpoints.get(&id) else {
+            return Err(Kind::Endpoint.not_found(given));
+        };
+        let mut txn = Txn::new();
+        txn.delete(Kind::Endpoint.collection(), &guid(&id));
+        // Deleting an attached endpoint detaches it first (runtimes tear
+        // down in either order).
+        let ns_update = ep.namespace.and_then(|ns_id| {
+            st.namespaces.get(&ns_id).map(|ns| {
+                let mut obj = ns.obj.clone();
+                remove_resource(&mut obj, &id);
+                txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&obj));
+                (ns_id, obj)
+            })
+        });
+        self.commit(txn)?;
+
+        let ep = st.endpoints.remove(&id).expect("checked above");
+        let mut ops = Vec::new();
+        if ep.namespace.is_some() {
+            ops.extend(nat::endpoint_detach(&id));
+        }
+        ops.extend(nat::endpoint_delete(&ep.plan));
+        for e in teardown(self.dp.as_ref(), &ops) {
+            log::warn!("endpoint {}: {e} (left for the next reconcile)", guid(&id));
+        }
+        if let Some((ns_id, obj)) = ns_update {
+            if let Some(ns) = st.namespaces.get_mut(&ns_id) {
+                ns.obj = obj;
+                ns.endpoints.retain(|e| *e != id);
+            }
+        }
+        if let Some(net) = st.networks.get_mut(&ep.network) {
+            release_address(net, ep.plan.address.addr());
+            net.macs.release(ep.plan.mac);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn modify_endpoint(
+        &self,
+        id: Uuid,
+        given: &str,
+        req: &ModifyRequest,
+    ) -> Result<Map<String, Value>, HcnError> {
+        let hostnet_model::domain::EndpointChange::Policies { request, policies } =
+            hostnet_model::parse_endpoint_change(req)?;
+        let mut st = self.lock();
+        if !st.endpoints.contains_key(&id) {
+            return Err(Kind::Endpoint.not_found(given));
+        }
+        use hostnet_model::domain::RequestType;
+        let add =
+            match request {
+                RequestType::Add => true,
+                RequestType::Remove => false,
+                other => return Err(HcnError::new(
+                    ErrorCode::RequestUnsupported,
+                    format!(
+                        "endpoint policy request {other:?} is not supported yet: use Add or Remove"
+                    ),
+                )),
+            };
+        let mut new_maps = Vec::new();
+        for (p, _) in &policies {
+            new_maps.push(port_mapping(p)?);
+        }
+        let ep = st.endpoints.get(&id).expect("checked");
+        let mut obj = ep.obj.clone();
+        let mut mappings = ep.mappings.clone();
+        let wires: Vec<Value> = policies
+            .iter()
+            .map(|(_, w)| serde_json::to_value(w).unwrap_or(Value::Null))
+            .collect();
+        let list = obj
+            .entry("Policies")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .ok_or_else(|| internal("reading the endpoint's policies", "not an array"))?;
+        if add {
+            check_ports(&st, &new_maps, None)?;
+            list.extend(wires);
+            mappings.extend(new_maps.iter().copied());
+        } else {
+            for (m, w) in new_maps.iter().zip(&wires) {
+                let Some(pos) = mappings.iter().position(|x| x == m) else {
+                    return Err(HcnError::new(
+                        ErrorCode::PolicyNotFound,
+                        format!("endpoint {} has no such PortMapping: {w}", guid(&id)),
+                    ));
+                };
+                mappings.remove(pos);
+                if let Some(i) = list.iter().position(|x| same_policy(x, w)) {
+                    list.remove(i);
+                }
+            }
+        }
+        let ep = st.endpoints.get(&id).expect("checked");
+        let mut plan_after = ep.plan.clone();
+        plan_after.port_mappings = mappings.iter().map(nat_mapping).collect();
+        let delta: Vec<_> = {
+            let mut delta_plan = ep.plan.clone();
+            delta_plan.port_mappings = new_maps.iter().map(nat_mapping).collect();
+            nat::endpoint_elements(&delta_plan)
+                .into_iter()
+                .filter(|e| e.data.is_some())
+                .collect()
+        };
+        let op = if add {
+            hostnet_dataplane::Op::AddElements(delta)
+        } else {
+            hostnet_dataplane::Op::DeleteElements(delta)
+        };
+        apply(self.dp.as_ref(), std::slice::from_ref(&op))
+            .map_err(|e| internal("programming port mappings", e))?;
+        if let Err(e) = self.save(Kind::Endpoint, &id, &obj) {
+            if let Some(undo) = op.undo() {
+                teardown(self.dp.as_ref(), &[undo]);
+            }
+            return Err(e);
+        }
+        let ep = st.endpoints.get_mut(&id).expect("checked");
+        ep.obj = obj;
+        ep.mappings = mappings;
+        ep.plan = plan_after;
+        Ok(ep.obj.clone())
+    }
+}
+
+/// Two policies are the same when their type and settings are.
+fn same_policy(a: &Value, b: &Value) -> bool {
+    let ty = |v: &Value| {
+        v.get("Type")
+            .and_then(|t| t.as_str())
+            .map(|s| s.to_ascii_lowercase())
+    };
+    ty(a) == ty(b) && a.get("Settings") == b.get("Settings")
+}
+
+/// The port mappings of an endpoint; any other policy type is refused.
+pub(crate) fn port_mappings(spec: &EndpointSpec) -> Result<Vec<PortMapping>, HcnError> {
+    spec.policies.iter().map(port_mapping).collect()
+}
+
+fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
+    let EndpointPolicy::PortMapping(m) = p else {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!(
+                "endpoint policy {} is not supported on NAT networks yet: remove it (supported: PortMapping)",
+                p.type_name()
+            ),
+        ));
+    };
+    if !matches!(m.protocol, Protocol::Tcp | Protocol::Udp) {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!(
+                "PortMapping Protocol {:?} is not supported: use 6 (TCP) or 17 (UDP)",
+                m.protocol
+            ),
+        ));
+    }
+    if m.flags.0 & 2 != 0 || matches!(m.vip, Some(IpAddr::V6(_))) {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            "IPv6 port mappings are not supported yet: remove the IPv6 flag or VIP",
+        ));
+    }
+    Ok(*m)
+}
+
+fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
+    nat::PortMapping {
+        proto: if m.protocol == Protocol::Udp {
+            L4Proto::Udp
+        } else {
+            L4Proto::Tcp
+        },
+        host_addr: match m.vip {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        },
+        host_port: m.external_port,
+        container_port: m.internal_port,
+    }
+}
+
+/// Refuse a host port (protocol, port, address) that another endpoint, or
+/// an earlier mapping of the same request, already publishes.
+pub(crate) fn check_ports(
+    st: &State,
+    new: &[PortMapping],
+    except: Option<&Uuid>,
+) -> Result<(), HcnError> {
+    let clash = |a: &PortMapping, b: &PortMapping| {
+        a.protocol == b.protocol
+            && a.external_port == b.external_port
+            && (a.vip.is_none() || b.vip.is_none() || a.vip == b.vip)
+    };
+    for (i, m) in new.iter().enumerate() {
+        let owner = st
+            .endpoints
+            .iter()
+            .filter(|(id, _)| Some(*id) != except)
+            .find(|(_, e)| e.mappings.iter().any(|x| clash(x, m)))
+            .map(|(id, _)| format!("endpoint {}", guid(id)))
+            .or_else(|| {
+                new[..i]
+                    .iter()
+                    .any(|x| clash(x, m))
+                    .then(|| "this request".to_string())
+            });
+        if let Some(owner) = owner {
+            let proto = if m.protocol == Protocol::Udp {
+                "UDP"
+            } else {
+                "TCP"
+            };
+            let addr = m
+                .vip
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into());
+            return Err(HcnError::new(
+                ErrorCode::PortAlreadyExists,
+                format!(
+                    "{proto} host port {addr}:{} is already mapped by {owner}: choose another ExternalPort",
+                    m.external_port
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh endpoint ID whose veth name no other endpoint has.
+fn new_endpoint_id(st: &State) -> Uuid {
+    loop {
+        let id = Uuid::new_v4();
+        let name = names::host_veth(&id);
+        if !st.endpoints.keys().any(|k| names::host_veth(k) == name) {
+            return id;
+        }
+    }
+}
+
+/// The endpoint's address (static and checked, or allocated) with its
+/// subnet's prefix length, and the subnet's gateway.
+fn take_address(
+    net: &mut NetworkRec,
+    spec: &EndpointSpec,
+) -> Result<(IpNet, Option<IpAddr>), HcnError> {
+    let net_name = guid(&spec.network);
+    match spec.ip_configs.as_slice() {
+        [] => {
+            let mut last = None;
+            for pool in net.pools.iter_mut() {
+                match pool.allocate() {
+                    Ok(ip) => {
+                        let prefix = IpNet::new(ip, pool.prefix().prefix_len()).expect("valid");
+                        return Ok((prefix, pool.gateway()));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(HcnError::new(
+                ErrorCode::PoolExhausted,
+                format!(
+                    "network {net_name} has no free address ({}): delete endpoints or use a larger subnet",
+                    last.map(|e| e.to_string()).unwrap_or_default()
+                ),
+            ))
+        }
+        [cfg] => {
+            let ip = cfg.address;
+            let Some(pool) = net.pools.iter_mut().find(|p| p.contains(ip)) else {
+                let subnets: Vec<String> =
+                    net.pools.iter().map(|p| p.prefix().to_string()).collect();
+                return Err(HcnError::new(
+                    ErrorCode::InvalidIp,
+                    format!(
+                        "IpAddress {ip} is not in any subnet of network {net_name} ({}): choose an address inside it",
+                        subnets.join(", ")
+                    ),
+                ));
+            };
+            let len = pool.prefix().prefix_len();
+            if let Some(given) = cfg.prefix_len.filter(|l| *l != len) {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidPrefix,
+                    format!("PrefixLength {given} does not match subnet {} (/{len}): omit it or give {len}", pool.prefix()),
+                ));
+            }
+            pool.reserve(ip).map_err(|e| match e {
+                IpamError::InUse { .. } => HcnError::new(
+                    ErrorCode::AddrInvalidOrReserved,
+                    format!("IpAddress {ip} is already in use on network {net_name}: choose another or omit IpConfigurations"),
+                ),
+                other => HcnError::new(
+                    ErrorCode::AddrInvalidOrReserved,
+                    format!("IpAddress {ip} cannot be used: {other}; choose another"),
+                ),
+            })?;
+            Ok((IpNet::new(ip, len).expect("valid"), pool.gateway()))
+        }
+        _ => Err(HcnError::new(
+            ErrorCode::InvalidEndpoint,
+            "NAT endpoints take one IpConfiguration (IPv4): remove the others",
+        )),
+    }
+}
+
+fn release_address(net: &mut NetworkRec, ip: IpAddr) {
+    for pool in net.pools.iter_mut() {
+        if pool.release(ip) {
+            return;
+        }
+    }
+}
+
+fn take_mac(net: &mut NetworkRec, spec: &EndpointSpec, ip: IpAddr) -> Result<[u8; 6], HcnError> {
+    match spec.mac {
+        Some(mac) => net.macs.reserve(mac.0).map(|_| mac.0).map_err(|_| {
+            HcnError::new(
+                ErrorCode::AddrInvalidOrReserved,
+                format!(
+                    "MacAddress {mac} is already in use on this network: choose another or omit it"
+                ),
+            )
+        }),
+        None => net.macs.allocate(Some(ip)).map_err(|e| {
+            HcnError::new(
+                ErrorCode::PoolExhausted,
+                format!("no MAC address is left in the network's MacPool ({e}): widen the MacPool"),
+            )
+        }),
+    }
+}
+
+/// The service-filled fields of an endpoint.
+fn fill_endpoint(
+    obj: &mut Map<String, Value>,
+    id: &Uuid,
+    net_id: &Uuid,
+    address: IpNet,
+    mac: [u8; 6],
+    gateway: Option<IpAddr>,
+    net: &NetworkRec,
+) {
+    obj.insert("ID".into(), json!(guid(id)));
+    obj.insert("HostComputeNetwork".into(), json!(guid(net_id)));
+    obj.remove("HostComputeNamespace");
+    obj.insert(
+        "IpConfigurations".into(),
+        json!([{ "IpAddress": address.addr().to_string(), "PrefixLength": address.prefix_len() }]),
+    );
+    obj.insert("MacAddress".into(), json!(Mac(mac).to_string()));
+    let no_routes = obj
+        .get("Routes")
+        .and_then(|v| v.as_array())
+        .is_none_or(|a| a.is_empty());
+    if let (true, Some(gw)) = (no_routes, gateway) {
+        obj.insert(
+            "Routes".into(),
+            json!([{ "NextHop": gw.to_string(), "DestinationPrefix": "0.0.0.0/0" }]),
+        );
+    }
+    let no_dns = obj
+        .get("Dns")
+        .and_then(|v| v.as_object())
+        .is_none_or(|m| m.is_empty());
+    if no_dns {
+        if let Some(dns) = net
+            .obj
+            .get("Dns")
+            .filter(|d| d.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            obj.insert("Dns".into(), dns.clone());
+        }
+    }
+    obj.insert("State".into(), json!(1));
+}
+
+/// The driver's view of an endpoint.
+pub(crate) fn plan(
+    id: &Uuid,
+    address: IpNet,
+    mac: [u8; 6],
+    gateway: Option<IpAddr>,
+    spec: &EndpointSpec,
+    mappings: &[PortMapping],
+) -> nat::Endpoint {
+    nat::Endpoint {
+        id: *id,
+        address,
+        mac,
+        gateway,
+        routes: spec
+            .routes
+            .iter()
+            .filter(|r| r.destination.prefix_len() != 0)
+            .map(|r| RouteSpec {
+                destination: r.destination,
+                via: r.next_hop,
+                metric: r.metric.into(),
+            })
+            .collect(),
+        port_mappings: mappings.iter().map(nat_mapping).collect(),
+    }
+}
+
+/// Drop an endpoint from a namespace's `Resources`.
+pub(crate) fn remove_resource(ns: &mut Map<String, Value>, ep: &Uuid) {
+    let id = guid(ep);
+    if let Some(list) = ns.get_mut("Resources").and_then(|v| v.as_array_mut()) {
+        list.retain(|r| {
+            let rid = r
+                .get("Data")
+                .and_then(|d| d.get("Id").or_else(|| d.get("ID")))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            !rid.eq_ignore_ascii_case(&id)
+        });
+    }
+}

@@ -1,0 +1,250 @@
+//! Namespaces: a Linux netns per HostComputeNamespace, and endpoint attach
+//! and detach (schema §9).
+
+use hostnet_dataplane::{apply, teardown, Op};
+use hostnet_drivers::nat;
+use hostnet_model::domain::NamespaceChange;
+use hostnet_model::wire::{HostComputeNamespace, ModifyRequest};
+use hostnet_model::{ErrorCode, HcnError};
+use hostnet_store::Txn;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::endpoint::remove_resource;
+use crate::object::{bytes, guid, internal, to_object, Kind};
+use crate::service::{NamespaceRec, Service};
+
+impl Service {
+    pub(crate) fn create_namespace(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
+        let wire: HostComputeNamespace = hostnet_model::from_json(body)?;
+        let spec = hostnet_model::validate_namespace(&wire)?;
+        let mut st = self.lock();
+        if let Some((id, _)) = st
+            .namespaces
+            .iter()
+            .find(|(_, n)| !spec.name.is_empty() && n.name == spec.name)
+        {
+            return Err(HcnError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "a namespace named {:?} already exists with ID {}: choose another name",
+                    spec.name,
+                    guid(id)
+                ),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let path = self.config.netns_dir.join(guid(&id));
+        let mut obj = to_object(&wire);
+        obj.insert("ID".into(), json!(guid(&id)));
+        obj.entry("Type").or_insert_with(|| json!("Host"));
+        obj.insert("Resources".into(), json!([]));
+        obj.insert("NetNsPath".into(), json!(path.display().to_string()));
+
+        let create = Op::CreateNetns { path: path.clone() };
+        apply(self.dp.as_ref(), std::slice::from_ref(&create))
+            .map_err(|e| internal("creating the network namespace", e))?;
+        let mut txn = Txn::new();
+        txn.put(Kind::Namespace.collection(), &guid(&id), bytes(&obj));
+        if let Err(e) = self.commit(txn) {
+            teardown(self.dp.as_ref(), &[Op::DeleteNetns { path }]);
+            return Err(e);
+        }
+        st.namespaces.insert(
+            id,
+            NamespaceRec {
+                obj: obj.clone(),
+                name: spec.name,
+                path,
+                endpoints: Vec::new(),
+            },
+        );
+        Ok(obj)
+    }
+
+    pub(crate) fn delete_namespace(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
+        let mut st = self.lock();
+        let Some(ns) = st.namespaces.get(&id) else {
+            return Err(Kind::Namespace.not_found(given));
+        };
+        if !ns.endpoints.is_empty() {
+            let ids: Vec<String> = ns.endpoints.iter().map(guid).collect();
+            return Err(HcnError::new(
+                ErrorCode::EntityHasReferences,
+                format!(
+                    "namespace {} still holds endpoint(s) {}: detach or delete them first",
+                    guid(&id),
+                    ids.join(", ")
+                ),
+            ));
+        }
+        let mut txn = Txn::new();
+        txn.delete(Kind::Namespace.collection(), &guid(&id));
+        self.commit(txn)?;
+        let ns = st.namespaces.remove(&id).expect("checked above");
+        for e in teardown(self.dp.as_ref(), &[Op::DeleteNetns { path: ns.path }]) {
+            log::warn!("namespace {}: {e} (left for the next reconcile)", guid(&id));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn modify_namespace(
+        &self,
+        id: Uuid,
+        given: &str,
+        req: &ModifyRequest,
+    ) -> Result<Map<String, Value>, HcnError> {
+        match hostnet_model::parse_namespace_change(req)? {
+            NamespaceChange::AddEndpoint(ep) => {
+                let ifname = interface_name(&req.settings)?;
+                self.attach(id, given, ep, &ifname)
+            }
+            NamespaceChange::RemoveEndpoint(ep) => self.detach(id, given, ep),
+            NamespaceChange::AddContainer(_) | NamespaceChange::RemoveContainer(_) => {
+                Err(HcnError::new(
+                    ErrorCode::RequestUnsupported,
+                    "container resources of namespaces are not supported: attach endpoints (ResourceType Endpoint)",
+                ))
+            }
+        }
+    }
+
+    fn attach(
+        &self,
+        ns_id: Uuid,
+        given: &str,
+        ep_id: Uuid,
+        ifname: &str,
+    ) -> Result<Map<String, Value>, HcnError> {
+        let mut st = self.lock();
+        let ns = st
+            .namespaces
+            .get(&ns_id)
+            .ok_or_else(|| Kind::Namespace.not_found(given))?;
+        let ep = st.endpoints.get(&ep_id).ok_or_else(|| {
+            HcnError::new(
+                ErrorCode::EndpointNotFound,
+                format!("endpoint {} does not exist: create it first", guid(&ep_id)),
+            )
+        })?;
+        if let Some(current) = ep.namespace {
+            return Err(HcnError::new(
+                ErrorCode::EndpointNamespaceAlreadyExists,
+                format!(
+                    "endpoint {} is already attached to namespace {}: detach it first",
+                    guid(&ep_id),
+                    guid(&current)
+                ),
+            ));
+        }
+        let net = &st.networks[&ep.network];
+        let ops = nat::endpoint_attach(&net.plan, &ep.plan, &ns.path, ifname);
+        apply(self.dp.as_ref(), &ops).map_err(|e| {
+            HcnError::new(
+                ErrorCode::NamespaceAttachFailed,
+                format!("attaching endpoint {} failed: {e}", guid(&ep_id)),
+            )
+        })?;
+
+        let mut ep_obj = ep.obj.clone();
+        ep_obj.insert("HostComputeNamespace".into(), json!(guid(&ns_id)));
+        ep_obj.insert("InterfaceName".into(), json!(ifname));
+        ep_obj.insert("State".into(), json!(2));
+        let mut ns_obj = ns.obj.clone();
+        if let Some(list) = ns_obj
+            .entry("Resources")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            list.push(json!({ "Type": "Endpoint", "Data": { "Id": guid(&ep_id) } }));
+        }
+        let mut txn = Txn::new();
+        txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
+        txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
+        if let Err(e) = self.commit(txn) {
+            teardown(self.dp.as_ref(), &nat::endpoint_detach(&ep_id));
+            return Err(e);
+        }
+        let ep = st.endpoints.get_mut(&ep_id).expect("checked");
+        ep.obj = ep_obj;
+        ep.namespace = Some(ns_id);
+        ep.ifname = ifname.to_string();
+        let ns = st.namespaces.get_mut(&ns_id).expect("checked");
+        ns.obj = ns_obj;
+        ns.endpoints.push(ep_id);
+        Ok(ns.obj.clone())
+    }
+
+    fn detach(
+        &self,
+        ns_id: Uuid,
+        given: &str,
+        ep_id: Uuid,
+    ) -> Result<Map<String, Value>, HcnError> {
+        let mut st = self.lock();
+        let ns = st
+            .namespaces
+            .get(&ns_id)
+            .ok_or_else(|| Kind::Namespace.not_found(given))?;
+        let ep = st.endpoints.get(&ep_id).ok_or_else(|| {
+            HcnError::new(
+                ErrorCode::EndpointNotFound,
+                format!("endpoint {} does not exist", guid(&ep_id)),
+            )
+        })?;
+        if ep.namespace != Some(ns_id) {
+            return Err(HcnError::new(
+                ErrorCode::EndpointNotAttached,
+                format!(
+                    "endpoint {} is not attached to namespace {}",
+                    guid(&ep_id),
+                    guid(&ns_id)
+                ),
+            ));
+        }
+        let mut ep_obj = ep.obj.clone();
+        ep_obj.remove("HostComputeNamespace");
+        ep_obj.remove("InterfaceName");
+        ep_obj.insert("State".into(), json!(1));
+        let mut ns_obj = ns.obj.clone();
+        remove_resource(&mut ns_obj, &ep_id);
+        let mut txn = Txn::new();
+        txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
+        txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
+        self.commit(txn)?;
+        for e in teardown(self.dp.as_ref(), &nat::endpoint_detach(&ep_id)) {
+            log::warn!(
+                "detaching endpoint {}: {e} (left for the next reconcile)",
+                guid(&ep_id)
+            );
+        }
+        let ep = st.endpoints.get_mut(&ep_id).expect("checked");
+        ep.obj = ep_obj;
+        ep.namespace = None;
+        let ns = st.namespaces.get_mut(&ns_id).expect("checked");
+        ns.obj = ns_obj;
+        ns.endpoints.retain(|e| *e != ep_id);
+        Ok(ns.obj.clone())
+    }
+}
+
+/// The interface name inside the namespace: hostnet's `InterfaceName`
+/// setting of the attach request (what CNI_IFNAME becomes), else `eth0`.
+fn interface_name(settings: &Value) -> Result<String, HcnError> {
+    let Some(v) = settings.get("InterfaceName") else {
+        return Ok(crate::endpoint::DEFAULT_IFNAME.into());
+    };
+    match v.as_str() {
+        Some(s)
+            if !s.is_empty()
+                && s.len() <= 15
+                && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':') =>
+        {
+            Ok(s.to_string())
+        }
+        _ => Err(HcnError::new(
+            ErrorCode::InvalidJson,
+            format!("InterfaceName {v} is not a Linux interface name: use 1-15 printable characters without '/' or ':'"),
+        )),
+    }
+}

@@ -1,0 +1,280 @@
+//! Networks: create, modify, delete.
+
+use hostnet_dataplane::{apply, teardown};
+use hostnet_drivers::{names, nat};
+use hostnet_ipam::{MacPool, SubnetPool};
+use hostnet_model::domain::{NetworkKind, NetworkSpec};
+use hostnet_model::wire::{HostComputeNetwork, ModifyRequest};
+use hostnet_model::{ErrorCode, HcnError};
+use hostnet_store::Txn;
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::object::{bytes, guid, internal, to_object, Kind};
+use crate::service::{NetworkRec, Service, State};
+use crate::subnet::{self, Resolved};
+
+impl Service {
+    pub(crate) fn create_network(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
+        let wire: HostComputeNetwork = hostnet_model::from_json(body)?;
+        let spec = hostnet_model::validate_network(&wire)?;
+        let mut st = self.lock();
+        self.create_network_locked(&mut st, &wire, spec)
+    }
+
+    pub(crate) fn create_network_locked(
+        &self,
+        st: &mut State,
+        wire: &HostComputeNetwork,
+        spec: NetworkSpec,
+    ) -> Result<Map<String, Value>, HcnError> {
+        check_supported(&spec)?;
+        if let Some((id, _)) = st
+            .networks
+            .iter()
+            .find(|(_, n)| !spec.name.is_empty() && n.name == spec.name)
+        {
+            return Err(HcnError::new(
+                ErrorCode::NetworkAlreadyExists,
+                format!(
+                    "a network with this name already exists: {:?} has ID {}; choose another name or use that network",
+                    spec.name,
+                    guid(id)
+                ),
+            ));
+        }
+        let taken: Vec<IpNet> = st
+            .networks
+            .values()
+            .flat_map(|n| n.pools.iter().map(|p| p.prefix()))
+            .collect();
+        let host_routes = if spec.subnets.is_empty() {
+            self.dp
+                .routed_prefixes()
+                .map_err(|e| internal("reading host routes", e))?
+        } else {
+            Vec::new()
+        };
+        let subnets = subnet::resolve(&spec, &taken, &host_routes)?;
+        let id = new_network_id(st);
+        let mut obj = to_object(wire);
+        fill_network(&mut obj, &id, &subnets);
+        let rec = network_rec(id, obj, spec, &subnets, self.config.mtu);
+
+        apply(self.dp.as_ref(), &nat::network_up(&rec.plan))
+            .map_err(|e| internal("creating the network's bridge", e))?;
+        let mut txn = Txn::new();
+        txn.put(Kind::Network.collection(), &guid(&id), bytes(&rec.obj));
+        if let Err(e) = self.commit(txn) {
+            teardown(self.dp.as_ref(), &nat::network_down(&id));
+            return Err(e);
+        }
+        let out = rec.obj.clone();
+        st.networks.insert(id, rec);
+        Ok(out)
+    }
+
+    pub(crate) fn delete_network(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
+        let mut st = self.lock();
+        if !st.networks.contains_key(&id) {
+            return Err(Kind::Network.not_found(given));
+        }
+        let users: Vec<String> = st
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.network == id)
+            .map(|(eid, _)| guid(eid))
+            .collect();
+        if !users.is_empty() {
+            return Err(HcnError::new(
+                ErrorCode::EntityHasReferences,
+                format!(
+                    "network {} still has {} endpoint(s) ({}): delete them first",
+                    guid(&id),
+                    users.len(),
+                    users.join(", ")
+                ),
+            ));
+        }
+        let mut txn = Txn::new();
+        txn.delete(Kind::Network.collection(), &guid(&id));
+        self.commit(txn)?;
+        for e in teardown(self.dp.as_ref(), &nat::network_down(&id)) {
+            log::warn!("network {}: {e} (left for the next reconcile)", guid(&id));
+        }
+        st.networks.remove(&id);
+        Ok(())
+    }
+
+    pub(crate) fn modify_network(
+        &self,
+        id: Uuid,
+        given: &str,
+        req: &ModifyRequest,
+    ) -> Result<Map<String, Value>, HcnError> {
+        let change = hostnet_model::parse_network_change(req)?;
+        let mut st = self.lock();
+        let rec = st
+            .networks
+            .get_mut(&id)
+            .ok_or_else(|| Kind::Network.not_found(given))?;
+        match change {
+            hostnet_model::domain::NetworkChange::Dns(dns) => {
+                let mut obj = rec.obj.clone();
+                obj.insert("Dns".into(), req.settings.clone());
+                self.save(Kind::Network, &id, &obj)?;
+                rec.obj = obj;
+                rec.spec.dns = dns;
+                Ok(rec.obj.clone())
+            }
+            hostnet_model::domain::NetworkChange::Policies { policies, .. } => {
+                let names: Vec<&str> = policies.iter().map(|(p, _)| p.type_name()).collect();
+                Err(HcnError::new(
+                    ErrorCode::InvalidPolicyType,
+                    format!(
+                        "network policy {} is not supported on NAT networks yet: nothing was changed",
+                        names.join(", ")
+                    ),
+                ))
+            }
+            hostnet_model::domain::NetworkChange::Subnets { .. } => Err(HcnError::new(
+                ErrorCode::RequestUnsupported,
+                "changing a network's subnets is not supported yet: create a new network",
+            )),
+        }
+    }
+}
+
+/// What the NAT driver implements; everything else is refused by name.
+fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
+    if spec.kind != NetworkKind::Nat {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!(
+                "network type {} is not supported yet: only NAT networks can be created",
+                spec.kind
+            ),
+        ));
+    }
+    if let Some(p) = spec.policies.first() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!(
+                "network policy {} is not supported on NAT networks yet: remove it",
+                p.type_name()
+            ),
+        ));
+    }
+    if let Some(s) = spec.subnets.iter().find(|s| !s.policies.is_empty()) {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!(
+                "subnet policies (VLAN, VSID) are not supported on NAT networks: remove them from subnet {}",
+                s.prefix
+            ),
+        ));
+    }
+    if spec.flags.0 != 0 {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!(
+                "network Flags {} are not supported yet: send Flags 0",
+                spec.flags.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh network ID whose bridge name no other network has.
+fn new_network_id(st: &State) -> Uuid {
+    loop {
+        let id = Uuid::new_v4();
+        let name = names::bridge(&id);
+        if !st.networks.keys().any(|k| names::bridge(k) == name) {
+            return id;
+        }
+    }
+}
+
+/// The service-filled fields of a network: ID, canonical type, and its
+/// subnets with their default routes.
+fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved]) {
+    obj.insert("ID".into(), json!(guid(id)));
+    obj.insert("Type".into(), json!("NAT"));
+    let given = obj
+        .get("Ipams")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| !a.is_empty());
+    if !given {
+        let subs: Vec<Value> = subnets
+            .iter()
+            .map(|s| json!({ "IpAddressPrefix": s.prefix.to_string() }))
+            .collect();
+        obj.insert(
+            "Ipams".into(),
+            json!([{ "Type": "Static", "Subnets": subs }]),
+        );
+    }
+    // Every subnet states its gateway as a default route (what clients read).
+    let mut next = subnets.iter();
+    if let Some(ipams) = obj.get_mut("Ipams").and_then(|v| v.as_array_mut()) {
+        for ipam in ipams {
+            let Some(subs) = ipam.get_mut("Subnets").and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for sub in subs {
+                let Some(r) = next.next() else { return };
+                let routes = sub
+                    .as_object_mut()
+                    .expect("subnets are objects")
+                    .entry("Routes")
+                    .or_insert_with(|| json!([]));
+                let has_default = routes.as_array().is_some_and(|a| {
+                    a.iter().any(|x| {
+                        x.get("DestinationPrefix").and_then(|d| d.as_str()) == Some("0.0.0.0/0")
+                    })
+                });
+                if !has_default {
+                    if let Some(a) = routes.as_array_mut() {
+                        a.push(json!({ "NextHop": r.gateway.to_string(), "DestinationPrefix": "0.0.0.0/0" }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The in-memory record of a network whose subnets are resolved.
+pub(crate) fn network_rec(
+    id: Uuid,
+    obj: Map<String, Value>,
+    spec: NetworkSpec,
+    subnets: &[Resolved],
+    mtu: u32,
+) -> NetworkRec {
+    let plan = nat::Network {
+        id,
+        gateways: subnets
+            .iter()
+            .map(|s| {
+                IpNet::new(s.gateway.into(), s.prefix.prefix_len()).expect("prefix length is valid")
+            })
+            .collect(),
+        mtu,
+    };
+    let pools = subnets
+        .iter()
+        .map(|s| SubnetPool::new(IpNet::V4(s.prefix), Some(s.gateway.into())))
+        .collect();
+    let macs = MacPool::new(spec.mac_pool.map(|r| (r.start.0, r.end.0)));
+    NetworkRec {
+        name: spec.name.clone(),
+        obj,
+        spec,
+        plan,
+        pools,
+        macs,
+    }
+}

@@ -1,0 +1,303 @@
+//! Start-up: load the store, make the kernel match it, and create the
+//! default network the first time.
+//!
+//! Crash safety rests on this: a command changes the kernel, then commits
+//! the store, undoing the kernel change if the commit fails. A crash in
+//! between leaves kernel state the store does not know, which is removed
+//! here; whatever the store knows and the kernel lacks is rebuilt. Links
+//! that already exist are left alone, and the tables are replaced in one
+//! transaction, so containers' connections survive a restart.
+
+use std::collections::HashSet;
+
+use hostnet_dataplane::{apply, Op};
+use hostnet_drivers::{names, nat};
+use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
+use hostnet_model::{ErrorCode, HcnError};
+use hostnet_store::{Collection, Txn};
+use ipnet::IpNet;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::config::DEFAULT_NETWORK_NAME;
+use crate::endpoint::{plan, port_mappings, DEFAULT_IFNAME};
+use crate::network::network_rec;
+use crate::object::{guid, internal};
+use crate::service::{EndpointRec, NamespaceRec, Service};
+use crate::subnet::{self, Resolved};
+
+const INITIALIZED: &str = "initialized";
+
+impl Service {
+    /// Read every stored object into memory.
+    pub(crate) fn load(&self) -> Result<(), HcnError> {
+        let mut st = self.lock();
+        for (key, raw) in self.list_store(Collection::Networks)? {
+            match self.load_network(&raw) {
+                Ok((id, rec)) => {
+                    st.networks.insert(id, rec);
+                }
+                Err(e) => log::error!("stored network {key} is unusable, skipped: {e}"),
+            }
+        }
+        for (key, raw) in self.list_store(Collection::Endpoints)? {
+            let loaded = load_endpoint(&raw).and_then(|(id, spec, obj)| {
+                let net = st.networks.get_mut(&spec.network).ok_or_else(|| {
+                    HcnError::new(ErrorCode::NetworkNotFound, "its network is gone")
+                })?;
+                let cfg = spec.ip_configs.first().ok_or_else(|| {
+                    HcnError::new(ErrorCode::InvalidEndpoint, "it has no address")
+                })?;
+                let pool = net
+                    .pools
+                    .iter_mut()
+                    .find(|p| p.contains(cfg.address))
+                    .ok_or_else(|| {
+                        HcnError::new(ErrorCode::InvalidIp, "its address is outside the network")
+                    })?;
+                if let Err(e) = pool.reserve(cfg.address) {
+                    log::warn!("endpoint {key}: {e}");
+                }
+                let address = IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
+                let gateway = pool.gateway();
+                let mac = spec
+                    .mac
+                    .map(|m| m.0)
+                    .ok_or_else(|| HcnError::new(ErrorCode::InvalidEndpoint, "it has no MAC"))?;
+                if let Err(e) = net.macs.reserve(mac) {
+                    log::warn!("endpoint {key}: {e}");
+                }
+                let mappings = port_mappings(&spec)?;
+                let ifname = obj
+                    .get("InterfaceName")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(DEFAULT_IFNAME)
+                    .to_string();
+                Ok((
+                    id,
+                    EndpointRec {
+                        name: spec.name.clone(),
+                        network: spec.network,
+                        plan: plan(&id, address, mac, gateway, &spec, &mappings),
+                        mappings,
+                        namespace: spec.namespace,
+                        ifname,
+                        obj,
+                    },
+                ))
+            });
+            match loaded {
+                Ok((id, rec)) => {
+                    st.endpoints.insert(id, rec);
+                }
+                Err(e) => log::error!("stored endpoint {key} is unusable, skipped: {e}"),
+            }
+        }
+        for (key, raw) in self.list_store(Collection::Namespaces)? {
+            let loaded = hostnet_model::from_json::<HostComputeNamespace>(&raw).and_then(|w| {
+                let spec = hostnet_model::validate_namespace(&w)?;
+                let obj = crate::object::to_object(
+                    &serde_json::from_slice::<Value>(&raw).unwrap_or_default(),
+                );
+                let id = id_of(&obj)?;
+                Ok((id, spec, obj))
+            });
+            match loaded {
+                Ok((id, spec, obj)) => {
+                    let path = obj
+                        .get("NetNsPath")
+                        .and_then(|v| v.as_str())
+                        .map(Into::into)
+                        .unwrap_or_else(|| self.config.netns_dir.join(guid(&id)));
+                    let endpoints = st
+                        .endpoints
+                        .iter()
+                        .filter(|(_, e)| e.namespace == Some(id))
+                        .map(|(eid, _)| *eid)
+                        .collect();
+                    st.namespaces.insert(
+                        id,
+                        NamespaceRec {
+                            obj,
+                            name: spec.name,
+                            path,
+                            endpoints,
+                        },
+                    );
+                }
+                Err(e) => log::error!("stored namespace {key} is unusable, skipped: {e}"),
+            }
+        }
+        // An endpoint whose namespace is gone is detached.
+        let known: HashSet<Uuid> = st.namespaces.keys().copied().collect();
+        for ep in st.endpoints.values_mut() {
+            if ep.namespace.is_some_and(|n| !known.contains(&n)) {
+                ep.namespace = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn list_store(&self, c: Collection) -> Result<Vec<(String, Vec<u8>)>, HcnError> {
+        self.store
+            .list(c)
+            .map_err(|e| internal("reading the store", e))
+    }
+
+    fn load_network(&self, raw: &[u8]) -> Result<(Uuid, crate::service::NetworkRec), HcnError> {
+        let wire: HostComputeNetwork = hostnet_model::from_json(raw)?;
+        let spec = hostnet_model::validate_network(&wire)?;
+        let obj: Map<String, Value> =
+            serde_json::from_slice(raw).map_err(|e| internal("parsing", e))?;
+        let id = id_of(&obj)?;
+        let subnets: Vec<Resolved> = subnet::resolve(&spec, &[], &[])?;
+        Ok((id, network_rec(id, obj, spec, &subnets, self.config.mtu)))
+    }
+
+    /// Make the kernel match the store.
+    pub(crate) fn reconcile(&self) -> Result<(), HcnError> {
+        let st = self.lock();
+        let dp = self.dp.as_ref();
+
+        let mut elements = Vec::new();
+        for net in st.networks.values() {
+            elements.extend(hostnet_nft::nat_bridge(&names::bridge(&net.plan.id)));
+        }
+        for (id, ep) in &st.endpoints {
+            elements.extend(nat::endpoint_elements(&ep.plan));
+            if ep.namespace.is_some() {
+                elements.push(hostnet_nft::endpoint_port(&names::host_veth(id)));
+            }
+        }
+        dp.load_tables(&hostnet_nft::tables(&elements))
+            .map_err(|e| internal("loading the nftables tables", e))?;
+
+        let links: HashSet<String> = dp
+            .links_with_prefix(names::LINK_PREFIX)
+            .map_err(|e| internal("listing links", e))?
+            .into_iter()
+            .collect();
+        let mut wanted = HashSet::new();
+        for net in st.networks.values() {
+            let name = names::bridge(&net.plan.id);
+            if !links.contains(&name) {
+                log::info!("rebuilding bridge {name} of network {}", guid(&net.plan.id));
+                let ops: Vec<Op> = nat::network_up(&net.plan)
+                    .into_iter()
+                    .filter(|op| !matches!(op, Op::AddElements(_)))
+                    .collect();
+                apply(dp, &ops).map_err(|e| internal("rebuilding a bridge", e))?;
+            } else if !st.networks.is_empty() {
+                apply(dp, &nat::network_up(&net.plan)[..1])
+                    .map_err(|e| internal("enabling forwarding", e))?;
+            }
+            wanted.insert(name);
+        }
+        for (id, ns) in &st.namespaces {
+            if !dp.netns_exists(&ns.path) {
+                log::info!("rebuilding namespace {}", guid(id));
+                apply(
+                    dp,
+                    &[Op::CreateNetns {
+                        path: ns.path.clone(),
+                    }],
+                )
+                .map_err(|e| internal("rebuilding a namespace", e))?;
+            }
+        }
+        for (id, ep) in &st.endpoints {
+            let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
+                continue;
+            };
+            let name = names::host_veth(id);
+            if !links.contains(&name) {
+                log::info!("rebuilding the veth of endpoint {}", guid(id));
+                let net = &st.networks[&ep.network];
+                let ops: Vec<Op> = nat::endpoint_attach(&net.plan, &ep.plan, &ns.path, &ep.ifname)
+                    .into_iter()
+                    .filter(|op| !matches!(op, Op::AddElements(_)))
+                    .collect();
+                if let Err(e) = apply(dp, &ops) {
+                    log::error!("endpoint {}: {e}", guid(id));
+                }
+            }
+            wanted.insert(name);
+        }
+        // What hostnet owns and no longer knows: veths first, then bridges.
+        let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();
+        stale.sort_by_key(|l| !l.starts_with(names::VETH_PREFIX));
+        for name in stale {
+            log::info!("removing stale link {name}");
+            if let Err(e) = dp.execute(&Op::DeleteLink { name: name.clone() }) {
+                log::warn!("{e}");
+            }
+        }
+        let known: HashSet<_> = st.namespaces.values().map(|n| n.path.clone()).collect();
+        if let Ok(dir) = std::fs::read_dir(&self.config.netns_dir) {
+            for entry in dir.flatten() {
+                let path = entry.path();
+                if !known.contains(&path) {
+                    log::info!("removing stale namespace {}", path.display());
+                    if let Err(e) = dp.execute(&Op::DeleteNetns { path }) {
+                        log::warn!("{e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At first start, create the NAT network `nat`.
+    pub(crate) fn ensure_default_network(&self) -> Result<(), HcnError> {
+        let initialized = self
+            .store
+            .get(Collection::Meta, INITIALIZED)
+            .map_err(|e| internal("reading the store", e))?
+            .is_some();
+        if initialized {
+            return Ok(());
+        }
+        if self.config.default_network {
+            let mut body = json!({ "Name": DEFAULT_NETWORK_NAME, "Type": "NAT" });
+            if let Some(prefix) = self.config.default_subnet {
+                body["Ipams"] = json!([{ "Type": "Static", "Subnets": [{ "IpAddressPrefix": prefix.to_string() }] }]);
+            }
+            let raw = serde_json::to_vec(&body).expect("literal");
+            let wire: HostComputeNetwork = hostnet_model::from_json(&raw)?;
+            let spec = hostnet_model::validate_network(&wire)?;
+            let mut st = self.lock();
+            if !st.networks.values().any(|n| n.name == DEFAULT_NETWORK_NAME) {
+                let obj = self.create_network_locked(&mut st, &wire, spec)?;
+                log::info!(
+                    "created the default NAT network {DEFAULT_NETWORK_NAME} ({})",
+                    obj.get("ID").and_then(|v| v.as_str()).unwrap_or_default()
+                );
+            }
+        }
+        let mut txn = Txn::new();
+        txn.put(Collection::Meta, INITIALIZED, b"1".to_vec());
+        self.commit(txn)
+    }
+}
+
+fn load_endpoint(
+    raw: &[u8],
+) -> Result<
+    (
+        Uuid,
+        hostnet_model::domain::EndpointSpec,
+        Map<String, Value>,
+    ),
+    HcnError,
+> {
+    let wire: HostComputeEndpoint = hostnet_model::from_json(raw)?;
+    let spec = hostnet_model::validate_endpoint(&wire)?;
+    let obj: Map<String, Value> =
+        serde_json::from_slice(raw).map_err(|e| internal("parsing", e))?;
+    Ok((id_of(&obj)?, spec, obj))
+}
+
+fn id_of(obj: &Map<String, Value>) -> Result<Uuid, HcnError> {
+    let id = obj.get("ID").and_then(|v| v.as_str()).unwrap_or_default();
+    hostnet_model::parse_guid(id)
+}

@@ -1,0 +1,210 @@
+//! The service object: state, locking and dispatch by kind.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use hostnet_dataplane::Dataplane;
+use hostnet_drivers::nat;
+use hostnet_ipam::{MacPool, SubnetPool};
+use hostnet_model::domain::{NetworkSpec, PortMapping};
+use hostnet_model::{ErrorCode, HcnError};
+use hostnet_store::{Store, Txn};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::object::{bytes, internal, Kind};
+use crate::Config;
+
+/// A network and the address pools of its subnets.
+pub(crate) struct NetworkRec {
+    pub obj: Map<String, Value>,
+    pub name: String,
+    pub spec: NetworkSpec,
+    pub plan: nat::Network,
+    pub pools: Vec<SubnetPool>,
+    pub macs: MacPool,
+}
+
+/// An endpoint, resolved: its address, MAC and mappings are fixed.
+pub(crate) struct EndpointRec {
+    pub obj: Map<String, Value>,
+    pub name: String,
+    pub network: Uuid,
+    pub plan: nat::Endpoint,
+    pub mappings: Vec<PortMapping>,
+    pub namespace: Option<Uuid>,
+    pub ifname: String,
+}
+
+/// A namespace: a netns bind-mounted at `path`.
+pub(crate) struct NamespaceRec {
+    pub obj: Map<String, Value>,
+    pub name: String,
+    pub path: PathBuf,
+    pub endpoints: Vec<Uuid>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub networks: BTreeMap<Uuid, NetworkRec>,
+    pub endpoints: BTreeMap<Uuid, EndpointRec>,
+    pub namespaces: BTreeMap<Uuid, NamespaceRec>,
+}
+
+/// hostnet's service: the single writer of kernel and store state.
+///
+/// One lock serialises every change, so concurrent creates never hand out
+/// one address or port twice; kernel plans are short (milliseconds).
+pub struct Service {
+    pub(crate) state: Mutex<State>,
+    pub(crate) store: Box<dyn Store>,
+    pub(crate) dp: Box<dyn Dataplane>,
+    pub(crate) config: Config,
+}
+
+impl Service {
+    /// Load the store, make the kernel match it, and create the default
+    /// network on first start.
+    pub fn start(
+        config: Config,
+        store: Box<dyn Store>,
+        dp: Box<dyn Dataplane>,
+    ) -> Result<Self, HcnError> {
+        let svc = Service {
+            state: Mutex::new(State::default()),
+            store,
+            dp,
+            config,
+        };
+        svc.load()?;
+        svc.reconcile()?;
+        svc.ensure_default_network()?;
+        Ok(svc)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn commit(&self, txn: Txn) -> Result<(), HcnError> {
+        self.store
+            .commit(txn)
+            .map_err(|e| internal("saving to the store", e))
+    }
+
+    /// Create an object from its HCN JSON; returns the stored object.
+    pub fn create(&self, kind: Kind, body: &[u8]) -> Result<Value, HcnError> {
+        let obj = match kind {
+            Kind::Network => self.create_network(body)?,
+            Kind::Endpoint => self.create_endpoint(body)?,
+            Kind::Namespace => self.create_namespace(body)?,
+            Kind::LoadBalancer => {
+                let w: hostnet_model::wire::HostComputeLoadBalancer =
+                    hostnet_model::from_json(body)?;
+                hostnet_model::validate_load_balancer(&w)?;
+                return Err(unsupported_kind(kind));
+            }
+            Kind::Route => {
+                let w: hostnet_model::wire::HostComputeRoute = hostnet_model::from_json(body)?;
+                hostnet_model::validate_route(&w)?;
+                return Err(unsupported_kind(kind));
+            }
+        };
+        Ok(Value::Object(obj))
+    }
+
+    /// One object by ID.
+    pub fn get(&self, kind: Kind, id: &str) -> Result<Value, HcnError> {
+        let uuid = parse_id(kind, id)?;
+        let st = self.lock();
+        let obj = match kind {
+            Kind::Network => st.networks.get(&uuid).map(|r| &r.obj),
+            Kind::Endpoint => st.endpoints.get(&uuid).map(|r| &r.obj),
+            Kind::Namespace => st.namespaces.get(&uuid).map(|r| &r.obj),
+            Kind::LoadBalancer | Kind::Route => None,
+        };
+        obj.map(|o| Value::Object(o.clone()))
+            .ok_or_else(|| kind.not_found(id))
+    }
+
+    /// Apply an HCN modify request.
+    pub fn modify(&self, kind: Kind, id: &str, body: &[u8]) -> Result<Value, HcnError> {
+        let uuid = parse_id(kind, id)?;
+        let req: hostnet_model::wire::ModifyRequest = hostnet_model::from_json(body)?;
+        let obj = match kind {
+            Kind::Namespace => self.modify_namespace(uuid, id, &req)?,
+            Kind::Network => self.modify_network(uuid, id, &req)?,
+            Kind::Endpoint => self.modify_endpoint(uuid, id, &req)?,
+            Kind::LoadBalancer | Kind::Route => return Err(kind.not_found(id)),
+        };
+        Ok(Value::Object(obj))
+    }
+
+    /// Delete an object and its kernel state.
+    pub fn delete(&self, kind: Kind, id: &str) -> Result<(), HcnError> {
+        let uuid = parse_id(kind, id)?;
+        match kind {
+            Kind::Network => self.delete_network(uuid, id),
+            Kind::Endpoint => self.delete_endpoint(uuid, id),
+            Kind::Namespace => self.delete_namespace(uuid, id),
+            Kind::LoadBalancer | Kind::Route => Err(kind.not_found(id)),
+        }
+    }
+
+    /// The HNS-style version and what this hostnet implements.
+    pub fn version(&self) -> Value {
+        serde_json::json!({
+            "Major": 15,
+            "Minor": 5,
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Features": {
+                "Api": { "V1": false, "V2": true },
+                "NetworkTypes": ["NAT"],
+                "EndpointPolicies": ["PortMapping"],
+                "NetworkPolicies": [],
+                "NamespaceAttach": true,
+                "LoadBalancers": false,
+                "SdnRoutes": false,
+                "Acl": { "AclAddressLists": false, "AclHostRulePriority": false, "AclPortRanges": false, "AclRuleId": false },
+                "DSR": false,
+                "IPv6DualStack": false,
+                "ModifyLoadbalancer": false
+            }
+        })
+    }
+
+    /// Store a changed object and replace it in memory.
+    pub(crate) fn save(
+        &self,
+        kind: Kind,
+        id: &Uuid,
+        obj: &Map<String, Value>,
+    ) -> Result<(), HcnError> {
+        let mut txn = Txn::new();
+        txn.put(kind.collection(), &crate::object::guid(id), bytes(obj));
+        self.commit(txn)
+    }
+}
+
+pub(crate) fn parse_id(kind: Kind, id: &str) -> Result<Uuid, HcnError> {
+    hostnet_model::parse_guid(id).map_err(|_| {
+        HcnError::new(
+            ErrorCode::GuidConversionFailure,
+            format!(
+                "{id:?} is not a {} ID: give a GUID like 0A0B0C0D-0000-4000-8000-000000000001",
+                kind.noun()
+            ),
+        )
+    })
+}
+
+fn unsupported_kind(kind: Kind) -> HcnError {
+    HcnError::new(
+        ErrorCode::RequestUnsupported,
+        format!(
+            "{}s are not supported by this hostnet yet: nothing was created",
+            kind.noun()
+        ),
+    )
+}

@@ -1,0 +1,41 @@
+//! Kernel names of hostnet's objects.
+//!
+//! Every link hostnet creates starts with [`LINK_PREFIX`], so reconciliation
+//! can tell its own links from everyone else's, and a sweep can find
+//! leftovers. Names are derived from object IDs, so they survive restarts.
+
+use uuid::Uuid;
+
+/// Prefix of every link hostnet owns.
+pub const LINK_PREFIX: &str = "hn";
+/// Prefix of network bridges: `hnbr` + 8 hex digits of the network ID.
+pub const BRIDGE_PREFIX: &str = "hnbr";
+/// Prefix of endpoints' host-side veths: `hnve` + 10 hex digits of the endpoint ID.
+pub const VETH_PREFIX: &str = "hnve";
+
+/// The bridge of a network.
+pub fn bridge(network: &Uuid) -> String {
+    format!("{BRIDGE_PREFIX}{}", &hex(network)[..8])
+}
+
+/// The host end of an endpoint's veth pair.
+pub fn host_veth(endpoint: &Uuid) -> String {
+    format!("{VETH_PREFIX}{}", &hex(endpoint)[..10])
+}
+
+fn hex(id: &Uuid) -> String {
+    id.simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_ifnamsiz() {
+        let id = Uuid::new_v4();
+        assert!(bridge(&id).len() <= 15);
+        assert!(host_veth(&id).len() <= 15);
+        assert!(bridge(&id).starts_with(LINK_PREFIX));
+    }
+}

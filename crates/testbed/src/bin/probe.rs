@@ -1,0 +1,275 @@
+//! hostnet-probe: the traffic tool of hostnet's kernel tests.
+//!
+//! Servers print `ready` once bound, then one line per thing they saw, so
+//! a test asserts on what crossed the wire. Clients exit 0 on success.
+//!
+//! ```text
+//! tcp-serve ADDR:PORT        answer each connection with "peer IP:PORT"
+//! tcp-echo ADDR:PORT         echo every line back
+//! tcp-get ADDR:PORT          connect, print the server's line
+//! tcp-session ADDR:PORT      send each stdin line, print each echoed line
+//! udp-serve ADDR:PORT        answer each datagram with "peer IP:PORT"
+//! udp-get ADDR:PORT          send a datagram, print the answer
+//! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
+//! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
+//! ping DST                   ICMP echo; exit 0 on a reply
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| usage());
+    let result = match a(0) {
+        "tcp-serve" => tcp_serve(a(1), false),
+        "tcp-echo" => tcp_serve(a(1), true),
+        "tcp-get" => tcp_get(a(1)),
+        "tcp-session" => tcp_session(a(1)),
+        "udp-serve" => udp_serve(a(1)),
+        "udp-get" => udp_get(a(1)),
+        "raw-listen" => raw_listen(proto(a(1))),
+        "raw-send" => raw_send(proto(a(1)), a(2)),
+        "ping" => ping(a(1)),
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("hostnet-probe: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get ADDR:PORT | raw-listen PROTO | raw-send PROTO DST | ping DST");
+    std::process::exit(2)
+}
+
+fn proto(s: &str) -> i32 {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+fn addr(s: &str) -> std::io::Result<SocketAddr> {
+    s.parse()
+        .map_err(|e| std::io::Error::other(format!("{s}: {e}")))
+}
+
+fn ready() {
+    println!("ready");
+    let _ = std::io::stdout().flush();
+}
+
+fn say(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+fn tcp_serve(at: &str, echo: bool) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    ready();
+    for conn in l.incoming() {
+        let mut c = conn?;
+        let peer = c.peer_addr()?;
+        if echo {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().expect("clone"));
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if c.write_all(line.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        } else {
+            say(&format!("peer {peer}"));
+            let _ = writeln!(c, "peer {peer}");
+        }
+    }
+    Ok(())
+}
+
+fn tcp_get(to: &str) -> std::io::Result<()> {
+    let mut c = TcpStream::connect_timeout(&addr(to)?, TIMEOUT)?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    let mut s = String::new();
+    c.read_to_string(&mut s)?;
+    say(s.trim());
+    Ok(())
+}
+
+fn tcp_session(to: &str) -> std::io::Result<()> {
+    let c = TcpStream::connect_timeout(&addr(to)?, TIMEOUT)?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    ready();
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    for line in std::io::stdin().lines() {
+        writeln!(w, "{}", line?)?;
+        let mut back = String::new();
+        r.read_line(&mut back)?;
+        say(back.trim());
+    }
+    Ok(())
+}
+
+fn udp_serve(at: &str) -> std::io::Result<()> {
+    let s = UdpSocket::bind(addr(at)?)?;
+    ready();
+    let mut buf = [0u8; 1500];
+    loop {
+        let (_, peer) = s.recv_from(&mut buf)?;
+        say(&format!("peer {peer}"));
+        s.send_to(format!("peer {peer}").as_bytes(), peer)?;
+    }
+}
+
+fn udp_get(to: &str) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let s = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + TIMEOUT;
+    // UDP may be dropped while NAT state settles: resend until the deadline.
+    while Instant::now() < deadline {
+        s.send_to(b"x", to)?;
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            say(String::from_utf8_lossy(&buf[..n]).trim());
+            return Ok(());
+        }
+    }
+    Err(std::io::Error::other("no answer"))
+}
+
+/// A raw IPv4 socket of one protocol.
+struct Raw(i32);
+
+impl Raw {
+    fn new(proto: i32) -> std::io::Result<Self> {
+        // SAFETY: plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, proto) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Raw(fd))
+    }
+
+    fn send(&self, dst: Ipv4Addr, payload: &[u8]) -> std::io::Result<()> {
+        let sa = sockaddr(dst);
+        // SAFETY: valid buffer and sockaddr_in of the right size.
+        let n = unsafe {
+            libc::sendto(
+                self.0,
+                payload.as_ptr().cast(),
+                payload.len(),
+                0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Receive one packet (with its IPv4 header) or time out.
+    fn recv(&self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
+        let mut pfd = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        if r <= 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: valid buffer.
+        let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        Ok(Some(buf))
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: our own fd.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn sockaddr(ip: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn ipv4(s: &str) -> std::io::Result<Ipv4Addr> {
+    s.parse()
+        .map_err(|e| std::io::Error::other(format!("{s}: {e}")))
+}
+
+fn raw_listen(proto: i32) -> std::io::Result<()> {
+    let r = Raw::new(proto)?;
+    ready();
+    loop {
+        if let Some(p) = r.recv(Duration::from_secs(3600))? {
+            if p.len() >= 20 {
+                say(&format!(
+                    "got {}",
+                    Ipv4Addr::new(p[12], p[13], p[14], p[15])
+                ));
+            }
+        }
+    }
+}
+
+fn raw_send(proto: i32, dst: &str) -> std::io::Result<()> {
+    Raw::new(proto)?.send(ipv4(dst)?, b"hostnet-probe")
+}
+
+fn ping(dst: &str) -> std::io::Result<()> {
+    let dst = ipv4(dst)?;
+    let r = Raw::new(libc::IPPROTO_ICMP)?;
+    let id = (std::process::id() & 0xffff) as u16;
+    let mut pkt = vec![8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    pkt.extend_from_slice(b"hostnet");
+    let sum = checksum(&pkt);
+    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+    let deadline = Instant::now() + TIMEOUT;
+    r.send(dst, &pkt)?;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Some(p) = r.recv(left)? else { break };
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+        let icmp = &p[ihl..];
+        if src == dst && icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == pkt[4..6] {
+            say(&format!("reply from {src}"));
+            return Ok(());
+        }
+    }
+    Err(std::io::Error::other(format!("no echo reply from {dst}")))
+}
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

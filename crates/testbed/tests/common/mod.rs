@@ -1,0 +1,154 @@
+//! The world of the NAT tests: a host namespace running hostnetd, joined by
+//! an uplink to an "outside" namespace that stands for the internet.
+//!
+//! ```text
+//!  outside (198.51.100.1, 203.0.113.1)  --up0--  host (198.51.100.2) [hostnetd]
+//!                                                  |  bridge per network
+//!                                                  containers (10.88.0.0/16 ...)
+//! ```
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use hostnet_api::{ApiError, Client, Kind};
+use hostnet_testbed::{require_privileges, unique, Daemon, Netns, Probe};
+use serde_json::{json, Value};
+
+pub const HOST: &str = "198.51.100.2";
+pub const OUTSIDE: &str = "198.51.100.1";
+pub const INTERNET: &str = "203.0.113.1";
+pub const SUBNET: &str = "10.88.0.0/16";
+
+pub struct World {
+    // Drop order: the daemon (and its namespaces) before the hosts.
+    pub daemon: Daemon,
+    pub host: Netns,
+    pub outside: Netns,
+}
+
+impl World {
+    /// None (after printing `skipped:`) when privileges are missing.
+    pub fn new(test: &str) -> Option<World> {
+        if !require_privileges(test) {
+            return None;
+        }
+        let host = Netns::new(&unique("host"));
+        let outside = Netns::new(&unique("out"));
+        host.link(
+            "up0",
+            &format!("{HOST}/24"),
+            &outside,
+            "up0",
+            &format!("{OUTSIDE}/24"),
+        );
+        host.ip(&["route", "add", "default", "via", OUTSIDE]);
+        outside.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
+        let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
+        Some(World {
+            daemon,
+            host,
+            outside,
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.daemon.client()
+    }
+
+    /// ID of a network by name.
+    pub fn network(&self, name: &str) -> String {
+        let n = self
+            .client()
+            .find_by_name(Kind::Networks, name)
+            .expect("list networks")
+            .unwrap_or_else(|| panic!("no network {name}"));
+        id(&n)
+    }
+
+    /// A container: a namespace with one endpoint of `network` attached,
+    /// with the given endpoint policies.
+    pub fn container(&self, network: &str, policies: Value) -> Container {
+        let c = self.client();
+        let ns = c
+            .create(
+                Kind::Namespaces,
+                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
+            )
+            .expect("create namespace");
+        let ep = c
+            .create(
+                Kind::Endpoints,
+                &json!({ "HostComputeNetwork": self.network(network), "Policies": policies }),
+            )
+            .expect("create endpoint");
+        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
+        Container {
+            ns_id: id(&ns),
+            ep_id: id(&ep),
+            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
+            ip: ep["IpConfigurations"][0]["IpAddress"]
+                .as_str()
+                .expect("ip")
+                .to_string(),
+        }
+    }
+
+    /// The elements of one set or map (`kind` is "set" or "map") of a
+    /// hostnet table, as the kernel lists them.
+    pub fn nft_elements(&self, family: &str, kind: &str, name: &str) -> String {
+        let out = self
+            .host
+            .output("nft", &["list", kind, family, "hostnet", name]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip_while(|l| !l.contains("elements"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Names of hostnet's links in the host namespace.
+    pub fn links(&self) -> Vec<String> {
+        let out = self.host.output("ip", &["-o", "link", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.starts_with("hn"))
+            .collect()
+    }
+}
+
+pub struct Container {
+    pub ns_id: String,
+    pub ep_id: String,
+    pub netns: PathBuf,
+    pub ip: String,
+}
+
+impl Container {
+    pub fn serve(&self, args: &[&str]) -> Probe {
+        Probe::serve(&self.netns, args)
+    }
+
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        Probe::run(&self.netns, args)
+    }
+}
+
+pub fn id(v: &Value) -> String {
+    v["ID"].as_str().expect("ID").to_string()
+}
+
+pub fn port_mapping(proto: u32, internal: u16, external: u16) -> Value {
+    json!({ "Type": "PortMapping", "Settings": { "Protocol": proto, "InternalPort": internal, "ExternalPort": external } })
+}
+
+/// The HCN error code of a failed call.
+pub fn code(r: Result<impl std::fmt::Debug, ApiError>) -> u32 {
+    match r {
+        Err(e) => e
+            .error_code()
+            .unwrap_or_else(|| panic!("not an HCN error: {e}")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
