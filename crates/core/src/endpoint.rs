@@ -22,7 +22,7 @@ pub(crate) const DEFAULT_IFNAME: &str = "eth0";
 
 impl Service {
     pub(crate) fn create_endpoint(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
-        let wire: HostComputeEndpoint = hostnet_model::from_json(body)?;
+        let wire: HostComputeEndpoint = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_endpoint(&wire)?;
         let mappings = port_mappings(&spec)?;
         let mut st = self.lock();
@@ -148,17 +148,18 @@ impl Service {
             return Err(Kind::Endpoint.not_found(given));
         }
         use hostnet_model::domain::RequestType;
-        let add =
-            match request {
-                RequestType::Add => true,
-                RequestType::Remove => false,
-                other => return Err(HcnError::new(
+        let add = match request {
+            RequestType::Add => true,
+            RequestType::Remove => false,
+            other => {
+                return Err(HcnError::new(
                     ErrorCode::RequestUnsupported,
                     format!(
                         "endpoint policy request {other:?} is not supported yet: use Add or Remove"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let mut new_maps = Vec::new();
         for (p, _) in &policies {
             new_maps.push(port_mapping(p)?);

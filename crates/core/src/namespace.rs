@@ -16,7 +16,7 @@ use crate::service::{NamespaceRec, Service};
 
 impl Service {
     pub(crate) fn create_namespace(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
-        let wire: HostComputeNamespace = hostnet_model::from_json(body)?;
+        let wire: HostComputeNamespace = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_namespace(&wire)?;
         let mut st = self.lock();
         if let Some((id, _)) = st

@@ -17,7 +17,7 @@ use crate::subnet::{self, Resolved};
 
 impl Service {
     pub(crate) fn create_network(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
-        let wire: HostComputeNetwork = hostnet_model::from_json(body)?;
+        let wire: HostComputeNetwork = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_network(&wire)?;
         let mut st = self.lock();
         self.create_network_locked(&mut st, &wire, spec)

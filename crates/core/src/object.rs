@@ -89,3 +89,16 @@ pub fn internal(what: &str, err: impl std::fmt::Display) -> HcnError {
         format!("{what} failed: {err}. Nothing was changed; see the hostnetd log"),
     )
 }
+
+/// Parse a request body that must be one JSON object (serde's derived
+/// decoders would also take an array, positionally).
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HcnError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b) if *b != b'{') {
+        return Err(HcnError::new(
+            ErrorCode::InvalidJson,
+            "the request body is not a JSON object: send one HCN object {...}",
+        ));
+    }
+    hostnet_model::from_json(body)
+}

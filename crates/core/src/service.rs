@@ -101,12 +101,12 @@ impl Service {
             Kind::Namespace => self.create_namespace(body)?,
             Kind::LoadBalancer => {
                 let w: hostnet_model::wire::HostComputeLoadBalancer =
-                    hostnet_model::from_json(body)?;
+                    crate::object::parse_object(body)?;
                 hostnet_model::validate_load_balancer(&w)?;
                 return Err(unsupported_kind(kind));
             }
             Kind::Route => {
-                let w: hostnet_model::wire::HostComputeRoute = hostnet_model::from_json(body)?;
+                let w: hostnet_model::wire::HostComputeRoute = crate::object::parse_object(body)?;
                 hostnet_model::validate_route(&w)?;
                 return Err(unsupported_kind(kind));
             }
@@ -131,7 +131,7 @@ impl Service {
     /// Apply an HCN modify request.
     pub fn modify(&self, kind: Kind, id: &str, body: &[u8]) -> Result<Value, HcnError> {
         let uuid = parse_id(kind, id)?;
-        let req: hostnet_model::wire::ModifyRequest = hostnet_model::from_json(body)?;
+        let req: hostnet_model::wire::ModifyRequest = crate::object::parse_object(body)?;
         let obj = match kind {
             Kind::Namespace => self.modify_namespace(uuid, id, &req)?,
             Kind::Network => self.modify_network(uuid, id, &req)?,

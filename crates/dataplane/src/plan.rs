@@ -66,3 +66,26 @@ pub fn apply(dp: &dyn Dataplane, ops: &[Op]) -> Result<(), DataplaneError> {
 pub fn teardown(dp: &dyn Dataplane, ops: &[Op]) -> Vec<DataplaneError> {
     ops.iter().filter_map(|op| dp.execute(op).err()).collect()
 }
+
+/// A shared dataplane is a dataplane (tests keep a handle on the fake).
+impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
+    fn execute(&self, op: &Op) -> Result<(), DataplaneError> {
+        (**self).execute(op)
+    }
+
+    fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
+        (**self).load_tables(script)
+    }
+
+    fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
+        (**self).links_with_prefix(prefix)
+    }
+
+    fn routed_prefixes(&self) -> Result<Vec<ipnet::IpNet>, DataplaneError> {
+        (**self).routed_prefixes()
+    }
+
+    fn netns_exists(&self, path: &std::path::Path) -> bool {
+        (**self).netns_exists(path)
+    }
+}

@@ -69,7 +69,7 @@ async fn list(
 ) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     blocking(
         move || svc.list(kind, p.query.as_deref()).map(Value::Array),
@@ -81,7 +81,7 @@ async fn list(
 async fn create(State(svc): State<Svc>, Path(kind): Path<String>, body: Bytes) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     blocking(move || svc.create(kind, &body), StatusCode::CREATED).await
 }
@@ -89,7 +89,7 @@ async fn create(State(svc): State<Svc>, Path(kind): Path<String>, body: Bytes) -
 async fn one(State(svc): State<Svc>, Path((kind, id)): Path<(String, String)>) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     blocking(move || svc.get(kind, &id), StatusCode::OK).await
 }
@@ -101,7 +101,7 @@ async fn modify(
 ) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     blocking(move || svc.modify(kind, &id, &body), StatusCode::OK).await
 }
@@ -109,7 +109,7 @@ async fn modify(
 async fn remove(State(svc): State<Svc>, Path((kind, id)): Path<(String, String)>) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     match tokio::task::spawn_blocking(move || svc.delete(kind, &id)).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
@@ -128,7 +128,7 @@ async fn not_found() -> Response {
     ))
 }
 
-fn parse_kind(s: &str) -> Result<Kind, Response> {
+fn parse_kind(s: &str) -> Result<Kind, HcnError> {
     Ok(match s.to_ascii_lowercase().as_str() {
         "networks" => Kind::Network,
         "endpoints" => Kind::Endpoint,
@@ -136,10 +136,10 @@ fn parse_kind(s: &str) -> Result<Kind, Response> {
         "loadbalancers" => Kind::LoadBalancer,
         "routes" => Kind::Route,
         _ => {
-            return Err(error(HcnError::new(
+            return Err(HcnError::new(
                 ErrorCode::NotFound,
                 format!("Element not found. No object kind {s:?}: use networks, endpoints, namespaces, loadbalancers or routes"),
-            )))
+            ))
         }
     })
 }

@@ -233,12 +233,20 @@ impl Store for RedbStore {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<HashMap<Collection, BTreeMap<String, Vec<u8>>>>,
+    fail_next: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Make the next commit fail (and change nothing), to test what callers
+    /// do when the store refuses a write.
+    pub fn fail_next_commit(&self) {
+        self.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Collection, BTreeMap<String, Vec<u8>>>> {
@@ -262,6 +270,12 @@ impl Store for MemoryStore {
     }
 
     fn commit(&self, txn: Txn) -> Result<(), StoreError> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io("injected commit failure".into()));
+        }
         let mut tables = self.lock();
         // Apply to a copy of the touched tables, then swap them in, so the
         // visible state changes all at once.
@@ -284,6 +298,22 @@ impl Store for MemoryStore {
         }
         tables.extend(staged);
         Ok(())
+    }
+}
+
+/// A shared store is a store: tests keep a handle to inspect it, and a
+/// restarted service can reopen the same one.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn get(&self, c: Collection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(c, key)
+    }
+
+    fn list(&self, c: Collection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        (**self).list(c)
+    }
+
+    fn commit(&self, txn: Txn) -> Result<(), StoreError> {
+        (**self).commit(txn)
     }
 }
 

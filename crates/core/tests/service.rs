@@ -1,0 +1,212 @@
+//! The service against the recording dataplane and the in-memory store
+//! (tier 0): what it plans, and that a failure leaves nothing behind.
+
+use std::sync::Arc;
+
+use hostnet_core::{Config, Kind, Service};
+use hostnet_dataplane::{Op, Recorder};
+use hostnet_model::ErrorCode;
+use hostnet_store::{Collection, MemoryStore, Store};
+use serde_json::{json, Value};
+
+struct Fixture {
+    svc: Service,
+    dp: Arc<Recorder>,
+    store: Arc<MemoryStore>,
+}
+
+fn config() -> Config {
+    Config {
+        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
+        default_network: true,
+        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
+        mtu: 1500,
+    }
+}
+
+fn start(store: Arc<MemoryStore>) -> Fixture {
+    let dp = Arc::new(Recorder::new());
+    let svc = Service::start(config(), Box::new(store.clone()), Box::new(dp.clone())).unwrap();
+    Fixture { svc, dp, store }
+}
+
+fn body(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn nat_id(f: &Fixture) -> String {
+    let nets = f.svc.list(Kind::Network, None).unwrap();
+    nets[0]["ID"].as_str().unwrap().to_string()
+}
+
+fn endpoint(f: &Fixture, extra: Value) -> Result<Value, hostnet_model::HcnError> {
+    let mut ep = json!({ "HostComputeNetwork": nat_id(f) });
+    if let (Some(o), Some(e)) = (ep.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    f.svc.create(Kind::Endpoint, &body(ep))
+}
+
+fn mapping(ext: u16) -> Value {
+    json!({ "Policies": [{ "Type": "PortMapping", "Settings": { "Protocol": 6, "InternalPort": 80, "ExternalPort": ext } }] })
+}
+
+#[test]
+fn first_start_creates_the_default_nat_network_once() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    let nets = f.svc.list(Kind::Network, None).unwrap();
+    assert_eq!(nets.len(), 1);
+    assert_eq!(nets[0]["Name"], "nat");
+    assert_eq!(
+        nets[0]["Ipams"][0]["Subnets"][0]["IpAddressPrefix"],
+        "10.88.0.0/16"
+    );
+    assert_eq!(
+        nets[0]["Ipams"][0]["Subnets"][0]["Routes"][0]["NextHop"],
+        "10.88.0.1"
+    );
+    let ops = f.dp.take();
+    assert!(ops.iter().any(|o| matches!(o, Op::CreateBridge { addresses, .. } if addresses[0].to_string() == "10.88.0.1/16")));
+    // Deleted by the user, it is not recreated on the next start.
+    f.svc
+        .delete(Kind::Network, nets[0]["ID"].as_str().unwrap())
+        .unwrap();
+    drop(f);
+    let again = start(store);
+    assert!(again.svc.list(Kind::Network, None).unwrap().is_empty());
+}
+
+#[test]
+fn endpoint_create_plans_masquerade_and_port_elements() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.take();
+    let ep = endpoint(&f, mapping(8080)).unwrap();
+    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.88.0.2");
+    assert_eq!(ep["IpConfigurations"][0]["PrefixLength"], 16);
+    assert_eq!(ep["MacAddress"], "02-4E-0A-58-00-02");
+    assert_eq!(ep["Routes"][0]["NextHop"], "10.88.0.1");
+    let ops = f.dp.take();
+    let [Op::AddElements(els)] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    let texts: Vec<&str> = els.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, ["10.88.0.2", "tcp . 8080 : 10.88.0.2 . 80"]);
+}
+
+#[test]
+fn a_kernel_failure_leaves_no_record_and_no_allocation() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.fail_after(0);
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unexpected);
+    assert!(f.svc.list(Kind::Endpoint, None).unwrap().is_empty());
+    assert!(f.store.list(Collection::Endpoints).unwrap().is_empty());
+    // The address and the host port are free again.
+    let mut again = mapping(8080);
+    again["IpConfigurations"] = json!([{ "IpAddress": "10.88.0.2" }]);
+    let ep = endpoint(&f, again).unwrap();
+    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.88.0.2");
+}
+
+#[test]
+fn a_store_failure_undoes_the_kernel_change() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.take();
+    f.store.fail_next_commit();
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unexpected);
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::AddElements(a), Op::DeleteElements(d)] if a == d),
+        "{ops:?}"
+    );
+    assert!(f.svc.list(Kind::Endpoint, None).unwrap().is_empty());
+}
+
+#[test]
+fn a_host_port_is_mapped_once() {
+    let f = start(Arc::new(MemoryStore::new()));
+    endpoint(&f, mapping(8080)).unwrap();
+    f.dp.take();
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PortAlreadyExists);
+    assert!(err.message.contains("8080"), "{}", err.message);
+    assert!(
+        f.dp.take().is_empty(),
+        "a refused create touched the kernel"
+    );
+    // The same port on UDP is another mapping.
+    let udp = json!({ "Policies": [{ "Type": "PortMapping", "Settings": { "Protocol": 17, "InternalPort": 80, "ExternalPort": 8080 } }] });
+    endpoint(&f, udp).unwrap();
+}
+
+#[test]
+fn objects_survive_a_restart_with_their_ids_and_addresses() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    let ep = endpoint(&f, mapping(8080)).unwrap();
+    let ns = f.svc.create(Kind::Namespace, b"{}").unwrap();
+    let before = (
+        f.svc.list(Kind::Endpoint, None).unwrap(),
+        f.svc.list(Kind::Namespace, None).unwrap(),
+    );
+    drop(f);
+    let g = start(store);
+    let after = (
+        g.svc.list(Kind::Endpoint, None).unwrap(),
+        g.svc.list(Kind::Namespace, None).unwrap(),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        g.svc
+            .get(Kind::Namespace, ns["ID"].as_str().unwrap())
+            .unwrap(),
+        ns
+    );
+    // The reloaded pools know the address is taken.
+    let next = endpoint(&g, json!({})).unwrap();
+    assert_ne!(
+        next["IpConfigurations"][0]["IpAddress"],
+        ep["IpConfigurations"][0]["IpAddress"]
+    );
+    // Reconcile rebuilt the tables with the endpoint's elements.
+    let tables = g.dp.tables.lock().unwrap().clone();
+    assert!(
+        tables[0].contains("tcp . 8080 : 10.88.0.2 . 80"),
+        "{}",
+        tables[0]
+    );
+}
+
+#[test]
+fn unknown_ids_and_bodies_that_are_not_objects() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let err = f
+        .svc
+        .get(Kind::Endpoint, "0a0b0c0d-0000-4000-8000-000000000001")
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = f.svc.delete(Kind::Network, "not-a-guid").unwrap_err();
+    assert_eq!(err.code, ErrorCode::GuidConversionFailure);
+    let err = f.svc.create(Kind::Network, b"[]").unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidJson);
+    let err = f.svc.create(Kind::Network, b"{\"Name\": ").unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidJson);
+    assert_eq!(f.svc.list(Kind::Network, None).unwrap().len(), 1);
+}
+
+#[test]
+fn list_filters_by_name_and_network() {
+    let f = start(Arc::new(MemoryStore::new()));
+    endpoint(&f, json!({ "Name": "a" })).unwrap();
+    endpoint(&f, json!({ "Name": "b" })).unwrap();
+    let q = r#"{"Filter":"{\"Name\":\"b\"}"}"#;
+    let found = f.svc.list(Kind::Endpoint, Some(q)).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["Name"], "b");
+    let q = r#"{"Filter":"{\"VirtualNetwork\":\"nat\"}"}"#;
+    assert_eq!(f.svc.list(Kind::Endpoint, Some(q)).unwrap().len(), 2);
+    let q = r#"{"Filter":"{\"Name\":\"zzz\"}"}"#;
+    assert!(f.svc.list(Kind::Endpoint, Some(q)).unwrap().is_empty());
+}
