@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::object::{bytes, guid, internal, to_object, Kind};
+use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
 use crate::service::{EndpointRec, NetworkRec, Service, State};
 
 /// Interface name of an endpoint inside its namespace, unless named.
@@ -36,20 +36,11 @@ impl Service {
                 ),
             ));
         }
-        if let Some((id, _)) = st
-            .endpoints
-            .iter()
-            .find(|(_, e)| !spec.name.is_empty() && e.name == spec.name)
-        {
-            return Err(HcnError::new(
-                ErrorCode::AlreadyExists,
-                format!(
-                    "an endpoint named {:?} already exists with ID {}: choose another name or use that endpoint",
-                    spec.name,
-                    guid(id)
-                ),
-            ));
-        }
+        ensure_unique_name(
+            Kind::Endpoint,
+            &spec.name,
+            st.endpoints.iter().map(|(id, e)| (id, e.name.as_str())),
+        )?;
         check_ports(&st, &mappings, None)?;
 
         let id = new_endpoint_id(&st);

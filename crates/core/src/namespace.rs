@@ -11,28 +11,19 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::endpoint::remove_resource;
-use crate::object::{bytes, guid, internal, to_object, Kind};
-use crate::service::{NamespaceRec, Service};
+use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
+use crate::service::{EndpointRec, NamespaceRec, Service, State};
 
 impl Service {
     pub(crate) fn create_namespace(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
         let wire: HostComputeNamespace = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_namespace(&wire)?;
         let mut st = self.lock();
-        if let Some((id, _)) = st
-            .namespaces
-            .iter()
-            .find(|(_, n)| !spec.name.is_empty() && n.name == spec.name)
-        {
-            return Err(HcnError::new(
-                ErrorCode::AlreadyExists,
-                format!(
-                    "a namespace named {:?} already exists with ID {}: choose another name",
-                    spec.name,
-                    guid(id)
-                ),
-            ));
-        }
+        ensure_unique_name(
+            Kind::Namespace,
+            &spec.name,
+            st.namespaces.iter().map(|(id, n)| (id, n.name.as_str())),
+        )?;
         let id = Uuid::new_v4();
         let path = self.config.netns_dir.join(guid(&id));
         let mut obj = to_object(&wire);
@@ -117,16 +108,7 @@ impl Service {
         ifname: &str,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
-        let ns = st
-            .namespaces
-            .get(&ns_id)
-            .ok_or_else(|| Kind::Namespace.not_found(given))?;
-        let ep = st.endpoints.get(&ep_id).ok_or_else(|| {
-            HcnError::new(
-                ErrorCode::EndpointNotFound,
-                format!("endpoint {} does not exist: create it first", guid(&ep_id)),
-            )
-        })?;
+        let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         if let Some(current) = ep.namespace {
             return Err(HcnError::new(
                 ErrorCode::EndpointNamespaceAlreadyExists,
@@ -182,16 +164,7 @@ impl Service {
         ep_id: Uuid,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
-        let ns = st
-            .namespaces
-            .get(&ns_id)
-            .ok_or_else(|| Kind::Namespace.not_found(given))?;
-        let ep = st.endpoints.get(&ep_id).ok_or_else(|| {
-            HcnError::new(
-                ErrorCode::EndpointNotFound,
-                format!("endpoint {} does not exist", guid(&ep_id)),
-            )
-        })?;
+        let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         if ep.namespace != Some(ns_id) {
             return Err(HcnError::new(
                 ErrorCode::EndpointNotAttached,
@@ -226,6 +199,26 @@ impl Service {
         ns.endpoints.retain(|e| *e != ep_id);
         Ok(ns.obj.clone())
     }
+}
+
+/// The namespace and endpoint a modify request names.
+fn namespace_and_endpoint<'a>(
+    st: &'a State,
+    ns_id: Uuid,
+    given: &str,
+    ep_id: Uuid,
+) -> Result<(&'a NamespaceRec, &'a EndpointRec), HcnError> {
+    let ns = st
+        .namespaces
+        .get(&ns_id)
+        .ok_or_else(|| Kind::Namespace.not_found(given))?;
+    let ep = st.endpoints.get(&ep_id).ok_or_else(|| {
+        HcnError::new(
+            ErrorCode::EndpointNotFound,
+            format!("endpoint {} does not exist: create it first", guid(&ep_id)),
+        )
+    })?;
+    Ok((ns, ep))
 }
 
 /// The interface name inside the namespace: hostnet's `InterfaceName`

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::object::{bytes, guid, internal, to_object, Kind};
+use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
 use crate::service::{NetworkRec, Service, State};
 use crate::subnet::{self, Resolved};
 
@@ -30,20 +30,11 @@ impl Service {
         spec: NetworkSpec,
     ) -> Result<Map<String, Value>, HcnError> {
         check_supported(&spec)?;
-        if let Some((id, _)) = st
-            .networks
-            .iter()
-            .find(|(_, n)| !spec.name.is_empty() && n.name == spec.name)
-        {
-            return Err(HcnError::new(
-                ErrorCode::NetworkAlreadyExists,
-                format!(
-                    "a network with this name already exists: {:?} has ID {}; choose another name or use that network",
-                    spec.name,
-                    guid(id)
-                ),
-            ));
-        }
+        ensure_unique_name(
+            Kind::Network,
+            &spec.name,
+            st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
+        )?;
         let taken: Vec<IpNet> = st
             .networks
             .values()

@@ -64,6 +64,31 @@ impl Kind {
     }
 }
 
+/// Refuse a create whose non-empty name another object of its kind has,
+/// naming that object, so a retried create finds what it made before.
+pub fn ensure_unique_name<'a>(
+    kind: Kind,
+    name: &str,
+    mut existing: impl Iterator<Item = (&'a Uuid, &'a str)>,
+) -> Result<(), HcnError> {
+    let Some((id, _)) = existing.find(|(_, n)| !name.is_empty() && *n == name) else {
+        return Ok(());
+    };
+    let code = match kind {
+        Kind::Network => ErrorCode::NetworkAlreadyExists,
+        _ => ErrorCode::AlreadyExists,
+    };
+    Err(HcnError::new(
+        code,
+        format!(
+            "a {} with this name already exists: {name:?} has ID {}; choose another name or use that {}",
+            kind.noun(),
+            guid(id),
+            kind.noun()
+        ),
+    ))
+}
+
 /// A GUID as hostnet prints it: upper case, no braces.
 pub fn guid(id: &Uuid) -> String {
     hostnet_model::format_guid(id)
