@@ -45,6 +45,7 @@ impl Service {
 
         let id = new_endpoint_id(&st);
         let net = st.networks.get_mut(&net_id).expect("checked above");
+        check_next_hops(net, &spec)?;
         let (address, gateway) = take_address(net, &spec)?;
         let mac = match take_mac(net, &spec, address.addr()) {
             Ok(m) => m,
@@ -398,6 +399,25 @@ fn take_address(
             "NAT endpoints take one IpConfiguration (IPv4): remove the others",
         )),
     }
+}
+
+/// Every route's next hop must be on the network, or the kernel would
+/// refuse the route at attach time.
+fn check_next_hops(net: &NetworkRec, spec: &EndpointSpec) -> Result<(), HcnError> {
+    for (i, r) in spec.routes.iter().enumerate() {
+        if let Some(hop) = r
+            .next_hop
+            .filter(|h| !net.pools.iter().any(|p| p.contains(*h)))
+        {
+            return Err(HcnError::new(
+                ErrorCode::InvalidIp,
+                format!(
+                    "Routes[{i}].NextHop {hop} is not on the network's subnets: give a next hop inside them (or omit Routes for the gateway)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn release_address(net: &mut NetworkRec, ip: IpAddr) {

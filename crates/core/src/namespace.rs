@@ -120,7 +120,12 @@ impl Service {
             ));
         }
         let net = &st.networks[&ep.network];
-        let ops = nat::endpoint_attach(&net.plan, &ep.plan, &ns.path, ifname);
+        let plug = nat::Plug {
+            netns: &ns.path,
+            ifname,
+            nic_index: ns.endpoints.len() as u32,
+        };
+        let ops = nat::endpoint_attach(&net.plan, &ep.plan, plug);
         apply(self.dp.as_ref(), &ops).map_err(|e| {
             HcnError::new(
                 ErrorCode::NamespaceAttachFailed,

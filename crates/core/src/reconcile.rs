@@ -213,7 +213,12 @@ impl Service {
             if !links.contains(&name) {
                 log::info!("rebuilding the veth of endpoint {}", guid(id));
                 let net = &st.networks[&ep.network];
-                let ops: Vec<Op> = nat::endpoint_attach(&net.plan, &ep.plan, &ns.path, &ep.ifname)
+                let plug = nat::Plug {
+                    netns: &ns.path,
+                    ifname: &ep.ifname,
+                    nic_index: ns.endpoints.iter().position(|e| e == id).unwrap_or(0) as u32,
+                };
+                let ops: Vec<Op> = nat::endpoint_attach(&net.plan, &ep.plan, plug)
                     .into_iter()
                     .filter(|op| !matches!(op, Op::AddElements(_)))
                     .collect();

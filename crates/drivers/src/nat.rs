@@ -103,8 +103,19 @@ pub fn endpoint_delete(ep: &Endpoint) -> Vec<Op> {
     vec![Op::DeleteElements(endpoint_elements(ep))]
 }
 
+/// Where an endpoint is plugged in: the namespace, the interface name
+/// inside it, and how many endpoints the namespace already holds (each
+/// further NIC's default route gets a higher metric, as HNS gives each
+/// NIC its own interface metric, so the routes do not collide).
+#[derive(Clone, Copy, Debug)]
+pub struct Plug<'a> {
+    pub netns: &'a Path,
+    pub ifname: &'a str,
+    pub nic_index: u32,
+}
+
 /// Plug an endpoint into a namespace: its veth, then its firewall defaults.
-pub fn endpoint_attach(net: &Network, ep: &Endpoint, netns: &Path, ifname: &str) -> Vec<Op> {
+pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> {
     let host_name = names::host_veth(&ep.id);
     let mut routes = ep.routes.clone();
     if let Some(gw) = ep.gateway {
@@ -117,7 +128,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, netns: &Path, ifname: &str)
             routes.push(RouteSpec {
                 destination,
                 via: Some(gw),
-                metric: 0,
+                metric: plug.nic_index * 100,
             });
         }
     }
@@ -126,8 +137,8 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, netns: &Path, ifname: &str)
             host_name: host_name.clone(),
             bridge: names::bridge(&net.id),
             mtu: net.mtu,
-            netns: netns.to_path_buf(),
-            peer_name: ifname.to_string(),
+            netns: plug.netns.to_path_buf(),
+            peer_name: plug.ifname.to_string(),
             peer_mac: ep.mac,
             addresses: vec![ep.address],
             routes,
@@ -183,7 +194,12 @@ mod tests {
             gateways: vec!["172.31.0.1/16".parse().unwrap()],
             mtu: 1500,
         };
-        let ops = endpoint_attach(&net, &endpoint(), Path::new("/x"), "eth0");
+        let plug = Plug {
+            netns: Path::new("/x"),
+            ifname: "eth1",
+            nic_index: 1,
+        };
+        let ops = endpoint_attach(&net, &endpoint(), plug);
         let Op::CreateVeth {
             routes,
             bridge,
@@ -197,5 +213,9 @@ mod tests {
         assert_eq!(host_name, "hnveabcdef0123");
         assert_eq!(routes.len(), 1);
         assert_eq!(routes[0].destination.to_string(), "0.0.0.0/0");
+        assert_eq!(
+            routes[0].metric, 100,
+            "a second NIC's default route must not collide"
+        );
     }
 }

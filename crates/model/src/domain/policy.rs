@@ -25,7 +25,7 @@ pub(crate) fn match_type(
             HcnError::new(
                 ErrorCode::InvalidPolicyType,
                 format!(
-                    "{t:?} is not a {kind} policy type: use one of {}",
+                    "{t:?} is not a known {kind} policy type: use one of {}",
                     valid.join(", ")
                 ),
             )

@@ -152,3 +152,70 @@ pub fn code(r: Result<impl std::fmt::Debug, ApiError>) -> u32 {
         Ok(v) => panic!("expected an error, got {v:?}"),
     }
 }
+
+/// Everything hostnet has made, as the API and the kernel show it: a
+/// refused request must leave all of it as it was.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub networks: Vec<Value>,
+    pub endpoints: Vec<Value>,
+    pub namespaces: Vec<Value>,
+    /// hostnet's links in the host namespace.
+    pub links: Vec<String>,
+    /// (set or map, its elements sorted) for each of hostnet's sets and maps.
+    pub nft: Vec<(&'static str, Vec<String>)>,
+}
+
+/// The sets and maps a snapshot reads: (family, "set" or "map", name).
+pub const NFT_SETS: [(&str, &str, &str); 5] = [
+    ("inet", "map", "ports4"),
+    ("inet", "map", "vip_ports4"),
+    ("inet", "set", "nat_sources4"),
+    ("inet", "set", "nat_bridges"),
+    ("bridge", "set", "endpoint_ports"),
+];
+
+impl World {
+    /// The objects, links and nft elements hostnet has now.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = self.client();
+        let list = |kind| c.list(kind, None).expect("list");
+        Snapshot {
+            networks: list(Kind::Networks),
+            endpoints: list(Kind::Endpoints),
+            namespaces: list(Kind::Namespaces),
+            links: self.links(),
+            nft: NFT_SETS
+                .iter()
+                .map(|(family, kind, name)| (*name, self.elements(family, kind, name)))
+                .collect(),
+        }
+    }
+
+    /// The elements of one of hostnet's sets or maps, one string each,
+    /// sorted (the kernel's listing order is not the insertion order).
+    pub fn elements(&self, family: &str, kind: &str, name: &str) -> Vec<String> {
+        let text = self.nft_elements(family, kind, name);
+        let inside = text
+            .split_once('{')
+            .map(|(_, rest)| rest.split('}').next().unwrap_or_default())
+            .unwrap_or_default();
+        let mut out: Vec<String> = inside
+            .split(',')
+            .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|e| !e.is_empty())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// One raw API request: (HTTP status, body as JSON or `Null`).
+    pub fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let r = self
+            .client()
+            .request(method, path, body.map(str::as_bytes))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
+    }
+}
