@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -65,11 +66,17 @@ async fn openapi() -> Response {
 async fn list(
     State(svc): State<Svc>,
     Path(kind): Path<String>,
-    Query(p): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let kind = match parse_kind(&kind) {
         Ok(k) => k,
         Err(e) => return error(e),
+    };
+    let Ok(Query(p)) = params else {
+        return error(HcnError::new(
+            ErrorCode::InvalidJson,
+            "the query string is not ?query=<URL-encoded HostComputeQuery JSON>",
+        ));
     };
     blocking(
         move || svc.list(kind, p.query.as_deref()).map(Value::Array),
