@@ -26,6 +26,11 @@ pub enum Op {
         mtu: u32,
         mac: Option<[u8; 6]>,
         addresses: Vec<IpNet>,
+        /// Whether the link carries IPv6. When false it gets no IPv6
+        /// link-local address: on an IPv4-only network that address only
+        /// makes DAD, MLD and router-solicitation noise, which a bridge
+        /// floods to every port (N² packets while N endpoints come up).
+        ipv6: bool,
     },
     /// Delete a link in the daemon's namespace. Missing is not an error.
     DeleteLink { name: String },
@@ -46,6 +51,8 @@ pub enum Op {
         peer_mac: [u8; 6],
         addresses: Vec<IpNet>,
         routes: Vec<RouteSpec>,
+        /// As for [`Op::CreateBridge`], for both ends.
+        ipv6: bool,
     },
     /// Add elements to hostnet's sets and maps, all in one nfnetlink
     /// transaction. Adding an element that exists is an error.

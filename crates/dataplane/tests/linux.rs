@@ -123,6 +123,7 @@ fn bridge(name: &str, addresses: &[&str]) -> Op {
         mtu: 1400,
         mac: Some([0x02, 0, 0, 0, 0, 0x01]),
         addresses: addresses.iter().map(|a| net(a)).collect(),
+        ipv6: addresses.iter().any(|a| a.contains(':')),
     }
 }
 
@@ -143,6 +144,7 @@ fn veth(
         peer_mac: [0x02, 0, 0, 0, 0, 0x02],
         addresses: addresses.iter().map(|a| net(a)).collect(),
         routes,
+        ipv6: addresses.iter().any(|a| a.contains(':')),
     }
 }
 
@@ -249,6 +251,34 @@ fn bridge_veth_routes_and_rollback() {
         assert!(!dp.netns_exists(&tb.dir.path().join("ns")));
         assert!(dp.link_index("hnv1").unwrap().is_some());
         assert_eq!(dp.link_index("hnnope").unwrap(), None);
+
+        // An IPv4-only endpoint gets no IPv6 link-local address on either
+        // end (no DAD/MLD/RS noise for the bridge to flood), yet works.
+        let v4only = tb.ns_path("ep-v4only");
+        dp.execute(&Op::CreateNetns {
+            path: v4only.clone(),
+        })
+        .unwrap();
+        dp.execute(&veth(
+            "hnv3",
+            "hnbr0",
+            &v4only,
+            "eth0",
+            &["10.99.0.3/24"],
+            vec![default_route("10.99.0.1")],
+        ))
+        .unwrap();
+        let inside = run_in(&v4only, &["ip", "-6", "addr", "show", "dev", "eth0"]);
+        assert_eq!(inside.trim(), "", "IPv6 address on an IPv4-only peer");
+        let outside = run_in(&tb.host, &["ip", "-6", "addr", "show", "dev", "hnv3"]);
+        assert_eq!(outside.trim(), "", "IPv6 address on an IPv4-only host end");
+        let me3: IpAddr = "::ffff:10.99.0.3".parse().unwrap();
+        assert_reaches(&v4only, &listener, "10.99.0.1".parse().unwrap(), me3);
+        dp.execute(&Op::DeleteLink {
+            name: "hnv3".into(),
+        })
+        .unwrap();
+        dp.execute(&Op::DeleteNetns { path: v4only }).unwrap();
 
         // Same names again: refused, and nothing new left behind.
         let dup = dp

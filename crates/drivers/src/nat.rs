@@ -60,6 +60,7 @@ pub fn network_up(net: &Network) -> Vec<Op> {
             mtu: net.mtu,
             mac: None,
             addresses: net.gateways.clone(),
+            ipv6: net.gateways.iter().any(|g| g.addr().is_ipv6()),
         },
         Op::AddElements(nft::nat_bridge(&bridge)),
     ]
@@ -142,6 +143,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             peer_mac: ep.mac,
             addresses: vec![ep.address],
             routes,
+            ipv6: ep.address.addr().is_ipv6(),
         },
         Op::AddElements(vec![nft::endpoint_port(&host_name)]),
     ]

@@ -27,6 +27,9 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_EXT_MASK: u16 = 29;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -97,7 +100,7 @@ pub fn index(sock: &mut Socket, name: &str) -> Result<Option<u32>, NetlinkError>
     }
 }
 
-/// Creates bridge `name`, up, with `mtu` and (if given) `mac`.
+/// Creates bridge `name`, down, with `mtu` and (if given) `mac`.
 pub fn create_bridge(
     sock: &mut Socket,
     name: &str,
@@ -105,7 +108,7 @@ pub fn create_bridge(
     mac: Option<[u8; 6]>,
 ) -> Result<(), NetlinkError> {
     let mut msg = Message::new(RTM_NEWLINK, CREATE);
-    msg.header(&ifinfomsg(0, IFF_UP, IFF_UP))
+    msg.header(&ifinfomsg(0, 0, 0))
         .attr_str(IFLA_IFNAME, name)
         .attr_u32(IFLA_MTU, mtu);
     if let Some(mac) = mac {
@@ -128,16 +131,16 @@ pub struct Veth<'a> {
     pub netns: RawFd,
 }
 
-/// Creates a veth pair in one request: the host end enslaved to `master`
-/// and up, the peer born inside `netns` with its name, MAC and MTU, down.
+/// Creates a veth pair in one request: the host end enslaved to `master`,
+/// the peer born inside `netns` with its name, MAC and MTU; both down, so
+/// their IPv6 settings can be made before they come up.
 ///
-/// The peer cannot be brought up in this message: the kernel applies the
-/// peer's `ifi_flags` before tying the two ends together, and opening an
-/// untied veth fails with ENOTCONN. The host end's flags are applied after,
-/// so they work.
+/// (The peer could not be brought up in this message anyway: the kernel
+/// applies the peer's `ifi_flags` before tying the two ends together, and
+/// opening an untied veth fails with ENOTCONN.)
 pub fn create_veth(sock: &mut Socket, veth: &Veth<'_>) -> Result<(), NetlinkError> {
     let mut msg = Message::new(RTM_NEWLINK, CREATE);
-    msg.header(&ifinfomsg(0, IFF_UP, IFF_UP))
+    msg.header(&ifinfomsg(0, 0, 0))
         .attr_str(IFLA_IFNAME, veth.host_name)
         .attr_u32(IFLA_MTU, veth.mtu)
         .attr_u32(IFLA_MASTER, veth.master)
@@ -160,6 +163,20 @@ pub fn create_veth(sock: &mut Socket, veth: &Veth<'_>) -> Result<(), NetlinkErro
 pub fn set_up(sock: &mut Socket, index: u32) -> Result<(), NetlinkError> {
     let mut msg = Message::new(RTM_NEWLINK, ACK);
     msg.header(&ifinfomsg(index, IFF_UP, IFF_UP));
+    sock.request(msg, |_| {})
+}
+
+/// Gives link `index` no IPv6 link-local address (`addrgenmode none`).
+/// Sent while the link is down: the address is made when it comes up, and
+/// the kernel refuses this setting in a creation message.
+pub fn disable_ipv6_link_local(sock: &mut Socket, index: u32) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0))
+        .begin_nest(IFLA_AF_SPEC)
+        .begin_nest(libc::AF_INET6 as u16)
+        .attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE])
+        .end_nest()
+        .end_nest();
     sock.request(msg, |_| {})
 }
 

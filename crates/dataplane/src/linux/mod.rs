@@ -110,6 +110,7 @@ impl LinuxDataplane {
         mtu: u32,
         mac: Option<[u8; 6]>,
         addresses: &[IpNet],
+        ipv6: bool,
     ) -> Result<(), DataplaneError> {
         let fail = |m: String| DataplaneError::new(format!("create bridge {name}"), m);
         let mut sock = self.route();
@@ -117,7 +118,12 @@ impl LinuxDataplane {
             libc::EEXIST => fail(format!("link {name} exists already")),
             _ => fail(e.to_string()),
         })?;
-        if let Err(m) = configure_link(&mut sock, name, addresses, false, &[]) {
+        let link = LinkConfig {
+            addresses,
+            routes: &[],
+            ipv6,
+        };
+        if let Err(m) = configure_link(&mut sock, name, &link) {
             undo_link(&mut sock, name);
             return Err(fail(m));
         }
@@ -135,6 +141,7 @@ impl LinuxDataplane {
         peer_mac: [u8; 6],
         addresses: &[IpNet],
         routes: &[RouteSpec],
+        ipv6: bool,
     ) -> Result<(), DataplaneError> {
         let fail = |m: String| DataplaneError::new(format!("create veth {host_name}"), m);
         check_routes(routes).map_err(fail)?;
@@ -161,7 +168,19 @@ impl LinuxDataplane {
                 _ => fail(e.to_string()),
             })?;
         }
-        if let Err(m) = configure_peer(&ns, peer_name, addresses, routes) {
+        let host_end = LinkConfig {
+            addresses: &[],
+            routes: &[],
+            ipv6,
+        };
+        let peer = LinkConfig {
+            addresses,
+            routes,
+            ipv6,
+        };
+        let configured = configure_link(&mut self.route(), host_name, &host_end)
+            .and_then(|()| configure_peer(&ns, peer_name, &peer));
+        if let Err(m) = configured {
             undo_link(&mut self.route(), host_name);
             return Err(fail(m));
         }
@@ -243,7 +262,8 @@ impl Dataplane for LinuxDataplane {
                 mtu,
                 mac,
                 addresses,
-            } => self.create_bridge(name, *mtu, *mac, addresses),
+                ipv6,
+            } => self.create_bridge(name, *mtu, *mac, addresses, *ipv6),
             Op::DeleteLink { name } => link::delete(&mut self.route(), name)
                 .map_err(|e| DataplaneError::new(format!("delete link {name}"), e.to_string())),
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {
@@ -261,8 +281,9 @@ impl Dataplane for LinuxDataplane {
                 peer_mac,
                 addresses,
                 routes,
+                ipv6,
             } => self.create_veth(
-                host_name, bridge, *mtu, netns, peer_name, *peer_mac, addresses, routes,
+                host_name, bridge, *mtu, netns, peer_name, *peer_mac, addresses, routes, *ipv6,
             ),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
@@ -297,30 +318,31 @@ impl Dataplane for LinuxDataplane {
     }
 }
 
-/// Gives link `name` its addresses, then (if `up`) sets it up, then adds
+/// How to configure a link after its creation.
+struct LinkConfig<'a> {
+    addresses: &'a [IpNet],
+    routes: &'a [RouteSpec],
+    /// False: no IPv6 link-local address (see `Op::CreateBridge`).
+    ipv6: bool,
+}
+
+/// Gives link `name` its IPv6 setting and addresses, sets it up, then adds
 /// its routes: a gateway is reachable once the address's connected route
 /// exists, which needs the link up.
-fn configure_link(
-    sock: &mut Socket,
-    name: &str,
-    addresses: &[IpNet],
-    up: bool,
-    routes: &[RouteSpec],
-) -> Result<(), String> {
-    if addresses.is_empty() && !up && routes.is_empty() {
-        return Ok(());
-    }
+fn configure_link(sock: &mut Socket, name: &str, link: &LinkConfig<'_>) -> Result<(), String> {
     let index = link::index(sock, name)
         .map_err(|e| format!("look up {name}: {e}"))?
         .ok_or_else(|| format!("{name} vanished after creation"))?;
-    for a in addresses {
+    if !link.ipv6 {
+        link::disable_ipv6_link_local(sock, index)
+            .map_err(|e| format!("turn off IPv6 link-local on {name}: {e}"))?;
+    }
+    for a in link.addresses {
         link::add_address(sock, index, *a)
             .map_err(|e| format!("add address {a} to {name}: {e}"))?;
     }
-    if up {
-        link::set_up(sock, index).map_err(|e| format!("set {name} up: {e}"))?;
-    }
-    for r in routes {
+    link::set_up(sock, index).map_err(|e| format!("set {name} up: {e}"))?;
+    for r in link.routes {
         link::add_route(sock, index, r)
             .map_err(|e| format!("add route {} to {name}: {e}", describe_route(r)))?;
     }
@@ -329,15 +351,10 @@ fn configure_link(
 
 /// Configures a veth peer inside its namespace, through a socket opened
 /// there.
-fn configure_peer(
-    ns: &File,
-    peer: &str,
-    addresses: &[IpNet],
-    routes: &[RouteSpec],
-) -> Result<(), String> {
+fn configure_peer(ns: &File, peer: &str, link: &LinkConfig<'_>) -> Result<(), String> {
     let mut sock =
         netns::route_socket_in(ns.as_fd()).map_err(|e| format!("socket in namespace: {e}"))?;
-    configure_link(&mut sock, peer, addresses, true, routes)
+    configure_link(&mut sock, peer, link)
 }
 
 fn describe_route(r: &RouteSpec) -> String {
