@@ -1,0 +1,1527 @@
+//! hostnet-bench: endpoint churn, daemon memory and datapath cost of
+//! hostnet's NAT network, side by side with the CNI reference plugins.
+//!
+//! ```text
+//! sudo target/release/hostnet-bench [--n 100,1000] [--json] [--cni N] [--no-traffic] [--ipv6-off]
+//! ```
+//!
+//! What the numbers mean and today's values: docs/benchmarks.md.
+//!
+//! For each N it builds the world of the NAT tests (a host namespace running
+//! the release `hostnetd`, an outside namespace on an uplink), then through
+//! the real API client over the socket:
+//!
+//! * creates N containers: POST namespace, POST endpoint on `nat` with one
+//!   TCP port mapping (80 -> 20000+i), PATCH namespace (attach), each call
+//!   timed;
+//! * reads `hostnetd`'s peak (`VmHWM`) and current (`VmRSS`) memory;
+//! * counts what the bridge flooded to an idle container while the others
+//!   were created, and splits the CPU time of the create and delete loops;
+//! * for the largest N, measures one TCP flow through the published port
+//!   (iperf3, outside -> host:20000 -> container 0) and a 2-byte TCP
+//!   request/response rate (paired with runs over a bare-veth control
+//!   path), with 10 endpoints present, with N present right after creation
+//!   and again once the new links are quiet, and with 10 present again while
+//!   deleting (A-B-A, to see drift);
+//! * deletes them: DELETE endpoint (detaches it), DELETE namespace.
+//!
+//! Then it runs the same create/delete loop for `--cni` containers (default
+//! 100) with the CNI reference plugins (bridge + host-local, portmap,
+//! firewall) executed inside a host namespace of their own.
+//!
+//! Everything lives in namespaces this process makes (`hnt-<pid>-…-bench-…`),
+//! owned by drop guards; Ctrl-C unwinds through them too. After a SIGKILL,
+//! `hostnet-testbed sweep` removes the leftovers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hostnet_api::Kind;
+use hostnet_testbed::{unique, wait_until, Daemon, Netns, Probe};
+use serde_json::{json, Value};
+
+const HOST: &str = "198.51.100.2";
+const OUTSIDE: &str = "198.51.100.1";
+/// Subnet of the `nat` network: room for 65k endpoints.
+const SUBNET: &str = "10.80.0.0/16";
+/// Subnet of the CNI bridge (its own host namespace, so no overlap matters).
+const CNI_SUBNET: &str = "10.90.0.0/16";
+const CNI_DIR: &str = "/usr/lib/cni";
+const FIRST_PORT: u16 = 20000;
+/// Endpoints present at the "few endpoints" traffic measurement.
+const FEW: usize = 10;
+/// Repetitions of each traffic measurement (the median is reported).
+const RUNS: usize = 3;
+const IPERF_SECONDS: u32 = 3;
+const RR_TIME: Duration = Duration::from_secs(1);
+/// Longest wait for the links' start-up chatter to stop after creation.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Unwind (dropping every guard) if Ctrl-C or SIGTERM arrived.
+fn check_interrupt() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        panic!("interrupted: cleaning up");
+    }
+}
+
+fn progress(msg: &str) {
+    eprintln!("[hostnet-bench] {msg}");
+}
+
+struct Args {
+    ns: Vec<usize>,
+    json: bool,
+    cni: usize,
+    traffic: bool,
+    ipv6_off: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: hostnet-bench [--n 100,1000] [--json] [--cni N (0: skip)] [--no-traffic] [--ipv6-off]\n\
+         Must run as root. Builds the world in network namespaces it creates and removes.\n\
+         --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
+         namespace before its link is made, to measure what the links' IPv6 start-up chatter costs."
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        ns: vec![100, 1000],
+        json: false,
+        cni: 100,
+        traffic: true,
+        ipv6_off: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--n" => {
+                let v = it.next().unwrap_or_else(|| usage());
+                args.ns = v
+                    .split(',')
+                    .map(|s| s.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect();
+                if args.ns.iter().any(|&n| n == 0 || n > 40000) {
+                    usage();
+                }
+            }
+            "--json" => args.json = true,
+            "--cni" => {
+                args.cni = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--no-traffic" => args.traffic = false,
+            "--ipv6-off" => args.ipv6_off = true,
+            "-h" | "--help" => usage(),
+            _ => usage(),
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse_args();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "hostnet-bench: must run as root (it creates network namespaces, veths and \
+             nftables tables inside them); try `sudo {}`",
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        std::process::exit(1);
+    }
+    for tool in ["ip", "nft"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            eprintln!("hostnet-bench: `{tool}` is not installed");
+            std::process::exit(1);
+        }
+    }
+    // SAFETY: installing an async-signal-safe handler (an atomic store).
+    unsafe {
+        let handler: extern "C" fn(libc::c_int) = on_signal;
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    let iperf = Command::new("iperf3").arg("--version").output().is_ok();
+    let traffic_n = if args.traffic {
+        args.ns.iter().copied().max()
+    } else {
+        None
+    };
+    let mut notes = Vec::new();
+    if args.traffic && !iperf {
+        notes.push("iperf3 is not installed (apt-get install -y iperf3): no throughput".into());
+    }
+
+    let started = Instant::now();
+    let control = traffic_n.map(|_| Control::new());
+    let mut results = Vec::new();
+    for &n in &args.ns {
+        let ctl = control.as_ref().filter(|_| traffic_n == Some(n));
+        results.push(bench_hostnet(n, ctl, iperf, args.ipv6_off));
+    }
+    drop(control);
+    let cni = if args.cni == 0 {
+        None
+    } else if !Path::new(CNI_DIR).join("bridge").exists() {
+        notes.push(format!(
+            "CNI reference plugins not found in {CNI_DIR} \
+             (apt-get install -y containernetworking-plugins): no comparison"
+        ));
+        None
+    } else {
+        Some(bench_cni(args.cni))
+    };
+    let total = started.elapsed();
+    if args.ipv6_off {
+        notes.push(
+            "experiment --ipv6-off: IPv6 was turned off in the host namespace and in each \
+             container's namespace (between namespace create and endpoint create, untimed) \
+             by the bench, not by hostnet"
+                .into(),
+        );
+    }
+
+    let report = Report {
+        results,
+        cni,
+        notes,
+        total,
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).expect("json")
+        );
+    } else {
+        report.print();
+    }
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// Latencies of one kind of call, in seconds.
+#[derive(Default, Clone)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d.as_secs_f64());
+    }
+
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// Nearest-rank percentile (p in 0..=100), in milliseconds.
+    fn pct(&self, p: f64) -> f64 {
+        let v = self.sorted();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+        v[rank.min(v.len()) - 1] * 1e3
+    }
+
+    fn max(&self) -> f64 {
+        self.pct(100.0)
+    }
+
+    fn sum(&self) -> f64 {
+        self.0.iter().sum()
+    }
+
+    /// Operations per second if done back to back.
+    fn rate(&self) -> f64 {
+        self.0.len() as f64 / self.sum()
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "count": self.0.len(),
+            "p50_ms": round(self.pct(50.0)),
+            "p99_ms": round(self.pct(99.0)),
+            "max_ms": round(self.max()),
+            "per_second": round(self.rate()),
+        })
+    }
+}
+
+/// Element-wise sum of several sample lists of equal length.
+fn combine(parts: &[&Samples]) -> Samples {
+    let len = parts[0].0.len();
+    Samples(
+        (0..len)
+            .map(|i| parts.iter().map(|p| p.0[i]).sum())
+            .collect(),
+    )
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+// ------------------------------------------------------------------ processes
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run `cmd` to completion, killing it after `limit`; (success, stdout).
+fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut p = Proc(child);
+    let mut out = p.0.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut status = None;
+    wait_until(limit, || {
+        status = p.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = p.0.kill();
+    }
+    let _ = p.0.wait();
+    let stdout = reader.join().unwrap_or_default();
+    (status.is_some_and(|s| s.success()), stdout)
+}
+
+/// The pid of the `hostnetd` serving `socket` (the `Daemon` guard keeps its
+/// child private, so find it by its unique socket path in /proc).
+fn daemon_pid(socket: &Path) -> Option<u32> {
+    let want = socket.as_os_str().as_encoded_bytes();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let mut argv = cmdline.split(|&b| b == 0);
+        let is_daemon = argv
+            .next()
+            .is_some_and(|a0| a0.ends_with(b"/hostnetd") || a0 == b"hostnetd");
+        if is_daemon && argv.any(|a| a == want) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// (VmHWM, VmRSS) of a process, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Machine-wide CPU time (from the first line of /proc/stat) and one
+/// process's, in clock ticks, to split a phase's CPU use.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    /// user+nice, system, irq+softirq, idle+iowait, steal.
+    machine: [u64; 5],
+    /// utime + stime of the process.
+    process: u64,
+    at: Instant,
+}
+
+impl CpuMark {
+    fn now(pid: u32) -> CpuMark {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let f: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let g = |i: usize| f.get(i).copied().unwrap_or(0);
+        let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is
+        // the 14th field of the line, the 12th after ") ".
+        let after = own.rsplit_once(") ").map(|x| x.1).unwrap_or_default();
+        let t: Vec<u64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        CpuMark {
+            machine: [g(0) + g(1), g(2), g(5) + g(6), g(3) + g(4), g(7)],
+            process: t.get(11).copied().unwrap_or(0) + t.get(12).copied().unwrap_or(0),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// How a phase used the machine's CPUs.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    /// Shares of all CPUs' time: user, system, irq+softirq, idle, steal.
+    shares: [f64; 5],
+    /// hostnetd's CPU seconds over the phase's wall seconds.
+    daemon_secs: f64,
+    wall_secs: f64,
+}
+
+impl CpuSplit {
+    fn between(a: &CpuMark, b: &CpuMark) -> CpuSplit {
+        let d: Vec<f64> = (0..5)
+            .map(|i| b.machine[i].saturating_sub(a.machine[i]) as f64)
+            .collect();
+        let total: f64 = d.iter().sum::<f64>().max(1.0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        CpuSplit {
+            shares: [
+                d[0] / total,
+                d[1] / total,
+                d[2] / total,
+                d[3] / total,
+                d[4] / total,
+            ],
+            daemon_secs: b.process.saturating_sub(a.process) as f64 / hz,
+            wall_secs: (b.at - a.at).as_secs_f64(),
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "user": round(self.shares[0]), "system": round(self.shares[1]),
+            "irq_softirq": round(self.shares[2]), "idle": round(self.shares[3]),
+            "steal": round(self.shares[4]),
+            "hostnetd_cpu_seconds": round(self.daemon_secs),
+            "wall_seconds": round(self.wall_secs),
+        })
+    }
+
+    fn describe(self) -> String {
+        let p = |x: f64| x * 100.0;
+        format!(
+            "user {:.0}%, system {:.0}%, softirq {:.0}%, idle {:.0}%; hostnetd {:.1} CPU s in {:.1} s",
+            p(self.shares[0]),
+            p(self.shares[1]),
+            p(self.shares[2]),
+            p(self.shares[3]),
+            self.daemon_secs,
+            self.wall_secs
+        )
+    }
+}
+
+// -------------------------------------------------------------------- hostnet
+
+/// The world of the NAT tests; drop order: the daemon before the hosts.
+struct World {
+    daemon: Daemon,
+    _host: Netns,
+    outside: Netns,
+}
+
+impl World {
+    fn new(ipv6_off: bool) -> World {
+        let host = Netns::new(&unique("bench-host"));
+        if ipv6_off {
+            disable_ipv6(host.path(), &["all", "default"]);
+        }
+        let outside = Netns::new(&unique("bench-out"));
+        host.link(
+            "up0",
+            &format!("{HOST}/24"),
+            &outside,
+            "up0",
+            &format!("{OUTSIDE}/24"),
+        );
+        host.ip(&["route", "add", "default", "via", OUTSIDE]);
+        let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
+        World {
+            daemon,
+            _host: host,
+            outside,
+        }
+    }
+}
+
+struct Container {
+    ns_id: String,
+    ep_id: String,
+    netns: PathBuf,
+}
+
+fn id(v: &Value) -> String {
+    v["ID"].as_str().expect("ID in answer").to_string()
+}
+
+#[derive(Default)]
+struct Traffic {
+    /// When: "few", "N fresh", "N settled", "few again".
+    label: String,
+    /// Endpoints present.
+    endpoints: usize,
+    /// Gbit/s of each iperf3 run.
+    gbps: Vec<f64>,
+    /// Request/response round trips per second of each run.
+    rr: Vec<f64>,
+    /// Request/response over the control path, each run just before its pair.
+    ctl_rr: Vec<f64>,
+}
+
+/// Each run relative to its control run.
+fn normalized(v: &[f64], ctl: &[f64]) -> Vec<f64> {
+    v.iter().zip(ctl).map(|(x, c)| x / c).collect()
+}
+
+impl Traffic {
+    fn rr_vs_control(&self) -> Vec<f64> {
+        normalized(&self.rr, &self.ctl_rr)
+    }
+}
+
+impl Traffic {
+    fn to_json(&self) -> Value {
+        json!({
+            "when": self.label,
+            "endpoints": self.endpoints,
+            "gbps_runs": self.gbps.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+            "gbps_median": round(median(&self.gbps)),
+            "rr_per_second_runs": self.rr.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            "rr_per_second_median": median(&self.rr).round(),
+            "control_rr_per_second_runs": self.ctl_rr.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+struct HostnetResult {
+    n: usize,
+    ns_create: Samples,
+    ep_create: Samples,
+    attach: Samples,
+    ep_delete: Samples,
+    ns_delete: Samples,
+    /// Wall time of the create loop, traffic pauses excluded.
+    create_wall: f64,
+    delete_wall: f64,
+    rss_start: f64,
+    hwm: f64,
+    rss_full: f64,
+    rss_end: f64,
+    /// Few endpoints, N right after creation, N once quiet, few again
+    /// (while deleting).
+    traffic: Vec<Traffic>,
+    mapping_checked: bool,
+    /// Packets container 1 received while the other N-2 were created
+    /// (it sends nothing itself: this is what the bridge flooded to it).
+    flood_rx: Option<u64>,
+    /// Seconds from the end of creation until container 1 received < 3
+    /// packets in a second.
+    settle_secs: Option<f64>,
+    /// CPU use while creating (after the few-endpoint traffic pause) and
+    /// while deleting (until the few-again pause).
+    cpu_create: CpuSplit,
+    cpu_delete: CpuSplit,
+}
+
+impl HostnetResult {
+    fn create_attach(&self) -> Samples {
+        combine(&[&self.ep_create, &self.attach])
+    }
+
+    /// create+attach of the first and the last tenth of the endpoints.
+    fn create_attach_tenths(&self) -> (Samples, Samples) {
+        let all = self.create_attach().0;
+        let tenth = (all.len() / 10).max(1);
+        (
+            Samples(all[..tenth].to_vec()),
+            Samples(all[all.len() - tenth..].to_vec()),
+        )
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "n": self.n,
+            "namespace_create": self.ns_create.to_json(),
+            "endpoint_create": self.ep_create.to_json(),
+            "attach": self.attach.to_json(),
+            "create_attach": self.create_attach().to_json(),
+            "create_attach_first_tenth": self.create_attach_tenths().0.to_json(),
+            "create_attach_last_tenth": self.create_attach_tenths().1.to_json(),
+            "flooded_packets_per_container": self.flood_rx,
+            "settle_seconds": self.settle_secs.map(round),
+            "cpu_while_creating": self.cpu_create.to_json(),
+            "cpu_while_deleting": self.cpu_delete.to_json(),
+            "containers_per_second_wall": round(self.n as f64 / self.create_wall),
+            "endpoint_delete": self.ep_delete.to_json(),
+            "namespace_delete": self.ns_delete.to_json(),
+            "teardowns_per_second_wall": round(self.n as f64 / self.delete_wall),
+            "hostnetd_rss_mib": {
+                "at_start": round(self.rss_start),
+                "peak_vmhwm": round(self.hwm),
+                "with_n_endpoints": round(self.rss_full),
+                "after_delete": round(self.rss_end),
+            },
+            "last_mapping_answered": self.mapping_checked,
+            "traffic": self.traffic.iter().map(Traffic::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn bench_hostnet(
+    n: usize,
+    control: Option<&Control>,
+    iperf: bool,
+    ipv6_off: bool,
+) -> HostnetResult {
+    let traffic = control.is_some();
+    progress(&format!("hostnet: N={n}: starting the world"));
+    let w = World::new(ipv6_off);
+    let c = w.daemon.client();
+    let pid = daemon_pid(&w.daemon.socket).expect("hostnetd pid not found in /proc");
+    let net = id(&c
+        .find_by_name(Kind::Networks, "nat")
+        .expect("list networks")
+        .expect("no network nat"));
+    let mut r = HostnetResult {
+        n,
+        ns_create: Samples::default(),
+        ep_create: Samples::default(),
+        attach: Samples::default(),
+        ep_delete: Samples::default(),
+        ns_delete: Samples::default(),
+        create_wall: 0.0,
+        delete_wall: 0.0,
+        rss_start: memory(pid).1,
+        hwm: 0.0,
+        rss_full: 0.0,
+        rss_end: 0.0,
+        traffic: Vec::new(),
+        mapping_checked: false,
+        flood_rx: None,
+        settle_secs: None,
+        cpu_create: CpuSplit::default(),
+        cpu_delete: CpuSplit::default(),
+    };
+
+    let few = FEW.min(n);
+    let mut containers: Vec<Container> = Vec::with_capacity(n);
+    let mut paused = Duration::ZERO;
+    let loop_start = Instant::now();
+    let mut mark = CpuMark::now(pid);
+    for i in 0..n {
+        check_interrupt();
+        let t0 = Instant::now();
+        let ns = c
+            .create(
+                Kind::Namespaces,
+                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
+            )
+            .expect("create namespace");
+        let mut t1 = Instant::now();
+        r.ns_create.push(t1 - t0);
+        if ipv6_off {
+            let path = Path::new(ns["NetNsPath"].as_str().expect("NetNsPath"));
+            disable_ipv6(path, &["default"]);
+            t1 = Instant::now();
+        }
+        let port = FIRST_PORT + i as u16;
+        let ep = c
+            .create(
+                Kind::Endpoints,
+                &json!({
+                    "HostComputeNetwork": net,
+                    "Policies": [{ "Type": "PortMapping", "Settings": {
+                        "Protocol": 6, "InternalPort": 80, "ExternalPort": port } }],
+                }),
+            )
+            .expect("create endpoint");
+        let t2 = Instant::now();
+        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
+        let t3 = Instant::now();
+        r.ep_create.push(t2 - t1);
+        r.attach.push(t3 - t2);
+        containers.push(Container {
+            ns_id: id(&ns),
+            ep_id: id(&ep),
+            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
+        });
+        if traffic && i + 1 == few && n > few {
+            let p = Instant::now();
+            progress(&format!("hostnet: N={n}: traffic with {few} endpoints"));
+            r.traffic.push(measure(
+                &w,
+                control.expect("control"),
+                &containers[0],
+                "few",
+                few,
+                iperf,
+            ));
+            paused += p.elapsed();
+            mark = CpuMark::now(pid);
+        }
+    }
+    r.cpu_create = CpuSplit::between(&mark, &CpuMark::now(pid));
+    let created = Instant::now();
+    r.create_wall = (loop_start.elapsed() - paused).as_secs_f64();
+    progress(&format!(
+        "hostnet: N={n}: created in {:.1} s",
+        r.create_wall
+    ));
+
+    // The last container's published port answers from outside.
+    if let Some(last) = containers.last() {
+        let _srv = Probe::serve(&last.netns, &["tcp-serve", "0.0.0.0:80"]);
+        let port = FIRST_PORT + (n - 1) as u16;
+        let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &format!("{HOST}:{port}")]);
+        r.mapping_checked = ok && said.starts_with(&format!("peer {OUTSIDE}:"));
+        assert!(
+            r.mapping_checked,
+            "the last endpoint's port mapping {port} did not answer: {said}"
+        );
+    }
+    // Container 1 only listens: what it received is the bridge's flooding
+    // of the other containers' start-up packets (IPv6 DAD, MLD, RS).
+    let quiet = containers.get(1).map(|c| c.netns.clone());
+    r.flood_rx = quiet.as_deref().map(|ns| rx_packets(ns, "eth0"));
+    if traffic && n > few {
+        progress(&format!("hostnet: N={n}: traffic with {n} endpoints"));
+        r.traffic.push(measure(
+            &w,
+            control.expect("control"),
+            &containers[0],
+            "N fresh",
+            n,
+            iperf,
+        ));
+    }
+    if let Some(ns) = &quiet {
+        progress(&format!(
+            "hostnet: N={n}: waiting for the links to go quiet"
+        ));
+        let mut last = rx_packets(ns, "eth0");
+        let settled = wait_until(SETTLE_LIMIT, || {
+            std::thread::sleep(Duration::from_secs(1));
+            check_interrupt();
+            let now = rx_packets(ns, "eth0");
+            let calm = now - last < 3;
+            last = now;
+            calm
+        });
+        if settled {
+            r.settle_secs = Some(created.elapsed().as_secs_f64());
+        }
+    }
+    if traffic && n > few {
+        progress(&format!("hostnet: N={n}: traffic with {n} quiet endpoints"));
+        r.traffic.push(measure(
+            &w,
+            control.expect("control"),
+            &containers[0],
+            "N settled",
+            n,
+            iperf,
+        ));
+    }
+    (r.hwm, r.rss_full) = memory(pid);
+
+    // Delete in reverse, so container 0 (the traffic server) goes last and
+    // the "few endpoints" measurement can be repeated on the way down.
+    let mut paused = Duration::ZERO;
+    let loop_start = Instant::now();
+    let mark = CpuMark::now(pid);
+    while let Some(ct) = containers.pop() {
+        check_interrupt();
+        let t0 = Instant::now();
+        c.delete(Kind::Endpoints, &ct.ep_id)
+            .expect("delete endpoint");
+        let t1 = Instant::now();
+        c.delete(Kind::Namespaces, &ct.ns_id)
+            .expect("delete namespace");
+        let t2 = Instant::now();
+        r.ep_delete.push(t1 - t0);
+        r.ns_delete.push(t2 - t1);
+        if traffic && containers.len() == few && n > few {
+            r.cpu_delete = CpuSplit::between(&mark, &CpuMark::now(pid));
+            let p = Instant::now();
+            progress(&format!(
+                "hostnet: N={n}: traffic with {few} endpoints again"
+            ));
+            r.traffic.push(measure(
+                &w,
+                control.expect("control"),
+                &containers[0],
+                "few again",
+                few,
+                iperf,
+            ));
+            paused += p.elapsed();
+        }
+    }
+    r.delete_wall = (loop_start.elapsed() - paused).as_secs_f64();
+    if r.cpu_delete.wall_secs == 0.0 {
+        r.cpu_delete = CpuSplit::between(&mark, &CpuMark::now(pid));
+    }
+    r.rss_end = memory(pid).1;
+    r.hwm = r.hwm.max(memory(pid).0);
+    progress(&format!(
+        "hostnet: N={n}: deleted in {:.1} s; cleaning up",
+        r.delete_wall
+    ));
+    drop(w);
+    r
+}
+
+/// A control path: two namespaces joined by a bare veth. Each hostnet
+/// request/response run is paired with a run over it, back to back, and
+/// also reported relative to it, to take out the VM's drift between
+/// measurements a minute apart. (Pairing iperf3 runs did not help: their
+/// run-to-run spread of 10-30% is not shared between back-to-back runs.)
+struct Control {
+    client: Netns,
+    server: Netns,
+}
+
+const CONTROL_SERVER: &str = "10.99.0.2";
+
+impl Control {
+    fn new() -> Control {
+        let client = Netns::new(&unique("bench-ctl-client"));
+        let server = Netns::new(&unique("bench-ctl-server"));
+        client.link(
+            "c0",
+            "10.99.0.1/24",
+            &server,
+            "c0",
+            &format!("{CONTROL_SERVER}/24"),
+        );
+        Control { client, server }
+    }
+}
+
+/// One TCP flow (iperf3) and a request/response rate from the outside
+/// namespace to container 0 through its published port, each
+/// request/response run paired with one over the control path.
+fn measure(
+    w: &World,
+    ctl: &Control,
+    ct: &Container,
+    label: &str,
+    endpoints: usize,
+    iperf: bool,
+) -> Traffic {
+    let mut t = Traffic {
+        label: label.to_string(),
+        endpoints,
+        ..Traffic::default()
+    };
+    if iperf {
+        let _server = iperf_server(&ct.netns, 80);
+        for _ in 0..RUNS {
+            check_interrupt();
+            t.gbps
+                .push(iperf_client(w.outside.path(), HOST, FIRST_PORT));
+        }
+    }
+    let _echo = echo_server(&ct.netns);
+    let _control = echo_server(ctl.server.path());
+    let to: SocketAddr = format!("{HOST}:{FIRST_PORT}").parse().expect("addr");
+    let ctl_to: SocketAddr = format!("{CONTROL_SERVER}:80").parse().expect("addr");
+    for _ in 0..RUNS {
+        check_interrupt();
+        t.ctl_rr
+            .push(request_response(ctl.client.path(), ctl_to, RR_TIME));
+        t.rr.push(request_response(w.outside.path(), to, RR_TIME));
+    }
+    t
+}
+
+/// Gbit/s of one `iperf3 -c HOST -p PORT -t 3` from `netns`, client on CPU 0.
+fn iperf_client(netns: &Path, host: &str, port: u16) -> f64 {
+    let mut cmd = Probe::command(netns, "iperf3");
+    cmd.args([
+        "-c",
+        host,
+        "-p",
+        &port.to_string(),
+        "-t",
+        &IPERF_SECONDS.to_string(),
+        "-A",
+        "0",
+        "-J",
+    ]);
+    let (ok, out) = run_bounded(cmd, Duration::from_secs(u64::from(IPERF_SECONDS) + 15));
+    let v: Value = serde_json::from_str(&out).unwrap_or_default();
+    match (ok, v["end"]["sum_received"]["bits_per_second"].as_f64()) {
+        (true, Some(bps)) => bps / 1e9,
+        _ => panic!(
+            "iperf3 to {host}:{port} failed: {}",
+            v["error"].as_str().unwrap_or(&out)
+        ),
+    }
+}
+
+/// `iperf3 -s -p PORT` in `netns` on CPU 1, once it listens.
+fn iperf_server(netns: &Path, port: u16) -> Proc {
+    let mut child = Probe::command(netns, "iperf3")
+        .args(["-s", "-p", &port.to_string(), "-A", "1", "--forceflush"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn iperf3 server");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains("Server listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let p = Proc(child);
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("iperf3 server did not start");
+    p
+}
+
+/// Write 1 to net.ipv6.conf.<which>.disable_ipv6 of the namespace at
+/// `netns`, from a thread moved into it (/proc/sys/net follows the
+/// writing thread's namespace). Only for the --ipv6-off experiment.
+fn disable_ipv6(netns: &Path, which: &[&str]) {
+    let f = File::open(netns).expect("open netns");
+    let paths: Vec<String> = which
+        .iter()
+        .map(|w| format!("/proc/sys/net/ipv6/conf/{w}/disable_ipv6"))
+        .collect();
+    std::thread::spawn(move || {
+        // SAFETY: setns on a valid fd; only this thread changes namespace.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            panic!("setns: {}", std::io::Error::last_os_error());
+        }
+        for p in paths {
+            std::fs::write(&p, "1").unwrap_or_else(|e| panic!("{p}: {e}"));
+        }
+    })
+    .join()
+    .expect("disable_ipv6 thread");
+}
+
+/// Packets received by interface `ifname` of the namespace at `netns`, read
+/// from /proc/thread-self/net/dev on a thread moved into it.
+fn rx_packets(netns: &Path, ifname: &str) -> u64 {
+    let f = File::open(netns).expect("open netns");
+    let want = format!("{ifname}:");
+    std::thread::spawn(move || {
+        // SAFETY: setns on a valid fd; only this thread changes namespace.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            panic!("setns: {}", std::io::Error::last_os_error());
+        }
+        let dev = std::fs::read_to_string("/proc/thread-self/net/dev").expect("net/dev");
+        dev.lines()
+            .find_map(|l| l.trim_start().strip_prefix(want.as_str()))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("interface in net/dev")
+    })
+    .join()
+    .expect("rx_packets thread")
+}
+
+/// Pin the calling thread (or, in `pre_exec`, the child) to CPU 0.
+fn pin_to_cpu0() -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET on index 0 is in range.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `hostnet-probe tcp-echo 0.0.0.0:80` in `netns`, pinned to CPU 0, once
+/// it listens.
+fn echo_server(netns: &Path) -> Proc {
+    let bin = Probe::binary();
+    let mut cmd = Probe::command(netns, &bin.to_string_lossy());
+    // SAFETY: sched_setaffinity is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, pin_to_cpu0);
+    }
+    let mut child = cmd
+        .args(["tcp-echo", "0.0.0.0:80"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn echo server");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    let p = Proc(child);
+    // It prints `ready` once bound and nothing more for tcp-echo.
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("echo server");
+    assert_eq!(line.trim(), "ready", "echo server did not start");
+    p
+}
+
+/// Round trips per second of a 2-byte request/response over one TCP
+/// connection from `netns` to `to`, for about `time`. The client runs on a
+/// thread of this process moved into `netns` (setns is per thread), pinned
+/// to CPU 0 like the server.
+fn request_response(netns: &Path, to: SocketAddr, time: Duration) -> f64 {
+    let f = File::open(netns).expect("open netns");
+    std::thread::spawn(move || {
+        // SAFETY: setns on a valid fd; only this thread changes namespace.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            panic!("setns: {}", std::io::Error::last_os_error());
+        }
+        // Client and server on one CPU, as a TCP_RR test on one core: the
+        // cost per packet, without cross-CPU wake-ups (bimodal otherwise).
+        pin_to_cpu0().expect("sched_setaffinity");
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 2];
+        // Warm up (ARP, conntrack, slow paths), then count.
+        for _ in 0..100 {
+            s.write_all(b"x\n").expect("write");
+            s.read_exact(&mut buf).expect("read");
+        }
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < time && n < 10_000_000 {
+            for _ in 0..100 {
+                s.write_all(b"x\n").expect("write");
+                s.read_exact(&mut buf).expect("read");
+            }
+            n += 100;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    })
+    .join()
+    .expect("request/response thread")
+}
+
+// ------------------------------------------------------------------------ CNI
+
+struct CniResult {
+    n: usize,
+    ns_create: Samples,
+    bridge_add: Samples,
+    portmap_add: Samples,
+    firewall_add: Samples,
+    firewall_del: Samples,
+    portmap_del: Samples,
+    bridge_del: Samples,
+    ns_delete: Samples,
+}
+
+impl CniResult {
+    /// bridge + host-local, then portmap: what `create+attach` is compared to.
+    fn add(&self) -> Samples {
+        combine(&[&self.bridge_add, &self.portmap_add])
+    }
+    fn add_fw(&self) -> Samples {
+        combine(&[&self.bridge_add, &self.portmap_add, &self.firewall_add])
+    }
+    fn del(&self) -> Samples {
+        combine(&[&self.portmap_del, &self.bridge_del])
+    }
+    fn del_fw(&self) -> Samples {
+        combine(&[&self.firewall_del, &self.portmap_del, &self.bridge_del])
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "n": self.n,
+            "namespace_create_ip_netns_add": self.ns_create.to_json(),
+            "bridge_add": self.bridge_add.to_json(),
+            "portmap_add": self.portmap_add.to_json(),
+            "firewall_add": self.firewall_add.to_json(),
+            "add_bridge_portmap": self.add().to_json(),
+            "add_bridge_portmap_firewall": self.add_fw().to_json(),
+            "firewall_del": self.firewall_del.to_json(),
+            "portmap_del": self.portmap_del.to_json(),
+            "bridge_del": self.bridge_del.to_json(),
+            "del_portmap_bridge": self.del().to_json(),
+            "del_firewall_portmap_bridge": self.del_fw().to_json(),
+            "namespace_delete_ip_netns_del": self.ns_delete.to_json(),
+        })
+    }
+}
+
+/// Execute one CNI plugin inside `host`; its JSON result (Null for none).
+fn cni(host: &Netns, plugin: &str, command: &str, cid: &str, netns: &Path, conf: &Value) -> Value {
+    let mut child = host
+        .command(Path::new(CNI_DIR).join(plugin))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", CNI_DIR)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{plugin}: {e}"));
+    let conf = serde_json::to_vec(conf).expect("conf");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&conf)
+        .expect("write conf");
+    let out = child.wait_with_output().expect("plugin output");
+    assert!(
+        out.status.success(),
+        "CNI {plugin} {command} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn bench_cni(n: usize) -> CniResult {
+    progress(&format!(
+        "CNI: N={n}: bridge + host-local, portmap, firewall"
+    ));
+    let host = Netns::new(&unique("bench-cnihost"));
+    let data = TempDir(std::env::temp_dir().join(unique("bench-cni")));
+    std::fs::create_dir_all(&data.0).expect("cni data dir");
+    let name = "hnbench";
+    let bridge = json!({
+        "cniVersion": "1.0.0", "name": name, "type": "bridge", "bridge": "cni0",
+        "isGateway": true, "ipMasq": true, "hairpinMode": true,
+        "ipam": { "type": "host-local", "ranges": [[{ "subnet": CNI_SUBNET }]],
+                  "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": data.0 },
+    });
+    let portmap = |port: u16, prev: &Value| {
+        json!({
+            "cniVersion": "1.0.0", "name": name, "type": "portmap",
+            "capabilities": { "portMappings": true }, "snat": true,
+            "runtimeConfig": { "portMappings": [
+                { "hostPort": port, "containerPort": 80, "protocol": "tcp" }] },
+            "prevResult": prev,
+        })
+    };
+    let firewall = |prev: &Value| {
+        json!({ "cniVersion": "1.0.0", "name": name, "type": "firewall",
+                "backend": "iptables", "prevResult": prev })
+    };
+    let mut r = CniResult {
+        n,
+        ns_create: Samples::default(),
+        bridge_add: Samples::default(),
+        portmap_add: Samples::default(),
+        firewall_add: Samples::default(),
+        firewall_del: Samples::default(),
+        portmap_del: Samples::default(),
+        bridge_del: Samples::default(),
+        ns_delete: Samples::default(),
+    };
+    let mut containers: Vec<(Netns, String, u16, Value)> = Vec::with_capacity(n);
+    for i in 0..n {
+        check_interrupt();
+        let t0 = Instant::now();
+        let ns = Netns::new(&unique(&format!("bench-cni{i}")));
+        let t1 = Instant::now();
+        let cid = format!("hnbench{i}");
+        let port = FIRST_PORT + i as u16;
+        let res = cni(&host, "bridge", "ADD", &cid, ns.path(), &bridge);
+        let t2 = Instant::now();
+        let res = cni(
+            &host,
+            "portmap",
+            "ADD",
+            &cid,
+            ns.path(),
+            &portmap(port, &res),
+        );
+        let t3 = Instant::now();
+        let res = cni(&host, "firewall", "ADD", &cid, ns.path(), &firewall(&res));
+        let t4 = Instant::now();
+        r.ns_create.push(t1 - t0);
+        r.bridge_add.push(t2 - t1);
+        r.portmap_add.push(t3 - t2);
+        r.firewall_add.push(t4 - t3);
+        containers.push((ns, cid, port, res));
+    }
+    progress(&format!("CNI: N={n}: deleting"));
+    while let Some((ns, cid, port, res)) = containers.pop() {
+        check_interrupt();
+        let t0 = Instant::now();
+        let mut fw = firewall(&res);
+        cni(&host, "firewall", "DEL", &cid, ns.path(), &fw);
+        let t1 = Instant::now();
+        cni(
+            &host,
+            "portmap",
+            "DEL",
+            &cid,
+            ns.path(),
+            &portmap(port, &res),
+        );
+        let t2 = Instant::now();
+        fw = bridge.clone();
+        fw["prevResult"] = res;
+        cni(&host, "bridge", "DEL", &cid, ns.path(), &fw);
+        let t3 = Instant::now();
+        drop(ns);
+        let t4 = Instant::now();
+        r.firewall_del.push(t1 - t0);
+        r.portmap_del.push(t2 - t1);
+        r.bridge_del.push(t3 - t2);
+        r.ns_delete.push(t4 - t3);
+    }
+    drop(host);
+    drop(data);
+    r
+}
+
+// --------------------------------------------------------------------- report
+
+struct Report {
+    results: Vec<HostnetResult>,
+    cni: Option<CniResult>,
+    notes: Vec<String>,
+    total: Duration,
+}
+
+/// Medians of one traffic metric at the four points, and the ratios of the
+/// N-endpoint points to the mean of the two few-endpoint points.
+struct Ratio {
+    few: f64,
+    fresh: f64,
+    settled: f64,
+    few_again: f64,
+}
+
+impl Ratio {
+    fn of(traffic: &[Traffic], f: impl Fn(&Traffic) -> Vec<f64>) -> Option<Ratio> {
+        match traffic {
+            [a, b, c, d] if !f(a).is_empty() => Some(Ratio {
+                few: median(&f(a)),
+                fresh: median(&f(b)),
+                settled: median(&f(c)),
+                few_again: median(&f(d)),
+            }),
+            _ => None,
+        }
+    }
+    fn base(&self) -> f64 {
+        (self.few + self.few_again) / 2.0
+    }
+    fn settled_ratio(&self) -> f64 {
+        self.settled / self.base()
+    }
+    fn fresh_ratio(&self) -> f64 {
+        self.fresh / self.base()
+    }
+    fn scaled(&self, k: f64) -> Ratio {
+        Ratio {
+            few: self.few * k,
+            fresh: self.fresh * k,
+            settled: self.settled * k,
+            few_again: self.few_again * k,
+        }
+    }
+    fn to_json(&self) -> Value {
+        json!({ "few": round(self.few), "n_fresh": round(self.fresh),
+                "n_settled": round(self.settled), "few_again": round(self.few_again),
+                "ratio_settled": round(self.settled_ratio()),
+                "ratio_fresh": round(self.fresh_ratio()) })
+    }
+}
+
+impl Report {
+    fn traffic(&self) -> Option<&HostnetResult> {
+        self.results.iter().find(|r| r.traffic.len() == 4)
+    }
+
+    /// (target, value, met) for each target the run could check.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let mut t = Vec::new();
+        if let Some(r) = self
+            .results
+            .iter()
+            .filter(|r| r.n >= 1000)
+            .max_by_key(|r| r.n)
+        {
+            let p50 = r.create_attach().pct(50.0);
+            t.push((
+                format!("create+attach p50 < 10 ms at N={}", r.n),
+                format!("{p50:.2} ms"),
+                p50 < 10.0,
+            ));
+            t.push((
+                format!("hostnetd peak RSS < 50 MB at N={}", r.n),
+                format!("{:.1} MiB", r.hwm),
+                r.hwm * 1.048576 < 50.0,
+            ));
+        }
+        if let Some(r) = self.traffic() {
+            if let Some(g) = Ratio::of(&r.traffic, |t| t.gbps.clone()) {
+                t.push((
+                    format!("throughput at N={} >= 0.95 x at {FEW} (quiet)", r.n),
+                    format!("{:.3}", g.settled_ratio()),
+                    g.settled_ratio() >= 0.95,
+                ));
+                t.push((
+                    format!("throughput at N={} >= 0.95 x at {FEW} (fresh)", r.n),
+                    format!("{:.3}", g.fresh_ratio()),
+                    g.fresh_ratio() >= 0.95,
+                ));
+            }
+            if let Some(g) = Ratio::of(&r.traffic, Traffic::rr_vs_control) {
+                t.push((
+                    format!("req/resp at N={} >= 0.95 x at {FEW} (quiet)", r.n),
+                    format!("{:.3}", g.settled_ratio()),
+                    g.settled_ratio() >= 0.95,
+                ));
+            }
+        }
+        t
+    }
+
+    fn to_json(&self) -> Value {
+        let traffic = self.traffic().map(|r| {
+            json!({
+                "n": r.n,
+                "gbps": Ratio::of(&r.traffic, |t| t.gbps.clone()).map(|g| g.to_json()),
+                "rr_per_second": Ratio::of(&r.traffic, |t| t.rr.clone()).map(|g| g.to_json()),
+                "control_rr_per_second": Ratio::of(&r.traffic, |t| t.ctl_rr.clone()).map(|g| g.to_json()),
+                "rr_vs_control": Ratio::of(&r.traffic, Traffic::rr_vs_control).map(|g| g.to_json()),
+            })
+        });
+        let comparison = self.cni.as_ref().and_then(|c| {
+            let h = self.results.iter().find(|r| r.n == c.n)?;
+            Some(json!({
+                "n": c.n,
+                "create_p50_ratio_hostnet_over_cni": round(h.create_attach().pct(50.0) / c.add().pct(50.0)),
+                "create_p50_ratio_hostnet_over_cni_with_firewall": round(h.create_attach().pct(50.0) / c.add_fw().pct(50.0)),
+                "delete_p50_ratio_hostnet_over_cni": round(h.ep_delete.pct(50.0) / c.del().pct(50.0)),
+                "delete_p50_ratio_hostnet_over_cni_with_firewall": round(h.ep_delete.pct(50.0) / c.del_fw().pct(50.0)),
+            }))
+        });
+        json!({
+            "hostnet": self.results.iter().map(HostnetResult::to_json).collect::<Vec<_>>(),
+            "traffic": traffic,
+            "cni": self.cni.as_ref().map(CniResult::to_json),
+            "comparison": comparison,
+            "targets": self.targets().iter().map(|(t, v, ok)| json!({"target": t, "value": v, "met": ok})).collect::<Vec<_>>(),
+            "notes": self.notes,
+            "total_seconds": round(self.total.as_secs_f64()),
+        })
+    }
+
+    fn print(&self) {
+        let line = |name: &str, s: &Samples| {
+            println!(
+                "  {name:<34} {:>8.2} {:>8.2} {:>8.2} {:>9.0}",
+                s.pct(50.0),
+                s.pct(99.0),
+                s.max(),
+                s.rate()
+            );
+        };
+        let header = || {
+            println!(
+                "  {:<34} {:>8} {:>8} {:>8} {:>9}",
+                "operation (ms)", "p50", "p99", "max", "per s"
+            )
+        };
+        for r in &self.results {
+            println!("hostnet, N = {} endpoints (one TCP port mapping each)", r.n);
+            header();
+            line("namespace create (POST)", &r.ns_create);
+            line("endpoint create (POST)", &r.ep_create);
+            line("attach (PATCH namespace)", &r.attach);
+            line("create+attach", &r.create_attach());
+            let (first, last) = r.create_attach_tenths();
+            line("  first tenth of the endpoints", &first);
+            line("  last tenth of the endpoints", &last);
+            line("endpoint delete (DELETE, detaches)", &r.ep_delete);
+            line("namespace delete (DELETE)", &r.ns_delete);
+            println!(
+                "  containers/s, wall: create {:.0}, delete {:.0}",
+                r.n as f64 / r.create_wall,
+                r.n as f64 / r.delete_wall
+            );
+            println!("  CPU while creating: {}", r.cpu_create.describe());
+            println!("  CPU while deleting: {}", r.cpu_delete.describe());
+            if let Some(f) = r.flood_rx {
+                println!(
+                    "  packets flooded to an idle container while the others were created: {f}{}",
+                    r.settle_secs
+                        .map(|s| format!("; quiet by {s:.0} s after the last creation"))
+                        .unwrap_or_else(|| format!(
+                            "; still not quiet after {} s",
+                            SETTLE_LIMIT.as_secs()
+                        ))
+                );
+            }
+            println!(
+                "  hostnetd memory (MiB): start {:.1}, peak VmHWM {:.1}, VmRSS at N {:.1}, after delete {:.1}",
+                r.rss_start, r.hwm, r.rss_full, r.rss_end
+            );
+            println!();
+        }
+        if let Some(r) = self.traffic() {
+            println!(
+                "one TCP flow outside -> {HOST}:{FIRST_PORT} -> container 0 (median of {RUNS})"
+            );
+            println!(
+                "  {:<22} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9}",
+                "",
+                format!("{FEW} eps"),
+                format!("{} fresh", r.n),
+                format!("{} quiet", r.n),
+                format!("{FEW} again"),
+                "ratio qt",
+                "ratio fr"
+            );
+            let row = |name: &str, g: Option<Ratio>| {
+                if let Some(g) = g {
+                    println!(
+                        "  {name:<22} {:>8.2} {:>9.2} {:>9.2} {:>8.2} {:>9.3} {:>9.3}",
+                        g.few,
+                        g.fresh,
+                        g.settled,
+                        g.few_again,
+                        g.settled_ratio(),
+                        g.fresh_ratio()
+                    );
+                }
+            };
+            row("iperf3 Gbit/s", Ratio::of(&r.traffic, |t| t.gbps.clone()));
+            row(
+                "2-byte req/resp k/s",
+                Ratio::of(&r.traffic, |t| t.rr.clone()).map(|g| g.scaled(1e-3)),
+            );
+            row(
+                "  control (bare veth)",
+                Ratio::of(&r.traffic, |t| t.ctl_rr.clone()).map(|g| g.scaled(1e-3)),
+            );
+            row(
+                "  hostnet / control",
+                Ratio::of(&r.traffic, Traffic::rr_vs_control),
+            );
+            for t in &r.traffic {
+                println!(
+                    "  runs, {:<10} Gbit/s {:?}, req/resp/s {:?} (control {:?})",
+                    t.label,
+                    t.gbps.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+                    t.rr.iter().map(|x| x.round()).collect::<Vec<_>>(),
+                    t.ctl_rr.iter().map(|x| x.round()).collect::<Vec<_>>()
+                );
+            }
+            println!(
+                "  ratio = at N / mean(at {FEW}, at {FEW} again); fresh: right after creation, \
+                 quiet: once the links' start-up chatter stopped;\n  \
+                 each req/resp run is paired with a control run just before it"
+            );
+            println!();
+        }
+        if let Some(c) = &self.cni {
+            println!("CNI reference plugins, N = {} containers", c.n);
+            header();
+            line("ip netns add", &c.ns_create);
+            line("bridge+host-local ADD", &c.bridge_add);
+            line("portmap ADD", &c.portmap_add);
+            line("firewall ADD", &c.firewall_add);
+            line("ADD bridge+portmap", &c.add());
+            line("ADD bridge+portmap+firewall", &c.add_fw());
+            line("DEL portmap+bridge", &c.del());
+            line("DEL firewall+portmap+bridge", &c.del_fw());
+            line("ip netns del", &c.ns_delete);
+            if let Some(h) = self.results.iter().find(|r| r.n == c.n) {
+                let (ha, hd) = (h.create_attach().pct(50.0), h.ep_delete.pct(50.0));
+                println!(
+                    "  hostnet/CNI p50: create {:.3} ({:.3} with firewall), delete {:.3} ({:.3} with firewall)",
+                    ha / c.add().pct(50.0),
+                    ha / c.add_fw().pct(50.0),
+                    hd / c.del().pct(50.0),
+                    hd / c.del_fw().pct(50.0)
+                );
+            }
+            println!();
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            println!("targets");
+            for (t, v, ok) in targets {
+                println!(
+                    "  {:<44} {:>12}  {}",
+                    t,
+                    v,
+                    if ok { "met" } else { "MISSED" }
+                );
+            }
+            println!();
+        }
+        for n in &self.notes {
+            println!("note: {n}");
+        }
+        println!("total time {:.0} s", self.total.as_secs_f64());
+    }
+}
