@@ -11,12 +11,14 @@ mod daemon;
 mod netns;
 mod privilege;
 mod probe;
+mod uplink;
 mod wait;
 
 pub use daemon::{unmount_below, Daemon};
 pub use netns::{ip, Netns};
 pub use privilege::{require_privileges, Privileges};
 pub use probe::{Probe, Session};
+pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};
 pub use wait::wait_until;
 
 /// Prefix of every namespace and directory the testbed makes.

@@ -43,11 +43,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostnet_api::Kind;
-use hostnet_testbed::{unique, wait_until, Daemon, Netns, Probe};
+use hostnet_testbed::{unique, wait_until, Daemon, Netns, Probe, Uplink, HOST, OUTSIDE};
 use serde_json::{json, Value};
 
-const HOST: &str = "198.51.100.2";
-const OUTSIDE: &str = "198.51.100.1";
 /// Subnet of the `nat` network: room for 65k endpoints.
 const SUBNET: &str = "10.80.0.0/16";
 /// Subnet of the CNI bridge (its own host namespace, so no overlap matters).
@@ -479,19 +477,10 @@ struct World {
 
 impl World {
     fn new(ipv6_off: bool) -> World {
-        let host = Netns::new(&unique("bench-host"));
+        let Uplink { host, outside } = Uplink::new("bench-");
         if ipv6_off {
             disable_ipv6(host.path(), &["all", "default"]);
         }
-        let outside = Netns::new(&unique("bench-out"));
-        host.link(
-            "up0",
-            &format!("{HOST}/24"),
-            &outside,
-            "up0",
-            &format!("{OUTSIDE}/24"),
-        );
-        host.ip(&["route", "add", "default", "via", OUTSIDE]);
         let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
         World {
             daemon,

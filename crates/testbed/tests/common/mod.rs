@@ -11,12 +11,11 @@
 use std::path::PathBuf;
 
 use hostnet_api::{ApiError, Client, Kind};
-use hostnet_testbed::{require_privileges, unique, Daemon, Netns, Probe};
+use hostnet_testbed::{require_privileges, Daemon, Netns, Probe, Uplink};
 use serde_json::{json, Value};
 
-pub const HOST: &str = "198.51.100.2";
-pub const OUTSIDE: &str = "198.51.100.1";
-pub const INTERNET: &str = "203.0.113.1";
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use hostnet_testbed::{HOST, INTERNET, OUTSIDE};
 pub const SUBNET: &str = "10.88.0.0/16";
 
 pub struct World {
@@ -32,17 +31,7 @@ impl World {
         if !require_privileges(test) {
             return None;
         }
-        let host = Netns::new(&unique("host"));
-        let outside = Netns::new(&unique("out"));
-        host.link(
-            "up0",
-            &format!("{HOST}/24"),
-            &outside,
-            "up0",
-            &format!("{OUTSIDE}/24"),
-        );
-        host.ip(&["route", "add", "default", "via", OUTSIDE]);
-        outside.ip(&["addr", "add", &format!("{INTERNET}/32"), "dev", "lo"]);
+        let Uplink { host, outside } = Uplink::new("");
         let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
         Some(World {
             daemon,
