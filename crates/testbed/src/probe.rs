@@ -27,14 +27,7 @@ impl Probe {
             .spawn()
             .expect("spawn probe");
         let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(out);
         let probe = Probe { child, lines: rx };
         let first = probe.next_line();
         assert_eq!(
@@ -96,14 +89,7 @@ impl Session {
             .expect("spawn session");
         let stdin = child.stdin.take().expect("stdin");
         let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(out);
         let s = Session {
             child,
             stdin,
@@ -134,4 +120,18 @@ impl Drop for Session {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The lines a child prints, read on a thread so a test can wait for the
+/// next one with a deadline.
+fn lines_of(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
