@@ -238,14 +238,11 @@ impl Service {
             }
         }
         let known: HashSet<_> = st.namespaces.values().map(|n| n.path.clone()).collect();
-        if let Ok(dir) = std::fs::read_dir(&self.config.netns_dir) {
-            for entry in dir.flatten() {
-                let path = entry.path();
-                if !known.contains(&path) {
-                    log::info!("removing stale namespace {}", path.display());
-                    if let Err(e) = dp.execute(&Op::DeleteNetns { path }) {
-                        log::warn!("{e}");
-                    }
+        for path in dp.netns_in(&self.config.netns_dir) {
+            if !known.contains(&path) {
+                log::info!("removing stale namespace {}", path.display());
+                if let Err(e) = dp.execute(&Op::DeleteNetns { path }) {
+                    log::warn!("{e}");
                 }
             }
         }

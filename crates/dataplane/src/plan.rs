@@ -42,6 +42,14 @@ pub trait Dataplane: Send + Sync {
     fn netns_exists(&self, path: &std::path::Path) -> bool {
         path.exists()
     }
+
+    /// The namespace mount points (or leftover files) in `dir`, where
+    /// hostnet bind-mounts the namespaces it makes.
+    fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Apply `ops` in order. If one fails, undo the ones already applied in
@@ -87,5 +95,9 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_exists(&self, path: &std::path::Path) -> bool {
         (**self).netns_exists(path)
+    }
+
+    fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        (**self).netns_in(dir)
     }
 }

@@ -178,8 +178,13 @@ fn restart_rebuilds_what_is_missing_and_removes_strays() {
         .find(|l| l.starts_with("hnve"))
         .expect("endpoint veth");
     // While the daemon is down: lose the endpoint's link, its table, and
-    // gain a link it does not know.
+    // gain a link and a namespace mount point it does not know.
+    let stray_ns = w
+        .daemon
+        .dir
+        .join("state/netns/0A0B0C0D-0000-4000-8000-00000000DEAD");
     w.daemon.kill9_and_restart_with(|| {
+        std::fs::write(&stray_ns, b"").expect("stray namespace file");
         w.host.ip(&["link", "del", &veth]);
         w.host.ip(&[
             "link",
@@ -201,6 +206,7 @@ fn restart_rebuilds_what_is_missing_and_removes_strays() {
         !links.iter().any(|l| l == "hnvedeadbeef00"),
         "stray link kept: {links:?}"
     );
+    assert!(!stray_ns.exists(), "stray namespace mount point kept");
     let _srv = a.serve(&["tcp-serve", "0.0.0.0:80"]);
     let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &format!("{HOST}:8080")]);
     assert!(ok, "mapping not rebuilt: {said}");
