@@ -119,6 +119,8 @@ fn inet_table() -> String {
 	}}
 	chain postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
+		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
+		oifname @{NAT_BRIDGES} return
 		ip saddr @{NAT_SOURCES4} masquerade
 	}}
 	chain forward {{

@@ -9,6 +9,7 @@
 
 mod daemon;
 mod netns;
+pub mod physical;
 mod privilege;
 mod probe;
 mod uplink;
@@ -16,6 +17,7 @@ mod wait;
 
 pub use daemon::{unmount_below, Daemon};
 pub use netns::{ip, Netns};
+pub use physical::PhysicalNet;
 pub use privilege::{require_privileges, Privileges};
 pub use probe::{Probe, Session};
 pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};

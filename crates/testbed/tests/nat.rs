@@ -91,6 +91,10 @@ fn networks_are_isolated_except_through_published_ports() {
 
     let (ok, said) = b.run(&["tcp-get", &format!("{}:80", a.ip)]);
     assert!(ok, "same network: {said}");
+    assert!(
+        said.starts_with(&format!("peer {}:", b.ip)),
+        "same network: the container saw {said}, not its neighbour's address"
+    );
     let (ok, said) = c.run(&["tcp-get", &format!("{}:80", a.ip)]);
     assert!(!ok, "across networks the container answered: {said}");
     let (ok, _) = c.run(&["ping", &a.ip]);
