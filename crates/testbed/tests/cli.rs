@@ -158,7 +158,7 @@ fn network_commands() {
         &["Transparent", "0x803B0015"],
     );
     // Names the CLI cannot resolve.
-    fails(&w, &["network", "rm", "nosuch"], &["nosuch"]);
+    fails(&w, &["network", "rm", "nosuch"], &["nosuch", "0x80070490"]);
     fails(&w, &["network", "inspect", "nosuch"], &["nosuch"]);
 
     assert_eq!(ok(&w, &["network", "rm", "net1"]).trim(), "net1");

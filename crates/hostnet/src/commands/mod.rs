@@ -27,11 +27,14 @@ pub fn dispatch(client: &Client, command: Command) -> Result<u8, CliError> {
     }
 }
 
-/// The object of `kind` called `name_or_id`, or "no such <kind>: <arg>".
+/// The object of `kind` called `name_or_id`, or "no such <kind>: <arg>"
+/// with HCN's not-found code (the lookup is client-side, as in hcsshim).
 pub fn resolve(client: &Client, kind: Kind, name_or_id: &str) -> Result<Value, CliError> {
-    client
-        .lookup(kind, name_or_id)?
-        .ok_or_else(|| CliError::new(format!("no such {kind}: {name_or_id}")))
+    client.lookup(kind, name_or_id)?.ok_or_else(|| {
+        CliError::new(format!(
+            "no such {kind}: {name_or_id} (HCN 0x80070490 ERROR_NOT_FOUND)"
+        ))
+    })
 }
 
 /// The ID of the object of `kind` called `name_or_id`.
