@@ -15,6 +15,44 @@ pub struct RouteSpec {
     pub metric: u32,
 }
 
+/// A host adapter (a physical or virtual link of the daemon's namespace) as
+/// the kernel reports it: what a network bound to it must carry over to
+/// its bridge so the host keeps its connectivity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adapter {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    /// IPv4 addresses and IPv6 addresses other than link-local
+    /// (fe80::/10), with their prefix lengths, in the kernel's order.
+    pub addresses: Vec<IpNet>,
+    /// Main-table unicast routes out of this link, except the ones the
+    /// kernel makes itself for addresses (proto kernel), which come back
+    /// when the addresses are added elsewhere.
+    pub routes: Vec<AdapterRoute>,
+    /// The link this one is enslaved to (a bridge), if any.
+    pub master: Option<String>,
+}
+
+/// A route of a host adapter, with what it takes to re-create it on
+/// another link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterRoute {
+    pub destination: IpNet,
+    /// None: the destination is on-link.
+    pub via: Option<IpAddr>,
+    pub metric: u32,
+    /// Routing table (254 is main).
+    pub table: u32,
+    /// Who made the route (`RTPROT_*`: 3 boot, 4 static, 16 dhcp, 9 ra ...).
+    pub proto: u8,
+    /// `RT_SCOPE_*`: 0 universe, 253 link.
+    pub scope: u8,
+    /// Preferred source address.
+    pub src: Option<IpAddr>,
+}
+
 /// One kernel change. Each creating op has an inverse ([`Op::undo`]) so a
 /// failed plan can be rolled back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +100,28 @@ pub enum Op {
     /// Write a sysctl of the daemon's namespace, e.g.
     /// `net/ipv4/ip_forward` = `1`. Not undone.
     Sysctl { key: String, value: String },
+    /// Enslave `link` to the bridge `master`, or release it from whatever
+    /// it is enslaved to when `master` is None. `previous` is the master it
+    /// had before (from [`Adapter::master`]), so the op can be undone.
+    /// Both links must exist.
+    SetMaster {
+        link: String,
+        master: Option<String>,
+        previous: Option<String>,
+    },
+    /// Move a host adapter's addresses and routes (from [`Adapter`]) from
+    /// link `from` to link `to`: delete the routes from `from`, delete the
+    /// addresses, add them to `to` (IPv6 without DAD: they were valid
+    /// already), then add the routes there. Addresses and routes already
+    /// moved are skipped, so repeating the op (reconcile) is harmless. If a
+    /// step fails, what was moved is put back before the error returns.
+    /// Both links must exist; `to` must be up.
+    MoveAddresses {
+        from: String,
+        to: String,
+        addresses: Vec<IpNet>,
+        routes: Vec<AdapterRoute>,
+    },
 }
 
 impl Op {
@@ -74,10 +134,81 @@ impl Op {
             }),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::AddElements(e) => Some(Op::DeleteElements(e.clone())),
+            Op::SetMaster {
+                link,
+                master,
+                previous,
+            } => Some(Op::SetMaster {
+                link: link.clone(),
+                master: previous.clone(),
+                previous: master.clone(),
+            }),
+            Op::MoveAddresses {
+                from,
+                to,
+                addresses,
+                routes,
+            } => Some(Op::MoveAddresses {
+                from: to.clone(),
+                to: from.clone(),
+                addresses: addresses.clone(),
+                routes: routes.clone(),
+            }),
             Op::DeleteLink { .. }
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_ops_undo_to_their_reverse() {
+        let enslave = Op::SetMaster {
+            link: "eth0".into(),
+            master: Some("hnbr0".into()),
+            previous: None,
+        };
+        let release = enslave.undo().unwrap();
+        assert_eq!(
+            release,
+            Op::SetMaster {
+                link: "eth0".into(),
+                master: None,
+                previous: Some("hnbr0".into()),
+            }
+        );
+        assert_eq!(release.undo(), Some(enslave));
+
+        let route = AdapterRoute {
+            destination: "0.0.0.0/0".parse().unwrap(),
+            via: Some("192.0.2.1".parse().unwrap()),
+            metric: 0,
+            table: 254,
+            proto: 3,
+            scope: 0,
+            src: None,
+        };
+        let there = Op::MoveAddresses {
+            from: "eth0".into(),
+            to: "hnbr0".into(),
+            addresses: vec!["192.0.2.11/24".parse().unwrap()],
+            routes: vec![route.clone()],
+        };
+        let back = there.undo().unwrap();
+        assert_eq!(
+            back,
+            Op::MoveAddresses {
+                from: "hnbr0".into(),
+                to: "eth0".into(),
+                addresses: vec!["192.0.2.11/24".parse().unwrap()],
+                routes: vec![route],
+            }
+        );
+        assert_eq!(back.undo(), Some(there));
     }
 }

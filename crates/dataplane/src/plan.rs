@@ -1,6 +1,6 @@
 //! Running plans: all-or-nothing creation, best-effort teardown.
 
-use crate::Op;
+use crate::{Adapter, Op};
 
 /// A kernel change failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,18 @@ pub trait Dataplane: Send + Sync {
         path.exists()
     }
 
+    /// Link `name` of the daemon's namespace with its addresses and
+    /// routes (see [`Adapter`]), or None if there is no such link.
+    fn adapter(&self, name: &str) -> Result<Option<Adapter>, DataplaneError> {
+        Err(not_supported(format!("adapter {name}")))
+    }
+
+    /// The link of the IPv4 default route in the main table (the one with
+    /// the lowest metric), or None if there is no default route.
+    fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
+        Err(not_supported("default route interface"))
+    }
+
     /// The namespace mount points (or leftover files) in `dir`, where
     /// hostnet bind-mounts the namespaces it makes.
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -50,6 +62,10 @@ pub trait Dataplane: Send + Sync {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
+}
+
+fn not_supported(op: impl Into<String>) -> DataplaneError {
+    DataplaneError::new(op, "not supported by this dataplane")
 }
 
 /// Apply `ops` in order. If one fails, undo the ones already applied in
@@ -95,6 +111,14 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_exists(&self, path: &std::path::Path) -> bool {
         (**self).netns_exists(path)
+    }
+
+    fn adapter(&self, name: &str) -> Result<Option<Adapter>, DataplaneError> {
+        (**self).adapter(name)
+    }
+
+    fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
+        (**self).default_route_interface()
     }
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,15 +1,22 @@
 //! A recording fake of the dataplane for tests of the pure layers.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{Dataplane, DataplaneError, Op};
+use crate::{Adapter, Dataplane, DataplaneError, Op};
 
 /// Records every op; fails the op whose 0-based index equals `fail_at`.
+/// Reports the adapters and default route it was given (ops do not change
+/// them).
 #[derive(Default)]
 pub struct Recorder {
     pub ops: Mutex<Vec<Op>>,
     pub tables: Mutex<Vec<String>>,
     pub fail_at: Mutex<Option<usize>>,
+    /// What [`Dataplane::adapter`] reports, by name.
+    pub adapters: Mutex<BTreeMap<String, Adapter>>,
+    /// What [`Dataplane::default_route_interface`] reports.
+    pub default_route: Mutex<Option<String>>,
 }
 
 impl Recorder {
@@ -25,6 +32,19 @@ impl Recorder {
 
     pub fn take(&self) -> Vec<Op> {
         std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+
+    /// Makes [`Dataplane::adapter`] report `adapter` under its name.
+    pub fn set_adapter(&self, adapter: Adapter) {
+        self.adapters
+            .lock()
+            .unwrap()
+            .insert(adapter.name.clone(), adapter);
+    }
+
+    /// Makes [`Dataplane::default_route_interface`] report `name`.
+    pub fn set_default_route(&self, name: Option<&str>) {
+        *self.default_route.lock().unwrap() = name.map(str::to_string);
     }
 }
 
@@ -47,5 +67,42 @@ impl Dataplane for Recorder {
 
     fn links_with_prefix(&self, _prefix: &str) -> Result<Vec<String>, DataplaneError> {
         Ok(Vec::new())
+    }
+
+    fn adapter(&self, name: &str) -> Result<Option<Adapter>, DataplaneError> {
+        Ok(self.adapters.lock().unwrap().get(name).cloned())
+    }
+
+    fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
+        Ok(self.default_route.lock().unwrap().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_adapters_it_was_given() {
+        let rec = Recorder::new();
+        assert_eq!(rec.adapter("eth0").unwrap(), None);
+        assert_eq!(rec.default_route_interface().unwrap(), None);
+        let eth0 = Adapter {
+            name: "eth0".into(),
+            index: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addresses: vec!["192.0.2.11/24".parse().unwrap()],
+            routes: vec![],
+            master: None,
+        };
+        rec.set_adapter(eth0.clone());
+        rec.set_default_route(Some("eth0"));
+        let shared = std::sync::Arc::new(rec);
+        assert_eq!(shared.adapter("eth0").unwrap(), Some(eth0));
+        assert_eq!(
+            shared.default_route_interface().unwrap().as_deref(),
+            Some("eth0")
+        );
     }
 }

@@ -14,12 +14,12 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hostnet_dataplane::linux::{create_netns, delete_netns, run_in_netns, LinuxDataplane};
-use hostnet_dataplane::{Dataplane, Op, RouteSpec};
+use hostnet_dataplane::{apply, Adapter, AdapterRoute, Dataplane, Op, RouteSpec};
 use hostnet_nft::{Family, SetElement};
 use ipnet::IpNet;
 
@@ -149,8 +149,8 @@ fn veth(
 }
 
 /// Connects from namespace `ns` to `to` (retrying until a deadline: the
-/// bridge port may still be coming up), sends a line, and checks that the
-/// listener in the host namespace saw it from `from`.
+/// bridge port may still be coming up), sends a line, and checks that
+/// `listener` (in whatever namespace it was bound) saw it from `from`.
 fn assert_reaches(ns: &Path, listener: &TcpListener, to: IpAddr, from: IpAddr) {
     let target = SocketAddr::new(to, listener.local_addr().unwrap().port());
     let sent = run_in_netns(ns, || {
@@ -587,4 +587,391 @@ fn create_veth_latency() {
         report("CreateVeth (address + default route)", samples);
         assert_eq!(dp.links_with_prefix("hnv").unwrap().len(), 20);
     });
+}
+
+/// Runs `ip -batch -` with `script` inside the namespace at `ns`.
+fn ip_batch(ns: &Path, script: &str) {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nsenter ip");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip -batch failed: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x11, 0x11];
+
+/// A host with an uplink: the testbed's host namespace gets `eth0`
+/// (192.0.2.11/24, 2001:db8::11/64, default route and 198.18.0.0/15 via
+/// 192.0.2.1), a veth whose other end is `eth0` of a "peer" namespace
+/// playing the network: the gateway 192.0.2.1 and 2001:db8::1, and a
+/// remote address 203.0.113.1 on its loopback. Returns the peer's path.
+fn uplinked_host(tb: &Testbed) -> PathBuf {
+    let peer = tb.ns_path("peer");
+    create_netns(&peer).expect("create peer namespace");
+    ip_batch(
+        &tb.host,
+        &format!(
+            "link add eth0 address 02:00:00:00:11:11 mtu 1450 type veth peer name eth0 netns {}\n\
+             link set eth0 up\n\
+             addr add 192.0.2.11/24 dev eth0\n\
+             addr add 2001:db8::11/64 dev eth0 nodad\n\
+             route add default via 192.0.2.1\n\
+             route add 198.18.0.0/15 via 192.0.2.1 metric 50\n",
+            peer.display()
+        ),
+    );
+    ip_batch(
+        &peer,
+        "link set eth0 mtu 1450 up\n\
+         addr add 192.0.2.1/24 dev eth0\n\
+         addr add 2001:db8::1/64 dev eth0 nodad\n\
+         addr add 203.0.113.1/32 dev lo\n",
+    );
+    peer
+}
+
+/// Routes as `ip route add` (proto boot) makes them in the main table.
+fn uplink_route(destination: &str, metric: u32) -> AdapterRoute {
+    AdapterRoute {
+        destination: net(destination),
+        via: Some("192.0.2.1".parse().unwrap()),
+        metric,
+        table: 254,
+        proto: 3,
+        scope: 0,
+        src: None,
+    }
+}
+
+/// New connections from the host namespace reach the peer: its own
+/// address, the remote one behind the default route, and over IPv6.
+fn assert_uplink_works(tb: &Testbed, listener: &TcpListener) {
+    let v4: IpAddr = "::ffff:192.0.2.11".parse().unwrap();
+    assert_reaches(&tb.host, listener, "192.0.2.1".parse().unwrap(), v4);
+    assert_reaches(&tb.host, listener, "203.0.113.1".parse().unwrap(), v4);
+    assert_reaches(
+        &tb.host,
+        listener,
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::11".parse().unwrap(),
+    );
+}
+
+/// A ping-pong over an established connection.
+fn assert_still_connected(client: &mut TcpStream, server: &mut TcpStream) {
+    client.write_all(b"ping\n").unwrap();
+    let mut buf = [0u8; 5];
+    server.read_exact(&mut buf).expect("server reads");
+    assert_eq!(&buf, b"ping\n");
+    server.write_all(b"pong\n").unwrap();
+    client.read_exact(&mut buf).expect("client reads");
+    assert_eq!(&buf, b"pong\n");
+}
+
+fn move_op(from: &str, to: &str, a: &Adapter) -> Op {
+    Op::MoveAddresses {
+        from: from.into(),
+        to: to.into(),
+        addresses: a.addresses.clone(),
+        routes: a.routes.clone(),
+    }
+}
+
+fn without_master(a: Adapter) -> Adapter {
+    Adapter { master: None, ..a }
+}
+
+#[test]
+fn adapter_binding_keeps_the_host_connected() {
+    let Some(tb) = Testbed::new() else { return };
+    let peer = uplinked_host(&tb);
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+
+    let eth0 = dp.adapter("eth0").unwrap().expect("eth0 exists");
+    assert_eq!(
+        eth0,
+        Adapter {
+            name: "eth0".into(),
+            index: dp.link_index("eth0").unwrap().unwrap(),
+            mac: HOST_MAC,
+            mtu: 1450,
+            addresses: vec![net("192.0.2.11/24"), net("2001:db8::11/64")],
+            routes: vec![
+                uplink_route("0.0.0.0/0", 0),
+                uplink_route("198.18.0.0/15", 50)
+            ],
+            master: None,
+        }
+    );
+    assert_eq!(
+        dp.default_route_interface().unwrap().as_deref(),
+        Some("eth0")
+    );
+    assert_eq!(dp.adapter("hnnope").unwrap(), None);
+
+    let listener = run_in_netns(&peer, || TcpListener::bind("[::]:0"))
+        .unwrap()
+        .unwrap();
+    assert_uplink_works(&tb, &listener);
+    // A connection open across the bind and the unbind.
+    let target = SocketAddr::new(
+        "192.0.2.1".parse().unwrap(),
+        listener.local_addr().unwrap().port(),
+    );
+    let mut client = run_in_netns(&tb.host, || {
+        TcpStream::connect_timeout(&target, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    for s in [&client, &server] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+
+    let bind = vec![
+        Op::CreateBridge {
+            name: "hnbrtest".into(),
+            mtu: eth0.mtu,
+            mac: Some(eth0.mac),
+            addresses: vec![],
+            ipv6: true,
+        },
+        Op::SetMaster {
+            link: "eth0".into(),
+            master: Some("hnbrtest".into()),
+            previous: eth0.master.clone(),
+        },
+        move_op("eth0", "hnbrtest", &eth0),
+    ];
+    apply(&dp, &bind).unwrap();
+
+    let bridge = dp.adapter("hnbrtest").unwrap().expect("bridge exists");
+    assert_eq!(bridge.addresses, eth0.addresses);
+    assert_eq!(bridge.routes, eth0.routes);
+    assert_eq!((bridge.mac, bridge.mtu), (eth0.mac, eth0.mtu));
+    let port = dp.adapter("eth0").unwrap().unwrap();
+    assert_eq!(port.addresses, []);
+    assert_eq!(port.routes, []);
+    assert_eq!(port.master.as_deref(), Some("hnbrtest"));
+    assert_eq!(
+        dp.default_route_interface().unwrap().as_deref(),
+        Some("hnbrtest")
+    );
+    assert_still_connected(&mut client, &mut server);
+    assert_uplink_works(&tb, &listener);
+
+    let unbind: Vec<Op> = bind.iter().rev().filter_map(Op::undo).collect();
+    assert!(matches!(unbind[2], Op::DeleteLink { .. }), "{unbind:?}");
+    apply(&dp, &unbind).unwrap();
+
+    let after = dp.adapter("eth0").unwrap().unwrap();
+    assert_eq!(after.master, None);
+    assert_eq!(without_master(after), without_master(eth0));
+    assert_eq!(dp.adapter("hnbrtest").unwrap(), None);
+    assert_eq!(
+        dp.default_route_interface().unwrap().as_deref(),
+        Some("eth0")
+    );
+    assert_still_connected(&mut client, &mut server);
+    assert_uplink_works(&tb, &listener);
+}
+
+#[test]
+fn adapter_move_rolls_back_and_repeats() {
+    let Some(tb) = Testbed::new() else { return };
+    let peer = uplinked_host(&tb);
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    let eth0 = dp.adapter("eth0").unwrap().unwrap();
+    dp.execute(&Op::CreateBridge {
+        name: "hnbrtest".into(),
+        mtu: eth0.mtu,
+        mac: Some(eth0.mac),
+        addresses: vec![],
+        ipv6: true,
+    })
+    .unwrap();
+    let empty = |name: &str| {
+        let a = dp.adapter(name).unwrap().unwrap();
+        a.addresses.is_empty() && a.routes.is_empty()
+    };
+
+    // To a link that does not exist: refused before anything changes.
+    let err = dp.execute(&move_op("eth0", "hnnone", &eth0)).unwrap_err();
+    assert!(err.to_string().contains("hnnone not found"), "{err}");
+    assert_eq!(dp.adapter("eth0").unwrap().unwrap(), eth0);
+
+    // The last step fails (a route whose gateway is on no subnet): the
+    // addresses and routes moved before it go back.
+    let mut bad = eth0.clone();
+    bad.routes.push(AdapterRoute {
+        destination: net("10.50.0.0/16"),
+        via: Some("10.9.9.9".parse().unwrap()),
+        metric: 0,
+        table: 254,
+        proto: 4,
+        scope: 0,
+        src: None,
+    });
+    let err = dp.execute(&move_op("eth0", "hnbrtest", &bad)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("add route 10.50.0.0/16 via 10.9.9.9") && text.contains("rolled back"),
+        "{text}"
+    );
+    assert_eq!(dp.adapter("eth0").unwrap().unwrap(), eth0);
+    assert!(empty("hnbrtest"));
+    let listener = run_in_netns(&peer, || TcpListener::bind("[::]:0"))
+        .unwrap()
+        .unwrap();
+    assert_uplink_works(&tb, &listener);
+
+    // Reconcile: the same move twice, the second a no-op; then back, twice.
+    let set_master = Op::SetMaster {
+        link: "eth0".into(),
+        master: Some("hnbrtest".into()),
+        previous: None,
+    };
+    let mv = move_op("eth0", "hnbrtest", &eth0);
+    dp.execute(&set_master).unwrap();
+    dp.execute(&mv).unwrap();
+    let bridge = dp.adapter("hnbrtest").unwrap().unwrap();
+    dp.execute(&set_master).unwrap();
+    dp.execute(&mv).unwrap();
+    assert_eq!(dp.adapter("hnbrtest").unwrap().unwrap(), bridge);
+    assert_eq!(bridge.addresses, eth0.addresses);
+    assert_eq!(bridge.routes, eth0.routes);
+    assert!(empty("eth0"));
+    assert_uplink_works(&tb, &listener);
+
+    let back = mv.undo().unwrap();
+    dp.execute(&back).unwrap();
+    dp.execute(&back).unwrap();
+    let release = set_master.undo().unwrap();
+    assert_eq!(
+        release,
+        Op::SetMaster {
+            link: "eth0".into(),
+            master: None,
+            previous: Some("hnbrtest".into()),
+        }
+    );
+    dp.execute(&release).unwrap();
+    dp.execute(&release).unwrap();
+    assert_eq!(dp.adapter("eth0").unwrap().unwrap(), eth0);
+    assert!(empty("hnbrtest"));
+    assert_uplink_works(&tb, &listener);
+
+    let err = dp
+        .execute(&Op::SetMaster {
+            link: "eth0".into(),
+            master: Some("hnnone".into()),
+            previous: None,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("hnnone not found"), "{err}");
+}
+
+/// Secondary IPv4 addresses, several IPv6 ones, an IPv6 default route, an
+/// on-link route with a preferred source: all move to the bridge and back
+/// unchanged, in the kernel's order.
+#[test]
+fn adapter_move_round_trips_every_kind_of_address_and_route() {
+    let Some(tb) = Testbed::new() else { return };
+    let peer = uplinked_host(&tb);
+    ip_batch(
+        &tb.host,
+        "addr add 192.0.2.12/24 dev eth0\n\
+         addr add 198.51.100.7/25 dev eth0\n\
+         addr add 2001:db8::12/64 dev eth0 nodad\n\
+         addr add 2001:db8:5::11/64 dev eth0 nodad\n\
+         route add ::/0 via 2001:db8::1\n\
+         route add 2001:db8:77::/48 via 2001:db8::1 metric 7 proto static\n\
+         route add 198.51.100.128/25 dev eth0 src 192.0.2.12\n",
+    );
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    // Which source the host picks (the newest IPv6 address) must not
+    // change either.
+    let listener = run_in_netns(&peer, || TcpListener::bind("[::]:0"))
+        .unwrap()
+        .unwrap();
+    let sources_unchanged = || {
+        let v4: IpAddr = "::ffff:192.0.2.11".parse().unwrap();
+        assert_reaches(&tb.host, &listener, "203.0.113.1".parse().unwrap(), v4);
+        let v6: IpAddr = "2001:db8::12".parse().unwrap();
+        assert_reaches(&tb.host, &listener, "2001:db8::1".parse().unwrap(), v6);
+    };
+    sources_unchanged();
+    let eth0 = dp.adapter("eth0").unwrap().unwrap();
+    // The kernel lists IPv4 primaries before secondaries, IPv6 newest first.
+    assert_eq!(
+        eth0.addresses,
+        [
+            "192.0.2.11/24",
+            "198.51.100.7/25",
+            "192.0.2.12/24",
+            "2001:db8:5::11/64",
+            "2001:db8::12/64",
+            "2001:db8::11/64"
+        ]
+        .map(net)
+    );
+    let on_link = eth0
+        .routes
+        .iter()
+        .find(|r| r.destination == net("198.51.100.128/25"))
+        .expect("on-link route listed");
+    assert_eq!(
+        (on_link.via, on_link.scope, on_link.src),
+        (None, 253, Some("192.0.2.12".parse().unwrap()))
+    );
+    let v6: Vec<_> = eth0
+        .routes
+        .iter()
+        .filter(|r| r.destination.addr().is_ipv6())
+        .map(|r| (r.destination, r.metric, r.proto))
+        .collect();
+    assert_eq!(
+        v6,
+        [(net("2001:db8:77::/48"), 7, 4), (net("::/0"), 1024, 3)],
+        "{:?}",
+        eth0.routes
+    );
+    assert_eq!(eth0.routes.len(), 5, "{:?}", eth0.routes);
+
+    dp.execute(&Op::CreateBridge {
+        name: "hnbrtest".into(),
+        mtu: eth0.mtu,
+        mac: Some(eth0.mac),
+        addresses: vec![],
+        ipv6: true,
+    })
+    .unwrap();
+    let there = move_op("eth0", "hnbrtest", &eth0);
+    dp.execute(&there).unwrap();
+    let bridge = dp.adapter("hnbrtest").unwrap().unwrap();
+    assert_eq!(bridge.addresses, eth0.addresses);
+    assert_eq!(bridge.routes, eth0.routes);
+    let brd = run_in(
+        &tb.host,
+        &["ip", "-4", "-o", "addr", "show", "dev", "hnbrtest"],
+    );
+    assert!(brd.contains("192.0.2.11/24 brd 192.0.2.255"), "{brd}");
+    dp.execute(&there.undo().unwrap()).unwrap();
+    assert_eq!(dp.adapter("eth0").unwrap().unwrap(), eth0);
+
+    sources_unchanged();
 }

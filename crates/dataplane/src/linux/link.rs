@@ -11,13 +11,16 @@ use std::os::fd::RawFd;
 use ipnet::IpNet;
 
 use super::netlink::{attributes, Message, NetlinkError, Socket};
-use crate::RouteSpec;
+use crate::{AdapterRoute, RouteSpec};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
 
 const IFLA_ADDRESS: u16 = 1;
@@ -37,18 +40,30 @@ const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
 const IFA_F_NODAD: u8 = 0x02;
+const IFA_F_DADFAILED: u32 = 0x08;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_UNSPEC: u8 = 0;
 const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_KERNEL: u8 = 2;
 const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
+/// In a delete request: match routes of any scope.
+const RT_SCOPE_NOWHERE: u8 = 255;
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
+/// `rtm_flags`: a cached clone, not a configured route.
+const RTM_F_CLONED: u32 = 0x200;
 
 const IFF_UP: u32 = libc::IFF_UP as u32;
 
@@ -194,6 +209,33 @@ pub fn delete(sock: &mut Socket, name: &str) -> Result<(), NetlinkError> {
 /// skip duplicate address detection: hostnet allocated them, and DAD would
 /// keep them tentative (unusable) for a second or more.
 pub fn add_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
+    sock.request(
+        address_message(RTM_NEWADDR, CREATE, index, addr, false),
+        |_| {},
+    )
+}
+
+/// Adds a host's own address that moves from another link: like
+/// [`add_address`] (IPv6 without DAD: it was valid already), and an IPv4
+/// address of a subnet with room for one gets its subnet's broadcast
+/// address, as address configuration tools give it.
+pub fn add_moved_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
+    sock.request(
+        address_message(RTM_NEWADDR, CREATE, index, addr, true),
+        |_| {},
+    )
+}
+
+/// Deletes `addr` (address and prefix length) from link `index`; the
+/// kernel answers EADDRNOTAVAIL if it has no such address there.
+pub fn delete_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
+    sock.request(
+        address_message(RTM_DELADDR, ACK, index, addr, false),
+        |_| {},
+    )
+}
+
+fn address_message(kind: u16, flags: u16, index: u32, addr: IpNet, broadcast: bool) -> Message {
     let ip = addr.addr();
     let mut hdr = [0u8; 8];
     hdr[0] = family(ip);
@@ -201,7 +243,7 @@ pub fn add_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), Net
     hdr[2] = if ip.is_ipv6() { IFA_F_NODAD } else { 0 };
     hdr[3] = RT_SCOPE_UNIVERSE;
     hdr[4..8].copy_from_slice(&index.to_ne_bytes());
-    let mut msg = Message::new(RTM_NEWADDR, CREATE);
+    let mut msg = Message::new(kind, flags);
     msg.header(&hdr);
     // For IPv4, IFA_LOCAL is the address and IFA_ADDRESS the peer (equal on
     // broadcast links). For IPv6 a differing IFA_LOCAL would turn
@@ -210,7 +252,12 @@ pub fn add_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), Net
         msg.attr(IFA_LOCAL, &octets(ip));
     }
     msg.attr(IFA_ADDRESS, &octets(ip));
-    sock.request(msg, |_| {})
+    if let IpNet::V4(v4) = addr {
+        if broadcast && v4.prefix_len() <= 30 {
+            msg.attr(IFA_BROADCAST, &v4.broadcast().octets());
+        }
+    }
+    msg
 }
 
 /// Adds `route` to the main table via link `index`.
@@ -297,4 +344,278 @@ fn route_destination(kind: u16, p: &[u8]) -> Option<IpNet> {
         _ => return None,
     };
     IpNet::new(addr, p[1]).ok()
+}
+
+/// A link as the kernel describes it.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// Hardware address (empty for links without one).
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    /// Index of the link this one is enslaved to.
+    pub master: Option<u32>,
+}
+
+/// Which link to ask about.
+pub enum LinkRef<'a> {
+    Name(&'a str),
+    Index(u32),
+}
+
+/// Link `which`, or None if there is none.
+pub fn info(sock: &mut Socket, which: LinkRef<'_>) -> Result<Option<LinkInfo>, NetlinkError> {
+    let index = match which {
+        LinkRef::Index(i) => i,
+        LinkRef::Name(_) => 0,
+    };
+    let mut msg = Message::new(RTM_GETLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0))
+        .attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    if let LinkRef::Name(name) = which {
+        msg.attr_str(IFLA_IFNAME, name);
+    }
+    let mut found = None;
+    let result = sock.request(msg, |reply| {
+        if reply.kind == RTM_NEWLINK {
+            found = parse_link(reply.payload);
+        }
+    });
+    match result {
+        Ok(()) => Ok(found),
+        Err(e) if e.errno == libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_link(p: &[u8]) -> Option<LinkInfo> {
+    let mut link = LinkInfo {
+        index: u32::from_ne_bytes(p.get(4..8)?.try_into().ok()?),
+        name: String::new(),
+        mac: Vec::new(),
+        mtu: 0,
+        master: None,
+    };
+    for (kind, value) in attributes(p.get(16..)?) {
+        match kind {
+            IFLA_IFNAME => {
+                let text = value.split(|&b| b == 0).next().unwrap_or_default();
+                link.name = String::from_utf8_lossy(text).into_owned();
+            }
+            IFLA_ADDRESS => link.mac = value.to_vec(),
+            IFLA_MTU => link.mtu = u32_of(value)?,
+            IFLA_MASTER => link.master = Some(u32_of(value)?).filter(|&m| m != 0),
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+/// An address as the kernel describes it.
+#[derive(Debug, Clone)]
+pub struct AddressInfo {
+    pub index: u32,
+    /// The local address with its prefix length.
+    pub net: IpNet,
+    /// `IFA_F_*`.
+    pub flags: u32,
+}
+
+impl AddressInfo {
+    /// Duplicate address detection found the address in use elsewhere.
+    pub fn dad_failed(&self) -> bool {
+        self.flags & IFA_F_DADFAILED != 0
+    }
+}
+
+/// Every IPv4 and IPv6 address of every link, in the kernel's order.
+pub fn addresses(sock: &mut Socket) -> Result<Vec<AddressInfo>, NetlinkError> {
+    loop {
+        let mut msg = Message::new(RTM_GETADDR, DUMP);
+        msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
+        let mut found = Vec::new();
+        let consistent = sock.dump(msg, |reply| {
+            if reply.kind == RTM_NEWADDR {
+                found.extend(parse_address(reply.payload));
+            }
+        })?;
+        if consistent {
+            return Ok(found);
+        }
+    }
+}
+
+fn parse_address(p: &[u8]) -> Option<AddressInfo> {
+    let hdr = p.get(..8)?;
+    let (mut local, mut address, mut flags) = (None, None, u32::from(hdr[2]));
+    for (kind, value) in attributes(&p[8..]) {
+        match kind {
+            IFA_LOCAL => local = ip_of(hdr[0], value),
+            IFA_ADDRESS => address = ip_of(hdr[0], value),
+            IFA_FLAGS => flags = u32_of(value)?,
+            _ => {}
+        }
+    }
+    // IFA_LOCAL is the link's own address when both are present (IPv4
+    // always; IPv6 only for point-to-point addresses).
+    let ip = local.or(address)?;
+    Some(AddressInfo {
+        index: u32::from_ne_bytes(hdr[4..8].try_into().ok()?),
+        net: IpNet::new(ip, hdr[1]).ok()?,
+        flags,
+    })
+}
+
+/// A route as the kernel describes it.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub destination: IpNet,
+    pub table: u32,
+    pub proto: u8,
+    pub scope: u8,
+    /// `RTN_*`.
+    pub kind: u8,
+    /// Output link; for a multipath route, that of its first next hop.
+    pub oif: Option<u32>,
+    pub multipath: bool,
+    pub gateway: Option<IpAddr>,
+    pub metric: u32,
+    pub src: Option<IpAddr>,
+    /// `RTM_F_*`.
+    pub flags: u32,
+}
+
+impl RouteInfo {
+    pub fn in_main_table(&self) -> bool {
+        self.table == u32::from(RT_TABLE_MAIN)
+    }
+
+    pub fn is_unicast(&self) -> bool {
+        self.kind == RTN_UNICAST && self.flags & RTM_F_CLONED == 0
+    }
+
+    /// Made by the kernel for an address (connected and prefix routes).
+    pub fn by_kernel(&self) -> bool {
+        self.proto == RTPROT_KERNEL
+    }
+}
+
+/// Every route in every table, in the kernel's order.
+pub fn routes(sock: &mut Socket) -> Result<Vec<RouteInfo>, NetlinkError> {
+    loop {
+        let mut msg = Message::new(RTM_GETROUTE, DUMP);
+        msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut found = Vec::new();
+        let consistent = sock.dump(msg, |reply| {
+            if reply.kind == RTM_NEWROUTE {
+                found.extend(parse_route(reply.payload));
+            }
+        })?;
+        if consistent {
+            return Ok(found);
+        }
+    }
+}
+
+fn parse_route(p: &[u8]) -> Option<RouteInfo> {
+    let hdr = p.get(..12)?;
+    let family = hdr[0];
+    let unspecified = match i32::from(family) {
+        libc::AF_INET => IpAddr::from([0u8; 4]),
+        libc::AF_INET6 => IpAddr::from([0u8; 16]),
+        _ => return None,
+    };
+    let mut route = RouteInfo {
+        destination: IpNet::new(unspecified, hdr[1]).ok()?,
+        table: u32::from(hdr[4]),
+        proto: hdr[5],
+        scope: hdr[6],
+        kind: hdr[7],
+        oif: None,
+        multipath: false,
+        gateway: None,
+        metric: 0,
+        src: None,
+        flags: u32::from_ne_bytes(hdr[8..12].try_into().ok()?),
+    };
+    for (kind, value) in attributes(&p[12..]) {
+        match kind {
+            RTA_DST => route.destination = IpNet::new(ip_of(family, value)?, hdr[1]).ok()?,
+            RTA_OIF => route.oif = Some(u32_of(value)?),
+            RTA_GATEWAY => route.gateway = ip_of(family, value),
+            RTA_PRIORITY => route.metric = u32_of(value)?,
+            RTA_PREFSRC => route.src = ip_of(family, value),
+            RTA_TABLE => route.table = u32_of(value)?,
+            RTA_MULTIPATH => {
+                // struct rtnexthop: len u16, flags u8, hops u8, ifindex i32.
+                route.multipath = true;
+                route.oif = value.get(4..8).and_then(u32_of);
+            }
+            _ => {}
+        }
+    }
+    Some(route)
+}
+
+/// Enslaves link `index` to `master`, or releases it when `master` is 0.
+pub fn set_master(sock: &mut Socket, index: u32, master: u32) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0))
+        .attr_u32(IFLA_MASTER, master);
+    sock.request(msg, |_| {})
+}
+
+/// Adds (`add`) or deletes a host's route via link `index`. Adding an
+/// existing route fails with EEXIST, deleting a missing one with ESRCH. A
+/// delete matches the route whatever its protocol and scope.
+pub fn change_adapter_route(
+    sock: &mut Socket,
+    add: bool,
+    index: u32,
+    route: &AdapterRoute,
+) -> Result<(), NetlinkError> {
+    let dst = route.destination;
+    let mut hdr = [0u8; 12];
+    hdr[0] = family(dst.addr());
+    hdr[1] = dst.prefix_len();
+    hdr[4] = u8::try_from(route.table).unwrap_or(RT_TABLE_UNSPEC);
+    hdr[5] = if add { route.proto } else { 0 };
+    hdr[6] = if add { route.scope } else { RT_SCOPE_NOWHERE };
+    hdr[7] = RTN_UNICAST;
+    let mut msg = if add {
+        Message::new(RTM_NEWROUTE, CREATE)
+    } else {
+        Message::new(RTM_DELROUTE, ACK)
+    };
+    msg.header(&hdr);
+    if route.table > 255 {
+        msg.attr_u32(RTA_TABLE, route.table);
+    }
+    if dst.prefix_len() > 0 {
+        msg.attr(RTA_DST, &octets(dst.network()));
+    }
+    if let Some(via) = route.via {
+        msg.attr(RTA_GATEWAY, &octets(via));
+    }
+    msg.attr_u32(RTA_OIF, index);
+    if route.metric != 0 {
+        msg.attr_u32(RTA_PRIORITY, route.metric);
+    }
+    if let Some(src) = route.src {
+        msg.attr(RTA_PREFSRC, &octets(src));
+    }
+    sock.request(msg, |_| {})
+}
+
+fn u32_of(value: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(value.get(..4)?.try_into().ok()?))
+}
+
+fn ip_of(family: u8, value: &[u8]) -> Option<IpAddr> {
+    match (i32::from(family), value.len()) {
+        (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(value).ok()?)),
+        (libc::AF_INET6, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(value).ok()?)),
+        _ => None,
+    }
 }

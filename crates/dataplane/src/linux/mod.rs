@@ -29,8 +29,9 @@ use ipnet::IpNet;
 
 pub use netns::{run_in_netns, run_in_netns_fd};
 
-use crate::{Dataplane, DataplaneError, Op, RouteSpec};
-use netlink::Socket;
+use crate::{Adapter, AdapterRoute, Dataplane, DataplaneError, Op, RouteSpec};
+use link::LinkRef;
+use netlink::{NetlinkError, Socket};
 use netns::NetnsId;
 use nftables::Change;
 
@@ -245,6 +246,63 @@ impl LinuxDataplane {
         }
     }
 
+    fn set_master(&self, name: &str, master: Option<&str>) -> Result<(), DataplaneError> {
+        let what = match master {
+            Some(m) => format!("enslave {name} to {m}"),
+            None => format!("release {name} from its master"),
+        };
+        let fail = |m: String| DataplaneError::new(what.clone(), m);
+        let mut sock = self.route();
+        let mut find = |n: &str| {
+            link::index(&mut sock, n)
+                .map_err(|e| fail(format!("look up {n}: {e}")))?
+                .ok_or_else(|| fail(format!("link {n} not found")))
+        };
+        let index = find(name)?;
+        let master_index = match master {
+            Some(m) => find(m)?,
+            None => 0,
+        };
+        link::set_master(&mut sock, index, master_index).map_err(|e| fail(e.to_string()))
+    }
+
+    fn move_addresses(
+        &self,
+        from: &str,
+        to: &str,
+        addresses: &[IpNet],
+        routes: &[AdapterRoute],
+    ) -> Result<(), DataplaneError> {
+        let fail =
+            |m: String| DataplaneError::new(format!("move addresses from {from} to {to}"), m);
+        let mut sock = self.route();
+        let mut find = |n: &str| {
+            link::index(&mut sock, n)
+                .map_err(|e| fail(format!("look up {n}: {e}")))?
+                .ok_or_else(|| fail(format!("link {n} not found")))
+        };
+        let (from_index, to_index) = (find(from)?, find(to)?);
+        let mut mv = Move {
+            sock: &mut sock,
+            from: (from, from_index),
+            to: (to, to_index),
+            addresses,
+            routes,
+            routes_deleted: Vec::new(),
+            addresses_deleted: Vec::new(),
+            addresses_added: Vec::new(),
+            routes_added: Vec::new(),
+        };
+        mv.run().map_err(|m| {
+            let problems = mv.roll_back();
+            if problems.is_empty() {
+                fail(format!("{m} (rolled back)"))
+            } else {
+                fail(format!("{m}; rollback incomplete: {}", problems.join("; ")))
+            }
+        })
+    }
+
     fn sysctl(&self, key: &str, value: &str) -> Result<(), DataplaneError> {
         let fail = |m: String| DataplaneError::new(format!("sysctl {key}"), m);
         let path = sysctl_path(key).map_err(fail)?;
@@ -288,6 +346,13 @@ impl Dataplane for LinuxDataplane {
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
             Op::Sysctl { key, value } => self.sysctl(key, value),
+            Op::SetMaster { link, master, .. } => self.set_master(link, master.as_deref()),
+            Op::MoveAddresses {
+                from,
+                to,
+                addresses,
+                routes,
+            } => self.move_addresses(from, to, addresses, routes),
         }
     }
 
@@ -315,6 +380,228 @@ impl Dataplane for LinuxDataplane {
     /// behind by a crash does not count).
     fn netns_exists(&self, path: &Path) -> bool {
         netns::is_mounted(path)
+    }
+
+    /// Three reads (link, address dump, route dump), not one snapshot:
+    /// a change in between may show up in one and not the others.
+    fn adapter(&self, name: &str) -> Result<Option<Adapter>, DataplaneError> {
+        let fail =
+            |e: NetlinkError| DataplaneError::new(format!("look up adapter {name}"), e.to_string());
+        let mut sock = self.route();
+        let Some(info) = link::info(&mut sock, LinkRef::Name(name)).map_err(fail)? else {
+            return Ok(None);
+        };
+        let master = match info.master {
+            Some(m) => Some(
+                link::info(&mut sock, LinkRef::Index(m))
+                    .map_err(fail)?
+                    .map_or_else(|| format!("if{m}"), |l| l.name),
+            ),
+            None => None,
+        };
+        let addresses = link::addresses(&mut sock)
+            .map_err(fail)?
+            .into_iter()
+            .filter(|a| a.index == info.index && is_host_address(a))
+            .map(|a| a.net)
+            .collect();
+        let routes = link::routes(&mut sock)
+            .map_err(fail)?
+            .into_iter()
+            .filter(|r| r.oif == Some(info.index) && is_host_route(r))
+            .map(|r| AdapterRoute {
+                destination: r.destination,
+                via: r.gateway,
+                metric: r.metric,
+                table: r.table,
+                proto: r.proto,
+                scope: r.scope,
+                src: r.src,
+            })
+            .collect();
+        Ok(Some(Adapter {
+            name: info.name,
+            index: info.index,
+            mac: info.mac.as_slice().try_into().unwrap_or([0; 6]),
+            mtu: info.mtu,
+            addresses,
+            routes,
+            master,
+        }))
+    }
+
+    fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
+        let fail =
+            |e: NetlinkError| DataplaneError::new("look up the default route", e.to_string());
+        let mut sock = self.route();
+        let best = link::routes(&mut sock)
+            .map_err(fail)?
+            .into_iter()
+            .filter(|r| {
+                r.in_main_table()
+                    && r.is_unicast()
+                    && r.destination.addr().is_ipv4()
+                    && r.destination.prefix_len() == 0
+            })
+            .filter_map(|r| Some((r.metric, r.oif?)))
+            .min();
+        let Some((_, oif)) = best else {
+            return Ok(None);
+        };
+        let link = link::info(&mut sock, LinkRef::Index(oif)).map_err(fail)?;
+        Ok(Some(link.map_or_else(|| format!("if{oif}"), |l| l.name)))
+    }
+}
+
+/// Whether an address is one of the host's own that moves with its
+/// adapter: IPv4, or IPv6 other than link-local and loopback (each link
+/// makes its own), and not one that failed duplicate address detection.
+fn is_host_address(a: &link::AddressInfo) -> bool {
+    let own = match a.net {
+        IpNet::V4(_) => true,
+        IpNet::V6(n) => {
+            let ip = n.addr();
+            ip.segments()[0] & 0xffc0 != 0xfe80 && !ip.is_loopback()
+        }
+    };
+    own && !a.dad_failed()
+}
+
+/// Whether a route is one a host adapter's addresses need moved along:
+/// configured (not the kernel's connected or prefix routes, which come
+/// back with the addresses), unicast, in the main table, through one link
+/// (multipath routes cannot be described by an [`AdapterRoute`]), and not
+/// to IPv6 link-local or multicast destinations.
+fn is_host_route(r: &link::RouteInfo) -> bool {
+    let special = match r.destination {
+        IpNet::V4(_) => false,
+        IpNet::V6(n) => {
+            let seg = n.network().segments()[0];
+            seg & 0xffc0 == 0xfe80 || seg & 0xff00 == 0xff00
+        }
+    };
+    r.in_main_table() && r.is_unicast() && !r.multipath && !r.by_kernel() && !special
+}
+
+/// One [`Op::MoveAddresses`] under way: what it has changed so far, so a
+/// failure can put it back.
+struct Move<'a> {
+    sock: &'a mut Socket,
+    from: (&'a str, u32),
+    to: (&'a str, u32),
+    addresses: &'a [IpNet],
+    routes: &'a [AdapterRoute],
+    routes_deleted: Vec<&'a AdapterRoute>,
+    addresses_deleted: Vec<IpNet>,
+    addresses_added: Vec<IpNet>,
+    routes_added: Vec<&'a AdapterRoute>,
+}
+
+impl<'a> Move<'a> {
+    /// Routes off `from` first (they would go with the last IPv4 address
+    /// anyway, but not with IPv6 ones, and a route to the same destination
+    /// and metric cannot be on both links), then the addresses over, then
+    /// the routes onto `to` (their gateways are reachable once the
+    /// addresses' connected routes exist). Steps already done are skipped.
+    fn run(&mut self) -> Result<(), String> {
+        let (from, from_index) = self.from;
+        let (to, to_index) = self.to;
+        for r in self.routes {
+            match link::change_adapter_route(self.sock, false, from_index, r) {
+                Ok(()) => self.routes_deleted.push(r),
+                Err(e) if e.errno == libc::ESRCH => {}
+                Err(e) => return Err(format!("delete route {} from {from}: {e}", describe(r))),
+            }
+        }
+        for a in delete_order(self.addresses) {
+            match link::delete_address(self.sock, from_index, a) {
+                Ok(()) => self.addresses_deleted.push(a),
+                Err(e) if e.errno == libc::EADDRNOTAVAIL => {}
+                Err(e) => return Err(format!("delete address {a} from {from}: {e}")),
+            }
+        }
+        for a in add_order(self.addresses) {
+            match link::add_moved_address(self.sock, to_index, a) {
+                Ok(()) => self.addresses_added.push(a),
+                Err(e) if e.errno == libc::EEXIST => {}
+                Err(e) => return Err(format!("add address {a} to {to}: {e}")),
+            }
+        }
+        for r in self.routes {
+            match link::change_adapter_route(self.sock, true, to_index, r) {
+                Ok(()) => self.routes_added.push(r),
+                Err(e) if e.errno == libc::EEXIST => {}
+                Err(e) => return Err(format!("add route {} to {to}: {e}", describe(r))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes what [`Move::run`] did, in reverse; returns what failed.
+    fn roll_back(&mut self) -> Vec<String> {
+        let (from, from_index) = self.from;
+        let (to, to_index) = self.to;
+        let mut problems = Vec::new();
+        for r in self.routes_added.iter().rev() {
+            match link::change_adapter_route(self.sock, false, to_index, r) {
+                Err(e) if e.errno != libc::ESRCH => {
+                    problems.push(format!("delete route {} from {to}: {e}", describe(r)))
+                }
+                _ => {}
+            }
+        }
+        for &a in self.addresses_added.iter().rev() {
+            match link::delete_address(self.sock, to_index, a) {
+                Err(e) if e.errno != libc::EADDRNOTAVAIL => {
+                    problems.push(format!("delete address {a} from {to}: {e}"))
+                }
+                _ => {}
+            }
+        }
+        let deleted = &self.addresses_deleted;
+        for a in add_order(self.addresses).filter(|a| deleted.contains(a)) {
+            match link::add_moved_address(self.sock, from_index, a) {
+                Err(e) if e.errno != libc::EEXIST => {
+                    problems.push(format!("add address {a} back to {from}: {e}"))
+                }
+                _ => {}
+            }
+        }
+        for r in &self.routes_deleted {
+            match link::change_adapter_route(self.sock, true, from_index, r) {
+                Err(e) if e.errno != libc::EEXIST => {
+                    problems.push(format!("add route {} back to {from}: {e}", describe(r)))
+                }
+                _ => {}
+            }
+        }
+        for p in &problems {
+            log::warn!("rollback: {p}");
+        }
+        problems
+    }
+}
+
+/// Addresses are deleted last first: the kernel lists an IPv4 subnet's
+/// primary address before its secondaries, and deleting a primary first
+/// would take the secondaries with it (unless `promote_secondaries`).
+fn delete_order(addresses: &[IpNet]) -> impl Iterator<Item = IpNet> + '_ {
+    addresses.iter().rev().copied()
+}
+
+/// The order that reproduces the kernel's listing: IPv4 in order (primary
+/// first); IPv6 reversed, since the kernel lists a link's IPv6 addresses
+/// of equal scope newest first.
+fn add_order(addresses: &[IpNet]) -> impl Iterator<Item = IpNet> + '_ {
+    let v4 = addresses.iter().filter(|a| a.addr().is_ipv4());
+    let v6 = addresses.iter().rev().filter(|a| a.addr().is_ipv6());
+    v4.chain(v6).copied()
+}
+
+fn describe(r: &AdapterRoute) -> String {
+    match r.via {
+        Some(via) => format!("{} via {via} metric {}", r.destination, r.metric),
+        None => format!("{} on-link metric {}", r.destination, r.metric),
     }
 }
 
