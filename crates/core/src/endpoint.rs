@@ -2,13 +2,15 @@
 
 use std::net::IpAddr;
 
-use hostnet_dataplane::{apply, teardown, RouteSpec};
-use hostnet_drivers::{names, nat};
+use hostnet_dataplane::{apply, teardown, Op, RouteSpec};
+use hostnet_drivers::{bridge, names, nat};
 use hostnet_ipam::IpamError;
-use hostnet_model::domain::{EndpointPolicy, EndpointSpec, Mac, PortMapping, Protocol};
+use hostnet_model::domain::{
+    EndpointPolicy, EndpointSpec, Mac, NetworkKind, PortMapping, Protocol,
+};
 use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
-use hostnet_nft::L4Proto;
+use hostnet_nft::{L4Proto, SetElement};
 use hostnet_store::Txn;
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
@@ -41,6 +43,7 @@ impl Service {
             &spec.name,
             st.endpoints.iter().map(|(id, e)| (id, e.name.as_str())),
         )?;
+        check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_ports(&st, &mappings, None)?;
 
         let id = new_endpoint_id(&st);
@@ -70,14 +73,16 @@ impl Service {
             release_address(net, address.addr());
             net.macs.release(mac);
         };
-        if let Err(e) = apply(self.dp.as_ref(), &nat::endpoint_create(&rec.plan)) {
+        let elements = endpoint_elements(net, &rec.plan);
+        let create = [Op::AddElements(elements.clone())];
+        if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
             return Err(internal("programming the endpoint", e));
         }
         let mut txn = Txn::new();
         txn.put(Kind::Endpoint.collection(), &guid(&id), bytes(&rec.obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &nat::endpoint_delete(&rec.plan));
+            teardown(self.dp.as_ref(), &[Op::DeleteElements(elements)]);
             undo_alloc(net);
             return Err(e);
         }
@@ -108,9 +113,11 @@ impl Service {
         let ep = st.endpoints.remove(&id).expect("checked above");
         let mut ops = Vec::new();
         if ep.namespace.is_some() {
-            ops.extend(nat::endpoint_detach(&id));
+            ops.extend(bridge::endpoint_detach(&id));
         }
-        ops.extend(nat::endpoint_delete(&ep.plan));
+        if let Some(net) = st.networks.get(&ep.network) {
+            ops.push(Op::DeleteElements(endpoint_elements(net, &ep.plan)));
+        }
         for e in teardown(self.dp.as_ref(), &ops) {
             log::warn!("endpoint {}: {e} (left for the next reconcile)", guid(&id));
         }
@@ -157,6 +164,7 @@ impl Service {
             new_maps.push(port_mapping(p)?);
         }
         let ep = st.endpoints.get(&id).expect("checked");
+        check_mappings_allowed(&st.networks[&ep.network], &new_maps)?;
         let mut obj = ep.obj.clone();
         let mut mappings = ep.mappings.clone();
         let wires: Vec<Value> = policies
@@ -216,6 +224,30 @@ impl Service {
         ep.plan = plan_after;
         Ok(ep.obj.clone())
     }
+}
+
+/// The set elements an endpoint owns from its creation on: masquerade and
+/// published ports on NAT networks, nothing on Transparent ones (the
+/// container is on the physical network).
+pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<SetElement> {
+    match net.kind {
+        NetworkKind::Nat => nat::endpoint_elements(ep),
+        _ => Vec::new(),
+    }
+}
+
+/// Port mappings exist only on NAT networks (HCN_E_MAPPING_NOT_SUPPORTED).
+fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<(), HcnError> {
+    if net.kind != NetworkKind::Nat && !mappings.is_empty() {
+        return Err(HcnError::new(
+            ErrorCode::MappingNotSupported,
+            format!(
+                "{} networks take no PortMapping: their endpoints are on the physical network and reachable directly",
+                net.kind
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Two policies are the same when their type and settings are.
@@ -499,8 +531,8 @@ pub(crate) fn plan(
     gateway: Option<IpAddr>,
     spec: &EndpointSpec,
     mappings: &[PortMapping],
-) -> nat::Endpoint {
-    nat::Endpoint {
+) -> bridge::Endpoint {
+    bridge::Endpoint {
         id: *id,
         address,
         mac,

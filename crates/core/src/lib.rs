@@ -8,6 +8,7 @@
 //! start, [`Service::start`] rebuilds what is missing in the kernel and
 //! removes what hostnet owns and no longer knows.
 
+mod adapter;
 mod config;
 mod endpoint;
 mod namespace;

@@ -2,7 +2,7 @@
 //! and detach (schema §9).
 
 use hostnet_dataplane::{apply, teardown, Op};
-use hostnet_drivers::nat;
+use hostnet_drivers::bridge;
 use hostnet_model::domain::NamespaceChange;
 use hostnet_model::wire::{HostComputeNamespace, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
@@ -120,12 +120,12 @@ impl Service {
             ));
         }
         let net = &st.networks[&ep.network];
-        let plug = nat::Plug {
+        let plug = bridge::Plug {
             netns: &ns.path,
             ifname,
             nic_index: ns.endpoints.len() as u32,
         };
-        let ops = nat::endpoint_attach(&net.plan, &ep.plan, plug);
+        let ops = bridge::endpoint_attach(&net.plan, &ep.plan, plug);
         apply(self.dp.as_ref(), &ops).map_err(|e| {
             HcnError::new(
                 ErrorCode::NamespaceAttachFailed,
@@ -149,7 +149,7 @@ impl Service {
         txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
         txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &nat::endpoint_detach(&ep_id));
+            teardown(self.dp.as_ref(), &bridge::endpoint_detach(&ep_id));
             return Err(e);
         }
         let ep = st.endpoints.get_mut(&ep_id).expect("checked");
@@ -190,7 +190,7 @@ impl Service {
         txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
         txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
         self.commit(txn)?;
-        for e in teardown(self.dp.as_ref(), &nat::endpoint_detach(&ep_id)) {
+        for e in teardown(self.dp.as_ref(), &bridge::endpoint_detach(&ep_id)) {
             log::warn!(
                 "detaching endpoint {}: {e} (left for the next reconcile)",
                 guid(&ep_id)

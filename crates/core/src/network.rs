@@ -1,9 +1,9 @@
 //! Networks: create, modify, delete.
 
-use hostnet_dataplane::{apply, teardown};
-use hostnet_drivers::{names, nat};
+use hostnet_dataplane::{apply, teardown, Adapter, Op};
+use hostnet_drivers::{bridge, names, nat, transparent};
 use hostnet_ipam::{MacPool, SubnetPool};
-use hostnet_model::domain::{NetworkKind, NetworkSpec};
+use hostnet_model::domain::{NetworkKind, NetworkPolicy, NetworkSpec};
 use hostnet_model::wire::{HostComputeNetwork, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::Txn;
@@ -35,6 +35,10 @@ impl Service {
             &spec.name,
             st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
+        let adapter = match spec.kind {
+            NetworkKind::Transparent => Some(self.free_adapter(st, &spec)?),
+            _ => None,
+        };
         let taken: Vec<IpNet> = st
             .networks
             .values()
@@ -50,15 +54,28 @@ impl Service {
         let subnets = subnet::resolve(&spec, &taken, &host_routes)?;
         let id = new_network_id(st);
         let mut obj = to_object(wire);
-        fill_network(&mut obj, &id, &subnets);
-        let rec = network_rec(id, obj, spec, &subnets, self.config.mtu);
+        fill_network(&mut obj, &id, &subnets, spec.kind);
+        let rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
 
-        apply(self.dp.as_ref(), &nat::network_up(&rec.plan))
-            .map_err(|e| internal("creating the network's bridge", e))?;
+        // An adapter's binding is recorded before the kernel changes, so a
+        // crash can never lose the host's addresses (see `adapter`).
+        if let Some(a) = &rec.adapter {
+            self.record_adapter(&id, Some(a))?;
+        }
+        let forget_adapter = |svc: &Service| {
+            if rec.adapter.is_some() {
+                let _ = svc.record_adapter(&id, None);
+            }
+        };
+        if let Err(e) = apply(self.dp.as_ref(), &network_up(&rec)) {
+            forget_adapter(self);
+            return Err(internal("creating the network's bridge", e));
+        }
         let mut txn = Txn::new();
         txn.put(Kind::Network.collection(), &guid(&id), bytes(&rec.obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &nat::network_down(&id));
+            teardown(self.dp.as_ref(), &network_down(&rec));
+            forget_adapter(self);
             return Err(e);
         }
         let out = rec.obj.clone();
@@ -88,11 +105,23 @@ impl Service {
                 ),
             ));
         }
+        let rec = &st.networks[&id];
+        if rec.adapter.is_some() {
+            // Give the host its addresses back first; if that fails the
+            // network stays, whole, and the error says why.
+            apply(self.dp.as_ref(), &network_down(rec))
+                .map_err(|e| internal("giving the adapter back its addresses", e))?;
+        }
         let mut txn = Txn::new();
         txn.delete(Kind::Network.collection(), &guid(&id));
+        if rec.adapter.is_some() {
+            txn.delete(hostnet_store::Collection::Meta, &crate::adapter::key(&id));
+        }
         self.commit(txn)?;
-        for e in teardown(self.dp.as_ref(), &nat::network_down(&id)) {
-            log::warn!("network {}: {e} (left for the next reconcile)", guid(&id));
+        if rec.adapter.is_none() {
+            for e in teardown(self.dp.as_ref(), &network_down(rec)) {
+                log::warn!("network {}: {e} (left for the next reconcile)", guid(&id));
+            }
         }
         st.networks.remove(&id);
         Ok(())
@@ -137,22 +166,23 @@ impl Service {
     }
 }
 
-/// What the NAT driver implements; everything else is refused by name.
+/// What the drivers implement; everything else is refused by name.
 fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
-    if spec.kind != NetworkKind::Nat {
+    let kind = spec.kind;
+    if !matches!(kind, NetworkKind::Nat | NetworkKind::Transparent) {
         return Err(HcnError::new(
             ErrorCode::RequestUnsupported,
-            format!(
-                "network type {} is not supported yet: only NAT networks can be created",
-                spec.kind
-            ),
+            format!("network type {kind} is not supported yet: NAT and Transparent networks can be created"),
         ));
     }
-    if let Some(p) = spec.policies.first() {
+    let allowed = |p: &NetworkPolicy| {
+        kind == NetworkKind::Transparent && matches!(p, NetworkPolicy::NetAdapterName(_))
+    };
+    if let Some(p) = spec.policies.iter().find(|p| !allowed(p)) {
         return Err(HcnError::new(
             ErrorCode::InvalidPolicyType,
             format!(
-                "network policy {} is not supported on NAT networks yet: remove it",
+                "network policy {} is not supported on {kind} networks yet: remove it",
                 p.type_name()
             ),
         ));
@@ -161,9 +191,15 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
         return Err(HcnError::new(
             ErrorCode::InvalidPolicyType,
             format!(
-                "subnet policies (VLAN, VSID) are not supported on NAT networks: remove them from subnet {}",
+                "subnet policies (VLAN, VSID) are not supported on {kind} networks yet: remove them from subnet {}",
                 s.prefix
             ),
+        ));
+    }
+    if kind == NetworkKind::Transparent && spec.subnets.is_empty() {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            "Transparent networks without Ipams (addresses from the physical network's DHCP server) are not supported yet: give the physical subnets in Ipams",
         ));
     }
     if spec.flags.0 != 0 {
@@ -176,6 +212,22 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
         ));
     }
     Ok(())
+}
+
+/// The kernel plan that builds a network.
+pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
+    match &rec.adapter {
+        Some(a) => transparent::network_up(&rec.plan.id, a),
+        None => nat::network_up(&rec.plan),
+    }
+}
+
+/// The kernel plan that removes a network.
+pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
+    match &rec.adapter {
+        Some(a) => transparent::network_down(&rec.plan.id, a),
+        None => nat::network_down(&rec.plan.id),
+    }
 }
 
 /// A fresh network ID whose bridge name no other network has.
@@ -191,9 +243,9 @@ fn new_network_id(st: &State) -> Uuid {
 
 /// The service-filled fields of a network: ID, canonical type, and its
 /// subnets with their default routes.
-fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved]) {
+fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved], kind: NetworkKind) {
     obj.insert("ID".into(), json!(guid(id)));
-    obj.insert("Type".into(), json!("NAT"));
+    obj.insert("Type".into(), json!(kind.to_string()));
     let given = obj
         .get("Ipams")
         .and_then(|v| v.as_array())
@@ -237,33 +289,47 @@ fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved]) {
     }
 }
 
-/// The in-memory record of a network whose subnets are resolved.
+/// The in-memory record of a network whose subnets are resolved. A
+/// Transparent network's pools never hand out the host's own addresses, and
+/// its bridge and ports take the adapter's MTU.
 pub(crate) fn network_rec(
     id: Uuid,
     obj: Map<String, Value>,
     spec: NetworkSpec,
     subnets: &[Resolved],
     mtu: u32,
+    adapter: Option<Adapter>,
 ) -> NetworkRec {
-    let plan = nat::Network {
-        id,
-        gateways: subnets
+    let gateways = match adapter {
+        Some(_) => Vec::new(),
+        None => subnets
             .iter()
             .map(|s| {
                 IpNet::new(s.gateway.into(), s.prefix.prefix_len()).expect("prefix length is valid")
             })
             .collect(),
-        mtu,
     };
-    let pools = subnets
+    let plan = bridge::Network {
+        id,
+        gateways,
+        mtu: adapter.as_ref().map_or(mtu, |a| a.mtu),
+    };
+    let mut pools: Vec<SubnetPool> = subnets
         .iter()
         .map(|s| SubnetPool::new(IpNet::V4(s.prefix), Some(s.gateway.into())))
         .collect();
+    for own in adapter.iter().flat_map(|a| &a.addresses) {
+        if let Some(pool) = pools.iter_mut().find(|p| p.contains(own.addr())) {
+            let _ = pool.reserve(own.addr());
+        }
+    }
     let macs = MacPool::new(spec.mac_pool.map(|r| (r.start.0, r.end.0)));
     NetworkRec {
         name: spec.name.clone(),
+        kind: spec.kind,
         obj,
         spec,
+        adapter,
         plan,
         pools,
         macs,

@@ -8,10 +8,11 @@
 //! that already exist are left alone, and the tables are replaced in one
 //! transaction, so containers' connections survive a restart.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use hostnet_dataplane::{apply, Op};
-use hostnet_drivers::{names, nat};
+use hostnet_dataplane::{apply, teardown, Adapter, Op};
+use hostnet_drivers::{bridge, names, transparent};
+use hostnet_model::domain::NetworkKind;
 use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::{Collection, Txn};
@@ -20,8 +21,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::config::DEFAULT_NETWORK_NAME;
-use crate::endpoint::{plan, port_mappings, DEFAULT_IFNAME};
-use crate::network::network_rec;
+use crate::endpoint::{endpoint_elements, plan, port_mappings, DEFAULT_IFNAME};
+use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
 use crate::service::{EndpointRec, NamespaceRec, Service};
 use crate::subnet::{self, Resolved};
@@ -32,8 +33,9 @@ impl Service {
     /// Read every stored object into memory.
     pub(crate) fn load(&self) -> Result<(), HcnError> {
         let mut st = self.lock();
+        let adapters: HashMap<Uuid, Adapter> = self.adapter_records()?.into_iter().collect();
         for (key, raw) in self.list_store(Collection::Networks)? {
-            match self.load_network(&raw) {
+            match self.load_network(&raw, &adapters) {
                 Ok((id, rec)) => {
                     st.networks.insert(id, rec);
                 }
@@ -144,14 +146,27 @@ impl Service {
             .map_err(|e| internal("reading the store", e))
     }
 
-    fn load_network(&self, raw: &[u8]) -> Result<(Uuid, crate::service::NetworkRec), HcnError> {
+    fn load_network(
+        &self,
+        raw: &[u8],
+        adapters: &HashMap<Uuid, Adapter>,
+    ) -> Result<(Uuid, crate::service::NetworkRec), HcnError> {
         let wire: HostComputeNetwork = hostnet_model::from_json(raw)?;
         let spec = hostnet_model::validate_network(&wire)?;
         let obj: Map<String, Value> =
             serde_json::from_slice(raw).map_err(|e| internal("parsing", e))?;
         let id = id_of(&obj)?;
         let subnets: Vec<Resolved> = subnet::resolve(&spec, &[], &[])?;
-        Ok((id, network_rec(id, obj, spec, &subnets, self.config.mtu)))
+        let adapter = match spec.kind {
+            NetworkKind::Transparent => Some(adapters.get(&id).cloned().ok_or_else(|| {
+                HcnError::new(ErrorCode::InvalidNetwork, "its adapter record is missing")
+            })?),
+            _ => None,
+        };
+        Ok((
+            id,
+            network_rec(id, obj, spec, &subnets, self.config.mtu, adapter),
+        ))
     }
 
     /// Make the kernel match the store.
@@ -160,17 +175,31 @@ impl Service {
         let dp = self.dp.as_ref();
 
         let mut elements = Vec::new();
-        for net in st.networks.values() {
+        for net in st.networks.values().filter(|n| n.kind == NetworkKind::Nat) {
             elements.extend(hostnet_nft::nat_bridge(&names::bridge(&net.plan.id)));
         }
         for (id, ep) in &st.endpoints {
-            elements.extend(nat::endpoint_elements(&ep.plan));
+            if let Some(net) = st.networks.get(&ep.network) {
+                elements.extend(endpoint_elements(net, &ep.plan));
+            }
             if ep.namespace.is_some() {
                 elements.push(hostnet_nft::endpoint_port(&names::host_veth(id)));
             }
         }
         dp.load_tables(&hostnet_nft::tables(&elements))
             .map_err(|e| internal("loading the nftables tables", e))?;
+
+        // Adapters bound for networks the store no longer has (a crash in
+        // the middle of a create or delete) get their addresses back.
+        for (id, adapter) in self.adapter_records()? {
+            if !st.networks.contains_key(&id) {
+                log::info!("giving adapter {} back its addresses", adapter.name);
+                for e in teardown(dp, &transparent::network_down(&id, &adapter)) {
+                    log::warn!("{e}");
+                }
+                self.record_adapter(&id, None)?;
+            }
+        }
 
         let links: HashSet<String> = dp
             .links_with_prefix(names::LINK_PREFIX)
@@ -180,17 +209,25 @@ impl Service {
         let mut wanted = HashSet::new();
         for net in st.networks.values() {
             let name = names::bridge(&net.plan.id);
-            if !links.contains(&name) {
+            let up = network_up(net);
+            let ops: Vec<Op> = if !links.contains(&name) {
                 log::info!("rebuilding bridge {name} of network {}", guid(&net.plan.id));
-                let ops: Vec<Op> = nat::network_up(&net.plan)
-                    .into_iter()
+                up.into_iter()
                     .filter(|op| !matches!(op, Op::AddElements(_)))
-                    .collect();
-                apply(dp, &ops).map_err(|e| internal("rebuilding a bridge", e))?;
-            } else if !st.networks.is_empty() {
-                apply(dp, &nat::network_up(&net.plan)[..1])
-                    .map_err(|e| internal("enabling forwarding", e))?;
-            }
+                    .collect()
+            } else {
+                // The bridge is there: make sure forwarding is on (NAT) or
+                // the adapter is still bound (Transparent); both idempotent.
+                up.into_iter()
+                    .filter(|op| {
+                        matches!(
+                            op,
+                            Op::Sysctl { .. } | Op::SetMaster { .. } | Op::MoveAddresses { .. }
+                        )
+                    })
+                    .collect()
+            };
+            apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
         }
         for (id, ns) in &st.namespaces {
@@ -213,12 +250,12 @@ impl Service {
             if !links.contains(&name) {
                 log::info!("rebuilding the veth of endpoint {}", guid(id));
                 let net = &st.networks[&ep.network];
-                let plug = nat::Plug {
+                let plug = bridge::Plug {
                     netns: &ns.path,
                     ifname: &ep.ifname,
                     nic_index: ns.endpoints.iter().position(|e| e == id).unwrap_or(0) as u32,
                 };
-                let ops: Vec<Op> = nat::endpoint_attach(&net.plan, &ep.plan, plug)
+                let ops: Vec<Op> = bridge::endpoint_attach(&net.plan, &ep.plan, plug)
                     .into_iter()
                     .filter(|op| !matches!(op, Op::AddElements(_)))
                     .collect();

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
+use hostnet_dataplane::Adapter;
 use hostnet_dataplane::Dataplane;
-use hostnet_drivers::nat;
+use hostnet_drivers::bridge;
 use hostnet_ipam::{MacPool, SubnetPool};
-use hostnet_model::domain::{NetworkSpec, PortMapping};
+use hostnet_model::domain::{NetworkKind, NetworkSpec, PortMapping};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::{Store, Txn};
 use serde_json::{Map, Value};
@@ -21,7 +22,10 @@ pub(crate) struct NetworkRec {
     pub obj: Map<String, Value>,
     pub name: String,
     pub spec: NetworkSpec,
-    pub plan: nat::Network,
+    pub kind: NetworkKind,
+    /// The host adapter a Transparent network took over, as it was before.
+    pub adapter: Option<Adapter>,
+    pub plan: bridge::Network,
     pub pools: Vec<SubnetPool>,
     pub macs: MacPool,
 }
@@ -31,7 +35,7 @@ pub(crate) struct EndpointRec {
     pub obj: Map<String, Value>,
     pub name: String,
     pub network: Uuid,
-    pub plan: nat::Endpoint,
+    pub plan: bridge::Endpoint,
     pub mappings: Vec<PortMapping>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
@@ -160,9 +164,9 @@ impl Service {
             "Version": env!("CARGO_PKG_VERSION"),
             "Features": {
                 "Api": { "V1": false, "V2": true },
-                "NetworkTypes": ["NAT"],
+                "NetworkTypes": ["NAT", "Transparent"],
                 "EndpointPolicies": ["PortMapping"],
-                "NetworkPolicies": [],
+                "NetworkPolicies": ["NetAdapterName"],
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,

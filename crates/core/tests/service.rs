@@ -210,3 +210,129 @@ fn list_filters_by_name_and_network() {
     let q = r#"{"Filter":"{\"Name\":\"zzz\"}"}"#;
     assert!(f.svc.list(Kind::Endpoint, Some(q)).unwrap().is_empty());
 }
+
+fn eth0() -> hostnet_dataplane::Adapter {
+    hostnet_dataplane::Adapter {
+        name: "eth0".into(),
+        index: 2,
+        mac: [2, 0, 0, 0, 0x11, 0x11],
+        mtu: 1450,
+        addresses: vec!["192.0.2.11/24".parse().unwrap()],
+        routes: Vec::new(),
+        master: None,
+    }
+}
+
+fn transparent(f: &Fixture, extra: Value) -> Result<Value, hostnet_model::HcnError> {
+    let mut net = json!({
+        "Name": "t1", "Type": "transparent",
+        "Ipams": [{ "Subnets": [{ "IpAddressPrefix": "192.0.2.0/24",
+            "Routes": [{ "NextHop": "192.0.2.1", "DestinationPrefix": "0.0.0.0/0" }] }] }]
+    });
+    if let (Some(o), Some(e)) = (net.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    f.svc.create(Kind::Network, &body(net))
+}
+
+#[test]
+fn transparent_binds_the_default_adapter_and_gives_it_back() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    f.dp.set_adapter(eth0());
+    f.dp.set_default_route(Some("eth0"));
+    f.dp.take();
+    let net = transparent(&f, json!({})).unwrap();
+    assert_eq!(net["Type"], "Transparent");
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::CreateBridge { mac: Some(m), mtu: 1450, .. }, Op::SetMaster { .. }, Op::MoveAddresses { from, .. }] if *m == eth0().mac && from == "eth0"),
+        "{ops:?}"
+    );
+    // The binding is recorded for crash recovery.
+    assert_eq!(f.store.list(Collection::Meta).unwrap().len(), 2);
+
+    // Endpoints: never the host's own address or the gateway; no ports.
+    let id = net["ID"].as_str().unwrap().to_string();
+    let ep = f
+        .svc
+        .create(Kind::Endpoint, &body(json!({ "HostComputeNetwork": id })))
+        .unwrap();
+    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "192.0.2.2");
+    let own =
+        json!({ "HostComputeNetwork": id, "IpConfigurations": [{ "IpAddress": "192.0.2.11" }] });
+    let err = f.svc.create(Kind::Endpoint, &body(own)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AddrInvalidOrReserved);
+    let mut mapped = mapping(8080);
+    mapped["HostComputeNetwork"] = json!(id);
+    let err = f.svc.create(Kind::Endpoint, &body(mapped)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::MappingNotSupported);
+
+    // One adapter, one network.
+    let err = transparent(&f, json!({ "Name": "t2" })).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidNetwork);
+
+    f.svc
+        .delete(Kind::Endpoint, ep["ID"].as_str().unwrap())
+        .unwrap();
+    f.dp.take();
+    f.svc.delete(Kind::Network, &id).unwrap();
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::MoveAddresses { to, .. }, Op::SetMaster { master: None, .. }, Op::DeleteLink { .. }] if to == "eth0"),
+        "{ops:?}"
+    );
+    assert_eq!(
+        f.store.list(Collection::Meta).unwrap().len(),
+        1,
+        "adapter record left"
+    );
+}
+
+#[test]
+fn a_binding_left_by_a_crash_is_undone_on_start() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    f.dp.set_adapter(eth0());
+    f.dp.set_default_route(Some("eth0"));
+    let net = transparent(&f, json!({})).unwrap();
+    // As if the daemon died after binding but before storing the network.
+    let mut txn = hostnet_store::Txn::new();
+    txn.delete(Collection::Networks, net["ID"].as_str().unwrap());
+    store.commit(txn).unwrap();
+    drop(f);
+    let g = start(store.clone());
+    let ops = g.dp.take();
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::MoveAddresses { to, .. } if to == "eth0")),
+        "{ops:?}"
+    );
+    assert_eq!(store.list(Collection::Meta).unwrap().len(), 1);
+}
+
+#[test]
+fn transparent_refusals() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.set_adapter(eth0());
+    let missing = json!({ "Policies": [{ "Type": "NetAdapterName", "Settings": { "NetworkAdapterName": "eth9" } }] });
+    assert_eq!(
+        transparent(&f, missing).unwrap_err().code,
+        ErrorCode::AdapterNotFound
+    );
+    // No default route and no adapter named.
+    assert_eq!(
+        transparent(&f, json!({})).unwrap_err().code,
+        ErrorCode::AdapterNotFound
+    );
+    let dhcp = json!({ "Name": "t3", "Type": "Transparent" });
+    assert_eq!(
+        f.svc.create(Kind::Network, &body(dhcp)).unwrap_err().code,
+        ErrorCode::RequestUnsupported
+    );
+    assert!(f
+        .dp
+        .take()
+        .iter()
+        .all(|o| !matches!(o, Op::SetMaster { .. })));
+}

@@ -960,18 +960,29 @@ fn adapter_move_round_trips_every_kind_of_address_and_route() {
         ipv6: true,
     })
     .unwrap();
+    // IPv4 details (broadcast addresses included) travel exactly.
+    let v4 = |dev: &str| -> Vec<String> {
+        run_in(&tb.host, &["ip", "-4", "-o", "addr", "show", "dev", dev])
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .replace(dev, "IF")
+            })
+            .collect()
+    };
+    let before = v4("eth0");
     let there = move_op("eth0", "hnbrtest", &eth0);
     dp.execute(&there).unwrap();
     let bridge = dp.adapter("hnbrtest").unwrap().unwrap();
     assert_eq!(bridge.addresses, eth0.addresses);
     assert_eq!(bridge.routes, eth0.routes);
-    let brd = run_in(
-        &tb.host,
-        &["ip", "-4", "-o", "addr", "show", "dev", "hnbrtest"],
-    );
-    assert!(brd.contains("192.0.2.11/24 brd 192.0.2.255"), "{brd}");
+    assert_eq!(v4("hnbrtest"), before);
     dp.execute(&there.undo().unwrap()).unwrap();
     assert_eq!(dp.adapter("eth0").unwrap().unwrap(), eth0);
+    assert_eq!(v4("eth0"), before);
 
     sources_unchanged();
 }

@@ -2,10 +2,13 @@
 //!
 //! A driver turns resolved objects (a network with its gateways, an endpoint
 //! with its address, MAC and port mappings) into dataplane [`Op`]s. It does
-//! no I/O; the core applies the plans with rollback. Only the NAT driver
-//! exists so far; the core refuses the other network types.
+//! no I/O; the core applies the plans with rollback. [`nat`] and
+//! [`transparent`] exist so far, both on [`bridge`]; the core refuses the
+//! other network types.
 //!
 //! [`Op`]: hostnet_dataplane::Op
 
+pub mod bridge;
 pub mod names;
 pub mod nat;
+pub mod transparent;

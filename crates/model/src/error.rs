@@ -46,6 +46,8 @@ error_codes! {
     NetworkNotFound = 0x803B_0001, "HCN_E_NETWORK_NOT_FOUND", "The network was not found.";
     /// The endpoint was not found.
     EndpointNotFound = 0x803B_0002, "HCN_E_ENDPOINT_NOT_FOUND", "The endpoint was not found.";
+    /// The host adapter was not found.
+    AdapterNotFound = 0x803B_0006, "HCN_E_ADAPTER_NOT_FOUND", "The adapter was not found.";
     /// The switch port was not found.
     PortNotFound = 0x803B_0007, "HCN_E_PORT_NOT_FOUND", "The port was not found.";
     /// The policy was not found.

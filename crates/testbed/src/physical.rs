@@ -309,6 +309,37 @@ impl Host {
                 .to_string(),
         }
     }
+
+    /// A container like [`Host::container`], its endpoint of `network`
+    /// having the further fields of `endpoint` (an object), e.g.
+    /// `{"IpConfigurations": [{"IpAddress": "192.0.2.50"}]}` for a static
+    /// address, or `{"Policies": [...]}`.
+    pub fn container_with(&self, network: &str, endpoint: Value) -> Container {
+        let c = self.client();
+        let mut body = json!({ "HostComputeNetwork": self.network(network) });
+        if let (Some(b), Some(extra)) = (body.as_object_mut(), endpoint.as_object()) {
+            b.extend(extra.clone());
+        }
+        let ns = c
+            .create(
+                Kind::Namespaces,
+                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
+            )
+            .expect("create namespace");
+        let ep = c
+            .create(Kind::Endpoints, &body)
+            .unwrap_or_else(|e| panic!("create endpoint {body}: {e}"));
+        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
+        Container {
+            ns_id: id(&ns),
+            ep_id: id(&ep),
+            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
+            ip: ep["IpConfigurations"][0]["IpAddress"]
+                .as_str()
+                .expect("ip")
+                .to_string(),
+        }
+    }
 }
 
 /// A container a host's `hostnetd` made (its namespace is the daemon's; it

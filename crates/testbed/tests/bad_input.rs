@@ -278,14 +278,14 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["10.93.0.0/31"],
     );
     // Network types: an unsupported one, and one that does not exist.
-    let mut transparent = nat_network("other", "10.93.0.0/24");
-    transparent["Type"] = json!("Transparent");
+    let mut l2bridge = nat_network("other", "10.93.0.0/24");
+    l2bridge["Type"] = json!("L2Bridge");
     refused_create(
         &w,
         "networks",
-        &transparent,
+        &l2bridge,
         (501, REQUEST_UNSUPPORTED),
-        &["Transparent"],
+        &["L2Bridge"],
     );
     let mut bogus = nat_network("other", "10.93.0.0/24");
     bogus["Type"] = json!("Hyperspace");

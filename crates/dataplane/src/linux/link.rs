@@ -5,7 +5,7 @@
 //! `IFF_UP` in the same message (the kernel applies `ifi_flags` right after
 //! registering the device), which saves a round trip per link.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
 
 use ipnet::IpNet;
@@ -209,33 +209,32 @@ pub fn delete(sock: &mut Socket, name: &str) -> Result<(), NetlinkError> {
 /// skip duplicate address detection: hostnet allocated them, and DAD would
 /// keep them tentative (unusable) for a second or more.
 pub fn add_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
-    sock.request(
-        address_message(RTM_NEWADDR, CREATE, index, addr, false),
-        |_| {},
-    )
+    sock.request(address_message(RTM_NEWADDR, CREATE, index, addr), |_| {})
 }
 
 /// Adds a host's own address that moves from another link: like
-/// [`add_address`] (IPv6 without DAD: it was valid already), and an IPv4
-/// address of a subnet with room for one gets its subnet's broadcast
-/// address, as address configuration tools give it.
-pub fn add_moved_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
-    sock.request(
-        address_message(RTM_NEWADDR, CREATE, index, addr, true),
-        |_| {},
-    )
+/// [`add_address`] (IPv6 without DAD: it was valid already), with the
+/// broadcast address it had there, so a move there and back is exact.
+pub fn add_moved_address(
+    sock: &mut Socket,
+    index: u32,
+    addr: IpNet,
+    broadcast: Option<Ipv4Addr>,
+) -> Result<(), NetlinkError> {
+    let mut msg = address_message(RTM_NEWADDR, CREATE, index, addr);
+    if let Some(b) = broadcast {
+        msg.attr(IFA_BROADCAST, &b.octets());
+    }
+    sock.request(msg, |_| {})
 }
 
 /// Deletes `addr` (address and prefix length) from link `index`; the
 /// kernel answers EADDRNOTAVAIL if it has no such address there.
 pub fn delete_address(sock: &mut Socket, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
-    sock.request(
-        address_message(RTM_DELADDR, ACK, index, addr, false),
-        |_| {},
-    )
+    sock.request(address_message(RTM_DELADDR, ACK, index, addr), |_| {})
 }
 
-fn address_message(kind: u16, flags: u16, index: u32, addr: IpNet, broadcast: bool) -> Message {
+fn address_message(kind: u16, flags: u16, index: u32, addr: IpNet) -> Message {
     let ip = addr.addr();
     let mut hdr = [0u8; 8];
     hdr[0] = family(ip);
@@ -252,11 +251,6 @@ fn address_message(kind: u16, flags: u16, index: u32, addr: IpNet, broadcast: bo
         msg.attr(IFA_LOCAL, &octets(ip));
     }
     msg.attr(IFA_ADDRESS, &octets(ip));
-    if let IpNet::V4(v4) = addr {
-        if broadcast && v4.prefix_len() <= 30 {
-            msg.attr(IFA_BROADCAST, &v4.broadcast().octets());
-        }
-    }
     msg
 }
 
@@ -420,6 +414,8 @@ pub struct AddressInfo {
     pub net: IpNet,
     /// `IFA_F_*`.
     pub flags: u32,
+    /// The IPv4 broadcast address, if the address has one.
+    pub broadcast: Option<Ipv4Addr>,
 }
 
 impl AddressInfo {
@@ -449,11 +445,18 @@ pub fn addresses(sock: &mut Socket) -> Result<Vec<AddressInfo>, NetlinkError> {
 fn parse_address(p: &[u8]) -> Option<AddressInfo> {
     let hdr = p.get(..8)?;
     let (mut local, mut address, mut flags) = (None, None, u32::from(hdr[2]));
+    let mut broadcast = None;
     for (kind, value) in attributes(&p[8..]) {
         match kind {
             IFA_LOCAL => local = ip_of(hdr[0], value),
             IFA_ADDRESS => address = ip_of(hdr[0], value),
             IFA_FLAGS => flags = u32_of(value)?,
+            IFA_BROADCAST => {
+                broadcast = match ip_of(hdr[0], value) {
+                    Some(IpAddr::V4(b)) => Some(b),
+                    _ => None,
+                }
+            }
             _ => {}
         }
     }
@@ -464,6 +467,7 @@ fn parse_address(p: &[u8]) -> Option<AddressInfo> {
         index: u32::from_ne_bytes(hdr[4..8].try_into().ok()?),
         net: IpNet::new(ip, hdr[1]).ok()?,
         flags,
+        broadcast,
     })
 }
 

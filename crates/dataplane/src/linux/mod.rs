@@ -292,6 +292,7 @@ impl LinuxDataplane {
             addresses_deleted: Vec::new(),
             addresses_added: Vec::new(),
             routes_added: Vec::new(),
+            broadcasts: Vec::new(),
         };
         mv.run().map_err(|m| {
             let problems = mv.roll_back();
@@ -495,6 +496,8 @@ struct Move<'a> {
     addresses_deleted: Vec<IpNet>,
     addresses_added: Vec<IpNet>,
     routes_added: Vec<&'a AdapterRoute>,
+    /// Broadcast addresses of the addresses on `from`, carried over.
+    broadcasts: Vec<(IpNet, std::net::Ipv4Addr)>,
 }
 
 impl<'a> Move<'a> {
@@ -513,6 +516,12 @@ impl<'a> Move<'a> {
                 Err(e) => return Err(format!("delete route {} from {from}: {e}", describe(r))),
             }
         }
+        self.broadcasts = link::addresses(self.sock)
+            .map_err(|e| format!("list addresses of {from}: {e}"))?
+            .into_iter()
+            .filter(|i| i.index == from_index)
+            .filter_map(|i| Some((i.net, i.broadcast?)))
+            .collect();
         for a in delete_order(self.addresses) {
             match link::delete_address(self.sock, from_index, a) {
                 Ok(()) => self.addresses_deleted.push(a),
@@ -521,7 +530,7 @@ impl<'a> Move<'a> {
             }
         }
         for a in add_order(self.addresses) {
-            match link::add_moved_address(self.sock, to_index, a) {
+            match link::add_moved_address(self.sock, to_index, a, self.broadcast_of(a)) {
                 Ok(()) => self.addresses_added.push(a),
                 Err(e) if e.errno == libc::EEXIST => {}
                 Err(e) => return Err(format!("add address {a} to {to}: {e}")),
@@ -535,6 +544,13 @@ impl<'a> Move<'a> {
             }
         }
         Ok(())
+    }
+
+    fn broadcast_of(&self, a: IpNet) -> Option<std::net::Ipv4Addr> {
+        self.broadcasts
+            .iter()
+            .find(|(n, _)| *n == a)
+            .map(|(_, b)| *b)
     }
 
     /// Undoes what [`Move::run`] did, in reverse; returns what failed.
@@ -560,7 +576,7 @@ impl<'a> Move<'a> {
         }
         let deleted = &self.addresses_deleted;
         for a in add_order(self.addresses).filter(|a| deleted.contains(a)) {
-            match link::add_moved_address(self.sock, from_index, a) {
+            match link::add_moved_address(self.sock, from_index, a, self.broadcast_of(a)) {
                 Err(e) if e.errno != libc::EEXIST => {
                     problems.push(format!("add address {a} back to {from}: {e}"))
                 }

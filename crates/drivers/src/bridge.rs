@@ -1,0 +1,151 @@
+//! What NAT and Transparent networks share: a Linux bridge per network,
+//! and per endpoint a veth pair whose host end is a port of that bridge and
+//! whose peer is born inside the endpoint's namespace, with the endpoint
+//! firewall defaults on the port.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use hostnet_dataplane::{Op, RouteSpec};
+use hostnet_nft::{self as nft, L4Proto};
+use ipnet::IpNet;
+use uuid::Uuid;
+
+use crate::names;
+
+/// A bridged network as a driver needs it: resolved and validated.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub id: Uuid,
+    /// Gateway addresses with the subnet's prefix length (e.g. 172.31.0.1/16).
+    pub gateways: Vec<IpNet>,
+    pub mtu: u32,
+}
+
+/// A published port of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    pub proto: L4Proto,
+    pub host_addr: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// An endpoint as the driver needs it: its address, MAC and mappings fixed.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub id: Uuid,
+    /// The endpoint's address with its subnet's prefix length.
+    pub address: IpNet,
+    pub mac: [u8; 6],
+    pub gateway: Option<IpAddr>,
+    pub routes: Vec<RouteSpec>,
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// Where an endpoint is plugged in: the namespace, the interface name
+/// inside it, and how many endpoints the namespace already holds (each
+/// further NIC's default route gets a higher metric, as HNS gives each
+/// NIC its own interface metric, so the routes do not collide).
+#[derive(Clone, Copy, Debug)]
+pub struct Plug<'a> {
+    pub netns: &'a Path,
+    pub ifname: &'a str,
+    pub nic_index: u32,
+}
+
+/// Plug an endpoint into a namespace: its veth, then its firewall defaults.
+pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> {
+    let host_name = names::host_veth(&ep.id);
+    let mut routes = ep.routes.clone();
+    if let Some(gw) = ep.gateway {
+        let default = match gw {
+            IpAddr::V4(_) => "0.0.0.0/0",
+            IpAddr::V6(_) => "::/0",
+        };
+        let destination: IpNet = default.parse().expect("literal prefix");
+        if !routes.iter().any(|r| r.destination == destination) {
+            routes.push(RouteSpec {
+                destination,
+                via: Some(gw),
+                metric: plug.nic_index * 100,
+            });
+        }
+    }
+    vec![
+        Op::CreateVeth {
+            host_name: host_name.clone(),
+            bridge: names::bridge(&net.id),
+            mtu: net.mtu,
+            netns: plug.netns.to_path_buf(),
+            peer_name: plug.ifname.to_string(),
+            peer_mac: ep.mac,
+            addresses: vec![ep.address],
+            routes,
+            ipv6: ep.address.addr().is_ipv6(),
+        },
+        Op::AddElements(vec![nft::endpoint_port(&host_name)]),
+    ]
+}
+
+/// Unplug an endpoint: firewall element first, then the link.
+pub fn endpoint_detach(ep_id: &Uuid) -> Vec<Op> {
+    let host_name = names::host_veth(ep_id);
+    vec![
+        Op::DeleteElements(vec![nft::endpoint_port(&host_name)]),
+        Op::DeleteLink { name: host_name },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            id: Uuid::from_u128(0xabcdef01_2345_4000_8000_000000000001),
+            address: "172.31.0.2/16".parse().unwrap(),
+            mac: [2, 0x4e, 172, 31, 0, 2],
+            gateway: Some("172.31.0.1".parse().unwrap()),
+            routes: vec![],
+            port_mappings: vec![PortMapping {
+                proto: L4Proto::Tcp,
+                host_addr: None,
+                host_port: 8080,
+                container_port: 80,
+            }],
+        }
+    }
+
+    #[test]
+    fn attach_adds_default_route_via_gateway() {
+        let net = Network {
+            id: Uuid::from_u128(0x12345678_0000_4000_8000_000000000000),
+            gateways: vec!["172.31.0.1/16".parse().unwrap()],
+            mtu: 1500,
+        };
+        let plug = Plug {
+            netns: Path::new("/x"),
+            ifname: "eth1",
+            nic_index: 1,
+        };
+        let ops = endpoint_attach(&net, &endpoint(), plug);
+        let Op::CreateVeth {
+            routes,
+            bridge,
+            host_name,
+            ..
+        } = &ops[0]
+        else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(bridge, "hnbr12345678");
+        assert_eq!(host_name, "hnveabcdef0123");
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].destination.to_string(), "0.0.0.0/0");
+        assert_eq!(
+            routes[0].metric, 100,
+            "a second NIC's default route must not collide"
+        );
+    }
+}
