@@ -134,6 +134,14 @@ fn ip(ns: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The addresses of link `dev` in `ns`, one a line as `ip -o addr`
+/// prints them, without the `tentative` flag: IPv6 duplicate address
+/// detection on a fresh link finishes in its own time, whatever hostnet
+/// does.
+fn addresses(ns: &Path, dev: &str) -> String {
+    ip(ns, &["-o", "addr", "show", "dev", dev]).replace(" tentative", "")
+}
+
 /// The word after `key` in `text`.
 fn word_after(text: &str, key: &str) -> Option<String> {
     text.split_whitespace()
@@ -222,7 +230,7 @@ struct Snapshot {
 fn snapshot(host: &Host) -> Snapshot {
     let c = host.client();
     Snapshot {
-        eth0: ip(host.path(), &["-o", "addr", "show", "dev", "eth0"]),
+        eth0: addresses(host.path(), "eth0"),
         routes: ip(host.path(), &["route"]),
         links: links(host.path()),
         networks: c.list(Kind::Networks, None).expect("list networks"),
@@ -259,7 +267,7 @@ fn binding_keeps_the_host_connected_and_unbinding_restores_it() {
         return;
     };
     let (h1, h2) = (phys.host(0), phys.host(1));
-    let addrs = ip(h1.path(), &["-o", "addr", "show", "dev", "eth0"]);
+    let addrs = addresses(h1.path(), "eth0");
     let routes = ip(h1.path(), &["route"]);
     let before = links(h1.path());
     let eth0_mac = mac(h1.path(), "eth0");
@@ -311,7 +319,7 @@ fn binding_keeps_the_host_connected_and_unbinding_restores_it() {
 
     h1.client().delete(Kind::Networks, &net).expect("delete");
     assert_eq!(
-        ip(h1.path(), &["-o", "addr", "show", "dev", "eth0"]),
+        addresses(h1.path(), "eth0"),
         addrs,
         "eth0's addresses not restored"
     );
