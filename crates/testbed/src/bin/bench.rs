@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! sudo target/release/hostnet-bench [--n 100,1000] [--json] [--cni N] [--no-traffic] [--ipv6-off]
+//! sudo target/release/hostnet-bench --paths [--json] [--twin-bridge-filter]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -29,6 +30,12 @@
 //! 100) with the CNI reference plugins (bridge + host-local, portmap,
 //! firewall) executed inside a host namespace of their own.
 //!
+//! `--paths` instead measures each driver's data path (Transparent: same
+//! host, to the outside through the router, to the other host; NAT: same
+//! host, masqueraded to the outside) on a two-host [`PhysicalNet`], each as
+//! a ratio to its twin built by hand with `ip` and `nft` on the same switch
+//! in the same run (see "Data path per driver" in docs/benchmarks.md).
+//!
 //! Everything lives in namespaces this process makes (`hnt-<pid>-…-bench-…`),
 //! owned by drop guards; Ctrl-C unwinds through them too. After a SIGKILL,
 //! `hostnet-testbed sweep` removes the leftovers.
@@ -43,7 +50,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostnet_api::Kind;
-use hostnet_testbed::{unique, wait_until, Daemon, Netns, Probe, Uplink, HOST, OUTSIDE};
+use hostnet_testbed::physical::{sysctl, GATEWAY, OUTSIDE as OUTSIDE_ADDR, PHYSICAL_SUBNET};
+use hostnet_testbed::{
+    unique, wait_until, Daemon, Netns, PhysicalNet, Probe, Uplink, HOST, OUTSIDE,
+};
 use serde_json::{json, Value};
 
 /// Subnet of the `nat` network: room for 65k endpoints.
@@ -84,12 +94,19 @@ struct Args {
     cni: usize,
     traffic: bool,
     ipv6_off: bool,
+    paths: bool,
+    twin_bridge_filter: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-bench [--n 100,1000] [--json] [--cni N (0: skip)] [--no-traffic] [--ipv6-off]\n\
+         \x20      hostnet-bench --paths [--json] [--twin-bridge-filter]\n\
          Must run as root. Builds the world in network namespaces it creates and removes.\n\
+         --paths: the data path of each driver (NAT, Transparent) on a two-host physical network,\n\
+         each path as a ratio to the same path built by hand with veth and bridge, in one run.\n\
+         --twin-bridge-filter (an experiment, with --paths): give the hand-built hosts the one\n\
+         bridge-family nft rule hostnet installs, to see what that rule costs.\n\
          --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
          namespace before its link is made, to measure what the links' IPv6 start-up chatter costs."
     );
@@ -103,6 +120,8 @@ fn parse_args() -> Args {
         cni: 100,
         traffic: true,
         ipv6_off: false,
+        paths: false,
+        twin_bridge_filter: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -126,6 +145,8 @@ fn parse_args() -> Args {
             }
             "--no-traffic" => args.traffic = false,
             "--ipv6-off" => args.ipv6_off = true,
+            "--paths" => args.paths = true,
+            "--twin-bridge-filter" => args.twin_bridge_filter = true,
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -157,6 +178,22 @@ fn main() {
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
     }
     let iperf = Command::new("iperf3").arg("--version").output().is_ok();
+    if args.paths {
+        if !iperf {
+            eprintln!("hostnet-bench --paths: iperf3 is not installed (apt-get install -y iperf3)");
+            std::process::exit(1);
+        }
+        let report = bench_paths(args.twin_bridge_filter);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json()).expect("json")
+            );
+        } else {
+            report.print();
+        }
+        return;
+    }
     let traffic_n = if args.traffic {
         args.ns.iter().copied().max()
     } else {
@@ -883,6 +920,12 @@ fn measure(
 
 /// Gbit/s of one `iperf3 -c HOST -p PORT -t 3` from `netns`, client on CPU 0.
 fn iperf_client(netns: &Path, host: &str, port: u16) -> f64 {
+    iperf_client_for(netns, host, port, IPERF_SECONDS)
+}
+
+/// Gbit/s of one `iperf3 -c HOST -p PORT -t SECONDS` from `netns`, client
+/// on CPU 0.
+fn iperf_client_for(netns: &Path, host: &str, port: u16, seconds: u32) -> f64 {
     let mut cmd = Probe::command(netns, "iperf3");
     cmd.args([
         "-c",
@@ -890,12 +933,12 @@ fn iperf_client(netns: &Path, host: &str, port: u16) -> f64 {
         "-p",
         &port.to_string(),
         "-t",
-        &IPERF_SECONDS.to_string(),
+        &seconds.to_string(),
         "-A",
         "0",
         "-J",
     ]);
-    let (ok, out) = run_bounded(cmd, Duration::from_secs(u64::from(IPERF_SECONDS) + 15));
+    let (ok, out) = run_bounded(cmd, Duration::from_secs(u64::from(seconds) + 15));
     let v: Value = serde_json::from_str(&out).unwrap_or_default();
     match (ok, v["end"]["sum_received"]["bits_per_second"].as_f64()) {
         (true, Some(bps)) => bps / 1e9,
@@ -1513,4 +1556,472 @@ impl Report {
         }
         println!("total time {:.0} s", self.total.as_secs_f64());
     }
+}
+
+// ------------------------------------------------- data path per driver (--paths)
+
+/// Repetitions of each measurement of a path, on each side (the median is
+/// reported).
+const PATH_RUNS: usize = 3;
+const PATH_IPERF_SECONDS: u32 = 2;
+const PATH_RR_TIME: Duration = Duration::from_secs(1);
+/// The NAT network of every `hostnetd`, and of the hand-built NAT twin.
+const PATH_NAT_SUBNET: &str = "10.88.0.0/16";
+/// Port of the iperf3 servers (the echo servers listen on 80).
+const IPERF_PORT: u16 = 5201;
+/// Port of the `tcp-serve` probe that shows which source address arrived.
+const PEER_PORT: u16 = 81;
+/// The hostnet Transparent network's name.
+const TRANSPARENT: &str = "t1";
+/// Static addresses of hostnet's Transparent containers: A and B on host 1,
+/// D on host 2 (as in the Transparent matrix tests).
+const T_A: &str = "192.0.2.50";
+const T_B: &str = "192.0.2.51";
+const T_D: &str = "192.0.2.60";
+/// The hand-built twins: two hosts on the same switch, and their containers.
+const TWIN_HOSTS: [&str; 2] = ["192.0.2.21", "192.0.2.22"];
+const TWIN_A: &str = "192.0.2.70";
+const TWIN_B: &str = "192.0.2.71";
+const TWIN_D: &str = "192.0.2.80";
+const TWIN_NAT_GW: &str = "10.88.0.1";
+const TWIN_N1: &str = "10.88.0.2";
+const TWIN_N2: &str = "10.88.0.3";
+/// A path is within target if hostnet reaches this fraction of its twin.
+const PATH_TARGET: f64 = 0.95;
+
+/// One end of a path: a namespace and the address others reach it at.
+#[derive(Clone)]
+struct End {
+    netns: PathBuf,
+    ip: String,
+}
+
+/// One path, built twice: by hostnet and by hand.
+struct PathSpec {
+    driver: &'static str,
+    name: &'static str,
+    /// hostnet's source and destination; what the destination sees as the
+    /// source address.
+    h: (End, End, String),
+    /// The twin's.
+    t: (End, End, String),
+}
+
+struct PathResult {
+    driver: &'static str,
+    name: &'static str,
+    h_gbps: Vec<f64>,
+    t_gbps: Vec<f64>,
+    h_rr: Vec<f64>,
+    t_rr: Vec<f64>,
+    /// Source addresses the destination saw (hostnet, twin).
+    peers: (String, String),
+}
+
+impl PathResult {
+    fn gbps_ratio(&self) -> f64 {
+        median(&self.h_gbps) / median(&self.t_gbps)
+    }
+    fn rr_ratio(&self) -> f64 {
+        median(&self.h_rr) / median(&self.t_rr)
+    }
+    fn to_json(&self) -> Value {
+        let runs = |v: &[f64], k: f64| v.iter().map(|x| round(x * k)).collect::<Vec<_>>();
+        json!({
+            "driver": self.driver,
+            "path": self.name,
+            "source_seen_by_destination": { "hostnet": self.peers.0, "hand_built": self.peers.1 },
+            "iperf3_gbps": {
+                "hostnet": round(median(&self.h_gbps)),
+                "hand_built": round(median(&self.t_gbps)),
+                "ratio": round(self.gbps_ratio()),
+                "target_met": self.gbps_ratio() >= PATH_TARGET,
+                "hostnet_runs": runs(&self.h_gbps, 1.0),
+                "hand_built_runs": runs(&self.t_gbps, 1.0),
+            },
+            "rr_per_second": {
+                "hostnet": median(&self.h_rr).round(),
+                "hand_built": median(&self.t_rr).round(),
+                "ratio": round(self.rr_ratio()),
+                "target_met": self.rr_ratio() >= PATH_TARGET,
+                "hostnet_runs": runs(&self.h_rr, 1.0),
+                "hand_built_runs": runs(&self.t_rr, 1.0),
+            },
+        })
+    }
+}
+
+struct PathsReport {
+    paths: Vec<PathResult>,
+    bridge_filter: bool,
+    total: Duration,
+}
+
+impl PathsReport {
+    fn to_json(&self) -> Value {
+        json!({
+            "world": "PhysicalNet, 2 hosts, release hostnetd per host",
+            "iperf3_seconds": PATH_IPERF_SECONDS,
+            "rr_seconds": PATH_RR_TIME.as_secs_f64(),
+            "runs": PATH_RUNS,
+            "target_ratio": PATH_TARGET,
+            "twin_has_hostnet_bridge_filter": self.bridge_filter,
+            "paths": self.paths.iter().map(PathResult::to_json).collect::<Vec<_>>(),
+            "total_seconds": round(self.total.as_secs_f64()),
+        })
+    }
+
+    fn print(&self) {
+        println!(
+            "data path per driver: hostnet vs the same path built by hand (veth + bridge, \
+             nft masquerade for NAT), median of {PATH_RUNS}, alternating"
+        );
+        println!(
+            "  {:<12} {:<34} {:<18} {:>9} {:>10} {:>7}  target",
+            "driver", "path", "metric", "hostnet", "by hand", "ratio"
+        );
+        let met = |r: f64| {
+            if r >= PATH_TARGET {
+                "met"
+            } else {
+                "MISSED"
+            }
+        };
+        for p in &self.paths {
+            let (hg, tg) = (median(&p.h_gbps), median(&p.t_gbps));
+            let (hr, tr) = (median(&p.h_rr), median(&p.t_rr));
+            println!(
+                "  {:<12} {:<34} {:<18} {:>9.2} {:>10.2} {:>7.3}  {}",
+                p.driver,
+                p.name,
+                "iperf3 Gbit/s",
+                hg,
+                tg,
+                p.gbps_ratio(),
+                met(p.gbps_ratio())
+            );
+            println!(
+                "  {:<12} {:<34} {:<18} {:>9.1} {:>10.1} {:>7.3}  {}",
+                "",
+                "",
+                "2-byte req/resp k/s",
+                hr / 1e3,
+                tr / 1e3,
+                p.rr_ratio(),
+                met(p.rr_ratio())
+            );
+        }
+        println!();
+        for p in &self.paths {
+            println!(
+                "  runs {} {}: Gbit/s hostnet {:?} by hand {:?}; req/resp/s hostnet {:?} by hand {:?}; \
+                 source seen: hostnet {}, by hand {}",
+                p.driver,
+                p.name,
+                p.h_gbps.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+                p.t_gbps.iter().map(|x| round(*x)).collect::<Vec<_>>(),
+                p.h_rr.iter().map(|x| x.round()).collect::<Vec<_>>(),
+                p.t_rr.iter().map(|x| x.round()).collect::<Vec<_>>(),
+                p.peers.0,
+                p.peers.1
+            );
+        }
+        println!(
+            "  ratio = hostnet median / hand-built median; target: ratio >= {PATH_TARGET}; \
+             iperf3 -t {PATH_IPERF_SECONDS} single stream, client CPU 0, server CPU 1; \
+             req/resp: 2 bytes each way over one TCP connection, both ends on CPU 0, {} s",
+            PATH_RR_TIME.as_secs_f64()
+        );
+        if self.bridge_filter {
+            println!(
+                "note: experiment --twin-bridge-filter: the hand-built hosts carry hostnet's \
+                 bridge-family forward rule too"
+            );
+        }
+        println!("total time {:.0} s", self.total.as_secs_f64());
+    }
+}
+
+/// The hand-built twin of hostnet's world, on the same switch, router and
+/// outside: two twin hosts, each a plain bridge `br0` holding its `eth0`
+/// (as hostnet's Transparent bridge holds the host's), with plain
+/// namespaces on veths into it; on twin host 1 a second bridge `natbr` with
+/// two namespaces behind one nft masquerade rule. Dropped before the
+/// physical network (the field order of `PathsWorld`).
+struct Twin {
+    a: Netns,
+    b: Netns,
+    d: Netns,
+    n1: Netns,
+    n2: Netns,
+    _hosts: Vec<Netns>,
+}
+
+impl Twin {
+    fn new(phys: &mut PhysicalNet, bridge_filter: bool) -> Twin {
+        let mut hosts = Vec::new();
+        for (i, addr) in TWIN_HOSTS.iter().enumerate() {
+            let h = phys.plug(&format!("bp-twinhost{}", i + 1));
+            h.ip(&["link", "add", "br0", "type", "bridge", "stp_state", "0"]);
+            h.ip(&["link", "set", "eth0", "master", "br0"]);
+            h.ip(&["link", "set", "br0", "up"]);
+            h.ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"]);
+            h.ip(&["route", "add", "default", "via", GATEWAY]);
+            hosts.push(h);
+        }
+        let a = twin_container(&hosts[0], "br0", "ta", &format!("{TWIN_A}/24"), GATEWAY);
+        let b = twin_container(&hosts[0], "br0", "tb", &format!("{TWIN_B}/24"), GATEWAY);
+        let d = twin_container(&hosts[1], "br0", "td", &format!("{TWIN_D}/24"), GATEWAY);
+        let h1 = &hosts[0];
+        h1.ip(&["link", "add", "natbr", "type", "bridge", "stp_state", "0"]);
+        h1.ip(&["addr", "add", &format!("{TWIN_NAT_GW}/16"), "dev", "natbr"]);
+        h1.ip(&["link", "set", "natbr", "up"]);
+        let n1 = twin_container(h1, "natbr", "tn1", &format!("{TWIN_N1}/16"), TWIN_NAT_GW);
+        let n2 = twin_container(h1, "natbr", "tn2", &format!("{TWIN_N2}/16"), TWIN_NAT_GW);
+        sysctl(h1, &["net.ipv4.ip_forward=1"]);
+        let out = h1.output(
+            "nft",
+            &[&format!(
+                "add table ip twin; \
+                 add chain ip twin postrouting {{ type nat hook postrouting priority srcnat; }}; \
+                 add rule ip twin postrouting ip saddr {PATH_NAT_SUBNET} oifname != \"natbr\" masquerade"
+            )],
+        );
+        assert!(
+            out.status.success(),
+            "nft in the twin host: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if bridge_filter {
+            // The experiment: hostnet's bridge-family filter (drop other
+            // IP protocols towards a container port), by hand.
+            for (h, ports) in hosts.iter().zip([r#""ta", "tb", "tn1", "tn2""#, r#""td""#]) {
+                let out = h.output(
+                    "nft",
+                    &[&format!(
+                        "add table bridge twin; \
+                         add chain bridge twin forward {{ type filter hook forward priority filter; }}; \
+                         add rule bridge twin forward oifname {{ {ports} }} ether type {{ ip, ip6 }} \
+                         meta l4proto != {{ icmp, igmp, tcp, udp, ipv6-icmp }} drop"
+                    )],
+                );
+                assert!(
+                    out.status.success(),
+                    "nft bridge rule in the twin host: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Twin {
+            a,
+            b,
+            d,
+            n1,
+            n2,
+            _hosts: hosts,
+        }
+    }
+}
+
+/// A plain namespace with `eth0` (`addr`, default via `gw`) on a veth whose
+/// other end, `port`, is a port of `bridge` in `host`.
+fn twin_container(host: &Netns, bridge: &str, port: &str, addr: &str, gw: &str) -> Netns {
+    let ns = Netns::new(&unique(&format!("bp-twin{port}")));
+    host.ip(&[
+        "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+    ]);
+    host.ip(&["link", "set", port, "master", bridge, "up"]);
+    ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns.ip(&["route", "add", "default", "via", gw]);
+    ns
+}
+
+/// hostnet's world and the twin; drop order: the twin, the servers, then
+/// the physical network (daemons first, then the hosts).
+struct PathsWorld {
+    twin: Twin,
+    phys: PhysicalNet,
+}
+
+/// The hostnet endpoints of the paths.
+struct HostnetEnds {
+    a: End,
+    b: End,
+    d: End,
+    n1: End,
+    n2: End,
+    host1: String,
+}
+
+fn build_paths_world(bridge_filter: bool) -> (PathsWorld, HostnetEnds) {
+    let mut phys = PhysicalNet::new("bp-", 2);
+    progress("paths: starting hostnetd on 2 hosts");
+    phys.start_daemons(&["--default-subnet", PATH_NAT_SUBNET]);
+    for h in &phys.hosts {
+        h.client()
+            .create(
+                Kind::Networks,
+                &json!({
+                    "Name": TRANSPARENT,
+                    "Type": "Transparent",
+                    "Ipams": [{ "Subnets": [{ "IpAddressPrefix": PHYSICAL_SUBNET,
+                        "Routes": [{ "NextHop": GATEWAY, "DestinationPrefix": "0.0.0.0/0" }] }] }],
+                    "Policies": [{ "Type": "NetAdapterName",
+                                   "Settings": { "NetworkAdapterName": "eth0" } }],
+                }),
+            )
+            .unwrap_or_else(|e| panic!("create a Transparent network on {}: {e}", h.addr));
+    }
+    let at = |host: usize, ip: &str| {
+        let c = phys.host(host).container_with(
+            TRANSPARENT,
+            json!({ "IpConfigurations": [{ "IpAddress": ip }] }),
+        );
+        assert_eq!(c.ip, ip, "the endpoint did not get its static address");
+        End {
+            netns: c.netns,
+            ip: c.ip,
+        }
+    };
+    let nat = || {
+        let c = phys.host(0).container("nat", json!([]));
+        End {
+            netns: c.netns,
+            ip: c.ip,
+        }
+    };
+    let ends = HostnetEnds {
+        a: at(0, T_A),
+        b: at(0, T_B),
+        d: at(1, T_D),
+        n1: nat(),
+        n2: nat(),
+        host1: phys.host(0).addr.clone(),
+    };
+    progress("paths: building the hand-built twin");
+    let twin = Twin::new(&mut phys, bridge_filter);
+    (PathsWorld { twin, phys }, ends)
+}
+
+fn bench_paths(bridge_filter: bool) -> PathsReport {
+    let started = Instant::now();
+    let (w, h) = build_paths_world(bridge_filter);
+    let end = |ns: &Netns, ip: &str| End {
+        netns: ns.path().to_path_buf(),
+        ip: ip.to_string(),
+    };
+    let outside = end(&w.phys.outside, OUTSIDE_ADDR);
+    let t = &w.twin;
+    let specs = vec![
+        PathSpec {
+            driver: "Transparent",
+            name: "A -> B (same host)",
+            h: (h.a.clone(), h.b.clone(), T_A.into()),
+            t: (end(&t.a, TWIN_A), end(&t.b, TWIN_B), TWIN_A.into()),
+        },
+        PathSpec {
+            driver: "Transparent",
+            name: "A -> outside (via router)",
+            h: (h.a.clone(), outside.clone(), T_A.into()),
+            t: (end(&t.a, TWIN_A), outside.clone(), TWIN_A.into()),
+        },
+        PathSpec {
+            driver: "Transparent",
+            name: "A -> D (other host)",
+            h: (h.a.clone(), h.d.clone(), T_A.into()),
+            t: (end(&t.a, TWIN_A), end(&t.d, TWIN_D), TWIN_A.into()),
+        },
+        PathSpec {
+            driver: "NAT",
+            name: "C1 -> C2 (same host)",
+            h: (h.n1.clone(), h.n2.clone(), h.n1.ip.clone()),
+            t: (end(&t.n1, TWIN_N1), end(&t.n2, TWIN_N2), TWIN_N1.into()),
+        },
+        PathSpec {
+            driver: "NAT",
+            name: "C1 -> outside (masqueraded)",
+            h: (h.n1.clone(), outside.clone(), h.host1.clone()),
+            t: (end(&t.n1, TWIN_N1), outside, TWIN_HOSTS[0].into()),
+        },
+    ];
+    let mut results = Vec::new();
+    for s in &specs {
+        check_interrupt();
+        progress(&format!("paths: {} {}", s.driver, s.name));
+        results.push(measure_path(s));
+    }
+    progress("paths: cleaning up");
+    drop(w);
+    PathsReport {
+        paths: results,
+        bridge_filter,
+        total: started.elapsed(),
+    }
+}
+
+/// The source address a `tcp-serve` probe in `dst` sees from `src`.
+fn seen_source(src: &End, dst: &End) -> String {
+    let _srv = Probe::serve(&dst.netns, &["tcp-serve", &format!("0.0.0.0:{PEER_PORT}")]);
+    let (ok, said) = Probe::run(&src.netns, &["tcp-get", &format!("{}:{PEER_PORT}", dst.ip)]);
+    assert!(
+        ok,
+        "no TCP from {} to {}:{PEER_PORT}: {said}",
+        src.ip, dst.ip
+    );
+    said.trim()
+        .strip_prefix("peer ")
+        .and_then(|p| p.rsplit_once(':'))
+        .map(|(ip, _)| ip.to_string())
+        .unwrap_or(said)
+}
+
+/// Both sides of one path, alternating hostnet and twin run by run.
+fn measure_path(s: &PathSpec) -> PathResult {
+    let check = |(src, dst, want): &(End, End, String), who: &str| {
+        let seen = seen_source(src, dst);
+        assert_eq!(
+            &seen, want,
+            "{} {} ({who}): the destination saw source {seen}, not {want}",
+            s.driver, s.name
+        );
+        seen
+    };
+    let peers = (check(&s.h, "hostnet"), check(&s.t, "by hand"));
+    let mut r = PathResult {
+        driver: s.driver,
+        name: s.name,
+        h_gbps: Vec::new(),
+        t_gbps: Vec::new(),
+        h_rr: Vec::new(),
+        t_rr: Vec::new(),
+        peers,
+    };
+    {
+        // One server per destination (the outside is one namespace for
+        // both sides: its server takes the two sides in turn).
+        let _hs = iperf_server(&s.h.1.netns, IPERF_PORT);
+        let _ts = (s.t.1.netns != s.h.1.netns).then(|| iperf_server(&s.t.1.netns, IPERF_PORT));
+        let run = |side: &(End, End, String)| {
+            iperf_client_for(&side.0.netns, &side.1.ip, IPERF_PORT, PATH_IPERF_SECONDS)
+        };
+        for _ in 0..PATH_RUNS {
+            check_interrupt();
+            r.h_gbps.push(run(&s.h));
+            r.t_gbps.push(run(&s.t));
+        }
+    }
+    let _he = echo_server(&s.h.1.netns);
+    let _te = (s.t.1.netns != s.h.1.netns).then(|| echo_server(&s.t.1.netns));
+    let addr = |side: &(End, End, String)| -> SocketAddr {
+        format!("{}:80", side.1.ip).parse().expect("addr")
+    };
+    for _ in 0..PATH_RUNS {
+        check_interrupt();
+        r.h_rr
+            .push(request_response(&s.h.0.netns, addr(&s.h), PATH_RR_TIME));
+        r.t_rr
+            .push(request_response(&s.t.0.netns, addr(&s.t), PATH_RR_TIME));
+    }
+    r
 }
