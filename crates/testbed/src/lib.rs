@@ -7,6 +7,7 @@
 //! directory is owned by a guard that removes it on drop, on panic too.
 //! `hostnet-testbed sweep` removes leftovers of killed runs.
 
+mod container;
 mod daemon;
 mod netns;
 pub mod physical;
@@ -15,6 +16,7 @@ mod probe;
 mod uplink;
 mod wait;
 
+pub use container::{id, Container};
 pub use daemon::{unmount_below, Daemon};
 pub use netns::{ip, Netns};
 pub use physical::PhysicalNet;

@@ -32,8 +32,9 @@ use std::time::Duration;
 use hostnet_api::{Client, Kind};
 use serde_json::{json, Value};
 
+pub use crate::container::{id, Container};
 use crate::netns::command_in;
-use crate::{unique, wait_until, Daemon, Netns, Probe};
+use crate::{unique, wait_until, Daemon, Netns};
 
 /// The physical subnet the hosts and the router share.
 pub const PHYSICAL_SUBNET: &str = "192.0.2.0/24";
@@ -285,29 +286,7 @@ impl Host {
     /// A container on this host: an HCN namespace with one endpoint of
     /// `network` attached, the endpoint having `policies`.
     pub fn container(&self, network: &str, policies: Value) -> Container {
-        let c = self.client();
-        let ns = c
-            .create(
-                Kind::Namespaces,
-                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
-            )
-            .expect("create namespace");
-        let ep = c
-            .create(
-                Kind::Endpoints,
-                &json!({ "HostComputeNetwork": self.network(network), "Policies": policies }),
-            )
-            .expect("create endpoint");
-        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
-        Container {
-            ns_id: id(&ns),
-            ep_id: id(&ep),
-            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
-            ip: ep["IpConfigurations"][0]["IpAddress"]
-                .as_str()
-                .expect("ip")
-                .to_string(),
-        }
+        self.container_with(network, json!({ "Policies": policies }))
     }
 
     /// A container like [`Host::container`], its endpoint of `network`
@@ -315,51 +294,7 @@ impl Host {
     /// `{"IpConfigurations": [{"IpAddress": "192.0.2.50"}]}` for a static
     /// address, or `{"Policies": [...]}`.
     pub fn container_with(&self, network: &str, endpoint: Value) -> Container {
-        let c = self.client();
-        let mut body = json!({ "HostComputeNetwork": self.network(network) });
-        if let (Some(b), Some(extra)) = (body.as_object_mut(), endpoint.as_object()) {
-            b.extend(extra.clone());
-        }
-        let ns = c
-            .create(
-                Kind::Namespaces,
-                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
-            )
-            .expect("create namespace");
-        let ep = c
-            .create(Kind::Endpoints, &body)
-            .unwrap_or_else(|e| panic!("create endpoint {body}: {e}"));
-        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
-        Container {
-            ns_id: id(&ns),
-            ep_id: id(&ep),
-            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
-            ip: ep["IpConfigurations"][0]["IpAddress"]
-                .as_str()
-                .expect("ip")
-                .to_string(),
-        }
-    }
-}
-
-/// A container a host's `hostnetd` made (its namespace is the daemon's; it
-/// goes with the daemon).
-pub struct Container {
-    pub ns_id: String,
-    pub ep_id: String,
-    pub netns: PathBuf,
-    pub ip: String,
-}
-
-impl Container {
-    /// A probe server in the container.
-    pub fn serve(&self, args: &[&str]) -> Probe {
-        Probe::serve(&self.netns, args)
-    }
-
-    /// A one-shot probe client in the container: (success, stdout).
-    pub fn run(&self, args: &[&str]) -> (bool, String) {
-        Probe::run(&self.netns, args)
+        Container::create(&self.client(), &self.network(network), endpoint)
     }
 }
 
@@ -486,11 +421,6 @@ pub fn missing_tool(test: &str, why: &str) {
         panic!("{test}: {why} (HOSTNET_REQUIRE_PRIV=1)");
     }
     println!("skipped: {test}: {why}");
-}
-
-/// The `ID` of an HCN object.
-pub fn id(v: &Value) -> String {
-    v["ID"].as_str().expect("ID").to_string()
 }
 
 /// A `busybox` that has the `udhcpc` applet, if any.

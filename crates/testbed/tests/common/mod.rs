@@ -8,10 +8,9 @@
 //! ```
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use hostnet_api::{ApiError, Client, Kind};
-use hostnet_testbed::{require_privileges, Daemon, Netns, Probe, Uplink};
+pub use hostnet_testbed::{id, Container};
+use hostnet_testbed::{require_privileges, Daemon, Netns, Uplink};
 use serde_json::{json, Value};
 
 #[allow(unused_imports)] // each test binary uses a different subset
@@ -57,29 +56,11 @@ impl World {
     /// A container: a namespace with one endpoint of `network` attached,
     /// with the given endpoint policies.
     pub fn container(&self, network: &str, policies: Value) -> Container {
-        let c = self.client();
-        let ns = c
-            .create(
-                Kind::Namespaces,
-                &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
-            )
-            .expect("create namespace");
-        let ep = c
-            .create(
-                Kind::Endpoints,
-                &json!({ "HostComputeNetwork": self.network(network), "Policies": policies }),
-            )
-            .expect("create endpoint");
-        c.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
-        Container {
-            ns_id: id(&ns),
-            ep_id: id(&ep),
-            netns: PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath")),
-            ip: ep["IpConfigurations"][0]["IpAddress"]
-                .as_str()
-                .expect("ip")
-                .to_string(),
-        }
+        Container::create(
+            &self.client(),
+            &self.network(network),
+            json!({ "Policies": policies }),
+        )
     }
 
     /// The elements of one set or map (`kind` is "set" or "map") of a
@@ -105,27 +86,6 @@ impl World {
             .filter(|n| n.starts_with("hn"))
             .collect()
     }
-}
-
-pub struct Container {
-    pub ns_id: String,
-    pub ep_id: String,
-    pub netns: PathBuf,
-    pub ip: String,
-}
-
-impl Container {
-    pub fn serve(&self, args: &[&str]) -> Probe {
-        Probe::serve(&self.netns, args)
-    }
-
-    pub fn run(&self, args: &[&str]) -> (bool, String) {
-        Probe::run(&self.netns, args)
-    }
-}
-
-pub fn id(v: &Value) -> String {
-    v["ID"].as_str().expect("ID").to_string()
 }
 
 pub fn port_mapping(proto: u32, internal: u16, external: u16) -> Value {
