@@ -98,10 +98,11 @@ pub fn endpoint_detach(ep_id: &Uuid) -> Vec<Op> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn endpoint() -> Endpoint {
+    /// An endpoint with one published port, for the drivers' tests.
+    pub(crate) fn endpoint() -> Endpoint {
         Endpoint {
             id: Uuid::from_u128(0xabcdef01_2345_4000_8000_000000000001),
             address: "172.31.0.2/16".parse().unwrap(),

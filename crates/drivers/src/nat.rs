@@ -76,23 +76,7 @@ pub fn endpoint_delete(ep: &Endpoint) -> Vec<Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostnet_nft::L4Proto;
-
-    fn endpoint() -> Endpoint {
-        Endpoint {
-            id: Uuid::from_u128(0xabcdef01_2345_4000_8000_000000000001),
-            address: "172.31.0.2/16".parse().unwrap(),
-            mac: [2, 0x4e, 172, 31, 0, 2],
-            gateway: Some("172.31.0.1".parse().unwrap()),
-            routes: vec![],
-            port_mappings: vec![PortMapping {
-                proto: L4Proto::Tcp,
-                host_addr: None,
-                host_port: 8080,
-                container_port: 80,
-            }],
-        }
-    }
+    use crate::bridge::tests::endpoint;
 
     #[test]
     fn create_programs_masquerade_and_ports() {

@@ -286,43 +286,54 @@ pub fn add_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(),
 /// Names of all links, from a dump (repeated if the kernel reports that
 /// links changed while it was dumping).
 pub fn names(sock: &mut Socket) -> Result<Vec<String>, NetlinkError> {
-    loop {
-        let mut msg = Message::new(RTM_GETLINK, DUMP);
-        msg.header(&ifinfomsg(0, 0, 0))
-            .attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        let mut names = Vec::new();
-        let consistent = sock.dump(msg, |reply| {
-            if reply.kind != RTM_NEWLINK || reply.payload.len() < 16 {
-                return;
+    dump(
+        sock,
+        || {
+            let mut msg = Message::new(RTM_GETLINK, DUMP);
+            msg.header(&ifinfomsg(0, 0, 0))
+                .attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+            msg
+        },
+        |kind, p| {
+            if kind != RTM_NEWLINK || p.len() < 16 {
+                return None;
             }
-            let name = attributes(&reply.payload[16..]).find(|(kind, _)| *kind == IFLA_IFNAME);
-            if let Some((_, value)) = name {
-                let text = value.split(|&b| b == 0).next().unwrap_or_default();
-                names.push(String::from_utf8_lossy(text).into_owned());
-            }
-        })?;
-        if consistent {
-            return Ok(names);
-        }
-    }
+            let (_, value) = attributes(&p[16..]).find(|(kind, _)| *kind == IFLA_IFNAME)?;
+            let text = value.split(|&b| b == 0).next().unwrap_or_default();
+            Some(String::from_utf8_lossy(text).into_owned())
+        },
+    )
 }
 
-/// Destinations of the unicast and local routes in every table, default
-/// routes left out (they overlap everything).
-pub fn route_destinations(sock: &mut Socket) -> Result<Vec<IpNet>, NetlinkError> {
+/// Runs a dump until the kernel reports it consistent (a change during the
+/// dump makes it restart), keeping what `parse` makes of each reply.
+fn dump<T>(
+    sock: &mut Socket,
+    request: impl Fn() -> Message,
+    mut parse: impl FnMut(u16, &[u8]) -> Option<T>,
+) -> Result<Vec<T>, NetlinkError> {
     loop {
-        let mut msg = Message::new(RTM_GETROUTE, DUMP);
-        msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let mut found = Vec::new();
-        let consistent = sock.dump(msg, |reply| {
-            if let Some(net) = route_destination(reply.kind, reply.payload) {
-                found.push(net);
-            }
+        let consistent = sock.dump(request(), |reply| {
+            found.extend(parse(reply.kind, reply.payload));
         })?;
         if consistent {
             return Ok(found);
         }
     }
+}
+
+/// A dump request of every route in every table.
+fn route_dump_request() -> Message {
+    let mut msg = Message::new(RTM_GETROUTE, DUMP);
+    msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    msg
+}
+
+/// Destinations of the unicast and local routes in every table, default
+/// routes left out (they overlap everything).
+pub fn route_destinations(sock: &mut Socket) -> Result<Vec<IpNet>, NetlinkError> {
+    dump(sock, route_dump_request, route_destination)
 }
 
 /// The destination of one RTM_NEWROUTE dump entry, if it is worth reporting.
@@ -427,19 +438,15 @@ impl AddressInfo {
 
 /// Every IPv4 and IPv6 address of every link, in the kernel's order.
 pub fn addresses(sock: &mut Socket) -> Result<Vec<AddressInfo>, NetlinkError> {
-    loop {
-        let mut msg = Message::new(RTM_GETADDR, DUMP);
-        msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
-        let mut found = Vec::new();
-        let consistent = sock.dump(msg, |reply| {
-            if reply.kind == RTM_NEWADDR {
-                found.extend(parse_address(reply.payload));
-            }
-        })?;
-        if consistent {
-            return Ok(found);
-        }
-    }
+    dump(
+        sock,
+        || {
+            let mut msg = Message::new(RTM_GETADDR, DUMP);
+            msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
+            msg
+        },
+        |kind, p| (kind == RTM_NEWADDR).then(|| parse_address(p)).flatten(),
+    )
 }
 
 fn parse_address(p: &[u8]) -> Option<AddressInfo> {
@@ -507,19 +514,9 @@ impl RouteInfo {
 
 /// Every route in every table, in the kernel's order.
 pub fn routes(sock: &mut Socket) -> Result<Vec<RouteInfo>, NetlinkError> {
-    loop {
-        let mut msg = Message::new(RTM_GETROUTE, DUMP);
-        msg.header(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let mut found = Vec::new();
-        let consistent = sock.dump(msg, |reply| {
-            if reply.kind == RTM_NEWROUTE {
-                found.extend(parse_route(reply.payload));
-            }
-        })?;
-        if consistent {
-            return Ok(found);
-        }
-    }
+    dump(sock, route_dump_request, |kind, p| {
+        (kind == RTM_NEWROUTE).then(|| parse_route(p)).flatten()
+    })
 }
 
 fn parse_route(p: &[u8]) -> Option<RouteInfo> {
