@@ -128,6 +128,43 @@ impl Service {
     }
 }
 
+/// A network's subnets must fit the adapter's: a subnet that overlaps one
+/// of the host's own subnets must be exactly it (a wider or narrower one
+/// would give endpoints and the host different ideas of who is on-link),
+/// and its gateway must not be the host's own address.
+pub(crate) fn check_subnets_fit(
+    adapter: &Adapter,
+    subnets: &[crate::subnet::Resolved],
+) -> Result<(), HcnError> {
+    for s in subnets {
+        let subnet = IpNet::V4(s.prefix);
+        for own in &adapter.addresses {
+            let host_subnet = own.trunc();
+            let overlaps =
+                subnet.contains(&host_subnet.network()) || host_subnet.contains(&subnet.network());
+            if overlaps && host_subnet != subnet {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidSubnet,
+                    format!(
+                        "subnet {subnet} does not fit adapter {}, which is on {host_subnet}: use {host_subnet} itself or a subnet that does not overlap it",
+                        adapter.name
+                    ),
+                ));
+            }
+            if IpAddr::V4(s.gateway) == own.addr() {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidSubnet,
+                    format!(
+                        "the gateway of subnet {subnet} is {}, the host's own address on adapter {}: give the physical gateway (or a host endpoint's address) as the default route's NextHop",
+                        s.gateway, adapter.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn to_json(a: &Adapter) -> Value {
     json!({
         "Name": a.name,

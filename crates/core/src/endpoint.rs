@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use hostnet_dataplane::{apply, teardown, Op, RouteSpec};
-use hostnet_drivers::{bridge, names, nat};
+use hostnet_drivers::{bridge, l2bridge, names, nat};
 use hostnet_ipam::IpamError;
 use hostnet_model::domain::{
     EndpointPolicy, EndpointSpec, Mac, NetworkKind, PortMapping, Protocol,
@@ -12,7 +12,7 @@ use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_nft::{L4Proto, SetElement};
 use hostnet_store::Txn;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -26,7 +26,8 @@ impl Service {
     pub(crate) fn create_endpoint(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
         let wire: HostComputeEndpoint = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_endpoint(&wire)?;
-        let mappings = port_mappings(&spec)?;
+        let policies = endpoint_policies(&spec)?;
+        let mappings = policies.mappings.clone();
         let mut st = self.lock();
         let net_id = spec.network;
         if !st.networks.contains_key(&net_id) {
@@ -44,6 +45,7 @@ impl Service {
             st.endpoints.iter().map(|(id, e)| (id, e.name.as_str())),
         )?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
+        check_policies_allowed(&st.networks[&net_id], &policies)?;
         check_ports(&st, &mappings, None)?;
 
         let id = new_endpoint_id(&st);
@@ -57,13 +59,21 @@ impl Service {
                 return Err(e);
             }
         };
+        let sdn = match sdn_routes(net, address, &policies) {
+            Ok(r) => r,
+            Err(e) => {
+                release_address(net, address.addr());
+                net.macs.release(mac);
+                return Err(e);
+            }
+        };
         let mut obj = to_object(&wire);
         fill_endpoint(&mut obj, &id, &net_id, address, mac, gateway, net);
         let rec = EndpointRec {
             obj,
             name: spec.name.clone(),
             network: net_id,
-            plan: plan(&id, address, mac, gateway, &spec, &mappings),
+            plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
             mappings,
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
@@ -112,10 +122,10 @@ impl Service {
 
         let ep = st.endpoints.remove(&id).expect("checked above");
         let mut ops = Vec::new();
-        if ep.namespace.is_some() {
-            ops.extend(bridge::endpoint_detach(&id));
-        }
         if let Some(net) = st.networks.get(&ep.network) {
+            if ep.namespace.is_some() {
+                ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan));
+            }
             ops.push(Op::DeleteElements(endpoint_elements(net, &ep.plan)));
         }
         for e in teardown(self.dp.as_ref(), &ops) {
@@ -227,16 +237,147 @@ impl Service {
 }
 
 /// The set elements an endpoint owns from its creation on: masquerade and
-/// published ports on NAT networks, nothing on Transparent ones (the
-/// container is on the physical network).
+/// published ports on NAT networks, its MAC behind the uplink and its
+/// outbound NAT on L2 networks, nothing on Transparent ones (the container
+/// is on the physical network).
 pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<SetElement> {
-    match net.kind {
-        NetworkKind::Nat => nat::endpoint_elements(ep),
+    match (net.kind, &net.plan.l2) {
+        (NetworkKind::Nat, _) => nat::endpoint_elements(ep),
+        (_, Some(l2)) => l2bridge::endpoint_elements(l2, ep),
         _ => Vec::new(),
     }
 }
 
+/// An endpoint's policies, sorted by what they do.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EndpointPolicies {
+    pub mappings: Vec<PortMapping>,
+    /// `OutBoundNAT` exceptions (merged over all its policies); None without one.
+    pub outbound_nat: Option<Vec<Ipv4Net>>,
+    /// `SDNRoute`s: destination and next hop (None: through the host).
+    pub sdn_routes: Vec<(IpNet, Option<IpAddr>)>,
+}
+
+/// The policies an endpoint takes; any other type is refused by name.
+pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies, HcnError> {
+    let mut out = EndpointPolicies::default();
+    for p in &spec.policies {
+        match p {
+            EndpointPolicy::PortMapping(_) => out.mappings.push(port_mapping(p)?),
+            EndpointPolicy::OutboundNat(n) => {
+                if n.virtual_ip.is_some() || !n.destinations.is_empty() {
+                    return Err(HcnError::new(
+                        ErrorCode::RequestUnsupported,
+                        "OutBoundNAT with VirtualIP or Destinations is not supported yet: give only Exceptions (SNAT to the host's address)",
+                    ));
+                }
+                if n.flags.0 & 2 != 0 {
+                    return Err(HcnError::new(
+                        ErrorCode::RequestUnsupported,
+                        "IPv6 OutBoundNAT (Flags 2) is not supported: endpoints here are IPv4",
+                    ));
+                }
+                let list = out.outbound_nat.get_or_insert_with(Vec::new);
+                for e in &n.exceptions {
+                    match e {
+                        IpNet::V4(v4) => list.push(*v4),
+                        IpNet::V6(_) => {
+                            return Err(HcnError::new(
+                                ErrorCode::InvalidPolicy,
+                                format!("OutBoundNAT exception {e} is IPv6: endpoints here are IPv4, remove it"),
+                            ))
+                        }
+                    }
+                }
+            }
+            EndpointPolicy::SdnRoute {
+                destination,
+                next_hop,
+                ..
+            } => out.sdn_routes.push((*destination, *next_hop)),
+            other => {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidPolicyType,
+                    format!(
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, OutBoundNAT, SDNRoute)",
+                        other.type_name()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// OutBoundNAT and SDNRoute steer traffic at the host's side of the wire:
+/// they belong to L2Bridge and L2Tunnel endpoints (a NAT network's
+/// endpoints are masqueraded anyway).
+fn check_policies_allowed(net: &NetworkRec, p: &EndpointPolicies) -> Result<(), HcnError> {
+    let l2 = net.plan.l2.is_some();
+    let refused = if p.outbound_nat.is_some() && !l2 {
+        Some("OutBoundNAT")
+    } else if !p.sdn_routes.is_empty() && !l2 {
+        Some("SDNRoute")
+    } else {
+        None
+    };
+    match refused {
+        Some(t) => Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!(
+                "endpoint policy {t} applies to L2Bridge and L2Tunnel endpoints, not to {} networks: remove it",
+                net.kind
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The routes `SDNRoute`s add in the endpoint's namespace. Without a
+/// NextHop the route goes through the host: its address on the endpoint's
+/// subnet.
+pub(crate) fn sdn_routes(
+    net: &NetworkRec,
+    address: IpNet,
+    p: &EndpointPolicies,
+) -> Result<Vec<RouteSpec>, HcnError> {
+    let subnet = address.trunc();
+    let host = net
+        .adapter
+        .iter()
+        .flat_map(|a| &a.addresses)
+        .map(|a| a.addr())
+        .find(|a| subnet.contains(a));
+    p.sdn_routes
+        .iter()
+        .map(|&(destination, next_hop)| {
+            let via = match next_hop.or(host) {
+                Some(v) if subnet.contains(&v) => v,
+                Some(v) => {
+                    return Err(HcnError::new(
+                        ErrorCode::InvalidIp,
+                        format!("SDNRoute to {destination}: NextHop {v} is not on the endpoint's subnet {subnet}: give a next hop inside it"),
+                    ))
+                }
+                None => {
+                    return Err(HcnError::new(
+                        ErrorCode::InvalidPolicy,
+                        format!("SDNRoute to {destination} has no NextHop and the host has no address on subnet {subnet}: give NextHop"),
+                    ))
+                }
+            };
+            Ok(RouteSpec {
+                destination,
+                via: Some(via),
+                metric: 0,
+            })
+        })
+        .collect()
+}
+
 /// Port mappings exist only on NAT networks (HCN_E_MAPPING_NOT_SUPPORTED).
+/// An L2 endpoint answers on its own address; a host port DNATed to it
+/// would see replies leave for the gateway directly, past the host's NAT.
 fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<(), HcnError> {
     if net.kind != NetworkKind::Nat && !mappings.is_empty() {
         return Err(HcnError::new(
@@ -258,11 +399,6 @@ fn same_policy(a: &Value, b: &Value) -> bool {
             .map(|s| s.to_ascii_lowercase())
     };
     ty(a) == ty(b) && a.get("Settings") == b.get("Settings")
-}
-
-/// The port mappings of an endpoint; any other policy type is refused.
-pub(crate) fn port_mappings(spec: &EndpointSpec) -> Result<Vec<PortMapping>, HcnError> {
-    spec.policies.iter().map(port_mapping).collect()
 }
 
 fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
@@ -530,24 +666,28 @@ pub(crate) fn plan(
     mac: [u8; 6],
     gateway: Option<IpAddr>,
     spec: &EndpointSpec,
-    mappings: &[PortMapping],
+    policies: &EndpointPolicies,
+    sdn_routes: Vec<RouteSpec>,
 ) -> bridge::Endpoint {
+    let mut routes: Vec<RouteSpec> = spec
+        .routes
+        .iter()
+        .filter(|r| r.destination.prefix_len() != 0)
+        .map(|r| RouteSpec {
+            destination: r.destination,
+            via: r.next_hop,
+            metric: r.metric.into(),
+        })
+        .collect();
+    routes.extend(sdn_routes);
     bridge::Endpoint {
         id: *id,
         address,
         mac,
         gateway,
-        routes: spec
-            .routes
-            .iter()
-            .filter(|r| r.destination.prefix_len() != 0)
-            .map(|r| RouteSpec {
-                destination: r.destination,
-                via: r.next_hop,
-                metric: r.metric.into(),
-            })
-            .collect(),
-        port_mappings: mappings.iter().map(nat_mapping).collect(),
+        routes,
+        port_mappings: policies.mappings.iter().map(nat_mapping).collect(),
+        outbound_nat: policies.outbound_nat.clone(),
     }
 }
 

@@ -149,7 +149,10 @@ impl Service {
         txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
         txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &bridge::endpoint_detach(&ep_id));
+            teardown(
+                self.dp.as_ref(),
+                &bridge::endpoint_detach(&net.plan, &ep.plan),
+            );
             return Err(e);
         }
         let ep = st.endpoints.get_mut(&ep_id).expect("checked");
@@ -190,7 +193,11 @@ impl Service {
         txn.put(Kind::Endpoint.collection(), &guid(&ep_id), bytes(&ep_obj));
         txn.put(Kind::Namespace.collection(), &guid(&ns_id), bytes(&ns_obj));
         self.commit(txn)?;
-        for e in teardown(self.dp.as_ref(), &bridge::endpoint_detach(&ep_id)) {
+        let net = &st.networks[&ep.network];
+        for e in teardown(
+            self.dp.as_ref(),
+            &bridge::endpoint_detach(&net.plan, &ep.plan),
+        ) {
             log::warn!(
                 "detaching endpoint {}: {e} (left for the next reconcile)",
                 guid(&ep_id)

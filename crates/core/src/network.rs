@@ -1,7 +1,7 @@
 //! Networks: create, modify, delete.
 
 use hostnet_dataplane::{apply, teardown, Adapter, Op};
-use hostnet_drivers::{bridge, names, nat, transparent};
+use hostnet_drivers::{bridge, l2bridge, names, nat, transparent};
 use hostnet_ipam::{MacPool, SubnetPool};
 use hostnet_model::domain::{NetworkKind, NetworkPolicy, NetworkSpec};
 use hostnet_model::wire::{HostComputeNetwork, ModifyRequest};
@@ -35,9 +35,9 @@ impl Service {
             &spec.name,
             st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
-        let adapter = match spec.kind {
-            NetworkKind::Transparent => Some(self.free_adapter(st, &spec)?),
-            _ => None,
+        let adapter = match spec.kind.binds_adapter() {
+            true => Some(self.free_adapter(st, &spec)?),
+            false => None,
         };
         let taken: Vec<IpNet> = st
             .networks
@@ -52,24 +52,35 @@ impl Service {
             Vec::new()
         };
         let subnets = subnet::resolve(&spec, &taken, &host_routes)?;
+        if let Some(a) = &adapter {
+            crate::adapter::check_subnets_fit(a, &subnets)?;
+        }
         let id = new_network_id(st);
         let mut obj = to_object(wire);
         fill_network(&mut obj, &id, &subnets, spec.kind);
-        let rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
+        let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
 
         // An adapter's binding is recorded before the kernel changes, so a
         // crash can never lose the host's addresses (see `adapter`).
         if let Some(a) = &rec.adapter {
             self.record_adapter(&id, Some(a))?;
         }
+        let bound = rec.adapter.is_some();
         let forget_adapter = |svc: &Service| {
-            if rec.adapter.is_some() {
+            if bound {
                 let _ = svc.record_adapter(&id, None);
             }
         };
         if let Err(e) = apply(self.dp.as_ref(), &network_up(&rec)) {
             forget_adapter(self);
             return Err(internal("creating the network's bridge", e));
+        }
+        if rec.kind == NetworkKind::L2Tunnel {
+            if let Err(e) = self.find_tunnel_gateway(&mut rec) {
+                teardown(self.dp.as_ref(), &network_down(&rec));
+                forget_adapter(self);
+                return Err(e);
+            }
         }
         let mut txn = Txn::new();
         txn.put(Kind::Network.collection(), &guid(&id), bytes(&rec.obj));
@@ -169,14 +180,19 @@ impl Service {
 /// What the drivers implement; everything else is refused by name.
 fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     let kind = spec.kind;
-    if !matches!(kind, NetworkKind::Nat | NetworkKind::Transparent) {
+    if !matches!(kind, NetworkKind::Nat) && !kind.binds_adapter() {
         return Err(HcnError::new(
             ErrorCode::RequestUnsupported,
-            format!("network type {kind} is not supported yet: NAT and Transparent networks can be created"),
+            format!("network type {kind} is not supported yet: NAT, Transparent, L2Bridge and L2Tunnel networks can be created"),
         ));
     }
-    let allowed = |p: &NetworkPolicy| {
-        kind == NetworkKind::Transparent && matches!(p, NetworkPolicy::NetAdapterName(_))
+    let l2 = matches!(kind, NetworkKind::L2Bridge | NetworkKind::L2Tunnel);
+    // HostRoute asks that the host and its endpoints reach each other; the
+    // host's stack is a port of every bridge here, so that always holds.
+    let allowed = |p: &NetworkPolicy| match p {
+        NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
+        NetworkPolicy::HostRoute => l2,
+        _ => false,
     };
     if let Some(p) = spec.policies.iter().find(|p| !allowed(p)) {
         return Err(HcnError::new(
@@ -202,6 +218,12 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
             "Transparent networks without Ipams (addresses from the physical network's DHCP server) are not supported yet: give the physical subnets in Ipams",
         ));
     }
+    if l2 && spec.subnets.is_empty() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidSubnet,
+            format!("{kind} networks need their subnets in Ipams (the host's subnet or a custom one, with its gateway as the default route's NextHop)"),
+        ));
+    }
     if spec.flags.0 != 0 {
         return Err(HcnError::new(
             ErrorCode::RequestUnsupported,
@@ -216,17 +238,59 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
 
 /// The kernel plan that builds a network.
 pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
-    match &rec.adapter {
-        Some(a) => transparent::network_up(&rec.plan.id, a),
-        None => nat::network_up(&rec.plan),
+    match (&rec.adapter, rec.plan.l2.is_some()) {
+        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a),
+        (Some(a), false) => transparent::network_up(&rec.plan.id, a),
+        (None, _) => nat::network_up(&rec.plan),
     }
 }
 
 /// The kernel plan that removes a network.
 pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
-    match &rec.adapter {
-        Some(a) => transparent::network_down(&rec.plan.id, a),
-        None => nat::network_down(&rec.plan.id),
+    match (&rec.adapter, rec.plan.l2.is_some()) {
+        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a),
+        (Some(a), false) => transparent::network_down(&rec.plan.id, a),
+        (None, _) => nat::network_down(&rec.plan.id),
+    }
+}
+
+/// Hostnet's key in a network object for the L2Tunnel gateway's MAC,
+/// kept so a restarted daemon steers frames exactly as before.
+pub(crate) const GATEWAY_MAC_KEY: &str = "GatewayMacAddress";
+
+impl Service {
+    /// Learn the MAC of an L2Tunnel network's gateway (the first subnet's),
+    /// where every frame of its endpoints goes.
+    fn find_tunnel_gateway(&self, rec: &mut NetworkRec) -> Result<(), HcnError> {
+        let gateway = rec.pools.iter().find_map(|p| match p.gateway() {
+            Some(std::net::IpAddr::V4(g)) => Some(g),
+            _ => None,
+        });
+        let Some(gateway) = gateway else {
+            return Err(HcnError::new(
+                ErrorCode::InvalidSubnet,
+                "an L2Tunnel network needs a gateway: give its subnet a default route (NextHop)",
+            ));
+        };
+        let bridge = names::bridge(&rec.plan.id);
+        let mac = self
+            .dp
+            .neighbour_mac(&bridge, gateway)
+            .map_err(|e| internal("asking for the gateway's MAC", e))?
+            .ok_or_else(|| {
+                HcnError::new(
+                    ErrorCode::InvalidNetwork,
+                    format!("the gateway {gateway} did not answer ARP on the adapter: an L2Tunnel network sends everything through it, so it must be reachable; check the subnet's NextHop"),
+                )
+            })?;
+        if let Some(l2) = rec.plan.l2.as_mut() {
+            l2.gateway_mac = Some(mac);
+        }
+        rec.obj.insert(
+            GATEWAY_MAC_KEY.into(),
+            json!(hostnet_model::domain::Mac(mac).to_string()),
+        );
+        Ok(())
     }
 }
 
@@ -309,10 +373,23 @@ pub(crate) fn network_rec(
             })
             .collect(),
     };
+    let l2 = match (spec.kind, &adapter) {
+        (NetworkKind::L2Bridge | NetworkKind::L2Tunnel, Some(a)) => Some(bridge::L2 {
+            uplink: a.name.clone(),
+            host_mac: a.mac,
+            gateway_mac: obj
+                .get(GATEWAY_MAC_KEY)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<hostnet_model::domain::Mac>().ok())
+                .map(|m| m.0),
+        }),
+        _ => None,
+    };
     let plan = bridge::Network {
         id,
         gateways,
         mtu: adapter.as_ref().map_or(mtu, |a| a.mtu),
+        l2,
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::config::DEFAULT_NETWORK_NAME;
-use crate::endpoint::{endpoint_elements, plan, port_mappings, DEFAULT_IFNAME};
+use crate::endpoint::{endpoint_elements, endpoint_policies, plan, sdn_routes, DEFAULT_IFNAME};
 use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
 use crate::service::{EndpointRec, NamespaceRec, Service};
@@ -69,7 +69,9 @@ impl Service {
                 if let Err(e) = net.macs.reserve(mac) {
                     log::warn!("endpoint {key}: {e}");
                 }
-                let mappings = port_mappings(&spec)?;
+                let policies = endpoint_policies(&spec)?;
+                let mappings = policies.mappings.clone();
+                let sdn = sdn_routes(net, address, &policies)?;
                 let ifname = obj
                     .get("InterfaceName")
                     .and_then(|v| v.as_str())
@@ -80,7 +82,7 @@ impl Service {
                     EndpointRec {
                         name: spec.name.clone(),
                         network: spec.network,
-                        plan: plan(&id, address, mac, gateway, &spec, &mappings),
+                        plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
                         mappings,
                         namespace: spec.namespace,
                         ifname,
@@ -157,11 +159,11 @@ impl Service {
             serde_json::from_slice(raw).map_err(|e| internal("parsing", e))?;
         let id = id_of(&obj)?;
         let subnets: Vec<Resolved> = subnet::resolve(&spec, &[], &[])?;
-        let adapter = match spec.kind {
-            NetworkKind::Transparent => Some(adapters.get(&id).cloned().ok_or_else(|| {
+        let adapter = match spec.kind.binds_adapter() {
+            true => Some(adapters.get(&id).cloned().ok_or_else(|| {
                 HcnError::new(ErrorCode::InvalidNetwork, "its adapter record is missing")
             })?),
-            _ => None,
+            false => None,
         };
         Ok((
             id,
@@ -175,15 +177,21 @@ impl Service {
         let dp = self.dp.as_ref();
 
         let mut elements = Vec::new();
-        for net in st.networks.values().filter(|n| n.kind == NetworkKind::Nat) {
-            elements.extend(hostnet_nft::nat_bridge(&names::bridge(&net.plan.id)));
-        }
-        for (id, ep) in &st.endpoints {
-            if let Some(net) = st.networks.get(&ep.network) {
-                elements.extend(endpoint_elements(net, &ep.plan));
+        for net in st.networks.values() {
+            if net.kind == NetworkKind::Nat {
+                elements.extend(hostnet_nft::nat_bridge(&names::bridge(&net.plan.id)));
             }
+            if let Some(l2) = &net.plan.l2 {
+                elements.extend(hostnet_nft::l2::uplink(&l2.uplink, l2.host_mac));
+            }
+        }
+        for ep in st.endpoints.values() {
+            let Some(net) = st.networks.get(&ep.network) else {
+                continue;
+            };
+            elements.extend(endpoint_elements(net, &ep.plan));
             if ep.namespace.is_some() {
-                elements.push(hostnet_nft::endpoint_port(&names::host_veth(id)));
+                elements.extend(bridge::port_elements(&net.plan, &ep.plan));
             }
         }
         dp.load_tables(&hostnet_nft::tables(&elements))

@@ -55,6 +55,17 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported("default route interface"))
     }
 
+    /// The MAC of IPv4 neighbour `addr` on `link`, asking for it (ARP)
+    /// and waiting up to about three seconds if the kernel does not know
+    /// it yet; None if nobody answers.
+    fn neighbour_mac(
+        &self,
+        link: &str,
+        addr: std::net::Ipv4Addr,
+    ) -> Result<Option<[u8; 6]>, DataplaneError> {
+        Err(not_supported(format!("resolve {addr} on {link}")))
+    }
+
     /// The namespace mount points (or leftover files) in `dir`, where
     /// hostnet bind-mounts the namespaces it makes.
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -123,5 +134,13 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         (**self).netns_in(dir)
+    }
+
+    fn neighbour_mac(
+        &self,
+        link: &str,
+        addr: std::net::Ipv4Addr,
+    ) -> Result<Option<[u8; 6]>, DataplaneError> {
+        (**self).neighbour_mac(link, addr)
     }
 }

@@ -17,6 +17,8 @@ pub struct Recorder {
     pub adapters: Mutex<BTreeMap<String, Adapter>>,
     /// What [`Dataplane::default_route_interface`] reports.
     pub default_route: Mutex<Option<String>>,
+    /// What [`Dataplane::neighbour_mac`] reports, by address.
+    pub neighbours: Mutex<BTreeMap<std::net::Ipv4Addr, [u8; 6]>>,
 }
 
 impl Recorder {
@@ -75,6 +77,14 @@ impl Dataplane for Recorder {
 
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         Ok(self.default_route.lock().unwrap().clone())
+    }
+
+    fn neighbour_mac(
+        &self,
+        _link: &str,
+        addr: std::net::Ipv4Addr,
+    ) -> Result<Option<[u8; 6]>, DataplaneError> {
+        Ok(self.neighbours.lock().unwrap().get(&addr).copied())
     }
 }
 

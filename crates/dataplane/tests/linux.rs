@@ -398,7 +398,8 @@ fn port_mapping(port: u16, addr: [u8; 4], to_port: u16) -> SetElement {
         table: "hostnet",
         set: "pm",
         key,
-        data: Some(data),
+        key_end: None,
+        data: Some(hostnet_nft::Data::Value(data)),
         text: format!(
             "tcp . {port} : {}.{}.{}.{} . {to_port}",
             a[0], a[1], a[2], a[3]
@@ -412,6 +413,7 @@ fn ifname(name: &str) -> SetElement {
         table: "hostnet",
         set: "ports",
         key: padded(name.as_bytes(), 16),
+        key_end: None,
         data: None,
         text: format!("\"{name}\""),
     }
@@ -424,6 +426,7 @@ fn address(i: u32) -> SetElement {
         table: "hostnet",
         set: "big",
         key: ip.octets().to_vec(),
+        key_end: None,
         data: None,
         text: ip.to_string(),
     }

@@ -1,14 +1,15 @@
-//! What NAT and Transparent networks share: a Linux bridge per network,
-//! and per endpoint a veth pair whose host end is a port of that bridge and
-//! whose peer is born inside the endpoint's namespace, with the endpoint
-//! firewall defaults on the port.
+//! What every driver shares: a Linux bridge per network, and per endpoint a
+//! veth pair whose host end is a port of that bridge and whose peer is born
+//! inside the endpoint's namespace, with the endpoint firewall defaults (and
+//! on L2 networks the port's detours, see [`hostnet_nft::l2`]) on the port.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use hostnet_dataplane::{Op, RouteSpec};
-use hostnet_nft::{self as nft, L4Proto};
-use ipnet::IpNet;
+use hostnet_nft::l2::Detour;
+use hostnet_nft::{self as nft, L4Proto, SetElement};
+use ipnet::{IpNet, Ipv4Net};
 use uuid::Uuid;
 
 use crate::names;
@@ -20,6 +21,20 @@ pub struct Network {
     /// Gateway addresses with the subnet's prefix length (e.g. 172.31.0.1/16).
     pub gateways: Vec<IpNet>,
     pub mtu: u32,
+    /// How an L2Bridge or L2Tunnel network meets the wire; None otherwise.
+    pub l2: Option<L2>,
+}
+
+/// The wire side of an L2Bridge or L2Tunnel network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2 {
+    /// The host adapter that is the bridge's uplink port.
+    pub uplink: String,
+    /// The host's MAC: every frame on the wire carries it.
+    pub host_mac: [u8; 6],
+    /// L2Tunnel: the physical gateway's MAC, where every unicast frame of
+    /// an endpoint goes. None on L2Bridge.
+    pub gateway_mac: Option<[u8; 6]>,
 }
 
 /// A published port of an endpoint.
@@ -41,6 +56,9 @@ pub struct Endpoint {
     pub gateway: Option<IpAddr>,
     pub routes: Vec<RouteSpec>,
     pub port_mappings: Vec<PortMapping>,
+    /// `OutBoundNAT`: routed traffic is masqueraded to the host's address
+    /// except towards these prefixes. None without the policy.
+    pub outbound_nat: Option<Vec<Ipv4Net>>,
 }
 
 /// Where an endpoint is plugged in: the namespace, the interface name
@@ -84,17 +102,47 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             routes,
             ipv6: ep.address.addr().is_ipv6(),
         },
-        Op::AddElements(vec![nft::endpoint_port(&host_name)]),
+        Op::AddElements(port_elements(net, ep)),
     ]
 }
 
-/// Unplug an endpoint: firewall element first, then the link.
-pub fn endpoint_detach(ep_id: &Uuid) -> Vec<Op> {
-    let host_name = names::host_veth(ep_id);
+/// Unplug an endpoint: its port's elements first, then the link.
+pub fn endpoint_detach(net: &Network, ep: &Endpoint) -> Vec<Op> {
     vec![
-        Op::DeleteElements(vec![nft::endpoint_port(&host_name)]),
-        Op::DeleteLink { name: host_name },
+        Op::DeleteElements(port_elements(net, ep)),
+        Op::DeleteLink {
+            name: names::host_veth(&ep.id),
+        },
     ]
+}
+
+/// The elements of an endpoint's port: the firewall defaults, and on L2
+/// networks its detour (outbound NAT through the host, L2Tunnel through
+/// the gateway).
+pub fn port_elements(net: &Network, ep: &Endpoint) -> Vec<SetElement> {
+    let host_name = names::host_veth(&ep.id);
+    let mut els = vec![nft::endpoint_port(&host_name)];
+    let Some(l2) = &net.l2 else {
+        return els;
+    };
+    let nat = ep.outbound_nat.is_some() && ep.address.addr().is_ipv4();
+    let detour = match (nat, l2.gateway_mac) {
+        (false, None) => None,
+        (true, None) => Some(Detour::OutboundNat {
+            host_mac: l2.host_mac,
+        }),
+        (false, Some(gateway_mac)) => Some(Detour::Tunnel { gateway_mac }),
+        (true, Some(gateway_mac)) => Some(Detour::TunnelOutboundNat {
+            host_mac: l2.host_mac,
+            gateway_mac,
+        }),
+    };
+    els.extend(
+        detour
+            .map(|d| nft::l2::port(&host_name, d))
+            .unwrap_or_default(),
+    );
+    els
 }
 
 #[cfg(test)]
@@ -115,6 +163,7 @@ pub(crate) mod tests {
                 host_port: 8080,
                 container_port: 80,
             }],
+            outbound_nat: None,
         }
     }
 
@@ -124,6 +173,7 @@ pub(crate) mod tests {
             id: Uuid::from_u128(0x12345678_0000_4000_8000_000000000000),
             gateways: vec!["172.31.0.1/16".parse().unwrap()],
             mtu: 1500,
+            l2: None,
         };
         let plug = Plug {
             netns: Path::new("/x"),

@@ -31,13 +31,24 @@ impl Family {
 /// concatenation is padded to a multiple of 4 bytes, numbers in network
 /// byte order, interface names NUL-padded to 16 bytes. `text` is the same
 /// element in nft syntax, for rebuilding the table with `nft -f` and for
-/// error messages.
+/// error messages. `key_end` closes the range of an element of an
+/// interval set (the last key the element covers).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SetElement {
     pub family: Family,
     pub table: &'static str,
     pub set: &'static str,
     pub key: Vec<u8>,
-    pub data: Option<Vec<u8>>,
+    pub key_end: Option<Vec<u8>>,
+    pub data: Option<Data>,
     pub text: String,
+}
+
+/// What a map element maps its key to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Data {
+    /// A value in the kernel's layout (addresses, ports, MACs).
+    Value(Vec<u8>),
+    /// A verdict map's `goto CHAIN`.
+    Goto(&'static str),
 }

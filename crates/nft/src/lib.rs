@@ -10,7 +10,8 @@
 //! stores, which the dataplane sends over nfnetlink.
 
 mod element;
+pub mod l2;
 mod ruleset;
 
-pub use element::{Family, SetElement};
+pub use element::{Data, Family, SetElement};
 pub use ruleset::*;

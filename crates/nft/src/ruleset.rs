@@ -7,13 +7,18 @@
 //! network, which never reaches the `inet` hooks. This kernel has no bridge
 //! conntrack (`nf_conntrack_bridge`), so that one is stateless.
 //!
+//! The bridge table also carries the L2Bridge and L2Tunnel data path (see
+//! [`crate::l2`]): MAC rewriting on the uplink port, and the detours of
+//! outbound NAT (through the host's stack) and L2Tunnel (through the
+//! physical gateway).
+//!
 //! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
 //! ICMP, ICMPv6 and IGMP, deny every other protocol.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::{Family, SetElement};
+use crate::{Data, Family, SetElement};
 
 /// Name of both of hostnet's tables.
 pub const TABLE: &str = "hostnet";
@@ -33,6 +38,29 @@ pub const PORTS4: &str = "ports4";
 pub const VIP_PORTS4: &str = "vip_ports4";
 /// Host ends of endpoint veths (`bridge`, type ifname).
 pub const ENDPOINT_PORTS: &str = "endpoint_ports";
+/// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
+pub const ONAT_SOURCES4: &str = "onat_sources4";
+/// `source . destination range` pairs an `OutBoundNAT` leaves alone (both
+/// tables: the bridge decides what detours through the host, the host
+/// what it NATs).
+pub const ONAT_EXCEPTIONS4: &str = "onat_exceptions4";
+/// Bridge ports whose incoming frames take an L2 detour: `ifname : goto
+/// chain` (uplinks, outbound-NAT and L2Tunnel endpoint ports).
+pub const L2_PORTS: &str = "l2_ports";
+/// The host MAC each L2 uplink's frames leave with: `ifname : ether_addr`.
+pub const L2_UPLINK_MACS: &str = "l2_uplink_macs";
+/// Endpoints behind an uplink: `uplink . ipv4_addr : ether_addr`.
+pub const L2_ENDPOINTS4: &str = "l2_endpoints4";
+/// Where an outbound-NAT port's frames detour (the host): `ifname : ether_addr`.
+pub const L2_PORT_HOST_MACS: &str = "l2_port_host_macs";
+/// Where an L2Tunnel port's frames go (the physical gateway): `ifname : ether_addr`.
+pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
+
+/// Chains a port of [`L2_PORTS`] leads to.
+pub const FROM_UPLINK: &str = "from_uplink";
+pub const OUTBOUND_NAT: &str = "outbound_nat";
+pub const TUNNEL: &str = "tunnel";
+pub const TUNNEL_OUTBOUND_NAT: &str = "tunnel_outbound_nat";
 
 /// Protocols an endpoint accepts unsolicited (seed: TCP, UDP, ICMP, IGMP).
 const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, ipv6-icmp, igmp }";
@@ -104,6 +132,8 @@ fn inet_table() -> String {
 	set {NAT_SOURCES4} {{ type ipv4_addr; }}
 	map {PORTS4} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
+	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -119,9 +149,14 @@ fn inet_table() -> String {
 	}}
 	chain postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr @{ONAT_SOURCES4} jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
 		oifname @{NAT_BRIDGES} return
 		ip saddr @{NAT_SOURCES4} masquerade
+	}}
+	chain outbound_nat {{
+		ip saddr . ip daddr @{ONAT_EXCEPTIONS4} return
+		masquerade
 	}}
 	chain forward {{
 		type filter hook forward priority filter; policy accept;
@@ -151,10 +186,41 @@ fn bridge_table() -> String {
     format!(
         r#"table bridge {TABLE} {{
 	set {ENDPOINT_PORTS} {{ type ifname; }}
+	map {L2_PORTS} {{ type ifname : verdict; }}
+	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
+	map {L2_ENDPOINTS4} {{ type ifname . ipv4_addr : ether_addr; }}
+	map {L2_PORT_HOST_MACS} {{ type ifname : ether_addr; }}
+	map {L2_PORT_GATEWAYS} {{ type ifname : ether_addr; }}
+	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 
 	chain forward {{
 		type filter hook forward priority filter; policy accept;
 		oifname @{ENDPOINT_PORTS} ether type {{ ip, ip6 }} meta l4proto != {INBOUND_ALLOWED} drop
+	}}
+	chain prerouting {{
+		type filter hook prerouting priority dstnat; policy accept;
+		iifname vmap @{L2_PORTS}
+	}}
+	chain {FROM_UPLINK} {{
+		meta pkttype != host return
+		ether type ip ether daddr set iifname . ip daddr map @{L2_ENDPOINTS4} meta pkttype set other
+		ether type arp arp daddr ether set iifname . arp daddr ip map @{L2_ENDPOINTS4} ether daddr set iifname . arp daddr ip map @{L2_ENDPOINTS4} meta pkttype set other
+	}}
+	chain {OUTBOUND_NAT} {{
+		meta pkttype other ether type ip ip saddr . ip daddr != @{ONAT_EXCEPTIONS4} ether daddr set iifname map @{L2_PORT_HOST_MACS} meta pkttype set host
+	}}
+	chain {TUNNEL} {{
+		ether type ip ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 ether daddr set iifname map @{L2_PORT_GATEWAYS} meta pkttype set other
+	}}
+	chain {TUNNEL_OUTBOUND_NAT} {{
+		jump {OUTBOUND_NAT}
+		meta pkttype host return
+		goto {TUNNEL}
+	}}
+	chain postrouting {{
+		type filter hook postrouting priority srcnat; policy accept;
+		ether saddr set oifname map @{L2_UPLINK_MACS}
+		ether type arp arp saddr ether set oifname map @{L2_UPLINK_MACS}
 	}}
 }}
 "#
@@ -172,6 +238,7 @@ pub fn nat_bridge(name: &str) -> Vec<SetElement> {
             table: TABLE,
             set: NAT_BRIDGES,
             key: ifname(name),
+            key_end: None,
             data: None,
             text: format!("\"{name}\""),
         },
@@ -180,6 +247,7 @@ pub fn nat_bridge(name: &str) -> Vec<SetElement> {
             table: TABLE,
             set: NAT_BRIDGE_PAIRS,
             key: pair,
+            key_end: None,
             data: None,
             text: format!("\"{name}\" . \"{name}\""),
         },
@@ -193,6 +261,7 @@ pub fn nat_source(addr: Ipv4Addr) -> SetElement {
         table: TABLE,
         set: NAT_SOURCES4,
         key: addr.octets().to_vec(),
+        key_end: None,
         data: None,
         text: addr.to_string(),
     }
@@ -205,6 +274,7 @@ pub fn endpoint_port(name: &str) -> SetElement {
         table: TABLE,
         set: ENDPOINT_PORTS,
         key: ifname(name),
+        key_end: None,
         data: None,
         text: format!("\"{name}\""),
     }
@@ -236,19 +306,20 @@ pub fn host_port(p: &HostPort) -> SetElement {
         table: TABLE,
         set,
         key,
-        data: Some(data),
+        key_end: None,
+        data: Some(Data::Value(data)),
         text,
     }
 }
 
 /// A port in network byte order, padded to one 32-bit register.
-fn port(p: u16) -> [u8; 4] {
+pub(crate) fn port(p: u16) -> [u8; 4] {
     let b = p.to_be_bytes();
     [b[0], b[1], 0, 0]
 }
 
 /// An interface name as the kernel compares it: NUL-padded to IFNAMSIZ.
-fn ifname(name: &str) -> Vec<u8> {
+pub(crate) fn ifname(name: &str) -> Vec<u8> {
     let mut v = name.as_bytes().to_vec();
     v.resize(16, 0);
     v
@@ -269,7 +340,7 @@ mod tests {
         });
         assert_eq!(e.set, PORTS4);
         assert_eq!(e.key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
-        assert_eq!(e.data, Some(vec![10, 0, 0, 2, 0, 80, 0, 0]));
+        assert_eq!(e.data, Some(Data::Value(vec![10, 0, 0, 2, 0, 80, 0, 0])));
         assert_eq!(e.text, "tcp . 8080 : 10.0.0.2 . 80");
     }
 

@@ -9,6 +9,7 @@
 
 mod container;
 mod daemon;
+pub mod inspect;
 mod netns;
 pub mod physical;
 mod privilege;

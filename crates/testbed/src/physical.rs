@@ -268,6 +268,11 @@ impl Host {
         self.daemon.as_mut().expect("start_daemons first")
     }
 
+    /// How many packets the host has routed (not bridged) so far.
+    pub fn forwarded(&self) -> u64 {
+        snmp(&self.netns, "Ip:", "ForwDatagrams")
+    }
+
     /// A client of the host's `hostnetd`.
     pub fn client(&self) -> Client {
         self.daemon().client()

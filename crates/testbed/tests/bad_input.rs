@@ -278,14 +278,14 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["10.93.0.0/31"],
     );
     // Network types: an unsupported one, and one that does not exist.
-    let mut l2bridge = nat_network("other", "10.93.0.0/24");
-    l2bridge["Type"] = json!("L2Bridge");
+    let mut overlay = nat_network("other", "10.93.0.0/24");
+    overlay["Type"] = json!("Overlay");
     refused_create(
         &w,
         "networks",
-        &l2bridge,
+        &overlay,
         (501, REQUEST_UNSUPPORTED),
-        &["L2Bridge"],
+        &["Overlay"],
     );
     let mut bogus = nat_network("other", "10.93.0.0/24");
     bogus["Type"] = json!("Hyperspace");

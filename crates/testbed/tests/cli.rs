@@ -150,12 +150,12 @@ fn network_commands() {
             "network",
             "create",
             "-d",
-            "l2bridge",
+            "overlay",
             "--subnet",
             "10.91.0.0/24",
             "t1",
         ],
-        &["L2Bridge", "0x803B0015"],
+        &["Overlay", "0x803B0015"],
     );
     // Names the CLI cannot resolve.
     fails(&w, &["network", "rm", "nosuch"], &["nosuch", "0x80070490"]);

@@ -620,3 +620,49 @@ fn ip_of(family: u8, value: &[u8]) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+/// `NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP`: no usable link-layer address.
+const NUD_UNUSABLE: u16 = 0x01 | 0x20 | 0x40;
+
+/// The link-layer address the kernel has for IPv4 neighbour `addr` on link
+/// `index`, if it has a usable one.
+pub fn neighbour(
+    sock: &mut Socket,
+    index: u32,
+    addr: Ipv4Addr,
+) -> Result<Option<[u8; 6]>, NetlinkError> {
+    let found = dump(
+        sock,
+        || {
+            let mut msg = Message::new(RTM_GETNEIGH, DUMP);
+            // struct ndmsg: family, pad×3, ifindex, state, flags, type
+            msg.header(&[libc::AF_INET as u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            msg
+        },
+        |kind, p| {
+            if kind != RTM_NEWNEIGH || p.len() < 12 {
+                return None;
+            }
+            let ifindex = u32::from_ne_bytes(p[4..8].try_into().ok()?);
+            let state = u16::from_ne_bytes(p[8..10].try_into().ok()?);
+            if ifindex != index || state & NUD_UNUSABLE != 0 {
+                return None;
+            }
+            let mut dst = None;
+            let mut mac = None;
+            for (k, v) in attributes(&p[12..]) {
+                match k {
+                    NDA_DST => dst = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from),
+                    NDA_LLADDR => mac = <[u8; 6]>::try_from(v).ok(),
+                    _ => {}
+                }
+            }
+            (dst == Some(addr)).then_some(mac).flatten()
+        },
+    )?;
+    Ok(found.into_iter().next())
+}

@@ -431,6 +431,39 @@ impl Dataplane for LinuxDataplane {
         }))
     }
 
+    fn neighbour_mac(
+        &self,
+        link: &str,
+        addr: std::net::Ipv4Addr,
+    ) -> Result<Option<[u8; 6]>, DataplaneError> {
+        let what = format!("resolve {addr} on {link}");
+        let fail = |e: String| DataplaneError::new(what.clone(), e);
+        let index = self
+            .link_index(link)?
+            .ok_or_else(|| fail(format!("link {link} does not exist")))?;
+        // A datagram to the discard port makes the kernel ask (ARP); the
+        // answer lands in the neighbour table, which is polled.
+        let poke = || {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            sock.connect((addr, 9))?;
+            sock.send(&[]).map(|_| ())
+        };
+        for attempt in 0..60 {
+            let known =
+                link::neighbour(&mut self.route(), index, addr).map_err(|e| fail(e.to_string()))?;
+            if known.is_some() {
+                return Ok(known);
+            }
+            if attempt % 10 == 0 {
+                if let Ok(Err(e)) = self.in_home(poke) {
+                    log::debug!("{what}: {e}");
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(None)
+    }
+
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         let fail =
             |e: NetlinkError| DataplaneError::new("look up the default route", e.to_string());
@@ -755,6 +788,7 @@ mod tests {
             table: "hostnet",
             set: "ports",
             key: n.to_be_bytes().to_vec(),
+            key_end: None,
             data: None,
             text: n.to_string(),
         }

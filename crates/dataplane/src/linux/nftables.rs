@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use hostnet_nft::{Family, SetElement};
+use hostnet_nft::{Data, Family, SetElement};
 
 use super::netlink::{Message, NetlinkError, Socket};
 use crate::DataplaneError;
@@ -37,6 +37,12 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+/// `NFT_GOTO`, as the kernel's signed verdict code.
+const NFT_GOTO: i32 = -4;
 const NFTA_DATA_VALUE: u16 = 1;
 
 /// Elements per set message; keeps each message far below socket limits.
@@ -130,7 +136,7 @@ pub fn apply(
         while end < messages.len() && (end == start || bytes < BATCH_BYTES) {
             bytes += messages[end]
                 .iter()
-                .map(|&i| all[i].key.len() + all[i].data.as_ref().map_or(0, Vec::len) + 32)
+                .map(|&i| element_bytes(&all[i]))
                 .sum::<usize>();
             end += 1;
         }
@@ -250,16 +256,43 @@ fn set_message(
             .begin_nest(NFTA_SET_ELEM_KEY)
             .attr(NFTA_DATA_VALUE, &e.key)
             .end_nest();
-        // Deletes identify elements by key; only adds carry the data.
-        if let (Some(data), Change::Add) = (&e.data, change) {
-            msg.begin_nest(NFTA_SET_ELEM_DATA)
-                .attr(NFTA_DATA_VALUE, data)
+        // An interval element is its whole range, for deletes too.
+        if let Some(end) = &e.key_end {
+            msg.begin_nest(NFTA_SET_ELEM_KEY_END)
+                .attr(NFTA_DATA_VALUE, end)
                 .end_nest();
+        }
+        // Deletes identify elements by key; only adds carry the data.
+        match (&e.data, change) {
+            (Some(Data::Value(data)), Change::Add) => {
+                msg.begin_nest(NFTA_SET_ELEM_DATA)
+                    .attr(NFTA_DATA_VALUE, data)
+                    .end_nest();
+            }
+            (Some(Data::Goto(chain)), Change::Add) => {
+                msg.begin_nest(NFTA_SET_ELEM_DATA)
+                    .begin_nest(NFTA_DATA_VERDICT)
+                    .attr(NFTA_VERDICT_CODE, &NFT_GOTO.to_be_bytes())
+                    .attr_str(NFTA_VERDICT_CHAIN, chain)
+                    .end_nest()
+                    .end_nest();
+            }
+            _ => {}
         }
         msg.end_nest();
     }
     msg.end_nest();
     (msg, offsets)
+}
+
+/// An upper bound of an element's bytes in a message.
+fn element_bytes(e: &SetElement) -> usize {
+    let data = match &e.data {
+        Some(Data::Value(v)) => v.len(),
+        Some(Data::Goto(chain)) => chain.len() + 16,
+        None => 0,
+    };
+    e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48
 }
 
 /// Runs `nft -f -` with `script` on stdin, in the namespace `netns`.

@@ -62,6 +62,15 @@ impl NetworkKind {
         NetworkKind::Layered,
     ];
 
+    /// Whether the network takes over a host adapter (Transparent, L2Bridge,
+    /// L2Tunnel: their endpoints are on the physical network).
+    pub fn binds_adapter(self) -> bool {
+        matches!(
+            self,
+            NetworkKind::Transparent | NetworkKind::L2Bridge | NetworkKind::L2Tunnel
+        )
+    }
+
     /// The canonical HCN spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,131 @@
+//! The L2Bridge and L2Tunnel drivers: containers on the physical network
+//! behind the host's MAC.
+//!
+//! The network binds an adapter exactly as Transparent does (the bridge
+//! takes the adapter as its uplink port and the host's addresses and MAC).
+//! On top, the bridge table rewrites MACs at the uplink: every frame leaves
+//! with the host's MAC (ARP sender included), and frames arriving for the
+//! host's MAC are given back to the endpoint that owns the destination IP.
+//! So the upstream switch only ever learns the host's MAC, and ARP for an
+//! endpoint is answered with it. Same-subnet traffic on one host stays in
+//! the bridge; cross-subnet traffic goes to the physical gateway.
+//!
+//! L2Tunnel adds one rule at each endpoint port: every unicast frame goes
+//! to the physical gateway's MAC, even for a neighbour on the same bridge,
+//! so the gateway (and its policy) sees all traffic and hairpins it back.
+//!
+//! `OutBoundNAT` endpoints detour through the host: their frames, except
+//! towards the exception prefixes, are handed to the host's stack, which
+//! routes and masquerades them to its own address.
+
+use std::net::IpAddr;
+
+use hostnet_dataplane::{Adapter, Op};
+use hostnet_nft::{self as nft, SetElement};
+use uuid::Uuid;
+
+pub use crate::bridge::{Endpoint, Network, L2};
+use crate::transparent;
+
+/// Bind `adapter` (as Transparent does), then rewrite MACs at it. The host
+/// forwards, for outbound NAT and for host-endpoint gateways.
+pub fn network_up(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
+    let mut ops = vec![Op::Sysctl {
+        key: "net/ipv4/ip_forward".into(),
+        value: "1".into(),
+    }];
+    ops.extend(transparent::network_up(id, adapter));
+    ops.push(Op::AddElements(nft::l2::uplink(&adapter.name, adapter.mac)));
+    ops
+}
+
+/// The exact reverse of [`network_up`] (forwarding stays on).
+pub fn network_down(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
+    network_up(id, adapter)
+        .iter()
+        .rev()
+        .filter_map(|op| op.undo())
+        .collect()
+}
+
+/// The elements an endpoint owns from its creation: its entry behind the
+/// uplink, and its outbound NAT.
+pub fn endpoint_elements(l2: &L2, ep: &Endpoint) -> Vec<SetElement> {
+    let IpAddr::V4(addr) = ep.address.addr() else {
+        return Vec::new();
+    };
+    let mut els = vec![nft::l2::endpoint(&l2.uplink, addr, ep.mac)];
+    if let Some(exceptions) = &ep.outbound_nat {
+        els.extend(nft::l2::outbound_nat(addr, exceptions));
+    }
+    els
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::tests::endpoint;
+    use crate::bridge::{endpoint_attach, Plug};
+    use hostnet_nft::Data;
+    use std::path::Path;
+
+    fn adapter() -> Adapter {
+        Adapter {
+            name: "eth0".into(),
+            index: 2,
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            addresses: vec!["192.0.2.11/24".parse().unwrap()],
+            routes: Vec::new(),
+            master: None,
+        }
+    }
+
+    #[test]
+    fn uplink_rewrite_goes_last_and_comes_off_first() {
+        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
+        let up = network_up(&id, &adapter());
+        assert!(matches!(up.last(), Some(Op::AddElements(e)) if e.len() == 2));
+        let down = network_down(&id, &adapter());
+        assert!(matches!(down.first(), Some(Op::DeleteElements(e)) if e.len() == 2));
+        assert!(matches!(down.last(), Some(Op::DeleteLink { .. })));
+    }
+
+    #[test]
+    fn tunnel_ports_detour_to_the_gateway() {
+        let l2 = L2 {
+            uplink: "eth0".into(),
+            host_mac: [2, 0, 0, 0, 0, 1],
+            gateway_mac: Some([2, 0, 0, 0, 0, 0xfe]),
+        };
+        let net = Network {
+            id: Uuid::from_u128(1),
+            gateways: Vec::new(),
+            mtu: 1500,
+            l2: Some(l2),
+        };
+        let plug = Plug {
+            netns: Path::new("/x"),
+            ifname: "eth0",
+            nic_index: 0,
+        };
+        let ops = endpoint_attach(&net, &endpoint(), plug);
+        let Op::AddElements(els) = &ops[1] else {
+            panic!("{ops:?}")
+        };
+        assert!(els.iter().any(|e| e.data == Some(Data::Goto(nft::TUNNEL))));
+    }
+
+    #[test]
+    fn outbound_nat_endpoints_own_their_exceptions() {
+        let l2 = L2 {
+            uplink: "eth0".into(),
+            host_mac: [2, 0, 0, 0, 0, 1],
+            gateway_mac: None,
+        };
+        let mut ep = endpoint();
+        ep.outbound_nat = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+        let els = endpoint_elements(&l2, &ep);
+        assert_eq!(els.len(), 4, "endpoint, source, exception in each table");
+    }
+}

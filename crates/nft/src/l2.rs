@@ -1,0 +1,214 @@
+//! Elements of the L2Bridge and L2Tunnel data path (bridge table) and of
+//! outbound NAT (both tables).
+//!
+//! On the wire every frame of an L2 network carries the host adapter's MAC:
+//! frames leaving through the uplink get it as source (ARP sender too), and
+//! frames arriving for the host's MAC are given the endpoint's MAC back,
+//! looked up by destination IP (ARP target for replies). Two detours start
+//! at an endpoint's port: outbound NAT sends the frame to the host's own
+//! MAC so the host routes and NATs it; L2Tunnel sends every unicast frame
+//! to the physical gateway's MAC, so even a neighbour on the same bridge is
+//! reached through the gateway (hairpin).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::ruleset::{
+    ifname, FROM_UPLINK, L2_ENDPOINTS4, L2_PORTS, L2_PORT_GATEWAYS, L2_PORT_HOST_MACS,
+    L2_UPLINK_MACS, ONAT_EXCEPTIONS4, ONAT_SOURCES4, OUTBOUND_NAT, TABLE, TUNNEL,
+    TUNNEL_OUTBOUND_NAT,
+};
+use crate::{Data, Family, SetElement};
+
+/// What happens to the frames an endpoint's port receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detour {
+    /// Outbound NAT: frames not to an exception go to the host (`host_mac`).
+    OutboundNat { host_mac: [u8; 6] },
+    /// L2Tunnel: unicast frames go to the physical gateway.
+    Tunnel { gateway_mac: [u8; 6] },
+    /// Both: NATed frames to the host, the rest to the gateway.
+    TunnelOutboundNat {
+        host_mac: [u8; 6],
+        gateway_mac: [u8; 6],
+    },
+}
+
+/// The uplink of an L2 network: frames arriving on it for the host's MAC
+/// are looked up, frames leaving through it take `host_mac`.
+pub fn uplink(name: &str, host_mac: [u8; 6]) -> Vec<SetElement> {
+    vec![
+        goto(L2_PORTS, name, FROM_UPLINK),
+        mac_of(L2_UPLINK_MACS, name, host_mac),
+    ]
+}
+
+/// An endpoint behind `uplink`: frames for `addr` get `mac` back.
+pub fn endpoint(uplink: &str, addr: Ipv4Addr, mac: [u8; 6]) -> SetElement {
+    let mut key = ifname(uplink);
+    key.extend_from_slice(&addr.octets());
+    SetElement {
+        family: Family::Bridge,
+        table: TABLE,
+        set: L2_ENDPOINTS4,
+        key,
+        key_end: None,
+        data: Some(Data::Value(mac.to_vec())),
+        text: format!("\"{uplink}\" . {addr} : {}", mac_text(mac)),
+    }
+}
+
+/// The detour elements of an endpoint's port (host end of its veth).
+pub fn port(name: &str, detour: Detour) -> Vec<SetElement> {
+    match detour {
+        Detour::OutboundNat { host_mac } => vec![
+            goto(L2_PORTS, name, OUTBOUND_NAT),
+            mac_of(L2_PORT_HOST_MACS, name, host_mac),
+        ],
+        Detour::Tunnel { gateway_mac } => vec![
+            goto(L2_PORTS, name, TUNNEL),
+            mac_of(L2_PORT_GATEWAYS, name, gateway_mac),
+        ],
+        Detour::TunnelOutboundNat {
+            host_mac,
+            gateway_mac,
+        } => vec![
+            goto(L2_PORTS, name, TUNNEL_OUTBOUND_NAT),
+            mac_of(L2_PORT_HOST_MACS, name, host_mac),
+            mac_of(L2_PORT_GATEWAYS, name, gateway_mac),
+        ],
+    }
+}
+
+/// Outbound NAT of `source`: its routed traffic is masqueraded to the
+/// host's address except towards `exceptions`. The exceptions go into both
+/// tables: the bridge table decides what detours through the host.
+pub fn outbound_nat(source: Ipv4Addr, exceptions: &[Ipv4Net]) -> Vec<SetElement> {
+    let mut out = vec![SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: ONAT_SOURCES4,
+        key: source.octets().to_vec(),
+        key_end: None,
+        data: None,
+        text: source.to_string(),
+    }];
+    for family in [Family::Inet, Family::Bridge] {
+        for p in disjoint(exceptions) {
+            let mut key = source.octets().to_vec();
+            key.extend_from_slice(&p.network().octets());
+            let mut key_end = source.octets().to_vec();
+            key_end.extend_from_slice(&p.broadcast().octets());
+            out.push(SetElement {
+                family,
+                table: TABLE,
+                set: ONAT_EXCEPTIONS4,
+                key,
+                key_end: Some(key_end),
+                data: None,
+                text: format!("{source} . {p}"),
+            });
+        }
+    }
+    out
+}
+
+/// The prefixes, truncated to their networks, without any that another
+/// covers: an interval set refuses overlapping elements, and prefixes
+/// either nest or are disjoint.
+fn disjoint(prefixes: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    let mut all: Vec<Ipv4Net> = prefixes.iter().map(|p| p.trunc()).collect();
+    all.sort_by_key(|p| (p.prefix_len(), p.network()));
+    all.dedup();
+    let mut out: Vec<Ipv4Net> = Vec::new();
+    for p in all {
+        if !out.iter().any(|q| q.contains(&p)) {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn goto(set: &'static str, port: &str, chain: &'static str) -> SetElement {
+    SetElement {
+        family: Family::Bridge,
+        table: TABLE,
+        set,
+        key: ifname(port),
+        key_end: None,
+        data: Some(Data::Goto(chain)),
+        text: format!("\"{port}\" : goto {chain}"),
+    }
+}
+
+fn mac_of(set: &'static str, port: &str, mac: [u8; 6]) -> SetElement {
+    SetElement {
+        family: Family::Bridge,
+        table: TABLE,
+        set,
+        key: ifname(port),
+        key_end: None,
+        data: Some(Data::Value(mac.to_vec())),
+        text: format!("\"{port}\" : {}", mac_text(mac)),
+    }
+}
+
+fn mac_text(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exceptions_are_made_disjoint() {
+        let p = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let got = disjoint(&[
+            p("10.1.0.0/16"),
+            p("10.0.0.0/8"),
+            p("192.0.2.7/24"),
+            p("10.0.0.0/8"),
+        ]);
+        assert_eq!(got, vec![p("10.0.0.0/8"), p("192.0.2.0/24")]);
+    }
+
+    #[test]
+    fn exception_ranges_cover_the_prefix() {
+        let els = outbound_nat(
+            Ipv4Addr::new(192, 0, 2, 50),
+            &["198.18.0.0/15".parse().unwrap()],
+        );
+        assert_eq!(els.len(), 3, "source + one exception in each table");
+        let e = &els[1];
+        assert_eq!(e.key, vec![192, 0, 2, 50, 198, 18, 0, 0]);
+        assert_eq!(e.key_end, Some(vec![192, 0, 2, 50, 198, 19, 255, 255]));
+        assert_eq!(e.text, "192.0.2.50 . 198.18.0.0/15");
+    }
+
+    #[test]
+    fn endpoint_key_is_uplink_then_address() {
+        let e = endpoint("eth0", Ipv4Addr::new(192, 0, 2, 50), [2, 0x4e, 0, 0, 0, 1]);
+        assert_eq!(e.key.len(), 20);
+        assert_eq!(&e.key[16..], &[192, 0, 2, 50]);
+        assert_eq!(e.text, "\"eth0\" . 192.0.2.50 : 02:4e:00:00:00:01");
+    }
+
+    #[test]
+    fn tunnel_with_nat_has_both_macs() {
+        let els = port(
+            "hnve1",
+            Detour::TunnelOutboundNat {
+                host_mac: [2, 0, 0, 0, 0, 1],
+                gateway_mac: [2, 0, 0, 0, 0, 2],
+            },
+        );
+        assert_eq!(els[0].data, Some(Data::Goto(TUNNEL_OUTBOUND_NAT)));
+        assert_eq!(els.len(), 3);
+    }
+}
