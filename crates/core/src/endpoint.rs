@@ -49,9 +49,12 @@ impl Service {
         check_ports(&st, &mappings, None)?;
 
         let id = new_endpoint_id(&st);
+        let gateway_taken = st.endpoints.values().any(|e| {
+            e.network == net_id && is_gateway(&st.networks[&net_id], e.plan.address.addr())
+        });
         let net = st.networks.get_mut(&net_id).expect("checked above");
         check_next_hops(net, &spec)?;
-        let (address, gateway) = take_address(net, &spec)?;
+        let (address, gateway) = take_address(net, &spec, gateway_taken)?;
         let mac = match take_mac(net, &spec, address.addr()) {
             Ok(m) => m,
             Err(e) => {
@@ -123,8 +126,9 @@ impl Service {
         let ep = st.endpoints.remove(&id).expect("checked above");
         let mut ops = Vec::new();
         if let Some(net) = st.networks.get(&ep.network) {
-            if ep.namespace.is_some() {
-                ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan));
+            if let Some(ns) = ep.namespace {
+                let host = st.namespaces.get(&ns).is_some_and(|n| n.host);
+                ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, host));
             }
             ops.push(Op::DeleteElements(endpoint_elements(net, &ep.plan)));
         }
@@ -508,8 +512,23 @@ fn new_endpoint_id(st: &State) -> Uuid {
 fn take_address(
     net: &mut NetworkRec,
     spec: &EndpointSpec,
+    gateway_taken: bool,
 ) -> Result<(IpNet, Option<IpAddr>), HcnError> {
     let net_name = guid(&spec.network);
+    // On an L2 network with a custom subnet, the gateway is the host
+    // endpoint the user creates with the gateway's address (the pools keep
+    // it from every other endpoint).
+    if let [cfg] = spec.ip_configs.as_slice() {
+        if is_gateway(net, cfg.address) && !gateway_taken {
+            let pool = net
+                .pools
+                .iter()
+                .find(|p| p.contains(cfg.address))
+                .expect("gateway of a pool");
+            let len = pool.prefix().prefix_len();
+            return Ok((IpNet::new(cfg.address, len).expect("valid"), None));
+        }
+    }
     match spec.ip_configs.as_slice() {
         [] => {
             let mut last = None;
@@ -567,6 +586,12 @@ fn take_address(
             "NAT endpoints take one IpConfiguration (IPv4): remove the others",
         )),
     }
+}
+
+/// Whether `ip` is the gateway of one of an L2 network's subnets (which a
+/// host endpoint may hold).
+pub(crate) fn is_gateway(net: &NetworkRec, ip: IpAddr) -> bool {
+    net.plan.l2.is_some() && net.pools.iter().any(|p| p.gateway() == Some(ip))
 }
 
 /// Every route's next hop must be on the network, or the kernel would

@@ -2,8 +2,10 @@
 //! and detach (schema §9).
 
 use hostnet_dataplane::{apply, teardown, Op};
-use hostnet_drivers::bridge;
-use hostnet_model::domain::NamespaceChange;
+use std::path::PathBuf;
+
+use hostnet_drivers::{bridge, names};
+use hostnet_model::domain::{NamespaceChange, NamespaceKind};
 use hostnet_model::wire::{HostComputeNamespace, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::Txn;
@@ -12,7 +14,12 @@ use uuid::Uuid;
 
 use crate::endpoint::remove_resource;
 use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
-use crate::service::{EndpointRec, NamespaceRec, Service, State};
+use crate::service::{EndpointRec, NamespaceRec, Service, State, HOST_NETNS};
+
+/// The undo of each op, last first.
+fn undo_all(ops: &[Op]) -> Vec<Op> {
+    ops.iter().rev().filter_map(Op::undo).collect()
+}
 
 impl Service {
     pub(crate) fn create_namespace(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
@@ -25,20 +32,38 @@ impl Service {
             st.namespaces.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
         let id = Uuid::new_v4();
-        let path = self.config.netns_dir.join(guid(&id));
+        // The host's default namespace is the host's own: endpoints
+        // attached to it are host endpoints (a host vNIC on the switch).
+        let host = spec.kind == NamespaceKind::HostDefault;
+        if let Some((other, _)) = st.namespaces.iter().find(|(_, n)| n.host).filter(|_| host) {
+            return Err(HcnError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "the host's default namespace exists already as {}: attach host endpoints to it",
+                    guid(other)
+                ),
+            ));
+        }
+        let path = match host {
+            true => PathBuf::from(HOST_NETNS),
+            false => self.config.netns_dir.join(guid(&id)),
+        };
         let mut obj = to_object(&wire);
         obj.insert("ID".into(), json!(guid(&id)));
         obj.entry("Type").or_insert_with(|| json!("Host"));
         obj.insert("Resources".into(), json!([]));
         obj.insert("NetNsPath".into(), json!(path.display().to_string()));
 
-        let create = Op::CreateNetns { path: path.clone() };
-        apply(self.dp.as_ref(), std::slice::from_ref(&create))
+        let create = match host {
+            true => Vec::new(),
+            false => vec![Op::CreateNetns { path: path.clone() }],
+        };
+        apply(self.dp.as_ref(), &create)
             .map_err(|e| internal("creating the network namespace", e))?;
         let mut txn = Txn::new();
         txn.put(Kind::Namespace.collection(), &guid(&id), bytes(&obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &[Op::DeleteNetns { path }]);
+            teardown(self.dp.as_ref(), &undo_all(&create));
             return Err(e);
         }
         st.namespaces.insert(
@@ -48,6 +73,7 @@ impl Service {
                 name: spec.name,
                 path,
                 endpoints: Vec::new(),
+                host,
             },
         );
         Ok(obj)
@@ -73,6 +99,9 @@ impl Service {
         txn.delete(Kind::Namespace.collection(), &guid(&id));
         self.commit(txn)?;
         let ns = st.namespaces.remove(&id).expect("checked above");
+        if ns.host {
+            return Ok(());
+        }
         for e in teardown(self.dp.as_ref(), &[Op::DeleteNetns { path: ns.path }]) {
             log::warn!("namespace {}: {e} (left for the next reconcile)", guid(&id));
         }
@@ -88,7 +117,7 @@ impl Service {
         match hostnet_model::parse_namespace_change(req)? {
             NamespaceChange::AddEndpoint(ep) => {
                 let ifname = interface_name(&req.settings)?;
-                self.attach(id, given, ep, &ifname)
+                self.attach(id, given, ep, ifname.as_deref())
             }
             NamespaceChange::RemoveEndpoint(ep) => self.detach(id, given, ep),
             NamespaceChange::AddContainer(_) | NamespaceChange::RemoveContainer(_) => {
@@ -105,10 +134,17 @@ impl Service {
         ns_id: Uuid,
         given: &str,
         ep_id: Uuid,
-        ifname: &str,
+        ifname: Option<&str>,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
+        // A host endpoint is the host's address on the network's bridge.
+        let ifname = match (ifname, ns.host) {
+            (_, true) => names::bridge(&ep.network),
+            (Some(n), false) => n.to_string(),
+            (None, false) => crate::endpoint::DEFAULT_IFNAME.to_string(),
+        };
+        let ifname = ifname.as_str();
         if let Some(current) = ep.namespace {
             return Err(HcnError::new(
                 ErrorCode::EndpointNamespaceAlreadyExists,
@@ -124,6 +160,7 @@ impl Service {
             netns: &ns.path,
             ifname,
             nic_index: ns.endpoints.len() as u32,
+            host: ns.host,
         };
         let ops = bridge::endpoint_attach(&net.plan, &ep.plan, plug);
         apply(self.dp.as_ref(), &ops).map_err(|e| {
@@ -151,7 +188,7 @@ impl Service {
         if let Err(e) = self.commit(txn) {
             teardown(
                 self.dp.as_ref(),
-                &bridge::endpoint_detach(&net.plan, &ep.plan),
+                &bridge::endpoint_detach(&net.plan, &ep.plan, ns.host),
             );
             return Err(e);
         }
@@ -196,7 +233,7 @@ impl Service {
         let net = &st.networks[&ep.network];
         for e in teardown(
             self.dp.as_ref(),
-            &bridge::endpoint_detach(&net.plan, &ep.plan),
+            &bridge::endpoint_detach(&net.plan, &ep.plan, ns.host),
         ) {
             log::warn!(
                 "detaching endpoint {}: {e} (left for the next reconcile)",
@@ -234,10 +271,10 @@ fn namespace_and_endpoint<'a>(
 }
 
 /// The interface name inside the namespace: hostnet's `InterfaceName`
-/// setting of the attach request (what CNI_IFNAME becomes), else `eth0`.
-fn interface_name(settings: &Value) -> Result<String, HcnError> {
+/// setting of the attach request (what CNI_IFNAME becomes), if given.
+fn interface_name(settings: &Value) -> Result<Option<String>, HcnError> {
     let Some(v) = settings.get("InterfaceName") else {
-        return Ok(crate::endpoint::DEFAULT_IFNAME.into());
+        return Ok(None);
     };
     match v.as_str() {
         Some(s)
@@ -245,7 +282,7 @@ fn interface_name(settings: &Value) -> Result<String, HcnError> {
                 && s.len() <= 15
                 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':') =>
         {
-            Ok(s.to_string())
+            Ok(Some(s.to_string()))
         }
         _ => Err(HcnError::new(
             ErrorCode::InvalidJson,

@@ -57,11 +57,12 @@ impl Service {
                     .ok_or_else(|| {
                         HcnError::new(ErrorCode::InvalidIp, "its address is outside the network")
                     })?;
-                if let Err(e) = pool.reserve(cfg.address) {
+                let holds_gateway = pool.gateway() == Some(cfg.address);
+                if let (Err(e), false) = (pool.reserve(cfg.address), holds_gateway) {
                     log::warn!("endpoint {key}: {e}");
                 }
                 let address = IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
-                let gateway = pool.gateway();
+                let gateway = pool.gateway().filter(|_| !holds_gateway);
                 let mac = spec
                     .mac
                     .map(|m| m.0)
@@ -119,6 +120,7 @@ impl Service {
                         .filter(|(_, e)| e.namespace == Some(id))
                         .map(|(eid, _)| *eid)
                         .collect();
+                    let host = spec.kind == hostnet_model::domain::NamespaceKind::HostDefault;
                     st.namespaces.insert(
                         id,
                         NamespaceRec {
@@ -126,6 +128,7 @@ impl Service {
                             name: spec.name,
                             path,
                             endpoints,
+                            host,
                         },
                     );
                 }
@@ -190,8 +193,8 @@ impl Service {
                 continue;
             };
             elements.extend(endpoint_elements(net, &ep.plan));
-            if ep.namespace.is_some() {
-                elements.extend(bridge::port_elements(&net.plan, &ep.plan));
+            if let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) {
+                elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
             }
         }
         dp.load_tables(&hostnet_nft::tables(&elements))
@@ -238,7 +241,7 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
         }
-        for (id, ns) in &st.namespaces {
+        for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
             if !dp.netns_exists(&ns.path) {
                 log::info!("rebuilding namespace {}", guid(id));
                 apply(
@@ -255,6 +258,20 @@ impl Service {
                 continue;
             };
             let name = names::host_veth(id);
+            if ns.host {
+                // A host endpoint is an address on the bridge.
+                let net = &st.networks[&ep.network];
+                let plug = bridge::Plug {
+                    netns: &ns.path,
+                    ifname: &ep.ifname,
+                    nic_index: 0,
+                    host: true,
+                };
+                if let Err(e) = apply(dp, &bridge::endpoint_attach(&net.plan, &ep.plan, plug)) {
+                    log::error!("endpoint {}: {e}", guid(id));
+                }
+                continue;
+            }
             if !links.contains(&name) {
                 log::info!("rebuilding the veth of endpoint {}", guid(id));
                 let net = &st.networks[&ep.network];
@@ -262,6 +279,7 @@ impl Service {
                     netns: &ns.path,
                     ifname: &ep.ifname,
                     nic_index: ns.endpoints.iter().position(|e| e == id).unwrap_or(0) as u32,
+                    host: ns.host,
                 };
                 let ops: Vec<Op> = bridge::endpoint_attach(&net.plan, &ep.plan, plug)
                     .into_iter()

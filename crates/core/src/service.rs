@@ -41,13 +41,18 @@ pub(crate) struct EndpointRec {
     pub ifname: String,
 }
 
-/// A namespace: a netns bind-mounted at `path`.
+/// A namespace: a netns bind-mounted at `path`, or the host's own
+/// (`HostDefault`), whose endpoints are host endpoints.
 pub(crate) struct NamespaceRec {
     pub obj: Map<String, Value>,
     pub name: String,
     pub path: PathBuf,
     pub endpoints: Vec<Uuid>,
+    pub host: bool,
 }
+
+/// Where the daemon finds its own (the host's) network namespace.
+pub(crate) const HOST_NETNS: &str = "/proc/self/ns/net";
 
 #[derive(Default)]
 pub(crate) struct State {

@@ -122,6 +122,10 @@ pub enum Op {
         addresses: Vec<IpNet>,
         routes: Vec<AdapterRoute>,
     },
+    /// Give `link` one more address (already there: nothing to do).
+    AddAddress { link: String, address: IpNet },
+    /// Take an address off `link` (not there: nothing to do).
+    DeleteAddress { link: String, address: IpNet },
 }
 
 impl Op {
@@ -154,7 +158,12 @@ impl Op {
                 addresses: addresses.clone(),
                 routes: routes.clone(),
             }),
+            Op::AddAddress { link, address } => Some(Op::DeleteAddress {
+                link: link.clone(),
+                address: *address,
+            }),
             Op::DeleteLink { .. }
+            | Op::DeleteAddress { .. }
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,

@@ -70,10 +70,20 @@ pub struct Plug<'a> {
     pub netns: &'a Path,
     pub ifname: &'a str,
     pub nic_index: u32,
+    /// A host endpoint: the namespace is the host's own, and the host is
+    /// already on the switch (the bridge is its interface there), so the
+    /// endpoint is its address on the bridge: no veth, no routes.
+    pub host: bool,
 }
 
 /// Plug an endpoint into a namespace: its veth, then its firewall defaults.
 pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> {
+    if plug.host {
+        return vec![Op::AddAddress {
+            link: names::bridge(&net.id),
+            address: ep.address,
+        }];
+    }
     let host_name = names::host_veth(&ep.id);
     let mut routes = ep.routes.clone();
     if let Some(gw) = ep.gateway {
@@ -102,14 +112,21 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             routes,
             ipv6: ep.address.addr().is_ipv6(),
         },
-        Op::AddElements(port_elements(net, ep)),
+        Op::AddElements(port_elements(net, ep, plug.host)),
     ]
 }
 
-/// Unplug an endpoint: its port's elements first, then the link.
-pub fn endpoint_detach(net: &Network, ep: &Endpoint) -> Vec<Op> {
+/// Unplug an endpoint (`host`: a host endpoint): its port's elements
+/// first, then the link.
+pub fn endpoint_detach(net: &Network, ep: &Endpoint, host: bool) -> Vec<Op> {
+    if host {
+        return vec![Op::DeleteAddress {
+            link: names::bridge(&net.id),
+            address: ep.address,
+        }];
+    }
     vec![
-        Op::DeleteElements(port_elements(net, ep)),
+        Op::DeleteElements(port_elements(net, ep, host)),
         Op::DeleteLink {
             name: names::host_veth(&ep.id),
         },
@@ -118,8 +135,11 @@ pub fn endpoint_detach(net: &Network, ep: &Endpoint) -> Vec<Op> {
 
 /// The elements of an endpoint's port: the firewall defaults, and on L2
 /// networks its detour (outbound NAT through the host, L2Tunnel through
-/// the gateway).
-pub fn port_elements(net: &Network, ep: &Endpoint) -> Vec<SetElement> {
+/// the gateway); a host endpoint has no port.
+pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement> {
+    if host {
+        return Vec::new();
+    }
     let host_name = names::host_veth(&ep.id);
     let mut els = vec![nft::endpoint_port(&host_name)];
     let Some(l2) = &net.l2 else {
@@ -179,6 +199,7 @@ pub(crate) mod tests {
             netns: Path::new("/x"),
             ifname: "eth1",
             nic_index: 1,
+            host: false,
         };
         let ops = endpoint_attach(&net, &endpoint(), plug);
         let Op::CreateVeth {

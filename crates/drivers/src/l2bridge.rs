@@ -108,6 +108,7 @@ mod tests {
             netns: Path::new("/x"),
             ifname: "eth0",
             nic_index: 0,
+            host: false,
         };
         let ops = endpoint_attach(&net, &endpoint(), plug);
         let Op::AddElements(els) = &ops[1] else {

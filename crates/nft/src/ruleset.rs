@@ -56,6 +56,15 @@ pub const L2_PORT_HOST_MACS: &str = "l2_port_host_macs";
 /// Where an L2Tunnel port's frames go (the physical gateway): `ifname : ether_addr`.
 pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 
+/// The packet mark bit the bridge table sets on an outbound-NAT
+/// endpoint's frames that it hands to the host's stack (through the
+/// bridge's own MAC, also those sent to a host endpoint: had they crossed
+/// the bridge, `br_netfilter` would have tracked them there, unNATed). With
+/// `br_netfilter` even bridged frames pass the `inet` NAT hook, with the
+/// bridge as both interfaces, exactly like frames the host routes back out
+/// of the bridge; the mark tells them apart, so only routed traffic is NATed.
+pub const ROUTED_MARK: u32 = 0x0100_0000;
+
 /// Chains a port of [`L2_PORTS`] leads to.
 pub const FROM_UPLINK: &str = "from_uplink";
 pub const OUTBOUND_NAT: &str = "outbound_nat";
@@ -149,7 +158,7 @@ fn inet_table() -> String {
 	}}
 	chain postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
-		ip saddr @{ONAT_SOURCES4} jump outbound_nat
+		ip saddr @{ONAT_SOURCES4} meta mark & {ROUTED_MARK:#010x} != 0 jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
 		oifname @{NAT_BRIDGES} return
 		ip saddr @{NAT_SOURCES4} masquerade
@@ -207,7 +216,8 @@ fn bridge_table() -> String {
 		ether type arp arp daddr ether set iifname . arp daddr ip map @{L2_ENDPOINTS4} ether daddr set iifname . arp daddr ip map @{L2_ENDPOINTS4} meta pkttype set other
 	}}
 	chain {OUTBOUND_NAT} {{
-		meta pkttype other ether type ip ip saddr . ip daddr != @{ONAT_EXCEPTIONS4} ether daddr set iifname map @{L2_PORT_HOST_MACS} meta pkttype set host
+		meta pkttype host meta mark set meta mark | {ROUTED_MARK:#010x} return
+		meta pkttype other ether type ip ip saddr . ip daddr != @{ONAT_EXCEPTIONS4} ether daddr set iifname map @{L2_PORT_HOST_MACS} meta pkttype set host meta mark set meta mark | {ROUTED_MARK:#010x}
 	}}
 	chain {TUNNEL} {{
 		ether type ip ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 ether daddr set iifname map @{L2_PORT_GATEWAYS} meta pkttype set other

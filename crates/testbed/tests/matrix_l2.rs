@@ -17,7 +17,7 @@
 
 use hostnet_api::{ApiError, Kind};
 use hostnet_testbed::inspect::{iface_with, ip_out, learnt_macs, mac, neighbour, word_after};
-use hostnet_testbed::physical::{id, Container, Host, GATEWAY, OUTSIDE};
+use hostnet_testbed::physical::{id, Container, Host, GATEWAY, OUTSIDE, ROUTER_OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 use serde_json::{json, Value};
 
@@ -119,7 +119,7 @@ fn outside_sees(phys: &PhysicalNet, c: &Container, port: u16) -> String {
         &["tcp-serve", &format!("{OUTSIDE}:{port}")],
     );
     let (ok, said) = c.run(&["tcp-get", &format!("{OUTSIDE}:{port}")]);
-    assert!(ok, "{} -> outside: {said}", c.ip);
+    assert!(ok, "{} -> outside:{port}: {said}", c.ip);
     peer(&srv)
 }
 
@@ -268,6 +268,99 @@ fn l2bridge_sdn_route_without_next_hop_goes_through_the_host() {
     let host = h1.forwarded();
     assert_eq!(outside_sees(&phys, &a, 7000), A, "routed, not NATed");
     assert!(h1.forwarded() > host, "the host did not route it");
+}
+
+#[test]
+fn l2bridge_custom_subnet_with_a_host_endpoint_as_gateway() {
+    let Some(phys) = world("l2bridge_custom_subnet_with_a_host_endpoint_as_gateway", 1) else {
+        return;
+    };
+    let h1 = phys.host(0);
+    let c = h1.client();
+    // A subnet the physical network does not have; its gateway is the
+    // host endpoint made below (Kubernetes' win-bridge layout).
+    let mut body = l2_network("L2Bridge");
+    body["Ipams"][0]["Subnets"] = json!([{ "IpAddressPrefix": "10.10.1.0/24",
+        "Routes": [{ "NextHop": "10.10.1.2", "DestinationPrefix": "0.0.0.0/0" }] }]);
+    body["Policies"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "Type": "HostRoute", "Settings": {} }));
+    let net = id(&c
+        .create(Kind::Networks, &body)
+        .expect("custom subnet network"));
+    let host_ns = c
+        .create(Kind::Namespaces, &json!({ "Type": "HostDefault" }))
+        .expect("the host's namespace");
+    let gw = c
+        .create(
+            Kind::Endpoints,
+            &json!({ "HostComputeNetwork": net, "IpConfigurations": [{ "IpAddress": "10.10.1.2" }] }),
+        )
+        .expect("the host endpoint");
+    c.attach_endpoint(&id(&host_ns), &id(&gw))
+        .expect("attach to the host");
+    let routes_before_containers = ip_out(h1.path(), &["route", "show", "default"]);
+    assert_eq!(
+        word_after(&routes_before_containers, "via").as_deref(),
+        Some(GATEWAY),
+        "the host endpoint took the host's default route"
+    );
+    // The host is already on the switch: the host endpoint is its address
+    // on the network's bridge.
+    let hostif = iface_with(h1.path(), "10.10.1.2");
+    assert!(hostif.starts_with("hnbr"), "{hostif}");
+    // The gateway address is the host endpoint's alone.
+    refused(
+        c.create(
+            Kind::Endpoints,
+            &json!({ "HostComputeNetwork": net, "IpConfigurations": [{ "IpAddress": "10.10.1.2" }] }),
+        ),
+        0x803B_002F, // HCN_E_ADDR_INVALID_OR_RESERVED
+        "a second endpoint on the gateway's address",
+    );
+
+    let nat = json!([{ "Type": "OutBoundNAT", "Settings": { "Exceptions": ["10.10.1.0/24"] } }]);
+    let x = at(h1, "10.10.1.10", nat);
+    let y = at(h1, "10.10.1.11", json!([]));
+    // Host and containers reach each other (HostRoute).
+    let (ok, said) = x.run(&["ping", "10.10.1.2"]);
+    assert!(ok, "X -> host endpoint: {said}");
+    let (ok, said) = Probe::run(h1.path(), &["ping", "10.10.1.11"]);
+    assert!(ok, "host -> Y: {said}");
+    // Same subnet: bridged, own addresses.
+    assert_eq!(tcp_peer(&x, &y, 80), "10.10.1.10");
+    // X reaches the outside through the host, NATed to the host's address.
+    let host = h1.forwarded();
+    assert_eq!(outside_sees(&phys, &x, 7000), h1.addr);
+    assert!(h1.forwarded() > host, "the host did not route it");
+    // Y has no NAT: the physical network needs a route to the custom
+    // subnet through the host (a UDR), then Y is seen as itself.
+    phys.router
+        .ip(&["route", "add", "10.10.1.0/24", "via", &h1.addr]);
+    phys.outside
+        .ip(&["route", "add", "10.10.1.0/24", "via", ROUTER_OUTSIDE]);
+    assert_eq!(outside_sees(&phys, &y, 7001), "10.10.1.11");
+    let srv = y.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let (ok, said) = Probe::run(phys.outside.path(), &["tcp-get", "10.10.1.11:8080"]);
+    assert!(ok, "outside -> Y: {said}");
+    assert_eq!(peer(&srv), OUTSIDE);
+
+    // A restart keeps the host endpoint (not a stale link) and the path.
+    let mut phys = phys;
+    phys.hosts[0].daemon_mut().restart();
+    let h1 = phys.host(0);
+    assert_eq!(iface_with(h1.path(), "10.10.1.2"), hostif);
+    assert_eq!(outside_sees(&phys, &x, 7002), h1.addr);
+
+    // Deleting the host endpoint takes its address away.
+    let c = h1.client();
+    c.delete(Kind::Endpoints, &id(&gw))
+        .expect("delete the host endpoint");
+    assert!(
+        !ip_out(h1.path(), &["-o", "addr"]).contains("10.10.1.2/"),
+        "10.10.1.2 is still on the host"
+    );
 }
 
 // ---- L2Tunnel ----

@@ -304,6 +304,25 @@ impl LinuxDataplane {
         })
     }
 
+    fn change_address(&self, add: bool, link: &str, address: IpNet) -> Result<(), DataplaneError> {
+        let verb = if add { "add" } else { "delete" };
+        let fail = |m: String| DataplaneError::new(format!("{verb} {address} on {link}"), m);
+        let index = self
+            .link_index(link)?
+            .ok_or_else(|| fail("no such link".into()))?;
+        let mut sock = self.route();
+        let done = match add {
+            true => link::add_address(&mut sock, index, address),
+            false => link::delete_address(&mut sock, index, address),
+        };
+        match done {
+            Ok(()) => Ok(()),
+            Err(e) if add && e.errno == libc::EEXIST => Ok(()),
+            Err(e) if !add && e.errno == libc::EADDRNOTAVAIL => Ok(()),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
     fn sysctl(&self, key: &str, value: &str) -> Result<(), DataplaneError> {
         let fail = |m: String| DataplaneError::new(format!("sysctl {key}"), m);
         let path = sysctl_path(key).map_err(fail)?;
@@ -354,6 +373,8 @@ impl Dataplane for LinuxDataplane {
                 addresses,
                 routes,
             } => self.move_addresses(from, to, addresses, routes),
+            Op::AddAddress { link, address } => self.change_address(true, link, *address),
+            Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
         }
     }
 
