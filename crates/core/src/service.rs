@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hostnet_dataplane::Adapter;
 use hostnet_dataplane::Dataplane;
@@ -65,6 +65,8 @@ pub struct Service {
     pub(crate) store: Box<dyn Store>,
     pub(crate) dp: Box<dyn Dataplane>,
     pub(crate) config: Config,
+    /// Leases of endpoints on DHCP networks, renewed by their own thread.
+    pub(crate) leases: Arc<crate::dhcp::Leases>,
 }
 
 impl Service {
@@ -80,6 +82,7 @@ impl Service {
             store,
             dp,
             config,
+            leases: Arc::default(),
         };
         svc.load()?;
         svc.reconcile()?;
