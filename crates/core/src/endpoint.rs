@@ -47,6 +47,9 @@ impl Service {
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
         check_ports(&st, &mappings, None)?;
+        if st.networks[&net_id].is_dhcp() {
+            return self.create_dhcp_endpoint(st, &wire, &spec);
+        }
 
         let id = new_endpoint_id(&st);
         let gateway_taken = st.endpoints.values().any(|e| {
@@ -111,6 +114,8 @@ impl Service {
         };
         let mut txn = Txn::new();
         txn.delete(Kind::Endpoint.collection(), &guid(&id));
+        let lease = self.take_lease(&id);
+        txn.delete(hostnet_store::Collection::Meta, &crate::dhcp::key(&id));
         // Deleting an attached endpoint detaches it first (runtimes tear
         // down in either order).
         let ns_update = ep.namespace.and_then(|ns_id| {
@@ -121,7 +126,15 @@ impl Service {
                 (ns_id, obj)
             })
         });
-        self.commit(txn)?;
+        if let Err(e) = self.commit(txn) {
+            if let Some(l) = lease {
+                self.keep_lease(id, l);
+            }
+            return Err(e);
+        }
+        if let Some(l) = lease {
+            self.release_lease(l);
+        }
 
         let ep = st.endpoints.remove(&id).expect("checked above");
         let mut ops = Vec::new();
@@ -497,7 +510,7 @@ pub(crate) fn check_ports(
 }
 
 /// A fresh endpoint ID whose veth name no other endpoint has.
-fn new_endpoint_id(st: &State) -> Uuid {
+pub(crate) fn new_endpoint_id(st: &State) -> Uuid {
     loop {
         let id = Uuid::new_v4();
         let name = names::host_veth(&id);
@@ -641,7 +654,7 @@ fn take_mac(net: &mut NetworkRec, spec: &EndpointSpec, ip: IpAddr) -> Result<[u8
 }
 
 /// The service-filled fields of an endpoint.
-fn fill_endpoint(
+pub(crate) fn fill_endpoint(
     obj: &mut Map<String, Value>,
     id: &Uuid,
     net_id: &Uuid,
@@ -668,11 +681,7 @@ fn fill_endpoint(
             json!([{ "NextHop": gw.to_string(), "DestinationPrefix": "0.0.0.0/0" }]),
         );
     }
-    let no_dns = obj
-        .get("Dns")
-        .and_then(|v| v.as_object())
-        .is_none_or(|m| m.is_empty());
-    if no_dns {
+    if crate::dhcp::has_no_dns(obj) {
         if let Some(dns) = net
             .obj
             .get("Dns")

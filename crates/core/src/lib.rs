@@ -10,6 +10,7 @@
 
 mod adapter;
 mod config;
+mod dhcp;
 mod endpoint;
 mod namespace;
 mod network;
@@ -20,5 +21,6 @@ mod service;
 mod subnet;
 
 pub use config::Config;
+pub use hostnet_dhcp::Settings as DhcpSettings;
 pub use object::Kind;
 pub use service::Service;

@@ -44,20 +44,27 @@ impl Service {
             .values()
             .flat_map(|n| n.pools.iter().map(|p| p.prefix()))
             .collect();
-        let host_routes = if spec.subnets.is_empty() {
+        let dhcp = crate::dhcp::is_dhcp(&spec);
+        let host_routes = if spec.subnets.is_empty() && !dhcp {
             self.dp
                 .routed_prefixes()
                 .map_err(|e| internal("reading host routes", e))?
         } else {
             Vec::new()
         };
-        let subnets = subnet::resolve(&spec, &taken, &host_routes)?;
+        let subnets = match dhcp {
+            true => Vec::new(),
+            false => subnet::resolve(&spec, &taken, &host_routes)?,
+        };
         if let Some(a) = &adapter {
             crate::adapter::check_subnets_fit(a, &subnets)?;
         }
         let id = new_network_id(st);
         let mut obj = to_object(wire);
         fill_network(&mut obj, &id, &subnets, spec.kind);
+        if dhcp {
+            obj.insert("Ipams".into(), json!([{ "Type": "Dhcp" }]));
+        }
         let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
 
         // An adapter's binding is recorded before the kernel changes, so a
@@ -210,12 +217,6 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
                 "subnet policies (VLAN, VSID) are not supported on {kind} networks yet: remove them from subnet {}",
                 s.prefix
             ),
-        ));
-    }
-    if kind == NetworkKind::Transparent && spec.subnets.is_empty() {
-        return Err(HcnError::new(
-            ErrorCode::RequestUnsupported,
-            "Transparent networks without Ipams (addresses from the physical network's DHCP server) are not supported yet: give the physical subnets in Ipams",
         ));
     }
     if l2 && spec.subnets.is_empty() {

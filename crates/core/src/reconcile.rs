@@ -34,6 +34,7 @@ impl Service {
     pub(crate) fn load(&self) -> Result<(), HcnError> {
         let mut st = self.lock();
         let adapters: HashMap<Uuid, Adapter> = self.adapter_records()?.into_iter().collect();
+        let leases = self.lease_records()?;
         for (key, raw) in self.list_store(Collection::Networks)? {
             match self.load_network(&raw, &adapters) {
                 Ok((id, rec)) => {
@@ -47,22 +48,30 @@ impl Service {
                 let net = st.networks.get_mut(&spec.network).ok_or_else(|| {
                     HcnError::new(ErrorCode::NetworkNotFound, "its network is gone")
                 })?;
-                let cfg = spec.ip_configs.first().ok_or_else(|| {
-                    HcnError::new(ErrorCode::InvalidEndpoint, "it has no address")
-                })?;
-                let pool = net
-                    .pools
-                    .iter_mut()
-                    .find(|p| p.contains(cfg.address))
-                    .ok_or_else(|| {
-                        HcnError::new(ErrorCode::InvalidIp, "its address is outside the network")
+                let (address, gateway) = if net.is_dhcp() {
+                    crate::dhcp::loaded_address(leases.get(&id), &spec)?
+                } else {
+                    let cfg = spec.ip_configs.first().ok_or_else(|| {
+                        HcnError::new(ErrorCode::InvalidEndpoint, "it has no address")
                     })?;
-                let holds_gateway = pool.gateway() == Some(cfg.address);
-                if let (Err(e), false) = (pool.reserve(cfg.address), holds_gateway) {
-                    log::warn!("endpoint {key}: {e}");
-                }
-                let address = IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
-                let gateway = pool.gateway().filter(|_| !holds_gateway);
+                    let pool = net
+                        .pools
+                        .iter_mut()
+                        .find(|p| p.contains(cfg.address))
+                        .ok_or_else(|| {
+                            HcnError::new(
+                                ErrorCode::InvalidIp,
+                                "its address is outside the network",
+                            )
+                        })?;
+                    let holds_gateway = pool.gateway() == Some(cfg.address);
+                    if let (Err(e), false) = (pool.reserve(cfg.address), holds_gateway) {
+                        log::warn!("endpoint {key}: {e}");
+                    }
+                    let address =
+                        IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
+                    (address, pool.gateway().filter(|_| !holds_gateway))
+                };
                 let mac = spec
                     .mac
                     .map(|m| m.0)
@@ -135,6 +144,7 @@ impl Service {
                 Err(e) => log::error!("stored namespace {key} is unusable, skipped: {e}"),
             }
         }
+        self.hold_loaded_leases(&st, leases);
         // An endpoint whose namespace is gone is detached.
         let known: HashSet<Uuid> = st.namespaces.keys().copied().collect();
         for ep in st.endpoints.values_mut() {
@@ -161,7 +171,10 @@ impl Service {
         let obj: Map<String, Value> =
             serde_json::from_slice(raw).map_err(|e| internal("parsing", e))?;
         let id = id_of(&obj)?;
-        let subnets: Vec<Resolved> = subnet::resolve(&spec, &[], &[])?;
+        let subnets: Vec<Resolved> = match crate::dhcp::is_dhcp(&spec) {
+            true => Vec::new(),
+            false => subnet::resolve(&spec, &[], &[])?,
+        };
         let adapter = match spec.kind.binds_adapter() {
             true => Some(adapters.get(&id).cloned().ok_or_else(|| {
                 HcnError::new(ErrorCode::InvalidNetwork, "its adapter record is missing")

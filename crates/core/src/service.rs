@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hostnet_dataplane::Adapter;
 use hostnet_dataplane::Dataplane;
@@ -70,6 +70,8 @@ pub struct Service {
     pub(crate) store: Box<dyn Store>,
     pub(crate) dp: Box<dyn Dataplane>,
     pub(crate) config: Config,
+    /// Leases of endpoints on DHCP networks, renewed by their own thread.
+    pub(crate) leases: Arc<crate::dhcp::Leases>,
 }
 
 impl Service {
@@ -85,6 +87,7 @@ impl Service {
             store,
             dp,
             config,
+            leases: Arc::default(),
         };
         svc.load()?;
         svc.reconcile()?;

@@ -325,14 +325,35 @@ fn transparent_refusals() {
         transparent(&f, json!({})).unwrap_err().code,
         ErrorCode::AdapterNotFound
     );
-    let dhcp = json!({ "Name": "t3", "Type": "Transparent" });
-    assert_eq!(
-        f.svc.create(Kind::Network, &body(dhcp)).unwrap_err().code,
-        ErrorCode::RequestUnsupported
-    );
     assert!(f
         .dp
         .take()
         .iter()
         .all(|o| !matches!(o, Op::SetMaster { .. })));
+}
+
+/// A Transparent network without subnets takes addresses from DHCP. Only
+/// what happens before any DHCP exchange is checked here: an exchange would
+/// use a real socket on this process's interfaces (the kernel tests in
+/// crates/testbed/tests/transparent_dhcp.rs do it in namespaces of their own).
+#[test]
+fn transparent_without_subnets_is_dhcp() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.set_adapter(eth0());
+    let named = json!([{ "Type": "NetAdapterName", "Settings": { "NetworkAdapterName": "eth0" } }]);
+    for ipams in [None, Some(json!([])), Some(json!([{ "Type": "Dhcp" }]))] {
+        let mut n = json!({ "Name": "d", "Type": "Transparent", "Policies": named });
+        if let Some(i) = ipams {
+            n["Ipams"] = i;
+        }
+        let net = f.svc.create(Kind::Network, &body(n)).unwrap();
+        assert_eq!(net["Ipams"], json!([{ "Type": "Dhcp" }]), "{net}");
+        let id = net["ID"].as_str().unwrap().to_string();
+        // A static address is refused: DHCP gives the addresses.
+        let ep = json!({ "HostComputeNetwork": id, "IpConfigurations": [{ "IpAddress": "192.0.2.50" }] });
+        let e = f.svc.create(Kind::Endpoint, &body(ep)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidIp, "{e}");
+        assert!(f.svc.list(Kind::Endpoint, None).unwrap().is_empty());
+        f.svc.delete(Kind::Network, &id).unwrap();
+    }
 }

@@ -34,6 +34,10 @@ struct Args {
     /// MTU of bridges and endpoints.
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
+    /// Seconds a DHCP exchange (an endpoint's lease on a Transparent
+    /// network without subnets, a renewal) may take before it fails.
+    #[arg(long, default_value_t = 10.0)]
+    dhcp_timeout: f64,
 }
 
 fn main() {
@@ -60,6 +64,13 @@ fn run(args: Args) -> Result<(), String> {
     };
     let service = Service::start(config, Box::new(store), Box::new(dp))
         .map_err(|e| format!("start-up failed: {e}"))?;
+    let service = Arc::new(service);
+    let dhcp_timeout = std::time::Duration::try_from_secs_f64(args.dhcp_timeout)
+        .map_err(|e| format!("--dhcp-timeout {}: {e}", args.dhcp_timeout))?;
+    service.start_dhcp(hostnet_core::DhcpSettings {
+        timeout: dhcp_timeout,
+        ..Default::default()
+    });
     let listener = socket::bind(&args.socket)?;
     log::info!("serving the HCN v2 API on {}", args.socket.display());
 
@@ -68,7 +79,7 @@ fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = runtime.block_on(http::serve(listener, Arc::new(service)));
+    let result = runtime.block_on(http::serve(listener, service));
     let _ = std::fs::remove_file(&args.socket);
     result
 }

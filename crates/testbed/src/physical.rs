@@ -223,6 +223,20 @@ impl PhysicalNet {
     /// when dnsmasq is not installed (Debian `dnsmasq-base`); panics
     /// instead under `HOSTNET_REQUIRE_PRIV=1`. Stopped on drop.
     pub fn start_dhcp(&mut self, test: &str, range: &str) -> bool {
+        self.start_dhcp_with(test, range, "1h", &[])
+    }
+
+    /// [`PhysicalNet::start_dhcp`] with a lease time (dnsmasq's form:
+    /// "1h", "2m"; at least 2 minutes) and further dnsmasq arguments, e.g.
+    /// `--dhcp-option=option:T1,3` (renew after 3 s) or
+    /// `--dhcp-option=option:dns-server,192.0.2.53`.
+    pub fn start_dhcp_with(
+        &mut self,
+        test: &str,
+        range: &str,
+        lease: &str,
+        extra: &[&str],
+    ) -> bool {
         assert!(self.dhcp.is_none(), "DHCP already started");
         let Some(dnsmasq) = find_program("dnsmasq", &["/usr/sbin", "/sbin"]) else {
             missing_tool(
@@ -231,7 +245,13 @@ impl PhysicalNet {
             );
             return false;
         };
-        self.dhcp = Some(Dhcp::start(&dnsmasq, &self.router, "eth0", range));
+        self.dhcp = Some(Dhcp::start(
+            &dnsmasq,
+            &self.router,
+            "eth0",
+            &format!("{range},{lease}"),
+            extra,
+        ));
         true
     }
 
@@ -311,7 +331,7 @@ pub struct Dhcp {
 }
 
 impl Dhcp {
-    fn start(dnsmasq: &Path, ns: &Netns, interface: &str, range: &str) -> Self {
+    fn start(dnsmasq: &Path, ns: &Netns, interface: &str, range: &str, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(unique("dhcp"));
         std::fs::create_dir_all(&dir).expect("dhcp dir");
         let leases = dir.join("leases");
@@ -327,7 +347,8 @@ impl Dhcp {
             "--dhcp-authoritative",
         ])
         .arg(format!("--interface={interface}"))
-        .arg(format!("--dhcp-range={range},1h"))
+        .arg(format!("--dhcp-range={range}"))
+        .args(extra)
         .arg(format!("--dhcp-leasefile={}", leases.display()))
         .arg(format!("--pid-file={}", dir.join("pid").display()))
         .stdin(Stdio::null())
@@ -367,6 +388,18 @@ impl Dhcp {
     /// IP, hostname, client id).
     pub fn leases(&self) -> String {
         std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default()
+    }
+
+    /// The lease of `mac` ("02:4d:00:00:00:01", any case) in the lease
+    /// file: (expiry in Unix seconds, address).
+    pub fn lease_of(&self, mac: &str) -> Option<(u64, String)> {
+        let mac = mac.to_lowercase().replace('-', ":");
+        self.leases().lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[1].eq_ignore_ascii_case(&mac))
+                .then(|| Some((f[0].parse().ok()?, f[2].to_string())))
+                .flatten()
+        })
     }
 
     /// dnsmasq's log so far.
