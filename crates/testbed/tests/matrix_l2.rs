@@ -484,3 +484,63 @@ fn l2_bad_input_is_refused_and_changes_nothing() {
     );
     assert!(c.list(Kind::Endpoints, None).unwrap().is_empty());
 }
+
+// ---- firewall defaults ----
+
+/// The seed's defaults on an L2 endpoint: GRE from the router, a sibling
+/// on the same host and a container on another host is dropped; ICMP and
+/// UDP pass; GRE out is allowed and leaves with the container's address.
+fn firewall_defaults_hold(test: &str, kind: &str) {
+    let Some(phys) = world(test, 2) else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    create(h1, kind);
+    create(h2, "L2Bridge");
+    let a = at(h1, A, json!([]));
+    let b = at(h1, B, json!([]));
+    let d = at(h2, D, json!([]));
+    let listen = a.serve(&["raw-listen", "47"]);
+    let (ok, said) = Probe::run(phys.router.path(), &["raw-send", "47", A]);
+    assert!(ok, "raw-send from the router: {said}");
+    for c in [&b, &d] {
+        let (ok, said) = c.run(&["raw-send", "47", A]);
+        assert!(ok, "raw-send from {}: {said}", c.ip);
+    }
+    let (ok, said) = Probe::run(phys.router.path(), &["ping", A]);
+    assert!(ok, "router -> A: {said}");
+    for c in [&b, &d] {
+        let (ok, said) = c.run(&["ping", A]);
+        assert!(ok, "{} -> A: {said}", c.ip);
+    }
+    let udp = a.serve(&["udp-serve", "0.0.0.0:5353"]);
+    let (ok, said) = b.run(&["udp-get", &format!("{A}:5353")]);
+    assert!(ok, "UDP B -> A: {said}");
+    assert!(udp.next_line().is_some());
+    // A marker from inside: the first packet the listener saw must be it.
+    assert!(a.run(&["raw-send", "47", "127.0.0.1"]).0);
+    assert_eq!(
+        listen.next_line().as_deref(),
+        Some("got 127.0.0.1"),
+        "GRE from outside the container reached it ({kind})"
+    );
+    let out = Probe::serve(phys.outside.path(), &["raw-listen", "47"]);
+    assert!(a.run(&["raw-send", "47", OUTSIDE]).0);
+    assert_eq!(out.next_line(), Some(format!("got {A}")));
+}
+
+#[test]
+fn l2bridge_firewall_defaults_drop_other_protocols_inbound() {
+    firewall_defaults_hold(
+        "l2bridge_firewall_defaults_drop_other_protocols_inbound",
+        "L2Bridge",
+    );
+}
+
+#[test]
+fn l2tunnel_firewall_defaults_drop_other_protocols_inbound() {
+    firewall_defaults_hold(
+        "l2tunnel_firewall_defaults_drop_other_protocols_inbound",
+        "L2Tunnel",
+    );
+}
