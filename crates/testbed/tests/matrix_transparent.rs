@@ -21,6 +21,7 @@
 use std::path::Path;
 
 use hostnet_api::{ApiError, Kind};
+use hostnet_testbed::inspect::{iface_with, ip_out as ip, mac, neighbour, word_after};
 use hostnet_testbed::physical::{host_addr, id, Container, Host, GATEWAY, OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe, Session};
 use serde_json::{json, Value};
@@ -117,42 +118,12 @@ fn refused(r: Result<Value, ApiError>, want: u32, what: &str) {
     }
 }
 
-/// `ip ARGS` in the namespace at `ns`: its output.
-fn ip(ns: &Path, args: &[&str]) -> String {
-    let out = Probe::command(ns, "ip")
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {} in {}: {}",
-        args.join(" "),
-        ns.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The addresses of link `dev` in `ns`, one a line as `ip -o addr`
 /// prints them, without the `tentative` flag: IPv6 duplicate address
 /// detection on a fresh link finishes in its own time, whatever hostnet
 /// does.
 fn addresses(ns: &Path, dev: &str) -> String {
     ip(ns, &["-o", "addr", "show", "dev", dev]).replace(" tentative", "")
-}
-
-/// The word after `key` in `text`.
-fn word_after(text: &str, key: &str) -> Option<String> {
-    text.split_whitespace()
-        .skip_while(|w| *w != key)
-        .nth(1)
-        .map(str::to_string)
-}
-
-/// The MAC of link `dev` in `ns`.
-fn mac(ns: &Path, dev: &str) -> String {
-    let link = ip(ns, &["-o", "link", "show", "dev", dev]);
-    word_after(&link, "link/ether").unwrap_or_else(|| panic!("no MAC on {dev}: {link}"))
 }
 
 /// The bridge link `dev` of `ns` is a port of, if any.
@@ -183,34 +154,6 @@ fn links(ns: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// The container's interface (the one holding its address).
-fn iface(c: &Container) -> String {
-    ip(&c.netns, &["-o", "-4", "addr", "show"])
-        .lines()
-        .find(|l| l.contains(&format!(" inet {}/", c.ip)))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no interface holds {} in the container", c.ip))
-        .to_string()
-}
-
-/// The MAC the router has learnt for `addr` on the segment.
-fn router_neighbour(phys: &PhysicalNet, addr: &str) -> Option<String> {
-    word_after(&ip(phys.router.path(), &["neigh", "show", addr]), "lladdr")
-}
-
-/// How many packets `host` has routed (not bridged) so far.
-fn forwarded(host: &Host) -> u64 {
-    let out = host.netns.output("cat", &["/proc/net/snmp"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ip: Vec<&str> = text.lines().filter(|l| l.starts_with("Ip:")).collect();
-    ip[0]
-        .split_whitespace()
-        .zip(ip[1].split_whitespace())
-        .find(|(n, _)| *n == "ForwDatagrams")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("ForwDatagrams")
 }
 
 /// What a refused request must leave as it was: the host's links (with
@@ -314,7 +257,10 @@ fn binding_keeps_the_host_connected_and_unbinding_restores_it() {
     }
     host_reaches_the_outside(&phys, h1, 7000);
     // The router still knows the host by the same MAC.
-    assert_eq!(router_neighbour(&phys, &h1.addr), Some(eth0_mac.clone()));
+    assert_eq!(
+        neighbour(phys.router.path(), &h1.addr),
+        Some(eth0_mac.clone())
+    );
 
     h1.client().delete(Kind::Networks, &net).expect("delete");
     assert_eq!(
@@ -346,7 +292,7 @@ fn same_host_same_subnet_is_bridged() {
     let a = at(h1, A);
     let b = at(h1, B);
     let srv = b.serve(&["tcp-serve", "0.0.0.0:80"]);
-    let (router, host) = (phys.router_forwarded(), forwarded(h1));
+    let (router, host) = (phys.router_forwarded(), h1.forwarded());
     let (ok, said) = a.run(&["tcp-get", &format!("{B}:80")]);
     assert!(ok, "A -> B on one host: {said}");
     let seen = srv.next_line().unwrap_or_default();
@@ -355,7 +301,7 @@ fn same_host_same_subnet_is_bridged() {
         "B saw {seen:?}, not A"
     );
     assert_eq!(phys.router_forwarded(), router, "the router forwarded it");
-    assert_eq!(forwarded(h1), host, "the host routed it");
+    assert_eq!(h1.forwarded(), host, "the host routed it");
 
     // Each endpoint is on the wire with its own MAC, and its default
     // route is its subnet's gateway.
@@ -370,16 +316,19 @@ fn same_host_same_subnet_is_bridged() {
         );
         let (ok, said) = c.run(&["ping", GATEWAY]);
         assert!(ok, "{} -> gateway: {said}", c.ip);
-        let own = mac(&c.netns, &iface(c));
+        let own = mac(&c.netns, &iface_with(&c.netns, &c.ip));
         assert_eq!(
-            router_neighbour(&phys, &c.ip),
+            neighbour(phys.router.path(), &c.ip),
             Some(own.clone()),
             "the router does not see {}'s own MAC",
             c.ip
         );
         assert_ne!(own, host_mac, "{} uses the host's MAC", c.ip);
     }
-    assert_ne!(mac(&a.netns, &iface(&a)), mac(&b.netns, &iface(&b)));
+    assert_ne!(
+        mac(&a.netns, &iface_with(&a.netns, &a.ip)),
+        mac(&b.netns, &iface_with(&b.netns, &b.ip))
+    );
 }
 
 #[test]
@@ -402,7 +351,7 @@ fn same_host_cross_subnet_is_routed_by_the_physical_gateway() {
         "{default}"
     );
     let srv = c.serve(&["tcp-serve", "0.0.0.0:80"]);
-    let (router, host) = (phys.router_forwarded(), forwarded(h1));
+    let (router, host) = (phys.router_forwarded(), h1.forwarded());
     let (ok, said) = a.run(&["tcp-get", &format!("{C}:80")]);
     assert!(ok, "A -> C across subnets: {said}");
     let seen = srv.next_line().unwrap_or_default();
@@ -416,7 +365,7 @@ fn same_host_cross_subnet_is_routed_by_the_physical_gateway() {
         "the router forwarded {} packets",
         phys.router_forwarded() - router
     );
-    assert_eq!(forwarded(h1), host, "the host routed it");
+    assert_eq!(h1.forwarded(), host, "the host routed it");
     assert_eq!(phys.router_redirects(), 0, "the router sent ICMP redirects");
 }
 
@@ -433,7 +382,7 @@ fn container_reaches_the_outside_unnated() {
         phys.outside.path(),
         &["tcp-serve", &format!("{OUTSIDE}:7000")],
     );
-    let host = forwarded(h1);
+    let host = h1.forwarded();
     for k in [&a, &c] {
         let router = phys.router_forwarded();
         let (ok, said) = k.run(&["tcp-get", &format!("{OUTSIDE}:7000")]);
@@ -449,7 +398,7 @@ fn container_reaches_the_outside_unnated() {
             "not through the physical gateway"
         );
     }
-    assert_eq!(forwarded(h1), host, "the host routed it (NAT?)");
+    assert_eq!(h1.forwarded(), host, "the host routed it (NAT?)");
 }
 
 #[test]
@@ -513,7 +462,7 @@ fn outside_reaches_a_container_directly() {
     bind(h1, Some("eth0"));
     let a = at(h1, A);
     let srv = a.serve(&["tcp-serve", "0.0.0.0:80"]);
-    let host = forwarded(h1);
+    let host = h1.forwarded();
     let (ok, said) = Probe::run(phys.outside.path(), &["tcp-get", &format!("{A}:80")]);
     assert!(ok, "outside -> A:80 without a published port: {said}");
     let seen = srv.next_line().unwrap_or_default();
@@ -521,7 +470,7 @@ fn outside_reaches_a_container_directly() {
         seen.starts_with(&format!("peer {OUTSIDE}:")),
         "A saw {seen:?}, not the outside"
     );
-    assert_eq!(forwarded(h1), host, "the host routed it");
+    assert_eq!(h1.forwarded(), host, "the host routed it");
 }
 
 #[test]
