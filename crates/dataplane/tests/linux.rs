@@ -532,6 +532,64 @@ fn set_and_map_elements() {
     });
 }
 
+/// The ACL maps (five-field interval keys, verdict data) load, take
+/// elements over nfnetlink, and give them back.
+#[test]
+fn acl_maps_take_interval_verdict_elements() {
+    use hostnet_policy::{
+        lower, Action, Condition, Direction, Group, LayerName, Origin, Port, PortKind, Proto, Rule,
+        RuleId,
+    };
+    let Some(tb) = Testbed::new() else { return };
+    let host = &tb.host;
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.load_tables(&format!(
+            "table inet hostnet {{\n{}}}\n",
+            hostnet_nft::acl::skeleton()
+        ))
+        .unwrap();
+        let web = Rule {
+            id: RuleId("web".into()),
+            direction: Direction::In,
+            priority: 100,
+            condition: Condition::any()
+                .protocols([Proto::TCP])
+                .remote([
+                    "192.0.2.0/24".parse().unwrap(),
+                    "198.51.100.0/24".parse().unwrap(),
+                ])
+                .local_ports([(80, 81), (443, 443)]),
+            action: Action::Allow,
+            origin: Origin::default(),
+        };
+        let deny = Rule {
+            id: RuleId("deny".into()),
+            priority: 1000,
+            condition: Condition::any(),
+            action: Action::Block,
+            ..web.clone()
+        };
+        let mut port = Port::new("ep", PortKind::Endpoint);
+        port.set_group(LayerName::AclHost, lower::firewall_defaults());
+        port.set_group(LayerName::AclSwitch, Group::new("acl", 0, vec![web, deny]));
+        let els = hostnet_nft::acl::elements("10.0.0.5".parse().unwrap(), &port).unwrap();
+        assert_eq!(els.len(), 5, "2 remotes x 2 port ranges, and the deny");
+        dp.execute(&Op::AddElements(els.clone())).unwrap();
+        let s0 = elements_of(host, "map", "acl_in_switch_0_s0");
+        assert_eq!(s0.matches("goto acl_in_host_0").count(), 4, "{s0}");
+        assert!(
+            s0.contains("10.0.0.5 . 198.51.100.0/24 . tcp . 443 . 0-65535"),
+            "{s0}"
+        );
+        let s1 = elements_of(host, "map", "acl_in_switch_0_s1");
+        assert!(s1.contains(": drop"), "{s1}");
+        dp.execute(&Op::DeleteElements(els)).unwrap();
+        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s0"), "");
+        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s1"), "");
+    });
+}
+
 fn measure_elements(dp: &LinuxDataplane) {
     let n = 200;
     let (mut add, mut del) = (Vec::new(), Vec::new());

@@ -51,4 +51,8 @@ pub enum Data {
     Value(Vec<u8>),
     /// A verdict map's `goto CHAIN`.
     Goto(&'static str),
+    /// A verdict map's `drop`.
+    Drop,
+    /// A verdict map's `return` (back to the chain that jumped here).
+    Return,
 }

@@ -9,6 +9,7 @@
 //! `nft -f` text, and encodes elements as the key/data bytes the kernel
 //! stores, which the dataplane sends over nfnetlink.
 
+pub mod acl;
 mod element;
 pub mod l2;
 mod ruleset;

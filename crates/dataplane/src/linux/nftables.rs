@@ -41,8 +41,10 @@ const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
-/// `NFT_GOTO`, as the kernel's signed verdict code.
+/// `NFT_GOTO`, `NFT_RETURN` and `NF_DROP`, as the kernel's signed verdict codes.
 const NFT_GOTO: i32 = -4;
+const NFT_RETURN: i32 = -5;
+const NF_DROP: i32 = 0;
 const NFTA_DATA_VALUE: u16 = 1;
 
 /// Elements per set message; keeps each message far below socket limits.
@@ -277,6 +279,17 @@ fn set_message(
                     .end_nest()
                     .end_nest();
             }
+            (Some(Data::Drop | Data::Return), Change::Add) => {
+                let code = match e.data {
+                    Some(Data::Drop) => NF_DROP,
+                    _ => NFT_RETURN,
+                };
+                msg.begin_nest(NFTA_SET_ELEM_DATA)
+                    .begin_nest(NFTA_DATA_VERDICT)
+                    .attr(NFTA_VERDICT_CODE, &code.to_be_bytes())
+                    .end_nest()
+                    .end_nest();
+            }
             _ => {}
         }
         msg.end_nest();
@@ -290,6 +303,7 @@ fn element_bytes(e: &SetElement) -> usize {
     let data = match &e.data {
         Some(Data::Value(v)) => v.len(),
         Some(Data::Goto(chain)) => chain.len() + 16,
+        Some(Data::Drop | Data::Return) => 16,
         None => 0,
     };
     e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48

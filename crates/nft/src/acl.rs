@@ -1,0 +1,476 @@
+//! Endpoint ACLs compiled into stratified verdict maps (design:
+//! shared/design/policy-model.md §4).
+//!
+//! The chains are static; every endpoint's rules are elements of shared
+//! maps whose keys begin with the endpoint's address
+//! (`local . remote . protocol . local port . remote port`, all intervals),
+//! so a packet's cost is a few lookups whatever the number of endpoints
+//! and rules, and a change touches only its elements.
+//!
+//! Each ACL group (an endpoint's ACLs and NetworkACLs merged, then up to
+//! [`MAX_TIERS`] TierAcls) gets up to [`MAX_STRATA`] maps. In the group's
+//! total order, a rule's stratum is 0 when no earlier overlapping rule has
+//! another action, else one more than the highest such rule's. A packet
+//! tries the strata in turn and the first hit decides: any rule it hits
+//! before its first matching rule's stratum has that rule's action (else it
+//! would be in a later stratum), so the result is the evaluator's.
+//!
+//! Layers run in series as in `hostnet-policy`: out `acl-host` then
+//! `acl-switch`; in `acl-switch` then `acl-host`, whose last group is the
+//! seed's defaults (the static [`IN_DEFAULTS`] chain; outbound they allow
+//! all). An allow ends a layer (`goto` the next one), a block drops, a pass
+//! goes to the group's next slot; the end of the walk `return`s to the
+//! caller.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::sync::OnceLock;
+
+use hostnet_policy::{Action, Condition, Direction, LayerName, Port, Proto, Rule};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::ruleset::TABLE;
+use crate::{Data, Family, SetElement};
+
+/// Strata per group: the longest chain of overlapping rules with
+/// alternating actions a group may have.
+pub const MAX_STRATA: usize = 4;
+/// TierAcl groups per layer after the plain ACL group.
+pub const MAX_TIERS: usize = 3;
+const SLOTS: usize = 1 + MAX_TIERS;
+/// Boxes (elements) one rule may expand to (the product of its lists).
+pub const MAX_BOXES_PER_RULE: usize = 4096;
+
+/// The chain an inbound walk starts at (jump here for traffic to an endpoint).
+pub const IN_ENTRY: &str = "acl_in_switch_0";
+/// The chain an outbound walk starts at (traffic from an endpoint).
+pub const OUT_ENTRY: &str = "acl_out_host_0";
+/// The seed's inbound defaults, after both inbound layers.
+pub const IN_DEFAULTS: &str = "acl_in_defaults";
+
+/// Why an endpoint's ACLs cannot be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileError {
+    /// A group needs more strata than there are maps.
+    TooDeep { layer: LayerName, group: String },
+    /// More TierAcl groups than slots.
+    TooManyTiers { layer: LayerName },
+    /// A rule's lists multiply to too many elements.
+    TooLarge { rule: String },
+    /// A rule whose action is not an ACL's.
+    NotAnAcl { rule: String },
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompileError::TooDeep { layer, group } => write!(
+                f,
+                "{layer} group {group} has more than {MAX_STRATA} overlapping rules with alternating actions: simplify the ladder"
+            ),
+            CompileError::TooManyTiers { layer } => {
+                write!(f, "{layer} has more than {MAX_TIERS} TierAcl tiers")
+            }
+            CompileError::TooLarge { rule } => write!(
+                f,
+                "rule {rule} expands to more than {MAX_BOXES_PER_RULE} address/port combinations: use fewer, wider prefixes or ranges"
+            ),
+            CompileError::NotAnAcl { rule } => write!(f, "rule {rule} is not an ACL rule"),
+        }
+    }
+}
+
+fn dir_name(d: Direction) -> &'static str {
+    match d {
+        Direction::In => "in",
+        Direction::Out => "out",
+    }
+}
+
+fn side_name(l: LayerName) -> &'static str {
+    match l {
+        LayerName::AclHost => "host",
+        _ => "switch",
+    }
+}
+
+/// The ACL layers in the order a packet in `dir` meets them.
+fn layers(dir: Direction) -> [LayerName; 2] {
+    match dir {
+        Direction::Out => [LayerName::AclHost, LayerName::AclSwitch],
+        Direction::In => [LayerName::AclSwitch, LayerName::AclHost],
+    }
+}
+
+/// Where a walk goes: a chain, or back to the caller (allowed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Chain(&'static str),
+    Return,
+}
+
+/// One static chain: its strata maps, then where it falls through to.
+struct ChainSpec {
+    name: &'static str,
+    dir: Direction,
+    sets: Vec<&'static str>,
+    then: Next,
+}
+
+/// The name of the chain of `slot` in `layer` for `dir`.
+fn chain_name(dir: Direction, layer: LayerName, slot: usize) -> String {
+    format!("acl_{}_{}_{slot}", dir_name(dir), side_name(layer))
+}
+
+/// Where an allow in layer number `li` of `dir` goes, as a name: the next
+/// layer, or the end of the walk.
+fn after_layer_name(dir: Direction, li: usize) -> Option<String> {
+    layers(dir)
+        .get(li + 1)
+        .map(|next| chain_name(dir, *next, 0))
+}
+
+/// Where a packet no group of layer number `li` decided goes. The seed's
+/// defaults are the last group of `acl-host`: inbound they decide there
+/// (an allow earlier in `acl-host` skips them); outbound they allow all.
+fn after_groups_name(dir: Direction, li: usize) -> Option<String> {
+    match (dir, layers(dir)[li]) {
+        (Direction::In, LayerName::AclHost) => Some(IN_DEFAULTS.to_string()),
+        _ => after_layer_name(dir, li),
+    }
+}
+
+/// Every static ACL chain, built once (names are `'static` so elements can
+/// refer to them).
+fn chains() -> &'static [ChainSpec] {
+    static CHAINS: OnceLock<Vec<ChainSpec>> = OnceLock::new();
+    CHAINS.get_or_init(|| {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let mut out = Vec::new();
+        for dir in [Direction::In, Direction::Out] {
+            for (li, layer) in layers(dir).iter().enumerate() {
+                for slot in 0..SLOTS {
+                    let base = chain_name(dir, *layer, slot);
+                    let then = if slot + 1 < SLOTS {
+                        Some(chain_name(dir, *layer, slot + 1))
+                    } else {
+                        after_groups_name(dir, li)
+                    };
+                    out.push(ChainSpec {
+                        name: leak(base.clone()),
+                        dir,
+                        sets: (0..MAX_STRATA)
+                            .map(|k| leak(format!("{base}_s{k}")))
+                            .collect(),
+                        then: then.map_or(Next::Return, |n| Next::Chain(leak(n))),
+                    });
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Where an allow in layer number `li` of `dir` goes.
+fn after_layer(dir: Direction, li: usize) -> Next {
+    match after_layer_name(dir, li) {
+        Some(n) => Next::Chain(
+            chains()
+                .iter()
+                .find(|c| c.name == n)
+                .expect("every layer has a first chain")
+                .name,
+        ),
+        None => Next::Return,
+    }
+}
+
+fn spec(dir: Direction, layer: LayerName, slot: usize) -> &'static ChainSpec {
+    let name = chain_name(dir, layer, slot);
+    chains()
+        .iter()
+        .find(|c| c.name == name)
+        .expect("every (direction, layer, slot) has a chain")
+}
+
+/// The static ACL part of `table inet hostnet`: the maps and chains.
+pub fn skeleton() -> String {
+    let mut s = String::new();
+    for c in chains() {
+        for set in &c.sets {
+            let _ = writeln!(
+                s,
+                "\tmap {set} {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : verdict; flags interval; }}"
+            );
+        }
+    }
+    for c in chains() {
+        let key = match c.dir {
+            Direction::In => "ip daddr . ip saddr . meta l4proto . th dport . th sport",
+            Direction::Out => "ip saddr . ip daddr . meta l4proto . th sport . th dport",
+        };
+        let _ = writeln!(s, "\tchain {} {{", c.name);
+        for set in &c.sets {
+            let _ = writeln!(s, "\t\tmeta nfproto ipv4 {key} vmap @{set}");
+        }
+        match c.then {
+            Next::Chain(n) => {
+                let _ = writeln!(s, "\t\tgoto {n}");
+            }
+            Next::Return => {
+                let _ = writeln!(s, "\t\treturn");
+            }
+        }
+        let _ = writeln!(s, "\t}}");
+    }
+    let _ = writeln!(
+        s,
+        "\tchain {IN_DEFAULTS} {{\n\t\tmeta l4proto {{ tcp, udp, icmp, ipv6-icmp, igmp }} return\n\t\tdrop\n\t}}"
+    );
+    s
+}
+
+/// The elements that program endpoint `addr`'s ACL groups of `port` (the
+/// `defaults` group is the static [`IN_DEFAULTS`] chain).
+pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileError> {
+    let mut out = Vec::new();
+    for dir in [Direction::In, Direction::Out] {
+        for (li, layer) in layers(dir).iter().enumerate() {
+            let groups: Vec<_> = port
+                .layer(*layer)
+                .groups()
+                .iter()
+                .filter(|g| g.owner != hostnet_policy::lower::DEFAULTS)
+                .collect();
+            if groups.len() > SLOTS {
+                return Err(CompileError::TooManyTiers { layer: *layer });
+            }
+            for (slot, group) in groups.iter().enumerate() {
+                let rules: Vec<&Rule> = group
+                    .rules()
+                    .iter()
+                    .filter(|r| r.direction == dir)
+                    .collect();
+                let strata = strata(&rules).ok_or_else(|| CompileError::TooDeep {
+                    layer: *layer,
+                    group: group.owner.clone(),
+                })?;
+                let c = spec(dir, *layer, slot);
+                for (rule, k) in rules.iter().zip(strata) {
+                    let data = match rule.action {
+                        Action::Allow => next_data(after_layer(dir, li)),
+                        Action::Block => Data::Drop,
+                        Action::Pass => next_data(c.then),
+                        _ => {
+                            return Err(CompileError::NotAnAcl {
+                                rule: rule.id.to_string(),
+                            })
+                        }
+                    };
+                    for b in boxes(addr, &rule.condition, &rule.id.0)? {
+                        out.push(b.element(c.sets[k], data.clone()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn next_data(n: Next) -> Data {
+    match n {
+        Next::Chain(c) => Data::Goto(c),
+        Next::Return => Data::Return,
+    }
+}
+
+/// Each rule's stratum, or None if some rule needs more than [`MAX_STRATA`].
+fn strata(rules: &[&Rule]) -> Option<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::with_capacity(rules.len());
+    for (i, r) in rules.iter().enumerate() {
+        let s = rules[..i]
+            .iter()
+            .zip(&out)
+            .filter(|(q, _)| q.action != r.action && q.condition.overlaps(&r.condition))
+            .map(|(_, s)| s + 1)
+            .max()
+            .unwrap_or(0);
+        if s >= MAX_STRATA {
+            return None;
+        }
+        out.push(s);
+    }
+    Some(out)
+}
+
+/// One element's key range: each field an inclusive interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Box5 {
+    remote: Ipv4Net,
+    local: Ipv4Addr,
+    proto: (u8, u8),
+    local_port: (u16, u16),
+    remote_port: (u16, u16),
+}
+
+impl Box5 {
+    fn element(&self, set: &'static str, data: Data) -> SetElement {
+        let key_of = |remote: Ipv4Addr, proto: u8, lp: u16, rp: u16| {
+            let mut k = self.local.octets().to_vec();
+            k.extend_from_slice(&remote.octets());
+            k.extend_from_slice(&[proto, 0, 0, 0]);
+            k.extend_from_slice(&crate::ruleset::port(lp));
+            k.extend_from_slice(&crate::ruleset::port(rp));
+            k
+        };
+        let range = |(a, b): (u16, u16)| format!("{a}-{b}");
+        let verdict = match &data {
+            Data::Goto(c) => format!("goto {c}"),
+            Data::Drop => "drop".into(),
+            Data::Return => "return".into(),
+            Data::Value(_) => unreachable!("ACL maps are verdict maps"),
+        };
+        SetElement {
+            family: Family::Inet,
+            table: TABLE,
+            set,
+            key: key_of(
+                self.remote.network(),
+                self.proto.0,
+                self.local_port.0,
+                self.remote_port.0,
+            ),
+            key_end: Some(key_of(
+                self.remote.broadcast(),
+                self.proto.1,
+                self.local_port.1,
+                self.remote_port.1,
+            )),
+            text: format!(
+                "{} . {} . {}-{} . {} . {} : {verdict}",
+                self.local,
+                self.remote,
+                self.proto.0,
+                self.proto.1,
+                range(self.local_port),
+                range(self.remote_port)
+            ),
+            data: Some(data),
+        }
+    }
+}
+
+/// The boxes a condition covers for endpoint `addr` (none when the rule
+/// cannot match this endpoint or its family).
+fn boxes(addr: Ipv4Addr, c: &Condition, rule: &str) -> Result<Vec<Box5>, CompileError> {
+    let here = IpNet::V4(Ipv4Net::from(addr));
+    if let Some(local) = &c.local {
+        if !local.iter().any(|p| p.contains(&here)) {
+            return Ok(Vec::new());
+        }
+    }
+    let remotes: Vec<Ipv4Net> = match &c.remote {
+        None => vec![Ipv4Net::default()],
+        Some(v) => v
+            .iter()
+            .filter_map(|p| match p {
+                IpNet::V4(p) => Some(*p),
+                IpNet::V6(_) => None,
+            })
+            .collect(),
+    };
+    let ports = c.local_ports.is_some() || c.remote_ports.is_some();
+    let protos: Vec<(u8, u8)> = match (&c.protocols, ports) {
+        (None, false) => vec![(0, 255)],
+        (None, true) => vec![(6, 6), (17, 17), (132, 132)],
+        (Some(ps), _) => ps
+            .iter()
+            .filter(|p| !ports || p.has_ports())
+            .map(|&Proto(n)| (n, n))
+            .collect(),
+    };
+    let all = vec![(0u16, 65535u16)];
+    let lports = c
+        .local_ports
+        .as_ref()
+        .map_or(all.clone(), |r| r.ranges().to_vec());
+    let rports = c.remote_ports.as_ref().map_or(all, |r| r.ranges().to_vec());
+    let n = remotes.len() * protos.len() * lports.len() * rports.len();
+    if n > MAX_BOXES_PER_RULE {
+        return Err(CompileError::TooLarge { rule: rule.into() });
+    }
+    let mut out = Vec::with_capacity(n);
+    for &remote in &remotes {
+        for &proto in &protos {
+            for &lp in &lports {
+                for &rp in &rports {
+                    out.push(Box5 {
+                        remote,
+                        local: addr,
+                        proto,
+                        local_port: lp,
+                        remote_port: rp,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the compiled form does with a packet: walks the static chains over
+/// `elements` exactly as the kernel would. For tests (the kernel's own
+/// answer is checked at tier 1+).
+pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: Direction) -> bool {
+    let field = |v: &[u8], i: usize| v[i * 4..i * 4 + 4].to_vec();
+    let (local, remote) = match dir {
+        Direction::In => (packet.dst, packet.src),
+        Direction::Out => (packet.src, packet.dst),
+    };
+    let (std::net::IpAddr::V4(local), std::net::IpAddr::V4(remote)) = (local, remote) else {
+        return true;
+    };
+    let (lp, rp) = match dir {
+        Direction::In => (packet.dst_port, packet.src_port),
+        Direction::Out => (packet.src_port, packet.dst_port),
+    };
+    let mut key = local.octets().to_vec();
+    key.extend_from_slice(&remote.octets());
+    key.extend_from_slice(&[packet.proto.0, 0, 0, 0]);
+    key.extend_from_slice(&crate::ruleset::port(lp.unwrap_or(0)));
+    key.extend_from_slice(&crate::ruleset::port(rp.unwrap_or(0)));
+    let hit = |set: &str| {
+        elements.iter().find(|e| {
+            e.set == set
+                && (0..5).all(|i| {
+                    let k = field(&key, i);
+                    field(&e.key, i) <= k && k <= field(e.key_end.as_ref().expect("interval"), i)
+                })
+        })
+    };
+    let mut at = match dir {
+        Direction::In => IN_ENTRY,
+        Direction::Out => OUT_ENTRY,
+    };
+    loop {
+        if at == IN_DEFAULTS {
+            return matches!(
+                packet.proto,
+                Proto::TCP | Proto::UDP | Proto::ICMP | Proto::ICMPV6 | Proto::IGMP
+            );
+        }
+        let c = chains().iter().find(|c| c.name == at).expect("known chain");
+        let decided = c.sets.iter().find_map(|s| hit(s)).map(|e| e.data.clone());
+        let next = match decided {
+            Some(Some(Data::Drop)) => return false,
+            Some(Some(Data::Return)) => return true,
+            Some(Some(Data::Goto(n))) => Next::Chain(n),
+            Some(_) => unreachable!("ACL maps are verdict maps"),
+            None => c.then,
+        };
+        match next {
+            Next::Chain(n) => at = n,
+            Next::Return => return true,
+        }
+    }
+}
