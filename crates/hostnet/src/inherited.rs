@@ -5,7 +5,7 @@
 //! hostnetd keeps the options with the network (`Options`), so `endpoint
 //! create` and `run` read them back from the network and do the same.
 
-use crate::shim::ShimOptions;
+use crate::shim::{ShimOptions, PREFIX};
 use crate::shim_drivers;
 use crate::view;
 use serde_json::{json, Value};
@@ -27,8 +27,11 @@ pub fn endpoint_policies(network: &Value) -> Result<Vec<Value>, String> {
             ))
         }
     };
+    // Keys of other namespaces (another driver's, another client's) are not
+    // the windowsshim's to judge.
     let pairs = options
         .iter()
+        .filter(|(key, _)| key.starts_with(PREFIX) || !key.contains('.'))
         .map(|(key, value)| match value.as_str() {
             Some(value) => Ok((key.as_str(), value)),
             None => Err(format!(
@@ -70,7 +73,10 @@ mod tests {
                 json!({"Type": "OutBoundNAT", "Settings": {"Exceptions": ["192.0.2.0/24", "10.0.0.1"]}})
             ]
         );
-        let all = network(json!({"com.docker.network.windowsshim.enable_outboundnat": "1"}));
+        let all = network(
+            json!({"com.docker.network.windowsshim.enable_outboundnat": "1",
+                                 "com.docker.network.driver.overlay.vxlanid_list": "4096"}),
+        );
         assert_eq!(
             endpoint_policies(&all).unwrap(),
             [json!({"Type": "OutBoundNAT", "Settings": {}})]
