@@ -45,3 +45,13 @@ impl From<String> for CliError {
         CliError::new(message)
     }
 }
+
+/// A refusal the CLI makes itself, before calling hostnetd, with the HCN
+/// code hostnetd gives for the same mistake, in the form `ApiError` prints:
+/// `message (HCN 0x803B000E HCN_E_INVALID_POLICY_TYPE)`.
+pub fn with_hcn_code(message: impl fmt::Display, code: u32) -> String {
+    match hostnet_api::code_name(code) {
+        Some(name) => format!("{message} (HCN 0x{code:08X} {name})"),
+        None => format!("{message} (HCN 0x{code:08X})"),
+    }
+}

@@ -9,10 +9,12 @@ mod cli;
 mod commands;
 mod error;
 mod exec;
+mod inherited;
 mod network_body;
 mod output;
 mod ports;
 mod shim;
+mod shim_drivers;
 mod table;
 #[cfg(test)]
 mod testing;

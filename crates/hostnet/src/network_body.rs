@@ -2,9 +2,12 @@
 //!
 //! Kept apart from the command so the mapping (subnets, gateways as default
 //! routes, docker's windowsshim options) is unit-tested without a daemon.
+//! Every option given is also kept with the network as `Options` (a hostnet
+//! extension), so that endpoint creates can act on them as docker does.
 
 use crate::addr::parse_ip;
 use crate::shim::{ShimOptions, PREFIX};
+use crate::shim_drivers;
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 
@@ -37,6 +40,7 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
     if driver.is_empty() {
         return Err("the driver (-d) must not be empty".into());
     }
+    shim_drivers::check(&options, driver)?;
 
     let mut body = json!({
         "Name": name,
@@ -70,6 +74,9 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
             .map(|(start, end)| json!({"StartMacAddress": start, "EndMacAddress": end}))
             .collect();
         body["MacPool"] = json!({ "Ranges": ranges });
+    }
+    if !options.given.is_empty() {
+        body["Options"] = json!(options.stored());
     }
     Ok(body)
 }
@@ -183,7 +190,7 @@ mod tests {
 
     #[test]
     fn shim_options_map_to_v2() {
-        let mut a = args("ignored", "transparent");
+        let mut a = args("ignored", "l2bridge");
         a.subnets = strings(&["192.168.50.0/24"]);
         a.gateways = strings(&["192.168.50.1"]);
         a.options = strings(&[
@@ -199,7 +206,7 @@ mod tests {
             network_body(&a).unwrap(),
             json!({
                 "Name": "ext",
-                "Type": "transparent",
+                "Type": "l2bridge",
                 "SchemaVersion": {"Major":2,"Minor":0},
                 "Ipams": [{"Type":"Static","Subnets":[{
                     "IpAddressPrefix": "192.168.50.0/24",
@@ -215,8 +222,78 @@ mod tests {
                     {"StartMacAddress":"00-15-5D-00-00-00","EndMacAddress":"00-15-5D-00-0F-FF"},
                     {"StartMacAddress":"00-15-5D-01-00-00","EndMacAddress":"00-15-5D-01-0F-FF"},
                 ]},
+                "Options": {
+                    "com.docker.network.windowsshim.networkname": "ext",
+                    "com.docker.network.windowsshim.interface": "Ethernet 2",
+                    "com.docker.network.windowsshim.vlanid": "11",
+                    "com.docker.network.windowsshim.vsid": "4097",
+                    "com.docker.network.windowsshim.dnssuffix": "corp.example",
+                    "com.docker.network.windowsshim.dnsservers": "10.0.0.53,10.0.0.54",
+                    "com.docker.network.windowsshim.macpool": "00-15-5D-00-00-00,00-15-5D-00-0F-FF,00-15-5D-01-00-00,00-15-5D-01-0F-FF",
+                },
             })
         );
+    }
+
+    #[test]
+    fn outbound_nat_is_kept_for_the_endpoints() {
+        let mut a = args("l2", "L2Bridge");
+        a.subnets = strings(&["192.0.2.0/24"]);
+        a.options = strings(&[
+            "com.docker.network.windowsshim.interface=eth0",
+            "enable_outboundnat=true",
+            "outboundnat_exceptions=192.0.2.0/24",
+        ]);
+        let body = network_body(&a).unwrap();
+        assert_eq!(
+            body["Options"],
+            json!({
+                "com.docker.network.windowsshim.interface": "eth0",
+                "com.docker.network.windowsshim.enable_outboundnat": "true",
+                "com.docker.network.windowsshim.outboundnat_exceptions": "192.0.2.0/24",
+            })
+        );
+        // The network itself takes no OutBoundNAT: it is an endpoint policy.
+        assert_eq!(
+            body["Policies"],
+            json!([{"Type":"NetAdapterName","Settings":{"NetworkAdapterName":"eth0"}}])
+        );
+        assert!(network_body(&args("n", "nat"))
+            .unwrap()
+            .get("Options")
+            .is_none());
+    }
+
+    #[test]
+    fn options_of_other_drivers_are_refused() {
+        for (driver, option, needle) in [
+            (
+                "nat",
+                "enable_outboundnat=true",
+                "enable_outboundnat does not apply to nat networks",
+            ),
+            (
+                "Transparent",
+                "enable_outboundnat=true",
+                "does not apply to transparent networks",
+            ),
+            (
+                "NAT",
+                "com.docker.network.windowsshim.interface=eth0",
+                "interface does not apply to nat networks",
+            ),
+            ("nat", "vlanid=5", "vlanid does not apply to nat"),
+        ] {
+            let mut a = args("n", driver);
+            a.subnets = strings(&["10.0.0.0/24"]);
+            a.options = strings(&[option]);
+            let err = network_body(&a).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+            assert!(
+                err.ends_with("(HCN 0x803B000E HCN_E_INVALID_POLICY_TYPE)"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -263,7 +340,7 @@ mod tests {
             (&["10.0.0.0/24"], &["gw"], &[], "invalid --gateway \"gw\""),
         ];
         for (subnets, gateways, options, needle) in cases {
-            let mut a = args("n", "nat");
+            let mut a = args("n", "transparent");
             a.subnets = strings(subnets);
             a.gateways = strings(gateways);
             a.options = strings(options);

@@ -4,14 +4,23 @@
 //! accept the same keys (also without the prefix) and map them onto the HCN v2
 //! network document instead of docker's v1 one. Options whose effect hostnet
 //! does not implement are refused by name rather than silently ignored.
+//!
+//! The same parser reads the options back from a network's stored `Options`
+//! (see [`crate::inherited`]): docker acts on some of them at every endpoint
+//! create, and so does the CLI.
 
 use crate::addr::{check_mac, parse_ip};
+use crate::error::with_hcn_code;
+use hostnet_api::codes::HCN_E_INVALID_POLICY;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// The key prefix docker uses.
 pub const PREFIX: &str = "com.docker.network.windowsshim.";
 
-/// Keys that are mapped onto the network document.
-const SUPPORTED: [&str; 7] = [
+/// Keys that hostnet acts on.
+const SUPPORTED: [&str; 9] = [
     "networkname",
     "interface",
     "vlanid",
@@ -19,13 +28,13 @@ const SUPPORTED: [&str; 7] = [
     "dnssuffix",
     "dnsservers",
     "macpool",
+    "enable_outboundnat",
+    "outboundnat_exceptions",
 ];
 
 /// Docker keys that hostnet knows but does not implement yet.
-const NOT_YET: [&str; 7] = [
+const NOT_YET: [&str; 5] = [
     "hnsid",
-    "enable_outboundnat",
-    "outboundnat_exceptions",
     "disable_gatewaydns",
     "hnsowned",
     "routingdomain",
@@ -49,6 +58,14 @@ pub struct ShimOptions {
     pub dns_servers: Vec<String>,
     /// `macpool`: `MacPool.Ranges` as (start, end).
     pub mac_pool: Vec<(String, String)>,
+    /// `enable_outboundnat`: every endpoint gets an `OutBoundNAT` policy.
+    pub outbound_nat: bool,
+    /// `outboundnat_exceptions`: destinations that endpoint policy leaves
+    /// alone (prefixes or addresses, as given).
+    pub outbound_nat_exceptions: Vec<String>,
+    /// Every option given, by short key, with its value as given (a later
+    /// key overrides an earlier one).
+    pub given: BTreeMap<String, String>,
 }
 
 fn valid_keys() -> String {
@@ -66,14 +83,62 @@ fn parse_u32(key: &str, value: &str) -> Result<u32, String> {
         .map_err(|_| format!("option {PREFIX}{key}: {value:?} is not a number"))
 }
 
+/// Go's `strconv.ParseBool`, which docker uses for boolean options.
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(with_hcn_code(
+            format!("option {PREFIX}{key}: {value:?} is not a boolean: give true or false"),
+            HCN_E_INVALID_POLICY,
+        )),
+    }
+}
+
+/// One `outboundnat_exceptions` entry: an IPv4 prefix or address.
+fn check_exception(entry: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        with_hcn_code(
+            format!("option {PREFIX}outboundnat_exceptions: {entry:?} {why}"),
+            HCN_E_INVALID_POLICY,
+        )
+    };
+    let ip =
+        match (entry.parse::<IpNet>(), entry.parse::<IpAddr>()) {
+            (Ok(net), _) => net.addr(),
+            (_, Ok(ip)) => ip,
+            _ => return Err(bad(
+                "is not a prefix or address: give IPv4 CIDRs such as 10.0.0.0/8, comma-separated",
+            )),
+        };
+    if ip.is_ipv6() {
+        return Err(bad(
+            "is IPv6: outbound NAT here is IPv4 (endpoints' IPv6 traffic is never NATed)",
+        ));
+    }
+    Ok(entry.to_string())
+}
+
 impl ShimOptions {
     /// Parses `KEY=VALUE` strings; a later key overrides an earlier one.
     pub fn parse(options: &[String]) -> Result<Self, String> {
+        let pairs = options
+            .iter()
+            .map(|option| {
+                option
+                    .split_once('=')
+                    .ok_or_else(|| format!("invalid option {option:?}: expected KEY=VALUE"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_pairs(pairs)
+    }
+
+    /// Parses (key, value) pairs, such as a network's stored `Options`.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut parsed = ShimOptions::default();
-        for option in options {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| format!("invalid option {option:?}: expected KEY=VALUE"))?;
+        for (key, value) in pairs {
             let short = key.trim().strip_prefix(PREFIX).unwrap_or(key.trim());
             if NOT_YET.contains(&short) {
                 return Err(format!("option {PREFIX}{short} is not supported yet"));
@@ -88,8 +153,27 @@ impl ShimOptions {
                     e
                 }
             })?;
+            parsed.given.insert(short.to_string(), value.to_string());
+        }
+        if parsed.given.contains_key("outboundnat_exceptions") && !parsed.outbound_nat {
+            return Err(with_hcn_code(
+                format!(
+                    "option {PREFIX}outboundnat_exceptions only applies with \
+                     {PREFIX}enable_outboundnat=true: add that option or drop the exceptions"
+                ),
+                HCN_E_INVALID_POLICY,
+            ));
         }
         Ok(parsed)
+    }
+
+    /// The options to keep with the network: every one given, under
+    /// docker's full key.
+    pub fn stored(&self) -> BTreeMap<String, String> {
+        self.given
+            .iter()
+            .map(|(key, value)| (format!("{PREFIX}{key}"), value.clone()))
+            .collect()
     }
 
     /// Sets one option; an empty error means "unknown key".
@@ -142,6 +226,11 @@ impl ShimOptions {
                     })
                     .collect::<Result<_, String>>()?;
             }
+            "enable_outboundnat" => self.outbound_nat = parse_bool(key, value)?,
+            "outboundnat_exceptions" => {
+                self.outbound_nat_exceptions =
+                    list(value).map(check_exception).collect::<Result<_, _>>()?;
+            }
             _ => return Err(String::new()),
         }
         Ok(())
@@ -171,6 +260,8 @@ mod tests {
             "com.docker.network.windowsshim.dnssuffix=corp.example",
             "com.docker.network.windowsshim.dnsservers=10.0.0.53, 10.0.0.54",
             "com.docker.network.windowsshim.macpool=00-15-5D-00-00-00,00-15-5D-00-0F-FF",
+            "enable_outboundnat=true",
+            "com.docker.network.windowsshim.outboundnat_exceptions=192.0.2.0/24, 10.1.2.3,",
         ])
         .unwrap();
         assert_eq!(o.network_name.as_deref(), Some("ext"));
@@ -182,6 +273,43 @@ mod tests {
             o.mac_pool,
             [("00-15-5D-00-00-00".into(), "00-15-5D-00-0F-FF".into())]
         );
+        assert!(o.outbound_nat);
+        assert_eq!(o.outbound_nat_exceptions, ["192.0.2.0/24", "10.1.2.3"]);
+        // Kept under docker's full keys, values as given.
+        let stored = o.stored();
+        assert_eq!(stored.len(), 9);
+        assert_eq!(stored[&format!("{PREFIX}vsid")], "5000");
+        assert_eq!(
+            stored[&format!("{PREFIX}outboundnat_exceptions")],
+            "192.0.2.0/24, 10.1.2.3,"
+        );
+    }
+
+    #[test]
+    fn booleans_as_docker_reads_them() {
+        for (value, want) in [("true", true), ("1", true), ("T", true), ("False", false)] {
+            let o = parse(&[&format!("enable_outboundnat={value}")]).unwrap();
+            assert_eq!(o.outbound_nat, want, "{value}");
+        }
+        // The later key wins, also over the prefixed spelling.
+        let o = parse(&[
+            "com.docker.network.windowsshim.enable_outboundnat=true",
+            "enable_outboundnat=false",
+        ])
+        .unwrap();
+        assert!(!o.outbound_nat);
+        assert_eq!(o.stored().len(), 1);
+    }
+
+    #[test]
+    fn stored_options_read_back() {
+        let o = ShimOptions::from_pairs([
+            ("com.docker.network.windowsshim.enable_outboundnat", "true"),
+            ("outboundnat_exceptions", "10.0.0.0/8"),
+        ])
+        .unwrap();
+        assert!(o.outbound_nat);
+        assert_eq!(o.outbound_nat_exceptions, ["10.0.0.0/8"]);
     }
 
     #[test]
@@ -191,11 +319,6 @@ mod tests {
                 "com.docker.network.windowsshim.hnsid=x",
                 "option com.docker.network.windowsshim.hnsid is not supported yet",
             ),
-            (
-                "com.docker.network.windowsshim.enable_outboundnat=true",
-                "enable_outboundnat is not supported yet",
-            ),
-            ("outboundnat_exceptions=10.0.0.0/8", "not supported yet"),
             ("disable_gatewaydns=true", "not supported yet"),
             ("com.docker.network.windowsshim.bogus=1", "unknown network option \"com.docker.network.windowsshim.bogus\"; valid options are com.docker.network.windowsshim.networkname, "),
             ("novalue", "expected KEY=VALUE"),
@@ -205,9 +328,52 @@ mod tests {
             ("macpool=00-15-5D-00-00-00,nope", "invalid com.docker.network.windowsshim.macpool entry \"nope\""),
             ("dnsservers=10.0.0.1,dns.example", "\"dns.example\": not an IP address"),
             ("networkname=", "needs a value"),
+            ("enable_outboundnat=yes", "\"yes\" is not a boolean: give true or false (HCN 0x803B000D HCN_E_INVALID_POLICY)"),
         ] {
             let err = parse(&[opt]).unwrap_err();
             assert!(err.contains(needle), "{opt}: {err}");
+        }
+    }
+
+    #[test]
+    fn exceptions_refusals() {
+        for (opts, needle) in [
+            (
+                &[
+                    "enable_outboundnat=true",
+                    "outboundnat_exceptions=10.0.0.0/33",
+                ][..],
+                "\"10.0.0.0/33\" is not a prefix or address",
+            ),
+            (
+                &[
+                    "enable_outboundnat=true",
+                    "outboundnat_exceptions=10.0.0.0/8,corp",
+                ],
+                "\"corp\" is not a prefix or address",
+            ),
+            (
+                &["enable_outboundnat=true", "outboundnat_exceptions=fd00::/8"],
+                "\"fd00::/8\" is IPv6",
+            ),
+            (
+                &["outboundnat_exceptions=10.0.0.0/8"],
+                "only applies with com.docker.network.windowsshim.enable_outboundnat=true",
+            ),
+            (
+                &[
+                    "outboundnat_exceptions=10.0.0.0/8",
+                    "enable_outboundnat=false",
+                ],
+                "only applies with",
+            ),
+        ] {
+            let err = parse(opts).unwrap_err();
+            assert!(err.contains(needle), "{opts:?}: {err}");
+            assert!(
+                err.ends_with("(HCN 0x803B000D HCN_E_INVALID_POLICY)"),
+                "{err}"
+            );
         }
     }
 }

@@ -1,9 +1,10 @@
 //! `hostnet endpoint create|ls|inspect|rm`.
 
-use super::{inspect, print_created, print_list, remove, resolve_id};
+use super::{inspect, object_id, print_created, print_list, remove, resolve, resolve_id};
 use crate::addr::{check_mac, parse_ip};
 use crate::cli::{EndpointCommand, EndpointCreateArgs, EndpointLsArgs};
 use crate::error::CliError;
+use crate::inherited;
 use crate::output::{emit, Format};
 use crate::ports::{describe_port_mappings, PortSpec};
 use crate::table::Table;
@@ -33,12 +34,23 @@ pub struct EndpointSpec<'a> {
     pub mac: Option<&'a str>,
     /// `-p` specs.
     pub publish: &'a [String],
+    /// Policies from the network's stored options ([`inherited`]), after
+    /// the port mappings.
+    pub inherited: Vec<Value>,
 }
 
 impl EndpointSpec<'_> {
     /// Checks the arguments before anything is created.
     pub fn validate(&self) -> Result<(), String> {
         self.body("").map(drop)
+    }
+
+    /// Looks up the network called `name_or_id`, takes the policies its
+    /// options give every endpoint, and returns its ID.
+    pub fn take_network(&mut self, client: &Client, name_or_id: &str) -> Result<String, CliError> {
+        let network = resolve(client, Kind::Networks, name_or_id)?;
+        self.inherited = inherited::endpoint_policies(&network)?;
+        object_id(Kind::Networks, &network, name_or_id)
     }
 
     /// The `POST /v2/endpoints` body for an endpoint on `network_id`.
@@ -57,11 +69,12 @@ impl EndpointSpec<'_> {
         if let Some(mac) = self.mac {
             body["MacAddress"] = json!(check_mac("--mac", mac)?);
         }
-        let policies: Vec<Value> = self
+        let mut policies: Vec<Value> = self
             .publish
             .iter()
             .map(|p| p.parse::<PortSpec>().map(|spec| spec.to_policy()))
             .collect::<Result<_, _>>()?;
+        policies.extend(self.inherited.iter().cloned());
         if !policies.is_empty() {
             body["Policies"] = Value::Array(policies);
         }
@@ -70,14 +83,15 @@ impl EndpointSpec<'_> {
 }
 
 fn create(client: &Client, args: &EndpointCreateArgs) -> Result<u8, CliError> {
-    let spec = EndpointSpec {
+    let mut spec = EndpointSpec {
         name: args.name.as_deref(),
         ip: args.ip.as_deref(),
         mac: args.mac.as_deref(),
         publish: &args.publish,
+        inherited: Vec::new(),
     };
     spec.validate()?;
-    let network_id = resolve_id(client, Kind::Networks, &args.network)?;
+    let network_id = spec.take_network(client, &args.network)?;
     let created = client.create(Kind::Endpoints, &spec.body(&network_id)?)?;
     print_created(Kind::Endpoints, &created)
 }
@@ -157,6 +171,7 @@ mod tests {
             ip: Some("172.20.0.5"),
             mac: Some("00-15-5D-52-C0-00"),
             publish: &publish,
+            inherited: vec![json!({"Type":"OutBoundNAT","Settings":{}})],
         };
         assert_eq!(
             spec.body("N1").unwrap(),
@@ -169,6 +184,7 @@ mod tests {
                 "Policies": [
                     {"Type":"PortMapping","Settings":{"Protocol":6,"InternalPort":80,"ExternalPort":8080}},
                     {"Type":"PortMapping","Settings":{"Protocol":17,"InternalPort":53,"ExternalPort":53,"VIP":"127.0.0.1"}},
+                    {"Type":"OutBoundNAT","Settings":{}},
                 ],
             })
         );

@@ -39,8 +39,12 @@ pub fn resolve(client: &Client, kind: Kind, name_or_id: &str) -> Result<Value, C
 
 /// The ID of the object of `kind` called `name_or_id`.
 pub fn resolve_id(client: &Client, kind: Kind, name_or_id: &str) -> Result<String, CliError> {
-    let object = resolve(client, kind, name_or_id)?;
-    match view::id(&object) {
+    object_id(kind, &resolve(client, kind, name_or_id)?, name_or_id)
+}
+
+/// The ID of `object`, which [`resolve`] found for `name_or_id`.
+pub fn object_id(kind: Kind, object: &Value, name_or_id: &str) -> Result<String, CliError> {
+    match view::id(object) {
         "" => Err(CliError::new(format!(
             "hostnetd returned a {kind} without an ID for {name_or_id}"
         ))),

@@ -8,7 +8,6 @@
 
 use super::endpoint::EndpointSpec;
 use super::namespace::namespace_body;
-use super::resolve_id;
 use crate::cli::RunArgs;
 use crate::error::CliError;
 use crate::exec::{exit_code, run_in_netns, signal_name, SignalRelay, StartError};
@@ -128,14 +127,15 @@ fn build(
     interrupted: &impl Fn() -> Option<i32>,
     sandbox: &mut Sandbox,
 ) -> Result<(), CliError> {
-    let spec = EndpointSpec {
+    let mut spec = EndpointSpec {
         name: args.name.as_deref(),
         ip: args.ip.as_deref(),
         mac: None,
         publish: &args.publish,
+        inherited: Vec::new(),
     };
     spec.validate()?;
-    let network_id = resolve_id(client, Kind::Networks, &args.network)?;
+    let network_id = spec.take_network(client, &args.network)?;
     check(interrupted)?;
 
     let namespace = client.create(Kind::Namespaces, &namespace_body(args.name.as_deref()))?;
@@ -278,6 +278,27 @@ mod tests {
             "DELETE /v2/endpoints/E1B2C3D4-0000-4000-8000-000000000001"
         );
         assert_eq!(seen[7].0, format!("DELETE {ns}"));
+    }
+
+    #[test]
+    fn the_network_options_give_the_endpoint_outbound_nat() {
+        let net = r#"[{"ID":"A1B2C3D4-0000-4000-8000-000000000001","Name":"l2","Type":"L2Bridge",
+            "Options":{"com.docker.network.windowsshim.enable_outboundnat":"true",
+                       "com.docker.network.windowsshim.outboundnat_exceptions":"192.0.2.0/24"}}]"#;
+        let script = Script::serve(vec![
+            ("200 OK", net.into()),
+            ("201 Created", NS.into()),
+            ("201 Created", EP.into()),
+            ("200 OK", NS.into()),
+            ("200 OK", NS.into()),
+        ]);
+        let args = args(&["hostnet", "run", "--network", "l2", "true"]);
+        provision(&script.client, &args, || None).unwrap();
+        let seen = script.finish();
+        assert_eq!(
+            seen[2].1["Policies"],
+            json!([{"Type":"OutBoundNAT","Settings":{"Exceptions":["192.0.2.0/24"]}}])
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod conventions;
 mod modify;
 mod objects;
+mod options;
 mod policies;
 
 use serde::de::DeserializeOwned;

@@ -10,6 +10,9 @@
 //! result with [`crate::from_json`] gives the same value back.
 
 pub mod flags;
+mod options;
+
+pub use options::NetworkOptions;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -297,6 +300,9 @@ hcn_object! {
         /// SDN's IPv6 switch.
         #[serde(rename = "IPv6", default, skip_serializing_if = "Option::is_none")]
         pub ipv6: Option<bool>,
+        /// hostnet extension: docker's `-o` options, kept verbatim ([`options`]).
+        #[serde(default, deserialize_with = "options::string_map", skip_serializing_if = "Option::is_none")]
+        pub options: Option<NetworkOptions>,
     }
 }
 
