@@ -172,9 +172,9 @@ impl Service {
             "Version": env!("CARGO_PKG_VERSION"),
             "Features": {
                 "Api": { "V1": false, "V2": true },
-                "NetworkTypes": ["NAT", "Transparent"],
-                "EndpointPolicies": ["PortMapping"],
-                "NetworkPolicies": ["NetAdapterName"],
+                "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
+                "EndpointPolicies": ["PortMapping", "OutBoundNAT", "SDNRoute"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute"],
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,
