@@ -129,6 +129,13 @@ impl Client {
         self.call("PATCH", &kind.object_url(id), Some(request))
     }
 
+    /// `POST /v2/endpoints/<id>/trace`: walk a packet through the
+    /// endpoint's policies (hostnet extension, see docs/api.md).
+    pub fn trace(&self, endpoint_id: &str, request: &Value) -> Result<Value> {
+        let url = format!("{}/trace", Kind::Endpoints.object_url(endpoint_id));
+        self.call("POST", &url, Some(request))
+    }
+
     /// `GET /v2/version`.
     pub fn version(&self) -> Result<VersionInfo> {
         let url = format!("{}/version", crate::API_PREFIX);

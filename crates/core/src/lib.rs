@@ -19,6 +19,7 @@ mod query;
 mod reconcile;
 mod service;
 mod subnet;
+mod trace;
 
 pub use config::Config;
 pub use hostnet_dhcp::Settings as DhcpSettings;

@@ -357,3 +357,68 @@ fn transparent_without_subnets_is_dhcp() {
         f.svc.delete(Kind::Network, &id).unwrap();
     }
 }
+
+#[test]
+fn trace_walks_a_packet_through_an_endpoints_policies() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let ep = endpoint(&f, json!({})).unwrap();
+    let id = ep["ID"].as_str().unwrap();
+    let ip = ep["IpConfigurations"][0]["IpAddress"].as_str().unwrap();
+    let trace = |req: Value| f.svc.trace_endpoint(id, &body(req)).unwrap();
+
+    // The seed's defaults: GRE in is blocked, TCP in allowed.
+    let gre = trace(json!({ "Direction": "In", "Protocol": "47", "Source": "198.51.100.1" }));
+    assert_eq!(gre["Verdict"], "Block", "{gre}");
+    let text = gre["Text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("trace port {id} dir in")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("verdict block (acl-host, rule defaults:in-block"),
+        "{text}"
+    );
+    let tcp = trace(
+        json!({ "Direction": "in", "Protocol": "tcp", "Source": "198.51.100.1:5000", "Destination": format!("{ip}:80") }),
+    );
+    assert_eq!(tcp["Verdict"], "Allow", "{tcp}");
+    // Out of the NAT network it is masqueraded; within it, not.
+    let out =
+        trace(json!({ "Direction": "Out", "Protocol": "udp", "Destination": "203.0.113.2:53" }));
+    assert!(
+        out["Text"].as_str().unwrap().contains("snat host-address"),
+        "{out}"
+    );
+    let near =
+        trace(json!({ "Direction": "Out", "Protocol": "udp", "Destination": "10.88.0.9:53" }));
+    assert!(
+        near["Text"]
+            .as_str()
+            .unwrap()
+            .contains("outbound-nat:exceptions"),
+        "{near}"
+    );
+
+    // Bad requests say what to send.
+    for bad in [
+        json!({ "Direction": "sideways", "Protocol": "tcp", "Source": "1.2.3.4" }),
+        json!({ "Direction": "In", "Protocol": "tcp" }),
+        json!({ "Direction": "In", "Protocol": "warp", "Source": "1.2.3.4" }),
+        json!({ "Direction": "In", "Protocol": "tcp", "Source": "1.2.3" }),
+        json!({ "Direction": "In" }),
+    ] {
+        let e = f.svc.trace_endpoint(id, &body(bad.clone())).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidJson, "{bad}: {e}");
+    }
+    let e = f
+        .svc
+        .trace_endpoint(
+            "0A0B0C0D-0000-4000-8000-000000000001",
+            &body(json!({ "Direction": "In", "Protocol": "tcp", "Source": "1.2.3.4" })),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+}

@@ -37,8 +37,36 @@ pub enum Command {
     Namespace(NamespaceCommand),
     /// Run a command in a fresh namespace with an endpoint on a network.
     Run(RunArgs),
+    /// Walk a packet through an endpoint's policies and print each layer.
+    Trace(TraceArgs),
     /// Show the client and daemon versions.
     Version,
+}
+
+/// `hostnet trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The endpoint (name or ID).
+    #[arg(long, value_name = "NAME|ID")]
+    pub endpoint: String,
+    /// `in` (towards the endpoint) or `out`.
+    #[arg(long, value_name = "in|out")]
+    pub direction: String,
+    /// tcp, udp, icmp, sctp, or an IP protocol number.
+    #[arg(long, value_name = "PROTO", default_value = "tcp")]
+    pub proto: String,
+    /// Source IP[:PORT] (default: the endpoint, going out).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub src: Option<String>,
+    /// Destination IP[:PORT] (default: the endpoint, coming in).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub dst: Option<String>,
+    /// Also list every rule visited and why it did not match.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Output format: the trace text, or the daemon's JSON.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Arguments shared by `ls` commands.

@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hostnet_api::ErrorRecord;
 use hostnet_core::{Kind, Service};
@@ -34,6 +34,7 @@ pub fn router(svc: Svc) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v2/{kind}", get(list).post(create))
         .route("/v2/{kind}/{id}", get(one).delete(remove).patch(modify))
+        .route("/v2/endpoints/{id}/trace", post(trace))
         .fallback(not_found)
         .with_state(svc)
 }
@@ -111,6 +112,11 @@ async fn modify(
         Err(e) => return error(e),
     };
     blocking(move || svc.modify(kind, &id, &body), StatusCode::OK).await
+}
+
+/// hostnet's packet trace of an endpoint (see docs/api.md).
+async fn trace(State(svc): State<Svc>, Path(id): Path<String>, body: Bytes) -> Response {
+    blocking(move || svc.trace_endpoint(&id, &body), StatusCode::OK).await
 }
 
 async fn remove(State(svc): State<Svc>, Path((kind, id)): Path<(String, String)>) -> Response {

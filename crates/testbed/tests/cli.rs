@@ -200,6 +200,62 @@ fn namespace_and_endpoint_commands() {
         &["8081", "0x803B0013"],
     );
 
+    // The trace of a packet the seed's defaults drop: exit status 1, the
+    // layers, and the verdict line; a TCP packet passes with status 0.
+    let gre = hostnet(
+        &w,
+        &[
+            "trace",
+            "--endpoint",
+            "ep1",
+            "--direction",
+            "in",
+            "--proto",
+            "47",
+            "--src",
+            "198.51.100.1",
+        ],
+    );
+    assert_eq!(gre.code, 1, "{gre:?}");
+    assert!(
+        gre.stdout
+            .contains("  acl-host    group defaults rule defaults:in-block"),
+        "{gre:?}"
+    );
+    assert!(
+        gre.stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("verdict block"),
+        "{gre:?}"
+    );
+    let web = ok(
+        &w,
+        &[
+            "trace",
+            "--endpoint",
+            "ep1",
+            "--direction",
+            "in",
+            "--src",
+            "198.51.100.1:4000",
+            "--verbose",
+        ],
+    );
+    assert!(
+        web.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("verdict allow tcp 198.51.100.1:4000"),
+        "{web}"
+    );
+    fails(
+        &w,
+        &["trace", "--endpoint", "ep1", "--direction", "up"],
+        &["Direction", "0x803B001B"],
+    );
+
     ok(&w, &["namespace", "attach", "ns1", "ep1"]);
     assert!(row(&ok(&w, &["namespace", "ls"]), "ns1").contains(&ep[..12]));
     assert!(row(&ok(&w, &["endpoint", "ls"]), "ep1").contains(&ns[..12]));

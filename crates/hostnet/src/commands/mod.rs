@@ -7,6 +7,7 @@ mod endpoint;
 mod namespace;
 mod network;
 pub mod run;
+mod trace;
 mod version;
 
 use crate::cli::{Command, InspectArgs, RmArgs};
@@ -23,6 +24,7 @@ pub fn dispatch(client: &Client, command: Command) -> Result<u8, CliError> {
         Command::Endpoint(cmd) => endpoint::run(client, cmd),
         Command::Namespace(cmd) => namespace::run(client, cmd),
         Command::Run(args) => run::run(client, &args),
+        Command::Trace(args) => trace::run(client, &args),
         Command::Version => version::run(client),
     }
 }
