@@ -11,6 +11,7 @@
 mod adapter;
 mod config;
 mod dhcp;
+mod dns;
 mod endpoint;
 mod namespace;
 mod network;
@@ -21,6 +22,7 @@ mod service;
 mod subnet;
 
 pub use config::Config;
+pub use dns::{DnsEndpoint, DnsNetwork, DnsObserver};
 pub use hostnet_dhcp::Settings as DhcpSettings;
 pub use object::Kind;
 pub use service::Service;

@@ -12,6 +12,7 @@ mod exec;
 mod network_body;
 mod output;
 mod ports;
+mod resolv_conf;
 mod shim;
 mod table;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::addr::{check_mac, parse_ip};
 pub const PREFIX: &str = "com.docker.network.windowsshim.";
 
 /// Keys that are mapped onto the network document.
-const SUPPORTED: [&str; 7] = [
+const SUPPORTED: [&str; 8] = [
     "networkname",
     "interface",
     "vlanid",
@@ -19,14 +19,14 @@ const SUPPORTED: [&str; 7] = [
     "dnssuffix",
     "dnsservers",
     "macpool",
+    "disable_gatewaydns",
 ];
 
 /// Docker keys that hostnet knows but does not implement yet.
-const NOT_YET: [&str; 7] = [
+const NOT_YET: [&str; 6] = [
     "hnsid",
     "enable_outboundnat",
     "outboundnat_exceptions",
-    "disable_gatewaydns",
     "hnsowned",
     "routingdomain",
     "sourcemac",
@@ -49,6 +49,10 @@ pub struct ShimOptions {
     pub dns_servers: Vec<String>,
     /// `macpool`: `MacPool.Ranges` as (start, end).
     pub mac_pool: Vec<(String, String)>,
+    /// `disable_gatewaydns`: no DNS proxy on the NAT gateway, and the
+    /// gateway left out of endpoints' servers (policy `AutomaticDNS`
+    /// with `Enable: false`).
+    pub disable_gateway_dns: bool,
 }
 
 fn valid_keys() -> String {
@@ -116,6 +120,17 @@ impl ShimOptions {
             }
             "vsid" => self.vsid = Some(parse_u32(key, value)?),
             "dnssuffix" => self.dns_suffix = Some(non_empty(value)?),
+            "disable_gatewaydns" => {
+                self.disable_gateway_dns = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(format!(
+                            "option {PREFIX}disable_gatewaydns: {value:?} is not true or false"
+                        ))
+                    }
+                }
+            }
             "dnsservers" => {
                 self.dns_servers = list(value)
                     .map(|s| {
@@ -178,6 +193,12 @@ mod tests {
         assert_eq!((o.vlan_id, o.vsid), (Some(11), Some(5000)));
         assert_eq!(o.dns_suffix.as_deref(), Some("corp.example"));
         assert_eq!(o.dns_servers, ["10.0.0.53", "10.0.0.54"]);
+        assert!(!o.disable_gateway_dns);
+        assert!(
+            parse(&["disable_gatewaydns=True"])
+                .unwrap()
+                .disable_gateway_dns
+        );
         assert_eq!(
             o.mac_pool,
             [("00-15-5D-00-00-00".into(), "00-15-5D-00-0F-FF".into())]
@@ -196,7 +217,7 @@ mod tests {
                 "enable_outboundnat is not supported yet",
             ),
             ("outboundnat_exceptions=10.0.0.0/8", "not supported yet"),
-            ("disable_gatewaydns=true", "not supported yet"),
+            ("disable_gatewaydns=maybe", "\"maybe\" is not true or false"),
             ("com.docker.network.windowsshim.bogus=1", "unknown network option \"com.docker.network.windowsshim.bogus\"; valid options are com.docker.network.windowsshim.networkname, "),
             ("novalue", "expected KEY=VALUE"),
             ("vlanid=abc", "\"abc\" is not a number"),
