@@ -181,7 +181,7 @@ impl Service {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent"],
                 "EndpointPolicies": ["PortMapping"],
-                "NetworkPolicies": ["NetAdapterName"],
+                "NetworkPolicies": ["NetAdapterName", "AutomaticDNS"],
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,
