@@ -681,14 +681,8 @@ pub(crate) fn fill_endpoint(
             json!([{ "NextHop": gw.to_string(), "DestinationPrefix": "0.0.0.0/0" }]),
         );
     }
-    if crate::dhcp::has_no_dns(obj) {
-        if let Some(dns) = net
-            .obj
-            .get("Dns")
-            .filter(|d| d.as_object().is_some_and(|m| !m.is_empty()))
-        {
-            obj.insert("Dns".into(), dns.clone());
-        }
+    if let Some(dns) = crate::dns::endpoint_dns(obj, net) {
+        obj.insert("Dns".into(), dns);
     }
     obj.insert("State".into(), json!(1));
 }

@@ -11,6 +11,7 @@
 mod adapter;
 mod config;
 mod dhcp;
+mod dns;
 mod endpoint;
 mod namespace;
 mod network;
@@ -22,6 +23,7 @@ mod subnet;
 mod trace;
 
 pub use config::Config;
+pub use dns::{DnsEndpoint, DnsNetwork, DnsObserver};
 pub use hostnet_dhcp::Settings as DhcpSettings;
 pub use object::Kind;
 pub use service::Service;

@@ -199,6 +199,8 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     let allowed = |p: &NetworkPolicy| match p {
         NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
         NetworkPolicy::HostRoute => l2,
+        // Enable false turns the NAT gateway's DNS proxy off (crate::dns).
+        NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat,
         _ => false,
     };
     if let Some(p) = spec.policies.iter().find(|p| !allowed(p)) {

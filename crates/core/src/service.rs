@@ -72,6 +72,8 @@ pub struct Service {
     pub(crate) config: Config,
     /// Leases of endpoints on DHCP networks, renewed by their own thread.
     pub(crate) leases: Arc<crate::dhcp::Leases>,
+    /// Told the names on each network after every change (the DNS proxy).
+    pub(crate) dns_observer: Mutex<Option<Arc<dyn crate::DnsObserver>>>,
 }
 
 impl Service {
@@ -88,6 +90,7 @@ impl Service {
             dp,
             config,
             leases: Arc::default(),
+            dns_observer: Mutex::new(None),
         };
         svc.load()?;
         svc.reconcile()?;
@@ -123,6 +126,7 @@ impl Service {
                 return Err(unsupported_kind(kind));
             }
         };
+        self.notify_dns();
         Ok(Value::Object(obj))
     }
 
@@ -150,6 +154,7 @@ impl Service {
             Kind::Endpoint => self.modify_endpoint(uuid, id, &req)?,
             Kind::LoadBalancer | Kind::Route => return Err(kind.not_found(id)),
         };
+        self.notify_dns();
         Ok(Value::Object(obj))
     }
 
@@ -161,7 +166,9 @@ impl Service {
             Kind::Endpoint => self.delete_endpoint(uuid, id),
             Kind::Namespace => self.delete_namespace(uuid, id),
             Kind::LoadBalancer | Kind::Route => Err(kind.not_found(id)),
-        }
+        }?;
+        self.notify_dns();
+        Ok(())
     }
 
     /// The HNS-style version and what this hostnet implements.
@@ -174,7 +181,7 @@ impl Service {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
                 "EndpointPolicies": ["PortMapping", "OutBoundNAT", "SDNRoute"],
-                "NetworkPolicies": ["NetAdapterName", "HostRoute"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,

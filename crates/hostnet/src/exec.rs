@@ -6,10 +6,11 @@
 //! foreground process group (`si_code == SI_KERNEL`) already reach the
 //! command, so those are only recorded, not sent twice.
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -94,24 +95,39 @@ pub enum StartError {
 
 /// Runs `argv` with its network namespace set to the one bind-mounted at
 /// `netns`, stdio inherited, and waits for it. Signals go through `relay`.
+/// With `resolv_conf`, the command also gets a mount namespace of its own
+/// in which that file is bind-mounted over `/etc/resolv.conf` (the host's
+/// file is untouched).
 pub fn run_in_netns(
     netns: &Path,
     argv: &[String],
     _relay: &SignalRelay,
+    resolv_conf: Option<&Path>,
 ) -> Result<ExitStatus, StartError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| StartError::Spawn(io::Error::other("no command given")))?;
     let ns = File::open(netns).map_err(StartError::OpenNetns)?;
     let fd = ns.as_raw_fd();
+    let mount = match resolv_conf {
+        Some(p) => Some((
+            CString::new(p.as_os_str().as_bytes()).map_err(|e| StartError::Spawn(e.into()))?,
+            CString::new("/etc/resolv.conf").expect("no NUL"),
+        )),
+        None => None,
+    };
     let mut command = Command::new(program);
     command.args(args);
-    // SAFETY: the closure only calls setns, which is async-signal-safe; `ns`
-    // outlives the spawn, so the descriptor is valid in the child.
+    // SAFETY: the closure only calls setns, unshare and mount, which are
+    // async-signal-safe; `ns` and the C strings outlive the spawn, so the
+    // descriptor and pointers are valid in the child.
     unsafe {
         command.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some((source, target)) = &mount {
+                private_resolv_conf(source, target)?;
             }
             Ok(())
         });
@@ -125,6 +141,41 @@ pub fn run_in_netns(
     // a process a late relayed signal would hit.
     CHILD.store(0, Ordering::SeqCst);
     child.wait().map_err(StartError::Spawn)
+}
+
+/// In the child before exec: a mount namespace of its own whose mounts do
+/// not propagate back to the host's (slave), then `source` bound over
+/// `target`.
+///
+/// # Safety
+/// Only async-signal-safe calls: it runs between fork and exec.
+unsafe fn private_resolv_conf(source: &CString, target: &CString) -> io::Result<()> {
+    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root = c"/";
+    let flags = libc::MS_REC | libc::MS_SLAVE;
+    if libc::mount(
+        std::ptr::null(),
+        root.as_ptr(),
+        std::ptr::null(),
+        flags,
+        std::ptr::null(),
+    ) != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    if libc::mount(
+        source.as_ptr(),
+        target.as_ptr(),
+        std::ptr::null(),
+        libc::MS_BIND,
+        std::ptr::null(),
+    ) != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Waits until `pid` has exited without reaping it (`WNOWAIT`).
@@ -183,17 +234,17 @@ mod tests {
         // CAP_SYS_ADMIN, so only check the outcome when we have it.
         let relay = SignalRelay::install().unwrap();
         let argv = ["sh".to_string(), "-c".into(), "exit 7".into()];
-        match run_in_netns(Path::new("/proc/self/ns/net"), &argv, &relay) {
+        match run_in_netns(Path::new("/proc/self/ns/net"), &argv, &relay, None) {
             Ok(status) => assert_eq!(exit_code(status), 7),
             Err(StartError::Spawn(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
                 eprintln!("skipped: setns needs CAP_SYS_ADMIN")
             }
             Err(e) => panic!("{e:?}"),
         }
-        let missing = run_in_netns(Path::new("/nonexistent/netns"), &argv, &relay);
+        let missing = run_in_netns(Path::new("/nonexistent/netns"), &argv, &relay, None);
         assert!(matches!(missing, Err(StartError::OpenNetns(_))));
         let argv = ["/nonexistent/cmd".to_string()];
-        let not_found = run_in_netns(Path::new("/proc/self/ns/net"), &argv, &relay);
+        let not_found = run_in_netns(Path::new("/proc/self/ns/net"), &argv, &relay, None);
         assert!(matches!(not_found, Err(StartError::Spawn(_))));
         drop(relay);
     }

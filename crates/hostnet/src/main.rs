@@ -13,6 +13,7 @@ mod inherited;
 mod network_body;
 mod output;
 mod ports;
+mod resolv_conf;
 mod shim;
 mod shim_drivers;
 mod table;

@@ -51,11 +51,18 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
     if !subnets.is_empty() {
         body["Ipams"] = json!([{"Type": "Static", "Subnets": subnets}]);
     }
+    let mut policies = Vec::new();
     if let Some(adapter) = &options.interface {
-        body["Policies"] = json!([{
+        policies.push(json!({
             "Type": "NetAdapterName",
             "Settings": {"NetworkAdapterName": adapter},
-        }]);
+        }));
+    }
+    if options.disable_gateway_dns {
+        policies.push(json!({"Type": "AutomaticDNS", "Settings": {"Enable": false}}));
+    }
+    if !policies.is_empty() {
+        body["Policies"] = json!(policies);
     }
     let mut dns = Map::new();
     if let Some(suffix) = &options.dns_suffix {

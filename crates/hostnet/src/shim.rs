@@ -20,7 +20,7 @@ use std::net::IpAddr;
 pub const PREFIX: &str = "com.docker.network.windowsshim.";
 
 /// Keys that hostnet acts on.
-const SUPPORTED: [&str; 9] = [
+const SUPPORTED: [&str; 10] = [
     "networkname",
     "interface",
     "vlanid",
@@ -30,16 +30,11 @@ const SUPPORTED: [&str; 9] = [
     "macpool",
     "enable_outboundnat",
     "outboundnat_exceptions",
+    "disable_gatewaydns",
 ];
 
 /// Docker keys that hostnet knows but does not implement yet.
-const NOT_YET: [&str; 5] = [
-    "hnsid",
-    "disable_gatewaydns",
-    "hnsowned",
-    "routingdomain",
-    "sourcemac",
-];
+const NOT_YET: [&str; 4] = ["hnsid", "hnsowned", "routingdomain", "sourcemac"];
 
 /// The options of one `network create`, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +61,10 @@ pub struct ShimOptions {
     /// Every option given, by short key, with its value as given (a later
     /// key overrides an earlier one).
     pub given: BTreeMap<String, String>,
+    /// `disable_gatewaydns`: no DNS proxy on the NAT gateway, and the
+    /// gateway left out of endpoints' servers (policy `AutomaticDNS`
+    /// with `Enable: false`).
+    pub disable_gateway_dns: bool,
 }
 
 fn valid_keys() -> String {
@@ -200,6 +199,7 @@ impl ShimOptions {
             }
             "vsid" => self.vsid = Some(parse_u32(key, value)?),
             "dnssuffix" => self.dns_suffix = Some(non_empty(value)?),
+            "disable_gatewaydns" => self.disable_gateway_dns = parse_bool(key, value)?,
             "dnsservers" => {
                 self.dns_servers = list(value)
                     .map(|s| {
@@ -269,6 +269,12 @@ mod tests {
         assert_eq!((o.vlan_id, o.vsid), (Some(11), Some(5000)));
         assert_eq!(o.dns_suffix.as_deref(), Some("corp.example"));
         assert_eq!(o.dns_servers, ["10.0.0.53", "10.0.0.54"]);
+        assert!(!o.disable_gateway_dns);
+        assert!(
+            parse(&["disable_gatewaydns=True"])
+                .unwrap()
+                .disable_gateway_dns
+        );
         assert_eq!(
             o.mac_pool,
             [("00-15-5D-00-00-00".into(), "00-15-5D-00-0F-FF".into())]
@@ -319,7 +325,7 @@ mod tests {
                 "com.docker.network.windowsshim.hnsid=x",
                 "option com.docker.network.windowsshim.hnsid is not supported yet",
             ),
-            ("disable_gatewaydns=true", "not supported yet"),
+            ("disable_gatewaydns=maybe", "\"maybe\" is not a boolean"),
             ("com.docker.network.windowsshim.bogus=1", "unknown network option \"com.docker.network.windowsshim.bogus\"; valid options are com.docker.network.windowsshim.networkname, "),
             ("novalue", "expected KEY=VALUE"),
             ("vlanid=abc", "\"abc\" is not a number"),

@@ -39,6 +39,10 @@ fn applies_to(key: &str) -> Option<(&'static [&'static str], &'static str)> {
             &["overlay", "l2bridge", "l2tunnel"],
             "it is the virtual subnet of an overlay or SDN network",
         ),
+        "disable_gatewaydns" => (
+            &["nat"],
+            "it turns off the DNS proxy on a NAT network's gateway",
+        ),
         "enable_outboundnat" | "outboundnat_exceptions" => (
             &["l2bridge", "l2tunnel"],
             "it NATs endpoints on the physical network to the host's address",

@@ -5,6 +5,7 @@
 //! network namespace it runs in. At first start it creates the NAT network
 //! `nat`, as Windows does.
 
+mod dns;
 mod http;
 mod socket;
 
@@ -38,6 +39,10 @@ struct Args {
     /// network without subnets, a renewal) may take before it fails.
     #[arg(long, default_value_t = 10.0)]
     dhcp_timeout: f64,
+    /// The host's resolver configuration: the upstream servers the NAT
+    /// gateways' DNS proxy forwards to (read again when it changes).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
 }
 
 fn main() {
@@ -71,14 +76,22 @@ fn run(args: Args) -> Result<(), String> {
         timeout: dhcp_timeout,
         ..Default::default()
     });
-    let listener = socket::bind(&args.socket)?;
-    log::info!("serving the HCN v2 API on {}", args.socket.display());
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let proxy = hostnet_dns::Proxy::new(
+        runtime.handle().clone(),
+        hostnet_dns::ProxySettings {
+            resolv_conf: args.resolv_conf.clone(),
+            ..Default::default()
+        },
+    );
+    service.observe_dns(Arc::new(dns::ProxyObserver(proxy)));
+    let listener = socket::bind(&args.socket)?;
+    log::info!("serving the HCN v2 API on {}", args.socket.display());
+
     let result = runtime.block_on(http::serve(listener, service));
     let _ = std::fs::remove_file(&args.socket);
     result

@@ -9,12 +9,14 @@
 
 mod container;
 mod daemon;
+pub mod dns_client;
 pub mod inspect;
 mod netns;
 pub mod physical;
 mod privilege;
 mod probe;
 mod uplink;
+mod upstream_dns;
 mod wait;
 
 pub use container::{id, Container};
@@ -24,6 +26,7 @@ pub use physical::PhysicalNet;
 pub use privilege::{require_privileges, Privileges};
 pub use probe::{Probe, Session};
 pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};
+pub use upstream_dns::UpstreamDns;
 pub use wait::wait_until;
 
 /// Prefix of every namespace and directory the testbed makes.

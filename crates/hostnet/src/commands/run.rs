@@ -34,6 +34,9 @@ pub struct Sandbox {
     pub attached: bool,
     /// The namespace's Linux netns bind mount, once known.
     pub netns_path: Option<PathBuf>,
+    /// The container's resolv.conf, from the endpoint's `Dns` (none when
+    /// it names no server).
+    pub resolv_conf: Option<String>,
 }
 
 /// Runs `hostnet run`.
@@ -46,7 +49,26 @@ pub fn run(client: &Client, args: &RunArgs) -> Result<u8, CliError> {
         .netns_path
         .clone()
         .expect("provision sets the netns path");
-    let outcome = run_in_netns(&netns, &args.command, &relay);
+    let resolv = match &sandbox.resolv_conf {
+        Some(text) => match write_resolv_conf(text) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                clean_up(client, &sandbox);
+                return Err(CliError::new(format!(
+                    "cannot write the container's resolv.conf: {e}"
+                ))
+                .with_exit(EXIT_SETUP));
+            }
+        },
+        None => None,
+    };
+    let outcome = run_in_netns(
+        &netns,
+        &args.command,
+        &relay,
+        resolv.as_ref().map(|f| f.path()),
+    );
+    drop(resolv);
     if args.keep {
         eprintln!(
             "namespace {}\nendpoint {}",
@@ -146,6 +168,7 @@ fn build(
     let endpoint = client.create(Kind::Endpoints, &spec.body(&network_id)?)?;
     let endpoint_id = created_id(Kind::Endpoints, &endpoint)?;
     sandbox.endpoint_id = Some(endpoint_id.clone());
+    sandbox.resolv_conf = crate::resolv_conf::render(&endpoint["Dns"]);
     check(interrupted)?;
 
     client.attach_endpoint(&namespace_id, &endpoint_id)?;
@@ -162,6 +185,40 @@ fn build(
         path => sandbox.netns_path = Some(PathBuf::from(path)),
     }
     check(interrupted)
+}
+
+/// A resolv.conf for the command's mount namespace; removed on drop.
+struct ResolvFile(PathBuf);
+
+impl ResolvFile {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ResolvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_resolv_conf(text: &str) -> io::Result<ResolvFile> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("hostnet-resolv-{}.conf", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .or_else(|_| {
+            std::fs::remove_file(&path)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        })?;
+    let file = ResolvFile(path);
+    f.write_all(text.as_bytes())?;
+    Ok(file)
 }
 
 /// Detaches and deletes what `sandbox` records, newest first, carrying on

@@ -13,6 +13,7 @@
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
 //! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
 //! ping DST                   ICMP echo; exit 0 on a reply
+//! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -34,6 +35,12 @@ fn main() {
         "raw-listen" => raw_listen(proto(a(1))),
         "raw-send" => raw_send(proto(a(1)), a(2)),
         "ping" => ping(a(1)),
+        "dns" => dns(
+            a(1),
+            a(2),
+            a(3),
+            args.get(4).map(String::as_str) == Some("tcp"),
+        ),
         _ => usage(),
     };
     if let Err(e) = result {
@@ -42,8 +49,18 @@ fn main() {
     }
 }
 
+fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
+    let server = match server.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => SocketAddr::new(server.parse().map_err(std::io::Error::other)?, 53),
+    };
+    let line = hostnet_testbed::dns_client::ask(server, name, ty, tcp, Duration::from_secs(3))?;
+    say(&line);
+    Ok(())
+}
+
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get ADDR:PORT | raw-listen PROTO | raw-send PROTO DST | ping DST");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get ADDR:PORT | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 

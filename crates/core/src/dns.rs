@@ -1,0 +1,239 @@
+//! DNS settings of endpoints, and what the gateway DNS proxy is told.
+//!
+//! An endpoint's `Dns` is its own fields over its network's, field by field
+//! (`Domain`, `Search`, `ServerList`, `Options`). On a NAT network the
+//! gateway runs a DNS proxy, and its address is put first in every
+//! endpoint's `ServerList` (last with the endpoint flag
+//! `OverrideDnsServerOrder`, 16), as Windows does; the network policy
+//! `{"Type":"AutomaticDNS","Settings":{"Enable":false}}` (docker's
+//! `disable_gatewaydns`) turns both off.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hostnet_model::domain::{DnsSettings, EndpointFlags, NetworkKind, NetworkPolicy};
+use hostnet_model::wire;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::service::{NetworkRec, Service, State};
+
+/// A network whose gateway answers DNS, and the names on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsNetwork {
+    /// The network's ID.
+    pub id: Uuid,
+    /// The gateway address the proxy answers on.
+    pub gateway: IpAddr,
+    /// The network's `Dns.Domain`.
+    pub domain: Option<String>,
+    /// Its endpoints.
+    pub endpoints: Vec<DnsEndpoint>,
+}
+
+/// An endpoint as DNS knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsEndpoint {
+    /// The endpoint's `Name`.
+    pub name: String,
+    /// Its address.
+    pub address: IpAddr,
+    /// Its `Dns.Domain`.
+    pub domain: Option<String>,
+}
+
+/// Told the whole set of DNS-serving networks after every change of
+/// networks or endpoints (and once when registered). Called with the
+/// service's lock held, so calls arrive in order: keep it short and do
+/// not call the service back.
+pub trait DnsObserver: Send + Sync {
+    /// The networks whose gateway answers DNS now, with their endpoints.
+    fn networks_changed(&self, networks: &[DnsNetwork]);
+}
+
+impl Service {
+    /// Register the observer (the DNS proxy) and tell it the current state.
+    pub fn observe_dns(&self, observer: Arc<dyn DnsObserver>) {
+        let st = self.lock();
+        *self.dns_observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+        self.tell_dns(&st);
+    }
+
+    /// Tell the observer, if any, the state after a change.
+    pub(crate) fn notify_dns(&self) {
+        let st = self.lock();
+        self.tell_dns(&st);
+    }
+
+    fn tell_dns(&self, st: &State) {
+        let observer = self
+            .dns_observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(o) = observer {
+            o.networks_changed(&dns_networks(st));
+        }
+    }
+}
+
+fn dns_networks(st: &State) -> Vec<DnsNetwork> {
+    st.networks
+        .iter()
+        .filter_map(|(id, net)| {
+            let gateway = gateway_dns(net)?;
+            let endpoints = st
+                .endpoints
+                .values()
+                .filter(|e| e.network == *id)
+                .map(|e| DnsEndpoint {
+                    name: e.name.clone(),
+                    address: e.plan.address.addr(),
+                    domain: e
+                        .obj
+                        .get("Dns")
+                        .and_then(|d| d.get("Domain"))
+                        .and_then(Value::as_str)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_string),
+                })
+                .collect();
+            Some(DnsNetwork {
+                id: *id,
+                gateway,
+                domain: net.spec.dns.domain.clone(),
+                endpoints,
+            })
+        })
+        .collect()
+}
+
+/// The address of a network's gateway DNS proxy: NAT networks, unless
+/// `AutomaticDNS` is disabled.
+pub(crate) fn gateway_dns(net: &NetworkRec) -> Option<IpAddr> {
+    if net.kind != NetworkKind::Nat {
+        return None;
+    }
+    let disabled = net
+        .spec
+        .policies
+        .iter()
+        .any(|p| matches!(p, NetworkPolicy::AutomaticDns(false)));
+    if disabled {
+        return None;
+    }
+    net.pools.iter().find_map(|p| p.gateway())
+}
+
+/// The endpoint's `Dns` as stored and reported: `own` (the create
+/// request's) over the network's, with the gateway proxy's address.
+pub(crate) fn endpoint_dns(own: &Map<String, Value>, net: &NetworkRec) -> Option<Value> {
+    let wire_dns: wire::Dns = own
+        .get("Dns")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default();
+    let own_dns =
+        DnsSettings::from_wire(&wire_dns, "Dns", hostnet_model::ErrorCode::InvalidEndpoint)
+            .unwrap_or_default();
+    let flags = own.get("Flags").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let endpoint_first = EndpointFlags(flags).contains(EndpointFlags::OVERRIDE_DNS_ORDER);
+    let merged = merge(&own_dns, &net.spec.dns, gateway_dns(net), endpoint_first);
+    let dns = to_wire(&merged);
+    (!dns.is_empty()).then(|| serde_json::to_value(dns).unwrap_or(Value::Null))
+}
+
+/// Field by field: the endpoint's value when it has one, else the
+/// network's; the gateway first in the servers (last when the endpoint's
+/// come first).
+pub fn merge(
+    endpoint: &DnsSettings,
+    network: &DnsSettings,
+    gateway: Option<IpAddr>,
+    endpoint_first: bool,
+) -> DnsSettings {
+    let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
+    let mut servers = if endpoint.servers.is_empty() {
+        network.servers.clone()
+    } else {
+        endpoint.servers.clone()
+    };
+    if let Some(gw) = gateway {
+        servers.retain(|s| *s != gw);
+        match endpoint_first {
+            true => servers.push(gw),
+            false => servers.insert(0, gw),
+        }
+    }
+    DnsSettings {
+        domain: endpoint.domain.clone().or_else(|| network.domain.clone()),
+        search: pick(&endpoint.search, &network.search),
+        servers,
+        options: pick(&endpoint.options, &network.options),
+    }
+}
+
+fn to_wire(d: &DnsSettings) -> wire::Dns {
+    wire::Dns {
+        domain: d.domain.clone(),
+        search: d.search.clone(),
+        server_list: d.servers.iter().map(|s| s.to_string()).collect(),
+        options: d.options.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn dns(
+        domain: Option<&str>,
+        search: &[&str],
+        servers: &[&str],
+        options: &[&str],
+    ) -> DnsSettings {
+        DnsSettings {
+            domain: domain.map(str::to_string),
+            search: search.iter().map(|s| s.to_string()).collect(),
+            servers: servers.iter().map(|s| ip(s)).collect(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn endpoint_fields_override_the_networks() {
+        let net = dns(
+            Some("net.example"),
+            &["net.example"],
+            &["192.0.2.53"],
+            &["ndots:2"],
+        );
+        let ep = dns(Some("ep.example"), &[], &["198.51.100.53"], &[]);
+        let m = merge(&ep, &net, None, false);
+        assert_eq!(
+            m,
+            dns(
+                Some("ep.example"),
+                &["net.example"],
+                &["198.51.100.53"],
+                &["ndots:2"]
+            )
+        );
+        assert_eq!(merge(&DnsSettings::default(), &net, None, false), net);
+    }
+
+    #[test]
+    fn the_gateway_comes_first_unless_the_endpoint_says_otherwise() {
+        let net = dns(None, &[], &["192.0.2.53", "10.0.0.1"], &[]);
+        let gw = Some(ip("10.0.0.1"));
+        let m = merge(&DnsSettings::default(), &net, gw, false);
+        assert_eq!(m.servers, [ip("10.0.0.1"), ip("192.0.2.53")]);
+        let m = merge(&DnsSettings::default(), &net, gw, true);
+        assert_eq!(m.servers, [ip("192.0.2.53"), ip("10.0.0.1")]);
+        let m = merge(&DnsSettings::default(), &DnsSettings::default(), gw, false);
+        assert_eq!(m.servers, [ip("10.0.0.1")]);
+    }
+}

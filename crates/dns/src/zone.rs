@@ -1,0 +1,227 @@
+//! The names one network's proxy answers for, and who may ask.
+//!
+//! An endpoint named `web` with domain `corp.example` is published as `web.`
+//! and `web.corp.example.`; names are case-insensitive. HCN endpoint names
+//! are free text, so a name that is not a DNS name (labels of letters,
+//! digits, `-` and `_`, 1-63 characters, not starting or ending with `-`,
+//! 253 in all) is not published: [`Names::build`] reports it instead.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use hickory_proto::rr::Name;
+
+/// An endpoint as the proxy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The endpoint's `Name` (may be empty: then only its address counts).
+    pub name: String,
+    /// Its address on the network.
+    pub address: IpAddr,
+    /// Its own DNS suffix (`Dns.Domain`), if any.
+    pub domain: Option<String>,
+}
+
+/// One network's view: where its proxy listens and the endpoints on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    /// The network's ID, for logs.
+    pub network: String,
+    /// The gateway address the proxy binds (port 53).
+    pub listen: IpAddr,
+    /// The network's DNS suffix, if any.
+    pub domain: Option<String>,
+    /// The network's endpoints.
+    pub hosts: Vec<Host>,
+}
+
+/// A zone turned into lookup tables.
+#[derive(Debug, Default)]
+pub struct Names {
+    forward: HashMap<Name, Vec<IpAddr>>,
+    reverse: HashMap<IpAddr, Name>,
+    clients: HashSet<IpAddr>,
+}
+
+impl Names {
+    /// The tables of `zone`, and a message for each endpoint name that
+    /// could not be published.
+    pub fn build(zone: &Zone) -> (Names, Vec<String>) {
+        let mut names = Names::default();
+        let mut skipped = Vec::new();
+        for host in &zone.hosts {
+            names.clients.insert(host.address);
+            if host.name.is_empty() {
+                continue;
+            }
+            let base = match host_name(&host.name) {
+                Ok(n) => n,
+                Err(why) => {
+                    skipped.push(format!(
+                        "endpoint name {:?} on network {} is not published in DNS: {why}",
+                        host.name, zone.network
+                    ));
+                    continue;
+                }
+            };
+            let mut published = vec![base.clone()];
+            for domain in [&host.domain, &zone.domain].into_iter().flatten() {
+                match domain_name(domain).and_then(|d| {
+                    base.clone()
+                        .append_domain(&d)
+                        .map_err(|e| format!("{}.{domain}: {e}", host.name))
+                }) {
+                    Ok(full) if !published.contains(&full) => published.push(full),
+                    Ok(_) => {}
+                    Err(why) => skipped.push(format!(
+                        "{:?} with domain {domain:?} is not published: {why}",
+                        host.name
+                    )),
+                }
+            }
+            // PTR answers with the most specific name.
+            let canonical = published.last().cloned().unwrap_or(base);
+            names.reverse.entry(host.address).or_insert(canonical);
+            for name in published {
+                let list = names.forward.entry(name).or_default();
+                if !list.contains(&host.address) {
+                    list.push(host.address);
+                }
+            }
+        }
+        (names, skipped)
+    }
+
+    /// The addresses of a (lower-case, fully qualified) name.
+    pub fn addresses(&self, name: &Name) -> Option<&[IpAddr]> {
+        self.forward.get(name).map(Vec::as_slice)
+    }
+
+    /// The name of an endpoint address.
+    pub fn name_of(&self, address: &IpAddr) -> Option<&Name> {
+        self.reverse.get(address)
+    }
+
+    /// Whether `address` is an endpoint of this network (the only ones
+    /// the proxy answers).
+    pub fn is_client(&self, address: &IpAddr) -> bool {
+        self.clients.contains(address)
+    }
+}
+
+/// An endpoint name as a fully qualified, lower-case DNS name, or why it
+/// is not one.
+pub fn host_name(name: &str) -> Result<Name, String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        check_label(label)?;
+    }
+    Name::from_ascii(format!("{}.", name.to_ascii_lowercase())).map_err(|e| e.to_string())
+}
+
+fn domain_name(domain: &str) -> Result<Name, String> {
+    let domain = domain.trim().trim_end_matches('.');
+    for label in domain.split('.') {
+        check_label(label)?;
+    }
+    Name::from_ascii(format!("{}.", domain.to_ascii_lowercase())).map_err(|e| e.to_string())
+}
+
+fn check_label(label: &str) -> Result<(), String> {
+    if label.is_empty() {
+        return Err("it has an empty label (two dots in a row, or a leading dot)".into());
+    }
+    if label.len() > 63 {
+        return Err(format!("label {label:?} is longer than 63 characters"));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{c:?} is not allowed (use letters, digits, '-' and '_')"
+        ));
+    }
+    if label.starts_with('-') || label.ends_with('-') {
+        return Err(format!("label {label:?} starts or ends with '-'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn zone(hosts: &[(&str, &str, Option<&str>)]) -> Zone {
+        Zone {
+            network: "N1".into(),
+            listen: ip("10.0.0.1"),
+            domain: Some("net.example".into()),
+            hosts: hosts
+                .iter()
+                .map(|(n, a, d)| Host {
+                    name: n.to_string(),
+                    address: ip(a),
+                    domain: d.map(str::to_string),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn publishes_name_and_domains() {
+        let (names, skipped) = Names::build(&zone(&[
+            ("Web", "10.0.0.2", Some("corp.example")),
+            ("db", "10.0.0.3", None),
+        ]));
+        assert!(skipped.is_empty());
+        for n in ["web.", "web.corp.example.", "web.net.example."] {
+            assert_eq!(
+                names.addresses(&name(n)),
+                Some(&[ip("10.0.0.2")][..]),
+                "{n}"
+            );
+        }
+        assert_eq!(names.addresses(&name("db.")), Some(&[ip("10.0.0.3")][..]));
+        assert_eq!(names.addresses(&name("db.corp.example.")), None);
+        assert_eq!(
+            names.name_of(&ip("10.0.0.3")),
+            Some(&name("db.net.example."))
+        );
+        assert!(names.is_client(&ip("10.0.0.2")));
+        assert!(!names.is_client(&ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn names_that_are_not_dns_names_are_reported_not_published() {
+        let long = "a".repeat(64);
+        let (names, skipped) = Names::build(&zone(&[
+            ("my container", "10.0.0.2", None),
+            ("-x", "10.0.0.3", None),
+            (&long, "10.0.0.4", None),
+            ("a..b", "10.0.0.5", None),
+            ("ünï", "10.0.0.6", None),
+            ("ok_name-1", "10.0.0.7", None),
+            ("", "10.0.0.8", None),
+        ]));
+        assert_eq!(skipped.len(), 5, "{skipped:?}");
+        assert!(skipped[0].contains("' ' is not allowed"), "{}", skipped[0]);
+        assert_eq!(
+            names.addresses(&name("ok_name-1.")).map(|a| a.len()),
+            Some(1)
+        );
+        // Unpublished endpoints are still clients of their network's proxy.
+        assert!(names.is_client(&ip("10.0.0.2")) && names.is_client(&ip("10.0.0.8")));
+    }
+}
