@@ -256,6 +256,7 @@ pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileE
                     group: group.owner.clone(),
                 })?;
                 let c = spec(dir, *layer, slot);
+                let mut placed: Vec<(usize, Box5, Data)> = Vec::new();
                 for (rule, k) in rules.iter().zip(strata) {
                     let data = match rule.action {
                         Action::Allow => next_data(after_layer(dir, li)),
@@ -267,10 +268,18 @@ pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileE
                             })
                         }
                     };
+                    // Overlapping boxes of one stratum share their verdict;
+                    // the kernel refuses overlapping interval elements, so
+                    // each new box goes in minus what the stratum holds.
                     for b in boxes(addr, &rule.condition, &rule.id.0)? {
-                        out.push(b.element(c.sets[k], data.clone()));
+                        let mut pieces = vec![b];
+                        for (_, held, _) in placed.iter().filter(|(pk, _, _)| *pk == k) {
+                            pieces = pieces.iter().flat_map(|p| p.minus(held)).collect();
+                        }
+                        placed.extend(pieces.into_iter().map(|p| (k, p, data.clone())));
                     }
                 }
+                out.extend(placed.into_iter().map(|(k, b, d)| b.element(c.sets[k], d)));
             }
         }
     }
@@ -303,27 +312,59 @@ fn strata(rules: &[&Rule]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// One element's key range: each field an inclusive interval.
+/// One element's key range: per field (local address, remote address,
+/// protocol, local port, remote port) an inclusive interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Box5 {
-    remote: Ipv4Net,
-    local: Ipv4Addr,
-    proto: (u8, u8),
-    local_port: (u16, u16),
-    remote_port: (u16, u16),
-}
+struct Box5([(u32, u32); 5]);
 
 impl Box5 {
+    fn overlaps(&self, other: &Box5) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .all(|(&(a, b), &(c, d))| a <= d && c <= b)
+    }
+
+    /// This box without `other`: up to two pieces per field, disjoint.
+    fn minus(&self, other: &Box5) -> Vec<Box5> {
+        if !self.overlaps(other) {
+            return vec![*self];
+        }
+        let mut out = Vec::new();
+        let mut rest = *self;
+        for d in 0..5 {
+            let (lo, hi) = other.0[d];
+            if rest.0[d].0 < lo {
+                let mut piece = rest;
+                piece.0[d] = (rest.0[d].0, lo - 1);
+                out.push(piece);
+                rest.0[d].0 = lo;
+            }
+            if rest.0[d].1 > hi {
+                let mut piece = rest;
+                piece.0[d] = (hi + 1, rest.0[d].1);
+                out.push(piece);
+                rest.0[d].1 = hi;
+            }
+        }
+        out
+    }
+
     fn element(&self, set: &'static str, data: Data) -> SetElement {
-        let key_of = |remote: Ipv4Addr, proto: u8, lp: u16, rp: u16| {
-            let mut k = self.local.octets().to_vec();
-            k.extend_from_slice(&remote.octets());
-            k.extend_from_slice(&[proto, 0, 0, 0]);
-            k.extend_from_slice(&crate::ruleset::port(lp));
-            k.extend_from_slice(&crate::ruleset::port(rp));
+        let key_of = |end: bool| {
+            let v = |d: usize| if end { self.0[d].1 } else { self.0[d].0 };
+            let mut k = Ipv4Addr::from(v(0)).octets().to_vec();
+            k.extend_from_slice(&Ipv4Addr::from(v(1)).octets());
+            k.extend_from_slice(&[v(2) as u8, 0, 0, 0]);
+            k.extend_from_slice(&crate::ruleset::port(v(3) as u16));
+            k.extend_from_slice(&crate::ruleset::port(v(4) as u16));
             k
         };
-        let range = |(a, b): (u16, u16)| format!("{a}-{b}");
+        let addr = |(a, b): (u32, u32)| match a == b {
+            true => Ipv4Addr::from(a).to_string(),
+            false => format!("{}-{}", Ipv4Addr::from(a), Ipv4Addr::from(b)),
+        };
+        let range = |(a, b): (u32, u32)| format!("{a}-{b}");
         let verdict = match &data {
             Data::Goto(c) => format!("goto {c}"),
             Data::Drop => "drop".into(),
@@ -334,26 +375,15 @@ impl Box5 {
             family: Family::Inet,
             table: TABLE,
             set,
-            key: key_of(
-                self.remote.network(),
-                self.proto.0,
-                self.local_port.0,
-                self.remote_port.0,
-            ),
-            key_end: Some(key_of(
-                self.remote.broadcast(),
-                self.proto.1,
-                self.local_port.1,
-                self.remote_port.1,
-            )),
+            key: key_of(false),
+            key_end: Some(key_of(true)),
             text: format!(
-                "{} . {} . {}-{} . {} . {} : {verdict}",
-                self.local,
-                self.remote,
-                self.proto.0,
-                self.proto.1,
-                range(self.local_port),
-                range(self.remote_port)
+                "{} . {} . {} . {} . {} : {verdict}",
+                addr(self.0[0]),
+                addr(self.0[1]),
+                range(self.0[2]),
+                range(self.0[3]),
+                range(self.0[4])
             ),
             data: Some(data),
         }
@@ -369,48 +399,46 @@ fn boxes(addr: Ipv4Addr, c: &Condition, rule: &str) -> Result<Vec<Box5>, Compile
             return Ok(Vec::new());
         }
     }
-    let remotes: Vec<Ipv4Net> = match &c.remote {
-        None => vec![Ipv4Net::default()],
+    let remotes: Vec<(u32, u32)> = match &c.remote {
+        None => vec![(0, u32::MAX)],
         Some(v) => v
             .iter()
             .filter_map(|p| match p {
-                IpNet::V4(p) => Some(*p),
+                IpNet::V4(p) => Some((u32::from(p.network()), u32::from(p.broadcast()))),
                 IpNet::V6(_) => None,
             })
             .collect(),
     };
     let ports = c.local_ports.is_some() || c.remote_ports.is_some();
-    let protos: Vec<(u8, u8)> = match (&c.protocols, ports) {
+    let protos: Vec<(u32, u32)> = match (&c.protocols, ports) {
         (None, false) => vec![(0, 255)],
         (None, true) => vec![(6, 6), (17, 17), (132, 132)],
         (Some(ps), _) => ps
             .iter()
             .filter(|p| !ports || p.has_ports())
-            .map(|&Proto(n)| (n, n))
+            .map(|&Proto(n)| (u32::from(n), u32::from(n)))
             .collect(),
     };
-    let all = vec![(0u16, 65535u16)];
-    let lports = c
-        .local_ports
-        .as_ref()
-        .map_or(all.clone(), |r| r.ranges().to_vec());
-    let rports = c.remote_ports.as_ref().map_or(all, |r| r.ranges().to_vec());
+    let ranges = |r: &Option<hostnet_policy::PortRanges>| -> Vec<(u32, u32)> {
+        r.as_ref().map_or(vec![(0, 65535)], |r| {
+            r.ranges()
+                .iter()
+                .map(|&(a, b)| (u32::from(a), u32::from(b)))
+                .collect()
+        })
+    };
+    let (lports, rports) = (ranges(&c.local_ports), ranges(&c.remote_ports));
     let n = remotes.len() * protos.len() * lports.len() * rports.len();
     if n > MAX_BOXES_PER_RULE {
         return Err(CompileError::TooLarge { rule: rule.into() });
     }
+    let local = (u32::from(addr), u32::from(addr));
     let mut out = Vec::with_capacity(n);
     for &remote in &remotes {
         for &proto in &protos {
             for &lp in &lports {
                 for &rp in &rports {
-                    out.push(Box5 {
-                        remote,
-                        local: addr,
-                        proto,
-                        local_port: lp,
-                        remote_port: rp,
-                    });
+                    out.push(Box5([local, remote, proto, lp, rp]));
                 }
             }
         }

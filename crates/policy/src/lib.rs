@@ -22,6 +22,8 @@
 //! layer. No match in any group: the layer lets the packet through unchanged
 //! (`acl-host` always ends in the seed's firewall defaults, which decide).
 
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
 mod condition;
 mod eval;
 pub mod lower;
