@@ -97,7 +97,9 @@ impl Change {
 
     /// For a chain's device: update the existing chain (never EXCL: adding
     /// a device it has is a no-op), or delete the device from it (a
-    /// missing device is `ENOENT`, with or without DESTROY).
+    /// missing device is `ENOENT`, with or without DESTROY). The kernel
+    /// would make a missing chain of the message (a base chain without
+    /// rules); the chains are `hostnet_nft`'s, loaded before any change.
     fn chain_message(self) -> (u16, u16) {
         let ack = libc::NLM_F_ACK as u16;
         let (kind, flags) = match self {
