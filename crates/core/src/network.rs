@@ -393,6 +393,7 @@ pub(crate) fn network_rec(
         gateways,
         mtu: adapter.as_ref().map_or(mtu, |a| a.mtu),
         l2,
+        nat: spec.kind == NetworkKind::Nat,
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()

@@ -1047,3 +1047,69 @@ fn adapter_move_round_trips_every_kind_of_address_and_route() {
 
     sources_unchanged();
 }
+
+/// The devices of hostnet's netdev chains, as `nft` lists them.
+fn chain_devices(ns: &Path, table: &str, chain: &str) -> String {
+    let out = run_in(ns, &["nft", "list", "chain", "netdev", table, chain]);
+    out.lines()
+        .find(|l| l.contains("hook"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn chain_devices_are_added_and_removed_one_message_each() {
+    let Some(tb) = Testbed::new() else { return };
+    let host = &tb.host;
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        let port = hostnet_nft::endpoint_port("hnvetest1");
+        let nat_port = hostnet_nft::nat_endpoint_port("hnvetest2");
+        // The real tables, with one device already in place.
+        dp.load_tables(&hostnet_nft::tables(std::slice::from_ref(&port)))
+            .unwrap();
+        let egress = |chain| chain_devices(host, hostnet_nft::EGRESS_TABLE, chain);
+        assert!(egress("endpoint_inbound").contains("hnvetest1"));
+
+        // Devices that do not exist (yet) are hooked by name; an element
+        // batch may mix them with set elements; adding twice is a no-op.
+        let uplink = hostnet_nft::l2::uplink("hnuplink", [2, 0, 0, 0, 0, 1]);
+        let mut batch = vec![nat_port.clone()];
+        batch.extend(uplink.clone());
+        dp.execute(&Op::AddElements(batch.clone())).unwrap();
+        dp.execute(&Op::AddElements(vec![nat_port.clone()]))
+            .unwrap();
+        assert!(egress("nat_endpoint_inbound").contains("hnvetest2"));
+        assert!(egress("to_uplink").contains("hnuplink"));
+        let ingress = chain_devices(host, hostnet_nft::INGRESS_TABLE, "from_uplink");
+        assert!(ingress.contains("hnuplink"), "{ingress}");
+
+        // Deleting takes the device off and leaves the rule and the other
+        // devices; deleting a device the chain lacks is not an error.
+        dp.execute(&Op::DeleteElements(batch.clone())).unwrap();
+        dp.execute(&Op::DeleteElements(batch)).unwrap();
+        assert!(!egress("nat_endpoint_inbound").contains("hnvetest2"));
+        assert!(!egress("to_uplink").contains("hnuplink"));
+        assert!(egress("endpoint_inbound").contains("hnvetest1"));
+        let rules = run_in(
+            host,
+            &[
+                "nft",
+                "list",
+                "chain",
+                "netdev",
+                hostnet_nft::EGRESS_TABLE,
+                "nat_endpoint_inbound",
+            ],
+        );
+        assert!(rules.contains("drop"), "{rules}");
+
+        // A missing table is an error that names it. (A missing chain is
+        // not: the kernel makes a base chain of the message, empty. The
+        // chains are `hostnet_nft`'s constants, loaded before any change.)
+        let mut stray = port;
+        stray.table = "nosuchtable";
+        let err = dp.execute(&Op::AddElements(vec![stray])).unwrap_err();
+        assert!(err.to_string().contains("netdev nosuchtable"), "{err}");
+    });
+}

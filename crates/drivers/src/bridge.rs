@@ -23,6 +23,9 @@ pub struct Network {
     pub mtu: u32,
     /// How an L2Bridge or L2Tunnel network meets the wire; None otherwise.
     pub l2: Option<L2>,
+    /// A NAT network: the host's inet table guards what it routes or sends
+    /// into the network, so its ports' firewall judges bridged frames only.
+    pub nat: bool,
 }
 
 /// The wire side of an L2Bridge or L2Tunnel network.
@@ -141,7 +144,12 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
         return Vec::new();
     }
     let host_name = names::host_veth(&ep.id);
-    let mut els = vec![nft::endpoint_port(&host_name)];
+    let port = if net.nat {
+        nft::nat_endpoint_port(&host_name)
+    } else {
+        nft::endpoint_port(&host_name)
+    };
+    let mut els = vec![port];
     let Some(l2) = &net.l2 else {
         return els;
     };
@@ -194,6 +202,7 @@ pub(crate) mod tests {
             gateways: vec!["172.31.0.1/16".parse().unwrap()],
             mtu: 1500,
             l2: None,
+            nat: true,
         };
         let plug = Plug {
             netns: Path::new("/x"),

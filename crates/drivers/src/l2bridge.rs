@@ -3,14 +3,14 @@
 //!
 //! The network binds an adapter exactly as Transparent does (the bridge
 //! takes the adapter as its uplink port and the host's addresses and MAC).
-//! On top, the bridge table rewrites MACs at the uplink: every frame leaves
+//! On top, the netdev table rewrites MACs at the uplink: every frame leaves
 //! with the host's MAC (ARP sender included), and frames arriving for the
 //! host's MAC are given back to the endpoint that owns the destination IP.
 //! So the upstream switch only ever learns the host's MAC, and ARP for an
 //! endpoint is answered with it. Same-subnet traffic on one host stays in
 //! the bridge; cross-subnet traffic goes to the physical gateway.
 //!
-//! L2Tunnel adds one rule at each endpoint port: every unicast frame goes
+//! L2Tunnel hooks each endpoint port on one more chain: every unicast frame goes
 //! to the physical gateway's MAC, even for a neighbour on the same bridge,
 //! so the gateway (and its policy) sees all traffic and hairpins it back.
 //!
@@ -66,7 +66,6 @@ mod tests {
     use super::*;
     use crate::bridge::tests::endpoint;
     use crate::bridge::{endpoint_attach, Plug};
-    use hostnet_nft::Data;
     use std::path::Path;
 
     fn adapter() -> Adapter {
@@ -85,9 +84,9 @@ mod tests {
     fn uplink_rewrite_goes_last_and_comes_off_first() {
         let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
         let up = network_up(&id, &adapter());
-        assert!(matches!(up.last(), Some(Op::AddElements(e)) if e.len() == 2));
+        assert!(matches!(up.last(), Some(Op::AddElements(e)) if e.len() == 3));
         let down = network_down(&id, &adapter());
-        assert!(matches!(down.first(), Some(Op::DeleteElements(e)) if e.len() == 2));
+        assert!(matches!(down.first(), Some(Op::DeleteElements(e)) if e.len() == 3));
         assert!(matches!(down.last(), Some(Op::DeleteLink { .. })));
     }
 
@@ -103,6 +102,7 @@ mod tests {
             gateways: Vec::new(),
             mtu: 1500,
             l2: Some(l2),
+            nat: false,
         };
         let plug = Plug {
             netns: Path::new("/x"),
@@ -114,7 +114,7 @@ mod tests {
         let Op::AddElements(els) = &ops[1] else {
             panic!("{ops:?}")
         };
-        assert!(els.iter().any(|e| e.data == Some(Data::Goto(nft::TUNNEL))));
+        assert!(els.iter().any(|e| e.set == nft::TUNNEL_PORTS));
     }
 
     #[test]

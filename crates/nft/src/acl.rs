@@ -369,7 +369,7 @@ impl Box5 {
             Data::Goto(c) => format!("goto {c}"),
             Data::Drop => "drop".into(),
             Data::Return => "return".into(),
-            Data::Value(_) => unreachable!("ACL maps are verdict maps"),
+            Data::Value(_) | Data::Device(_) => unreachable!("ACL maps are verdict maps"),
         };
         SetElement {
             family: Family::Inet,

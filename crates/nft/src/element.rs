@@ -4,6 +4,11 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     Inet,
+    /// Hooks on single devices (ingress, egress): only the frames of the
+    /// devices a chain is hooked on pay for it.
+    Netdev,
+    /// Only to remove the bridge table of older versions (see
+    /// [`crate::tables`]); hostnet keeps no bridge-family state.
     Bridge,
 }
 
@@ -12,6 +17,7 @@ impl Family {
     pub fn nfproto(self) -> u8 {
         match self {
             Family::Inet => 1,   // NFPROTO_INET
+            Family::Netdev => 5, // NFPROTO_NETDEV
             Family::Bridge => 7, // NFPROTO_BRIDGE
         }
     }
@@ -20,6 +26,7 @@ impl Family {
     pub fn keyword(self) -> &'static str {
         match self {
             Family::Inet => "inet",
+            Family::Netdev => "netdev",
             Family::Bridge => "bridge",
         }
     }
@@ -33,6 +40,12 @@ impl Family {
 /// element in nft syntax, for rebuilding the table with `nft -f` and for
 /// error messages. `key_end` closes the range of an element of an
 /// interval set (the last key the element covers).
+///
+/// A [`Data::Device`] element is one device of a netdev base chain: `set`
+/// names the chain and `key` the device. The kernel keeps a base chain's
+/// devices as a list that a `NEWCHAIN`/`DELCHAIN` message changes one
+/// device at a time, without touching its rules, so hooking an endpoint's
+/// port is as incremental as adding a set element.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SetElement {
     pub family: Family,
@@ -55,4 +68,43 @@ pub enum Data {
     Drop,
     /// A verdict map's `return` (back to the chain that jumped here).
     Return,
+    /// Not a set element: the key is a device the netdev base chain named
+    /// by `set` is hooked on, at this hook.
+    Device(NetdevHook),
+}
+
+/// Where a netdev base chain sees a device's frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NetdevHook {
+    /// Frames the device receives, before the bridge it is a port of.
+    Ingress,
+    /// Frames the device sends: forwarded by its bridge, or sent by the host.
+    Egress,
+}
+
+impl NetdevHook {
+    /// `NF_NETDEV_INGRESS` / `NF_NETDEV_EGRESS`.
+    pub fn number(self) -> u32 {
+        match self {
+            NetdevHook::Ingress => 0,
+            NetdevHook::Egress => 1,
+        }
+    }
+
+    pub fn keyword(self) -> &'static str {
+        match self {
+            NetdevHook::Ingress => "ingress",
+            NetdevHook::Egress => "egress",
+        }
+    }
+}
+
+impl SetElement {
+    /// The hook, if this is a device of a netdev base chain.
+    pub fn device_hook(&self) -> Option<NetdevHook> {
+        match self.data {
+            Some(Data::Device(h)) => Some(h),
+            _ => None,
+        }
+    }
 }

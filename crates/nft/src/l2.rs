@@ -1,4 +1,4 @@
-//! Elements of the L2Bridge and L2Tunnel data path (bridge table) and of
+//! Elements of the L2Bridge and L2Tunnel data path (netdev table) and of
 //! outbound NAT (both tables).
 //!
 //! On the wire every frame of an L2 network carries the host adapter's MAC:
@@ -9,17 +9,21 @@
 //! MAC so the host routes and NATs it; L2Tunnel sends every unicast frame
 //! to the physical gateway's MAC, so even a neighbour on the same bridge is
 //! reached through the gateway (hairpin).
+//!
+//! Each of these hooks only the devices concerned (the uplink, the ports
+//! that detour): which netdev chain a device is hooked on decides its
+//! rules, so frames of other ports and of NAT networks pay nothing.
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
 use crate::ruleset::{
-    ifname, FROM_UPLINK, L2_ENDPOINTS4, L2_PORTS, L2_PORT_GATEWAYS, L2_PORT_HOST_MACS,
-    L2_UPLINK_MACS, ONAT_EXCEPTIONS4, ONAT_SOURCES4, OUTBOUND_NAT, TABLE, TUNNEL,
-    TUNNEL_OUTBOUND_NAT,
+    device, ifname, EGRESS_TABLE, FROM_UPLINK, INGRESS_TABLE, L2_ENDPOINTS4, L2_PORT_GATEWAYS,
+    L2_PORT_HOST_MACS, L2_PORT_TO_HOST, L2_UPLINK_MACS, ONAT_EXCEPTIONS4, ONAT_SOURCES4,
+    OUTBOUND_NAT_PORTS, TABLE, TO_UPLINK, TUNNEL_OUTBOUND_NAT_PORTS, TUNNEL_PORTS,
 };
-use crate::{Data, Family, SetElement};
+use crate::{Data, Family, NetdevHook, SetElement};
 
 /// What happens to the frames an endpoint's port receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +43,9 @@ pub enum Detour {
 /// are looked up, frames leaving through it take `host_mac`.
 pub fn uplink(name: &str, host_mac: [u8; 6]) -> Vec<SetElement> {
     vec![
-        goto(L2_PORTS, name, FROM_UPLINK),
-        mac_of(L2_UPLINK_MACS, name, host_mac),
+        device(FROM_UPLINK, NetdevHook::Ingress, name),
+        device(TO_UPLINK, NetdevHook::Egress, name),
+        mac_of(EGRESS_TABLE, L2_UPLINK_MACS, name, host_mac),
     ]
 }
 
@@ -49,8 +54,8 @@ pub fn endpoint(uplink: &str, addr: Ipv4Addr, mac: [u8; 6]) -> SetElement {
     let mut key = ifname(uplink);
     key.extend_from_slice(&addr.octets());
     SetElement {
-        family: Family::Bridge,
-        table: TABLE,
+        family: Family::Netdev,
+        table: INGRESS_TABLE,
         set: L2_ENDPOINTS4,
         key,
         key_end: None,
@@ -63,20 +68,22 @@ pub fn endpoint(uplink: &str, addr: Ipv4Addr, mac: [u8; 6]) -> SetElement {
 pub fn port(name: &str, detour: Detour) -> Vec<SetElement> {
     match detour {
         Detour::OutboundNat { host_mac } => vec![
-            goto(L2_PORTS, name, OUTBOUND_NAT),
-            mac_of(L2_PORT_HOST_MACS, name, host_mac),
+            device(OUTBOUND_NAT_PORTS, NetdevHook::Ingress, name),
+            mac_of(INGRESS_TABLE, L2_PORT_HOST_MACS, name, host_mac),
+            to_host(name, host_mac),
         ],
         Detour::Tunnel { gateway_mac } => vec![
-            goto(L2_PORTS, name, TUNNEL),
-            mac_of(L2_PORT_GATEWAYS, name, gateway_mac),
+            device(TUNNEL_PORTS, NetdevHook::Ingress, name),
+            mac_of(INGRESS_TABLE, L2_PORT_GATEWAYS, name, gateway_mac),
         ],
         Detour::TunnelOutboundNat {
             host_mac,
             gateway_mac,
         } => vec![
-            goto(L2_PORTS, name, TUNNEL_OUTBOUND_NAT),
-            mac_of(L2_PORT_HOST_MACS, name, host_mac),
-            mac_of(L2_PORT_GATEWAYS, name, gateway_mac),
+            device(TUNNEL_OUTBOUND_NAT_PORTS, NetdevHook::Ingress, name),
+            mac_of(INGRESS_TABLE, L2_PORT_HOST_MACS, name, host_mac),
+            to_host(name, host_mac),
+            mac_of(INGRESS_TABLE, L2_PORT_GATEWAYS, name, gateway_mac),
         ],
     }
 }
@@ -94,7 +101,7 @@ pub fn outbound_nat(source: Ipv4Addr, exceptions: &[Ipv4Net]) -> Vec<SetElement>
         data: None,
         text: source.to_string(),
     }];
-    for family in [Family::Inet, Family::Bridge] {
+    for (family, table) in [(Family::Inet, TABLE), (Family::Netdev, INGRESS_TABLE)] {
         for p in disjoint(exceptions) {
             let mut key = source.octets().to_vec();
             key.extend_from_slice(&p.network().octets());
@@ -102,7 +109,7 @@ pub fn outbound_nat(source: Ipv4Addr, exceptions: &[Ipv4Net]) -> Vec<SetElement>
             key_end.extend_from_slice(&p.broadcast().octets());
             out.push(SetElement {
                 family,
-                table: TABLE,
+                table,
                 set: ONAT_EXCEPTIONS4,
                 key,
                 key_end: Some(key_end),
@@ -131,22 +138,26 @@ fn disjoint(prefixes: &[Ipv4Net]) -> Vec<Ipv4Net> {
     out
 }
 
-fn goto(set: &'static str, port: &str, chain: &'static str) -> SetElement {
+/// `port . host_mac` in [`L2_PORT_TO_HOST`].
+fn to_host(port: &str, host_mac: [u8; 6]) -> SetElement {
+    let mut key = ifname(port);
+    key.extend_from_slice(&host_mac);
+    key.resize(24, 0); // each part of a concatenation is padded to 4 bytes
     SetElement {
-        family: Family::Bridge,
-        table: TABLE,
-        set,
-        key: ifname(port),
+        family: Family::Netdev,
+        table: INGRESS_TABLE,
+        set: L2_PORT_TO_HOST,
+        key,
         key_end: None,
-        data: Some(Data::Goto(chain)),
-        text: format!("\"{port}\" : goto {chain}"),
+        data: None,
+        text: format!("\"{port}\" . {}", mac_text(host_mac)),
     }
 }
 
-fn mac_of(set: &'static str, port: &str, mac: [u8; 6]) -> SetElement {
+fn mac_of(table: &'static str, set: &'static str, port: &str, mac: [u8; 6]) -> SetElement {
     SetElement {
-        family: Family::Bridge,
-        table: TABLE,
+        family: Family::Netdev,
+        table,
         set,
         key: ifname(port),
         key_end: None,
@@ -192,6 +203,19 @@ mod tests {
     }
 
     #[test]
+    fn uplinks_hook_both_directions() {
+        let els = uplink("eth0", [2, 0, 0, 0, 0, 1]);
+        let hooks: Vec<_> = els.iter().map(|e| (e.set, e.device_hook())).collect();
+        assert_eq!(
+            hooks[..2],
+            [
+                (FROM_UPLINK, Some(NetdevHook::Ingress)),
+                (TO_UPLINK, Some(NetdevHook::Egress))
+            ]
+        );
+    }
+
+    #[test]
     fn endpoint_key_is_uplink_then_address() {
         let e = endpoint("eth0", Ipv4Addr::new(192, 0, 2, 50), [2, 0x4e, 0, 0, 0, 1]);
         assert_eq!(e.key.len(), 20);
@@ -208,7 +232,13 @@ mod tests {
                 gateway_mac: [2, 0, 0, 0, 0, 2],
             },
         );
-        assert_eq!(els[0].data, Some(Data::Goto(TUNNEL_OUTBOUND_NAT)));
-        assert_eq!(els.len(), 3);
+        assert_eq!(els[0].set, TUNNEL_OUTBOUND_NAT_PORTS);
+        assert_eq!(els[0].device_hook(), Some(NetdevHook::Ingress));
+        assert_eq!(els.len(), 4);
+        assert_eq!(
+            els[2].key.len(),
+            24,
+            "ifname (16) . ether_addr (6, padded to 8)"
+        );
     }
 }

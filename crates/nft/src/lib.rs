@@ -14,5 +14,5 @@ mod element;
 pub mod l2;
 mod ruleset;
 
-pub use element::{Data, Family, SetElement};
+pub use element::{Data, Family, NetdevHook, SetElement};
 pub use ruleset::*;

@@ -1,27 +1,48 @@
 //! The static skeleton of hostnet's tables and the elements that fill it.
 //!
-//! Two tables, both named `hostnet`, because the kernel keeps rules per
-//! family: `inet hostnet` does NAT and guards routed traffic into NAT
-//! networks (stateful, through conntrack); `bridge hostnet` applies the
-//! endpoint firewall defaults to traffic bridged between endpoints of one
-//! network, which never reaches the `inet` hooks. This kernel has no bridge
-//! conntrack (`nf_conntrack_bridge`), so that one is stateless.
+//! `inet hostnet` does NAT and guards routed traffic into NAT networks
+//! (stateful, through conntrack); two netdev tables, `hostnet_egress` and
+//! `hostnet_ingress`, hook single devices: the host end of every endpoint's veth (the endpoint firewall
+//! defaults, on every frame sent into the endpoint: bridged from another
+//! port, routed by the host or sent by it), and on L2Bridge/L2Tunnel
+//! networks the uplink and the ports that detour (see [`crate::l2`]).
 //!
-//! The bridge table also carries the L2Bridge and L2Tunnel data path (see
-//! [`crate::l2`]): MAC rewriting on the uplink port, and the detours of
-//! outbound NAT (through the host's stack) and L2Tunnel (through the
-//! physical gateway).
+//! Why netdev and not bridge hooks: once a bridge-family base chain exists
+//! in a namespace, every frame every bridge there forwards passes it, and
+//! `hostnet-bench --paths` showed three such chains cost bridged round
+//! trips 7-8% (docs/benchmarks.md). A netdev chain costs only the frames of
+//! the devices it is hooked on. Which chain a device is hooked on *is* the
+//! dispatch: no per-frame map lookup picks the rules. Hooking a device is a
+//! [`Data::Device`] element, one chain-update message, rules untouched.
+//!
+//! There is no bridge conntrack here (`nf_conntrack_bridge`), and netdev
+//! chains cannot read conntrack state, so the endpoint firewall judges
+//! frames into Transparent and L2 endpoints by protocol alone. Into a NAT
+//! endpoint it judges only bridged frames: what the host routes or sends
+//! there (`meta pkttype host`: `ip_forward` takes nothing else, and the
+//! host's own frames are born so) the inet table guards with conntrack.
 //!
 //! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
 //! ICMP, ICMPv6 and IGMP, deny every other protocol.
+//!
+//! Needs Linux 6.16 or later: a netdev chain may name devices that do not
+//! exist (yet, or any more), which [`NO_DEVICE`] and the reload after a
+//! crash rely on.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::{Data, Family, SetElement};
+use crate::{Data, Family, NetdevHook, SetElement};
 
-/// Name of both of hostnet's tables.
+/// Name of hostnet's inet table.
 pub const TABLE: &str = "hostnet";
+/// hostnet's netdev table of ingress chains (uplinks, ports that detour).
+pub const INGRESS_TABLE: &str = "hostnet_ingress";
+/// hostnet's netdev table of egress chains (endpoint ports, uplinks).
+/// Two netdev tables, one a hook, because the kernel refuses a
+/// transaction that hooks one device on two chains of one table (an
+/// uplink is hooked both ways, a detouring port too).
+pub const EGRESS_TABLE: &str = "hostnet_egress";
 
 /// Bridges of NAT networks (`inet`, type ifname).
 pub const NAT_BRIDGES: &str = "nat_bridges";
@@ -36,27 +57,25 @@ pub const NAT_SOURCES4: &str = "nat_sources4";
 pub const PORTS4: &str = "ports4";
 /// Port mappings on one local address: `addr . proto . port : addr . port`.
 pub const VIP_PORTS4: &str = "vip_ports4";
-/// Host ends of endpoint veths (`bridge`, type ifname).
-pub const ENDPOINT_PORTS: &str = "endpoint_ports";
 /// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
 pub const ONAT_SOURCES4: &str = "onat_sources4";
 /// `source . destination range` pairs an `OutBoundNAT` leaves alone (both
-/// tables: the bridge decides what detours through the host, the host
-/// what it NATs).
+/// tables: the netdev table decides what detours through the host, the
+/// host what it NATs).
 pub const ONAT_EXCEPTIONS4: &str = "onat_exceptions4";
-/// Bridge ports whose incoming frames take an L2 detour: `ifname : goto
-/// chain` (uplinks, outbound-NAT and L2Tunnel endpoint ports).
-pub const L2_PORTS: &str = "l2_ports";
 /// The host MAC each L2 uplink's frames leave with: `ifname : ether_addr`.
 pub const L2_UPLINK_MACS: &str = "l2_uplink_macs";
 /// Endpoints behind an uplink: `uplink . ipv4_addr : ether_addr`.
 pub const L2_ENDPOINTS4: &str = "l2_endpoints4";
 /// Where an outbound-NAT port's frames detour (the host): `ifname : ether_addr`.
 pub const L2_PORT_HOST_MACS: &str = "l2_port_host_macs";
+/// The same pairs as a set, `ifname . ether_addr`: frames a port sends to
+/// the host's MAC already go to the host.
+pub const L2_PORT_TO_HOST: &str = "l2_port_to_host";
 /// Where an L2Tunnel port's frames go (the physical gateway): `ifname : ether_addr`.
 pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 
-/// The packet mark bit the bridge table sets on an outbound-NAT
+/// The packet mark bit the netdev table sets on an outbound-NAT
 /// endpoint's frames that it hands to the host's stack (through the
 /// bridge's own MAC, also those sent to a host endpoint: had they crossed
 /// the bridge, `br_netfilter` would have tracked them there, unNATed). With
@@ -65,11 +84,36 @@ pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 /// of the bridge; the mark tells them apart, so only routed traffic is NATed.
 pub const ROUTED_MARK: u32 = 0x0100_0000;
 
-/// Chains a port of [`L2_PORTS`] leads to.
+/// Netdev base chains; their devices are [`Data::Device`] elements.
+/// Egress of Transparent and L2 endpoint ports: the endpoint firewall
+/// defaults, on every frame (bridged, routed or sent by the host).
+pub const ENDPOINT_INBOUND: &str = "endpoint_inbound";
+/// Egress of NAT endpoint ports: the firewall defaults on bridged frames;
+/// what the host routes or sends into a NAT network the inet table guards,
+/// with conntrack, so replies of any protocol pass.
+pub const NAT_ENDPOINT_INBOUND: &str = "nat_endpoint_inbound";
+/// Ingress of L2 uplinks: frames for the host's MAC get the endpoint's.
 pub const FROM_UPLINK: &str = "from_uplink";
-pub const OUTBOUND_NAT: &str = "outbound_nat";
-pub const TUNNEL: &str = "tunnel";
-pub const TUNNEL_OUTBOUND_NAT: &str = "tunnel_outbound_nat";
+/// Egress of L2 uplinks: every frame leaves with the host's MAC.
+pub const TO_UPLINK: &str = "to_uplink";
+/// Ingress of outbound-NAT ports: detour through the host.
+pub const OUTBOUND_NAT_PORTS: &str = "outbound_nat_ports";
+/// Ingress of L2Tunnel ports: unicast to the physical gateway.
+pub const TUNNEL_PORTS: &str = "tunnel_ports";
+/// Ingress of L2Tunnel ports with outbound NAT: NATed to the host, the rest
+/// to the gateway.
+pub const TUNNEL_OUTBOUND_NAT_PORTS: &str = "tunnel_outbound_nat_ports";
+
+/// The device every netdev base chain is written with, besides its real
+/// ones: nft 1.0.6 cannot write one without a device, and the kernel hooks
+/// a chain on names, not on devices that exist. No link is ever called
+/// this (hostnet's are `hn…`), so a chain with only this device is hooked
+/// on nothing, and deleting a chain's last real device leaves it valid.
+pub const NO_DEVICE: &str = "hostnet-none";
+
+/// Devices per `add chain` statement of [`tables`]: the kernel takes at
+/// most 256 in one message, any number in a chain.
+const DEVICES_PER_STATEMENT: usize = 200;
 
 /// Protocols an endpoint accepts unsolicited (seed: TCP, UDP, ICMP, IGMP).
 const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, ipv6-icmp, igmp }";
@@ -113,14 +157,30 @@ pub struct HostPort {
 /// transaction, so established connections (conntrack) are untouched.
 pub fn tables(elements: &[SetElement]) -> String {
     let mut s = String::new();
-    for family in [Family::Inet, Family::Bridge] {
+    // The bridge table is what older versions used: removed on upgrade.
+    let all = [
+        (Family::Inet, TABLE),
+        (Family::Netdev, INGRESS_TABLE),
+        (Family::Netdev, EGRESS_TABLE),
+        (Family::Bridge, TABLE),
+    ];
+    for (family, table) in all {
         let f = family.keyword();
         // Declare-then-delete makes the delete valid when the table is new.
-        let _ = writeln!(s, "table {f} {TABLE}\ndelete table {f} {TABLE}");
+        let _ = writeln!(s, "table {f} {table}\ndelete table {f} {table}");
     }
     s.push_str(&inet_table());
-    s.push_str(&bridge_table());
+    s.push_str(&ingress_table());
+    s.push_str(&egress_table());
+    let mut devices: Vec<(&str, &str, NetdevHook, Vec<&str>)> = Vec::new();
     for e in elements {
+        if let Some(hook) = e.device_hook() {
+            match devices.iter_mut().find(|(_, chain, ..)| *chain == e.set) {
+                Some((.., names)) => names.push(&e.text),
+                None => devices.push((e.table, e.set, hook, vec![&e.text])),
+            }
+            continue;
+        }
         let _ = writeln!(
             s,
             "add element {} {} {} {{ {} }}",
@@ -129,6 +189,16 @@ pub fn tables(elements: &[SetElement]) -> String {
             e.set,
             e.text
         );
+    }
+    for (table, chain, hook, names) in devices {
+        for chunk in names.chunks(DEVICES_PER_STATEMENT) {
+            let _ = writeln!(
+                s,
+                "add chain netdev {table} {chain} {{ type filter hook {} devices = {{ {} }} priority 0; }}",
+                hook.keyword(),
+                chunk.join(", ")
+            );
+        }
     }
     s
 }
@@ -191,44 +261,74 @@ fn inet_table() -> String {
     )
 }
 
-fn bridge_table() -> String {
+/// A netdev base chain's hook line, hooked on [`NO_DEVICE`] until devices
+/// are added.
+fn base(hook: NetdevHook) -> String {
     format!(
-        r#"table bridge {TABLE} {{
-	set {ENDPOINT_PORTS} {{ type ifname; }}
-	map {L2_PORTS} {{ type ifname : verdict; }}
-	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
+        "type filter hook {} devices = {{ \"{NO_DEVICE}\" }} priority 0; policy accept;",
+        hook.keyword()
+    )
+}
+
+fn ingress_table() -> String {
+    let ingress = base(NetdevHook::Ingress);
+    format!(
+        r#"table netdev {INGRESS_TABLE} {{
 	map {L2_ENDPOINTS4} {{ type ifname . ipv4_addr : ether_addr; }}
 	map {L2_PORT_HOST_MACS} {{ type ifname : ether_addr; }}
+	set {L2_PORT_TO_HOST} {{ type ifname . ether_addr; }}
 	map {L2_PORT_GATEWAYS} {{ type ifname : ether_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 
-	chain forward {{
-		type filter hook forward priority filter; policy accept;
-		oifname @{ENDPOINT_PORTS} ether type {{ ip, ip6 }} meta l4proto != {INBOUND_ALLOWED} drop
-	}}
-	chain prerouting {{
-		type filter hook prerouting priority dstnat; policy accept;
-		iifname vmap @{L2_PORTS}
-	}}
 	chain {FROM_UPLINK} {{
+		{ingress}
 		meta pkttype != host return
 		ether type ip ether daddr set iifname . ip daddr map @{L2_ENDPOINTS4} meta pkttype set other
 		ether type arp arp daddr ether set iifname . arp daddr ip map @{L2_ENDPOINTS4} ether daddr set iifname . arp daddr ip map @{L2_ENDPOINTS4} meta pkttype set other
 	}}
-	chain {OUTBOUND_NAT} {{
-		meta pkttype host meta mark set meta mark | {ROUTED_MARK:#010x} return
-		meta pkttype other ether type ip ip saddr . ip daddr != @{ONAT_EXCEPTIONS4} ether daddr set iifname map @{L2_PORT_HOST_MACS} meta pkttype set host meta mark set meta mark | {ROUTED_MARK:#010x}
+	chain {OUTBOUND_NAT_PORTS} {{
+		{ingress}
+		jump outbound_nat
 	}}
-	chain {TUNNEL} {{
+	chain {TUNNEL_PORTS} {{
+		{ingress}
+		jump tunnel
+	}}
+	chain {TUNNEL_OUTBOUND_NAT_PORTS} {{
+		{ingress}
+		jump outbound_nat
+		meta pkttype host return
+		jump tunnel
+	}}
+	chain outbound_nat {{
+		meta pkttype != other return
+		iifname . ether daddr @{L2_PORT_TO_HOST} meta pkttype set host meta mark set meta mark | {ROUTED_MARK:#010x} return
+		ether type ip ip saddr . ip daddr != @{ONAT_EXCEPTIONS4} ether daddr set iifname map @{L2_PORT_HOST_MACS} meta pkttype set host meta mark set meta mark | {ROUTED_MARK:#010x}
+	}}
+	chain tunnel {{
 		ether type ip ether daddr & 01:00:00:00:00:00 == 00:00:00:00:00:00 ether daddr set iifname map @{L2_PORT_GATEWAYS} meta pkttype set other
 	}}
-	chain {TUNNEL_OUTBOUND_NAT} {{
-		jump {OUTBOUND_NAT}
-		meta pkttype host return
-		goto {TUNNEL}
+}}
+"#
+    )
+}
+
+fn egress_table() -> String {
+    let egress = base(NetdevHook::Egress);
+    format!(
+        r#"table netdev {EGRESS_TABLE} {{
+	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
+
+	chain {ENDPOINT_INBOUND} {{
+		{egress}
+		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
-	chain postrouting {{
-		type filter hook postrouting priority srcnat; policy accept;
+	chain {NAT_ENDPOINT_INBOUND} {{
+		{egress}
+		meta l4proto != {INBOUND_ALLOWED} meta pkttype != host drop
+	}}
+	chain {TO_UPLINK} {{
+		{egress}
 		ether saddr set oifname map @{L2_UPLINK_MACS}
 		ether type arp arp saddr ether set oifname map @{L2_UPLINK_MACS}
 	}}
@@ -277,15 +377,30 @@ pub fn nat_source(addr: Ipv4Addr) -> SetElement {
     }
 }
 
-/// The host end of an endpoint's veth, under the firewall defaults.
+/// The host end of a Transparent or L2 endpoint's veth, under the
+/// firewall defaults.
 pub fn endpoint_port(name: &str) -> SetElement {
+    device(ENDPOINT_INBOUND, NetdevHook::Egress, name)
+}
+
+/// The host end of a NAT endpoint's veth, under the firewall defaults for
+/// what its bridge forwards (the inet table guards the rest).
+pub fn nat_endpoint_port(name: &str) -> SetElement {
+    device(NAT_ENDPOINT_INBOUND, NetdevHook::Egress, name)
+}
+
+/// `name` as a device of the netdev base chain `chain`.
+pub(crate) fn device(chain: &'static str, hook: NetdevHook, name: &str) -> SetElement {
     SetElement {
-        family: Family::Bridge,
-        table: TABLE,
-        set: ENDPOINT_PORTS,
+        family: Family::Netdev,
+        table: match hook {
+            NetdevHook::Ingress => INGRESS_TABLE,
+            NetdevHook::Egress => EGRESS_TABLE,
+        },
+        set: chain,
         key: ifname(name),
         key_end: None,
-        data: None,
+        data: Some(Data::Device(hook)),
         text: format!("\"{name}\""),
     }
 }
@@ -373,7 +488,8 @@ mod tests {
         let e = endpoint_port("hnve0123");
         assert_eq!(e.key.len(), 16);
         assert_eq!(&e.key[..8], b"hnve0123");
-        assert_eq!(e.family, Family::Bridge);
+        assert_eq!(e.family, Family::Netdev);
+        assert_eq!(e.device_hook(), Some(NetdevHook::Egress));
     }
 
     #[test]
@@ -385,5 +501,21 @@ mod tests {
         assert!(s.contains("add element inet hostnet nat_bridges { \"hnbr1\" }"));
         assert!(s.contains("add element inet hostnet nat_bridge_pairs { \"hnbr1\" . \"hnbr1\" }"));
         assert!(s.contains("add element inet hostnet nat_sources4 { 10.0.0.2 }"));
+        assert!(s.contains("table bridge hostnet\ndelete table bridge hostnet\n"));
+    }
+
+    #[test]
+    fn chain_devices_are_added_in_statements_the_kernel_takes() {
+        let ports: Vec<SetElement> = (0..450)
+            .map(|i| endpoint_port(&format!("hnve{i:06}")))
+            .collect();
+        let s = tables(&ports);
+        let adds: Vec<&str> = s
+            .lines()
+            .filter(|l| l.starts_with("add chain netdev hostnet_egress endpoint_inbound"))
+            .collect();
+        assert_eq!(adds.len(), 3, "450 devices, at most 200 a statement");
+        assert!(adds[0].contains("type filter hook egress devices = { \"hnve000000\", "));
+        assert!(!s.contains("add element netdev"));
     }
 }

@@ -516,6 +516,36 @@ fn firewall_defaults_drop_other_protocols_inbound() {
     assert_eq!(out.next_line(), Some(format!("got {A}")));
 }
 
+/// Frames the host itself sends to an endpoint take the bridge's output
+/// path, not its forward path: the firewall defaults hold there too.
+#[test]
+fn firewall_defaults_drop_other_protocols_the_host_sends() {
+    let Some(phys) = world(
+        "firewall_defaults_drop_other_protocols_the_host_sends",
+        1,
+        &BARE,
+    ) else {
+        return;
+    };
+    let h1 = phys.host(0);
+    bind(h1, Some("eth0"));
+    let a = at(h1, A);
+    for proto in ["47", "132"] {
+        let listen = a.serve(&["raw-listen", proto]);
+        let (ok, said) = Probe::run(h1.path(), &["raw-send", proto, A]);
+        assert!(ok, "raw-send {proto} from the host: {said}");
+        let (ok, said) = Probe::run(h1.path(), &["ping", A]);
+        assert!(ok, "ping host -> A, after protocol {proto}: {said}");
+        // The marker from inside must be the first thing the listener saw.
+        assert!(a.run(&["raw-send", proto, "127.0.0.1"]).0);
+        assert_eq!(
+            listen.next_line().as_deref(),
+            Some("got 127.0.0.1"),
+            "protocol {proto} from the host reached the container"
+        );
+    }
+}
+
 #[test]
 fn allocated_addresses_skip_the_gateway_and_the_host() {
     let Some(phys) = world(

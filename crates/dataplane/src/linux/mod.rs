@@ -211,13 +211,23 @@ impl LinuxDataplane {
 
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
     /// dropping each element the kernel reports missing and retrying (the
-    /// batch aborted as a whole, so nothing was deleted yet).
+    /// batch aborted as a whole, so nothing was deleted yet). A chain's
+    /// devices always go the second way: the kernel has no DESTROY for them.
     fn delete_elements(
         &self,
         sock: &mut Socket,
         elements: &[SetElement],
-        mut remaining: Vec<usize>,
+        all: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
+        let (devices, remaining): (Vec<usize>, Vec<usize>) = all
+            .into_iter()
+            .partition(|&i| elements[i].device_hook().is_some());
+        if !devices.is_empty() {
+            Self::delete_skipping_missing(sock, elements, devices)?;
+        }
+        if remaining.is_empty() {
+            return Ok(());
+        }
         if self.destroy_supported.load(Ordering::Relaxed) {
             match nftables::apply(sock, Change::Destroy, elements, &remaining) {
                 Err(f)
@@ -232,6 +242,14 @@ impl LinuxDataplane {
                 other => return other,
             }
         }
+        Self::delete_skipping_missing(sock, elements, remaining)
+    }
+
+    fn delete_skipping_missing(
+        sock: &mut Socket,
+        elements: &[SetElement],
+        mut remaining: Vec<usize>,
+    ) -> Result<(), nftables::Failure> {
         loop {
             match nftables::apply(sock, Change::Delete, elements, &remaining) {
                 Err(f) if f.error.errno == libc::ENOENT && f.element.is_some() => {

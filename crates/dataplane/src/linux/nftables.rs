@@ -8,6 +8,11 @@
 //! extended ack points at the offending element attribute; the offsets
 //! recorded while building map that back to the element, so errors name it.
 //!
+//! A [`Data::Device`] element hooks a netdev base chain on one device: it
+//! travels as a `NEWCHAIN` (add) or `DELCHAIN` (delete) message naming the
+//! chain's hook and that one device, in the same batch, which changes the
+//! chain's device list and nothing else.
+//!
 //! Loading whole tables is rare (start-up, resync) and needs nft's parser,
 //! so it runs the `nft` binary, inside the dataplane's namespace.
 
@@ -26,6 +31,8 @@ use crate::DataplaneError;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
@@ -46,6 +53,15 @@ const NFT_GOTO: i32 = -4;
 const NFT_RETURN: i32 = -5;
 const NF_DROP: i32 = 0;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_HOOK_DEVS: u16 = 4;
+const NFTA_DEVICE_NAME: u16 = 1;
+/// The priority of hostnet's netdev chains (`hostnet_nft::tables`).
+const NETDEV_PRIORITY: i32 = 0;
 
 /// Elements per set message; keeps each message far below socket limits.
 pub const ELEMENTS_PER_MESSAGE: usize = 1000;
@@ -79,6 +95,20 @@ impl Change {
             Change::Add => ack | (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
             Change::Destroy | Change::Delete => ack,
         }
+    }
+
+    /// For a chain's device: update the existing chain (never EXCL: adding
+    /// a device it has is a no-op), or delete the device from it (a
+    /// missing device is `ENOENT`, with or without DESTROY). The kernel
+    /// would make a missing chain of the message (a base chain without
+    /// rules); the chains are `hostnet_nft`'s, loaded before any change.
+    fn chain_message(self) -> (u16, u16) {
+        let ack = libc::NLM_F_ACK as u16;
+        let (kind, flags) = match self {
+            Change::Add => (NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16),
+            Change::Destroy | Change::Delete => (NFT_MSG_DELCHAIN, ack),
+        };
+        ((NFNL_SUBSYS_NFTABLES << 8) | kind, flags)
     }
 }
 
@@ -149,7 +179,8 @@ pub fn apply(
 }
 
 /// Splits element indices into per-set messages of at most
-/// [`ELEMENTS_PER_MESSAGE`], keeping the order sets first appear in.
+/// [`ELEMENTS_PER_MESSAGE`], keeping the order sets first appear in; a
+/// chain's device gets a message of its own, so a failure names it.
 fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<Vec<usize>> = Vec::new();
     let mut by_set: HashMap<(Family, &str, &str), usize> = HashMap::new();
@@ -164,7 +195,12 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     order
         .into_iter()
         .flat_map(|set| {
-            set.chunks(ELEMENTS_PER_MESSAGE)
+            let per_message = if all[set[0]].device_hook().is_some() {
+                1
+            } else {
+                ELEMENTS_PER_MESSAGE
+            };
+            set.chunks(per_message)
                 .map(<[usize]>::to_vec)
                 .collect::<Vec<_>>()
         })
@@ -208,6 +244,11 @@ fn send_batch(
         let Err(error) = result else { continue };
         let message = sent.iter().find(|s| s.seq == seq);
         let element = message.and_then(|m| {
+            if let [(_, i)] = m.elements[..] {
+                if all[i].device_hook().is_some() {
+                    return Some(i);
+                }
+            }
             let offset = error.offset?;
             m.elements
                 .iter()
@@ -245,6 +286,9 @@ fn set_message(
     indices: &[usize],
 ) -> (Message, Vec<(u32, usize)>) {
     let first = &all[indices[0]];
+    if let Some(hook) = first.device_hook() {
+        return chain_device_message(change, first, hook, indices[0]);
+    }
     let mut msg = Message::new(change.message_type(), change.flags());
     msg.header(&nfgenmsg(first.family.nfproto(), 0))
         .attr_str(NFTA_SET_ELEM_LIST_TABLE, first.table)
@@ -298,12 +342,37 @@ fn set_message(
     (msg, offsets)
 }
 
+/// A `NEWCHAIN` or `DELCHAIN` for one device of a netdev base chain: the
+/// hook (number and priority must be the chain's) with that device alone.
+fn chain_device_message(
+    change: Change,
+    e: &SetElement,
+    hook: hostnet_nft::NetdevHook,
+    index: usize,
+) -> (Message, Vec<(u32, usize)>) {
+    let (kind, flags) = change.chain_message();
+    let device = String::from_utf8_lossy(&e.key);
+    let device = device.trim_end_matches('\0');
+    let mut msg = Message::new(kind, flags);
+    msg.header(&nfgenmsg(e.family.nfproto(), 0))
+        .attr_str(NFTA_CHAIN_TABLE, e.table)
+        .attr_str(NFTA_CHAIN_NAME, e.set)
+        .begin_nest(NFTA_CHAIN_HOOK)
+        .attr(NFTA_HOOK_HOOKNUM, &hook.number().to_be_bytes())
+        .attr(NFTA_HOOK_PRIORITY, &NETDEV_PRIORITY.to_be_bytes())
+        .begin_nest(NFTA_HOOK_DEVS);
+    let offset = msg.offset() as u32;
+    msg.attr_str(NFTA_DEVICE_NAME, device).end_nest().end_nest();
+    (msg, vec![(offset, index)])
+}
+
 /// An upper bound of an element's bytes in a message.
 fn element_bytes(e: &SetElement) -> usize {
     let data = match &e.data {
         Some(Data::Value(v)) => v.len(),
         Some(Data::Goto(chain)) => chain.len() + 16,
         Some(Data::Drop | Data::Return) => 16,
+        Some(Data::Device(_)) => e.set.len() + 64,
         None => 0,
     };
     e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48

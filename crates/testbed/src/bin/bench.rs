@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! sudo target/release/hostnet-bench [--n 100,1000] [--json] [--cni N] [--no-traffic] [--ipv6-off]
-//! sudo target/release/hostnet-bench --paths [--json] [--twin-bridge-filter]
+//! sudo target/release/hostnet-bench --paths [--json] [--runs N] [--rr-only] [--twin-firewall] [--no-br-netfilter]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -50,9 +50,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostnet_api::Kind;
-use hostnet_testbed::physical::{sysctl, GATEWAY, OUTSIDE as OUTSIDE_ADDR, PHYSICAL_SUBNET};
+use hostnet_testbed::physical::{sysctl, Host, GATEWAY, OUTSIDE as OUTSIDE_ADDR, PHYSICAL_SUBNET};
 use hostnet_testbed::{
-    unique, wait_until, Daemon, Netns, PhysicalNet, Probe, Uplink, HOST, OUTSIDE,
+    inspect, unique, wait_until, Daemon, Netns, PhysicalNet, Probe, Uplink, HOST, OUTSIDE,
 };
 use serde_json::{json, Value};
 
@@ -95,7 +95,23 @@ struct Args {
     traffic: bool,
     ipv6_off: bool,
     paths: bool,
-    twin_bridge_filter: bool,
+    path_opts: PathOpts,
+}
+
+/// How `--paths` measures.
+#[derive(Clone, Copy)]
+struct PathOpts {
+    /// Runs per side and metric (`--runs`).
+    runs: usize,
+    /// iperf3 too (`--rr-only` turns it off: it decides nothing on a busy VM).
+    iperf: bool,
+    /// Experiment `--twin-firewall`: the hand-built ports get hostnet's
+    /// endpoint firewall rule, by hand.
+    twin_firewall: bool,
+    /// Experiment `--no-br-netfilter`: `bridge-nf-call-iptables=0` in every
+    /// host namespace of both sides, so bridged IPv4 skips the hosts' inet
+    /// hooks and conntrack (see docs/benchmarks.md).
+    no_br_netfilter: bool,
 }
 
 fn usage() -> ! {
@@ -103,10 +119,10 @@ fn usage() -> ! {
         "usage: hostnet-bench [--n 100,1000] [--json] [--cni N (0: skip)] [--no-traffic] [--ipv6-off]\n\
          \x20      hostnet-bench --paths [--json] [--twin-bridge-filter]\n\
          Must run as root. Builds the world in network namespaces it creates and removes.\n\
-         --paths: the data path of each driver (NAT, Transparent) on a two-host physical network,\n\
+         --paths: the data path of each driver (NAT, Transparent, L2Bridge, L2Tunnel) on a 3-host net,\n\
          each path as a ratio to the same path built by hand with veth and bridge, in one run.\n\
-         --twin-bridge-filter (an experiment, with --paths): give the hand-built hosts the one\n\
-         bridge-family nft rule hostnet installs, to see what that rule costs.\n\
+         --runs N: runs per side (default 3); --rr-only: skip iperf3. --twin-firewall (experiment):\n\
+         the hand-built container ports get hostnet's endpoint firewall rule, to see what it costs.\n\
          --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
          namespace before its link is made, to measure what the links' IPv6 start-up chatter costs."
     );
@@ -121,7 +137,12 @@ fn parse_args() -> Args {
         traffic: true,
         ipv6_off: false,
         paths: false,
-        twin_bridge_filter: false,
+        path_opts: PathOpts {
+            runs: 3,
+            iperf: true,
+            twin_firewall: false,
+            no_br_netfilter: false,
+        },
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -146,7 +167,16 @@ fn parse_args() -> Args {
             "--no-traffic" => args.traffic = false,
             "--ipv6-off" => args.ipv6_off = true,
             "--paths" => args.paths = true,
-            "--twin-bridge-filter" => args.twin_bridge_filter = true,
+            "--twin-firewall" => args.path_opts.twin_firewall = true,
+            "--rr-only" => args.path_opts.iperf = false,
+            "--no-br-netfilter" => args.path_opts.no_br_netfilter = true,
+            "--runs" => {
+                args.path_opts.runs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| (1..=50).contains(&n))
+                    .unwrap_or_else(|| usage())
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -183,7 +213,7 @@ fn main() {
             eprintln!("hostnet-bench --paths: iperf3 is not installed (apt-get install -y iperf3)");
             std::process::exit(1);
         }
-        let report = bench_paths(args.twin_bridge_filter);
+        let report = bench_paths(args.path_opts);
         if args.json {
             println!(
                 "{}",
@@ -1562,7 +1592,6 @@ impl Report {
 
 /// Repetitions of each measurement of a path, on each side (the median is
 /// reported).
-const PATH_RUNS: usize = 3;
 const PATH_IPERF_SECONDS: u32 = 2;
 const PATH_RR_TIME: Duration = Duration::from_secs(1);
 /// The NAT network of every `hostnetd`, and of the hand-built NAT twin.
@@ -1583,6 +1612,14 @@ const TWIN_HOSTS: [&str; 2] = ["192.0.2.21", "192.0.2.22"];
 const TWIN_A: &str = "192.0.2.70";
 const TWIN_B: &str = "192.0.2.71";
 const TWIN_D: &str = "192.0.2.80";
+/// L2Bridge/L2Tunnel endpoints on host 3 (one network at a time).
+const L2_NET: &str = "l2";
+const L2_A: &str = "192.0.2.52";
+const L2_B: &str = "192.0.2.53";
+/// Twin of the L2Tunnel hairpin on twin host 2: /32 addresses, the
+/// gateway on-link, so even the neighbour is reached through the router.
+const TWIN_HP_A: &str = "192.0.2.81";
+const TWIN_HP_B: &str = "192.0.2.82";
 const TWIN_NAT_GW: &str = "10.88.0.1";
 const TWIN_N1: &str = "10.88.0.2";
 const TWIN_N2: &str = "10.88.0.3";
@@ -1625,6 +1662,12 @@ impl PathResult {
     fn rr_ratio(&self) -> f64 {
         median(&self.h_rr) / median(&self.t_rr)
     }
+    /// Best run against best run: on a machine others load, the fastest
+    /// run is the one least disturbed, so this ratio is the steadier one.
+    fn rr_best_ratio(&self) -> f64 {
+        let best = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+        best(&self.h_rr) / best(&self.t_rr)
+    }
     fn to_json(&self) -> Value {
         let runs = |v: &[f64], k: f64| v.iter().map(|x| round(x * k)).collect::<Vec<_>>();
         json!({
@@ -1643,6 +1686,7 @@ impl PathResult {
                 "hostnet": median(&self.h_rr).round(),
                 "hand_built": median(&self.t_rr).round(),
                 "ratio": round(self.rr_ratio()),
+                "best_run_ratio": round(self.rr_best_ratio()),
                 "target_met": self.rr_ratio() >= PATH_TARGET,
                 "hostnet_runs": runs(&self.h_rr, 1.0),
                 "hand_built_runs": runs(&self.t_rr, 1.0),
@@ -1653,19 +1697,20 @@ impl PathResult {
 
 struct PathsReport {
     paths: Vec<PathResult>,
-    bridge_filter: bool,
+    opts: PathOpts,
     total: Duration,
 }
 
 impl PathsReport {
     fn to_json(&self) -> Value {
         json!({
-            "world": "PhysicalNet, 2 hosts, release hostnetd per host",
+            "world": "PhysicalNet, 3 hosts, release hostnetd per host",
             "iperf3_seconds": PATH_IPERF_SECONDS,
             "rr_seconds": PATH_RR_TIME.as_secs_f64(),
-            "runs": PATH_RUNS,
+            "runs": self.opts.runs,
             "target_ratio": PATH_TARGET,
-            "twin_has_hostnet_bridge_filter": self.bridge_filter,
+            "twin_has_hostnet_firewall": self.opts.twin_firewall,
+            "bridge_nf_call_iptables_off": self.opts.no_br_netfilter,
             "paths": self.paths.iter().map(PathResult::to_json).collect::<Vec<_>>(),
             "total_seconds": round(self.total.as_secs_f64()),
         })
@@ -1674,7 +1719,8 @@ impl PathsReport {
     fn print(&self) {
         println!(
             "data path per driver: hostnet vs the same path built by hand (veth + bridge, \
-             nft masquerade for NAT), median of {PATH_RUNS}, alternating"
+             nft masquerade for NAT), median of {}, alternating",
+            self.opts.runs
         );
         println!(
             "  {:<12} {:<34} {:<18} {:>9} {:>10} {:>7}  target",
@@ -1690,25 +1736,30 @@ impl PathsReport {
         for p in &self.paths {
             let (hg, tg) = (median(&p.h_gbps), median(&p.t_gbps));
             let (hr, tr) = (median(&p.h_rr), median(&p.t_rr));
+            let driver = if p.h_gbps.is_empty() { p.driver } else { "" };
+            let name = if p.h_gbps.is_empty() { p.name } else { "" };
+            if !p.h_gbps.is_empty() {
+                println!(
+                    "  {:<12} {:<34} {:<18} {:>9.2} {:>10.2} {:>7.3}  {}",
+                    p.driver,
+                    p.name,
+                    "iperf3 Gbit/s",
+                    hg,
+                    tg,
+                    p.gbps_ratio(),
+                    met(p.gbps_ratio())
+                );
+            }
             println!(
-                "  {:<12} {:<34} {:<18} {:>9.2} {:>10.2} {:>7.3}  {}",
-                p.driver,
-                p.name,
-                "iperf3 Gbit/s",
-                hg,
-                tg,
-                p.gbps_ratio(),
-                met(p.gbps_ratio())
-            );
-            println!(
-                "  {:<12} {:<34} {:<18} {:>9.1} {:>10.1} {:>7.3}  {}",
-                "",
-                "",
+                "  {:<12} {:<34} {:<18} {:>9.1} {:>10.1} {:>7.3}  {} (best runs: {:.3})",
+                driver,
+                name,
                 "2-byte req/resp k/s",
                 hr / 1e3,
                 tr / 1e3,
                 p.rr_ratio(),
-                met(p.rr_ratio())
+                met(p.rr_ratio()),
+                p.rr_best_ratio()
             );
         }
         println!();
@@ -1732,10 +1783,16 @@ impl PathsReport {
              req/resp: 2 bytes each way over one TCP connection, both ends on CPU 0, {} s",
             PATH_RR_TIME.as_secs_f64()
         );
-        if self.bridge_filter {
+        if self.opts.no_br_netfilter {
             println!(
-                "note: experiment --twin-bridge-filter: the hand-built hosts carry hostnet's \
-                 bridge-family forward rule too"
+                "note: experiment --no-br-netfilter: bridge-nf-call-iptables=0 in every host \
+                 namespace of both sides"
+            );
+        }
+        if self.opts.twin_firewall {
+            println!(
+                "note: experiment --twin-firewall: the hand-built container ports carry \
+                 hostnet's endpoint firewall rule too"
             );
         }
         println!("total time {:.0} s", self.total.as_secs_f64());
@@ -1752,13 +1809,15 @@ struct Twin {
     a: Netns,
     b: Netns,
     d: Netns,
+    hp_a: Netns,
+    hp_b: Netns,
     n1: Netns,
     n2: Netns,
-    _hosts: Vec<Netns>,
+    hosts: Vec<Netns>,
 }
 
 impl Twin {
-    fn new(phys: &mut PhysicalNet, bridge_filter: bool) -> Twin {
+    fn new(phys: &mut PhysicalNet, firewall: bool) -> Twin {
         let mut hosts = Vec::new();
         for (i, addr) in TWIN_HOSTS.iter().enumerate() {
             let h = phys.plug(&format!("bp-twinhost{}", i + 1));
@@ -1772,6 +1831,11 @@ impl Twin {
         let a = twin_container(&hosts[0], "br0", "ta", &format!("{TWIN_A}/24"), GATEWAY);
         let b = twin_container(&hosts[0], "br0", "tb", &format!("{TWIN_B}/24"), GATEWAY);
         let d = twin_container(&hosts[1], "br0", "td", &format!("{TWIN_D}/24"), GATEWAY);
+        let hairpin = |port: &str, addr: &str| {
+            twin_container(&hosts[1], "br0", port, &format!("{addr}/32"), GATEWAY)
+        };
+        let hp_a = hairpin("thpa", TWIN_HP_A);
+        let hp_b = hairpin("thpb", TWIN_HP_B);
         let h1 = &hosts[0];
         h1.ip(&["link", "add", "natbr", "type", "bridge", "stp_state", "0"]);
         h1.ip(&["addr", "add", &format!("{TWIN_NAT_GW}/16"), "dev", "natbr"]);
@@ -1792,22 +1856,24 @@ impl Twin {
             "nft in the twin host: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if bridge_filter {
-            // The experiment: hostnet's bridge-family filter (drop other
-            // IP protocols towards a container port), by hand.
-            for (h, ports) in hosts.iter().zip([r#""ta", "tb", "tn1", "tn2""#, r#""td""#]) {
+        if firewall {
+            // The experiment: hostnet's endpoint firewall (netdev egress
+            // on each container port), by hand.
+            for (h, ports) in hosts
+                .iter()
+                .zip([r#""ta", "tb", "tn1", "tn2""#, r#""td", "thpa", "thpb""#])
+            {
                 let out = h.output(
                     "nft",
                     &[&format!(
-                        "add table bridge twin; \
-                         add chain bridge twin forward {{ type filter hook forward priority filter; }}; \
-                         add rule bridge twin forward oifname {{ {ports} }} ether type {{ ip, ip6 }} \
-                         meta l4proto != {{ icmp, igmp, tcp, udp, ipv6-icmp }} drop"
+                        "add table netdev twin_fw; \
+                         add chain netdev twin_fw ports {{ type filter hook egress devices = {{ {ports} }} priority 0; }}; \
+                         add rule netdev twin_fw ports meta l4proto != {{ icmp, igmp, tcp, udp, ipv6-icmp }} drop"
                     )],
                 );
                 assert!(
                     out.status.success(),
-                    "nft bridge rule in the twin host: {}",
+                    "nft firewall in the twin host: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
@@ -1816,9 +1882,59 @@ impl Twin {
             a,
             b,
             d,
+            hp_a,
+            hp_b,
             n1,
             n2,
-            _hosts: hosts,
+            hosts,
+        }
+    }
+}
+
+impl Twin {
+    /// The MAC rewriting of L2Bridge/L2Tunnel, by hand, on both twin hosts'
+    /// `eth0`: frames leave with the host's MAC (ARP sender too), frames
+    /// for the host's MAC get back the container's, looked up by IP in one
+    /// anonymous map. A netdev table of its own, `twin_l2`; `on: false`
+    /// removes it.
+    fn l2_rewrite(&self, on: bool) {
+        let containers: [&[(&Netns, &str)]; 2] = [
+            &[(&self.a, TWIN_A), (&self.b, TWIN_B)],
+            &[
+                (&self.d, TWIN_D),
+                (&self.hp_a, TWIN_HP_A),
+                (&self.hp_b, TWIN_HP_B),
+            ],
+        ];
+        for (h, cs) in self.hosts.iter().zip(containers) {
+            let script = if on {
+                let host_mac = inspect::mac(h.path(), "eth0");
+                let map = cs
+                    .iter()
+                    .map(|(ns, ip)| format!("{ip} : {}", inspect::mac(ns.path(), "eth0")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "table netdev twin_l2 {{\n\
+                     chain in {{ type filter hook ingress device \"eth0\" priority 0;\n\
+                       meta pkttype != host return\n\
+                       ether type ip ether daddr set ip daddr map {{ {map} }} meta pkttype set other\n\
+                       ether type arp arp daddr ether set arp daddr ip map {{ {map} }} ether daddr set arp daddr ip map {{ {map} }} meta pkttype set other\n\
+                     }}\n\
+                     chain out {{ type filter hook egress device \"eth0\" priority 0;\n\
+                       ether saddr set {host_mac}\n\
+                       ether type arp arp saddr ether set {host_mac}\n\
+                     }}\n}}\n"
+                )
+            } else {
+                "delete table netdev twin_l2\n".to_string()
+            };
+            let out = h.output("nft", &[&script]);
+            assert!(
+                out.status.success(),
+                "nft twin_l2 in the twin host: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -1833,6 +1949,9 @@ fn twin_container(host: &Netns, bridge: &str, port: &str, addr: &str, gw: &str) 
     host.ip(&["link", "set", port, "master", bridge, "up"]);
     ns.ip(&["addr", "add", addr, "dev", "eth0"]);
     ns.ip(&["link", "set", "eth0", "up"]);
+    if addr.ends_with("/32") {
+        ns.ip(&["route", "add", gw, "dev", "eth0"]);
+    }
     ns.ip(&["route", "add", "default", "via", gw]);
     ns
 }
@@ -1854,11 +1973,11 @@ struct HostnetEnds {
     host1: String,
 }
 
-fn build_paths_world(bridge_filter: bool) -> (PathsWorld, HostnetEnds) {
-    let mut phys = PhysicalNet::new("bp-", 2);
-    progress("paths: starting hostnetd on 2 hosts");
+fn build_paths_world(twin_firewall: bool) -> (PathsWorld, HostnetEnds) {
+    let mut phys = PhysicalNet::new("bp-", 3);
+    progress("paths: starting hostnetd on 3 hosts");
     phys.start_daemons(&["--default-subnet", PATH_NAT_SUBNET]);
-    for h in &phys.hosts {
+    for h in &phys.hosts[..2] {
         h.client()
             .create(
                 Kind::Networks,
@@ -1900,13 +2019,22 @@ fn build_paths_world(bridge_filter: bool) -> (PathsWorld, HostnetEnds) {
         host1: phys.host(0).addr.clone(),
     };
     progress("paths: building the hand-built twin");
-    let twin = Twin::new(&mut phys, bridge_filter);
+    let twin = Twin::new(&mut phys, twin_firewall);
     (PathsWorld { twin, phys }, ends)
 }
 
-fn bench_paths(bridge_filter: bool) -> PathsReport {
+fn bench_paths(opts: PathOpts) -> PathsReport {
     let started = Instant::now();
-    let (w, h) = build_paths_world(bridge_filter);
+    let (w, h) = build_paths_world(opts.twin_firewall);
+    if opts.no_br_netfilter {
+        let off = [
+            "net.bridge.bridge-nf-call-iptables=0",
+            "net.bridge.bridge-nf-call-ip6tables=0",
+        ];
+        for ns in w.phys.hosts.iter().map(|h| &h.netns).chain(&w.twin.hosts) {
+            sysctl(ns, &off);
+        }
+    }
     let end = |ns: &Netns, ip: &str| End {
         netns: ns.path().to_path_buf(),
         ip: ip.to_string(),
@@ -1942,22 +2070,120 @@ fn bench_paths(bridge_filter: bool) -> PathsReport {
             driver: "NAT",
             name: "C1 -> outside (masqueraded)",
             h: (h.n1.clone(), outside.clone(), h.host1.clone()),
-            t: (end(&t.n1, TWIN_N1), outside, TWIN_HOSTS[0].into()),
+            t: (end(&t.n1, TWIN_N1), outside.clone(), TWIN_HOSTS[0].into()),
         },
     ];
     let mut results = Vec::new();
     for s in &specs {
         check_interrupt();
         progress(&format!("paths: {} {}", s.driver, s.name));
-        results.push(measure_path(s));
+        results.push(measure_path(s, opts));
     }
+    // L2Bridge, then L2Tunnel, on host 3's adapter (one binding at a time).
+    let twin_a = end(&t.a, TWIN_A);
+    t.l2_rewrite(true);
+    // The router learnt the twin containers' own MACs on the Transparent
+    // paths; from now on the wire must carry the twin host's.
+    w.phys.router.ip(&["neigh", "flush", "all"]);
+    for kind in ["L2Bridge", "L2Tunnel"] {
+        let (net, (a, a_ep, a_ns), (b, b_ep, b_ns)) = l2_network(w.phys.host(2), kind);
+        let same_host = if kind == "L2Bridge" {
+            PathSpec {
+                driver: "L2Bridge",
+                name: "A -> B (same host)",
+                h: (a.clone(), b.clone(), L2_A.into()),
+                t: (twin_a.clone(), end(&t.b, TWIN_B), TWIN_A.into()),
+            }
+        } else {
+            PathSpec {
+                driver: "L2Tunnel",
+                name: "A -> B (hairpin via router)",
+                h: (a.clone(), b.clone(), L2_A.into()),
+                t: (
+                    end(&t.hp_a, TWIN_HP_A),
+                    end(&t.hp_b, TWIN_HP_B),
+                    TWIN_HP_A.into(),
+                ),
+            }
+        };
+        let out = PathSpec {
+            driver: if kind == "L2Bridge" {
+                "L2Bridge"
+            } else {
+                "L2Tunnel"
+            },
+            name: "A -> outside (via router)",
+            h: (a.clone(), outside.clone(), L2_A.into()),
+            t: (twin_a.clone(), outside.clone(), TWIN_A.into()),
+        };
+        for s in [&same_host, &out] {
+            check_interrupt();
+            progress(&format!("paths: {} {}", s.driver, s.name));
+            results.push(measure_path(s, opts));
+        }
+        // Both sides put their host's MAC on the wire, not the container's.
+        let router = w.phys.router.path();
+        for (ip, host) in [(L2_A, w.phys.host(2).path()), (TWIN_A, t.hosts[0].path())] {
+            assert_eq!(
+                inspect::neighbour(router, ip),
+                Some(inspect::mac(host, "eth0")),
+                "{kind}: the router did not learn {ip} at its host's MAC"
+            );
+        }
+        remove_l2_network(w.phys.host(2), &net, &[(a_ep, a_ns), (b_ep, b_ns)]);
+    }
+    t.l2_rewrite(false);
     progress("paths: cleaning up");
     drop(w);
     PathsReport {
         paths: results,
-        bridge_filter,
+        opts,
         total: started.elapsed(),
     }
+}
+
+/// An L2Bridge or L2Tunnel network on `host`'s eth0 with containers A and B;
+/// returns the network's ID and the two ends (endpoint IDs kept for removal).
+fn l2_network(host: &Host, kind: &str) -> (String, (End, String, String), (End, String, String)) {
+    let c = host.client();
+    let net = c
+        .create(
+            Kind::Networks,
+            &json!({
+                "Name": L2_NET,
+                "Type": kind,
+                "Ipams": [{ "Subnets": [{ "IpAddressPrefix": PHYSICAL_SUBNET,
+                    "Routes": [{ "NextHop": GATEWAY, "DestinationPrefix": "0.0.0.0/0" }] }] }],
+                "Policies": [{ "Type": "NetAdapterName",
+                               "Settings": { "NetworkAdapterName": "eth0" } }],
+            }),
+        )
+        .unwrap_or_else(|e| panic!("create an {kind} network on {}: {e}", host.addr));
+    let at = |ip: &str| {
+        let ct = host.container_with(L2_NET, json!({ "IpConfigurations": [{ "IpAddress": ip }] }));
+        assert_eq!(ct.ip, ip, "the endpoint did not get its static address");
+        (
+            End {
+                netns: ct.netns,
+                ip: ct.ip,
+            },
+            ct.ep_id,
+            ct.ns_id,
+        )
+    };
+    (id(&net), at(L2_A), at(L2_B))
+}
+
+/// Deletes the endpoints, their namespaces and the network, so the adapter
+/// is free for the next one.
+fn remove_l2_network(host: &Host, net: &str, containers: &[(String, String)]) {
+    let c = host.client();
+    for (ep, ns) in containers {
+        c.delete(Kind::Endpoints, ep).expect("delete endpoint");
+        c.delete(Kind::Namespaces, ns).expect("delete namespace");
+    }
+    c.delete(Kind::Networks, net)
+        .expect("delete the L2 network");
 }
 
 /// The source address a `tcp-serve` probe in `dst` sees from `src`.
@@ -1977,7 +2203,7 @@ fn seen_source(src: &End, dst: &End) -> String {
 }
 
 /// Both sides of one path, alternating hostnet and twin run by run.
-fn measure_path(s: &PathSpec) -> PathResult {
+fn measure_path(s: &PathSpec, opts: PathOpts) -> PathResult {
     let check = |(src, dst, want): &(End, End, String), who: &str| {
         let seen = seen_source(src, dst);
         assert_eq!(
@@ -2005,7 +2231,7 @@ fn measure_path(s: &PathSpec) -> PathResult {
         let run = |side: &(End, End, String)| {
             iperf_client_for(&side.0.netns, &side.1.ip, IPERF_PORT, PATH_IPERF_SECONDS)
         };
-        for _ in 0..PATH_RUNS {
+        for _ in 0..if opts.iperf { opts.runs } else { 0 } {
             check_interrupt();
             r.h_gbps.push(run(&s.h));
             r.t_gbps.push(run(&s.t));
@@ -2016,7 +2242,7 @@ fn measure_path(s: &PathSpec) -> PathResult {
     let addr = |side: &(End, End, String)| -> SocketAddr {
         format!("{}:80", side.1.ip).parse().expect("addr")
     };
-    for _ in 0..PATH_RUNS {
+    for _ in 0..opts.runs {
         check_interrupt();
         r.h_rr
             .push(request_response(&s.h.0.netns, addr(&s.h), PATH_RR_TIME));

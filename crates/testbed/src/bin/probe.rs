@@ -54,7 +54,22 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
         Ok(a) => a,
         Err(_) => SocketAddr::new(server.parse().map_err(std::io::Error::other)?, 53),
     };
-    let line = hostnet_testbed::dns_client::ask(server, name, ty, tcp, Duration::from_secs(3))?;
+    // Two tries over UDP, as a stub resolver makes (`attempts:2`): a
+    // datagram may be lost on a loaded machine; an answer never is wrong.
+    let ask = || hostnet_testbed::dns_client::ask(server, name, ty, tcp, Duration::from_secs(3));
+    let line = match ask() {
+        Err(e)
+            if !tcp
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+        {
+            eprintln!("hostnet-probe: dns: {e}; asking again");
+            ask()?
+        }
+        other => other?,
+    };
     say(&line);
     Ok(())
 }

@@ -64,14 +64,17 @@ impl World {
     }
 
     /// The elements of one set or map (`kind` is "set" or "map") of a
-    /// hostnet table, as the kernel lists them.
+    /// hostnet table, as the kernel lists them; with `kind` "chain", the
+    /// devices of a netdev base chain. `family` may name the table after
+    /// a space ("netdev hostnet_egress"); the default is `hostnet`.
     pub fn nft_elements(&self, family: &str, kind: &str, name: &str) -> String {
+        let (family, table) = family.split_once(' ').unwrap_or((family, "hostnet"));
         let out = self
             .host
-            .output("nft", &["list", kind, family, "hostnet", name]);
+            .output("nft", &["list", kind, family, table, name]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .skip_while(|l| !l.contains("elements"))
+            .skip_while(|l| !l.contains("elements") && !l.contains("devices ="))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -115,13 +118,15 @@ pub struct Snapshot {
     pub nft: Vec<(&'static str, Vec<String>)>,
 }
 
-/// The sets and maps a snapshot reads: (family, "set" or "map", name).
-pub const NFT_SETS: [(&str, &str, &str); 5] = [
+/// The sets and maps a snapshot reads: (family, "set" or "map", name);
+/// "chain": the devices of a netdev chain (endpoint ports).
+pub const NFT_SETS: [(&str, &str, &str); 6] = [
     ("inet", "map", "ports4"),
     ("inet", "map", "vip_ports4"),
     ("inet", "set", "nat_sources4"),
     ("inet", "set", "nat_bridges"),
-    ("bridge", "set", "endpoint_ports"),
+    ("netdev hostnet_egress", "chain", "nat_endpoint_inbound"),
+    ("netdev hostnet_egress", "chain", "endpoint_inbound"),
 ];
 
 impl World {
