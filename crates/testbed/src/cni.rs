@@ -89,3 +89,84 @@ pub fn exec_plugin(host: &Path, plugin: &Path, call: &CniCall<'_>, config: &Valu
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A plugin list run the way libcni runs a conflist: each plugin gets the
+/// list's `name` and `cniVersion`, the `runtimeConfig` entries for the
+/// capabilities it declares, and (after the first) the previous plugin's
+/// result as `prevResult`; DEL goes in reverse order; CHECK and DEL get
+/// the cached ADD result.
+pub struct Chain<'a> {
+    pub host: &'a Path,
+    /// Directories searched for each plugin `type`, in order.
+    pub dirs: Vec<std::path::PathBuf>,
+    pub conflist: Value,
+    /// The runtime's capability arguments (`portMappings`, `bandwidth`, ...).
+    pub runtime: Value,
+}
+
+impl Chain<'_> {
+    /// ADD through every plugin; the last output (or the first failure).
+    pub fn add(&self, call: &CniCall<'_>) -> CniOutput {
+        let mut prev: Option<Value> = None;
+        let mut last = None;
+        for plugin in self.plugins() {
+            let out = self.exec(&plugin, call, prev.as_ref());
+            if !out.success() {
+                return out;
+            }
+            prev = Some(out.doc.clone());
+            last = Some(out);
+        }
+        last.expect("a conflist has plugins")
+    }
+
+    /// CHECK (in order) or DEL (reversed) with the cached ADD result.
+    pub fn with_cached(&self, call: &CniCall<'_>, cached: Option<&Value>) -> CniOutput {
+        let mut plugins = self.plugins();
+        if call.command == "DEL" {
+            plugins.reverse();
+        }
+        let mut last = None;
+        for plugin in plugins {
+            let out = self.exec(&plugin, call, cached);
+            if !out.success() {
+                return out;
+            }
+            last = Some(out);
+        }
+        last.expect("a conflist has plugins")
+    }
+
+    fn plugins(&self) -> Vec<Value> {
+        self.conflist["plugins"]
+            .as_array()
+            .cloned()
+            .expect("conflist plugins")
+    }
+
+    fn exec(&self, plugin: &Value, call: &CniCall<'_>, prev: Option<&Value>) -> CniOutput {
+        let mut conf = plugin.clone();
+        conf["name"] = self.conflist["name"].clone();
+        conf["cniVersion"] = self.conflist["cniVersion"].clone();
+        if let Some(p) = prev {
+            conf["prevResult"] = p.clone();
+        }
+        let mut runtime = serde_json::Map::new();
+        for (cap, on) in plugin["capabilities"].as_object().into_iter().flatten() {
+            if let (Some(true), Some(v)) = (on.as_bool(), self.runtime.get(cap)) {
+                runtime.insert(cap.clone(), v.clone());
+            }
+        }
+        if !runtime.is_empty() {
+            conf["runtimeConfig"] = Value::Object(runtime);
+        }
+        let kind = plugin["type"].as_str().expect("plugin type");
+        let binary = self
+            .dirs
+            .iter()
+            .map(|d| d.join(kind))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("plugin {kind} is in none of {:?}", self.dirs));
+        exec_plugin(self.host, &binary, call, &conf)
+    }
+}
