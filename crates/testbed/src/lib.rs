@@ -22,7 +22,7 @@ pub use container::{id, Container};
 pub use daemon::{unmount_below, Daemon};
 pub use netns::{ip, Netns};
 pub use physical::PhysicalNet;
-pub use privilege::{require_privileges, Privileges};
+pub use privilege::{require_installed, require_privileges, Privileges};
 pub use probe::{Probe, Session};
 pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};
 pub use wait::wait_until;

@@ -4,25 +4,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
 use hostnet_testbed::cni::{Chain, CniCall, REFERENCE_PLUGINS};
-use hostnet_testbed::{unique, workspace_binary, Netns, Probe};
+use hostnet_testbed::{require_installed, unique, workspace_binary, Netns, Probe};
 use serde_json::{json, Value};
 
 /// The reference plugins, or None (after saying `skipped:`) without them.
 fn reference_plugins(test: &str) -> Option<()> {
-    if Path::new(REFERENCE_PLUGINS).join("tuning").exists() {
-        return Some(());
-    }
-    let why = "containernetworking-plugins is not installed (apt-get install containernetworking-plugins)";
-    if std::env::var("HOSTNET_REQUIRE_PRIV").as_deref() == Ok("1") {
-        panic!("{test}: {why}");
-    }
-    println!("skipped: {test}: {why}");
-    None
+    let tuning = format!("{REFERENCE_PLUGINS}/tuning");
+    let bandwidth = format!("{REFERENCE_PLUGINS}/bandwidth");
+    require_installed(test, &[&tuning, &bandwidth], "containernetworking-plugins").then_some(())
 }
 
 fn chain<'a>(w: &'a World, version: &str, next: Value, runtime: Value) -> Chain<'a> {
