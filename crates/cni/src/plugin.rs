@@ -93,13 +93,13 @@ impl Plugin {
         }
         let network = self.ensure_network()?;
         let name = self.name();
-        // What an interrupted ADD of this attachment left (its interface
-        // is not there, checked above).
-        self.remove_attachment(&name)?;
         let ep_body = translate::endpoint_body(&self.conf, &id(&network), &name)?;
         let ns = self
-            .client
-            .create(Kind::Namespaces, &translate::namespace_body(&name, netns))
+            .create_fresh(
+                Kind::Namespaces,
+                &translate::namespace_body(&name, netns),
+                &name,
+            )
             .map_err(|e| {
                 self.api_error(
                     "registering the container's network namespace with hostnetd",
@@ -107,8 +107,7 @@ impl Plugin {
                 )
             })?;
         let attached = self
-            .client
-            .create(Kind::Endpoints, &ep_body)
+            .create_fresh(Kind::Endpoints, &ep_body, &name)
             .map_err(|e| CniError::from_api("creating the endpoint", &e))
             .and_then(|ep| {
                 self.client
@@ -129,6 +128,32 @@ impl Plugin {
         let host = host_veth(&endpoint)?;
         let result = translate::result_of(&endpoint, &host, ifname, netns, None);
         Ok(result.to_json(self.conf.version))
+    }
+
+    /// Creates the attachment's object of `kind`. If one of that name
+    /// exists, an interrupted ADD left it (CNI_IFNAME is free, checked
+    /// before): the leftover attachment is removed (for the namespace,
+    /// the first object made, with its endpoint) and the create repeated.
+    /// Asking only then keeps ADD at its few round trips.
+    fn create_fresh(&self, kind: Kind, body: &Value, name: &str) -> Result<Value, ApiError> {
+        match self.client.create(kind, body) {
+            Err(e) if e.error_code() == Some(hcn::ERROR_ALREADY_EXISTS) => {
+                let kinds: &[Kind] = match kind {
+                    Kind::Namespaces => &[Kind::Endpoints, Kind::Namespaces],
+                    _ => &[Kind::Endpoints],
+                };
+                for &k in kinds {
+                    if let Some(old) = self.client.find_by_name(k, name)? {
+                        match self.client.delete(k, &id(&old)) {
+                            Err(e) if !e.is_not_found() => return Err(e),
+                            _ => {}
+                        }
+                    }
+                }
+                self.client.create(kind, body)
+            }
+            other => other,
+        }
     }
 
     /// The config's hostnet network, created from the config if missing.

@@ -555,3 +555,42 @@ fn bad_input_gets_the_spec_error_and_leaves_nothing() {
         w.snapshot()
     );
 }
+
+#[test]
+fn an_interrupted_add_is_cleaned_up_by_the_next() {
+    let Some(w) = World::new("an_interrupted_add_is_cleaned_up_by_the_next") else {
+        return;
+    };
+    let conf = conf(&w, "1.1.0", json!({}));
+    let ns = Netns::new(&unique("cnic"));
+    ok(cni(&w, "ADD", "warm", Some(ns.path()), &conf), "ADD");
+    ok(cni(&w, "DEL", "warm", Some(ns.path()), &conf), "DEL");
+    // What an ADD killed between its creates leaves: the namespace object
+    // and an endpoint not yet attached.
+    let c = w.client();
+    let name = "cni/web/again/eth0";
+    c.create(
+        Kind::Namespaces,
+        &json!({"Name": name, "NetNsPath": ns.path()}),
+    )
+    .unwrap();
+    let net = id(&c.find_by_name(Kind::Networks, "cniweb").unwrap().unwrap());
+    c.create(
+        Kind::Endpoints,
+        &json!({"Name": name, "HostComputeNetwork": net}),
+    )
+    .unwrap();
+    let add = ok(
+        cni(&w, "ADD", "again", Some(ns.path()), &conf),
+        "ADD after a crash",
+    );
+    assert!(addresses(&ns, "eth0").contains(add.doc["ips"][0]["address"].as_str().unwrap()));
+    let mut left = attachments(&w);
+    left.sort();
+    assert_eq!(
+        left,
+        [format!("Endpoints {name}"), format!("Namespaces {name}")]
+    );
+    ok(cni(&w, "DEL", "again", Some(ns.path()), &conf), "DEL");
+    assert_eq!(attachments(&w), Vec::<String>::new());
+}
