@@ -183,6 +183,20 @@ impl Client {
         .map(drop)
     }
 
+    /// Attaches an endpoint to a namespace as interface `ifname` inside it
+    /// (hostnet's `InterfaceName` setting; CNI's `CNI_IFNAME`).
+    pub fn attach_endpoint_as(
+        &self,
+        namespace_id: &str,
+        endpoint_id: &str,
+        ifname: &str,
+    ) -> Result<()> {
+        let mut request = namespace_endpoint_request("Add", endpoint_id);
+        request["Settings"]["InterfaceName"] = json!(ifname);
+        self.modify(Kind::Namespaces, namespace_id, &request)
+            .map(drop)
+    }
+
     /// Detaches an endpoint from a namespace (HCN modify `Endpoint`/`Remove`).
     pub fn detach_endpoint(&self, namespace_id: &str, endpoint_id: &str) -> Result<()> {
         self.modify(

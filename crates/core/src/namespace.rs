@@ -44,9 +44,11 @@ impl Service {
                 ),
             ));
         }
-        let path = match host {
-            true => PathBuf::from(HOST_NETNS),
-            false => self.config.netns_dir.join(guid(&id)),
+        let external = spec.netns_path.is_some();
+        let path = match (host, &spec.netns_path) {
+            (true, _) => PathBuf::from(HOST_NETNS),
+            (false, Some(given)) => self.external_netns(given)?,
+            (false, None) => self.config.netns_dir.join(guid(&id)),
         };
         let mut obj = to_object(&wire);
         obj.insert("ID".into(), json!(guid(&id)));
@@ -54,7 +56,7 @@ impl Service {
         obj.insert("Resources".into(), json!([]));
         obj.insert("NetNsPath".into(), json!(path.display().to_string()));
 
-        let create = match host {
+        let create = match host || external {
             true => Vec::new(),
             false => vec![Op::CreateNetns { path: path.clone() }],
         };
@@ -74,9 +76,36 @@ impl Service {
                 path,
                 endpoints: Vec::new(),
                 host,
+                external,
             },
         );
         Ok(obj)
+    }
+
+    /// Checks a runtime's namespace given as `NetNsPath`: a mounted network
+    /// namespace outside hostnet's own directory (whose namespaces hostnet
+    /// makes, and removes when stale).
+    fn external_netns(&self, given: &std::path::Path) -> Result<PathBuf, HcnError> {
+        if given.starts_with(&self.config.netns_dir) {
+            return Err(HcnError::new(
+                ErrorCode::InvalidJson,
+                format!(
+                    "NetNsPath {} is in hostnet's own namespace directory {}: leave NetNsPath out to get a new namespace",
+                    given.display(),
+                    self.config.netns_dir.display()
+                ),
+            ));
+        }
+        if !self.dp.netns_exists(given) {
+            return Err(HcnError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "NetNsPath {} is not a network namespace: give a mounted one (/run/netns/NAME, /proc/PID/ns/net) or leave NetNsPath out",
+                    given.display()
+                ),
+            ));
+        }
+        Ok(given.to_path_buf())
     }
 
     pub(crate) fn delete_namespace(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
@@ -99,7 +128,7 @@ impl Service {
         txn.delete(Kind::Namespace.collection(), &guid(&id));
         self.commit(txn)?;
         let ns = st.namespaces.remove(&id).expect("checked above");
-        if ns.host {
+        if ns.host || ns.external {
             return Ok(());
         }
         for e in teardown(self.dp.as_ref(), &[Op::DeleteNetns { path: ns.path }]) {
@@ -156,10 +185,18 @@ impl Service {
             ));
         }
         let net = &st.networks[&ep.network];
+        // Runtimes may register one netns once per interface (CNI): count
+        // every endpoint already in that netns, so routes get their own metric.
+        let nic_index: usize = st
+            .namespaces
+            .values()
+            .filter(|n| n.path == ns.path)
+            .map(|n| n.endpoints.len())
+            .sum();
         let plug = bridge::Plug {
             netns: &ns.path,
             ifname,
-            nic_index: ns.endpoints.len() as u32,
+            nic_index: nic_index as u32,
             host: ns.host,
         };
         let ops = bridge::endpoint_attach(&net.plan, &ep.plan, plug);

@@ -109,6 +109,11 @@ impl Service {
         }
         for (key, raw) in self.list_store(Collection::Namespaces)? {
             let loaded = hostnet_model::from_json::<HostComputeNamespace>(&raw).and_then(|w| {
+                // Stored, NetNsPath is output: where the namespace is.
+                let w = HostComputeNamespace {
+                    net_ns_path: None,
+                    ..w
+                };
                 let spec = hostnet_model::validate_namespace(&w)?;
                 let obj = crate::object::to_object(
                     &serde_json::from_slice::<Value>(&raw).unwrap_or_default(),
@@ -130,6 +135,8 @@ impl Service {
                         .map(|(eid, _)| *eid)
                         .collect();
                     let host = spec.kind == hostnet_model::domain::NamespaceKind::HostDefault;
+                    // Not one hostnet made: a runtime's, given at create.
+                    let external = !host && !path.starts_with(&self.config.netns_dir);
                     st.namespaces.insert(
                         id,
                         NamespaceRec {
@@ -138,6 +145,7 @@ impl Service {
                             path,
                             endpoints,
                             host,
+                            external,
                         },
                     );
                 }
@@ -255,6 +263,18 @@ impl Service {
             wanted.insert(name);
         }
         for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
+            if ns.external {
+                if !dp.netns_exists(&ns.path) {
+                    // Its owner removed it (and the veths with it): the
+                    // owner's delete will clean up the objects.
+                    log::warn!(
+                        "namespace {}: {} is gone; its endpoints have no link until they are deleted",
+                        guid(id),
+                        ns.path.display()
+                    );
+                }
+                continue;
+            }
             if !dp.netns_exists(&ns.path) {
                 log::info!("rebuilding namespace {}", guid(id));
                 apply(
@@ -283,6 +303,9 @@ impl Service {
                 if let Err(e) = apply(dp, &bridge::endpoint_attach(&net.plan, &ep.plan, plug)) {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
+                continue;
+            }
+            if ns.external && !dp.netns_exists(&ns.path) {
                 continue;
             }
             if !links.contains(&name) {

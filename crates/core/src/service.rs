@@ -49,6 +49,9 @@ pub(crate) struct NamespaceRec {
     pub path: PathBuf,
     pub endpoints: Vec<Uuid>,
     pub host: bool,
+    /// Someone else's netns (a container runtime's, given as `NetNsPath`):
+    /// hostnet neither makes nor removes it, and does not bring it back.
+    pub external: bool,
 }
 
 /// Where the daemon finds its own (the host's) network namespace.

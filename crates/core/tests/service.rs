@@ -422,3 +422,72 @@ fn trace_walks_a_packet_through_an_endpoints_policies() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::NotFound, "{e}");
 }
+
+/// A runtime's netns given as `NetNsPath` (what hostnet-cni sends): used
+/// as it is, never made, removed or rebuilt by hostnet.
+#[test]
+fn a_runtime_namespace_is_used_not_owned() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    // The recorder takes any existing path for a namespace.
+    let runtime_ns = std::env::temp_dir().join(format!(
+        "hostnet-core-test-runtime-ns-{}",
+        std::process::id()
+    ));
+    std::fs::write(&runtime_ns, b"").unwrap();
+    let path = runtime_ns.display().to_string();
+    f.dp.take();
+
+    let err = f
+        .svc
+        .create(
+            Kind::Namespace,
+            &body(json!({ "NetNsPath": "/nonexistent/ns" })),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(err.message.contains("/nonexistent/ns"), "{}", err.message);
+    let inside = config().netns_dir.join("X").display().to_string();
+    let err = f
+        .svc
+        .create(Kind::Namespace, &body(json!({ "NetNsPath": inside })))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidJson);
+    assert!(f.svc.list(Kind::Namespace, None).unwrap().is_empty());
+
+    let ns = f
+        .svc
+        .create(
+            Kind::Namespace,
+            &body(json!({ "Name": "c1", "NetNsPath": path })),
+        )
+        .unwrap();
+    assert_eq!(ns["NetNsPath"], path);
+    assert!(
+        !f.dp
+            .take()
+            .iter()
+            .any(|op| matches!(op, Op::CreateNetns { .. })),
+        "made a namespace for a runtime's"
+    );
+    let id = ns["ID"].as_str().unwrap().to_string();
+
+    // After a restart it is still the runtime's: nothing rebuilt when it
+    // is gone, nothing removed on delete.
+    drop(f);
+    std::fs::remove_file(&runtime_ns).unwrap();
+    let f = start(store);
+    assert!(
+        !f.dp
+            .take()
+            .iter()
+            .any(|op| matches!(op, Op::CreateNetns { .. } | Op::DeleteNetns { .. })),
+        "touched a runtime's namespace on start"
+    );
+    f.svc.delete(Kind::Namespace, &id).unwrap();
+    assert!(!f
+        .dp
+        .take()
+        .iter()
+        .any(|op| matches!(op, Op::DeleteNetns { .. })));
+}

@@ -7,6 +7,7 @@
 //! directory is owned by a guard that removes it on drop, on panic too.
 //! `hostnet-testbed sweep` removes leftovers of killed runs.
 
+pub mod cni;
 mod container;
 mod daemon;
 pub mod dns_client;
@@ -23,7 +24,7 @@ pub use container::{id, Container};
 pub use daemon::{unmount_below, Daemon};
 pub use netns::{ip, Netns};
 pub use physical::PhysicalNet;
-pub use privilege::{require_privileges, Privileges};
+pub use privilege::{require_installed, require_privileges, Privileges};
 pub use probe::{Probe, Session};
 pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};
 pub use upstream_dns::UpstreamDns;

@@ -37,3 +37,26 @@ fn check() -> Privileges {
     }
     Privileges::Granted
 }
+
+/// Whether every file in `paths` exists (programs a test runs). Like
+/// [`require_privileges`]: false after `skipped: …`, or a panic under
+/// `HOSTNET_REQUIRE_PRIV=1`, naming the Debian `packages` to install.
+pub fn require_installed(test: &str, paths: &[&str], packages: &str) -> bool {
+    let missing: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| !std::path::Path::new(p).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "{} missing (apt-get install {packages})",
+        missing.join(", ")
+    );
+    if std::env::var("HOSTNET_REQUIRE_PRIV").as_deref() == Ok("1") {
+        panic!("{test}: {why} (HOSTNET_REQUIRE_PRIV=1)");
+    }
+    println!("skipped: {test}: {why}");
+    false
+}

@@ -304,6 +304,24 @@ fn namespaces() {
         ErrorCode::InvalidJson,
         &["Host, HostDefault"],
     );
+    assert_eq!(s.netns_path, None);
+    let s = ns(r#"{"NetNsPath":"/run/netns/cni-1"}"#).unwrap();
+    assert_eq!(s.netns_path, Some("/run/netns/cni-1".into()));
+    assert_err(
+        ns(r#"{"NetNsPath":"run/netns/x"}"#),
+        ErrorCode::InvalidJson,
+        &["run/netns/x", "absolute"],
+    );
+    assert_err(
+        ns(r#"{"NetNsPath":"/run/netns/../x"}"#),
+        ErrorCode::InvalidJson,
+        &["absolute"],
+    );
+    let s = ns(r#"{"Type":"HostDefault","NetNsPath":"/proc/self/ns/net"}"#).unwrap();
+    assert_eq!(
+        s.netns_path, None,
+        "the host's namespace is always the daemon's"
+    );
 }
 
 #[test]

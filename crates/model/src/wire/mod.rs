@@ -381,7 +381,8 @@ hcn_object! {
         /// SDN only.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub create_with_compartment: Option<bool>,
-        /// hostnet output: path of the Linux netns bind mount.
+        /// hostnet: path of the Linux netns (output; as input, an existing
+        /// namespace to use instead of a new one).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub net_ns_path: Option<String>,
     }
