@@ -66,19 +66,8 @@ mod tests {
     use super::*;
     use crate::bridge::tests::endpoint;
     use crate::bridge::{endpoint_attach, Plug};
+    use crate::transparent::tests::adapter;
     use std::path::Path;
-
-    fn adapter() -> Adapter {
-        Adapter {
-            name: "eth0".into(),
-            index: 2,
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            addresses: vec!["192.0.2.11/24".parse().unwrap()],
-            routes: Vec::new(),
-            master: None,
-        }
-    }
 
     #[test]
     fn uplink_rewrite_goes_last_and_comes_off_first() {

@@ -49,13 +49,12 @@ pub fn network_down(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn down_reverses_up() {
-        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
-        let adapter = Adapter {
+    /// The host's `eth0` on 192.0.2.0/24, for the binding drivers' tests.
+    pub(crate) fn adapter() -> Adapter {
+        Adapter {
             name: "eth0".into(),
             index: 2,
             mac: [2, 0, 0, 0, 0, 1],
@@ -63,7 +62,13 @@ mod tests {
             addresses: vec!["192.0.2.11/24".parse().unwrap()],
             routes: Vec::new(),
             master: None,
-        };
+        }
+    }
+
+    #[test]
+    fn down_reverses_up() {
+        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
+        let adapter = adapter();
         let down = network_down(&id, &adapter);
         let [Op::MoveAddresses { from, to, .. }, Op::SetMaster { link, master, .. }, Op::DeleteLink { name }] =
             down.as_slice()

@@ -13,7 +13,8 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use hostnet_model::domain::{
-    AclAction, AclRule, AddressMatch, Direction as HcnDirection, RuleType, TierAcl,
+    AclAction, AclRule, AddressMatch, Direction as HcnDirection, PortRange, RuleType, TierAcl,
+    TierAclRule,
 };
 use ipnet::IpNet;
 
@@ -104,24 +105,12 @@ pub fn acl_groups(
     let mut switch = Vec::new();
     for a in acls {
         let r = a.rule;
-        let rule = Rule {
-            id: rule_id(r.id.as_deref(), r),
-            direction: direction(r.direction),
-            priority: r.priority,
-            condition: condition(
-                &r.protocols,
-                &r.local_addresses,
-                &r.remote_addresses,
-                &r.local_ports,
-                &r.remote_ports,
-                sets,
-            ),
-            action: action(r.action),
-            origin: Origin {
-                hcn_id: r.id.clone(),
-                ..a.origin.clone()
-            },
-        };
+        let rule = lower_rule(
+            &AclFields::of(r),
+            direction(r.direction),
+            a.origin.clone(),
+            sets,
+        );
         match r.rule_type {
             RuleType::Host => host.push(rule),
             RuleType::Switch => switch.push(rule),
@@ -143,27 +132,21 @@ pub fn tier_groups(
     tiers
         .iter()
         .map(|t| {
+            let origin = Origin {
+                policy: "TierAcl".into(),
+                object: object.into(),
+                hcn_id: None,
+            };
             let rules = t
                 .rules
                 .iter()
-                .map(|r| Rule {
-                    id: rule_id(r.id.as_deref(), r),
-                    direction: direction(t.direction),
-                    priority: r.priority,
-                    condition: condition(
-                        &r.protocols,
-                        &r.local_addresses,
-                        &r.remote_addresses,
-                        &r.local_ports,
-                        &r.remote_ports,
+                .map(|r| {
+                    lower_rule(
+                        &AclFields::of_tier(r),
+                        direction(t.direction),
+                        origin.clone(),
                         sets,
-                    ),
-                    action: action(r.action),
-                    origin: Origin {
-                        policy: "TierAcl".into(),
-                        object: object.into(),
-                        hcn_id: r.id.clone(),
-                    },
+                    )
                 })
                 .collect();
             Group::new(
@@ -205,6 +188,74 @@ pub fn outbound_nat(exceptions: &[IpNet], virtual_ip: Option<IpAddr>, object: &s
     Group::new(OUTBOUND_NAT, 0, rules)
 }
 
+/// What ACL and TierAcl rules share, borrowed from either.
+#[derive(Debug)]
+struct AclFields<'a> {
+    id: Option<&'a str>,
+    protocols: &'a [u8],
+    local: &'a [AddressMatch],
+    remote: &'a [AddressMatch],
+    local_ports: &'a [PortRange],
+    remote_ports: &'a [PortRange],
+    action: AclAction,
+    priority: u16,
+}
+
+impl<'a> AclFields<'a> {
+    fn of(r: &'a AclRule) -> Self {
+        AclFields {
+            id: r.id.as_deref(),
+            protocols: &r.protocols,
+            local: &r.local_addresses,
+            remote: &r.remote_addresses,
+            local_ports: &r.local_ports,
+            remote_ports: &r.remote_ports,
+            action: r.action,
+            priority: r.priority,
+        }
+    }
+
+    fn of_tier(r: &'a TierAclRule) -> Self {
+        AclFields {
+            id: r.id.as_deref(),
+            protocols: &r.protocols,
+            local: &r.local_addresses,
+            remote: &r.remote_addresses,
+            local_ports: &r.local_ports,
+            remote_ports: &r.remote_ports,
+            action: r.action,
+            priority: r.priority,
+        }
+    }
+}
+
+/// One ACL rule of the model; `origin` gets the rule's own `Id`.
+fn lower_rule(
+    f: &AclFields<'_>,
+    direction: Direction,
+    origin: Origin,
+    sets: &dyn Fn(&str) -> Option<Vec<IpNet>>,
+) -> Rule {
+    Rule {
+        id: rule_id(f.id, f),
+        direction,
+        priority: f.priority,
+        condition: condition(
+            f.protocols,
+            f.local,
+            f.remote,
+            f.local_ports,
+            f.remote_ports,
+            sets,
+        ),
+        action: action(f.action),
+        origin: Origin {
+            hcn_id: f.id.map(str::to_string),
+            ..origin
+        },
+    }
+}
+
 fn direction(d: HcnDirection) -> Direction {
     match d {
         HcnDirection::In => Direction::In,
@@ -224,8 +275,8 @@ fn condition(
     protocols: &[u8],
     local: &[AddressMatch],
     remote: &[AddressMatch],
-    local_ports: &[hostnet_model::domain::PortRange],
-    remote_ports: &[hostnet_model::domain::PortRange],
+    local_ports: &[PortRange],
+    remote_ports: &[PortRange],
     sets: &dyn Fn(&str) -> Option<Vec<IpNet>>,
 ) -> Condition {
     let c = Condition::any()

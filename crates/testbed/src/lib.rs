@@ -11,6 +11,7 @@ pub mod cni;
 mod container;
 mod daemon;
 pub mod dns_client;
+pub mod firewall;
 pub mod inspect;
 mod netns;
 pub mod physical;

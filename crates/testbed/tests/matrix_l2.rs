@@ -16,6 +16,7 @@
 //! a container's MAC.
 
 use hostnet_api::{ApiError, Kind};
+use hostnet_testbed::firewall::assert_defaults_hold;
 use hostnet_testbed::inspect::{iface_with, ip_out, learnt_macs, mac, neighbour, word_after};
 use hostnet_testbed::physical::{id, Container, Host, GATEWAY, OUTSIDE, ROUTER_OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
@@ -500,33 +501,8 @@ fn firewall_defaults_hold(test: &str, kind: &str) {
     let a = at(h1, A, json!([]));
     let b = at(h1, B, json!([]));
     let d = at(h2, D, json!([]));
-    let listen = a.serve(&["raw-listen", "47"]);
-    let (ok, said) = Probe::run(phys.router.path(), &["raw-send", "47", A]);
-    assert!(ok, "raw-send from the router: {said}");
-    for c in [&b, &d] {
-        let (ok, said) = c.run(&["raw-send", "47", A]);
-        assert!(ok, "raw-send from {}: {said}", c.ip);
-    }
-    let (ok, said) = Probe::run(phys.router.path(), &["ping", A]);
-    assert!(ok, "router -> A: {said}");
-    for c in [&b, &d] {
-        let (ok, said) = c.run(&["ping", A]);
-        assert!(ok, "{} -> A: {said}", c.ip);
-    }
-    let udp = a.serve(&["udp-serve", "0.0.0.0:5353"]);
-    let (ok, said) = b.run(&["udp-get", &format!("{A}:5353")]);
-    assert!(ok, "UDP B -> A: {said}");
-    assert!(udp.next_line().is_some());
-    // A marker from inside: the first packet the listener saw must be it.
-    assert!(a.run(&["raw-send", "47", "127.0.0.1"]).0);
-    assert_eq!(
-        listen.next_line().as_deref(),
-        Some("got 127.0.0.1"),
-        "GRE from outside the container reached it ({kind})"
-    );
-    let out = Probe::serve(phys.outside.path(), &["raw-listen", "47"]);
-    assert!(a.run(&["raw-send", "47", OUTSIDE]).0);
-    assert_eq!(out.next_line(), Some(format!("got {A}")));
+    let senders = [phys.router.path(), b.netns.as_path(), d.netns.as_path()];
+    assert_defaults_hold(&a, &senders, phys.outside.path(), OUTSIDE);
 }
 
 #[test]
