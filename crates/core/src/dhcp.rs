@@ -252,6 +252,7 @@ impl Service {
                 Vec::new(),
             ),
             mappings: Vec::new(),
+            acls: Vec::new(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
         };

@@ -81,6 +81,7 @@ impl Service {
             network: net_id,
             plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
             mappings,
+            acls: policies.acls.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
         };
@@ -89,7 +90,14 @@ impl Service {
             release_address(net, address.addr());
             net.macs.release(mac);
         };
-        let elements = endpoint_elements(net, &rec.plan);
+        let mut elements = endpoint_elements(net, &rec.plan);
+        match crate::trace::acl_elements(&id, &rec, net) {
+            Ok(acl) => elements.extend(acl),
+            Err(e) => {
+                undo_alloc(net);
+                return Err(e);
+            }
+        }
         let create = [Op::AddElements(elements.clone())];
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
@@ -143,7 +151,9 @@ impl Service {
                 let host = st.namespaces.get(&ns).is_some_and(|n| n.host);
                 ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, host));
             }
-            ops.push(Op::DeleteElements(endpoint_elements(net, &ep.plan)));
+            let mut els = endpoint_elements(net, &ep.plan);
+            els.extend(crate::trace::acl_elements(&id, &ep, net).unwrap_or_default());
+            ops.push(Op::DeleteElements(els));
         }
         for e in teardown(self.dp.as_ref(), &ops) {
             log::warn!("endpoint {}: {e} (left for the next reconcile)", guid(&id));
@@ -273,6 +283,8 @@ pub(crate) struct EndpointPolicies {
     pub outbound_nat: Option<Vec<Ipv4Net>>,
     /// `SDNRoute`s: destination and next hop (None: through the host).
     pub sdn_routes: Vec<(IpNet, Option<IpAddr>)>,
+    /// `ACL`s (IPv4 rules are enforced; the endpoint is IPv4).
+    pub acls: Vec<hostnet_model::domain::AclRule>,
 }
 
 /// The policies an endpoint takes; any other type is refused by name.
@@ -281,6 +293,7 @@ pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies,
     for p in &spec.policies {
         match p {
             EndpointPolicy::PortMapping(_) => out.mappings.push(port_mapping(p)?),
+            EndpointPolicy::Acl(rule) => out.acls.push(rule.clone()),
             EndpointPolicy::OutboundNat(n) => {
                 if n.virtual_ip.is_some() || !n.destinations.is_empty() {
                     return Err(HcnError::new(
@@ -316,7 +329,7 @@ pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies,
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
                     format!(
-                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, OutBoundNAT, SDNRoute)",
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, OutBoundNAT, SDNRoute)",
                         other.type_name()
                     ),
                 ))
@@ -716,6 +729,7 @@ pub(crate) fn plan(
         routes,
         port_mappings: policies.mappings.iter().map(nat_mapping).collect(),
         outbound_nat: policies.outbound_nat.clone(),
+        acl: !policies.acls.is_empty(),
     }
 }
 

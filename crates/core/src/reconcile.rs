@@ -94,6 +94,7 @@ impl Service {
                         network: spec.network,
                         plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
                         mappings,
+                        acls: policies.acls.clone(),
                         namespace: spec.namespace,
                         ifname,
                         obj,
@@ -209,11 +210,15 @@ impl Service {
                 elements.extend(hostnet_nft::l2::uplink(&l2.uplink, l2.host_mac));
             }
         }
-        for ep in st.endpoints.values() {
+        for (id, ep) in &st.endpoints {
             let Some(net) = st.networks.get(&ep.network) else {
                 continue;
             };
             elements.extend(endpoint_elements(net, &ep.plan));
+            match crate::trace::acl_elements(id, ep, net) {
+                Ok(acl) => elements.extend(acl),
+                Err(e) => log::error!("endpoint {}: {e}", guid(id)),
+            }
             if let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) {
                 elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
             }

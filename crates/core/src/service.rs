@@ -37,6 +37,8 @@ pub(crate) struct EndpointRec {
     pub network: Uuid,
     pub plan: bridge::Endpoint,
     pub mappings: Vec<PortMapping>,
+    /// The endpoint's `ACL` policies, as validated.
+    pub acls: Vec<hostnet_model::domain::AclRule>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
 }
@@ -183,12 +185,12 @@ impl Service {
             "Features": {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
-                "EndpointPolicies": ["PortMapping", "OutBoundNAT", "SDNRoute"],
+                "EndpointPolicies": ["PortMapping", "ACL", "OutBoundNAT", "SDNRoute"],
                 "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,
-                "Acl": { "AclAddressLists": false, "AclHostRulePriority": false, "AclPortRanges": false, "AclRuleId": false },
+                "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
                 "DSR": false,
                 "IPv6DualStack": false,
                 "ModifyLoadbalancer": false

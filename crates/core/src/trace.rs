@@ -97,6 +97,23 @@ pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Po
     let object = guid(id);
     let mut port = Port::new(object.clone(), PortKind::Endpoint);
     port.set_group(LayerName::AclHost, lower::firewall_defaults());
+    let acls: Vec<lower::SourcedAcl<'_>> = ep
+        .acls
+        .iter()
+        .map(|rule| lower::SourcedAcl {
+            rule,
+            origin: hostnet_policy::Origin {
+                policy: "ACL".into(),
+                object: object.clone(),
+                hcn_id: None,
+            },
+        })
+        .collect();
+    if !acls.is_empty() {
+        for (layer, group) in lower::acl_groups(&acls, &|_| None) {
+            port.set_group(layer, group);
+        }
+    }
     let exceptions: Option<Vec<IpNet>> = match (&ep.plan.outbound_nat, net.kind) {
         (Some(ex), _) => Some(ex.iter().map(|&p| IpNet::V4(p)).collect()),
         (None, hostnet_model::domain::NetworkKind::Nat) => {
@@ -108,6 +125,30 @@ pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Po
         port.set_group(LayerName::Nat, lower::outbound_nat(&ex, None, &object));
     }
     port
+}
+
+/// The elements that make the kernel walk an endpoint's ACLs (none when it
+/// has none): its compiled groups, and its address among the ACL endpoints.
+pub(crate) fn acl_elements(
+    id: &Uuid,
+    ep: &EndpointRec,
+    net: &NetworkRec,
+) -> Result<Vec<hostnet_nft::SetElement>, HcnError> {
+    let IpAddr::V4(addr) = ep.plan.address.addr() else {
+        return Ok(Vec::new());
+    };
+    if ep.acls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let port = endpoint_port(id, ep, net);
+    let mut els = hostnet_nft::acl::elements(addr, &port).map_err(|e| {
+        HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("the endpoint's ACLs cannot be programmed: {e}"),
+        )
+    })?;
+    els.push(hostnet_nft::acl_endpoint(addr));
+    Ok(els)
 }
 
 /// The host's address a source NAT of this endpoint rewrites to: on a

@@ -62,6 +62,10 @@ pub struct Endpoint {
     /// `OutBoundNAT`: routed traffic is masqueraded to the host's address
     /// except towards these prefixes. None without the policy.
     pub outbound_nat: Option<Vec<Ipv4Net>>,
+    /// The endpoint has ACLs: its traffic walks the compiled ACL chains of
+    /// the inet table, which end in the seed's defaults (statefully), so
+    /// its port takes no protocol-only defaults.
+    pub acl: bool,
 }
 
 /// Where an endpoint is plugged in: the namespace, the interface name
@@ -149,7 +153,7 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
     } else {
         nft::endpoint_port(&host_name)
     };
-    let mut els = vec![port];
+    let mut els = if ep.acl { Vec::new() } else { vec![port] };
     let Some(l2) = &net.l2 else {
         return els;
     };
@@ -192,6 +196,7 @@ pub(crate) mod tests {
                 container_port: 80,
             }],
             outbound_nat: None,
+            acl: false,
         }
     }
 

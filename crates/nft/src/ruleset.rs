@@ -57,6 +57,10 @@ pub const NAT_SOURCES4: &str = "nat_sources4";
 pub const PORTS4: &str = "ports4";
 /// Port mappings on one local address: `addr . proto . port : addr . port`.
 pub const VIP_PORTS4: &str = "vip_ports4";
+/// IPv4 addresses of endpoints with ACL policies: their traffic walks the
+/// compiled ACL chains ([`crate::acl`]), which end in the seed's defaults,
+/// statefully; the protocol-only defaults elsewhere leave them alone.
+pub const ACL_ENDPOINTS4: &str = "acl_endpoints4";
 /// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
 pub const ONAT_SOURCES4: &str = "onat_sources4";
 /// `source . destination range` pairs an `OutBoundNAT` leaves alone (both
@@ -213,7 +217,24 @@ fn inet_table() -> String {
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
-
+	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
+{acl}
+	chain acl_forward {{
+		type filter hook forward priority filter + 10; policy accept;
+		ct state established,related accept
+		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
+		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+	}}
+	chain acl_output {{
+		type filter hook output priority filter + 10; policy accept;
+		ct state established,related accept
+		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+	}}
+	chain acl_input {{
+		type filter hook input priority filter + 10; policy accept;
+		ct state established,related accept
+		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
+	}}
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
 		fib daddr type local jump host_ports
@@ -253,11 +274,15 @@ fn inet_table() -> String {
 	}}
 	chain endpoint_inbound {{
 		ct state established,related accept
+		ip daddr @{ACL_ENDPOINTS4} accept
 		meta l4proto {INBOUND_ALLOWED} accept
 		drop
 	}}
 }}
-"#
+"#,
+        acl = crate::acl::skeleton(),
+        out_entry = crate::acl::OUT_ENTRY,
+        in_entry = crate::acl::IN_ENTRY,
     )
 }
 
@@ -362,6 +387,19 @@ pub fn nat_bridge(name: &str) -> Vec<SetElement> {
             text: format!("\"{name}\" . \"{name}\""),
         },
     ]
+}
+
+/// The address of an endpoint whose traffic walks its ACLs.
+pub fn acl_endpoint(addr: Ipv4Addr) -> SetElement {
+    SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: ACL_ENDPOINTS4,
+        key: addr.octets().to_vec(),
+        key_end: None,
+        data: None,
+        text: addr.to_string(),
+    }
 }
 
 /// The address of a NAT endpoint, whose outgoing routed traffic is masqueraded.

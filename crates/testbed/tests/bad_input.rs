@@ -509,15 +509,17 @@ fn endpoint_conflicts_are_refused() {
         (404, 0x803B_0008),
         &["7777"],
     );
-    // Policies: a known type not implemented yet, an unknown one, a bad protocol.
-    let acl = json!({ "Type": "ACL", "Settings": { "Action": "Block", "Direction": "In", "Protocols": "6", "RemotePorts": "22", "Priority": 200 } });
+    // Policies: a known type not implemented yet, ACLs by modify (not yet),
+    // an unknown type, a bad protocol.
+    let qos = json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": 1000000 } });
     refused_create(
         &w,
         "endpoints",
-        &ports(vec![acl.clone()]),
+        &ports(vec![qos]),
         (400, INVALID_POLICY_TYPE),
-        &["ACL"],
+        &["QOS"],
     );
+    let acl = json!({ "Type": "ACL", "Settings": { "Action": "Block", "Direction": "In", "Protocols": "6", "RemotePorts": "22", "Priority": 200 } });
     refused(
         &w,
         ("PATCH", &b_path),
