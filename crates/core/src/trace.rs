@@ -90,8 +90,8 @@ impl Service {
     }
 }
 
-/// An endpoint's port as the model sees it: the seed's firewall defaults,
-/// and its source NAT (a NAT network's masquerade, except within the
+/// An endpoint's port as the model sees it: its ACLs, the seed's firewall
+/// defaults, and its source NAT (a NAT network's masquerade, except within the
 /// network; an L2 endpoint's OutBoundNAT).
 pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Port {
     let object = guid(id);
