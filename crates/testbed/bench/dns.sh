@@ -21,6 +21,11 @@ DIR=$(mktemp -d /tmp/$P.XXXX)
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    # aardvark-dns forks into the background: kill whatever still runs in
+    # the bench's namespaces, not just the processes started here.
+    for ns in "$HOST" "$OUT"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     grep " $DIR/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     ip netns del "$HOST" 2>/dev/null || true
