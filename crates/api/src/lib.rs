@@ -15,6 +15,7 @@ mod client;
 mod error;
 mod http;
 mod kind;
+mod listen;
 mod query;
 mod version;
 
@@ -22,6 +23,7 @@ pub use client::Client;
 pub use error::{code_name, codes, http_status, ApiError, ErrorRecord};
 pub use http::Response;
 pub use kind::{is_guid, Kind, ParseKindError};
+pub use listen::bind_socket;
 pub use query::{percent_encode, HostComputeQuery, SchemaVersion};
 pub use version::VersionInfo;
 

@@ -7,8 +7,7 @@ mod server;
 mod state;
 mod translate;
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -38,7 +37,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let listener = bind(&args.socket)?;
+    let listener = hostnet_api::bind_socket(&args.socket, "driver")?;
     let driver = Arc::new(driver::Driver::new(
         Client::new(&args.hostnetd),
         args.state_dir,
@@ -62,29 +61,6 @@ fn run(args: Args) -> Result<(), String> {
     });
     let _ = std::fs::remove_file(&args.socket);
     served
-}
-
-/// Binds the plugin socket, replacing a stale one but not a live one.
-fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another driver is serving {}: stop it first",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
-    }
-    let l = std::os::unix::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
-    l.set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
-    Ok(l)
 }
 
 async fn shutdown() {

@@ -7,7 +7,6 @@
 
 mod dns;
 mod http;
-mod socket;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -89,7 +88,7 @@ fn run(args: Args) -> Result<(), String> {
         },
     );
     service.observe_dns(Arc::new(dns::ProxyObserver(proxy)));
-    let listener = socket::bind(&args.socket)?;
+    let listener = hostnet_api::bind_socket(&args.socket, "hostnetd")?;
     log::info!("serving the HCN v2 API on {}", args.socket.display());
 
     let result = runtime.block_on(http::serve(listener, service));

@@ -1,11 +1,15 @@
-//! The API socket: refuse to steal it from a running daemon, replace a
-//! stale one, and let only root (and the socket's group) in.
+//! The server side of hostnet's Unix sockets (hostnetd's API, the Docker
+//! driver's plugin socket): refuse to steal a socket another process is
+//! serving, replace a stale one, and let only root and the socket's group
+//! in.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+/// Binds `path` (non-blocking, mode 0660); `who` names the kind of server
+/// in the error when a live one already serves it.
+pub fn bind_socket(path: &Path, who: &str) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -13,7 +17,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
-                "another hostnetd is serving {}: stop it first",
+                "another {who} is serving {}: stop it first",
                 path.display()
             ));
         }
