@@ -52,9 +52,14 @@ impl Service {
         }
 
         let id = new_endpoint_id(&st);
-        let gateway_taken = st.endpoints.values().any(|e| {
-            e.network == net_id && is_gateway(&st.networks[&net_id], e.plan.address.addr())
-        });
+        // Only a request for a gateway's address looks at who holds it.
+        let gateway_taken = match spec.ip_configs.as_slice() {
+            [cfg] if is_gateway(&st.networks[&net_id], cfg.address) => st
+                .endpoints
+                .values()
+                .any(|e| e.network == net_id && e.plan.address.addr() == cfg.address),
+            _ => false,
+        };
         let net = st.networks.get_mut(&net_id).expect("checked above");
         check_next_hops(net, &spec)?;
         let (address, gateway) = take_address(net, &spec, gateway_taken)?;
@@ -91,7 +96,7 @@ impl Service {
             net.macs.release(mac);
         };
         let mut elements = endpoint_elements(net, &rec.plan);
-        match crate::trace::acl_elements(&id, &rec, net) {
+        match crate::policy::acl_elements(&id, &rec, net) {
             Ok(acl) => elements.extend(acl),
             Err(e) => {
                 undo_alloc(net);
@@ -152,7 +157,7 @@ impl Service {
                 ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, host));
             }
             let mut els = endpoint_elements(net, &ep.plan);
-            els.extend(crate::trace::acl_elements(&id, &ep, net).unwrap_or_default());
+            els.extend(crate::policy::acl_elements(&id, &ep, net).unwrap_or_default());
             ops.push(Op::DeleteElements(els));
         }
         for e in teardown(self.dp.as_ref(), &ops) {

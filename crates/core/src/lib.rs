@@ -16,6 +16,7 @@ mod endpoint;
 mod namespace;
 mod network;
 mod object;
+mod policy;
 mod query;
 mod reconcile;
 mod service;

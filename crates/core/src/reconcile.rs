@@ -215,7 +215,7 @@ impl Service {
                 continue;
             };
             elements.extend(endpoint_elements(net, &ep.plan));
-            match crate::trace::acl_elements(id, ep, net) {
+            match crate::policy::acl_elements(id, ep, net) {
                 Ok(acl) => elements.extend(acl),
                 Err(e) => log::error!("endpoint {}: {e}", guid(id)),
             }
