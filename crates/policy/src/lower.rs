@@ -13,8 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use hostnet_model::domain::{
-    AclAction, AclRule, AddressMatch, Direction as HcnDirection, PortRange, RuleType, TierAcl,
-    TierAclRule,
+    AclAction, AclRule, AddressMatch, PortRange, RuleType, TierAcl, TierAclRule,
 };
 use ipnet::IpNet;
 
@@ -107,7 +106,7 @@ pub fn acl_groups(
         let r = a.rule;
         let rule = lower_rule(
             &AclFields::of(r),
-            direction(r.direction),
+            r.direction.into(),
             a.origin.clone(),
             sets,
         );
@@ -143,7 +142,7 @@ pub fn tier_groups(
                 .map(|r| {
                     lower_rule(
                         &AclFields::of_tier(r),
-                        direction(t.direction),
+                        t.direction.into(),
                         origin.clone(),
                         sets,
                     )
@@ -253,13 +252,6 @@ fn lower_rule(
             hcn_id: f.id.map(str::to_string),
             ..origin
         },
-    }
-}
-
-fn direction(d: HcnDirection) -> Direction {
-    match d {
-        HcnDirection::In => Direction::In,
-        HcnDirection::Out => Direction::Out,
     }
 }
 

@@ -13,6 +13,16 @@ pub enum Direction {
     Out,
 }
 
+/// HCN's direction (of an ACL, a trace request) is the model's.
+impl From<hostnet_model::domain::Direction> for Direction {
+    fn from(d: hostnet_model::domain::Direction) -> Self {
+        match d {
+            hostnet_model::domain::Direction::In => Direction::In,
+            hostnet_model::domain::Direction::Out => Direction::Out,
+        }
+    }
+}
+
 impl fmt::Display for Direction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

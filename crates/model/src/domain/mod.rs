@@ -20,6 +20,7 @@ mod network_policy;
 mod policy;
 mod query;
 mod route;
+mod trace;
 
 pub use acl::{
     AclAction, AclRule, AddressMatch, Direction, PortRange, RuleType, TierAcl, TierAclRule,
@@ -48,3 +49,4 @@ pub use network_policy::{
 };
 pub use query::{parse_filter_json, parse_query, Filter};
 pub use route::{validate_route, RouteObjectSpec, SdnRouteSpec};
+pub use trace::{validate_trace, TraceSpec};
