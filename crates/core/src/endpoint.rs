@@ -127,6 +127,9 @@ impl Service {
         };
         let mut txn = Txn::new();
         txn.delete(Kind::Endpoint.collection(), &guid(&id));
+        // It leaves every load balancer's backends in the same transaction.
+        let lbs = crate::load_balancer::BackendRemoval::plan(&st, &id);
+        lbs.stage(&mut txn);
         let lease = self.take_lease(&id);
         txn.delete(hostnet_store::Collection::Meta, &crate::dhcp::key(&id));
         // Deleting an attached endpoint detaches it first (runtimes tear
@@ -149,6 +152,7 @@ impl Service {
             self.release_lease(l);
         }
 
+        lbs.finish(&mut st, self.dp.as_ref());
         let ep = st.endpoints.remove(&id).expect("checked above");
         let mut ops = Vec::new();
         if let Some(net) = st.networks.get(&ep.network) {

@@ -13,6 +13,7 @@ mod config;
 mod dhcp;
 mod dns;
 mod endpoint;
+mod load_balancer;
 mod namespace;
 mod network;
 mod object;

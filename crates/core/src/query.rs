@@ -38,7 +38,12 @@ impl Service {
                 .iter()
                 .map(|(id, r)| (id, &r.obj, None))
                 .collect(),
-            Kind::LoadBalancer | Kind::Route => Vec::new(),
+            Kind::LoadBalancer => st
+                .load_balancers
+                .iter()
+                .map(|(id, r)| (id, &r.obj, None))
+                .collect(),
+            Kind::Route => Vec::new(),
         };
         Ok(objs
             .into_iter()

@@ -154,6 +154,7 @@ impl Service {
             }
         }
         self.hold_loaded_leases(&st, leases);
+        self.load_load_balancers(&mut st)?;
         // An endpoint whose namespace is gone is detached.
         let known: HashSet<Uuid> = st.namespaces.keys().copied().collect();
         for ep in st.endpoints.values_mut() {
@@ -223,6 +224,7 @@ impl Service {
                 elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
             }
         }
+        elements.extend(crate::load_balancer::all_elements(&st));
         dp.load_tables(&hostnet_nft::tables(&elements))
             .map_err(|e| internal("loading the nftables tables", e))?;
 

@@ -64,6 +64,7 @@ pub(crate) struct State {
     pub networks: BTreeMap<Uuid, NetworkRec>,
     pub endpoints: BTreeMap<Uuid, EndpointRec>,
     pub namespaces: BTreeMap<Uuid, NamespaceRec>,
+    pub load_balancers: BTreeMap<Uuid, crate::load_balancer::LoadBalancerRec>,
 }
 
 /// hostnet's service: the single writer of kernel and store state.
@@ -119,12 +120,7 @@ impl Service {
             Kind::Network => self.create_network(body)?,
             Kind::Endpoint => self.create_endpoint(body)?,
             Kind::Namespace => self.create_namespace(body)?,
-            Kind::LoadBalancer => {
-                let w: hostnet_model::wire::HostComputeLoadBalancer =
-                    crate::object::parse_object(body)?;
-                hostnet_model::validate_load_balancer(&w)?;
-                return Err(unsupported_kind(kind));
-            }
+            Kind::LoadBalancer => self.create_load_balancer(body)?,
             Kind::Route => {
                 let w: hostnet_model::wire::HostComputeRoute = crate::object::parse_object(body)?;
                 hostnet_model::validate_route(&w)?;
@@ -143,7 +139,8 @@ impl Service {
             Kind::Network => st.networks.get(&uuid).map(|r| &r.obj),
             Kind::Endpoint => st.endpoints.get(&uuid).map(|r| &r.obj),
             Kind::Namespace => st.namespaces.get(&uuid).map(|r| &r.obj),
-            Kind::LoadBalancer | Kind::Route => None,
+            Kind::LoadBalancer => st.load_balancers.get(&uuid).map(|r| &r.obj),
+            Kind::Route => None,
         };
         obj.map(|o| Value::Object(o.clone()))
             .ok_or_else(|| kind.not_found(id))
@@ -152,6 +149,10 @@ impl Service {
     /// Apply an HCN modify request.
     pub fn modify(&self, kind: Kind, id: &str, body: &[u8]) -> Result<Value, HcnError> {
         let uuid = parse_id(kind, id)?;
+        if kind == Kind::LoadBalancer {
+            // A whole document, not a ModifySettingRequest (schema §10).
+            return self.modify_load_balancer(uuid, id, body).map(Value::Object);
+        }
         let req: hostnet_model::wire::ModifyRequest = crate::object::parse_object(body)?;
         let obj = match kind {
             Kind::Namespace => self.modify_namespace(uuid, id, &req)?,
@@ -170,7 +171,8 @@ impl Service {
             Kind::Network => self.delete_network(uuid, id),
             Kind::Endpoint => self.delete_endpoint(uuid, id),
             Kind::Namespace => self.delete_namespace(uuid, id),
-            Kind::LoadBalancer | Kind::Route => Err(kind.not_found(id)),
+            Kind::LoadBalancer => self.delete_load_balancer(uuid, id),
+            Kind::Route => Err(kind.not_found(id)),
         }?;
         self.notify_dns();
         Ok(())
@@ -188,12 +190,12 @@ impl Service {
                 "EndpointPolicies": ["PortMapping", "ACL", "OutBoundNAT", "SDNRoute"],
                 "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
                 "NamespaceAttach": true,
-                "LoadBalancers": false,
+                "LoadBalancers": true,
                 "SdnRoutes": false,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
                 "DSR": false,
                 "IPv6DualStack": false,
-                "ModifyLoadbalancer": false
+                "ModifyLoadbalancer": true
             }
         })
     }

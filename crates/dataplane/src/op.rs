@@ -97,6 +97,12 @@ pub enum Op {
     AddElements(Vec<SetElement>),
     /// Delete elements, all in one transaction. Missing elements are skipped.
     DeleteElements(Vec<SetElement>),
+    /// Delete `delete` (missing ones skipped) and add `add`, in one
+    /// transaction: a load balancer's change, which no packet sees half done.
+    ReplaceElements {
+        delete: Vec<SetElement>,
+        add: Vec<SetElement>,
+    },
     /// Write a sysctl of the daemon's namespace, e.g.
     /// `net/ipv4/ip_forward` = `1`. Not undone.
     Sysctl { key: String, value: String },
@@ -138,6 +144,10 @@ impl Op {
             }),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::AddElements(e) => Some(Op::DeleteElements(e.clone())),
+            Op::ReplaceElements { delete, add } => Some(Op::ReplaceElements {
+                delete: add.clone(),
+                add: delete.clone(),
+            }),
             Op::SetMaster {
                 link,
                 master,

@@ -219,6 +219,7 @@ fn inet_table() -> String {
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
 {acl}
+{lb}
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
 		ct state established,related accept
@@ -237,10 +238,12 @@ fn inet_table() -> String {
 	}}
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
+		jump {lb_prerouting}
 		fib daddr type local jump host_ports
 	}}
 	chain output_nat {{
 		type nat hook output priority -100; policy accept;
+		jump {lb_output}
 		fib daddr type local jump host_ports
 	}}
 	chain host_ports {{
@@ -249,6 +252,7 @@ fn inet_table() -> String {
 	}}
 	chain postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
+		ct status dnat jump {lb_postrouting}
 		ip saddr @{ONAT_SOURCES4} meta mark & {ROUTED_MARK:#010x} != 0 jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
 		oifname @{NAT_BRIDGES} return
@@ -281,6 +285,10 @@ fn inet_table() -> String {
 }}
 "#,
         acl = crate::acl::skeleton(),
+        lb = crate::lb::skeleton(),
+        lb_prerouting = crate::lb::PREROUTING,
+        lb_output = crate::lb::OUTPUT,
+        lb_postrouting = crate::lb::POSTROUTING,
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
     )

@@ -45,6 +45,11 @@ impl Probe {
             .ok()
     }
 
+    /// The lines the server has printed so far, without waiting.
+    pub fn drain(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// Run a one-shot probe client in `netns`; returns (success, stdout).
     pub fn run(netns: &Path, args: &[&str]) -> (bool, String) {
         let out = command_in(netns, Self::binary())

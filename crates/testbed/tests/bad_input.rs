@@ -329,12 +329,14 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["NetAdapterName"],
     );
 
-    // Load balancers and routes are refused, not accepted and ignored.
+    // IPv6 load balancers and routes are refused, not accepted and ignored
+    // (tests/lb.rs has the rest of the load balancers' bad input).
     let ep = w.container("nat", json!([]));
     let lb = json!({
         "HostComputeEndpoints": [ep.ep_id],
         "FrontendVIPs": ["10.96.0.10"],
         "PortMappings": [{ "Protocol": 6, "InternalPort": 80, "ExternalPort": 8090 }],
+        "Flags": 2,
         "SchemaVersion": { "Major": 2, "Minor": 0 }
     });
     refused_create(
@@ -342,7 +344,7 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         "loadbalancers",
         &lb,
         (501, REQUEST_UNSUPPORTED),
-        &["load balancer"],
+        &["IPv6"],
     );
     let route = json!({
         "HostComputeEndpoints": [ep.ep_id],

@@ -209,6 +209,24 @@ impl LinuxDataplane {
         })
     }
 
+    /// One batch of DESTROYs and adds (Linux 6.3+ has DESTROY; hostnet
+    /// needs 6.16 anyway). Chain devices have no place here.
+    fn replace_elements(
+        &self,
+        delete: &[SetElement],
+        add: &[SetElement],
+    ) -> Result<(), DataplaneError> {
+        if delete.is_empty() && add.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
+        let deletes: Vec<usize> = (0..delete.len()).collect();
+        let adds: Vec<usize> = (delete.len()..all.len()).collect();
+        let mut sock = self.netfilter();
+        nftables::replace(&mut sock, &all, &deletes, &adds)
+            .map_err(|f| DataplaneError::new("replace elements", f.describe(&all)))
+    }
+
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
     /// dropping each element the kernel reports missing and retrying (the
     /// batch aborted as a whole, so nothing was deleted yet). A chain's
@@ -383,6 +401,7 @@ impl Dataplane for LinuxDataplane {
             ),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
+            Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
             Op::Sysctl { key, value } => self.sysctl(key, value),
             Op::SetMaster { link, master, .. } => self.set_master(link, master.as_deref()),
             Op::MoveAddresses {

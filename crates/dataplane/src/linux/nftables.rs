@@ -160,19 +160,48 @@ pub fn apply(
     all: &[SetElement],
     elements: &[usize],
 ) -> Result<(), Failure> {
-    let messages = group(all, elements);
+    let messages: Vec<(Change, Vec<usize>)> = group(all, elements)
+        .into_iter()
+        .map(|m| (change, m))
+        .collect();
+    send_batches(sock, all, &messages)
+}
+
+/// Deletes `deletes` (DESTROY: missing ones are skipped) and adds `adds`
+/// (indices into `all`) in one batch, so no packet sees the state between
+/// (unless the change exceeds one batch's size limit).
+pub fn replace(
+    sock: &mut Socket,
+    all: &[SetElement],
+    deletes: &[usize],
+    adds: &[usize],
+) -> Result<(), Failure> {
+    let mut messages: Vec<(Change, Vec<usize>)> = group(all, deletes)
+        .into_iter()
+        .map(|m| (Change::Destroy, m))
+        .collect();
+    messages.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
+    send_batches(sock, all, &messages)
+}
+
+fn send_batches(
+    sock: &mut Socket,
+    all: &[SetElement],
+    messages: &[(Change, Vec<usize>)],
+) -> Result<(), Failure> {
     let mut start = 0;
     while start < messages.len() {
         let mut bytes = 0;
         let mut end = start;
         while end < messages.len() && (end == start || bytes < BATCH_BYTES) {
             bytes += messages[end]
+                .1
                 .iter()
                 .map(|&i| element_bytes(&all[i]))
                 .sum::<usize>();
             end += 1;
         }
-        send_batch(sock, change, all, &messages[start..end])?;
+        send_batch(sock, all, &messages[start..end])?;
         start = end;
     }
     Ok(())
@@ -209,16 +238,15 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
 
 fn send_batch(
     sock: &mut Socket,
-    change: Change,
     all: &[SetElement],
-    messages: &[Vec<usize>],
+    messages: &[(Change, Vec<usize>)],
 ) -> Result<(), Failure> {
     let begin_seq = sock.next_seq();
     let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
     let mut sent = Vec::with_capacity(messages.len());
-    for indices in messages {
+    for (change, indices) in messages {
         let seq = sock.next_seq();
-        let (msg, offsets) = set_message(change, all, indices);
+        let (msg, offsets) = set_message(*change, all, indices);
         bytes.extend_from_slice(&msg.finish(seq));
         sent.push(Sent {
             seq,
@@ -229,7 +257,7 @@ fn send_batch(
     bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end_seq));
 
     let seqs: Vec<u32> = sent.iter().map(|s| s.seq).collect();
-    let first = messages[0][0];
+    let first = messages[0].1[0];
     let results = sock.batch(&bytes, begin_seq, &seqs).map_err(|e| Failure {
         error: NetlinkError {
             errno: e.raw_os_error().unwrap_or(libc::EIO),

@@ -1,0 +1,478 @@
+//! Load balancers as elements of static maps (docs/load-balancers.md).
+//!
+//! A packet's cost does not depend on the number of load balancers: the
+//! first packet of a connection costs one verdict-map lookup keyed
+//! `daddr . l4proto . dport` (or `l4proto . dport` on the host's own
+//! addresses, NodePort-style), which sends it to one of six static *pick*
+//! chains (distribution × VIP or node port); the pick chain makes a
+//! bucket, 0 to 65535 (`numgen random`, or `jhash` of the source address
+//! for affinity), and DNATs through one interval-map lookup keyed by the
+//! frontend and the bucket. A backend owns a contiguous range of buckets,
+//! so an LB with N backends is N elements there. Conntrack keeps a
+//! connection on its backend: only a connection's first packet passes a
+//! nat chain.
+//!
+//! Which dispatch map an LB's frontend is in says who reaches it: from
+//! containers (packets arriving on a hostnet bridge), from outside (any
+//! other interface), from the host itself (the output hook). Creating,
+//! changing or deleting an LB is a handful of element changes; no chain
+//! or rule is ever made or removed.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use crate::ruleset::{port, TABLE};
+use crate::{Data, Family, SetElement};
+
+/// Number of buckets a frontend's backends share.
+pub const BUCKETS: u32 = 65536;
+
+/// The conntrack mark of a connection to a VIP frontend with a SourceVIP
+/// is this | its port, of one to a node port `NODE_MARK` | its port: the
+/// post-routing NAT hook sees the DNATed packet, and nft cannot key a
+/// lookup by the original port (`ct original proto-dst` has no fixed
+/// type), so the pick chain leaves the frontend's port in the mark.
+pub const VIP_MARK: u32 = 0x4c42_0000;
+/// See [`VIP_MARK`].
+pub const NODE_MARK: u32 = 0x4e50_0000;
+
+/// How a frontend chooses a backend for a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pick {
+    /// `numgen random`: per connection.
+    Random,
+    /// `jhash ip saddr`: every connection of one client to the same
+    /// backend while the backend set is unchanged (DistributionType 2).
+    SourceIp,
+    /// `jhash ip saddr . meta l4proto` (DistributionType 1).
+    SourceIpProtocol,
+}
+
+impl Pick {
+    fn hash(self) -> &'static str {
+        match self {
+            Pick::Random => "numgen random mod 65536",
+            Pick::SourceIp => "jhash ip saddr mod 65536",
+            Pick::SourceIpProtocol => "jhash ip saddr . meta l4proto mod 65536",
+        }
+    }
+
+    const ALL: [Pick; 3] = [Pick::Random, Pick::SourceIp, Pick::SourceIpProtocol];
+}
+
+/// Who reaches a frontend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Reach {
+    /// Containers: packets that arrive on a hostnet bridge.
+    pub guests: bool,
+    /// Everything else the host routes (other interfaces).
+    pub outside: bool,
+    /// Processes of the host itself.
+    pub host: bool,
+}
+
+/// One frontend of a load balancer, with its backends: what the kernel
+/// holds for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frontend {
+    /// The VIP; None: every local address of the host (NodePort).
+    pub vip: Option<Ipv4Addr>,
+    /// IP protocol number (6, 17 or 132).
+    pub proto: u8,
+    pub port: u16,
+    /// The backends' port.
+    pub target_port: u16,
+    pub pick: Pick,
+    pub reach: Reach,
+    /// Source address of connections to the backends (SourceVIP).
+    pub source_vip: Option<Ipv4Addr>,
+    /// Backend addresses, in the order given (bucket ranges follow it).
+    pub backends: Vec<Ipv4Addr>,
+}
+
+const VIP_GUESTS: &str = "lb_vip_guests4";
+const VIP_OUTSIDE: &str = "lb_vip_outside4";
+const VIP_HOST: &str = "lb_vip_host4";
+const NODE_GUESTS: &str = "lb_node_guests4";
+const NODE_OUTSIDE: &str = "lb_node_outside4";
+const NODE_HOST: &str = "lb_node_host4";
+/// `vip . proto . port . bucket : backend . port` (interval).
+pub const VIP_BACKENDS: &str = "lb_vip_backends4";
+/// `proto . port . bucket : backend . port` (interval).
+pub const NODE_BACKENDS: &str = "lb_node_backends4";
+/// `vip . proto . port : ct mark`, for frontends with a SourceVIP.
+pub const VIP_MARKS: &str = "lb_vip_marks4";
+/// `proto . port : ct mark`, for node ports with a SourceVIP.
+pub const NODE_MARKS: &str = "lb_node_marks4";
+/// `vip . proto . ct mark : source`.
+pub const VIP_SNAT: &str = "lb_vip_snat4";
+/// `proto . ct mark : source`.
+pub const NODE_SNAT: &str = "lb_node_snat4";
+
+/// The chain the pre-routing NAT hook jumps to first.
+pub const PREROUTING: &str = "lb_prerouting";
+/// The chain the output NAT hook jumps to first.
+pub const OUTPUT: &str = "lb_from_host";
+/// The chain the post-routing NAT hook jumps to for DNATed connections.
+pub const POSTROUTING: &str = "lb_source_vip";
+
+/// Bridges hostnet makes are named `hnbr…` (hostnet-drivers `names`).
+const BRIDGE_GLOB: &str = "hnbr*";
+
+/// The pick chain names: `lb_{vip,node}_{random,source,source_proto}`.
+fn pick_chain(node: bool, pick: Pick) -> &'static str {
+    match (node, pick) {
+        (false, Pick::Random) => "lb_vip_random",
+        (false, Pick::SourceIp) => "lb_vip_source",
+        (false, Pick::SourceIpProtocol) => "lb_vip_source_proto",
+        (true, Pick::Random) => "lb_node_random",
+        (true, Pick::SourceIp) => "lb_node_source",
+        (true, Pick::SourceIpProtocol) => "lb_node_source_proto",
+    }
+}
+
+/// The load balancers' maps and chains, inside `table inet hostnet`.
+pub fn skeleton() -> String {
+    let mut s = String::new();
+    let vip_key = "ip daddr . meta l4proto . th dport";
+    let node_key = "meta l4proto . th dport";
+    for m in [VIP_GUESTS, VIP_OUTSIDE, VIP_HOST] {
+        let _ = writeln!(
+            s,
+            "\tmap {m} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+        );
+    }
+    for m in [NODE_GUESTS, NODE_OUTSIDE, NODE_HOST] {
+        let _ = writeln!(
+            s,
+            "\tmap {m} {{ type inet_proto . inet_service : verdict; }}"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\tmap {VIP_BACKENDS} {{ typeof {vip_key} . numgen random mod 65536 : ip daddr . th dport; flags interval; }}"
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {NODE_BACKENDS} {{ typeof {node_key} . numgen random mod 65536 : ip daddr . th dport; flags interval; }}"
+    );
+    let _ = writeln!(s, "\tmap {VIP_MARKS} {{ typeof {vip_key} : ct mark; }}");
+    let _ = writeln!(s, "\tmap {NODE_MARKS} {{ typeof {node_key} : ct mark; }}");
+    let _ = writeln!(
+        s,
+        "\tmap {VIP_SNAT} {{ typeof ct original ip daddr . meta l4proto . ct mark : ip saddr; }}"
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {NODE_SNAT} {{ typeof meta l4proto . ct mark : ip saddr; }}"
+    );
+    let _ = write!(
+        s,
+        r#"	chain {PREROUTING} {{
+		iifname "{BRIDGE_GLOB}" goto lb_from_guests
+		goto lb_from_outside
+	}}
+	chain lb_from_guests {{
+		{vip_key} vmap @{VIP_GUESTS}
+		fib daddr type local {node_key} vmap @{NODE_GUESTS}
+	}}
+	chain lb_from_outside {{
+		{vip_key} vmap @{VIP_OUTSIDE}
+		fib daddr type local {node_key} vmap @{NODE_OUTSIDE}
+	}}
+	chain {OUTPUT} {{
+		{vip_key} vmap @{VIP_HOST}
+		fib daddr type local {node_key} vmap @{NODE_HOST}
+	}}
+	chain {POSTROUTING} {{
+		ct mark & 0xffff0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
+		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
+	}}
+"#
+    );
+    for pick in Pick::ALL {
+        let hash = pick.hash();
+        let _ = write!(
+            s,
+            r#"	chain {vip} {{
+		ct mark set {vip_key} map @{VIP_MARKS}
+		meta l4proto {{ tcp, udp, sctp }} dnat ip to {vip_key} . {hash} map @{VIP_BACKENDS}
+	}}
+	chain {node} {{
+		ct mark set {node_key} map @{NODE_MARKS}
+		meta l4proto {{ tcp, udp, sctp }} dnat ip to {node_key} . {hash} map @{NODE_BACKENDS}
+	}}
+"#,
+            vip = pick_chain(false, pick),
+            node = pick_chain(true, pick),
+        );
+    }
+    s
+}
+
+/// Every element a frontend owns. An LB's change is the difference of
+/// its elements before and after, in one transaction.
+pub fn elements(f: &Frontend) -> Vec<SetElement> {
+    let node = f.vip.is_none();
+    let mut frontend_key = Vec::with_capacity(12);
+    if let Some(vip) = f.vip {
+        frontend_key.extend_from_slice(&vip.octets());
+    }
+    frontend_key.extend_from_slice(&[f.proto, 0, 0, 0]);
+    frontend_key.extend_from_slice(&port(f.port));
+    let frontend_text = match f.vip {
+        Some(vip) => format!("{vip} . {} . {}", proto_keyword(f.proto), f.port),
+        None => format!("{} . {}", proto_keyword(f.proto), f.port),
+    };
+
+    let mut out = Vec::new();
+    let maps = match node {
+        false => [VIP_GUESTS, VIP_OUTSIDE, VIP_HOST],
+        true => [NODE_GUESTS, NODE_OUTSIDE, NODE_HOST],
+    };
+    // No backend: new connections to the frontend are dropped rather
+    // than routed on to the VIP as if there were no service.
+    let (data, verdict) = match f.backends.is_empty() {
+        true => (Data::Drop, "drop".to_string()),
+        false => {
+            let chain = pick_chain(node, f.pick);
+            (Data::Goto(chain), format!("goto {chain}"))
+        }
+    };
+    let reached = [f.reach.guests, f.reach.outside, f.reach.host];
+    for (map, _) in maps.iter().zip(reached).filter(|(_, r)| *r) {
+        out.push(element(
+            map,
+            frontend_key.clone(),
+            None,
+            Some(data.clone()),
+            format!("{frontend_text} : {verdict}"),
+        ));
+    }
+    let backends_map = if node { NODE_BACKENDS } else { VIP_BACKENDS };
+    for (i, (first, last)) in bucket_ranges(f.backends.len()).into_iter().enumerate() {
+        let backend = f.backends[i];
+        let mut key = frontend_key.clone();
+        key.extend_from_slice(&first.to_be_bytes());
+        let mut key_end = frontend_key.clone();
+        key_end.extend_from_slice(&last.to_be_bytes());
+        let mut value = backend.octets().to_vec();
+        value.extend_from_slice(&port(f.target_port));
+        out.push(element(
+            backends_map,
+            key,
+            Some(key_end),
+            Some(Data::Value(value)),
+            format!(
+                "{frontend_text} . {first}-{last} : {backend} . {}",
+                f.target_port
+            ),
+        ));
+    }
+    if let Some(src) = f.source_vip {
+        let mark = if node { NODE_MARK } else { VIP_MARK } | u32::from(f.port);
+        // A mark is host-endian, in keys and data alike.
+        let (marks, snat) = if node {
+            (NODE_MARKS, NODE_SNAT)
+        } else {
+            (VIP_MARKS, VIP_SNAT)
+        };
+        out.push(element(
+            marks,
+            frontend_key.clone(),
+            None,
+            Some(Data::Value(mark.to_ne_bytes().to_vec())),
+            format!("{frontend_text} : {mark:#010x}"),
+        ));
+        let mut key = frontend_key[..frontend_key.len() - 4].to_vec();
+        key.extend_from_slice(&mark.to_ne_bytes());
+        let snat_text = match f.vip {
+            Some(vip) => format!("{vip} . {} . {mark:#010x}", proto_keyword(f.proto)),
+            None => format!("{} . {mark:#010x}", proto_keyword(f.proto)),
+        };
+        out.push(element(
+            snat,
+            key,
+            None,
+            Some(Data::Value(src.octets().to_vec())),
+            format!("{snat_text} : {src}"),
+        ));
+    }
+    out
+}
+
+/// Backend `i` of `n` owns buckets `ranges[i]` (inclusive): contiguous,
+/// together all of them, sizes differing by at most one.
+pub fn bucket_ranges(n: usize) -> Vec<(u32, u32)> {
+    let n = n as u64;
+    let total = u64::from(BUCKETS);
+    (0..n)
+        .map(|i| {
+            let first = i * total / n;
+            let next = (i + 1) * total / n;
+            (first as u32, (next - 1) as u32)
+        })
+        .collect()
+}
+
+/// The backend a bucket goes to (the evaluator's view of the map).
+pub fn backend_of_bucket(n: usize, bucket: u32) -> Option<usize> {
+    bucket_ranges(n)
+        .iter()
+        .position(|&(first, last)| (first..=last).contains(&bucket))
+}
+
+fn proto_keyword(proto: u8) -> String {
+    match proto {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn element(
+    set: &'static str,
+    key: Vec<u8>,
+    key_end: Option<Vec<u8>>,
+    data: Option<Data>,
+    text: String,
+) -> SetElement {
+    SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set,
+        key,
+        key_end,
+        data,
+        text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster_ip(backends: &[[u8; 4]]) -> Frontend {
+        Frontend {
+            vip: Some(Ipv4Addr::new(10, 96, 0, 10)),
+            proto: 6,
+            port: 80,
+            target_port: 8080,
+            pick: Pick::Random,
+            reach: Reach {
+                guests: true,
+                outside: true,
+                host: false,
+            },
+            source_vip: None,
+            backends: backends.iter().map(|&b| Ipv4Addr::from(b)).collect(),
+        }
+    }
+
+    #[test]
+    fn buckets_are_shared_evenly_and_cover_everything() {
+        for n in 1..40 {
+            let r = bucket_ranges(n);
+            assert_eq!(r.len(), n);
+            assert_eq!(r[0].0, 0);
+            assert_eq!(r[n - 1].1, BUCKETS - 1);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0, "contiguous");
+            }
+            let sizes: Vec<u32> = r.iter().map(|(a, b)| b - a + 1).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(max - min <= 1, "{n}: {sizes:?}");
+        }
+        assert_eq!(backend_of_bucket(3, 0), Some(0));
+        assert_eq!(backend_of_bucket(3, 65535), Some(2));
+        assert_eq!(backend_of_bucket(0, 7), None);
+    }
+
+    #[test]
+    fn a_cluster_ip_is_one_dispatch_per_reach_and_one_range_per_backend() {
+        let els = elements(&cluster_ip(&[[10, 88, 0, 2], [10, 88, 0, 3]]));
+        let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
+        assert_eq!(
+            sets,
+            [VIP_GUESTS, VIP_OUTSIDE, VIP_BACKENDS, VIP_BACKENDS],
+            "not reachable from the host without LocalRoutedVip"
+        );
+        assert_eq!(els[0].key, vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0]);
+        assert_eq!(els[0].data, Some(Data::Goto("lb_vip_random")));
+        assert_eq!(els[0].text, "10.96.0.10 . tcp . 80 : goto lb_vip_random");
+        let b = &els[3];
+        assert_eq!(
+            b.key,
+            vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0x80, 0]
+        );
+        assert_eq!(
+            b.key_end.as_deref(),
+            Some(&[10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0xff, 0xff][..])
+        );
+        assert_eq!(
+            b.data,
+            Some(Data::Value(vec![10, 88, 0, 3, 0x1f, 0x90, 0, 0]))
+        );
+        assert_eq!(
+            b.text,
+            "10.96.0.10 . tcp . 80 . 32768-65535 : 10.88.0.3 . 8080"
+        );
+    }
+
+    #[test]
+    fn a_node_port_is_keyed_without_address_and_marks_the_connection() {
+        let mut f = cluster_ip(&[[10, 88, 0, 2]]);
+        f.vip = None;
+        f.proto = 17;
+        f.pick = Pick::SourceIp;
+        f.reach.host = true;
+        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1));
+        let els = elements(&f);
+        let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
+        assert_eq!(
+            sets,
+            [
+                NODE_GUESTS,
+                NODE_OUTSIDE,
+                NODE_HOST,
+                NODE_BACKENDS,
+                NODE_MARKS,
+                NODE_SNAT
+            ]
+        );
+        assert_eq!(els[0].key, vec![17, 0, 0, 0, 0, 80, 0, 0]);
+        assert_eq!(els[0].data, Some(Data::Goto("lb_node_source")));
+        assert_eq!(els[3].text, "udp . 80 . 0-65535 : 10.88.0.2 . 8080");
+        assert_eq!(els[4].text, "udp . 80 : 0x4e500050");
+        assert_eq!(
+            els[4].data,
+            Some(Data::Value(0x4e50_0050u32.to_ne_bytes().to_vec()))
+        );
+        assert_eq!(els[5].text, "udp . 0x4e500050 : 10.88.0.1");
+        let mut key = vec![17, 0, 0, 0];
+        key.extend_from_slice(&0x4e50_0050u32.to_ne_bytes());
+        assert_eq!(els[5].key, key);
+        assert_eq!(els[5].data, Some(Data::Value(vec![10, 88, 0, 1])));
+    }
+
+    #[test]
+    fn no_backend_drops_instead_of_routing_to_the_vip() {
+        let els = elements(&cluster_ip(&[]));
+        assert_eq!(els.len(), 2);
+        assert!(els.iter().all(|e| e.data == Some(Data::Drop)));
+        assert!(els[0].text.ends_with(": drop"));
+    }
+
+    #[test]
+    fn ilb_reaches_only_guests() {
+        let mut f = cluster_ip(&[[10, 88, 0, 2]]);
+        f.reach = Reach {
+            guests: true,
+            outside: false,
+            host: false,
+        };
+        let sets: Vec<&str> = elements(&f).iter().map(|e| e.set).collect();
+        assert_eq!(sets, [VIP_GUESTS, VIP_BACKENDS]);
+    }
+}
