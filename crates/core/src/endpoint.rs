@@ -508,7 +508,8 @@ pub(crate) fn check_ports(
                     .iter()
                     .any(|x| clash(x, m))
                     .then(|| "this request".to_string())
-            });
+            })
+            .or_else(|| crate::load_balancer::port_owner(st, m));
         if let Some(owner) = owner {
             let proto = if m.protocol == Protocol::Udp {
                 "UDP"

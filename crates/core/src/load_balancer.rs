@@ -142,6 +142,32 @@ impl Service {
     }
 }
 
+/// The `lb` layer of a container's port, for trace: a group per load
+/// balancer with a rule per VIP frontend (containers reach every frontend;
+/// node ports are on host addresses the model does not know). Built from
+/// the same [`frontends`] as the kernel elements.
+pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
+    st.load_balancers
+        .iter()
+        .map(|(id, lb)| {
+            let fronts: Vec<hostnet_policy::lb::Frontend> = frontends(st, &lb.spec)
+                .into_iter()
+                .filter_map(|f| {
+                    Some(hostnet_policy::lb::Frontend {
+                        vip: IpAddr::V4(f.vip?),
+                        proto: f.proto,
+                        port: f.port,
+                        target_port: f.target_port,
+                        backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
+                        affinity: f.pick != Pick::Random,
+                    })
+                })
+                .collect();
+            hostnet_policy::lb::group(&guid(id), &fronts)
+        })
+        .collect()
+}
+
 /// Every element of every load balancer, for the start-up load.
 pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
     st.load_balancers
@@ -412,6 +438,23 @@ fn check(st: &State, spec: &LoadBalancerSpec, except: Option<&Uuid>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The load balancer whose frontend takes the host port an endpoint's
+/// `PortMapping` asks for (a node port takes it on every address), named
+/// for the error.
+pub(crate) fn port_owner(st: &State, m: &hostnet_model::domain::PortMapping) -> Option<String> {
+    st.load_balancers.iter().find_map(|(id, lb)| {
+        frontend_keys(&lb.spec)
+            .iter()
+            .any(|(vip, proto, port)| {
+                *proto == m.protocol.number()
+                    && *port == m.external_port
+                    // A VIP is not a host address: only the same VIP clashes.
+                    && (vip.is_none() || *vip == m.vip)
+            })
+            .then(|| format!("{} {}", Kind::LoadBalancer.noun(), guid(id)))
+    })
 }
 
 /// (VIP or None for a node port, protocol, frontend port) of each frontend.

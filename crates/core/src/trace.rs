@@ -31,7 +31,10 @@ impl Service {
         let (dst, dport) = req.destination.unwrap_or(own);
         let proto = Proto(req.protocol);
         let packet = Packet::new(proto, src, sport, dst, dport);
-        let port = crate::policy::endpoint_port(&uuid, ep, net);
+        let mut port = crate::policy::endpoint_port(&uuid, ep, net);
+        for group in crate::load_balancer::client_groups(&st) {
+            port.set_group(hostnet_policy::LayerName::Lb, group);
+        }
         let e = evaluate(&port, packet, dir, host_address(net));
         let (verdict, after) = match &e.verdict {
             Verdict::Allow { packet } => ("Allow", Some(packet.to_string())),

@@ -70,6 +70,29 @@ pub fn evaluate(port: &Port, packet: Packet, dir: Direction, host: Option<IpAddr
                             pkt.dst_port = Some(p);
                         }
                     }
+                    // A load balancer without backends drops, as the kernel does.
+                    Action::Balance { backends, .. } if backends.is_empty() => {
+                        trace.steps.push(step);
+                        return Evaluation {
+                            verdict: Verdict::Block {
+                                layer: name,
+                                rule: rule.id.clone(),
+                                priority: rule.priority,
+                                origin: rule.origin.clone(),
+                            },
+                            trace,
+                        };
+                    }
+                    Action::Balance {
+                        backends,
+                        port,
+                        affinity,
+                    } => {
+                        pkt.dst = crate::lb::representative(&pkt, backends, *affinity);
+                        if pkt.dst_port.is_some() {
+                            pkt.dst_port = Some(*port);
+                        }
+                    }
                     Action::Snat { addr } => {
                         if let Some(a) = addr.or(host) {
                             pkt.src = a;

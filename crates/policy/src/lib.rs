@@ -26,6 +26,7 @@
 pub mod arbitrary;
 mod condition;
 mod eval;
+pub mod lb;
 pub mod lower;
 mod packet;
 mod port;

@@ -32,6 +32,14 @@ pub enum Action {
     /// Rewrite the source to `addr`, or to the host's address on the way
     /// out when None (masquerade).
     Snat { addr: Option<IpAddr> },
+    /// Rewrite the destination to one of `backends`, at `port` (a load
+    /// balancer, [`crate::lb`]): per connection, or by the source address
+    /// when `affinity`. No backend: the packet is dropped.
+    Balance {
+        backends: Vec<IpAddr>,
+        port: u16,
+        affinity: bool,
+    },
 }
 
 impl Action {
@@ -41,7 +49,7 @@ impl Action {
             Action::Block => 0,
             Action::Pass => 1,
             Action::Allow => 2,
-            Action::Dnat { .. } | Action::Snat { .. } => 3,
+            Action::Dnat { .. } | Action::Snat { .. } | Action::Balance { .. } => 3,
         }
     }
 }
@@ -59,6 +67,20 @@ impl fmt::Display for Action {
             Action::Dnat { addr, port: None } => write!(f, "dnat {addr}"),
             Action::Snat { addr: Some(a) } => write!(f, "snat {a}"),
             Action::Snat { addr: None } => f.write_str("snat host-address"),
+            Action::Balance {
+                backends,
+                port,
+                affinity,
+            } => write!(
+                f,
+                "balance to one of {} backends port {port} {}",
+                backends.len(),
+                if *affinity {
+                    "by source address"
+                } else {
+                    "per connection"
+                }
+            ),
         }
     }
 }

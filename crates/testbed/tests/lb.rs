@@ -109,6 +109,26 @@ fn cluster_ip_spreads_connections_from_containers_and_the_host() {
     );
 
     let client = w.container("nat", json!([]));
+    // Trace shows the LB rule and the rewrite to one of the backends.
+    let t = w
+        .client()
+        .trace(
+            &client.ep_id,
+            &json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{VIP}:80") }),
+        )
+        .unwrap();
+    let text = t["Text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("group lb/{lb_id} rule lb:{VIP}:6:80 prio 0 balance to one of 2 backends port 8080 per connection")),
+        "{text}"
+    );
+    let after = t["PacketAfter"].as_str().unwrap_or_default().to_string();
+    assert!(
+        tcp.containers
+            .iter()
+            .any(|c| after.ends_with(&format!("{}:8080", c.ip))),
+        "rewritten to {after}"
+    );
     let said = connect_many(&client.netns, &["tcp-get", &format!("{VIP}:80")], 30);
     // Same bridge: the host's hairpin NAT gives the gateway as source.
     assert!(said.iter().all(|s| s.starts_with("peer ")), "{said:?}");

@@ -1,0 +1,204 @@
+//! Load balancers against the recording dataplane and the in-memory store
+//! (tier 0): one kernel op per change, only the LB's own elements, and a
+//! failure in the kernel or the store leaves nothing behind.
+
+use std::sync::Arc;
+
+use hostnet_core::{Config, Kind, Service};
+use hostnet_dataplane::{Op, Recorder};
+use hostnet_model::ErrorCode;
+use hostnet_store::{MemoryStore, Store};
+use serde_json::{json, Value};
+
+struct Fixture {
+    svc: Service,
+    dp: Arc<Recorder>,
+    store: Arc<MemoryStore>,
+}
+
+fn start(store: Arc<MemoryStore>) -> Fixture {
+    let config = Config {
+        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
+        default_network: true,
+        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
+        mtu: 1500,
+    };
+    let dp = Arc::new(Recorder::new());
+    let svc = Service::start(config, Box::new(store.clone()), Box::new(dp.clone())).unwrap();
+    Fixture { svc, dp, store }
+}
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+fn endpoint(f: &Fixture, extra: Value) -> String {
+    let nets = f.svc.list(Kind::Network, None).unwrap();
+    let mut ep = json!({ "HostComputeNetwork": nets[0]["ID"] });
+    if let (Some(o), Some(e)) = (ep.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    let ep = f.svc.create(Kind::Endpoint, &body(&ep)).unwrap();
+    ep["ID"].as_str().unwrap().to_string()
+}
+
+fn lb(vips: &[&str], port: u16, backends: &[&str]) -> Value {
+    json!({
+        "HostComputeEndpoints": backends,
+        "FrontendVIPs": vips,
+        "PortMappings": [{ "Protocol": 6, "InternalPort": 8080, "ExternalPort": port }],
+    })
+}
+
+fn stored_lbs(f: &Fixture) -> usize {
+    f.store.list(Kind::LoadBalancer.collection()).unwrap().len()
+}
+
+#[test]
+fn a_change_is_one_op_with_only_its_own_elements() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let a = endpoint(&f, json!({}));
+    let b = endpoint(&f, json!({}));
+    f.dp.take();
+    let made = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+        )
+        .unwrap();
+    let id = made["ID"].as_str().unwrap();
+    let ops = f.dp.take();
+    let [Op::AddElements(els)] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    // Containers and outside dispatch, one backend range.
+    assert_eq!(els.len(), 3, "{els:?}");
+
+    // Adding a backend replaces the one range by two, nothing else.
+    f.svc
+        .modify(
+            Kind::LoadBalancer,
+            id,
+            &body(&lb(&["10.96.0.10"], 80, &[a.as_str(), b.as_str()])),
+        )
+        .unwrap();
+    let ops = f.dp.take();
+    let [Op::ReplaceElements { delete, add }] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    assert_eq!((delete.len(), add.len()), (1, 2), "{delete:?} {add:?}");
+    assert!(delete
+        .iter()
+        .chain(add)
+        .all(|e| e.set == "lb_vip_backends4"));
+
+    // Deleting endpoint b takes it out in the same store commit.
+    f.svc.delete(Kind::Endpoint, &b).unwrap();
+    let got = f.svc.get(Kind::LoadBalancer, id).unwrap();
+    assert_eq!(got["HostComputeEndpoints"], json!([a]));
+    let ops = f.dp.take();
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::ReplaceElements { delete, add } if delete.len() == 2 && add.len() == 1)),
+        "{ops:?}"
+    );
+
+    // Restart: the LB is back, with its elements in the one table load.
+    let store = f.store.clone();
+    drop(f);
+    let again = start(store);
+    assert_eq!(again.svc.get(Kind::LoadBalancer, id).unwrap(), got);
+    let tables = again.dp.tables.lock().unwrap();
+    assert!(tables[0].contains(
+        "add element inet hostnet lb_vip_backends4 { 10.96.0.10 . tcp . 80 . 0-65535 : "
+    ));
+}
+
+#[test]
+fn kernel_or_store_failures_leave_nothing() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let a = endpoint(&f, json!({}));
+    f.dp.fail_after(0);
+    let e = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unexpected);
+    assert_eq!(stored_lbs(&f), 0);
+    assert!(f.svc.list(Kind::LoadBalancer, None).unwrap().is_empty());
+
+    f.dp.take();
+    f.store.fail_next_commit();
+    assert!(f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()]))
+        )
+        .is_err());
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::AddElements(x), Op::DeleteElements(y)] if x == y),
+        "the kernel change was not undone: {ops:?}"
+    );
+    assert_eq!(stored_lbs(&f), 0);
+
+    // A failed modify keeps the old document and elements.
+    let made = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+        )
+        .unwrap();
+    let id = made["ID"].as_str().unwrap();
+    f.dp.take();
+    f.store.fail_next_commit();
+    assert!(f
+        .svc
+        .modify(
+            Kind::LoadBalancer,
+            id,
+            &body(&lb(&["10.96.0.11"], 80, &[a.as_str()]))
+        )
+        .is_err());
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::ReplaceElements { delete: d1, add: a1 }, Op::ReplaceElements { delete: d2, add: a2 }] if d1 == a2 && a1 == d2),
+        "{ops:?}"
+    );
+    assert_eq!(f.svc.get(Kind::LoadBalancer, id).unwrap(), made);
+}
+
+#[test]
+fn node_ports_and_published_ports_exclude_each_other() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let a = endpoint(&f, json!({}));
+    f.svc
+        .create(Kind::LoadBalancer, &body(&lb(&[], 30080, &[a.as_str()])))
+        .unwrap();
+    let nets = f.svc.list(Kind::Network, None).unwrap();
+    let published = json!({
+        "HostComputeNetwork": nets[0]["ID"],
+        "Policies": [{ "Type": "PortMapping", "Settings": { "Protocol": 6, "InternalPort": 80, "ExternalPort": 30080 } }]
+    });
+    let e = f.svc.create(Kind::Endpoint, &body(&published)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::PortAlreadyExists);
+    assert!(e.to_string().contains("load balancer"), "{e}");
+    // Another protocol is another port.
+    let mut udp = published.clone();
+    udp["Policies"][0]["Settings"]["Protocol"] = json!(17);
+    f.svc.create(Kind::Endpoint, &body(&udp)).unwrap();
+}
+
+#[test]
+fn version_says_load_balancers_work_and_dsr_does_not() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let v = f.svc.version();
+    assert_eq!(v["Features"]["LoadBalancers"], true);
+    assert_eq!(v["Features"]["ModifyLoadbalancer"], true);
+    assert_eq!(v["Features"]["DSR"], false);
+}
