@@ -7,7 +7,7 @@
 //! ([`Op::ReplaceElements`]), so a change costs O(its own size) and no
 //! packet sees half of it. See docs/load-balancers.md.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
 use hostnet_dataplane::{apply, teardown, Op};
@@ -35,6 +35,52 @@ const PM_PRESERVE_DIP: u32 = 8;
 pub(crate) struct LoadBalancerRec {
     pub obj: Map<String, Value>,
     pub spec: LoadBalancerSpec,
+}
+
+/// (VIP, or None for a node port; protocol; frontend port).
+type FrontendKey = (Option<IpAddr>, u8, u16);
+
+/// The load balancers, with an index of their frontends, so checking a
+/// new one for conflicts costs O(its frontends), not O(all LBs).
+#[derive(Default)]
+pub(crate) struct LoadBalancers {
+    by_id: BTreeMap<Uuid, LoadBalancerRec>,
+    by_frontend: HashMap<FrontendKey, Uuid>,
+}
+
+impl LoadBalancers {
+    pub fn get(&self, id: &Uuid) -> Option<&LoadBalancerRec> {
+        self.by_id.get(id)
+    }
+
+    pub fn contains_key(&self, id: &Uuid) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &LoadBalancerRec)> {
+        self.by_id.iter()
+    }
+
+    /// Add or replace an LB (its frontends must be free: [`check`]).
+    pub fn insert(&mut self, id: Uuid, rec: LoadBalancerRec) {
+        self.remove(&id);
+        for k in frontend_keys(&rec.spec) {
+            self.by_frontend.insert(k, id);
+        }
+        self.by_id.insert(id, rec);
+    }
+
+    pub fn remove(&mut self, id: &Uuid) -> Option<LoadBalancerRec> {
+        let rec = self.by_id.remove(id)?;
+        for k in frontend_keys(&rec.spec) {
+            self.by_frontend.remove(&k);
+        }
+        Some(rec)
+    }
+
+    fn owner(&self, key: &FrontendKey) -> Option<&Uuid> {
+        self.by_frontend.get(key)
+    }
 }
 
 impl Service {
@@ -171,7 +217,8 @@ pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
 /// Every element of every load balancer, for the start-up load.
 pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
     st.load_balancers
-        .values()
+        .iter()
+        .map(|(_, lb)| lb)
         .flat_map(|lb| lb_elements(st, &lb.spec))
         .collect()
 }
@@ -189,7 +236,7 @@ impl BackendRemoval {
         let mut before = Vec::new();
         let mut after = Vec::new();
         let mut updates = Vec::new();
-        for (id, lb) in &st.load_balancers {
+        for (id, lb) in st.load_balancers.iter() {
             if !lb.spec.endpoints.contains(ep) {
                 continue;
             }
@@ -224,9 +271,8 @@ impl BackendRemoval {
             log::warn!("load balancer backends: {e} (left for the next reconcile)");
         }
         for (id, obj, spec) in self.updates {
-            if let Some(lb) = st.load_balancers.get_mut(&id) {
-                lb.obj = obj;
-                lb.spec = spec;
+            if st.load_balancers.contains_key(&id) {
+                st.load_balancers.insert(id, LoadBalancerRec { obj, spec });
             }
         }
     }
@@ -401,22 +447,20 @@ fn check(st: &State, spec: &LoadBalancerSpec, except: Option<&Uuid>) -> Result<(
         }
     }
     let mine = frontend_keys(spec);
-    for (id, other) in st
-        .load_balancers
-        .iter()
-        .filter(|(id, _)| Some(*id) != except)
-    {
-        if let Some(k) = frontend_keys(&other.spec).iter().find(|k| mine.contains(k)) {
-            return Err(HcnError::new(
-                ErrorCode::PortAlreadyExists,
-                format!(
-                    "{} is already load balanced by {} {}: choose another VIP or ExternalPort, or modify that load balancer",
-                    describe_key(k),
-                    Kind::LoadBalancer.noun(),
-                    guid(id)
-                ),
-            ));
-        }
+    let taken = mine.iter().find_map(|k| {
+        let owner = st.load_balancers.owner(k)?;
+        (Some(owner) != except).then_some((owner, k))
+    });
+    if let Some((id, k)) = taken {
+        return Err(HcnError::new(
+            ErrorCode::PortAlreadyExists,
+            format!(
+                "{} is already load balanced by {} {}: choose another VIP or ExternalPort, or modify that load balancer",
+                describe_key(k),
+                Kind::LoadBalancer.noun(),
+                guid(id)
+            ),
+        ));
     }
     // A node port takes the port on every host address, as a published
     // port of an endpoint does.
@@ -444,21 +488,17 @@ fn check(st: &State, spec: &LoadBalancerSpec, except: Option<&Uuid>) -> Result<(
 /// `PortMapping` asks for (a node port takes it on every address), named
 /// for the error.
 pub(crate) fn port_owner(st: &State, m: &hostnet_model::domain::PortMapping) -> Option<String> {
-    st.load_balancers.iter().find_map(|(id, lb)| {
-        frontend_keys(&lb.spec)
-            .iter()
-            .any(|(vip, proto, port)| {
-                *proto == m.protocol.number()
-                    && *port == m.external_port
-                    // A VIP is not a host address: only the same VIP clashes.
-                    && (vip.is_none() || *vip == m.vip)
-            })
-            .then(|| format!("{} {}", Kind::LoadBalancer.noun(), guid(id)))
-    })
+    let (proto, port) = (m.protocol.number(), m.external_port);
+    // A VIP is not a host address: only the same VIP clashes.
+    let owner = st.load_balancers.owner(&(None, proto, port)).or_else(|| {
+        m.vip
+            .and_then(|v| st.load_balancers.owner(&(Some(v), proto, port)))
+    })?;
+    Some(format!("{} {}", Kind::LoadBalancer.noun(), guid(owner)))
 }
 
 /// (VIP or None for a node port, protocol, frontend port) of each frontend.
-fn frontend_keys(spec: &LoadBalancerSpec) -> BTreeSet<(Option<IpAddr>, u8, u16)> {
+fn frontend_keys(spec: &LoadBalancerSpec) -> BTreeSet<FrontendKey> {
     let vips: Vec<Option<IpAddr>> = match spec.frontend_vips.is_empty() {
         true => vec![None],
         false => spec.frontend_vips.iter().copied().map(Some).collect(),

@@ -64,7 +64,7 @@ pub(crate) struct State {
     pub networks: BTreeMap<Uuid, NetworkRec>,
     pub endpoints: BTreeMap<Uuid, EndpointRec>,
     pub namespaces: BTreeMap<Uuid, NamespaceRec>,
-    pub load_balancers: BTreeMap<Uuid, crate::load_balancer::LoadBalancerRec>,
+    pub load_balancers: crate::load_balancer::LoadBalancers,
 }
 
 /// hostnet's service: the single writer of kernel and store state.

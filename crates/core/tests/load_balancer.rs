@@ -72,10 +72,11 @@ fn a_change_is_one_op_with_only_its_own_elements() {
     let [Op::AddElements(els)] = ops.as_slice() else {
         panic!("{ops:?}")
     };
-    // Containers and outside dispatch, one backend range.
+    // Containers and outside dispatch, one backend slot.
     assert_eq!(els.len(), 3, "{els:?}");
 
-    // Adding a backend replaces the one range by two, nothing else.
+    // Adding a backend: the dispatch moves to the two-slot chain, one slot
+    // is added, the first one stays.
     f.svc
         .modify(
             Kind::LoadBalancer,
@@ -87,11 +88,13 @@ fn a_change_is_one_op_with_only_its_own_elements() {
     let [Op::ReplaceElements { delete, add }] = ops.as_slice() else {
         panic!("{ops:?}")
     };
-    assert_eq!((delete.len(), add.len()), (1, 2), "{delete:?} {add:?}");
+    assert_eq!((delete.len(), add.len()), (2, 3), "{delete:?} {add:?}");
     assert!(delete
         .iter()
-        .chain(add)
-        .all(|e| e.set == "lb_vip_backends4"));
+        .all(|e| e.text.ends_with("goto lb_vip_random_1")));
+    assert!(add
+        .iter()
+        .all(|e| e.text.ends_with("goto lb_vip_random_2") || e.set == "lb_vip_slots4"));
 
     // Deleting endpoint b takes it out in the same store commit.
     f.svc.delete(Kind::Endpoint, &b).unwrap();
@@ -99,7 +102,7 @@ fn a_change_is_one_op_with_only_its_own_elements() {
     assert_eq!(got["HostComputeEndpoints"], json!([a]));
     let ops = f.dp.take();
     assert!(
-        ops.iter().any(|o| matches!(o, Op::ReplaceElements { delete, add } if delete.len() == 2 && add.len() == 1)),
+        ops.iter().any(|o| matches!(o, Op::ReplaceElements { delete, add } if delete.len() == 3 && add.len() == 2)),
         "{ops:?}"
     );
 
@@ -109,9 +112,9 @@ fn a_change_is_one_op_with_only_its_own_elements() {
     let again = start(store);
     assert_eq!(again.svc.get(Kind::LoadBalancer, id).unwrap(), got);
     let tables = again.dp.tables.lock().unwrap();
-    assert!(tables[0].contains(
-        "add element inet hostnet lb_vip_backends4 { 10.96.0.10 . tcp . 80 . 0-65535 : "
-    ));
+    assert!(
+        tables[0].contains("add element inet hostnet lb_vip_slots4 { 10.96.0.10 . tcp . 80 . 0 : ")
+    );
 }
 
 #[test]

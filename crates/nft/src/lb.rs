@@ -3,14 +3,14 @@
 //! A packet's cost does not depend on the number of load balancers: the
 //! first packet of a connection costs one verdict-map lookup keyed
 //! `daddr . l4proto . dport` (or `l4proto . dport` on the host's own
-//! addresses, NodePort-style), which sends it to one of six static *pick*
-//! chains (distribution × VIP or node port); the pick chain makes a
-//! bucket, 0 to 65535 (`numgen random`, or `jhash` of the source address
-//! for affinity), and DNATs through one interval-map lookup keyed by the
-//! frontend and the bucket. A backend owns a contiguous range of buckets,
-//! so an LB with N backends is N elements there. Conntrack keeps a
-//! connection on its backend: only a connection's first packet passes a
-//! nat chain.
+//! addresses, NodePort-style), which sends it to a static *pick* chain
+//! (distribution × VIP or node port × number of backends); the pick chain
+//! hashes (`numgen random`, or `jhash` of the source address for affinity)
+//! to a slot, `mod N`, and DNATs through one hash-map lookup keyed by the
+//! frontend and the slot: N elements for N backends. Over [`MAX_SLOTS`]
+//! backends the hash is `mod 65536` and each backend owns a range of
+//! buckets in an interval map. Conntrack keeps a connection on its
+//! backend: only a connection's first packet passes a nat chain.
 //!
 //! Which dispatch map an LB's frontend is in says who reaches it: from
 //! containers (packets arriving on a hostnet bridge), from outside (any
@@ -20,12 +20,20 @@
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
+use std::sync::OnceLock;
 
 use crate::ruleset::{port, TABLE};
 use crate::{Data, Family, SetElement};
 
-/// Number of buckets a frontend's backends share.
+/// Number of buckets a frontend's backends share in the interval map.
 pub const BUCKETS: u32 = 65536;
+
+/// Frontends with up to this many backends pick through a hash map of
+/// slots, one per backend (`numgen random mod N` in a static chain for N):
+/// a change of a hash map costs O(the elements changed). Larger ones use
+/// the interval map of bucket ranges, whose kernel form (pipapo) copies
+/// itself on each transaction, so a change there costs O(all its elements).
+pub const MAX_SLOTS: usize = 64;
 
 /// The conntrack mark of a connection to a VIP frontend with a SourceVIP
 /// is this | its port, of one to a node port `NODE_MARK` | its port: the
@@ -55,6 +63,20 @@ impl Pick {
             Pick::SourceIp => "jhash ip saddr mod 65536",
             Pick::SourceIpProtocol => "jhash ip saddr . meta l4proto mod 65536",
         }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Pick::Random => "random",
+            Pick::SourceIp => "source",
+            Pick::SourceIpProtocol => "source_proto",
+        }
+    }
+
+    /// The same hash taken modulo `n`: a slot of the hash map.
+    fn slot_hash(self, n: usize) -> String {
+        let hash = self.hash();
+        format!("{} mod {n}", &hash[..hash.len() - " mod 65536".len()])
     }
 
     const ALL: [Pick; 3] = [Pick::Random, Pick::SourceIp, Pick::SourceIpProtocol];
@@ -100,6 +122,10 @@ const NODE_HOST: &str = "lb_node_host4";
 pub const VIP_BACKENDS: &str = "lb_vip_backends4";
 /// `proto . port . bucket : backend . port` (interval).
 pub const NODE_BACKENDS: &str = "lb_node_backends4";
+/// `vip . proto . port . slot : backend . port` (hash).
+pub const VIP_SLOTS: &str = "lb_vip_slots4";
+/// `proto . port . slot : backend . port` (hash).
+pub const NODE_SLOTS: &str = "lb_node_slots4";
 /// `vip . proto . port : ct mark`, for frontends with a SourceVIP.
 pub const VIP_MARKS: &str = "lb_vip_marks4";
 /// `proto . port : ct mark`, for node ports with a SourceVIP.
@@ -119,16 +145,31 @@ pub const POSTROUTING: &str = "lb_source_vip";
 /// Bridges hostnet makes are named `hnbr…` (hostnet-drivers `names`).
 const BRIDGE_GLOB: &str = "hnbr*";
 
-/// The pick chain names: `lb_{vip,node}_{random,source,source_proto}`.
-fn pick_chain(node: bool, pick: Pick) -> &'static str {
-    match (node, pick) {
-        (false, Pick::Random) => "lb_vip_random",
-        (false, Pick::SourceIp) => "lb_vip_source",
-        (false, Pick::SourceIpProtocol) => "lb_vip_source_proto",
-        (true, Pick::Random) => "lb_node_random",
-        (true, Pick::SourceIp) => "lb_node_source",
-        (true, Pick::SourceIpProtocol) => "lb_node_source_proto",
-    }
+/// The pick chain names: `lb_{vip,node}_{random,source,source_proto}`
+/// (the bucket ranges of the interval map), with `_N` for the chains of
+/// frontends with N backends (the slots of the hash map).
+fn pick_chain(node: bool, pick: Pick, slots: Option<usize>) -> &'static str {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let mut v = Vec::new();
+        for node in [false, true] {
+            for pick in Pick::ALL {
+                for n in 0..=MAX_SLOTS {
+                    let kind = if node { "node" } else { "vip" };
+                    let base = format!("lb_{kind}_{}", pick.name());
+                    v.push(match n {
+                        0 => base,
+                        n => format!("{base}_{n}"),
+                    });
+                }
+            }
+        }
+        v
+    });
+    let pick_index = Pick::ALL.iter().position(|p| *p == pick).expect("listed");
+    let i =
+        (usize::from(node) * Pick::ALL.len() + pick_index) * (MAX_SLOTS + 1) + slots.unwrap_or(0);
+    names[i].as_str()
 }
 
 /// The load balancers' maps and chains, inside `table inet hostnet`.
@@ -155,6 +196,14 @@ pub fn skeleton() -> String {
     let _ = writeln!(
         s,
         "\tmap {NODE_BACKENDS} {{ typeof {node_key} . numgen random mod 65536 : ip daddr . th dport; flags interval; }}"
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {VIP_SLOTS} {{ typeof {vip_key} . numgen random mod {MAX_SLOTS} : ip daddr . th dport; }}"
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {NODE_SLOTS} {{ typeof {node_key} . numgen random mod {MAX_SLOTS} : ip daddr . th dport; }}"
     );
     let _ = writeln!(s, "\tmap {VIP_MARKS} {{ typeof {vip_key} : ct mark; }}");
     let _ = writeln!(s, "\tmap {NODE_MARKS} {{ typeof {node_key} : ct mark; }}");
@@ -191,21 +240,26 @@ pub fn skeleton() -> String {
 "#
     );
     for pick in Pick::ALL {
-        let hash = pick.hash();
-        let _ = write!(
-            s,
-            r#"	chain {vip} {{
+        for slots in std::iter::once(None).chain((1..=MAX_SLOTS).map(Some)) {
+            let (hash, vip_map, node_map) = match slots {
+                None => (pick.hash().to_string(), VIP_BACKENDS, NODE_BACKENDS),
+                Some(n) => (pick.slot_hash(n), VIP_SLOTS, NODE_SLOTS),
+            };
+            let _ = write!(
+                s,
+                r#"	chain {vip} {{
 		ct mark set {vip_key} map @{VIP_MARKS}
-		meta l4proto {{ tcp, udp, sctp }} dnat ip to {vip_key} . {hash} map @{VIP_BACKENDS}
+		meta l4proto {{ tcp, udp, sctp }} dnat ip to {vip_key} . {hash} map @{vip_map}
 	}}
 	chain {node} {{
 		ct mark set {node_key} map @{NODE_MARKS}
-		meta l4proto {{ tcp, udp, sctp }} dnat ip to {node_key} . {hash} map @{NODE_BACKENDS}
+		meta l4proto {{ tcp, udp, sctp }} dnat ip to {node_key} . {hash} map @{node_map}
 	}}
 "#,
-            vip = pick_chain(false, pick),
-            node = pick_chain(true, pick),
-        );
+                vip = pick_chain(false, pick, slots),
+                node = pick_chain(true, pick, slots),
+            );
+        }
     }
     s
 }
@@ -232,10 +286,12 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
     };
     // No backend: new connections to the frontend are dropped rather
     // than routed on to the VIP as if there were no service.
-    let (data, verdict) = match f.backends.is_empty() {
-        true => (Data::Drop, "drop".to_string()),
-        false => {
-            let chain = pick_chain(node, f.pick);
+    let n = f.backends.len();
+    let slotted = (1..=MAX_SLOTS).contains(&n);
+    let (data, verdict) = match n {
+        0 => (Data::Drop, "drop".to_string()),
+        n => {
+            let chain = pick_chain(node, f.pick, slotted.then_some(n));
             (Data::Goto(chain), format!("goto {chain}"))
         }
     };
@@ -249,8 +305,30 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             format!("{frontend_text} : {verdict}"),
         ));
     }
+    if slotted {
+        let slots_map = if node { NODE_SLOTS } else { VIP_SLOTS };
+        for (i, backend) in f.backends.iter().enumerate() {
+            // The slot is the hash's register as is: host-endian.
+            let mut key = frontend_key.clone();
+            key.extend_from_slice(&(i as u32).to_ne_bytes());
+            let mut value = backend.octets().to_vec();
+            value.extend_from_slice(&port(f.target_port));
+            out.push(element(
+                slots_map,
+                key,
+                None,
+                Some(Data::Value(value)),
+                format!("{frontend_text} . {i} : {backend} . {}", f.target_port),
+            ));
+        }
+    }
+    let ranges = if slotted {
+        Vec::new()
+    } else {
+        bucket_ranges(n)
+    };
     let backends_map = if node { NODE_BACKENDS } else { VIP_BACKENDS };
-    for (i, (first, last)) in bucket_ranges(f.backends.len()).into_iter().enumerate() {
+    for (i, (first, last)) in ranges.into_iter().enumerate() {
         let backend = f.backends[i];
         let mut key = frontend_key.clone();
         key.extend_from_slice(&first.to_be_bytes());
@@ -390,33 +468,60 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_ip_is_one_dispatch_per_reach_and_one_range_per_backend() {
+    fn a_cluster_ip_is_one_dispatch_per_reach_and_one_slot_per_backend() {
         let els = elements(&cluster_ip(&[[10, 88, 0, 2], [10, 88, 0, 3]]));
         let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
         assert_eq!(
             sets,
-            [VIP_GUESTS, VIP_OUTSIDE, VIP_BACKENDS, VIP_BACKENDS],
+            [VIP_GUESTS, VIP_OUTSIDE, VIP_SLOTS, VIP_SLOTS],
             "not reachable from the host without LocalRoutedVip"
         );
         assert_eq!(els[0].key, vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0]);
+        assert_eq!(els[0].data, Some(Data::Goto("lb_vip_random_2")));
+        assert_eq!(els[0].text, "10.96.0.10 . tcp . 80 : goto lb_vip_random_2");
+        let mut key = vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0];
+        key.extend_from_slice(&1u32.to_ne_bytes());
+        assert_eq!(els[3].key, key);
+        assert_eq!(els[3].key_end, None);
+        assert_eq!(
+            els[3].data,
+            Some(Data::Value(vec![10, 88, 0, 3, 0x1f, 0x90, 0, 0]))
+        );
+        assert_eq!(els[3].text, "10.96.0.10 . tcp . 80 . 1 : 10.88.0.3 . 8080");
+        let skeleton = skeleton();
+        assert!(skeleton.contains("chain lb_vip_random_2 {"));
+        assert!(skeleton.contains(
+            "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @lb_vip_slots4"
+        ));
+        assert!(skeleton.contains(
+            "dnat ip to meta l4proto . th dport . jhash ip saddr . meta l4proto mod 64 map @lb_node_slots4"
+        ));
+    }
+
+    #[test]
+    fn more_backends_than_slots_share_bucket_ranges() {
+        let backends: Vec<[u8; 4]> = (0..=MAX_SLOTS as u8).map(|i| [10, 88, 1, i]).collect();
+        let els = elements(&cluster_ip(&backends));
         assert_eq!(els[0].data, Some(Data::Goto("lb_vip_random")));
-        assert_eq!(els[0].text, "10.96.0.10 . tcp . 80 : goto lb_vip_random");
-        let b = &els[3];
+        let ranges: Vec<&SetElement> = els.iter().filter(|e| e.set == VIP_BACKENDS).collect();
+        assert_eq!(ranges.len(), MAX_SLOTS + 1);
+        assert!(els.iter().all(|e| e.set != VIP_SLOTS));
+        let b = ranges[1];
         assert_eq!(
             b.key,
-            vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0x80, 0]
+            vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0x03, 0xf0]
         );
         assert_eq!(
             b.key_end.as_deref(),
-            Some(&[10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0xff, 0xff][..])
+            Some(&[10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0, 0, 0, 0x07, 0xdf][..])
         );
         assert_eq!(
             b.data,
-            Some(Data::Value(vec![10, 88, 0, 3, 0x1f, 0x90, 0, 0]))
+            Some(Data::Value(vec![10, 88, 1, 1, 0x1f, 0x90, 0, 0]))
         );
         assert_eq!(
             b.text,
-            "10.96.0.10 . tcp . 80 . 32768-65535 : 10.88.0.3 . 8080"
+            "10.96.0.10 . tcp . 80 . 1008-2015 : 10.88.1.1 . 8080"
         );
     }
 
@@ -436,14 +541,14 @@ mod tests {
                 NODE_GUESTS,
                 NODE_OUTSIDE,
                 NODE_HOST,
-                NODE_BACKENDS,
+                NODE_SLOTS,
                 NODE_MARKS,
                 NODE_SNAT
             ]
         );
         assert_eq!(els[0].key, vec![17, 0, 0, 0, 0, 80, 0, 0]);
-        assert_eq!(els[0].data, Some(Data::Goto("lb_node_source")));
-        assert_eq!(els[3].text, "udp . 80 . 0-65535 : 10.88.0.2 . 8080");
+        assert_eq!(els[0].data, Some(Data::Goto("lb_node_source_1")));
+        assert_eq!(els[3].text, "udp . 80 . 0 : 10.88.0.2 . 8080");
         assert_eq!(els[4].text, "udp . 80 : 0x4e500050");
         assert_eq!(
             els[4].data,
@@ -473,6 +578,6 @@ mod tests {
             host: false,
         };
         let sets: Vec<&str> = elements(&f).iter().map(|e| e.set).collect();
-        assert_eq!(sets, [VIP_GUESTS, VIP_BACKENDS]);
+        assert_eq!(sets, [VIP_GUESTS, VIP_SLOTS]);
     }
 }

@@ -133,8 +133,8 @@ fn cluster_ip_spreads_connections_from_containers_and_the_host() {
     // Same bridge: the host's hairpin NAT gives the gateway as source.
     assert!(said.iter().all(|s| s.starts_with("peer ")), "{said:?}");
     both_used(&tcp.served(30), "from a container");
-    connect_many(w.host.path(), &["tcp-get", &format!("{VIP}:80")], 20);
-    both_used(&tcp.served(20), "from the host");
+    connect_many(w.host.path(), &["tcp-get", &format!("{VIP}:80")], 30);
+    both_used(&tcp.served(30), "from the host");
 
     // UDP on the same VIP, its own port.
     let udp = Backends::start(&w, 2, &["udp-serve", "0.0.0.0:5353"]);
@@ -171,6 +171,12 @@ fn node_port_reaches_backends_from_outside_with_source_vip() {
         "backends did not see the outside client: {said:?}"
     );
     both_used(&tcp.served(30), "node port from outside");
+    // Not from the host without LocalRoutedVip: nothing listens there.
+    let (ok, said) = Probe::run(w.host.path(), &["tcp-get", &format!("{HOST}:30080")]);
+    assert!(
+        !ok,
+        "the host reached a node port without LocalRoutedVip: {said}"
+    );
 
     // With a SourceVIP the backends see it instead.
     let mut body = body;
@@ -185,6 +191,13 @@ fn node_port_reaches_backends_from_outside_with_source_vip() {
         "backends did not see the SourceVIP: {said:?}"
     );
     tcp.served(10);
+    // LocalRoutedVip: the host reaches its own node port too.
+    body["PortMappings"][0]["Flags"] = json!(2);
+    w.client()
+        .modify(Kind::LoadBalancers, &id(&lb), &body)
+        .expect("modify");
+    connect_many(w.host.path(), &["tcp-get", &format!("{HOST}:30080")], 5);
+    tcp.served(5);
 
     // An internal LB (ILB) is reached from containers only.
     let ilb = Backends::start(&w, 1, &["tcp-serve", "0.0.0.0:9090"]);
@@ -264,9 +277,21 @@ fn deleted_endpoints_leave_the_backends_and_modify_replaces_them() {
     w.client().delete(Kind::Endpoints, &ids[1]).unwrap();
     let got = w.client().get(Kind::LoadBalancers, &lb_id).unwrap();
     assert_eq!(got["HostComputeEndpoints"], json!([ids[0]]));
-    assert_eq!(w.elements("inet", "map", "lb_vip_backends4").len(), 1);
+    assert_eq!(w.elements("inet", "map", "lb_vip_slots4").len(), 1);
     connect_many(&client.netns, &["tcp-get", &vip], 10);
     assert_eq!(tcp.served(10), vec![10, 0, 0]);
+
+    // An open connection to the first backend (echo on another port).
+    let _echo = tcp.containers[0].serve(&["tcp-echo", "0.0.0.0:7070"]);
+    let echo_lb = w
+        .client()
+        .create(
+            Kind::LoadBalancers,
+            &lb_body(&[VIP], 6, 70, 7070, &ids[..1]),
+        )
+        .unwrap();
+    let mut session = Session::open(&client.netns, &format!("{VIP}:70"));
+    assert_eq!(session.say("before"), "before");
 
     // Modify, wrapped as SDN sends it, replaces the backends.
     let wrapped = json!({
@@ -280,10 +305,22 @@ fn deleted_endpoints_leave_the_backends_and_modify_replaces_them() {
     assert_eq!(got["HostComputeEndpoints"], json!([ids[2]]));
     connect_many(&client.netns, &["tcp-get", &vip], 10);
     assert_eq!(tcp.served(10), vec![0, 0, 10]);
+    // Conntrack keeps an open connection on its backend when the LB moves.
+    w.client()
+        .modify(
+            Kind::LoadBalancers,
+            &id(&echo_lb),
+            &lb_body(&[VIP], 6, 70, 7070, &ids[2..]),
+        )
+        .unwrap();
+    assert_eq!(session.say("after"), "after", "the open connection moved");
 
-    // Delete: the frontend is gone from every map.
+    // Delete: the frontends are gone from every map.
     w.client().delete(Kind::LoadBalancers, &lb_id).unwrap();
-    for map in ["lb_vip_guests4", "lb_vip_outside4", "lb_vip_backends4"] {
+    w.client()
+        .delete(Kind::LoadBalancers, &id(&echo_lb))
+        .unwrap();
+    for map in ["lb_vip_guests4", "lb_vip_outside4", "lb_vip_slots4"] {
         assert!(
             w.elements("inet", "map", map).is_empty(),
             "{map} kept elements"
@@ -311,11 +348,11 @@ fn load_balancers_and_their_connections_survive_a_restart() {
     let mut session = Session::open(&client.netns, &format!("{VIP}:80"));
     assert_eq!(session.say("one"), "one");
     let before = w.client().list(Kind::LoadBalancers, None).unwrap();
-    let elements = w.elements("inet", "map", "lb_vip_backends4");
+    let elements = w.elements("inet", "map", "lb_vip_slots4");
     w.daemon.kill9_and_restart();
     assert_eq!(session.say("two"), "two", "the connection broke");
     assert_eq!(w.client().list(Kind::LoadBalancers, None).unwrap(), before);
-    assert_eq!(w.elements("inet", "map", "lb_vip_backends4"), elements);
+    assert_eq!(w.elements("inet", "map", "lb_vip_slots4"), elements);
     let mut other = Session::open(&client.netns, &format!("{VIP}:80"));
     assert_eq!(
         other.say("three"),
@@ -353,6 +390,8 @@ fn bad_load_balancers_are_refused_and_change_nothing() {
             "lb_node_outside4",
             "lb_vip_backends4",
             "lb_node_backends4",
+            "lb_vip_slots4",
+            "lb_node_slots4",
         ]
         .iter()
         .map(|m| w.elements("inet", "map", m))
@@ -454,4 +493,46 @@ fn bad_load_balancers_are_refused_and_change_nothing() {
         (true, Some(0x803B_001B))
     );
     assert_eq!(state(&w), before);
+}
+
+#[test]
+fn more_backends_than_slots_share_bucket_ranges_and_switch_back() {
+    let Some(w) = World::new("more_backends_than_slots_share_bucket_ranges_and_switch_back") else {
+        return;
+    };
+    // 65 backends in one namespace (eth0..eth64), one server on them all.
+    let host = w.container("nat", json!([]));
+    let net = w.network("nat");
+    let mut ids = vec![host.ep_id.clone()];
+    for i in 1..=64 {
+        let ep = w
+            .client()
+            .create(Kind::Endpoints, &json!({ "HostComputeNetwork": net }))
+            .unwrap();
+        w.client()
+            .attach_endpoint_as(&host.ns_id, &id(&ep), &format!("eth{i}"))
+            .unwrap();
+        ids.push(id(&ep));
+    }
+    let _server = host.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let lb = w
+        .client()
+        .create(Kind::LoadBalancers, &lb_body(&[VIP], 6, 80, 8080, &ids))
+        .unwrap();
+    assert_eq!(w.elements("inet", "map", "lb_vip_backends4").len(), 65);
+    assert!(w.elements("inet", "map", "lb_vip_slots4").is_empty());
+    let client = w.container("nat", json!([]));
+    connect_many(&client.netns, &["tcp-get", &format!("{VIP}:80")], 20);
+
+    // Down to two: the slots again, in one transaction.
+    w.client()
+        .modify(
+            Kind::LoadBalancers,
+            &id(&lb),
+            &lb_body(&[VIP], 6, 80, 8080, &ids[..2]),
+        )
+        .unwrap();
+    assert!(w.elements("inet", "map", "lb_vip_backends4").is_empty());
+    assert_eq!(w.elements("inet", "map", "lb_vip_slots4").len(), 2);
+    connect_many(&client.netns, &["tcp-get", &format!("{VIP}:80")], 10);
 }
