@@ -1113,3 +1113,58 @@ fn chain_devices_are_added_and_removed_one_message_each() {
         assert!(err.to_string().contains("netdev nosuchtable"), "{err}");
     });
 }
+
+/// A load balancer's change is one batch: the deletes and adds land
+/// together, and when one add fails none of the deletes happened.
+#[test]
+fn replace_elements_is_one_atomic_batch() {
+    use hostnet_nft::lb::{elements, Frontend, Pick, Reach};
+    let Some(tb) = Testbed::new() else { return };
+    let host = &tb.host;
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
+        let frontend = |backends: &[[u8; 4]]| Frontend {
+            vip: Some([10, 96, 0, 10].into()),
+            proto: 6,
+            port: 80,
+            target_port: 8080,
+            pick: Pick::Random,
+            reach: Reach {
+                guests: true,
+                outside: false,
+                host: false,
+            },
+            source_vip: None,
+            backends: backends.iter().map(|&b| b.into()).collect(),
+        };
+        let two = elements(&frontend(&[[10, 88, 0, 2], [10, 88, 0, 3]]));
+        dp.execute(&Op::AddElements(two.clone())).unwrap();
+        let three = elements(&frontend(&[[10, 88, 0, 2], [10, 88, 0, 3], [10, 88, 0, 4]]));
+        dp.execute(&Op::ReplaceElements {
+            delete: two.clone(),
+            add: three.clone(),
+        })
+        .unwrap();
+        let slots = elements_of(host, "map", "lb_vip_slots4");
+        assert!(
+            slots.contains("10.96.0.10 . tcp . 80 . 2 : 10.88.0.4 . 8080"),
+            "{slots}"
+        );
+        let dispatch = elements_of(host, "map", "lb_vip_guests4");
+        assert!(dispatch.contains("goto lb_vip_random_3"), "{dispatch}");
+
+        // An add the kernel refuses (no such map): nothing was deleted.
+        let mut stray = three[0].clone();
+        stray.set = "no_such_map";
+        let err = dp
+            .execute(&Op::ReplaceElements {
+                delete: three.clone(),
+                add: vec![stray],
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_map"), "{err}");
+        assert_eq!(elements_of(host, "map", "lb_vip_slots4"), slots);
+        assert_eq!(elements_of(host, "map", "lb_vip_guests4"), dispatch);
+    });
+}
