@@ -1,0 +1,300 @@
+//! Is a load balancer document one hostnet can program, against the
+//! state: what the IPv4 data path does not do is refused by name, and
+//! references and frontend conflicts are checked before anything changes.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use hostnet_model::domain::LoadBalancerSpec;
+use hostnet_model::wire::HostComputeLoadBalancer;
+use hostnet_model::{ErrorCode, HcnError};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::object::{guid, Kind};
+use crate::service::State;
+
+/// `LoadBalancerFlags` bits.
+const LB_DSR: u32 = 1;
+const LB_IPV6: u32 = 2;
+/// Port mapping flag bit the data path does not do.
+const PM_PRESERVE_DIP: u32 = 8;
+
+/// (VIP, or None for a node port; protocol; frontend port).
+pub(super) type FrontendKey = (Option<IpAddr>, u8, u16);
+
+/// Parse and validate an LB document, refusing what hostnet cannot do.
+pub(super) fn parse(body: &[u8]) -> Result<(HostComputeLoadBalancer, LoadBalancerSpec), HcnError> {
+    let wire: HostComputeLoadBalancer = crate::object::parse_object(body)?;
+    let spec = hostnet_model::validate_load_balancer(&wire)?;
+    check_supported(&spec)?;
+    Ok((wire, spec))
+}
+
+/// The body of a modify: a ModifySettingRequest's `Settings` when the body
+/// is one (it has `Settings` and a `RequestType` or `ResourceType`), else
+/// the body itself.
+pub(super) fn unwrap_modify(body: &[u8]) -> Result<Vec<u8>, HcnError> {
+    let v: Value = hostnet_model::from_json(body)?;
+    let wrapped = v
+        .get("Settings")
+        .filter(|s| s.is_object())
+        .filter(|_| v.get("RequestType").is_some() || v.get("ResourceType").is_some());
+    match (wrapped, v.get("RequestType").and_then(Value::as_str)) {
+        (Some(_), Some(t)) if !t.eq_ignore_ascii_case("Update") => Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!(
+                "load balancer modify RequestType {t:?} is not supported: send RequestType \"Update\" with the whole load balancer in Settings (or the document alone)"
+            ),
+        )),
+        (Some(s), _) => Ok(serde_json::to_vec(s).expect("a JSON value serializes")),
+        (None, _) => Ok(body.to_vec()),
+    }
+}
+
+/// What the IPv4 data path does not do is refused by name.
+fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
+    let unsupported = |m: String| HcnError::new(ErrorCode::RequestUnsupported, m);
+    if spec.flags & LB_IPV6 != 0 {
+        return Err(unsupported(
+            "LoadBalancerFlags IPv6 (2) is not supported: hostnet's load balancers are IPv4 only; remove the flag and give IPv4 FrontendVIPs".into(),
+        ));
+    }
+    if spec.flags & LB_DSR != 0 {
+        return Err(unsupported(
+            "LoadBalancerFlags EnableDirectServerReturn (1) is not supported yet (see docs/load-balancers.md): remove the flag".into(),
+        ));
+    }
+    if spec.flags & !(LB_DSR | LB_IPV6) != 0 {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!(
+                "LoadBalancerFlags {:#x} has unknown bits: use 0, 1 (DSR) or 2 (IPv6)",
+                spec.flags
+            ),
+        ));
+    }
+    let v6 = spec
+        .frontend_vips
+        .iter()
+        .chain(spec.source_vip.iter())
+        .find(|a| a.is_ipv6());
+    if let Some(a) = v6 {
+        return Err(unsupported(format!(
+            "address {a} is IPv6: hostnet's load balancers are IPv4 only; give IPv4 FrontendVIPs and SourceVIP"
+        )));
+    }
+    if spec.port_mappings.is_empty() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            "a load balancer needs PortMappings: give one {Protocol, InternalPort, ExternalPort}",
+        ));
+    }
+    for (i, m) in spec.port_mappings.iter().enumerate() {
+        if !matches!(m.protocol.number(), 6 | 17 | 132) {
+            return Err(HcnError::new(
+                ErrorCode::InvalidPolicy,
+                format!(
+                    "PortMappings[{i}].Protocol {} cannot be load balanced: give 6 (TCP), 17 (UDP) or 132 (SCTP)",
+                    m.protocol.number()
+                ),
+            ));
+        }
+        if m.flags & PM_PRESERVE_DIP != 0 {
+            return Err(unsupported(format!(
+                "PortMappings[{i}].Flags EnablePreserveDip (8) is not supported yet (see docs/load-balancers.md): remove the flag"
+            )));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(dup) = spec.endpoints.iter().find(|e| !seen.insert(**e)) {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!(
+                "HostComputeEndpoints lists {} twice: list each backend once",
+                guid(dup)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// References and conflicts, against the state (`except`: the LB being
+/// replaced).
+pub(super) fn check(
+    st: &State,
+    spec: &LoadBalancerSpec,
+    except: Option<&Uuid>,
+) -> Result<(), HcnError> {
+    if let Some(net) = spec.network {
+        if !st.networks.contains_key(&net) {
+            return Err(HcnError::new(
+                ErrorCode::NetworkNotFound,
+                format!(
+                    "HostComputeNetwork {} does not exist: give an existing network or omit it",
+                    guid(&net)
+                ),
+            ));
+        }
+    }
+    let mut network = spec.network;
+    for (i, ep) in spec.endpoints.iter().enumerate() {
+        let Some(rec) = st.endpoints.get(ep) else {
+            return Err(HcnError::new(
+                ErrorCode::EndpointNotFound,
+                format!(
+                    "HostComputeEndpoints[{i}] {} is not an endpoint of this host (hostnet has no remote endpoints): create it first or remove it",
+                    guid(ep)
+                ),
+            ));
+        };
+        match network {
+            None => network = Some(rec.network),
+            Some(n) if n != rec.network => {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidEndpoint,
+                    format!(
+                        "HostComputeEndpoints[{i}] {} is on network {}, not on the load balancer's network {}: give backends of one network",
+                        guid(ep),
+                        guid(&rec.network),
+                        guid(&n)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        if !rec.plan.address.addr().is_ipv4() {
+            return Err(HcnError::new(
+                ErrorCode::InvalidEndpoint,
+                format!(
+                    "HostComputeEndpoints[{i}] {} has no IPv4 address: load balancers are IPv4 only",
+                    guid(ep)
+                ),
+            ));
+        }
+    }
+    let mine = frontend_keys(spec);
+    let taken = mine.iter().find_map(|k| {
+        let owner = st.load_balancers.owner(k)?;
+        (Some(owner) != except).then_some((owner, k))
+    });
+    if let Some((id, k)) = taken {
+        return Err(HcnError::new(
+            ErrorCode::PortAlreadyExists,
+            format!(
+                "{} is already load balanced by {} {}: choose another VIP or ExternalPort, or modify that load balancer",
+                describe_key(k),
+                Kind::LoadBalancer.noun(),
+                guid(id)
+            ),
+        ));
+    }
+    // A node port takes the port on every host address, as a published
+    // port of an endpoint does.
+    for k in mine.iter().filter(|k| k.0.is_none()) {
+        let owner = st.endpoints.iter().find(|(_, e)| {
+            e.mappings
+                .iter()
+                .any(|m| m.protocol.number() == k.1 && m.external_port == k.2)
+        });
+        if let Some((ep, _)) = owner {
+            return Err(HcnError::new(
+                ErrorCode::PortAlreadyExists,
+                format!(
+                    "{} is already a published port of endpoint {}: choose another ExternalPort",
+                    describe_key(k),
+                    guid(ep)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The load balancer whose frontend takes the host port an endpoint's
+/// `PortMapping` asks for (a node port takes it on every address), named
+/// for the error.
+pub(crate) fn port_owner(st: &State, m: &hostnet_model::domain::PortMapping) -> Option<String> {
+    let (proto, port) = (m.protocol.number(), m.external_port);
+    // A VIP is not a host address: only the same VIP clashes.
+    let owner = st.load_balancers.owner(&(None, proto, port)).or_else(|| {
+        m.vip
+            .and_then(|v| st.load_balancers.owner(&(Some(v), proto, port)))
+    })?;
+    Some(format!("{} {}", Kind::LoadBalancer.noun(), guid(owner)))
+}
+
+/// (VIP or None for a node port, protocol, frontend port) of each frontend.
+pub(super) fn frontend_keys(spec: &LoadBalancerSpec) -> BTreeSet<FrontendKey> {
+    let vips: Vec<Option<IpAddr>> = match spec.frontend_vips.is_empty() {
+        true => vec![None],
+        false => spec.frontend_vips.iter().copied().map(Some).collect(),
+    };
+    vips.iter()
+        .flat_map(|v| {
+            spec.port_mappings
+                .iter()
+                .map(move |m| (*v, m.protocol.number(), m.external_port))
+        })
+        .collect()
+}
+
+fn describe_key(k: &(Option<IpAddr>, u8, u16)) -> String {
+    let proto = match k.1 {
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        132 => "SCTP".to_string(),
+        n => format!("protocol {n}"),
+    };
+    match k.0 {
+        Some(vip) => format!("{proto} {vip}:{}", k.2),
+        None => format!("{proto} node port {}", k.2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(body: &str) -> Result<LoadBalancerSpec, HcnError> {
+        parse(body.as_bytes()).map(|(_, s)| s)
+    }
+
+    #[test]
+    fn unsupported_flags_are_refused_by_name() {
+        let pm = r#""PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]"#;
+        for (flags, word) in [(2, "IPv6"), (1, "DirectServerReturn"), (4, "unknown")] {
+            let e = spec(&format!(r#"{{{pm},"Flags":{flags}}}"#)).unwrap_err();
+            assert!(e.to_string().contains(word), "{e}");
+        }
+        let e = spec(
+            r#"{"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80,"Flags":8}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestUnsupported);
+        let e = spec(r#"{"FrontendVIPs":["fd00::1"],"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("IPv4 only"), "{e}");
+        let e = spec(r#"{"PortMappings":[{"Protocol":1,"InternalPort":80,"ExternalPort":80}]}"#)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPolicy);
+        let e = spec(r#"{"HostComputeEndpoints":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("PortMappings"), "{e}");
+    }
+
+    #[test]
+    fn modify_takes_the_document_or_a_wrapped_one() {
+        let doc = br#"{"PortMappings":[]}"#;
+        assert_eq!(unwrap_modify(doc).unwrap(), doc.to_vec());
+        let wrapped = br#"{"RequestType":"Update","ResourceType":"LoadBalancer","Settings":{"FrontendVIPs":["10.96.0.1"]}}"#;
+        assert_eq!(
+            unwrap_modify(wrapped).unwrap(),
+            br#"{"FrontendVIPs":["10.96.0.1"]}"#.to_vec()
+        );
+        let add = br#"{"RequestType":"Add","Settings":{}}"#;
+        assert_eq!(
+            unwrap_modify(add).unwrap_err().code,
+            ErrorCode::RequestUnsupported
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Load balancers (schema §10): create, modify (whole-document replace),
+//! delete, and leaving an LB's backend set when an endpoint is deleted.
+//!
+//! An LB is kernel state only as elements of the static maps of
+//! `hostnet_nft::lb`; every change is the difference of its elements
+//! before and after, in one nfnetlink transaction
+//! ([`Op::ReplaceElements`]), so a change costs O(its own size) and no
+//! packet sees half of it. [`check`] validates a document against the
+//! state; [`program`] turns LBs into elements and model groups. See
+//! docs/load-balancers.md.
+
+mod check;
+mod program;
+
+use std::collections::{BTreeMap, HashMap};
+
+use hostnet_dataplane::{apply, teardown, Op};
+use hostnet_model::domain::LoadBalancerSpec;
+use hostnet_model::wire::HostComputeLoadBalancer;
+use hostnet_model::HcnError;
+use hostnet_store::Txn;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::object::{bytes, guid, internal, Kind};
+use crate::service::{Service, State};
+
+pub(crate) use check::port_owner;
+use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
+pub(crate) use program::{all_elements, client_groups, BackendRemoval};
+use program::{lb_elements, replace_op};
+
+/// A load balancer as stored and as programmed.
+pub(crate) struct LoadBalancerRec {
+    pub obj: Map<String, Value>,
+    pub spec: LoadBalancerSpec,
+}
+
+/// The load balancers, with an index of their frontends, so checking a
+/// new one for conflicts costs O(its frontends), not O(all LBs).
+#[derive(Default)]
+pub(crate) struct LoadBalancers {
+    by_id: BTreeMap<Uuid, LoadBalancerRec>,
+    by_frontend: HashMap<FrontendKey, Uuid>,
+}
+
+impl LoadBalancers {
+    pub fn get(&self, id: &Uuid) -> Option<&LoadBalancerRec> {
+        self.by_id.get(id)
+    }
+
+    pub fn contains_key(&self, id: &Uuid) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &LoadBalancerRec)> {
+        self.by_id.iter()
+    }
+
+    /// Add or replace an LB (its frontends must be free: [`check`]).
+    pub fn insert(&mut self, id: Uuid, rec: LoadBalancerRec) {
+        self.remove(&id);
+        for k in frontend_keys(&rec.spec) {
+            self.by_frontend.insert(k, id);
+        }
+        self.by_id.insert(id, rec);
+    }
+
+    pub fn remove(&mut self, id: &Uuid) -> Option<LoadBalancerRec> {
+        let rec = self.by_id.remove(id)?;
+        for k in frontend_keys(&rec.spec) {
+            self.by_frontend.remove(&k);
+        }
+        Some(rec)
+    }
+
+    fn owner(&self, key: &FrontendKey) -> Option<&Uuid> {
+        self.by_frontend.get(key)
+    }
+}
+
+impl Service {
+    pub(crate) fn create_load_balancer(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
+        let (wire, spec) = parse(body)?;
+        let mut st = self.lock();
+        check(&st, &spec, None)?;
+        let id = loop {
+            let id = Uuid::new_v4();
+            if !st.load_balancers.contains_key(&id) {
+                break id;
+            }
+        };
+        let obj = stored_object(&wire, &spec, &id);
+        let rec = LoadBalancerRec { obj, spec };
+        let elements = lb_elements(&st, &rec.spec);
+        let op = Op::AddElements(elements);
+        apply(self.dp.as_ref(), std::slice::from_ref(&op))
+            .map_err(|e| internal("programming the load balancer", e))?;
+        let mut txn = Txn::new();
+        txn.put(Kind::LoadBalancer.collection(), &guid(&id), bytes(&rec.obj));
+        if let Err(e) = self.commit(txn) {
+            teardown(self.dp.as_ref(), &op.undo().into_iter().collect::<Vec<_>>());
+            return Err(e);
+        }
+        let out = rec.obj.clone();
+        st.load_balancers.insert(id, rec);
+        Ok(out)
+    }
+
+    /// `HcnModifyLoadBalancer`: the body is a whole LB document (HCS), or
+    /// one wrapped in a ModifySettingRequest's `Settings` (SDN); either
+    /// replaces the LB.
+    pub(crate) fn modify_load_balancer(
+        &self,
+        id: Uuid,
+        given: &str,
+        body: &[u8],
+    ) -> Result<Map<String, Value>, HcnError> {
+        let doc = unwrap_modify(body)?;
+        let (wire, spec) = parse(&doc)?;
+        let mut st = self.lock();
+        let Some(old) = st.load_balancers.get(&id) else {
+            return Err(Kind::LoadBalancer.not_found(given));
+        };
+        check(&st, &spec, Some(&id))?;
+        let obj = stored_object(&wire, &spec, &id);
+        let op = replace_op(lb_elements(&st, &old.spec), lb_elements(&st, &spec));
+        apply(self.dp.as_ref(), std::slice::from_ref(&op))
+            .map_err(|e| internal("reprogramming the load balancer", e))?;
+        if let Err(e) = self.save(Kind::LoadBalancer, &id, &obj) {
+            teardown(self.dp.as_ref(), &op.undo().into_iter().collect::<Vec<_>>());
+            return Err(e);
+        }
+        let out = obj.clone();
+        st.load_balancers.insert(id, LoadBalancerRec { obj, spec });
+        Ok(out)
+    }
+
+    pub(crate) fn delete_load_balancer(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
+        let mut st = self.lock();
+        let Some(rec) = st.load_balancers.get(&id) else {
+            return Err(Kind::LoadBalancer.not_found(given));
+        };
+        let op = Op::DeleteElements(lb_elements(&st, &rec.spec));
+        apply(self.dp.as_ref(), std::slice::from_ref(&op))
+            .map_err(|e| internal("removing the load balancer", e))?;
+        let mut txn = Txn::new();
+        txn.delete(Kind::LoadBalancer.collection(), &guid(&id));
+        if let Err(e) = self.commit(txn) {
+            if let Op::DeleteElements(els) = op {
+                teardown(self.dp.as_ref(), &[Op::AddElements(els)]);
+            }
+            return Err(e);
+        }
+        st.load_balancers.remove(&id);
+        Ok(())
+    }
+
+    /// Read the stored load balancers (after the endpoints: backends are
+    /// resolved when programmed). One that no longer validates is skipped.
+    pub(crate) fn load_load_balancers(&self, st: &mut State) -> Result<(), HcnError> {
+        let stored = self
+            .store
+            .list(Kind::LoadBalancer.collection())
+            .map_err(|e| internal("reading the store", e))?;
+        for (key, raw) in stored {
+            let loaded = parse(&raw).and_then(|(_, spec)| {
+                let obj: Map<String, Value> =
+                    serde_json::from_slice(&raw).map_err(|e| internal("parsing", e))?;
+                let id = obj.get("ID").and_then(Value::as_str).unwrap_or_default();
+                Ok((
+                    hostnet_model::parse_guid(id)?,
+                    LoadBalancerRec { obj, spec },
+                ))
+            });
+            match loaded {
+                Ok((id, rec)) => {
+                    st.load_balancers.insert(id, rec);
+                }
+                Err(e) => log::error!("stored load balancer {key} is unusable, skipped: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn endpoint_list(spec: &LoadBalancerSpec) -> Value {
+    json!(spec.endpoints.iter().map(guid).collect::<Vec<_>>())
+}
+
+/// The object as stored and answered: the document as received (so
+/// kube-proxy finds its fields), endpoint IDs in hostnet's spelling, the
+/// service-filled `ID`.
+fn stored_object(
+    wire: &HostComputeLoadBalancer,
+    spec: &LoadBalancerSpec,
+    id: &Uuid,
+) -> Map<String, Value> {
+    let mut obj = crate::object::to_object(wire);
+    obj.insert("ID".into(), json!(guid(id)));
+    if !spec.endpoints.is_empty() {
+        obj.insert("HostComputeEndpoints".into(), endpoint_list(spec));
+    }
+    obj.insert("State".into(), json!(1));
+    obj
+}

@@ -1,0 +1,243 @@
+//! Load balancers as kernel elements and as the policy model's `lb`
+//! groups, both from one list of frontends; and the one transaction from
+//! an LB's elements before to after.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use hostnet_dataplane::{teardown, Op};
+use hostnet_model::domain::{Distribution, LoadBalancerSpec};
+use hostnet_nft::lb::{Frontend, Pick, Reach};
+use hostnet_nft::SetElement;
+use hostnet_store::Txn;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{endpoint_list, LoadBalancerRec};
+use crate::object::{bytes, guid, Kind};
+use crate::service::State;
+
+/// Port mapping flag bits that say who reaches a frontend.
+const PM_ILB: u32 = 1;
+const PM_LOCAL_ROUTED_VIP: u32 = 2;
+
+/// The `lb` layer of a container's port, for trace: a group per load
+/// balancer with a rule per VIP frontend (containers reach every frontend;
+/// node ports are on host addresses the model does not know). Built from
+/// the same [`frontends`] as the kernel elements.
+pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
+    st.load_balancers
+        .iter()
+        .map(|(id, lb)| {
+            let fronts: Vec<hostnet_policy::lb::Frontend> = frontends(st, &lb.spec)
+                .into_iter()
+                .filter_map(|f| {
+                    Some(hostnet_policy::lb::Frontend {
+                        vip: IpAddr::V4(f.vip?),
+                        proto: f.proto,
+                        port: f.port,
+                        target_port: f.target_port,
+                        backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
+                        affinity: f.pick != Pick::Random,
+                    })
+                })
+                .collect();
+            hostnet_policy::lb::group(&guid(id), &fronts)
+        })
+        .collect()
+}
+
+/// Every element of every load balancer, for the start-up load.
+pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
+    st.load_balancers
+        .iter()
+        .map(|(_, lb)| lb)
+        .flat_map(|lb| lb_elements(st, &lb.spec))
+        .collect()
+}
+
+/// What deleting endpoint `ep` does to the load balancers that have it as
+/// a backend: their new stored objects (for the endpoint's delete
+/// transaction) and one kernel change, computed while `ep` is still known.
+pub(crate) struct BackendRemoval {
+    updates: Vec<(Uuid, Map<String, Value>, LoadBalancerSpec)>,
+    op: Op,
+}
+
+impl BackendRemoval {
+    pub(crate) fn plan(st: &State, ep: &Uuid) -> BackendRemoval {
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        let mut updates = Vec::new();
+        for (id, lb) in st.load_balancers.iter() {
+            if !lb.spec.endpoints.contains(ep) {
+                continue;
+            }
+            let mut spec = lb.spec.clone();
+            spec.endpoints.retain(|e| e != ep);
+            let mut obj = lb.obj.clone();
+            obj.insert("HostComputeEndpoints".into(), endpoint_list(&spec));
+            before.extend(lb_elements(st, &lb.spec));
+            // Computed with `ep` still present, but it is no longer listed.
+            after.extend(lb_elements(st, &spec));
+            updates.push((*id, obj, spec));
+        }
+        BackendRemoval {
+            updates,
+            op: replace_op(before, after),
+        }
+    }
+
+    /// The new LB objects go into the endpoint's delete transaction.
+    pub(crate) fn stage(&self, txn: &mut Txn) {
+        for (id, obj, _) in &self.updates {
+            txn.put(Kind::LoadBalancer.collection(), &guid(id), bytes(obj));
+        }
+    }
+
+    /// After the commit: the kernel and memory follow.
+    pub(crate) fn finish(self, st: &mut State, dp: &dyn hostnet_dataplane::Dataplane) {
+        if self.updates.is_empty() {
+            return;
+        }
+        for e in teardown(dp, &[self.op]) {
+            log::warn!("load balancer backends: {e} (left for the next reconcile)");
+        }
+        for (id, obj, spec) in self.updates {
+            if st.load_balancers.contains_key(&id) {
+                st.load_balancers.insert(id, LoadBalancerRec { obj, spec });
+            }
+        }
+    }
+}
+
+/// One transaction from `before` to `after`, touching only what differs.
+pub(super) fn replace_op(before: Vec<SetElement>, after: Vec<SetElement>) -> Op {
+    let old: BTreeSet<String> = before.iter().map(element_id).collect();
+    let new: BTreeSet<String> = after.iter().map(element_id).collect();
+    Op::ReplaceElements {
+        delete: before
+            .into_iter()
+            .filter(|e| !new.contains(&element_id(e)))
+            .collect(),
+        add: after
+            .into_iter()
+            .filter(|e| !old.contains(&element_id(e)))
+            .collect(),
+    }
+}
+
+/// An element's identity including its data: one whose data changes is
+/// deleted and added again.
+fn element_id(e: &SetElement) -> String {
+    format!("{} {}", e.set, e.text)
+}
+
+/// The frontends an LB programs: each VIP (or the host's addresses) times
+/// each port mapping, with the backends' current addresses.
+fn frontends(st: &State, spec: &LoadBalancerSpec) -> Vec<Frontend> {
+    let backends: Vec<Ipv4Addr> = spec
+        .endpoints
+        .iter()
+        .filter_map(|e| st.endpoints.get(e))
+        .filter_map(|e| match e.plan.address.addr() {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let source_vip = match spec.source_vip {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let vips: Vec<Option<Ipv4Addr>> = match spec.frontend_vips.is_empty() {
+        true => vec![None],
+        false => spec
+            .frontend_vips
+            .iter()
+            .filter_map(|v| match v {
+                IpAddr::V4(a) => Some(Some(*a)),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for vip in vips {
+        for m in &spec.port_mappings {
+            out.push(Frontend {
+                vip,
+                proto: m.protocol.number(),
+                port: m.external_port,
+                target_port: m.internal_port,
+                pick: match m.distribution {
+                    Distribution::None => Pick::Random,
+                    Distribution::SourceIp => Pick::SourceIp,
+                    Distribution::SourceIpProtocol => Pick::SourceIpProtocol,
+                },
+                reach: reach(m.flags),
+                source_vip,
+                backends: backends.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Who reaches a frontend: containers always; the outside unless it is an
+/// internal LB (ILB); the host only with LocalRoutedVip.
+fn reach(flags: u32) -> Reach {
+    Reach {
+        guests: true,
+        outside: flags & PM_ILB == 0,
+        host: flags & PM_LOCAL_ROUTED_VIP != 0,
+    }
+}
+
+pub(super) fn lb_elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
+    frontends(st, spec)
+        .iter()
+        .flat_map(hostnet_nft::lb::elements)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_decide_who_reaches_a_frontend() {
+        assert_eq!(
+            reach(0),
+            Reach {
+                guests: true,
+                outside: true,
+                host: false
+            }
+        );
+        assert!(!reach(PM_ILB).outside);
+        assert!(reach(PM_LOCAL_ROUTED_VIP | 16).host);
+    }
+
+    #[test]
+    fn a_change_touches_only_what_differs() {
+        let e = |set: &'static str, text: &str| SetElement {
+            family: hostnet_nft::Family::Inet,
+            table: "hostnet",
+            set,
+            key: vec![],
+            key_end: None,
+            data: None,
+            text: text.into(),
+        };
+        let op = replace_op(
+            vec![e("a", "1"), e("b", "2")],
+            vec![e("a", "1"), e("b", "3")],
+        );
+        assert_eq!(
+            op,
+            Op::ReplaceElements {
+                delete: vec![e("b", "2")],
+                add: vec![e("b", "3")]
+            }
+        );
+    }
+}
