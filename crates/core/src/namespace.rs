@@ -166,6 +166,7 @@ impl Service {
         ifname: Option<&str>,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
+        let dsr = crate::load_balancer::DsrShared::of(&st, None, None);
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         // A host endpoint is the host's address on the network's bridge.
         let ifname = match (ifname, ns.host) {
@@ -236,7 +237,10 @@ impl Service {
         let ns = st.namespaces.get_mut(&ns_id).expect("checked");
         ns.obj = ns_obj;
         ns.endpoints.push(ep_id);
-        Ok(ns.obj.clone())
+        let out = ns.obj.clone();
+        // Client ports and backends' VIPs of DSR load balancers follow.
+        dsr.follow(&st, self.dp.as_ref());
+        Ok(out)
     }
 
     fn detach(
@@ -246,6 +250,7 @@ impl Service {
         ep_id: Uuid,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
+        let dsr = crate::load_balancer::DsrShared::of(&st, None, None);
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         if ep.namespace != Some(ns_id) {
             return Err(HcnError::new(
@@ -283,7 +288,10 @@ impl Service {
         let ns = st.namespaces.get_mut(&ns_id).expect("checked");
         ns.obj = ns_obj;
         ns.endpoints.retain(|e| *e != ep_id);
-        Ok(ns.obj.clone())
+        let out = ns.obj.clone();
+        // Client ports and backends' VIPs of DSR load balancers follow.
+        dsr.follow(&st, self.dp.as_ref());
+        Ok(out)
     }
 }
 

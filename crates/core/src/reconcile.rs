@@ -334,6 +334,10 @@ impl Service {
             }
             wanted.insert(name);
         }
+        // DSR VIPs on backends' loopbacks, now that namespaces are back.
+        for e in teardown(dp, &crate::load_balancer::dsr_addresses(&st)) {
+            log::warn!("{e}");
+        }
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();
         stale.sort_by_key(|l| !l.starts_with(names::VETH_PREFIX));

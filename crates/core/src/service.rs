@@ -193,7 +193,7 @@ impl Service {
                 "LoadBalancers": true,
                 "SdnRoutes": false,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
-                "DSR": false,
+                "DSR": true,
                 "IPv6DualStack": false,
                 "ModifyLoadbalancer": true
             }

@@ -198,10 +198,10 @@ fn node_ports_and_published_ports_exclude_each_other() {
 }
 
 #[test]
-fn version_says_load_balancers_work_and_dsr_does_not() {
+fn version_says_load_balancers_dsr_and_modify_work() {
     let f = start(Arc::new(MemoryStore::new()));
     let v = f.svc.version();
     assert_eq!(v["Features"]["LoadBalancers"], true);
     assert_eq!(v["Features"]["ModifyLoadbalancer"], true);
-    assert_eq!(v["Features"]["DSR"], false);
+    assert_eq!(v["Features"]["DSR"], true);
 }

@@ -132,6 +132,20 @@ pub enum Op {
     AddAddress { link: String, address: IpNet },
     /// Take an address off `link` (not there: nothing to do).
     DeleteAddress { link: String, address: IpNet },
+    /// Give `link` of the namespace at `netns` one more address (already
+    /// there: nothing to do), e.g. a DSR VIP on a backend's loopback.
+    AddNetnsAddress {
+        netns: PathBuf,
+        link: String,
+        address: IpNet,
+    },
+    /// Take an address off `link` of the namespace at `netns` (not there,
+    /// or the namespace gone: nothing to do).
+    DeleteNetnsAddress {
+        netns: PathBuf,
+        link: String,
+        address: IpNet,
+    },
 }
 
 impl Op {
@@ -172,8 +186,18 @@ impl Op {
                 link: link.clone(),
                 address: *address,
             }),
+            Op::AddNetnsAddress {
+                netns,
+                link,
+                address,
+            } => Some(Op::DeleteNetnsAddress {
+                netns: netns.clone(),
+                link: link.clone(),
+                address: *address,
+            }),
             Op::DeleteLink { .. }
             | Op::DeleteAddress { .. }
+            | Op::DeleteNetnsAddress { .. }
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,

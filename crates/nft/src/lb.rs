@@ -218,6 +218,7 @@ pub fn skeleton() -> String {
     let _ = write!(
         s,
         r#"	chain {PREROUTING} {{
+		meta mark & {steered:#010x} != 0 return
 		iifname "{BRIDGE_GLOB}" goto lb_from_guests
 		goto lb_from_outside
 	}}
@@ -237,7 +238,8 @@ pub fn skeleton() -> String {
 		ct mark & 0xffff0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
 		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
 	}}
-"#
+"#,
+        steered = crate::dsr::STEERED_MARK,
     );
     for pick in Pick::ALL {
         for slots in std::iter::once(None).chain((1..=MAX_SLOTS).map(Some)) {

@@ -166,6 +166,7 @@ pub fn tables(elements: &[SetElement]) -> String {
         (Family::Inet, TABLE),
         (Family::Netdev, INGRESS_TABLE),
         (Family::Netdev, EGRESS_TABLE),
+        (Family::Netdev, crate::dsr::TABLE),
         (Family::Bridge, TABLE),
     ];
     for (family, table) in all {
@@ -176,6 +177,7 @@ pub fn tables(elements: &[SetElement]) -> String {
     s.push_str(&inet_table());
     s.push_str(&ingress_table());
     s.push_str(&egress_table());
+    s.push_str(&crate::dsr::table());
     let mut devices: Vec<(&str, &str, NetdevHook, Vec<&str>)> = Vec::new();
     for e in elements {
         if let Some(hook) = e.device_hook() {

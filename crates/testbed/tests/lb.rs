@@ -536,3 +536,78 @@ fn more_backends_than_slots_share_bucket_ranges_and_switch_back() {
     assert_eq!(w.elements("inet", "map", "lb_vip_slots4").len(), 2);
     connect_many(&client.netns, &["tcp-get", &format!("{VIP}:80")], 10);
 }
+
+#[test]
+fn dsr_delivers_the_clients_packets_to_a_backend_holding_the_vip() {
+    let Some(mut w) = World::new("dsr_delivers_the_clients_packets_to_a_backend_holding_the_vip")
+    else {
+        return;
+    };
+    let early = w.container("nat", json!([]));
+    let tcp = Backends::start(&w, 2, &["tcp-serve", "0.0.0.0:80"]);
+    let mut body = lb_body(&[VIP], 6, 80, 80, &tcp.ids());
+    body["Flags"] = json!(1);
+    let lb = w
+        .client()
+        .create(Kind::LoadBalancers, &body)
+        .expect("dsr lb");
+    assert!(w.client().version().is_ok());
+    let late = w.container("nat", json!([]));
+    let holds_vip = |c: &Container| {
+        let out = Probe::command(&c.netns, "ip")
+            .args(["-4", "-o", "addr", "show", "dev", "lo"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/32"))
+    };
+    assert!(
+        tcp.containers.iter().all(holds_vip),
+        "backends lack the VIP"
+    );
+    assert!(!holds_vip(&early));
+    // Clients attached before and after the LB: the backends see the
+    // client itself (the NAT path would show the gateway, hairpin NAT).
+    for client in [&early, &late] {
+        let said = connect_many(&client.netns, &["tcp-get", &format!("{VIP}:80")], 30);
+        assert!(
+            said.iter()
+                .all(|s| s.starts_with(&format!("peer {}:", client.ip))),
+            "not delivered directly: {said:?}"
+        );
+        both_used(&tcp.served(30), "dsr");
+    }
+    // The outside still reaches the VIP, through the NAT path.
+    w.outside.ip(&["route", "add", "10.96.0.0/16", "via", HOST]);
+    connect_many(w.outside.path(), &["tcp-get", &format!("{VIP}:80")], 4);
+    tcp.served(4);
+
+    // A restart keeps it all.
+    w.daemon.kill9_and_restart();
+    let said = connect_many(&late.netns, &["tcp-get", &format!("{VIP}:80")], 4);
+    assert!(said
+        .iter()
+        .all(|s| s.starts_with(&format!("peer {}:", late.ip))));
+    tcp.served(4);
+
+    // The clients' ports are hooked on the DSR chain, the backends' not
+    // (they reach their own service through the NAT path).
+    let veth = |ep: &str| format!("hnve{}", &ep.replace('-', "").to_lowercase()[..10]);
+    let hooked = w.nft_elements("netdev hostnet_dsr", "chain", "dsr_ports");
+    assert!(
+        hooked.contains(&veth(&early.ep_id)) && hooked.contains(&veth(&late.ep_id)),
+        "{hooked}"
+    );
+    assert!(
+        !hooked.contains(&veth(&tcp.containers[0].ep_id)),
+        "{hooked}"
+    );
+
+    // Deleted: the VIPs leave the backends, the ports the DSR chain.
+    w.client().delete(Kind::LoadBalancers, &id(&lb)).unwrap();
+    assert!(
+        !tcp.containers.iter().any(holds_vip),
+        "a backend kept the VIP"
+    );
+    let hooked = w.nft_elements("netdev hostnet_dsr", "chain", "dsr_ports");
+    assert!(!hooked.contains("hnve"), "ports still hooked: {hooked}");
+}

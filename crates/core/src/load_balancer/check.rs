@@ -61,9 +61,7 @@ fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
         ));
     }
     if spec.flags & LB_DSR != 0 {
-        return Err(unsupported(
-            "LoadBalancerFlags EnableDirectServerReturn (1) is not supported yet (see docs/load-balancers.md): remove the flag".into(),
-        ));
+        check_dsr(spec)?;
     }
     if spec.flags & !(LB_DSR | LB_IPV6) != 0 {
         return Err(HcnError::new(
@@ -115,6 +113,35 @@ fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
                 guid(dup)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// DSR delivers the client's packet unchanged to a backend holding the
+/// VIP: the port cannot change, and the frontend must be a VIP.
+fn check_dsr(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
+    let unsupported = |m: String| HcnError::new(ErrorCode::RequestUnsupported, m);
+    if spec.frontend_vips.is_empty() {
+        return Err(unsupported(
+            "EnableDirectServerReturn needs FrontendVIPs: node ports are not delivered directly; give a VIP or remove the flag".into(),
+        ));
+    }
+    if let Some(m) = spec
+        .port_mappings
+        .iter()
+        .find(|m| m.internal_port != m.external_port)
+    {
+        return Err(unsupported(format!(
+            "EnableDirectServerReturn delivers packets to the backend unchanged, so InternalPort {} must equal ExternalPort {}: give equal ports or remove the flag",
+            m.internal_port, m.external_port
+        )));
+    }
+    if spec.endpoints.len() > hostnet_nft::dsr::MAX_BACKENDS {
+        return Err(unsupported(format!(
+            "EnableDirectServerReturn takes at most {} backends, {} given: split the service or remove the flag",
+            hostnet_nft::dsr::MAX_BACKENDS,
+            spec.endpoints.len()
+        )));
     }
     Ok(())
 }
@@ -263,10 +290,18 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         let pm = r#""PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]"#;
-        for (flags, word) in [(2, "IPv6"), (1, "DirectServerReturn"), (4, "unknown")] {
+        for (flags, word) in [(2, "IPv6"), (4, "unknown")] {
             let e = spec(&format!(r#"{{{pm},"Flags":{flags}}}"#)).unwrap_err();
             assert!(e.to_string().contains(word), "{e}");
         }
+        let e = spec(r#"{"FrontendVIPs":["10.96.0.1"],"PortMappings":[{"Protocol":6,"InternalPort":8080,"ExternalPort":80}],"Flags":1}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("must equal ExternalPort"), "{e}");
+        let e = spec(
+            r#"{"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}],"Flags":1}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs FrontendVIPs"), "{e}");
         let e = spec(
             r#"{"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80,"Flags":8}]}"#,
         )

@@ -10,6 +10,7 @@
 //! docs/load-balancers.md.
 
 mod check;
+mod dsr;
 mod program;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,8 @@ use crate::service::{Service, State};
 
 pub(crate) use check::port_owner;
 use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
-pub(crate) use program::{all_elements, client_groups, BackendRemoval};
+pub(crate) use dsr::Shared as DsrShared;
+pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
 use program::{lb_elements, replace_op};
 
 /// A load balancer as stored and as programmed.
@@ -92,16 +94,13 @@ impl Service {
         };
         let obj = stored_object(&wire, &spec, &id);
         let rec = LoadBalancerRec { obj, spec };
-        let elements = lb_elements(&st, &rec.spec);
-        let op = Op::AddElements(elements);
-        apply(self.dp.as_ref(), std::slice::from_ref(&op))
-            .map_err(|e| internal("programming the load balancer", e))?;
-        let mut txn = Txn::new();
-        txn.put(Kind::LoadBalancer.collection(), &guid(&id), bytes(&rec.obj));
-        if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &op.undo().into_iter().collect::<Vec<_>>());
-            return Err(e);
-        }
+        let op = Op::AddElements(lb_elements(&st, &rec.spec));
+        let ops = with_shared(&st, &id, Some(&rec.spec), op);
+        self.program_then_commit(&ops, "programming the load balancer", || {
+            let mut txn = Txn::new();
+            txn.put(Kind::LoadBalancer.collection(), &guid(&id), bytes(&rec.obj));
+            self.commit(txn)
+        })?;
         let out = rec.obj.clone();
         st.load_balancers.insert(id, rec);
         Ok(out)
@@ -125,12 +124,10 @@ impl Service {
         check(&st, &spec, Some(&id))?;
         let obj = stored_object(&wire, &spec, &id);
         let op = replace_op(lb_elements(&st, &old.spec), lb_elements(&st, &spec));
-        apply(self.dp.as_ref(), std::slice::from_ref(&op))
-            .map_err(|e| internal("reprogramming the load balancer", e))?;
-        if let Err(e) = self.save(Kind::LoadBalancer, &id, &obj) {
-            teardown(self.dp.as_ref(), &op.undo().into_iter().collect::<Vec<_>>());
-            return Err(e);
-        }
+        let ops = with_shared(&st, &id, Some(&spec), op);
+        self.program_then_commit(&ops, "reprogramming the load balancer", || {
+            self.save(Kind::LoadBalancer, &id, &obj)
+        })?;
         let out = obj.clone();
         st.load_balancers.insert(id, LoadBalancerRec { obj, spec });
         Ok(out)
@@ -141,18 +138,31 @@ impl Service {
         let Some(rec) = st.load_balancers.get(&id) else {
             return Err(Kind::LoadBalancer.not_found(given));
         };
-        let op = Op::DeleteElements(lb_elements(&st, &rec.spec));
-        apply(self.dp.as_ref(), std::slice::from_ref(&op))
-            .map_err(|e| internal("removing the load balancer", e))?;
-        let mut txn = Txn::new();
-        txn.delete(Kind::LoadBalancer.collection(), &guid(&id));
-        if let Err(e) = self.commit(txn) {
-            if let Op::DeleteElements(els) = op {
-                teardown(self.dp.as_ref(), &[Op::AddElements(els)]);
-            }
+        let op = replace_op(lb_elements(&st, &rec.spec), Vec::new());
+        let ops = with_shared(&st, &id, None, op);
+        self.program_then_commit(&ops, "removing the load balancer", || {
+            let mut txn = Txn::new();
+            txn.delete(Kind::LoadBalancer.collection(), &guid(&id));
+            self.commit(txn)
+        })?;
+        st.load_balancers.remove(&id);
+        Ok(())
+    }
+
+    /// Run `ops` (undone if one fails), then `commit`; if the commit
+    /// fails, undo them all, so nothing is left half made.
+    fn program_then_commit(
+        &self,
+        ops: &[Op],
+        what: &str,
+        commit: impl FnOnce() -> Result<(), HcnError>,
+    ) -> Result<(), HcnError> {
+        apply(self.dp.as_ref(), ops).map_err(|e| internal(what, e))?;
+        if let Err(e) = commit() {
+            let undo: Vec<Op> = ops.iter().rev().filter_map(Op::undo).collect();
+            teardown(self.dp.as_ref(), &undo);
             return Err(e);
         }
-        st.load_balancers.remove(&id);
         Ok(())
     }
 
@@ -203,4 +213,15 @@ fn stored_object(
     }
     obj.insert("State".into(), json!(1));
     obj
+}
+
+/// An LB's element change with the shared DSR state's change around it:
+/// VIPs onto backends and client ports hooked first, the rest after.
+fn with_shared(st: &State, id: &Uuid, spec: Option<&LoadBalancerSpec>, op: Op) -> Vec<Op> {
+    let before = dsr::Shared::of(st, None, None);
+    let after = dsr::Shared::of(st, Some((id, spec)), None);
+    let (mut ops, later) = before.ops_to(&after);
+    ops.push(op);
+    ops.extend(later);
+    ops
 }

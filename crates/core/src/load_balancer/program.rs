@@ -49,11 +49,20 @@ pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
 
 /// Every element of every load balancer, for the start-up load.
 pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
-    st.load_balancers
+    let mut out: Vec<SetElement> = st
+        .load_balancers
         .iter()
         .map(|(_, lb)| lb)
         .flat_map(|lb| lb_elements(st, &lb.spec))
-        .collect()
+        .collect();
+    out.extend(super::dsr::Shared::all(st).0);
+    out
+}
+
+/// The DSR VIPs on backends' loopbacks, for the start-up reconcile (once
+/// the namespaces are back).
+pub(crate) fn dsr_addresses(st: &State) -> Vec<Op> {
+    super::dsr::Shared::all(st).1
 }
 
 /// What deleting endpoint `ep` does to the load balancers that have it as
@@ -61,7 +70,8 @@ pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
 /// transaction) and one kernel change, computed while `ep` is still known.
 pub(crate) struct BackendRemoval {
     updates: Vec<(Uuid, Map<String, Value>, LoadBalancerSpec)>,
-    op: Op,
+    /// The LBs' element change, with the DSR ports and VIPs it leaves.
+    ops: Vec<Op>,
 }
 
 impl BackendRemoval {
@@ -82,10 +92,15 @@ impl BackendRemoval {
             after.extend(lb_elements(st, &spec));
             updates.push((*id, obj, spec));
         }
-        BackendRemoval {
-            updates,
-            op: replace_op(before, after),
+        let shared = super::dsr::Shared::of(st, None, None);
+        let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep)));
+        let op = replace_op(before, after);
+        if !matches!(&op, Op::ReplaceElements { delete, add } if delete.is_empty() && add.is_empty())
+        {
+            ops.push(op);
         }
+        ops.extend(later);
+        BackendRemoval { updates, ops }
     }
 
     /// The new LB objects go into the endpoint's delete transaction.
@@ -97,10 +112,7 @@ impl BackendRemoval {
 
     /// After the commit: the kernel and memory follow.
     pub(crate) fn finish(self, st: &mut State, dp: &dyn hostnet_dataplane::Dataplane) {
-        if self.updates.is_empty() {
-            return;
-        }
-        for e in teardown(dp, &[self.op]) {
+        for e in teardown(dp, &self.ops) {
             log::warn!("load balancer backends: {e} (left for the next reconcile)");
         }
         for (id, obj, spec) in self.updates {
@@ -193,10 +205,12 @@ fn reach(flags: u32) -> Reach {
 }
 
 pub(super) fn lb_elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
-    frontends(st, spec)
+    let mut out: Vec<SetElement> = frontends(st, spec)
         .iter()
         .flat_map(hostnet_nft::lb::elements)
-        .collect()
+        .collect();
+    out.extend(super::dsr::elements(st, spec));
+    out
 }
 
 #[cfg(test)]

@@ -411,6 +411,16 @@ impl Dataplane for LinuxDataplane {
                 routes,
             } => self.move_addresses(from, to, addresses, routes),
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
+            Op::AddNetnsAddress {
+                netns,
+                link,
+                address,
+            } => change_netns_address(true, netns, link, *address),
+            Op::DeleteNetnsAddress {
+                netns,
+                link,
+                address,
+            } => change_netns_address(false, netns, link, *address),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
         }
     }
@@ -741,6 +751,46 @@ fn configure_link(sock: &mut Socket, name: &str, link: &LinkConfig<'_>) -> Resul
             .map_err(|e| format!("add route {} to {name}: {e}", describe_route(r)))?;
     }
     Ok(())
+}
+
+/// Adds or deletes an address of a link inside the namespace at `path`,
+/// through a socket opened there. Idempotent; a namespace that is gone
+/// has no address to delete.
+fn change_netns_address(
+    add: bool,
+    path: &Path,
+    link: &str,
+    address: IpNet,
+) -> Result<(), DataplaneError> {
+    let verb = if add { "add" } else { "delete" };
+    let fail = |m: String| {
+        DataplaneError::new(
+            format!("{verb} {address} on {link} in {}", path.display()),
+            m,
+        )
+    };
+    let ns = match File::open(path) {
+        Ok(f) => f,
+        Err(_) if !add => return Ok(()),
+        Err(e) => return Err(fail(format!("open the namespace: {e}"))),
+    };
+    let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
+    let index = link::index(&mut sock, link)
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("no such link".into()))?;
+    if add {
+        link::set_up(&mut sock, index).map_err(|e| fail(e.to_string()))?;
+    }
+    let done = match add {
+        true => link::add_address(&mut sock, index, address),
+        false => link::delete_address(&mut sock, index, address),
+    };
+    match done {
+        Ok(()) => Ok(()),
+        Err(e) if add && e.errno == libc::EEXIST => Ok(()),
+        Err(e) if !add && e.errno == libc::EADDRNOTAVAIL => Ok(()),
+        Err(e) => Err(fail(e.to_string())),
+    }
 }
 
 /// Configures a veth peer inside its namespace, through a socket opened

@@ -1,0 +1,194 @@
+//! Direct server return (LoadBalancerFlags 1): what it adds to a load
+//! balancer's kernel state (docs/load-balancers.md#direct-server-return).
+//!
+//! Per LB: its VIP frontends in `hostnet_nft::dsr`'s maps, with the
+//! backends' MACs. Shared by all DSR LBs, so kept as a union and changed
+//! by its difference: the client ports hooked on the DSR chain (endpoints
+//! attached on a DSR LB's network, except its backends, which reach their
+//! own service through the NAT path: a bridge never sends a frame back out
+//! of the port it came in on), and each DSR VIP on its backends' loopback.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use hostnet_dataplane::Op;
+use hostnet_drivers::names;
+use hostnet_model::domain::{Distribution, LoadBalancerSpec};
+use hostnet_nft::SetElement;
+use ipnet::IpNet;
+use uuid::Uuid;
+
+use crate::service::State;
+
+/// `LoadBalancerFlags` bit of DSR.
+pub(super) const FLAG: u32 = 1;
+
+pub(super) fn is_dsr(spec: &LoadBalancerSpec) -> bool {
+    spec.flags & FLAG != 0
+}
+
+/// The LB's own DSR elements: a frontend per VIP and port mapping.
+pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
+    if !is_dsr(spec) {
+        return Vec::new();
+    }
+    let macs: Vec<[u8; 6]> = spec
+        .endpoints
+        .iter()
+        .filter_map(|e| st.endpoints.get(e))
+        .map(|e| e.plan.mac)
+        .collect();
+    let mut out = Vec::new();
+    for vip in spec.frontend_vips.iter().filter_map(v4) {
+        for m in &spec.port_mappings {
+            out.extend(hostnet_nft::dsr::elements(&hostnet_nft::dsr::Frontend {
+                vip,
+                proto: m.protocol.number(),
+                port: m.external_port,
+                backends: macs.clone(),
+                affinity: m.distribution != Distribution::None,
+            }));
+        }
+    }
+    out
+}
+
+/// What all DSR LBs share in the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shared {
+    /// Host veths of client endpoints, hooked on the DSR chain.
+    ports: BTreeSet<String>,
+    /// (backend's namespace, VIP) held on that namespace's loopback.
+    vips: BTreeSet<(PathBuf, Ipv4Addr)>,
+}
+
+impl Shared {
+    /// The shared state of the DSR LBs in `st`, with LB `id` replaced by
+    /// `spec` (None: without it) when `replacing` says so, and without
+    /// endpoint `gone` (being deleted).
+    pub(crate) fn of(
+        st: &State,
+        replacing: Option<(&Uuid, Option<&LoadBalancerSpec>)>,
+        gone: Option<&Uuid>,
+    ) -> Shared {
+        let mut specs: Vec<&LoadBalancerSpec> = st
+            .load_balancers
+            .iter()
+            .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
+            .map(|(_, lb)| &lb.spec)
+            .collect();
+        if let Some((_, Some(spec))) = replacing {
+            specs.push(spec);
+        }
+        let mut out = Shared::default();
+        for spec in specs.into_iter().filter(|s| is_dsr(s)) {
+            let Some(net) = spec
+                .endpoints
+                .iter()
+                .find_map(|e| st.endpoints.get(e))
+                .map(|e| e.network)
+            else {
+                continue;
+            };
+            for (id, ep) in st.endpoints.iter().filter(|(id, _)| Some(*id) != gone) {
+                let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
+                    continue;
+                };
+                if ns.host || ep.network != net {
+                    continue;
+                }
+                if spec.endpoints.contains(id) {
+                    for vip in spec.frontend_vips.iter().filter_map(v4) {
+                        out.vips.insert((ns.path.clone(), vip));
+                    }
+                } else {
+                    out.ports.insert(names::host_veth(id));
+                }
+            }
+        }
+        out
+    }
+
+    /// The ops from `self` to `after`: those to run before the LB's
+    /// element change (VIPs onto backends, ports hooked), and after it
+    /// (ports unhooked, VIPs off), so a backend never gets a steered
+    /// packet for a VIP it does not hold.
+    pub(crate) fn ops_to(&self, after: &Shared) -> (Vec<Op>, Vec<Op>) {
+        let vip = |(ns, a): &(PathBuf, Ipv4Addr), add: bool| {
+            let (netns, link, address) =
+                (ns.clone(), "lo".to_string(), IpNet::from(IpAddr::V4(*a)));
+            match add {
+                true => Op::AddNetnsAddress {
+                    netns,
+                    link,
+                    address,
+                },
+                false => Op::DeleteNetnsAddress {
+                    netns,
+                    link,
+                    address,
+                },
+            }
+        };
+        let mut before: Vec<Op> = after
+            .vips
+            .difference(&self.vips)
+            .map(|v| vip(v, true))
+            .collect();
+        let hook: Vec<SetElement> = after
+            .ports
+            .difference(&self.ports)
+            .map(|p| hostnet_nft::dsr::client_port(p))
+            .collect();
+        if !hook.is_empty() {
+            before.push(Op::AddElements(hook));
+        }
+        let mut later = Vec::new();
+        let unhook: Vec<SetElement> = self
+            .ports
+            .difference(&after.ports)
+            .map(|p| hostnet_nft::dsr::client_port(p))
+            .collect();
+        if !unhook.is_empty() {
+            later.push(Op::DeleteElements(unhook));
+        }
+        later.extend(self.vips.difference(&after.vips).map(|v| vip(v, false)));
+        (before, later)
+    }
+
+    /// Every port and VIP, for the start-up load.
+    pub(crate) fn all(st: &State) -> (Vec<SetElement>, Vec<Op>) {
+        let (ops, _) = Shared::default().ops_to(&Shared::of(st, None, None));
+        let mut ports = Vec::new();
+        let mut vips = Vec::new();
+        for op in ops {
+            match op {
+                Op::AddElements(e) => ports.extend(e),
+                other => vips.push(other),
+            }
+        }
+        (ports, vips)
+    }
+
+    /// After an attach or detach: make the kernel follow, best effort
+    /// (what fails is logged and redone by the next reconcile).
+    pub(crate) fn follow(&self, st: &State, dp: &dyn hostnet_dataplane::Dataplane) {
+        let after = Shared::of(st, None, None);
+        if after == *self {
+            return;
+        }
+        let (first, later) = self.ops_to(&after);
+        let ops: Vec<Op> = first.into_iter().chain(later).collect();
+        for e in hostnet_dataplane::teardown(dp, &ops) {
+            log::warn!("direct server return: {e} (left for the next reconcile)");
+        }
+    }
+}
+
+fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    }
+}
