@@ -74,7 +74,7 @@ impl Shared {
     ) -> Shared {
         let mut specs: Vec<&LoadBalancerSpec> = st
             .load_balancers
-            .iter()
+            .dsr()
             .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
             .map(|(_, lb)| &lb.spec)
             .collect();

@@ -13,7 +13,7 @@ mod check;
 mod dsr;
 mod program;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hostnet_dataplane::{apply, teardown, Op};
 use hostnet_model::domain::LoadBalancerSpec;
@@ -44,6 +44,9 @@ pub(crate) struct LoadBalancerRec {
 pub(crate) struct LoadBalancers {
     by_id: BTreeMap<Uuid, LoadBalancerRec>,
     by_frontend: HashMap<FrontendKey, Uuid>,
+    /// The LBs with direct server return, whose shared state
+    /// ([`dsr::Shared`]) every change recomputes: only these.
+    dsr: BTreeSet<Uuid>,
 }
 
 impl LoadBalancers {
@@ -65,6 +68,9 @@ impl LoadBalancers {
         for k in frontend_keys(&rec.spec) {
             self.by_frontend.insert(k, id);
         }
+        if dsr::is_dsr(&rec.spec) {
+            self.dsr.insert(id);
+        }
         self.by_id.insert(id, rec);
     }
 
@@ -73,7 +79,15 @@ impl LoadBalancers {
         for k in frontend_keys(&rec.spec) {
             self.by_frontend.remove(&k);
         }
+        self.dsr.remove(id);
         Some(rec)
+    }
+
+    /// The LBs with direct server return.
+    fn dsr(&self) -> impl Iterator<Item = (&Uuid, &LoadBalancerRec)> {
+        self.dsr
+            .iter()
+            .filter_map(|id| Some((id, self.by_id.get(id)?)))
     }
 
     fn owner(&self, key: &FrontendKey) -> Option<&Uuid> {
