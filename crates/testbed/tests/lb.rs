@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
@@ -40,12 +39,9 @@ impl Backends {
     /// once `total` have arrived in all (the servers print one line each).
     fn served(&self, total: usize) -> Vec<usize> {
         let mut counts = vec![0; self.servers.len()];
-        let mut lines: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         let arrived = wait_until(Duration::from_secs(5), || {
-            for (i, s) in self.servers.iter().enumerate() {
-                let new = s.drain();
-                counts[i] += new.len();
-                lines.entry(i).or_default().extend(new);
+            for (count, server) in counts.iter_mut().zip(&self.servers) {
+                *count += server.drain().len();
             }
             counts.iter().sum::<usize>() >= total
         });
@@ -551,7 +547,6 @@ fn dsr_delivers_the_clients_packets_to_a_backend_holding_the_vip() {
         .client()
         .create(Kind::LoadBalancers, &body)
         .expect("dsr lb");
-    assert!(w.client().version().is_ok());
     let late = w.container("nat", json!([]));
     let holds_vip = |c: &Container| {
         let out = Probe::command(&c.netns, "ip")

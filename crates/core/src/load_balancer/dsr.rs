@@ -192,3 +192,39 @@ fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
         IpAddr::V6(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(ports: &[&str], vips: &[(&str, [u8; 4])]) -> Shared {
+        Shared {
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+            vips: vips
+                .iter()
+                .map(|(ns, a)| (PathBuf::from(ns), Ipv4Addr::from(*a)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn vips_go_on_before_ports_are_hooked_and_come_off_after() {
+        let before = shared(&["hnveA"], &[("/ns/b1", [10, 96, 0, 10])]);
+        let after = shared(&["hnveB"], &[("/ns/b2", [10, 96, 0, 10])]);
+        let (first, later) = before.ops_to(&after);
+        assert!(
+            matches!(&first[0], Op::AddNetnsAddress { netns, link, .. } if netns == &PathBuf::from("/ns/b2") && link == "lo")
+        );
+        assert!(
+            matches!(&first[1], Op::AddElements(e) if e.len() == 1 && e[0].text == "\"hnveB\"")
+        );
+        assert!(matches!(&later[0], Op::DeleteElements(e) if e[0].text == "\"hnveA\""));
+        assert!(
+            matches!(&later[1], Op::DeleteNetnsAddress { netns, .. } if netns == &PathBuf::from("/ns/b1"))
+        );
+        assert_eq!(first.len() + later.len(), 4);
+        // No change, no ops.
+        let (first, later) = after.ops_to(&after.clone());
+        assert!(first.is_empty() && later.is_empty());
+    }
+}
