@@ -19,6 +19,10 @@ use serde_json::Value;
 
 type Svc = Arc<Service>;
 
+/// Largest request body: a policy-heavy endpoint (10,000 ACL rules are
+/// about 2 MB of JSON) must fit; axum's default is 2 MiB.
+const MAX_BODY: usize = 32 << 20;
+
 pub async fn serve(listener: std::os::unix::net::UnixListener, svc: Svc) -> Result<(), String> {
     let listener =
         tokio::net::UnixListener::from_std(listener).map_err(|e| format!("socket: {e}"))?;
@@ -36,6 +40,7 @@ pub fn router(svc: Svc) -> Router {
         .route("/v2/{kind}/{id}", get(one).delete(remove).patch(modify))
         .route("/v2/endpoints/{id}/trace", post(trace))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc)
 }
 
