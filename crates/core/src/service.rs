@@ -79,6 +79,8 @@ pub struct Service {
     pub(crate) leases: Arc<crate::dhcp::Leases>,
     /// Told the names on each network after every change (the DNS proxy).
     pub(crate) dns_observer: Mutex<Option<Arc<dyn crate::DnsObserver>>>,
+    /// What the observer was last told, to tell it deltas.
+    pub(crate) dns_told: Mutex<crate::dns::Told>,
 }
 
 impl Service {
@@ -96,6 +98,7 @@ impl Service {
             config,
             leases: Arc::default(),
             dns_observer: Mutex::new(None),
+            dns_told: Mutex::default(),
         };
         svc.load()?;
         svc.reconcile()?;
@@ -131,7 +134,11 @@ impl Service {
                 return Err(unsupported_kind(kind));
             }
         };
-        self.notify_dns();
+        if let Some(id) = obj.get("ID").and_then(Value::as_str) {
+            if let Ok(uuid) = hostnet_model::parse_guid(id) {
+                self.notify_dns(kind, &uuid);
+            }
+        }
         Ok(Value::Object(obj))
     }
 
@@ -159,7 +166,7 @@ impl Service {
             Kind::Endpoint => self.modify_endpoint(uuid, id, &req)?,
             Kind::LoadBalancer | Kind::Route => return Err(kind.not_found(id)),
         };
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(Value::Object(obj))
     }
 
@@ -172,7 +179,7 @@ impl Service {
             Kind::Namespace => self.delete_namespace(uuid, id),
             Kind::LoadBalancer | Kind::Route => Err(kind.not_found(id)),
         }?;
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(())
     }
 
