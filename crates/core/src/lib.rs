@@ -20,6 +20,7 @@ mod policy;
 mod query;
 mod reconcile;
 mod service;
+mod stats;
 mod subnet;
 mod trace;
 

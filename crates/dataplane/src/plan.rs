@@ -1,6 +1,6 @@
 //! Running plans: all-or-nothing creation, best-effort teardown.
 
-use crate::{Adapter, Op};
+use crate::{Adapter, ElementCounter, LinkStats, Op, SetRef};
 
 /// A kernel change failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,17 @@ pub trait Dataplane: Send + Sync {
         addr: std::net::Ipv4Addr,
     ) -> Result<Option<[u8; 6]>, DataplaneError> {
         Err(not_supported(format!("resolve {addr} on {link}")))
+    }
+
+    /// Every element of `set` with its counter (the set must be declared
+    /// with `counter`). A read: nothing is reset or reprogrammed.
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        Err(not_supported(format!("counters of {}", set.set)))
+    }
+
+    /// Link `name`'s statistics, or None if there is no such link.
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        Err(not_supported(format!("statistics of {name}")))
     }
 
     /// The namespace mount points (or leftover files) in `dir`, where
@@ -134,6 +145,14 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         (**self).netns_in(dir)
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        (**self).set_counters(set)
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        (**self).link_stats(name)
     }
 
     fn neighbour_mac(

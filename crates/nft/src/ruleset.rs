@@ -270,17 +270,20 @@ fn inet_table() -> String {
 		ct state established,related accept
 		iifname . oifname @{NAT_BRIDGE_PAIRS} goto endpoint_inbound
 		ct status dnat goto endpoint_inbound
+		{count_drop}
 		drop
 	}}
 	chain endpoint_inbound {{
 		ct state established,related accept
 		ip daddr @{ACL_ENDPOINTS4} accept
 		meta l4proto {INBOUND_ALLOWED} accept
+		{count_drop}
 		drop
 	}}
 }}
 "#,
         acl = crate::acl::skeleton(),
+        count_drop = crate::counters::count_inbound_drop(),
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
     )
@@ -340,17 +343,24 @@ fn ingress_table() -> String {
 
 fn egress_table() -> String {
     let egress = base(NetdevHook::Egress);
+    let counter_sets = crate::counters::egress_sets();
+    let count_drop = crate::counters::count_port_drop();
     format!(
         r#"table netdev {EGRESS_TABLE} {{
 	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
-
+{counter_sets}
 	chain {ENDPOINT_INBOUND} {{
 		{egress}
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
 		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {NAT_ENDPOINT_INBOUND} {{
 		{egress}
-		meta l4proto != {INBOUND_ALLOWED} meta pkttype != host drop
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta pkttype host accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
+		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {TO_UPLINK} {{
 		{egress}

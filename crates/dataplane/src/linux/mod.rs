@@ -12,6 +12,7 @@
 //! socket-bound (sysctl files, the `nft` child process). So any thread, in
 //! any namespace, may call it.
 
+mod counters;
 mod link;
 mod netlink;
 mod netns;
@@ -29,7 +30,10 @@ use ipnet::IpNet;
 
 pub use netns::{run_in_netns, run_in_netns_fd};
 
-use crate::{Adapter, AdapterRoute, Dataplane, DataplaneError, Op, RouteSpec};
+use crate::{
+    Adapter, AdapterRoute, Dataplane, DataplaneError, ElementCounter, LinkStats, Op, RouteSpec,
+    SetRef,
+};
 use link::LinkRef;
 use netlink::{NetlinkError, Socket};
 use netns::NetnsId;
@@ -398,6 +402,25 @@ impl Dataplane for LinuxDataplane {
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         nftables::load_tables(&self.home, script)
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        counters::set_counters(&mut self.netfilter(), set).map_err(|e| {
+            DataplaneError::new(
+                format!(
+                    "read counters of {} {} {}",
+                    set.family.keyword(),
+                    set.table,
+                    set.set
+                ),
+                e.to_string(),
+            )
+        })
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        counters::link_stats(&mut self.route(), name)
+            .map_err(|e| DataplaneError::new(format!("read statistics of {name}"), e.to_string()))
     }
 
     fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {

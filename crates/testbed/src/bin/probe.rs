@@ -10,6 +10,9 @@
 //! tcp-session ADDR:PORT      send each stdin line, print each echoed line
 //! udp-serve ADDR:PORT        answer each datagram with "peer IP:PORT"
 //! udp-get ADDR:PORT          send a datagram, print the answer
+//! udp-sink ADDR:PORT         print "got N bytes from IP:PORT" per datagram; never answer
+//! udp-send ADDR:PORT N SIZE  send N datagrams of SIZE bytes, each from a new
+//!                            socket (a new flow); print "sent N" (refused sends count)
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
 //! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
 //! ping DST                   ICMP echo; exit 0 on a reply
@@ -32,6 +35,8 @@ fn main() {
         "tcp-session" => tcp_session(a(1)),
         "udp-serve" => udp_serve(a(1)),
         "udp-get" => udp_get(a(1)),
+        "udp-sink" => udp_sink(a(1)),
+        "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
         "raw-listen" => raw_listen(proto(a(1))),
         "raw-send" => raw_send(proto(a(1)), a(2)),
         "ping" => ping(a(1)),
@@ -75,7 +80,7 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get ADDR:PORT | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 
@@ -173,6 +178,38 @@ fn udp_get(to: &str) -> std::io::Result<()> {
         }
     }
     Err(std::io::Error::other("no answer"))
+}
+
+fn udp_sink(at: &str) -> std::io::Result<()> {
+    let s = UdpSocket::bind(addr(at)?)?;
+    ready();
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, peer) = s.recv_from(&mut buf)?;
+        say(&format!("got {n} bytes from {peer}"));
+    }
+}
+
+/// Known traffic for counter tests: every datagram is a flow of its own,
+/// so a stateful firewall judges each one. A send the local firewall
+/// refuses (EPERM) still counts as sent: the packet met the rules.
+fn udp_send(to: &str, count: usize, size: usize) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let payload = vec![0x5a; size];
+    for _ in 0..count {
+        let s = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+        match s.send_to(&payload, to) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    say(&format!("sent {count}"));
+    Ok(())
+}
+
+fn number(s: &str) -> usize {
+    s.parse().unwrap_or_else(|_| usage())
 }
 
 /// A raw IPv4 socket of one protocol.
