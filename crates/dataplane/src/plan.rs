@@ -66,6 +66,18 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported(format!("resolve {addr} on {link}")))
     }
 
+    /// The IPv4 connections conntrack tracks in the daemon's namespace
+    /// that involve `addr` (before or after NAT).
+    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
+        Err(not_supported(format!("list the connections of {addr}")))
+    }
+
+    /// Delete these conntrack entries (gone already: skipped), so their
+    /// next packets are judged as new connections.
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        Err(not_supported(format!("delete {} connections", flows.len())))
+    }
+
     /// The namespace mount points (or leftover files) in `dir`, where
     /// hostnet bind-mounts the namespaces it makes.
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -134,6 +146,14 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         (**self).netns_in(dir)
+    }
+
+    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
+        (**self).flows_of(addr)
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        (**self).delete_flows(flows)
     }
 
     fn neighbour_mac(

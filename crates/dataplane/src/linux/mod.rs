@@ -12,6 +12,7 @@
 //! socket-bound (sysctl files, the `nft` child process). So any thread, in
 //! any namespace, may call it.
 
+mod conntrack;
 mod link;
 mod netlink;
 mod netns;
@@ -209,6 +210,45 @@ impl LinuxDataplane {
         })
     }
 
+    /// One batch: the deletes (DESTROY where the kernel has it, which is
+    /// as strict here: the batch is built from what the caller programmed),
+    /// then the adds.
+    fn replace_elements(
+        &self,
+        delete: &[SetElement],
+        add: &[SetElement],
+    ) -> Result<(), DataplaneError> {
+        if delete.is_empty() && add.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
+        let deletes: Vec<usize> = (0..delete.len()).collect();
+        let adds: Vec<usize> = (delete.len()..all.len()).collect();
+        let mut sock = self.netfilter();
+        let run = |sock: &mut Socket, removal: Change| {
+            nftables::replace(sock, removal, &all, &deletes, &adds)
+        };
+        let removal = match self.destroy_supported.load(Ordering::Relaxed) {
+            true => Change::Destroy,
+            false => Change::Delete,
+        };
+        let result = match run(&mut sock, removal) {
+            Err(f)
+                if removal == Change::Destroy
+                    && f.element.is_none()
+                    && matches!(f.error.errno, libc::EINVAL | libc::EOPNOTSUPP) =>
+            {
+                let again = run(&mut sock, Change::Delete);
+                if again.is_ok() {
+                    self.destroy_supported.store(false, Ordering::Relaxed);
+                }
+                again
+            }
+            other => other,
+        };
+        result.map_err(|f| DataplaneError::new("replace elements", f.describe(&all)))
+    }
+
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
     /// dropping each element the kernel reports missing and retrying (the
     /// batch aborted as a whole, so nothing was deleted yet). A chain's
@@ -383,6 +423,7 @@ impl Dataplane for LinuxDataplane {
             ),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
+            Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
             Op::Sysctl { key, value } => self.sysctl(key, value),
             Op::SetMaster { link, master, .. } => self.set_master(link, master.as_deref()),
             Op::MoveAddresses {
@@ -394,6 +435,17 @@ impl Dataplane for LinuxDataplane {
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
         }
+    }
+
+    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
+        conntrack::flows_of(&mut self.netfilter(), addr).map_err(|e| {
+            DataplaneError::new(format!("list the connections of {addr}"), e.to_string())
+        })
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        conntrack::delete(&mut self.netfilter(), flows)
+            .map_err(|e| DataplaneError::new("delete connections", e.to_string()))
     }
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
