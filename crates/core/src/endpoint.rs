@@ -46,7 +46,11 @@ impl Service {
         )?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
-        crate::endpoint_change::check_set_refs(&st.networks[&net_id], &policies)?;
+        crate::endpoint_change::check_set_refs(
+            &st.networks[&net_id],
+            &policies.acls,
+            &policies.tiers,
+        )?;
         check_ports(&st, &mappings, None)?;
         if st.networks[&net_id].is_dhcp() {
             return self.create_dhcp_endpoint(st, &wire, &spec);

@@ -6,7 +6,7 @@
 //! block ([`crate::flow_cut`]).
 
 use hostnet_dataplane::{apply, teardown, Op};
-use hostnet_model::domain::{EndpointPolicy, RequestType};
+use hostnet_model::domain::{AclRule, EndpointPolicy, RequestType, TierAcl};
 use hostnet_model::{wire, ErrorCode, HcnError};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -57,7 +57,7 @@ impl Service {
         check_mappings_allowed(net, &after.mappings)?;
         check_policies_allowed(net, &after)?;
         check_ports(&st, &after.mappings, Some(&id))?;
-        check_set_refs(net, &after)?;
+        check_set_refs(net, &after.acls, &after.tiers)?;
         check_routes_kept(&before, &after)?;
 
         let changed = changed_endpoint(ep, net, &list, &after);
@@ -106,14 +106,16 @@ fn changed_endpoint(
 }
 
 /// ACLs and TierAcls may name only sets the network has.
-pub(crate) fn check_set_refs(net: &NetworkRec, p: &EndpointPolicies) -> Result<(), HcnError> {
+pub(crate) fn check_set_refs(
+    net: &NetworkRec,
+    acls: &[AclRule],
+    tiers: &[TierAcl],
+) -> Result<(), HcnError> {
     let sets = IpSets::of(&net.spec.policies)?;
-    let acl = p
-        .acls
+    let acl = acls
         .iter()
         .flat_map(|r| r.local_addresses.iter().chain(&r.remote_addresses));
-    let tier = p
-        .tiers
+    let tier = tiers
         .iter()
         .flat_map(|t| &t.rules)
         .flat_map(|r| r.local_addresses.iter().chain(&r.remote_addresses));

@@ -55,28 +55,39 @@ fn first_packet(f: &Flow, addr: Ipv4Addr) -> Option<(Direction, Packet)> {
 
 impl Service {
     /// Cuts the connections of endpoints `ids` that their policies block
-    /// now. The policy change is done by then; a failure here is logged.
+    /// now, from one conntrack dump. The policy change is done by then; a
+    /// failure here is logged.
     pub(crate) fn cut_blocked_flows(&self, st: &State, ids: &[Uuid]) {
-        for id in ids {
-            let Some(ep) = st.endpoints.get(id) else {
-                continue;
-            };
-            let (IpAddr::V4(addr), Some(net)) =
-                (ep.plan.address.addr(), st.networks.get(&ep.network))
-            else {
-                continue;
-            };
-            let port = crate::policy::endpoint_port(id, ep, net);
-            let cut = self
-                .dp
-                .flows_of(addr)
-                .map(|flows| blocked(&flows, addr, &port))
-                .and_then(|cut| self.dp.delete_flows(&cut).map(|_| cut.len()));
-            match cut {
-                Ok(0) => {}
-                Ok(n) => log::info!(
-                    "endpoint {}: cut {n} connection(s) its policy blocks now",
-                    guid(id)
+        let ports: Vec<(Uuid, Ipv4Addr, Port)> = ids
+            .iter()
+            .filter_map(|id| {
+                let ep = st.endpoints.get(id)?;
+                let net = st.networks.get(&ep.network)?;
+                match ep.plan.address.addr() {
+                    IpAddr::V4(a) => Some((*id, a, crate::policy::endpoint_port(id, ep, net))),
+                    IpAddr::V6(_) => None,
+                }
+            })
+            .collect();
+        if ports.is_empty() {
+            return;
+        }
+        let addrs: Vec<Ipv4Addr> = ports.iter().map(|(_, a, _)| *a).collect();
+        let flows = match self.dp.flows_of(&addrs) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("listing connections to cut the ones policies block now: {e}");
+                return;
+            }
+        };
+        for (id, addr, port) in &ports {
+            let cut = blocked(&flows, *addr, port);
+            match self.dp.delete_flows(&cut) {
+                Ok(()) if cut.is_empty() => {}
+                Ok(()) => log::info!(
+                    "endpoint {}: cut {} connection(s) its policy blocks now",
+                    guid(id),
+                    cut.len()
                 ),
                 Err(e) => log::warn!(
                     "endpoint {}: cutting the connections its policy blocks now: {e}",

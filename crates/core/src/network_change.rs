@@ -11,7 +11,7 @@ use hostnet_model::{wire, ErrorCode, HcnError};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::endpoint::policies_of;
+use crate::endpoint_change::check_set_refs;
 use crate::ip_sets::IpSets;
 use crate::object::{guid, internal, Kind};
 use crate::policy_change::{changed_list, stored_list, Listed};
@@ -96,16 +96,7 @@ impl Service {
             let in_endpoint = |e: HcnError| {
                 HcnError::new(e.code, format!("endpoint {}: {}", guid(eid), e.message))
             };
-            let own = policies_of(
-                &crate::policy_change::stored_list(
-                    &ep.obj,
-                    hostnet_model::domain::parse_endpoint_policy,
-                )?
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect::<Vec<_>>(),
-            )?;
-            crate::endpoint_change::check_set_refs(&changed, &own).map_err(in_endpoint)?;
+            check_set_refs(&changed, &ep.acls, &ep.tiers).map_err(in_endpoint)?;
             let mut after = ep.clone();
             after.plan.acl = crate::policy::walks_acls(&after, &changed);
             delta.push(

@@ -27,10 +27,11 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Whether `addr` is one of the connection's ends, before or after NAT.
-    pub fn involves(&self, addr: Ipv4Addr) -> bool {
+    /// Whether one of `addrs` is one of the connection's ends, before or
+    /// after NAT.
+    pub fn involves(&self, addrs: &[Ipv4Addr]) -> bool {
         [self.original, self.reply]
             .iter()
-            .any(|t| t.src == addr || t.dst == addr)
+            .any(|t| addrs.contains(&t.src) || addrs.contains(&t.dst))
     }
 }

@@ -67,9 +67,9 @@ pub trait Dataplane: Send + Sync {
     }
 
     /// The IPv4 connections conntrack tracks in the daemon's namespace
-    /// that involve `addr` (before or after NAT).
-    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
-        Err(not_supported(format!("list the connections of {addr}")))
+    /// that involve one of `addrs` (before or after NAT): one dump.
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        Err(not_supported(format!("list the connections of {addrs:?}")))
     }
 
     /// Delete these conntrack entries (gone already: skipped), so their
@@ -148,8 +148,8 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
         (**self).netns_in(dir)
     }
 
-    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
-        (**self).flows_of(addr)
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        (**self).flows_of(addrs)
     }
 
     fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {

@@ -90,9 +90,13 @@ impl Dataplane for Recorder {
         Ok(self.neighbours.lock().unwrap().get(&addr).copied())
     }
 
-    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<Flow>, DataplaneError> {
         let flows = self.flows.lock().unwrap();
-        Ok(flows.iter().filter(|f| f.involves(addr)).cloned().collect())
+        Ok(flows
+            .iter()
+            .filter(|f| f.involves(addrs))
+            .cloned()
+            .collect())
     }
 
     fn delete_flows(&self, gone: &[Flow]) -> Result<(), DataplaneError> {

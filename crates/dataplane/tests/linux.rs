@@ -678,7 +678,7 @@ fn conntrack_flows_are_listed_and_deleted() {
         let _b = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let lo: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
         let ours = |dp: &LinuxDataplane| -> Vec<hostnet_dataplane::Flow> {
-            dp.flows_of(lo)
+            dp.flows_of(&[lo])
                 .unwrap()
                 .into_iter()
                 .filter(|f| f.proto == 6 && f.original.dport == Some(port))
@@ -687,7 +687,7 @@ fn conntrack_flows_are_listed_and_deleted() {
         let flows = ours(&dp);
         assert_eq!(flows.len(), 2, "{flows:?}");
         assert_eq!(flows[0].reply.sport, Some(port));
-        assert!(dp.flows_of("192.0.2.1".parse().unwrap()).unwrap().is_empty());
+        assert!(dp.flows_of(&["192.0.2.1".parse().unwrap()]).unwrap().is_empty());
         dp.delete_flows(&flows[..1]).unwrap();
         let left = ours(&dp);
         assert_eq!(left, flows[1..].to_vec());

@@ -30,8 +30,8 @@ fn nfgenmsg() -> [u8; 4] {
     [libc::AF_INET as u8, 0, 0, 0]
 }
 
-/// Every IPv4 entry of the socket's namespace that involves `addr`.
-pub fn flows_of(sock: &mut Socket, addr: Ipv4Addr) -> Result<Vec<Flow>, NetlinkError> {
+/// Every IPv4 entry of the socket's namespace that involves one of `addrs`.
+pub fn flows_of(sock: &mut Socket, addrs: &[Ipv4Addr]) -> Result<Vec<Flow>, NetlinkError> {
     for _ in 0..DUMP_ATTEMPTS {
         let mut out = Vec::new();
         let mut msg = Message::new(
@@ -40,7 +40,7 @@ pub fn flows_of(sock: &mut Socket, addr: Ipv4Addr) -> Result<Vec<Flow>, NetlinkE
         );
         msg.header(&nfgenmsg());
         let complete = sock.dump(msg, |reply| {
-            if let Some(f) = parse(reply).filter(|f| f.involves(addr)) {
+            if let Some(f) = parse(reply).filter(|f| f.involves(addrs)) {
                 out.push(f);
             }
         })?;

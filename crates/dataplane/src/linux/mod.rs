@@ -437,9 +437,12 @@ impl Dataplane for LinuxDataplane {
         }
     }
 
-    fn flows_of(&self, addr: std::net::Ipv4Addr) -> Result<Vec<crate::Flow>, DataplaneError> {
-        conntrack::flows_of(&mut self.netfilter(), addr).map_err(|e| {
-            DataplaneError::new(format!("list the connections of {addr}"), e.to_string())
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        conntrack::flows_of(&mut self.netfilter(), addrs).map_err(|e| {
+            DataplaneError::new(
+                format!("list the connections of {} addresses", addrs.len()),
+                e.to_string(),
+            )
         })
     }
 
