@@ -303,6 +303,60 @@ fn network_acls_and_sets_apply_to_their_networks_endpoints_only() {
     assert!(from_host(&a), "the host joined the set");
 }
 
+fn tier(name: &str, order: u16, rules: Value) -> Value {
+    json!({ "Type": "TierAcl", "Settings": { "Name": name, "Direction": "In", "Order": order, "TierAclRules": rules } })
+}
+
+fn tier_rule(id: &str, action: &str, prio: u16, ports: &str) -> Value {
+    let mut r =
+        json!({ "Id": id, "TierAclRuleAction": action, "Protocols": "6", "Priority": prio });
+    if !ports.is_empty() {
+        r["LocalPorts"] = json!(ports);
+    }
+    r
+}
+
+#[test]
+fn tier_acls_pass_to_the_next_tier_and_change_by_update() {
+    let Some(w) = World::new("tier_acls_pass_to_the_next_tier_and_change_by_update") else {
+        return;
+    };
+    let t1 = tier(
+        "t1",
+        1,
+        json!([
+            tier_rule("t1-pass", "Pass", 10, "7001"),
+            tier_rule("t1-block", "Block", 100, "")
+        ]),
+    );
+    let t2 = tier("t2", 2, json!([tier_rule("t2-allow", "Allow", 10, "7001")]));
+    let s = w.container("nat", json!([t1, t2]));
+    let _servers: Vec<Probe> = ["7000", "7001"]
+        .iter()
+        .map(|p| s.serve(&["tcp-serve", &format!("0.0.0.0:{p}")]))
+        .collect();
+    let from_host = |port: u16| {
+        let wire = reaches(w.host.path(), &format!("{}:{port}", s.ip));
+        let trace = traced(&w, &s.ep_id, "10.88.0.1:40000", &format!("{}:{port}", s.ip));
+        assert_eq!(wire, trace, "kernel and trace disagree on {port}");
+        wire
+    };
+    assert!(!from_host(7000), "t1 blocks");
+    assert!(from_host(7001), "t1 passes, t2 allows");
+
+    // Update naming TierAcl replaces the tiers: one that blocks 7001 only.
+    let only = tier("t1", 1, json!([tier_rule("t1-7001", "Block", 10, "7001")]));
+    w.client()
+        .modify(Kind::Endpoints, &s.ep_id, &change("Update", json!([only])))
+        .expect("update tiers");
+    assert_eq!(policy_types(&w, &s.ep_id), ["TierAcl"]);
+    assert!(
+        from_host(7000),
+        "nothing decides 7000 now: the defaults allow TCP"
+    );
+    assert!(!from_host(7001));
+}
+
 /// `nft list table` of hostnet's tables: every element, in one text.
 fn kernel_tables(w: &World) -> String {
     ["inet hostnet", "netdev hostnet_egress"]
