@@ -210,9 +210,10 @@ impl LinuxDataplane {
         })
     }
 
-    /// One batch: the deletes (DESTROY where the kernel has it, which is
-    /// as strict here: the batch is built from what the caller programmed),
-    /// then the adds.
+    /// One batch: the deletes, then the adds. Deletes go by DESTROY where
+    /// the kernel has it; one the kernel reports missing (a chain's device,
+    /// or any element on kernels before 6.3) is dropped and the batch sent
+    /// again: it aborted as a whole, so nothing was changed yet.
     fn replace_elements(
         &self,
         delete: &[SetElement],
@@ -222,31 +223,43 @@ impl LinuxDataplane {
             return Ok(());
         }
         let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
-        let deletes: Vec<usize> = (0..delete.len()).collect();
+        let mut deletes: Vec<usize> = (0..delete.len()).collect();
         let adds: Vec<usize> = (delete.len()..all.len()).collect();
         let mut sock = self.netfilter();
-        let run = |sock: &mut Socket, removal: Change| {
-            nftables::replace(sock, removal, &all, &deletes, &adds)
-        };
-        let removal = match self.destroy_supported.load(Ordering::Relaxed) {
+        let mut removal = match self.destroy_supported.load(Ordering::Relaxed) {
             true => Change::Destroy,
             false => Change::Delete,
         };
-        let result = match run(&mut sock, removal) {
-            Err(f)
-                if removal == Change::Destroy
-                    && f.element.is_none()
-                    && matches!(f.error.errno, libc::EINVAL | libc::EOPNOTSUPP) =>
-            {
-                let again = run(&mut sock, Change::Delete);
-                if again.is_ok() {
-                    self.destroy_supported.store(false, Ordering::Relaxed);
+        let mut downgraded = false;
+        loop {
+            let failure = match nftables::replace(&mut sock, removal, &all, &deletes, &adds) {
+                Ok(()) => {
+                    if downgraded {
+                        self.destroy_supported.store(false, Ordering::Relaxed);
+                    }
+                    return Ok(());
                 }
-                again
+                Err(f) => f,
+            };
+            let missing = failure
+                .element
+                .filter(|i| *i < delete.len() && failure.error.errno == libc::ENOENT);
+            if let Some(i) = missing {
+                deletes.retain(|&d| d != i);
+            } else if removal == Change::Destroy
+                && failure.element.is_none()
+                && matches!(failure.error.errno, libc::EINVAL | libc::EOPNOTSUPP)
+            {
+                // Maybe an old kernel without DESTROY; DELETE tells.
+                removal = Change::Delete;
+                downgraded = true;
+            } else {
+                return Err(DataplaneError::new(
+                    "replace elements",
+                    failure.describe(&all),
+                ));
             }
-            other => other,
-        };
-        result.map_err(|f| DataplaneError::new("replace elements", f.describe(&all)))
+        }
     }
 
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
@@ -915,6 +928,32 @@ mod tests {
                 );
             }
             nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+        })
+        .unwrap();
+    }
+
+    /// A replace whose deletes name missing elements (a device gone with
+    /// its link, an old kernel's strict DELETE) still applies the rest in
+    /// one batch.
+    #[test]
+    fn replace_skips_missing_deletes_without_destroy() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            dp.load_tables("table inet hostnet { set ports { type inet_service; }; }")
+                .unwrap();
+            dp.execute(&Op::AddElements(vec![port(1), port(2)]))
+                .unwrap();
+            dp.destroy_supported.store(false, Ordering::Relaxed);
+            dp.execute(&Op::ReplaceElements {
+                delete: vec![port(7), port(1), port(8)],
+                add: vec![port(5)],
+            })
+            .unwrap();
+            let mut sock = dp.netfilter();
+            let gone = nftables::apply(&mut sock, Change::Delete, &[port(1)], &[0]).unwrap_err();
+            assert_eq!(gone.error.errno, libc::ENOENT);
+            nftables::apply(&mut sock, Change::Delete, &[port(2), port(5)], &[0, 1]).unwrap();
         })
         .unwrap();
     }
