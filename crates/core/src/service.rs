@@ -18,6 +18,7 @@ use crate::object::{bytes, internal, Kind};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
+#[derive(Clone)]
 pub(crate) struct NetworkRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -31,6 +32,7 @@ pub(crate) struct NetworkRec {
 }
 
 /// An endpoint, resolved: its address, MAC and mappings are fixed.
+#[derive(Clone)]
 pub(crate) struct EndpointRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -39,6 +41,8 @@ pub(crate) struct EndpointRec {
     pub mappings: Vec<PortMapping>,
     /// The endpoint's `ACL` policies, as validated.
     pub acls: Vec<hostnet_model::domain::AclRule>,
+    /// The endpoint's `TierAcl` policies, as validated.
+    pub tiers: Vec<hostnet_model::domain::TierAcl>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
 }
@@ -192,12 +196,17 @@ impl Service {
             "Features": {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
-                "EndpointPolicies": ["PortMapping", "ACL", "OutBoundNAT", "SDNRoute"],
-                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
+                "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy"],
+                "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": false,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
+                "TierAcl": true,
+                "NetworkACL": true,
+                "SetPolicy": true,
+                "NestedIpSet": true,
                 "DSR": false,
                 "IPv6DualStack": false,
                 "ModifyLoadbalancer": false

@@ -7,6 +7,7 @@
 //! (rtnetlink and nfnetlink spoken directly, `nft -f` only for whole tables).
 
 mod counters;
+mod flow;
 mod op;
 mod plan;
 mod recorder;
@@ -14,6 +15,7 @@ mod recorder;
 pub mod linux;
 
 pub use counters::{ElementCounter, LinkStats, SetRef};
+pub use flow::{Flow, FlowTuple};
 pub use op::*;
 pub use plan::{apply, teardown, Dataplane, DataplaneError};
 pub use recorder::Recorder;

@@ -77,6 +77,18 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported(format!("statistics of {name}")))
     }
 
+    /// The IPv4 connections conntrack tracks in the daemon's namespace
+    /// that involve one of `addrs` (before or after NAT): one dump.
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        Err(not_supported(format!("list the connections of {addrs:?}")))
+    }
+
+    /// Delete these conntrack entries (gone already: skipped), so their
+    /// next packets are judged as new connections.
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        Err(not_supported(format!("delete {} connections", flows.len())))
+    }
+
     /// The namespace mount points (or leftover files) in `dir`, where
     /// hostnet bind-mounts the namespaces it makes.
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -153,6 +165,14 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
         (**self).link_stats(name)
+    }
+
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        (**self).flows_of(addrs)
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        (**self).delete_flows(flows)
     }
 
     fn neighbour_mac(

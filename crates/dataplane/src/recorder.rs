@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{Adapter, Dataplane, DataplaneError, ElementCounter, LinkStats, Op, SetRef};
+use crate::{Adapter, Dataplane, DataplaneError, ElementCounter, Flow, LinkStats, Op, SetRef};
 
 /// Records every op; fails the op whose 0-based index equals `fail_at`.
 /// Reports the adapters and default route it was given (ops do not change
@@ -23,6 +23,9 @@ pub struct Recorder {
     pub counters: Mutex<BTreeMap<SetRef, Vec<ElementCounter>>>,
     /// What [`Dataplane::link_stats`] reports, by link name.
     pub links: Mutex<BTreeMap<String, LinkStats>>,
+    /// The conntrack table [`Dataplane::flows_of`] reads and
+    /// [`Dataplane::delete_flows`] deletes from.
+    pub flows: Mutex<Vec<Flow>>,
 }
 
 impl Recorder {
@@ -103,6 +106,20 @@ impl Dataplane for Recorder {
 
     fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
         Ok(self.links.lock().unwrap().get(name).copied())
+    }
+
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<Flow>, DataplaneError> {
+        let flows = self.flows.lock().unwrap();
+        Ok(flows
+            .iter()
+            .filter(|f| f.involves(addrs))
+            .cloned()
+            .collect())
+    }
+
+    fn delete_flows(&self, gone: &[Flow]) -> Result<(), DataplaneError> {
+        self.flows.lock().unwrap().retain(|f| !gone.contains(f));
+        Ok(())
     }
 }
 

@@ -58,7 +58,7 @@ pub struct NetlinkError {
 }
 
 impl NetlinkError {
-    fn local(err: io::Error) -> Self {
+    pub(super) fn local(err: io::Error) -> Self {
         Self {
             errno: err.raw_os_error().unwrap_or(libc::EIO),
             message: Some(err.to_string()),

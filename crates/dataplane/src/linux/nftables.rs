@@ -176,10 +176,36 @@ pub fn apply(
                 .sum::<usize>();
             end += 1;
         }
-        send_batch(sock, change, all, &messages[start..end])?;
+        let batch: Vec<(Change, Vec<usize>)> = messages[start..end]
+            .iter()
+            .map(|m| (change, m.clone()))
+            .collect();
+        send_batch(sock, all, &batch)?;
         start = end;
     }
     Ok(())
+}
+
+/// Deletes `deletes` with `removal` and adds `adds` (indices into `all`)
+/// in one batch, however large: atomic as a whole. A chain's device
+/// always goes by DELCHAIN (there is no DESTROY for it).
+pub fn replace(
+    sock: &mut Socket,
+    removal: Change,
+    all: &[SetElement],
+    deletes: &[usize],
+    adds: &[usize],
+) -> Result<(), Failure> {
+    let mut batch: Vec<(Change, Vec<usize>)> = Vec::new();
+    for m in group(all, deletes) {
+        let change = match all[m[0]].device_hook() {
+            Some(_) => Change::Delete,
+            None => removal,
+        };
+        batch.push((change, m));
+    }
+    batch.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
+    send_batch(sock, all, &batch)
 }
 
 /// Splits element indices into per-set messages of at most
@@ -226,18 +252,18 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// One atomic batch of set (or chain-device) messages, each with its change.
 fn send_batch(
     sock: &mut Socket,
-    change: Change,
     all: &[SetElement],
-    messages: &[Vec<usize>],
+    messages: &[(Change, Vec<usize>)],
 ) -> Result<(), Failure> {
     let begin_seq = sock.next_seq();
     let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
     let mut sent = Vec::with_capacity(messages.len());
-    for indices in messages {
+    for (change, indices) in messages {
         let seq = sock.next_seq();
-        let (msg, offsets) = set_message(change, all, indices);
+        let (msg, offsets) = set_message(*change, all, indices);
         bytes.extend_from_slice(&msg.finish(seq));
         sent.push(Sent {
             seq,
@@ -248,7 +274,7 @@ fn send_batch(
     bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end_seq));
 
     let seqs: Vec<u32> = sent.iter().map(|s| s.seq).collect();
-    let first = messages[0][0];
+    let first = messages[0].1[0];
     let results = sock.batch(&bytes, begin_seq, &seqs).map_err(|e| Failure {
         error: NetlinkError {
             errno: e.raw_os_error().unwrap_or(libc::EIO),

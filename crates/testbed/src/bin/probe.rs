@@ -8,6 +8,9 @@
 //! tcp-echo ADDR:PORT         echo every line back
 //! tcp-get ADDR:PORT          connect, print the server's line
 //! tcp-session ADDR:PORT      send each stdin line, print each echoed line
+//! tcp-push ADDR:PORT         accept one connection; send each stdin line
+//!                            first, print what comes back ("" on timeout)
+//! tcp-echo-to ADDR:PORT      connect, echo every line back
 //! udp-serve ADDR:PORT        answer each datagram with "peer IP:PORT"
 //! udp-get ADDR:PORT          send a datagram, print the answer
 //! udp-sink ADDR:PORT         print "got N bytes from IP:PORT" per datagram; never answer
@@ -33,6 +36,8 @@ fn main() {
         "tcp-echo" => tcp_serve(a(1), true),
         "tcp-get" => tcp_get(a(1)),
         "tcp-session" => tcp_session(a(1)),
+        "tcp-push" => tcp_push(a(1)),
+        "tcp-echo-to" => tcp_echo_to(a(1)),
         "udp-serve" => udp_serve(a(1)),
         "udp-get" => udp_get(a(1)),
         "udp-sink" => udp_sink(a(1)),
@@ -148,6 +153,37 @@ fn tcp_session(to: &str) -> std::io::Result<()> {
         let mut back = String::new();
         r.read_line(&mut back)?;
         say(back.trim());
+    }
+    Ok(())
+}
+
+/// The server speaks first: what a connection does when its server side
+/// sends before its client (a push after a quiet spell).
+fn tcp_push(at: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    ready();
+    let (c, _) = l.accept()?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    for line in std::io::stdin().lines() {
+        writeln!(w, "{}", line?)?;
+        let mut back = String::new();
+        // A connection that went silent answers "".
+        let _ = r.read_line(&mut back);
+        say(back.trim());
+    }
+    Ok(())
+}
+
+fn tcp_echo_to(to: &str) -> std::io::Result<()> {
+    let mut c = TcpStream::connect_timeout(&addr(to)?, TIMEOUT)?;
+    ready();
+    let mut r = BufReader::new(c.try_clone()?);
+    let mut line = String::new();
+    while r.read_line(&mut line)? > 0 {
+        c.write_all(line.as_bytes())?;
+        line.clear();
     }
     Ok(())
 }
