@@ -27,7 +27,7 @@ pub fn network_up(net: &Network) -> Vec<Op> {
         Op::CreateBridge {
             name: bridge.clone(),
             mtu: net.mtu,
-            mac: None,
+            mac: Some(names::bridge_mac(&net.id)),
             addresses: net.gateways.clone(),
             ipv6: net.gateways.iter().any(|g| g.addr().is_ipv6()),
         },
