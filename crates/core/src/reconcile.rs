@@ -267,6 +267,12 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
         }
+        for ep in st.endpoints.values() {
+            if let Some(net) = st.networks.get(&ep.network) {
+                apply(dp, &crate::endpoint::detour_forwarding(net, &ep.plan))
+                    .map_err(|e| internal("turning forwarding on", e))?;
+            }
+        }
         for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
             if ns.external {
                 if !dp.netns_exists(&ns.path) {

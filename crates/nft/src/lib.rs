@@ -12,6 +12,7 @@
 pub mod acl;
 mod element;
 pub mod l2;
+pub mod onat;
 mod ruleset;
 
 pub use element::{Data, Family, NetdevHook, SetElement};
