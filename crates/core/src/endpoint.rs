@@ -141,12 +141,14 @@ impl Service {
                 (ns_id, obj)
             })
         });
+        let routes_left = crate::route::leave_routes(&st, &id, &mut txn);
         if let Err(e) = self.commit(txn) {
             if let Some(l) = lease {
                 self.keep_lease(id, l);
             }
             return Err(e);
         }
+        crate::route::left_routes(&mut st, &id, routes_left);
         if let Some(l) = lease {
             self.release_lease(l);
         }

@@ -19,6 +19,7 @@ mod object;
 mod policy;
 mod query;
 mod reconcile;
+mod route;
 mod service;
 mod subnet;
 mod trace;

@@ -153,6 +153,11 @@ impl Service {
                 Err(e) => log::error!("stored namespace {key} is unusable, skipped: {e}"),
             }
         }
+        for (key, raw) in self.list_store(Collection::Routes)? {
+            if let Err(e) = self.load_route(&mut st, &raw) {
+                log::error!("stored route {key} is unusable, skipped: {e}");
+            }
+        }
         self.hold_loaded_leases(&st, leases);
         // An endpoint whose namespace is gone is detached.
         let known: HashSet<Uuid> = st.namespaces.keys().copied().collect();
@@ -338,6 +343,7 @@ impl Service {
             }
             wanted.insert(name);
         }
+        self.reconcile_routes(&st);
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();
         stale.sort_by_key(|l| !l.starts_with(names::VETH_PREFIX));
