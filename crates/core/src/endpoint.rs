@@ -104,7 +104,7 @@ impl Service {
                 return Err(e);
             }
         }
-        let mut create = detour_forwarding(net, &rec.plan);
+        let mut create = host_forwarding(net, &rec.plan);
         create.push(Op::AddElements(elements.clone()));
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
@@ -283,11 +283,21 @@ pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<
     }
 }
 
-/// The host routes what an outbound-NAT endpoint of a bound network
-/// detours to it: forwarding on (L2 networks have it from their creation;
-/// a Transparent network only from its first such endpoint on).
-pub(crate) fn detour_forwarding(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<Op> {
-    match net.adapter.is_some() && ep.outbound_nat.is_some() {
+/// Forwarding on in the host's namespace when an endpoint of a bound
+/// network sends traffic for the host to route: its outbound NAT detours
+/// there, or one of its routes goes via the host's address. L2 networks
+/// have it from their creation; a Transparent network only once one of
+/// its endpoints needs it.
+pub(crate) fn host_forwarding(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<Op> {
+    let host_hop = |r: &RouteSpec| {
+        r.via.is_some_and(|v| {
+            net.adapter
+                .iter()
+                .flat_map(|a| &a.addresses)
+                .any(|a| a.addr() == v)
+        })
+    };
+    match net.adapter.is_some() && (ep.outbound_nat.is_some() || ep.routes.iter().any(host_hop)) {
         true => vec![Op::Sysctl {
             key: "net/ipv4/ip_forward".into(),
             value: "1".into(),

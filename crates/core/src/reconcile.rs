@@ -274,7 +274,7 @@ impl Service {
         }
         for ep in st.endpoints.values() {
             if let Some(net) = st.networks.get(&ep.network) {
-                apply(dp, &crate::endpoint::detour_forwarding(net, &ep.plan))
+                apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
                     .map_err(|e| internal("turning forwarding on", e))?;
             }
         }

@@ -70,7 +70,8 @@ impl Service {
         // The store first: a crash before the kernel change leaves a
         // route that reconcile installs, never one nobody knows.
         self.save(Kind::Route, &id, &obj)?;
-        let ops = install_ops(&st, &applied, true);
+        let mut ops = forwarding(&st, &applied);
+        ops.extend(install_ops(&st, &applied, true));
         if let Err(e) = apply(self.dp.as_ref(), &ops) {
             let mut txn = Txn::new();
             txn.delete(Kind::Route.collection(), &guid(&id));
@@ -361,6 +362,24 @@ fn install_ops(st: &State, applied: &[(Uuid, Vec<RouteSpec>)], add: bool) -> Vec
             })
         })
         .collect()
+}
+
+/// Forwarding on when a route goes through the host of a bound network
+/// (see [`crate::endpoint::host_forwarding`]).
+fn forwarding(st: &State, applied: &[(Uuid, Vec<RouteSpec>)]) -> Vec<Op> {
+    let mut ops: Vec<Op> = applied
+        .iter()
+        .filter_map(|(id, routes)| {
+            let ep = st.endpoints.get(id)?;
+            let net = st.networks.get(&ep.network)?;
+            let mut plan = ep.plan.clone();
+            plan.routes = routes.clone();
+            Some(crate::endpoint::host_forwarding(net, &plan))
+        })
+        .flatten()
+        .collect();
+    ops.truncate(1);
+    ops
 }
 
 /// Take `routes` out of an endpoint's plan (one occurrence each).

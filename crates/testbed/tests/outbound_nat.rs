@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::physical::{host_addr, id, GATEWAY, OUTSIDE as FAR_OUTSIDE};
+use hostnet_testbed::physical::{host_addr, id, GATEWAY, OUTSIDE as FAR_OUTSIDE, ROUTER_OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 use serde_json::{json, Value};
 
@@ -179,11 +179,39 @@ fn transparent_endpoint_leaves_as_the_host_except_to_the_exceptions() {
         json!({ "IpConfigurations": [{ "IpAddress": "192.0.2.51" }] }),
     );
     assert_eq!(seen_by(&far, &b, &format!("{FAR_OUTSIDE}:7000")), b.ip);
+    // VirtualIP with Destinations: the listed destination sees the
+    // virtual IP (the router routes it back to host 1), the rest the
+    // container's own address.
+    const VIP: &str = "198.51.100.77";
+    phys.router
+        .ip(&["route", "add", &format!("{VIP}/32"), "via", &host_addr(0)]);
+    phys.outside
+        .ip(&["route", "add", &format!("{VIP}/32"), "via", ROUTER_OUTSIDE]);
+    let c = phys.host(0).container_with(
+        "t1",
+        json!({ "IpConfigurations": [{ "IpAddress": "192.0.2.52" }],
+                "Policies": [onat(json!({ "VirtualIP": VIP, "Destinations": [format!("{FAR_OUTSIDE}/32")] }))] }),
+    );
+    assert_eq!(
+        seen_by(&far, &c, &format!("{FAR_OUTSIDE}:7000")),
+        VIP,
+        "virtual IP"
+    );
+    assert_eq!(
+        seen_by(&near, &c, &format!("{}:7001", host_addr(1))),
+        c.ip,
+        "not listed"
+    );
     // After a restart the detour and the NAT still hold.
     phys.hosts[0].daemon_mut().restart();
     assert_eq!(
         seen_by(&far, &a, &format!("{FAR_OUTSIDE}:7000")),
         host_addr(0),
+        "after restart"
+    );
+    assert_eq!(
+        seen_by(&far, &c, &format!("{FAR_OUTSIDE}:7000")),
+        VIP,
         "after restart"
     );
 }

@@ -14,7 +14,8 @@ use std::path::Path;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::{Probe, Session};
+use hostnet_testbed::physical::{host_addr, id as id_of, GATEWAY};
+use hostnet_testbed::{require_privileges, PhysicalNet, Probe, Session};
 use serde_json::{json, Value};
 
 const INVALID_IP: u32 = 0x803B_001E;
@@ -303,4 +304,67 @@ fn bad_routes_are_refused_with_their_codes_and_change_nothing() {
         .expect("list")
         .is_empty());
     assert_eq!(w.snapshot(), before);
+}
+
+#[test]
+fn need_encap_routes_a_transparent_endpoint_through_the_host() {
+    let test = "need_encap_routes_a_transparent_endpoint_through_the_host";
+    if !require_privileges(test) {
+        return;
+    }
+    let mut phys = PhysicalNet::new("rt", 1);
+    phys.start_daemons(&["--no-default-network"]);
+    let h1 = phys.host(0);
+    let net = h1
+        .client()
+        .create(
+            Kind::Networks,
+            &json!({ "Name": "t1", "Type": "Transparent",
+                "Ipams": [{ "Subnets": [{ "IpAddressPrefix": "192.0.2.0/24",
+                    "Routes": [{ "NextHop": GATEWAY, "DestinationPrefix": "0.0.0.0/0" }] }] }] }),
+        )
+        .expect("Transparent network");
+    let a = Container::create(
+        &h1.client(),
+        &id_of(&net),
+        json!({ "IpConfigurations": [{ "IpAddress": "192.0.2.50" }] }),
+    );
+    // The router's address on its other subnet answers for both paths.
+    let srv = Probe::serve(phys.router.path(), &["tcp-serve", "198.18.1.1:7005"]);
+    let fetch = |what: &str| {
+        let before = h1.forwarded();
+        let (ok, said) = a.run(&["tcp-get", "198.18.1.1:7005"]);
+        assert!(ok && said.starts_with("peer 192.0.2.50:"), "{what}: {said}");
+        assert!(srv
+            .next_line()
+            .unwrap_or_default()
+            .starts_with("peer 192.0.2.50:"));
+        h1.forwarded() - before
+    };
+    assert_eq!(
+        fetch("straight to the gateway"),
+        0,
+        "the host routed it without a route"
+    );
+
+    let route = h1
+        .client()
+        .create(
+            Kind::Routes,
+            &route_object(
+                &[&a.ep_id],
+                json!([{ "DestinationPrefix": "198.18.1.0/24", "NeedEncap": true }]),
+            ),
+        )
+        .expect("create route");
+    assert!(
+        routes_in(&a.netns).contains(&format!("198.18.1.0/24 via {} dev eth0", host_addr(0))),
+        "{}",
+        routes_in(&a.netns)
+    );
+    assert!(fetch("through the host") > 0, "the host did not route it");
+    h1.client()
+        .delete(Kind::Routes, &id(&route))
+        .expect("delete route");
+    assert!(!routes_in(&a.netns).contains("198.18.1.0/24"));
 }
