@@ -47,6 +47,11 @@ impl Service {
         )?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
+        crate::endpoint_change::check_set_refs(
+            &st.networks[&net_id],
+            &policies.acls,
+            &policies.tiers,
+        )?;
         check_ports(&st, &mappings, None)?;
         if st.networks[&net_id].is_dhcp() {
             return self.create_dhcp_endpoint(st, &wire, &spec);
@@ -88,9 +93,12 @@ impl Service {
             plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
             mappings,
             acls: policies.acls.clone(),
+            tiers: policies.tiers.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
         };
+        let mut rec = rec;
+        rec.plan.acl = crate::policy::walks_acls(&rec, net);
 
         let undo_alloc = |net: &mut NetworkRec| {
             release_address(net, address.addr());
@@ -188,87 +196,7 @@ impl Service {
     ) -> Result<Map<String, Value>, HcnError> {
         let hostnet_model::domain::EndpointChange::Policies { request, policies } =
             hostnet_model::parse_endpoint_change(req)?;
-        let mut st = self.lock();
-        if !st.endpoints.contains_key(&id) {
-            return Err(Kind::Endpoint.not_found(given));
-        }
-        use hostnet_model::domain::RequestType;
-        let add = match request {
-            RequestType::Add => true,
-            RequestType::Remove => false,
-            other => {
-                return Err(HcnError::new(
-                    ErrorCode::RequestUnsupported,
-                    format!(
-                        "endpoint policy request {other:?} is not supported yet: use Add or Remove"
-                    ),
-                ))
-            }
-        };
-        let mut new_maps = Vec::new();
-        for (p, _) in &policies {
-            new_maps.push(port_mapping(p)?);
-        }
-        let ep = st.endpoints.get(&id).expect("checked");
-        check_mappings_allowed(&st.networks[&ep.network], &new_maps)?;
-        let mut obj = ep.obj.clone();
-        let mut mappings = ep.mappings.clone();
-        let wires: Vec<Value> = policies
-            .iter()
-            .map(|(_, w)| serde_json::to_value(w).unwrap_or(Value::Null))
-            .collect();
-        let list = obj
-            .entry("Policies")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or_else(|| internal("reading the endpoint's policies", "not an array"))?;
-        if add {
-            check_ports(&st, &new_maps, None)?;
-            list.extend(wires);
-            mappings.extend(new_maps.iter().copied());
-        } else {
-            for (m, w) in new_maps.iter().zip(&wires) {
-                let Some(pos) = mappings.iter().position(|x| x == m) else {
-                    return Err(HcnError::new(
-                        ErrorCode::PolicyNotFound,
-                        format!("endpoint {} has no such PortMapping: {w}", guid(&id)),
-                    ));
-                };
-                mappings.remove(pos);
-                if let Some(i) = list.iter().position(|x| same_policy(x, w)) {
-                    list.remove(i);
-                }
-            }
-        }
-        let ep = st.endpoints.get(&id).expect("checked");
-        let mut plan_after = ep.plan.clone();
-        plan_after.port_mappings = mappings.iter().map(nat_mapping).collect();
-        let delta: Vec<_> = {
-            let mut delta_plan = ep.plan.clone();
-            delta_plan.port_mappings = new_maps.iter().map(nat_mapping).collect();
-            nat::endpoint_elements(&delta_plan)
-                .into_iter()
-                .filter(|e| e.data.is_some())
-                .collect()
-        };
-        let op = if add {
-            hostnet_dataplane::Op::AddElements(delta)
-        } else {
-            hostnet_dataplane::Op::DeleteElements(delta)
-        };
-        apply(self.dp.as_ref(), std::slice::from_ref(&op))
-            .map_err(|e| internal("programming port mappings", e))?;
-        if let Err(e) = self.save(Kind::Endpoint, &id, &obj) {
-            if let Some(undo) = op.undo() {
-                teardown(self.dp.as_ref(), &[undo]);
-            }
-            return Err(e);
-        }
-        let ep = st.endpoints.get_mut(&id).expect("checked");
-        ep.obj = obj;
-        ep.mappings = mappings;
-        ep.plan = plan_after;
-        Ok(ep.obj.clone())
+        self.change_endpoint_policies(id, given, request, policies)
     }
 }
 
@@ -297,7 +225,8 @@ pub(crate) fn host_forwarding(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<Op
                 .any(|a| a.addr() == v)
         })
     };
-    match net.adapter.is_some() && (ep.outbound_nat.is_some() || ep.routes.iter().any(host_hop)) {
+    let transparent = net.adapter.is_some() && net.plan.l2.is_none();
+    match transparent && (ep.outbound_nat.is_some() || ep.routes.iter().any(host_hop)) {
         true => vec![Op::Sysctl {
             key: "net/ipv4/ip_forward".into(),
             value: "1".into(),
@@ -316,15 +245,31 @@ pub(crate) struct EndpointPolicies {
     pub sdn_routes: Vec<(IpNet, Option<IpAddr>)>,
     /// `ACL`s (IPv4 rules are enforced; the endpoint is IPv4).
     pub acls: Vec<hostnet_model::domain::AclRule>,
+    /// `TierAcl`s, after the ACLs in `acl-switch`.
+    pub tiers: Vec<hostnet_model::domain::TierAcl>,
 }
 
 /// The policies an endpoint takes; any other type is refused by name.
 pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies, HcnError> {
+    policies_of(&spec.policies)
+}
+
+/// [`endpoint_policies`] of a policy list.
+pub(crate) fn policies_of(policies: &[EndpointPolicy]) -> Result<EndpointPolicies, HcnError> {
     let mut out = EndpointPolicies::default();
-    for p in &spec.policies {
+    for p in policies {
         match p {
             EndpointPolicy::PortMapping(_) => out.mappings.push(port_mapping(p)?),
             EndpointPolicy::Acl(rule) => out.acls.push(rule.clone()),
+            EndpointPolicy::TierAcl(tier) => {
+                if out.tiers.iter().any(|t| t.name == tier.name) {
+                    return Err(HcnError::new(
+                        ErrorCode::InvalidPolicy,
+                        format!("TierAcl {:?} is given twice: give each tier its own Name", tier.name),
+                    ));
+                }
+                out.tiers.push(tier.clone());
+            }
             EndpointPolicy::OutboundNat(n) => out
                 .outbound_nat
                 .get_or_insert_with(Vec::new)
@@ -338,7 +283,7 @@ pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies,
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
                     format!(
-                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, OutBoundNAT, SDNRoute)",
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute)",
                         other.type_name()
                     ),
                 ))
@@ -390,7 +335,10 @@ fn onat_policy(n: &OutboundNat) -> Result<OnatPolicy, HcnError> {
 /// OutBoundNAT and SDNRoute work on every driver, but a DHCP endpoint is
 /// planned from its lease alone (its policies are not applied): refuse
 /// them there rather than drop them.
-fn check_policies_allowed(net: &NetworkRec, p: &EndpointPolicies) -> Result<(), HcnError> {
+pub(crate) fn check_policies_allowed(
+    net: &NetworkRec,
+    p: &EndpointPolicies,
+) -> Result<(), HcnError> {
     let refused = if p.outbound_nat.is_some() {
         Some("OutBoundNAT")
     } else if !p.sdn_routes.is_empty() {
@@ -476,7 +424,10 @@ pub(crate) fn next_hop_of(
 /// Port mappings exist only on NAT networks (HCN_E_MAPPING_NOT_SUPPORTED).
 /// An L2 endpoint answers on its own address; a host port DNATed to it
 /// would see replies leave for the gateway directly, past the host's NAT.
-fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<(), HcnError> {
+pub(crate) fn check_mappings_allowed(
+    net: &NetworkRec,
+    mappings: &[PortMapping],
+) -> Result<(), HcnError> {
     if net.kind != NetworkKind::Nat && !mappings.is_empty() {
         return Err(HcnError::new(
             ErrorCode::MappingNotSupported,
@@ -487,16 +438,6 @@ fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<
         ));
     }
     Ok(())
-}
-
-/// Two policies are the same when their type and settings are.
-fn same_policy(a: &Value, b: &Value) -> bool {
-    let ty = |v: &Value| {
-        v.get("Type")
-            .and_then(|t| t.as_str())
-            .map(|s| s.to_ascii_lowercase())
-    };
-    ty(a) == ty(b) && a.get("Settings") == b.get("Settings")
 }
 
 fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
@@ -527,7 +468,7 @@ fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
     Ok(*m)
 }
 
-fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
+pub(crate) fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
     nat::PortMapping {
         proto: if m.protocol == Protocol::Udp {
             L4Proto::Udp

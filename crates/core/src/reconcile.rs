@@ -95,11 +95,16 @@ impl Service {
                         plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
                         mappings,
                         acls: policies.acls.clone(),
+                        tiers: policies.tiers.clone(),
                         namespace: spec.namespace,
                         ifname,
                         obj,
                     },
                 ))
+                .map(|(id, mut rec)| {
+                    rec.plan.acl = crate::policy::walks_acls(&rec, net);
+                    (id, rec)
+                })
             });
             match loaded {
                 Ok((id, rec)) => {

@@ -18,6 +18,7 @@ use crate::object::{bytes, internal, Kind};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
+#[derive(Clone)]
 pub(crate) struct NetworkRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -31,6 +32,7 @@ pub(crate) struct NetworkRec {
 }
 
 /// An endpoint, resolved: its address, MAC and mappings are fixed.
+#[derive(Clone)]
 pub(crate) struct EndpointRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -39,6 +41,8 @@ pub(crate) struct EndpointRec {
     pub mappings: Vec<PortMapping>,
     /// The endpoint's `ACL` policies, as validated.
     pub acls: Vec<hostnet_model::domain::AclRule>,
+    /// The endpoint's `TierAcl` policies, as validated.
+    pub tiers: Vec<hostnet_model::domain::TierAcl>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
 }
@@ -80,6 +84,8 @@ pub struct Service {
     pub(crate) leases: Arc<crate::dhcp::Leases>,
     /// Told the names on each network after every change (the DNS proxy).
     pub(crate) dns_observer: Mutex<Option<Arc<dyn crate::DnsObserver>>>,
+    /// What the observer was last told, to tell it deltas.
+    pub(crate) dns_told: Mutex<crate::dns::Told>,
 }
 
 impl Service {
@@ -97,6 +103,7 @@ impl Service {
             config,
             leases: Arc::default(),
             dns_observer: Mutex::new(None),
+            dns_told: Mutex::default(),
         };
         svc.load()?;
         svc.reconcile()?;
@@ -128,7 +135,11 @@ impl Service {
             }
             Kind::Route => self.create_route(body)?,
         };
-        self.notify_dns();
+        if let Some(id) = obj.get("ID").and_then(Value::as_str) {
+            if let Ok(uuid) = hostnet_model::parse_guid(id) {
+                self.notify_dns(kind, &uuid);
+            }
+        }
         Ok(Value::Object(obj))
     }
 
@@ -158,7 +169,7 @@ impl Service {
             Kind::Route => return Err(self.modify_route(uuid, id)),
             Kind::LoadBalancer => return Err(kind.not_found(id)),
         };
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(Value::Object(obj))
     }
 
@@ -172,7 +183,7 @@ impl Service {
             Kind::Route => self.delete_route(uuid, id),
             Kind::LoadBalancer => Err(kind.not_found(id)),
         }?;
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(())
     }
 
@@ -185,12 +196,17 @@ impl Service {
             "Features": {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
-                "EndpointPolicies": ["PortMapping", "ACL", "OutBoundNAT", "SDNRoute"],
-                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
+                "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy"],
+                "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
                 "SdnRoutes": true,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
+                "TierAcl": true,
+                "NetworkACL": true,
+                "SetPolicy": true,
+                "NestedIpSet": true,
                 "DSR": false,
                 "IPv6DualStack": false,
                 "ModifyLoadbalancer": false

@@ -180,3 +180,38 @@ fn outbound_nat_on_a_nat_endpoint_traces_as_the_kernel_resolves_it() {
     assert_eq!(f.svc.list(Kind::Endpoint, None).unwrap().len(), 1);
     assert!(f.dp.take().is_empty());
 }
+
+#[test]
+fn outbound_nat_comes_and_goes_by_endpoint_modify() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let (ep, ip) = f.endpoint(json!([]), false);
+    f.dp.take();
+    let policy = json!({ "Type": "OutBoundNAT", "Settings": { "VirtualIP": "192.0.2.200", "Destinations": ["203.0.113.7"] } });
+    let change = |request: &str| {
+        let req = json!({ "ResourceType": "Policy", "RequestType": request, "Settings": { "Policies": [policy] } });
+        f.svc.modify(Kind::Endpoint, &ep, &body(req)).unwrap();
+        let ops = f.dp.take();
+        let [Op::ReplaceElements { delete, add }] = &ops[..] else {
+            panic!("{ops:?}")
+        };
+        let texts = |els: &[hostnet_nft::SetElement]| {
+            els.iter()
+                .map(|e| format!("{} {}", e.set, e.text))
+                .collect::<Vec<_>>()
+        };
+        (texts(delete), texts(add))
+    };
+    let vip = format!("onat_vips4 {ip} . 203.0.113.7/32 : 192.0.2.200");
+    let (delete, add) = change("Add");
+    assert!(delete.is_empty() && add.contains(&vip), "{add:?}");
+    assert_eq!(
+        traced_nat(&f, &ep, "203.0.113.7".parse().unwrap()).as_deref(),
+        Some("192.0.2.200")
+    );
+    let (delete, add) = change("Remove");
+    assert!(add.is_empty() && delete.contains(&vip), "{delete:?}");
+    assert_eq!(
+        traced_nat(&f, &ep, "203.0.113.7".parse().unwrap()).as_deref(),
+        Some(ip.as_str())
+    );
+}

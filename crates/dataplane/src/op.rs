@@ -97,6 +97,15 @@ pub enum Op {
     AddElements(Vec<SetElement>),
     /// Delete elements, all in one transaction. Missing elements are skipped.
     DeleteElements(Vec<SetElement>),
+    /// Delete `delete` and add `add` in ONE nfnetlink transaction (deletes
+    /// first): the kernel applies all of it or none, so a changed policy
+    /// never shows a mix of old and new elements, nor a gap between them.
+    /// Missing elements to delete are skipped (as in `DeleteElements`);
+    /// an element to add that exists fails the whole transaction.
+    ReplaceElements {
+        delete: Vec<SetElement>,
+        add: Vec<SetElement>,
+    },
     /// Write a sysctl of the daemon's namespace, e.g.
     /// `net/ipv4/ip_forward` = `1`. Not undone.
     Sysctl { key: String, value: String },
@@ -153,6 +162,10 @@ impl Op {
             }),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::AddElements(e) => Some(Op::DeleteElements(e.clone())),
+            Op::ReplaceElements { delete, add } => Some(Op::ReplaceElements {
+                delete: add.clone(),
+                add: delete.clone(),
+            }),
             Op::SetMaster {
                 link,
                 master,

@@ -146,9 +146,9 @@ pub fn endpoint_detach(net: &Network, ep: &Endpoint, host: bool) -> Vec<Op> {
     ]
 }
 
-/// The elements of an endpoint's port: the firewall defaults, and on L2
-/// networks its detour (outbound NAT through the host, L2Tunnel through
-/// the gateway); a host endpoint has no port.
+/// The elements of an endpoint's port: the firewall defaults, its drop
+/// counters, and on L2 networks its detour (outbound NAT through the host,
+/// L2Tunnel through the gateway); a host endpoint has no port.
 pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement> {
     if host {
         return Vec::new();
@@ -160,6 +160,7 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
         nft::endpoint_port(&host_name)
     };
     let mut els = if ep.acl { Vec::new() } else { vec![port] };
+    els.extend(drop_counters(ep));
     let nat = ep.outbound_nat.is_some() && ep.address.addr().is_ipv4();
     let host_mac = net
         .l2
@@ -182,6 +183,16 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
             .map(|d| nft::l2::port(&host_name, d))
             .unwrap_or_default(),
     );
+    els
+}
+
+/// An attached endpoint's drop counters (`hostnet_nft::counters`): they
+/// do not depend on its ACLs, so changing those leaves them counting.
+fn drop_counters(ep: &Endpoint) -> Vec<SetElement> {
+    let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
+    if let IpAddr::V4(addr) = ep.address.addr() {
+        els.push(nft::counters::inbound_drops(addr));
+    }
     els
 }
 

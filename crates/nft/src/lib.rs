@@ -10,6 +10,7 @@
 //! stores, which the dataplane sends over nfnetlink.
 
 pub mod acl;
+pub mod counters;
 mod element;
 pub mod l2;
 pub mod onat;

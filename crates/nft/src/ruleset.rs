@@ -59,7 +59,10 @@ pub const PORTS4: &str = "ports4";
 pub const VIP_PORTS4: &str = "vip_ports4";
 /// IPv4 addresses of endpoints with ACL policies: their traffic walks the
 /// compiled ACL chains ([`crate::acl`]), which end in the seed's defaults,
-/// statefully; the protocol-only defaults elsewhere leave them alone.
+/// statefully; the protocol-only defaults elsewhere leave them alone. A TCP
+/// segment to or from them that no tracked connection carries and that
+/// is not a SYN is dropped: a connection a narrowed ACL cut (its conntrack
+/// entry deleted) must not be picked up again mid-stream as a new one.
 pub const ACL_ENDPOINTS4: &str = "acl_endpoints4";
 /// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
 pub const ONAT_SOURCES4: &str = "onat_sources4";
@@ -226,17 +229,21 @@ fn inet_table() -> String {
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
 	}}
 	chain acl_output {{
 		type filter hook output priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
 	}}
 	chain acl_input {{
 		type filter hook input priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
 	}}
 	chain prerouting {{
@@ -276,17 +283,20 @@ fn inet_table() -> String {
 		ct state established,related accept
 		iifname . oifname @{NAT_BRIDGE_PAIRS} goto endpoint_inbound
 		ct status dnat goto endpoint_inbound
+		{count_drop}
 		drop
 	}}
 	chain endpoint_inbound {{
 		ct state established,related accept
 		ip daddr @{ACL_ENDPOINTS4} accept
 		meta l4proto {INBOUND_ALLOWED} accept
+		{count_drop}
 		drop
 	}}
 }}
 "#,
         acl = crate::acl::skeleton(),
+        count_drop = crate::counters::count_inbound_drop(),
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
     )
@@ -346,17 +356,24 @@ fn ingress_table() -> String {
 
 fn egress_table() -> String {
     let egress = base(NetdevHook::Egress);
+    let counter_sets = crate::counters::egress_sets();
+    let count_drop = crate::counters::count_port_drop();
     format!(
         r#"table netdev {EGRESS_TABLE} {{
 	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
-
+{counter_sets}
 	chain {ENDPOINT_INBOUND} {{
 		{egress}
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
 		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {NAT_ENDPOINT_INBOUND} {{
 		{egress}
-		meta l4proto != {INBOUND_ALLOWED} meta pkttype != host drop
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta pkttype host accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
+		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {TO_UPLINK} {{
 		{egress}

@@ -510,8 +510,8 @@ fn endpoint_conflicts_are_refused() {
         (404, 0x803B_0008),
         &["7777"],
     );
-    // Policies: a known type not implemented yet, ACLs by modify (not yet),
-    // an unknown type, a bad protocol.
+    // Policies: a known type not implemented yet (at create and by
+    // modify), an unknown type, a bad protocol.
     let qos = json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": 1000000 } });
     refused_create(
         &w,
@@ -520,13 +520,13 @@ fn endpoint_conflicts_are_refused() {
         (400, INVALID_POLICY_TYPE),
         &["QOS"],
     );
-    let acl = json!({ "Type": "ACL", "Settings": { "Action": "Block", "Direction": "In", "Protocols": "6", "RemotePorts": "22", "Priority": 200 } });
+    let qos = json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": 1000000 } });
     refused(
         &w,
         ("PATCH", &b_path),
-        &add(vec![acl]),
+        &add(vec![qos]),
         (400, INVALID_POLICY_TYPE),
-        &["ACL"],
+        &["QOS"],
     );
     let unknown = json!({ "Type": "Wormhole", "Settings": {} });
     refused_create(

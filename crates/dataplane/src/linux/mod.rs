@@ -12,6 +12,8 @@
 //! socket-bound (sysctl files, the `nft` child process). So any thread, in
 //! any namespace, may call it.
 
+mod conntrack;
+mod counters;
 mod link;
 mod netlink;
 mod netns;
@@ -29,7 +31,10 @@ use ipnet::IpNet;
 
 pub use netns::{run_in_netns, run_in_netns_fd};
 
-use crate::{Adapter, AdapterRoute, Dataplane, DataplaneError, Op, RouteSpec};
+use crate::{
+    Adapter, AdapterRoute, Dataplane, DataplaneError, ElementCounter, LinkStats, Op, RouteSpec,
+    SetRef,
+};
 use link::LinkRef;
 use netlink::{NetlinkError, Socket};
 use netns::NetnsId;
@@ -209,6 +214,58 @@ impl LinuxDataplane {
         })
     }
 
+    /// One batch: the deletes, then the adds. Deletes go by DESTROY where
+    /// the kernel has it; one the kernel reports missing (a chain's device,
+    /// or any element on kernels before 6.3) is dropped and the batch sent
+    /// again: it aborted as a whole, so nothing was changed yet.
+    fn replace_elements(
+        &self,
+        delete: &[SetElement],
+        add: &[SetElement],
+    ) -> Result<(), DataplaneError> {
+        if delete.is_empty() && add.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
+        let mut deletes: Vec<usize> = (0..delete.len()).collect();
+        let adds: Vec<usize> = (delete.len()..all.len()).collect();
+        let mut sock = self.netfilter();
+        let mut removal = match self.destroy_supported.load(Ordering::Relaxed) {
+            true => Change::Destroy,
+            false => Change::Delete,
+        };
+        let mut downgraded = false;
+        loop {
+            let failure = match nftables::replace(&mut sock, removal, &all, &deletes, &adds) {
+                Ok(()) => {
+                    if downgraded {
+                        self.destroy_supported.store(false, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err(f) => f,
+            };
+            let missing = failure
+                .element
+                .filter(|i| *i < delete.len() && failure.error.errno == libc::ENOENT);
+            if let Some(i) = missing {
+                deletes.retain(|&d| d != i);
+            } else if removal == Change::Destroy
+                && failure.element.is_none()
+                && matches!(failure.error.errno, libc::EINVAL | libc::EOPNOTSUPP)
+            {
+                // Maybe an old kernel without DESTROY; DELETE tells.
+                removal = Change::Delete;
+                downgraded = true;
+            } else {
+                return Err(DataplaneError::new(
+                    "replace elements",
+                    failure.describe(&all),
+                ));
+            }
+        }
+    }
+
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
     /// dropping each element the kernel reports missing and retrying (the
     /// batch aborted as a whole, so nothing was deleted yet). A chain's
@@ -383,6 +440,7 @@ impl Dataplane for LinuxDataplane {
             ),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
+            Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
             Op::Sysctl { key, value } => self.sysctl(key, value),
             Op::SetMaster { link, master, .. } => self.set_master(link, master.as_deref()),
             Op::MoveAddresses {
@@ -406,8 +464,41 @@ impl Dataplane for LinuxDataplane {
         }
     }
 
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        conntrack::flows_of(&mut self.netfilter(), addrs).map_err(|e| {
+            DataplaneError::new(
+                format!("list the connections of {} addresses", addrs.len()),
+                e.to_string(),
+            )
+        })
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        conntrack::delete(&mut self.netfilter(), flows)
+            .map_err(|e| DataplaneError::new("delete connections", e.to_string()))
+    }
+
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         nftables::load_tables(&self.home, script)
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        counters::set_counters(&mut self.netfilter(), set).map_err(|e| {
+            DataplaneError::new(
+                format!(
+                    "read counters of {} {} {}",
+                    set.family.keyword(),
+                    set.table,
+                    set.set
+                ),
+                e.to_string(),
+            )
+        })
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        counters::link_stats(&mut self.route(), name)
+            .map_err(|e| DataplaneError::new(format!("read statistics of {name}"), e.to_string()))
     }
 
     fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
@@ -917,6 +1008,32 @@ mod tests {
                 );
             }
             nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+        })
+        .unwrap();
+    }
+
+    /// A replace whose deletes name missing elements (a device gone with
+    /// its link, an old kernel's strict DELETE) still applies the rest in
+    /// one batch.
+    #[test]
+    fn replace_skips_missing_deletes_without_destroy() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            dp.load_tables("table inet hostnet { set ports { type inet_service; }; }")
+                .unwrap();
+            dp.execute(&Op::AddElements(vec![port(1), port(2)]))
+                .unwrap();
+            dp.destroy_supported.store(false, Ordering::Relaxed);
+            dp.execute(&Op::ReplaceElements {
+                delete: vec![port(7), port(1), port(8)],
+                add: vec![port(5)],
+            })
+            .unwrap();
+            let mut sock = dp.netfilter();
+            let gone = nftables::apply(&mut sock, Change::Delete, &[port(1)], &[0]).unwrap_err();
+            assert_eq!(gone.error.errno, libc::ENOENT);
+            nftables::apply(&mut sock, Change::Delete, &[port(2), port(5)], &[0, 1]).unwrap();
         })
         .unwrap();
     }

@@ -65,6 +65,10 @@ const NETDEV_PRIORITY: i32 = 0;
 
 /// Elements per set message; keeps each message far below socket limits.
 pub const ELEMENTS_PER_MESSAGE: usize = 1000;
+/// Bytes of elements per set message: the element list is one nested
+/// attribute, whose 16-bit length must not wrap (wide concatenated interval
+/// keys reach it at about 600 elements).
+const MESSAGE_ELEMENT_BYTES: usize = 48 << 10;
 /// Bytes per batch datagram. Larger changes are split into several batches,
 /// each atomic on its own.
 const BATCH_BYTES: usize = 4 << 20;
@@ -172,15 +176,42 @@ pub fn apply(
                 .sum::<usize>();
             end += 1;
         }
-        send_batch(sock, change, all, &messages[start..end])?;
+        let batch: Vec<(Change, Vec<usize>)> = messages[start..end]
+            .iter()
+            .map(|m| (change, m.clone()))
+            .collect();
+        send_batch(sock, all, &batch)?;
         start = end;
     }
     Ok(())
 }
 
+/// Deletes `deletes` with `removal` and adds `adds` (indices into `all`)
+/// in one batch, however large: atomic as a whole. A chain's device
+/// always goes by DELCHAIN (there is no DESTROY for it).
+pub fn replace(
+    sock: &mut Socket,
+    removal: Change,
+    all: &[SetElement],
+    deletes: &[usize],
+    adds: &[usize],
+) -> Result<(), Failure> {
+    let mut batch: Vec<(Change, Vec<usize>)> = Vec::new();
+    for m in group(all, deletes) {
+        let change = match all[m[0]].device_hook() {
+            Some(_) => Change::Delete,
+            None => removal,
+        };
+        batch.push((change, m));
+    }
+    batch.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
+    send_batch(sock, all, &batch)
+}
+
 /// Splits element indices into per-set messages of at most
-/// [`ELEMENTS_PER_MESSAGE`], keeping the order sets first appear in; a
-/// chain's device gets a message of its own, so a failure names it.
+/// [`ELEMENTS_PER_MESSAGE`] and [`MESSAGE_ELEMENT_BYTES`], keeping the
+/// order sets first appear in; a chain's device gets a message of its own,
+/// so a failure names it.
 fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<Vec<usize>> = Vec::new();
     let mut by_set: HashMap<(Family, &str, &str), usize> = HashMap::new();
@@ -195,30 +226,44 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     order
         .into_iter()
         .flat_map(|set| {
-            let per_message = if all[set[0]].device_hook().is_some() {
-                1
-            } else {
-                ELEMENTS_PER_MESSAGE
-            };
-            set.chunks(per_message)
-                .map(<[usize]>::to_vec)
-                .collect::<Vec<_>>()
+            if all[set[0]].device_hook().is_some() {
+                return set.into_iter().map(|i| vec![i]).collect::<Vec<_>>();
+            }
+            let mut messages: Vec<Vec<usize>> = Vec::new();
+            let mut bytes = 0;
+            for i in set {
+                let size = element_bytes(&all[i]);
+                match messages.last_mut() {
+                    Some(m)
+                        if m.len() < ELEMENTS_PER_MESSAGE
+                            && bytes + size <= MESSAGE_ELEMENT_BYTES =>
+                    {
+                        m.push(i);
+                        bytes += size;
+                    }
+                    _ => {
+                        messages.push(vec![i]);
+                        bytes = size;
+                    }
+                }
+            }
+            messages
         })
         .collect()
 }
 
+/// One atomic batch of set (or chain-device) messages, each with its change.
 fn send_batch(
     sock: &mut Socket,
-    change: Change,
     all: &[SetElement],
-    messages: &[Vec<usize>],
+    messages: &[(Change, Vec<usize>)],
 ) -> Result<(), Failure> {
     let begin_seq = sock.next_seq();
     let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
     let mut sent = Vec::with_capacity(messages.len());
-    for indices in messages {
+    for (change, indices) in messages {
         let seq = sock.next_seq();
-        let (msg, offsets) = set_message(change, all, indices);
+        let (msg, offsets) = set_message(*change, all, indices);
         bytes.extend_from_slice(&msg.finish(seq));
         sent.push(Sent {
             seq,
@@ -229,7 +274,7 @@ fn send_batch(
     bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end_seq));
 
     let seqs: Vec<u32> = sent.iter().map(|s| s.seq).collect();
-    let first = messages[0][0];
+    let first = messages[0].1[0];
     let results = sock.batch(&bytes, begin_seq, &seqs).map_err(|e| Failure {
         error: NetlinkError {
             errno: e.raw_os_error().unwrap_or(libc::EIO),
@@ -413,4 +458,38 @@ pub fn load_tables(netns: &File, script: &str) -> Result<(), DataplaneError> {
         )));
     }
     written.map_err(|e| fail(format!("write to nft: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wide(i: u8) -> SetElement {
+        SetElement {
+            family: Family::Inet,
+            table: "hostnet",
+            set: "acl_in_switch_0_s0",
+            key: vec![i; 20],
+            key_end: Some(vec![i; 20]),
+            data: Some(Data::Goto("acl_in_host_0")),
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn wide_elements_split_before_the_nest_length_wraps() {
+        let all: Vec<SetElement> = (0..2000).map(|i| wide(i as u8)).collect();
+        let indices: Vec<usize> = (0..all.len()).collect();
+        let messages = group(&all, &indices);
+        assert!(
+            messages.len() > 2,
+            "2000 wide elements need several messages"
+        );
+        assert_eq!(messages.concat(), indices, "every element once, in order");
+        for m in &messages {
+            // Encoding panics if the element list's nest passes 64 KiB.
+            let (msg, _) = set_message(Change::Add, &all, m);
+            assert!(msg.finish(1).len() < 64 << 10);
+        }
+    }
 }
