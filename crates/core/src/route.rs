@@ -222,11 +222,14 @@ pub(crate) fn endpoint_routes(st: &State, id: &Uuid, ep: &EndpointRec) -> Vec<So
     let mut out = Vec::new();
     for r in &ep.plan.routes {
         let origin = match from_objects.iter().position(|(o, _)| o == r) {
-            Some(i) => Origin {
-                policy: "HostComputeRoute".into(),
-                object: from_objects.remove(i).1,
-                hcn_id: None,
-            },
+            Some(i) => {
+                let route = from_objects.remove(i).1;
+                Origin {
+                    policy: "HostComputeRoute".into(),
+                    object: route.clone(),
+                    hcn_id: Some(route),
+                }
+            }
             None => Origin {
                 policy: "SDNRoute or Routes".into(),
                 object: object.clone(),

@@ -209,7 +209,10 @@ fn routes_survive_a_restart_and_endpoints_leave_them() {
         "{t}"
     );
     assert!(
-        t["Text"].as_str().unwrap().contains("HostComputeRoute"),
+        t["Text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("(HostComputeRoute Id \"{id}\")")),
         "{t}"
     );
 
