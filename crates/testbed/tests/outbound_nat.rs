@@ -215,3 +215,59 @@ fn transparent_endpoint_leaves_as_the_host_except_to_the_exceptions() {
         "after restart"
     );
 }
+
+/// Measurement, not a check (run with `--ignored --nocapture`): new TCP
+/// connections per second through a NAT endpoint's OutBoundNAT (each
+/// connection's first packet walks the nat chains) with only its own
+/// policy, then with 2,000 more endpoints of 5 exceptions each (10,000
+/// more ranges in `onat_exceptions4`), then without them again.
+#[test]
+#[ignore]
+fn outbound_nat_connection_rate_with_many_exceptions() {
+    let Some(w) = World::new("outbound_nat_connection_rate_with_many_exceptions") else {
+        return;
+    };
+    use hostnet_testbed::traffic::{connection_rate, echo_server};
+    use std::time::{Duration, Instant};
+    let _echo = echo_server(w.outside.path(), 7100);
+    let a = w.container(
+        "nat",
+        json!([onat(json!({ "Exceptions": ["203.0.113.0/24"] }))]),
+    );
+    let to = format!("{OUTSIDE}:7100").parse().unwrap();
+    let net = w.network("nat");
+    let c = w.client();
+    let measure = |what: &str| {
+        for _ in 0..3 {
+            let r = connection_rate(&a.netns, to, Duration::from_secs(3));
+            println!("{what}: {r:.0} connections/s");
+        }
+    };
+    measure("1 OutBoundNAT endpoint");
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..2000u32 {
+        let ex: Vec<String> = (0..5)
+            .map(|k| format!("10.{}.{}.0/24", 100 + k, i % 250))
+            .collect();
+        let ep = c
+            .create(
+                Kind::Endpoints,
+                &json!({ "HostComputeNetwork": net, "Policies": [onat(json!({ "Exceptions": ex }))] }),
+            )
+            .expect("endpoint");
+        ids.push(id(&ep));
+    }
+    println!("created 2000 endpoints in {:?}", start.elapsed());
+    println!(
+        "onat_exceptions4 elements: {}",
+        w.elements("inet", "set", "onat_exceptions4").len()
+    );
+    measure("2001 OutBoundNAT endpoints");
+    let start = Instant::now();
+    for e in &ids {
+        c.delete(Kind::Endpoints, e).expect("delete");
+    }
+    println!("deleted them in {:?}", start.elapsed());
+    measure("1 OutBoundNAT endpoint again");
+}
