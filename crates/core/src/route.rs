@@ -76,7 +76,10 @@ impl Service {
             let mut txn = Txn::new();
             txn.delete(Kind::Route.collection(), &guid(&id));
             if let Err(undo) = self.commit(txn) {
-                log::error!("route {}: {undo} (removed at the next start)", guid(&id));
+                log::error!(
+                    "route {}: {undo} (it stays stored: the next start installs it)",
+                    guid(&id)
+                );
             }
             return Err(internal(
                 "adding the routes in the endpoints' namespaces",
