@@ -67,6 +67,12 @@ impl Service {
             owned_elements(&st, &id, &changed, net)?,
         );
         let op = delta.op();
+        // OutBoundNAT added on a Transparent network: the host must forward.
+        apply(
+            self.dp.as_ref(),
+            &crate::endpoint::host_forwarding(net, &changed.plan),
+        )
+        .map_err(|e| internal("turning forwarding on", e))?;
         if let Some(op) = &op {
             apply(self.dp.as_ref(), std::slice::from_ref(op))
                 .map_err(|e| internal("programming the endpoint's policies", e))?;

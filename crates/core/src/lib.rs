@@ -25,6 +25,7 @@ mod policy_change;
 mod query;
 mod reconcile;
 mod reprogram;
+mod route;
 mod service;
 mod stats;
 mod subnet;

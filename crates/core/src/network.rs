@@ -192,7 +192,7 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     // host's stack is a port of every bridge here, so that always holds.
     let allowed = |p: &NetworkPolicy| match p {
         NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
-        NetworkPolicy::HostRoute => l2,
+        NetworkPolicy::HostRoute => true,
         // Enable false turns the NAT gateway's DNS proxy off (crate::dns).
         NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat,
         // Merged into every endpoint's ACLs (crate::network_change).
@@ -390,6 +390,7 @@ pub(crate) fn network_rec(
         mtu: adapter.as_ref().map_or(mtu, |a| a.mtu),
         l2,
         nat: spec.kind == NetworkKind::Nat,
+        bound_mac: adapter.as_ref().map(|a| a.mac),
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()

@@ -3,9 +3,10 @@
 
 use std::net::IpAddr;
 
-use hostnet_model::domain::{AclRule, NetworkPolicy};
+use hostnet_model::domain::{AclRule, NetworkPolicy, OutboundNat};
 use hostnet_model::{ErrorCode, HcnError};
-use hostnet_policy::{lower, LayerName, Port, PortKind};
+use hostnet_nft::onat::{self, OnatPolicy};
+use hostnet_policy::{lower, lower_egress, LayerName, Port, PortKind};
 use ipnet::IpNet;
 use uuid::Uuid;
 
@@ -29,8 +30,10 @@ pub(crate) fn walks_acls(ep: &EndpointRec, net: &NetworkRec) -> bool {
 
 /// An endpoint's port as the model sees it: its ACLs merged with its
 /// network's NetworkACLs, its TierAcls, the seed's firewall defaults, and
-/// its source NAT (a NAT network's masquerade, except within the network;
-/// an L2 endpoint's OutBoundNAT). SetPolicy Ids resolve to the network's sets.
+/// its source NAT (its OutBoundNAT policies, decided as the kernel's
+/// [`onat::resolve`] does; a NAT network's masquerade of the rest, never
+/// within the network). SetPolicy Ids resolve to the network's sets. Its
+/// routes are [`crate::route`]'s.
 pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Port {
     let object = guid(id);
     let mut port = Port::new(object.clone(), PortKind::Endpoint);
@@ -64,17 +67,39 @@ pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Po
     for group in lower::tier_groups(&ep.tiers, &object, &resolve) {
         port.set_group(LayerName::AclSwitch, group);
     }
-    let exceptions: Option<Vec<IpNet>> = match (&ep.plan.outbound_nat, net.kind) {
-        (Some(ex), _) => Some(ex.iter().map(|&p| IpNet::V4(p)).collect()),
-        (None, hostnet_model::domain::NetworkKind::Nat) => {
-            Some(net.pools.iter().map(|p| p.prefix()).collect())
-        }
-        (None, _) => None,
+    let nat_network = net.kind == hostnet_model::domain::NetworkKind::Nat;
+    let local: Vec<IpNet> = match nat_network {
+        true => net.pools.iter().map(|p| p.prefix()).collect(),
+        false => Vec::new(),
     };
-    if let Some(ex) = exceptions {
-        port.set_group(LayerName::Nat, lower::outbound_nat(&ex, None, &object));
+    match &ep.plan.outbound_nat {
+        Some(policies) => {
+            let ordered: Vec<OutboundNat> = onat::keep_the_rest(policies)
+                .ordered()
+                .into_iter()
+                .map(model_onat)
+                .collect();
+            let refs: Vec<&OutboundNat> = ordered.iter().collect();
+            for g in lower_egress::outbound_nat_groups(&local, &refs, nat_network, &object) {
+                port.set_group(LayerName::Nat, g);
+            }
+        }
+        None if nat_network => {
+            port.set_group(LayerName::Nat, lower::outbound_nat(&local, None, &object));
+        }
+        None => {}
     }
     port
+}
+
+/// An OutBoundNAT as the model's lowering takes it.
+fn model_onat(p: &OnatPolicy) -> OutboundNat {
+    OutboundNat {
+        virtual_ip: p.virtual_ip.map(IpAddr::V4),
+        exceptions: p.exceptions.iter().map(|&n| IpNet::V4(n)).collect(),
+        destinations: p.destinations.iter().map(|&n| IpNet::V4(n)).collect(),
+        ..OutboundNat::default()
+    }
 }
 
 /// The elements that make the kernel walk an endpoint's ACLs (none when it

@@ -38,7 +38,8 @@ impl Service {
                 .iter()
                 .map(|(id, r)| (id, &r.obj, None))
                 .collect(),
-            Kind::LoadBalancer | Kind::Route => Vec::new(),
+            Kind::Route => st.routes.iter().map(|(id, r)| (id, &r.obj, None)).collect(),
+            Kind::LoadBalancer => Vec::new(),
         };
         Ok(objs
             .into_iter()

@@ -158,6 +158,11 @@ impl Service {
                 Err(e) => log::error!("stored namespace {key} is unusable, skipped: {e}"),
             }
         }
+        for (key, raw) in self.list_store(Collection::Routes)? {
+            if let Err(e) = self.load_route(&mut st, &raw) {
+                log::error!("stored route {key} is unusable, skipped: {e}");
+            }
+        }
         self.hold_loaded_leases(&st, leases);
         // An endpoint whose namespace is gone is detached.
         let known: HashSet<Uuid> = st.namespaces.keys().copied().collect();
@@ -272,6 +277,12 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
         }
+        for ep in st.endpoints.values() {
+            if let Some(net) = st.networks.get(&ep.network) {
+                apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
+                    .map_err(|e| internal("turning forwarding on", e))?;
+            }
+        }
         for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
             if ns.external {
                 if !dp.netns_exists(&ns.path) {
@@ -337,6 +348,7 @@ impl Service {
             }
             wanted.insert(name);
         }
+        self.reconcile_routes(&st);
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();
         stale.sort_by_key(|l| !l.starts_with(names::VETH_PREFIX));

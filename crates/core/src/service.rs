@@ -68,6 +68,7 @@ pub(crate) struct State {
     pub networks: BTreeMap<Uuid, NetworkRec>,
     pub endpoints: BTreeMap<Uuid, EndpointRec>,
     pub namespaces: BTreeMap<Uuid, NamespaceRec>,
+    pub routes: BTreeMap<Uuid, crate::route::RouteRec>,
 }
 
 /// hostnet's service: the single writer of kernel and store state.
@@ -132,11 +133,7 @@ impl Service {
                 hostnet_model::validate_load_balancer(&w)?;
                 return Err(unsupported_kind(kind));
             }
-            Kind::Route => {
-                let w: hostnet_model::wire::HostComputeRoute = crate::object::parse_object(body)?;
-                hostnet_model::validate_route(&w)?;
-                return Err(unsupported_kind(kind));
-            }
+            Kind::Route => self.create_route(body)?,
         };
         if let Some(id) = obj.get("ID").and_then(Value::as_str) {
             if let Ok(uuid) = hostnet_model::parse_guid(id) {
@@ -154,7 +151,8 @@ impl Service {
             Kind::Network => st.networks.get(&uuid).map(|r| &r.obj),
             Kind::Endpoint => st.endpoints.get(&uuid).map(|r| &r.obj),
             Kind::Namespace => st.namespaces.get(&uuid).map(|r| &r.obj),
-            Kind::LoadBalancer | Kind::Route => None,
+            Kind::Route => st.routes.get(&uuid).map(|r| &r.obj),
+            Kind::LoadBalancer => None,
         };
         obj.map(|o| Value::Object(o.clone()))
             .ok_or_else(|| kind.not_found(id))
@@ -168,7 +166,8 @@ impl Service {
             Kind::Namespace => self.modify_namespace(uuid, id, &req)?,
             Kind::Network => self.modify_network(uuid, id, &req)?,
             Kind::Endpoint => self.modify_endpoint(uuid, id, &req)?,
-            Kind::LoadBalancer | Kind::Route => return Err(kind.not_found(id)),
+            Kind::Route => return Err(self.modify_route(uuid, id)),
+            Kind::LoadBalancer => return Err(kind.not_found(id)),
         };
         self.notify_dns(kind, &uuid);
         Ok(Value::Object(obj))
@@ -181,7 +180,8 @@ impl Service {
             Kind::Network => self.delete_network(uuid, id),
             Kind::Endpoint => self.delete_endpoint(uuid, id),
             Kind::Namespace => self.delete_namespace(uuid, id),
-            Kind::LoadBalancer | Kind::Route => Err(kind.not_found(id)),
+            Kind::Route => self.delete_route(uuid, id),
+            Kind::LoadBalancer => Err(kind.not_found(id)),
         }?;
         self.notify_dns(kind, &uuid);
         Ok(())
@@ -201,7 +201,7 @@ impl Service {
                 "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,
                 "LoadBalancers": false,
-                "SdnRoutes": false,
+                "SdnRoutes": true,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
                 "TierAcl": true,
                 "NetworkACL": true,

@@ -248,5 +248,6 @@ fn action_name(a: &Action) -> &'static str {
         Action::Pass => "Pass",
         Action::Dnat { .. } => "Dnat",
         Action::Snat { .. } => "Snat",
+        Action::Route { .. } => "Route",
     }
 }

@@ -31,7 +31,12 @@ impl Service {
         let (dst, dport) = req.destination.unwrap_or(own);
         let proto = Proto(req.protocol);
         let packet = Packet::new(proto, src, sport, dst, dport);
-        let port = crate::policy::endpoint_port(&uuid, ep, net);
+        let mut port = crate::policy::endpoint_port(&uuid, ep, net);
+        let routes = crate::route::endpoint_routes(&st, &uuid, ep);
+        port.set_group(
+            hostnet_policy::LayerName::Route,
+            hostnet_policy::lower_egress::route_group(&routes),
+        );
         let e = evaluate(&port, packet, dir, host_address(net));
         let (verdict, after) = match &e.verdict {
             Verdict::Allow { packet } => ("Allow", Some(packet.to_string())),

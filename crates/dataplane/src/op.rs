@@ -135,6 +135,21 @@ pub enum Op {
     AddAddress { link: String, address: IpNet },
     /// Take an address off `link` (not there: nothing to do).
     DeleteAddress { link: String, address: IpNet },
+    /// Routes via `link` in the namespace at `netns` (an endpoint's
+    /// interface), each added or replaced, so repeating the op
+    /// (reconcile) is harmless. If one fails, those added are removed.
+    AddRoutes {
+        netns: PathBuf,
+        link: String,
+        routes: Vec<RouteSpec>,
+    },
+    /// Remove routes that [`Op::AddRoutes`] made; missing ones (and a
+    /// missing namespace or link) are skipped.
+    DeleteRoutes {
+        netns: PathBuf,
+        link: String,
+        routes: Vec<RouteSpec>,
+    },
 }
 
 impl Op {
@@ -174,6 +189,24 @@ impl Op {
             Op::AddAddress { link, address } => Some(Op::DeleteAddress {
                 link: link.clone(),
                 address: *address,
+            }),
+            Op::AddRoutes {
+                netns,
+                link,
+                routes,
+            } => Some(Op::DeleteRoutes {
+                netns: netns.clone(),
+                link: link.clone(),
+                routes: routes.clone(),
+            }),
+            Op::DeleteRoutes {
+                netns,
+                link,
+                routes,
+            } => Some(Op::AddRoutes {
+                netns: netns.clone(),
+                link: link.clone(),
+                routes: routes.clone(),
             }),
             Op::DeleteLink { .. }
             | Op::DeleteAddress { .. }

@@ -1224,3 +1224,86 @@ fn chain_devices_are_added_and_removed_one_message_each() {
         assert!(err.to_string().contains("netdev nosuchtable"), "{err}");
     });
 }
+
+#[test]
+fn routes_are_added_again_harmlessly_and_deleted_leniently() {
+    let Some(tb) = Testbed::new() else { return };
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.execute(&bridge("hnbr0", &["10.99.0.1/24"])).unwrap();
+        let ep = tb.ns_path("ep-routes");
+        dp.execute(&Op::CreateNetns { path: ep.clone() }).unwrap();
+        dp.execute(&veth(
+            "hnv1",
+            "hnbr0",
+            &ep,
+            "eth0",
+            &["10.99.0.2/24"],
+            vec![],
+        ))
+        .unwrap();
+        let route = |d: &str, via: &str| RouteSpec {
+            destination: net(d),
+            via: Some(via.parse().unwrap()),
+            metric: 0,
+        };
+        let add = Op::AddRoutes {
+            netns: ep.clone(),
+            link: "eth0".into(),
+            routes: vec![
+                route("192.0.2.0/24", "10.99.0.7"),
+                route("198.18.0.0/15", "10.99.0.1"),
+            ],
+        };
+        dp.execute(&add).unwrap();
+        // Reconcile repeats it: replaced, not refused, not doubled.
+        dp.execute(&add).unwrap();
+        let shown = run_in(&ep, &["ip", "-4", "route"]);
+        assert_eq!(
+            shown.matches("192.0.2.0/24 via 10.99.0.7 dev eth0").count(),
+            1,
+            "{shown}"
+        );
+        assert!(
+            shown.contains("198.18.0.0/15 via 10.99.0.1 dev eth0"),
+            "{shown}"
+        );
+
+        // A route that cannot be added takes the ones before it back.
+        let bad = Op::AddRoutes {
+            netns: ep.clone(),
+            link: "eth0".into(),
+            routes: vec![
+                route("203.0.113.0/24", "10.99.0.1"),
+                route("10.1.0.0/16", "172.31.0.1"),
+            ],
+        };
+        assert!(dp.execute(&bad).is_err());
+        assert!(!run_in(&ep, &["ip", "-4", "route"]).contains("203.0.113.0/24"));
+
+        dp.execute(&add.undo().unwrap()).unwrap();
+        let shown = run_in(&ep, &["ip", "-4", "route"]);
+        assert!(
+            !shown.contains("192.0.2.0/24") && !shown.contains("198.18.0.0/15"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("10.99.0.0/24 dev eth0"),
+            "the connected route stays: {shown}"
+        );
+        // Deleting again, or where the link or namespace is gone, is done.
+        dp.execute(&add.undo().unwrap()).unwrap();
+        let gone_link = Op::DeleteRoutes {
+            netns: ep.clone(),
+            link: "eth9".into(),
+            routes: vec![],
+        };
+        dp.execute(&gone_link).unwrap();
+        let gone_ns = Op::DeleteRoutes {
+            netns: tb.dir.path().join("no-such-ns"),
+            link: "eth0".into(),
+            routes: vec![route("192.0.2.0/24", "10.99.0.7")],
+        };
+        dp.execute(&gone_ns).unwrap();
+    });
+}

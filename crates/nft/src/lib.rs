@@ -13,6 +13,7 @@ pub mod acl;
 pub mod counters;
 mod element;
 pub mod l2;
+pub mod onat;
 mod ruleset;
 
 pub use element::{Data, Family, NetdevHook, SetElement};

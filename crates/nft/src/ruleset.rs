@@ -70,6 +70,9 @@ pub const ONAT_SOURCES4: &str = "onat_sources4";
 /// tables: the netdev table decides what detours through the host, the
 /// host what it NATs).
 pub const ONAT_EXCEPTIONS4: &str = "onat_exceptions4";
+/// `source . destination range : address` an `OutBoundNAT` with a
+/// `VirtualIP` NATs to that address instead of the host's ([`crate::onat`]).
+pub const ONAT_VIPS4: &str = "onat_vips4";
 /// The host MAC each L2 uplink's frames leave with: `ifname : ether_addr`.
 pub const L2_UPLINK_MACS: &str = "l2_uplink_macs";
 /// Endpoints behind an uplink: `uplink . ipv4_addr : ether_addr`.
@@ -220,6 +223,7 @@ fn inet_table() -> String {
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
+	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
 {acl}
 	chain acl_forward {{
@@ -259,10 +263,12 @@ fn inet_table() -> String {
 		ip saddr @{ONAT_SOURCES4} meta mark & {ROUTED_MARK:#010x} != 0 jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
 		oifname @{NAT_BRIDGES} return
+		ip saddr @{ONAT_SOURCES4} ip saddr @{NAT_SOURCES4} goto outbound_nat
 		ip saddr @{NAT_SOURCES4} masquerade
 	}}
 	chain outbound_nat {{
 		ip saddr . ip daddr @{ONAT_EXCEPTIONS4} return
+		snat ip to ip saddr . ip daddr map @{ONAT_VIPS4}
 		masquerade
 	}}
 	chain forward {{

@@ -27,6 +27,7 @@ pub mod arbitrary;
 mod condition;
 mod eval;
 pub mod lower;
+pub mod lower_egress;
 mod packet;
 mod port;
 mod rule;

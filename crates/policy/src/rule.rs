@@ -32,6 +32,9 @@ pub enum Action {
     /// Rewrite the source to `addr`, or to the host's address on the way
     /// out when None (masquerade).
     Snat { addr: Option<IpAddr> },
+    /// Send the packet to next hop `via` (None: the destination is on-link);
+    /// nothing in the packet changes.
+    Route { via: Option<IpAddr> },
 }
 
 impl Action {
@@ -41,7 +44,7 @@ impl Action {
             Action::Block => 0,
             Action::Pass => 1,
             Action::Allow => 2,
-            Action::Dnat { .. } | Action::Snat { .. } => 3,
+            Action::Dnat { .. } | Action::Snat { .. } | Action::Route { .. } => 3,
         }
     }
 }
@@ -59,6 +62,8 @@ impl fmt::Display for Action {
             Action::Dnat { addr, port: None } => write!(f, "dnat {addr}"),
             Action::Snat { addr: Some(a) } => write!(f, "snat {a}"),
             Action::Snat { addr: None } => f.write_str("snat host-address"),
+            Action::Route { via: Some(v) } => write!(f, "route via {v}"),
+            Action::Route { via: None } => f.write_str("route on-link"),
         }
     }
 }

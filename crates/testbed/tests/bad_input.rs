@@ -329,7 +329,8 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["NetAdapterName"],
     );
 
-    // Load balancers and routes are refused, not accepted and ignored.
+    // Load balancers are refused, not accepted and ignored; a route whose
+    // next hop the endpoint cannot reach too (more in routes.rs).
     let ep = w.container("nat", json!([]));
     let lb = json!({
         "HostComputeEndpoints": [ep.ep_id],
@@ -346,10 +347,10 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
     );
     let route = json!({
         "HostComputeEndpoints": [ep.ep_id],
-        "Routes": [{ "NextHop": "10.88.0.1", "DestinationPrefix": "10.97.0.0/16" }],
+        "Routes": [{ "NextHop": "10.89.0.1", "DestinationPrefix": "10.97.0.0/16" }],
         "SchemaVersion": { "Major": 2, "Minor": 0 }
     });
-    refused_create(&w, "routes", &route, (501, REQUEST_UNSUPPORTED), &["route"]);
+    refused_create(&w, "routes", &route, (400, INVALID_IP), &["10.89.0.1"]);
     let c = w.client();
     assert!(c.list(Kind::LoadBalancers, None).unwrap().is_empty());
     assert!(c.list(Kind::Routes, None).unwrap().is_empty());

@@ -451,6 +451,16 @@ impl Dataplane for LinuxDataplane {
             } => self.move_addresses(from, to, addresses, routes),
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
+            Op::AddRoutes {
+                netns,
+                link,
+                routes,
+            } => change_routes(true, netns, link, routes),
+            Op::DeleteRoutes {
+                netns,
+                link,
+                routes,
+            } => change_routes(false, netns, link, routes),
         }
     }
 
@@ -840,6 +850,53 @@ fn check_routes(routes: &[RouteSpec]) -> Result<(), String> {
                     "route {}: gateway of another address family",
                     describe_route(r)
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds (replacing) or deletes `routes` via `link` inside the namespace at
+/// `netns`, through a socket opened there. A failed add removes the routes
+/// it added; a delete skips routes that are not there (also when the
+/// namespace or the link is gone).
+fn change_routes(
+    add: bool,
+    netns: &Path,
+    link: &str,
+    routes: &[RouteSpec],
+) -> Result<(), DataplaneError> {
+    let what = if add { "add routes" } else { "delete routes" };
+    let fail =
+        |m: String| DataplaneError::new(format!("{what} via {link} in {}", netns.display()), m);
+    check_routes(routes).map_err(fail)?;
+    // Without the namespace or the link, the routes are gone already.
+    let ns = match File::open(netns) {
+        Err(e) if !add && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(|e| fail(format!("open namespace: {e}")))?,
+    };
+    let mut sock = netns::route_socket_in(ns.as_fd())
+        .map_err(|e| fail(format!("socket in namespace: {e}")))?;
+    let index = match link::index(&mut sock, link) {
+        Ok(Some(i)) => i,
+        Ok(None) if !add => return Ok(()),
+        Ok(None) => return Err(fail(format!("{link} not found"))),
+        Err(e) => return Err(fail(format!("look up {link}: {e}"))),
+    };
+    for (i, r) in routes.iter().enumerate() {
+        if add {
+            if let Err(e) = link::replace_route(&mut sock, index, r) {
+                for done in &routes[..i] {
+                    let _ = link::delete_route(&mut sock, index, done);
+                }
+                return Err(fail(format!("{}: {e}", describe_route(r))));
+            }
+        } else {
+            match link::delete_route(&mut sock, index, r) {
+                Err(e) if e.errno != libc::ESRCH => {
+                    return Err(fail(format!("{}: {e}", describe_route(r))))
+                }
+                _ => {}
             }
         }
     }
