@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
-//!     [--programming 10000] [--backends 10] [--runs 3] [--json]
+//!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
 //!     [--no-datapath] [--no-programming]
 //! ```
 //!
@@ -25,6 +25,9 @@
 //!   (10 backends each), the flow through one more load balancer's VIP
 //!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
 //!   one linear nat chain, the flow's rule last.
+//! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
+//!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
+//!   against a plain container's masqueraded flow.
 //! * **Programming**: `--programming` load balancers with `--backends`
 //!   backends each created through the API (total time), the p50/p99 of
 //!   creating and deleting one with all of them present, and a restart of
@@ -43,7 +46,7 @@ use std::time::{Duration, Instant};
 use hostnet_api::{Client, Kind};
 use hostnet_testbed::samples::{median, round, Samples};
 use hostnet_testbed::traffic::{connection_rate, echo_server, iperf_client, iperf_server, Proc};
-use hostnet_testbed::{id, require_privileges, Container, Daemon, Session, Uplink};
+use hostnet_testbed::{id, require_privileges, Container, Daemon, Session, Uplink, OUTSIDE};
 use serde_json::{json, Value};
 
 /// Subnet of the `nat` network.
@@ -62,6 +65,7 @@ const CHURN_SAMPLES: usize = 200;
 struct Args {
     rules: Vec<usize>,
     lbs: Vec<usize>,
+    onat: Vec<usize>,
     programming: usize,
     backends: usize,
     runs: usize,
@@ -72,7 +76,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
-         [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] \
+         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] \
          [--no-programming]"
     );
     std::process::exit(2)
@@ -82,6 +86,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         rules: vec![0, 1000, 10000],
         lbs: vec![0, 1000, 10000],
+        onat: vec![0, 2000],
         programming: 10000,
         backends: 10,
         runs: 3,
@@ -99,6 +104,7 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--rules" => a.rules = list(it.next()),
             "--lbs" => a.lbs = list(it.next()),
+            "--onat" => a.onat = list(it.next()),
             "--programming" => a.programming = list(it.next())[0],
             "--backends" => a.backends = list(it.next())[0].max(1),
             "--runs" => a.runs = list(it.next())[0].max(1),
@@ -342,6 +348,57 @@ fn acl_ladder_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
             (base, x)
         }));
     }
+    out
+}
+
+// ------------------------------------------------------- OutBoundNAT ladder
+
+fn outbound_nat(exceptions: &[String]) -> Value {
+    json!({ "Type": "OutBoundNAT", "Settings": { "Exceptions": exceptions } })
+}
+
+/// A connection's first packet to the outside from an endpoint with
+/// `OutBoundNAT` walks two interval lookups of every endpoint's exception
+/// ranges; with N more such endpoints of 5 exceptions each present,
+/// against a plain (masqueraded) container's flow to the same server.
+fn onat_ladder_rungs(w: &World, ladder: &[usize], runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let outside = w.uplink.outside.path();
+    let _echo = echo_server(outside, ECHO_PORT);
+    let _iperf = iperf_server(outside, IPERF_PORT);
+    let subject = Container::create(
+        &c,
+        &w.net,
+        json!({ "Policies": [outbound_nat(&["203.0.113.0/24".to_string()])] }),
+    );
+    let from_ctl = w.client.netns.clone();
+    let mut others: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for &n in ladder {
+        while others.len() < n {
+            let i = others.len();
+            let ex: Vec<String> = (0..5)
+                .map(|k| format!("10.{}.{}.0/24", 100 + k, i % 250))
+                .collect();
+            let body = json!({ "HostComputeNetwork": w.net, "Policies": [outbound_nat(&ex)] });
+            others.push(id(&c
+                .create(Kind::Endpoints, &body)
+                .expect("create endpoint")));
+        }
+        out.push(Rung::take("hostnet OutBoundNAT endpoints", n, runs, || {
+            (
+                measure(&from_ctl, OUTSIDE),
+                measure(&subject.netns, OUTSIDE),
+            )
+        }));
+    }
+    for e in &others {
+        c.delete(Kind::Endpoints, e).expect("delete endpoint");
+    }
+    c.delete(Kind::Endpoints, &subject.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &subject.ns_id)
+        .expect("delete namespace");
     out
 }
 
@@ -595,6 +652,7 @@ fn main() {
     if args.datapath {
         rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
         rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
+        rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
     let prog = (args.programming > 0)
         .then(|| programming(&mut w, args.programming, args.backends))
