@@ -136,6 +136,13 @@ impl Client {
         self.call("POST", &url, Some(request))
     }
 
+    /// `GET /v2/endpoints/<id>/stats`: the endpoint's counters, HNS's
+    /// endpoint statistics and per-ACL-rule counts (see docs/api.md).
+    pub fn endpoint_stats(&self, endpoint_id: &str) -> Result<Value> {
+        let url = format!("{}/stats", Kind::Endpoints.object_url(endpoint_id));
+        self.call("GET", &url, None)
+    }
+
     /// `GET /v2/version`.
     pub fn version(&self) -> Result<VersionInfo> {
         let url = format!("{}/version", crate::API_PREFIX);

@@ -253,15 +253,24 @@ impl Service {
             ),
             mappings: Vec::new(),
             acls: Vec::new(),
+            tiers: Vec::new(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
         };
-        let elements = endpoint_elements(net, &rec.plan);
+        let mut rec = rec;
+        rec.plan.acl = crate::policy::walks_acls(&rec, net);
+        let mut elements = endpoint_elements(net, &rec.plan);
+        // The network's NetworkACLs apply to it too.
+        let acl = crate::policy::acl_elements(&id, &rec, net);
         let fail = |st: &mut State, e: HcnError| {
             release_mac(st);
             give_back("the endpoint was not created");
             Err(e)
         };
+        match acl {
+            Ok(acl) => elements.extend(acl),
+            Err(e) => return fail(&mut st, e),
+        }
         if let Err(e) = apply(self.dp.as_ref(), &[Op::AddElements(elements.clone())]) {
             return fail(&mut st, internal("programming the endpoint", e));
         }

@@ -8,15 +8,17 @@
 //! `{"Type":"AutomaticDNS","Settings":{"Enable":false}}` (docker's
 //! `disable_gatewaydns`) turns both off.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use hostnet_model::domain::{DnsSettings, EndpointFlags, NetworkKind, NetworkPolicy};
 use hostnet_model::wire;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::service::{NetworkRec, Service, State};
+use crate::object::Kind;
+use crate::service::{EndpointRec, NetworkRec, Service, State};
 
 /// A network whose gateway answers DNS, and the names on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,13 +44,27 @@ pub struct DnsEndpoint {
     pub domain: Option<String>,
 }
 
-/// Told the whole set of DNS-serving networks after every change of
-/// networks or endpoints (and once when registered). Called with the
-/// service's lock held, so calls arrive in order: keep it short and do
-/// not call the service back.
+/// Told what names the DNS-serving networks hold: the whole set once when
+/// registered (and again when a network appears, goes or changes its DNS
+/// settings), then one endpoint at a time, so an endpoint change costs the
+/// same with ten endpoints or ten thousand. Called with the service's lock
+/// held, so calls arrive in order: keep them short and do not call the
+/// service back.
 pub trait DnsObserver: Send + Sync {
     /// The networks whose gateway answers DNS now, with their endpoints.
     fn networks_changed(&self, networks: &[DnsNetwork]);
+    /// `endpoint` joined `network` (one of the networks last told).
+    fn endpoint_added(&self, network: &DnsNetwork, endpoint: &DnsEndpoint);
+    /// `endpoint`, as told before, left `network`.
+    fn endpoint_removed(&self, network: &DnsNetwork, endpoint: &DnsEndpoint);
+}
+
+/// What the observer was last told: the networks (without endpoints) and
+/// each endpoint with its network, to turn a change into a delta.
+#[derive(Default)]
+pub(crate) struct Told {
+    networks: BTreeMap<Uuid, DnsNetwork>,
+    endpoints: BTreeMap<Uuid, (Uuid, DnsEndpoint)>,
 }
 
 impl Service {
@@ -56,56 +72,110 @@ impl Service {
     pub fn observe_dns(&self, observer: Arc<dyn DnsObserver>) {
         let st = self.lock();
         *self.dns_observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
-        self.tell_dns(&st);
+        self.tell_all(&st);
     }
 
-    /// Tell the observer, if any, the state after a change.
-    pub(crate) fn notify_dns(&self) {
+    /// Tell the observer, if any, what a change of the object `id` of
+    /// `kind` did to the names.
+    pub(crate) fn notify_dns(&self, kind: Kind, id: &Uuid) {
         let st = self.lock();
-        self.tell_dns(&st);
+        match kind {
+            Kind::Network => {
+                let now = st.networks.get(id).and_then(|n| dns_network(id, n));
+                let told = self.told().networks.get(id).cloned();
+                if now != told {
+                    self.tell_all(&st);
+                }
+            }
+            Kind::Endpoint => self.tell_endpoint(&st, id),
+            _ => {}
+        }
     }
 
-    fn tell_dns(&self, st: &State) {
-        let observer = self
-            .dns_observer
+    fn observer(&self) -> Option<Arc<dyn DnsObserver>> {
+        self.dns_observer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(o) = observer {
-            o.networks_changed(&dns_networks(st));
+            .clone()
+    }
+
+    fn told(&self) -> MutexGuard<'_, Told> {
+        self.dns_told.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The whole state, and remember it.
+    fn tell_all(&self, st: &State) {
+        let Some(o) = self.observer() else { return };
+        let mut told = Told::default();
+        for (id, net) in &st.networks {
+            if let Some(n) = dns_network(id, net) {
+                told.networks.insert(*id, n);
+            }
+        }
+        for (id, e) in &st.endpoints {
+            if told.networks.contains_key(&e.network) {
+                told.endpoints.insert(*id, (e.network, dns_endpoint(e)));
+            }
+        }
+        let mut networks = told.networks.clone();
+        for (net, e) in told.endpoints.values() {
+            if let Some(n) = networks.get_mut(net) {
+                n.endpoints.push(e.clone());
+            }
+        }
+        o.networks_changed(&networks.into_values().collect::<Vec<_>>());
+        *self.told() = told;
+    }
+
+    /// One endpoint's change, as a removal and/or an addition.
+    fn tell_endpoint(&self, st: &State, id: &Uuid) {
+        let Some(o) = self.observer() else { return };
+        let mut told = self.told();
+        let now = st.endpoints.get(id).and_then(|e| {
+            let net = told.networks.get(&e.network)?;
+            Some((net.id, dns_endpoint(e)))
+        });
+        let before = told.endpoints.get(id).cloned();
+        if now == before {
+            return;
+        }
+        if let Some((net, e)) = &before {
+            if let Some(n) = told.networks.get(net) {
+                o.endpoint_removed(n, e);
+            }
+            told.endpoints.remove(id);
+        }
+        if let Some((net, e)) = now {
+            if let Some(n) = told.networks.get(&net) {
+                o.endpoint_added(n, &e);
+            }
+            told.endpoints.insert(*id, (net, e));
         }
     }
 }
 
-fn dns_networks(st: &State) -> Vec<DnsNetwork> {
-    st.networks
-        .iter()
-        .filter_map(|(id, net)| {
-            let gateway = gateway_dns(net)?;
-            let endpoints = st
-                .endpoints
-                .values()
-                .filter(|e| e.network == *id)
-                .map(|e| DnsEndpoint {
-                    name: e.name.clone(),
-                    address: e.plan.address.addr(),
-                    domain: e
-                        .obj
-                        .get("Dns")
-                        .and_then(|d| d.get("Domain"))
-                        .and_then(Value::as_str)
-                        .filter(|d| !d.is_empty())
-                        .map(str::to_string),
-                })
-                .collect();
-            Some(DnsNetwork {
-                id: *id,
-                gateway,
-                domain: net.spec.dns.domain.clone(),
-                endpoints,
-            })
-        })
-        .collect()
+fn dns_endpoint(e: &EndpointRec) -> DnsEndpoint {
+    DnsEndpoint {
+        name: e.name.clone(),
+        address: e.plan.address.addr(),
+        domain: e
+            .obj
+            .get("Dns")
+            .and_then(|d| d.get("Domain"))
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// A network that serves DNS, without its endpoints.
+fn dns_network(id: &Uuid, net: &NetworkRec) -> Option<DnsNetwork> {
+    Some(DnsNetwork {
+        id: *id,
+        gateway: gateway_dns(net)?,
+        domain: net.spec.dns.domain.clone(),
+        endpoints: Vec::new(),
+    })
 }
 
 /// The address of a network's gateway DNS proxy: NAT networks, unless

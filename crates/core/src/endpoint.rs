@@ -3,13 +3,14 @@
 use std::net::IpAddr;
 
 use hostnet_dataplane::{apply, teardown, Op, RouteSpec};
-use hostnet_drivers::{bridge, l2bridge, names, nat};
+use hostnet_drivers::{bridge, l2bridge, names, nat, transparent};
 use hostnet_ipam::IpamError;
 use hostnet_model::domain::{
-    EndpointPolicy, EndpointSpec, Mac, NetworkKind, PortMapping, Protocol,
+    EndpointPolicy, EndpointSpec, Mac, NatFlags, NetworkKind, OutboundNat, PortMapping, Protocol,
 };
 use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
+use hostnet_nft::onat::OnatPolicy;
 use hostnet_nft::{L4Proto, SetElement};
 use hostnet_store::Txn;
 use ipnet::{IpNet, Ipv4Net};
@@ -46,6 +47,11 @@ impl Service {
         )?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
+        crate::endpoint_change::check_set_refs(
+            &st.networks[&net_id],
+            &policies.acls,
+            &policies.tiers,
+        )?;
         check_ports(&st, &mappings, None)?;
         if st.networks[&net_id].is_dhcp() {
             return self.create_dhcp_endpoint(st, &wire, &spec);
@@ -87,9 +93,12 @@ impl Service {
             plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
             mappings,
             acls: policies.acls.clone(),
+            tiers: policies.tiers.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
         };
+        let mut rec = rec;
+        rec.plan.acl = crate::policy::walks_acls(&rec, net);
 
         let undo_alloc = |net: &mut NetworkRec| {
             release_address(net, address.addr());
@@ -103,7 +112,8 @@ impl Service {
                 return Err(e);
             }
         }
-        let create = [Op::AddElements(elements.clone())];
+        let mut create = host_forwarding(net, &rec.plan);
+        create.push(Op::AddElements(elements.clone()));
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
             return Err(internal("programming the endpoint", e));
@@ -142,12 +152,14 @@ impl Service {
                 (ns_id, obj)
             })
         });
+        let routes_left = crate::route::leave_routes(&st, &id, &mut txn);
         if let Err(e) = self.commit(txn) {
             if let Some(l) = lease {
                 self.keep_lease(id, l);
             }
             return Err(e);
         }
+        crate::route::left_routes(&mut st, &id, routes_left);
         if let Some(l) = lease {
             self.release_lease(l);
         }
@@ -188,99 +200,42 @@ impl Service {
     ) -> Result<Map<String, Value>, HcnError> {
         let hostnet_model::domain::EndpointChange::Policies { request, policies } =
             hostnet_model::parse_endpoint_change(req)?;
-        let mut st = self.lock();
-        if !st.endpoints.contains_key(&id) {
-            return Err(Kind::Endpoint.not_found(given));
-        }
-        use hostnet_model::domain::RequestType;
-        let add = match request {
-            RequestType::Add => true,
-            RequestType::Remove => false,
-            other => {
-                return Err(HcnError::new(
-                    ErrorCode::RequestUnsupported,
-                    format!(
-                        "endpoint policy request {other:?} is not supported yet: use Add or Remove"
-                    ),
-                ))
-            }
-        };
-        let mut new_maps = Vec::new();
-        for (p, _) in &policies {
-            new_maps.push(port_mapping(p)?);
-        }
-        let ep = st.endpoints.get(&id).expect("checked");
-        check_mappings_allowed(&st.networks[&ep.network], &new_maps)?;
-        let mut obj = ep.obj.clone();
-        let mut mappings = ep.mappings.clone();
-        let wires: Vec<Value> = policies
-            .iter()
-            .map(|(_, w)| serde_json::to_value(w).unwrap_or(Value::Null))
-            .collect();
-        let list = obj
-            .entry("Policies")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or_else(|| internal("reading the endpoint's policies", "not an array"))?;
-        if add {
-            check_ports(&st, &new_maps, None)?;
-            list.extend(wires);
-            mappings.extend(new_maps.iter().copied());
-        } else {
-            for (m, w) in new_maps.iter().zip(&wires) {
-                let Some(pos) = mappings.iter().position(|x| x == m) else {
-                    return Err(HcnError::new(
-                        ErrorCode::PolicyNotFound,
-                        format!("endpoint {} has no such PortMapping: {w}", guid(&id)),
-                    ));
-                };
-                mappings.remove(pos);
-                if let Some(i) = list.iter().position(|x| same_policy(x, w)) {
-                    list.remove(i);
-                }
-            }
-        }
-        let ep = st.endpoints.get(&id).expect("checked");
-        let mut plan_after = ep.plan.clone();
-        plan_after.port_mappings = mappings.iter().map(nat_mapping).collect();
-        let delta: Vec<_> = {
-            let mut delta_plan = ep.plan.clone();
-            delta_plan.port_mappings = new_maps.iter().map(nat_mapping).collect();
-            nat::endpoint_elements(&delta_plan)
-                .into_iter()
-                .filter(|e| e.data.is_some())
-                .collect()
-        };
-        let op = if add {
-            hostnet_dataplane::Op::AddElements(delta)
-        } else {
-            hostnet_dataplane::Op::DeleteElements(delta)
-        };
-        apply(self.dp.as_ref(), std::slice::from_ref(&op))
-            .map_err(|e| internal("programming port mappings", e))?;
-        if let Err(e) = self.save(Kind::Endpoint, &id, &obj) {
-            if let Some(undo) = op.undo() {
-                teardown(self.dp.as_ref(), &[undo]);
-            }
-            return Err(e);
-        }
-        let ep = st.endpoints.get_mut(&id).expect("checked");
-        ep.obj = obj;
-        ep.mappings = mappings;
-        ep.plan = plan_after;
-        Ok(ep.obj.clone())
+        self.change_endpoint_policies(id, given, request, policies)
     }
 }
 
 /// The set elements an endpoint owns from its creation on: masquerade and
-/// published ports on NAT networks, its MAC behind the uplink and its
-/// outbound NAT on L2 networks, nothing on Transparent ones (the container
-/// is on the physical network).
+/// published ports on NAT networks, its MAC behind the uplink on L2
+/// networks, and its outbound NAT on every driver.
 pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<SetElement> {
     match (net.kind, &net.plan.l2) {
         (NetworkKind::Nat, _) => nat::endpoint_elements(ep),
         (_, Some(l2)) => l2bridge::endpoint_elements(l2, ep),
-        _ => Vec::new(),
+        _ => transparent::endpoint_elements(ep),
+    }
+}
+
+/// Forwarding on in the host's namespace when an endpoint of a bound
+/// network sends traffic for the host to route: its outbound NAT detours
+/// there, or one of its routes goes via the host's address. L2 networks
+/// have it from their creation; a Transparent network only once one of
+/// its endpoints needs it.
+pub(crate) fn host_forwarding(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<Op> {
+    let host_hop = |r: &RouteSpec| {
+        r.via.is_some_and(|v| {
+            net.adapter
+                .iter()
+                .flat_map(|a| &a.addresses)
+                .any(|a| a.addr() == v)
+        })
+    };
+    let transparent = net.adapter.is_some() && net.plan.l2.is_none();
+    match transparent && (ep.outbound_nat.is_some() || ep.routes.iter().any(host_hop)) {
+        true => vec![Op::Sysctl {
+            key: "net/ipv4/ip_forward".into(),
+            value: "1".into(),
+        }],
+        false => Vec::new(),
     }
 }
 
@@ -288,47 +243,41 @@ pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EndpointPolicies {
     pub mappings: Vec<PortMapping>,
-    /// `OutBoundNAT` exceptions (merged over all its policies); None without one.
-    pub outbound_nat: Option<Vec<Ipv4Net>>,
+    /// `OutBoundNAT` policies (IPv4), in the order given; None without one.
+    pub outbound_nat: Option<Vec<OnatPolicy>>,
     /// `SDNRoute`s: destination and next hop (None: through the host).
     pub sdn_routes: Vec<(IpNet, Option<IpAddr>)>,
     /// `ACL`s (IPv4 rules are enforced; the endpoint is IPv4).
     pub acls: Vec<hostnet_model::domain::AclRule>,
+    /// `TierAcl`s, after the ACLs in `acl-switch`.
+    pub tiers: Vec<hostnet_model::domain::TierAcl>,
 }
 
 /// The policies an endpoint takes; any other type is refused by name.
 pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies, HcnError> {
+    policies_of(&spec.policies)
+}
+
+/// [`endpoint_policies`] of a policy list.
+pub(crate) fn policies_of(policies: &[EndpointPolicy]) -> Result<EndpointPolicies, HcnError> {
     let mut out = EndpointPolicies::default();
-    for p in &spec.policies {
+    for p in policies {
         match p {
             EndpointPolicy::PortMapping(_) => out.mappings.push(port_mapping(p)?),
             EndpointPolicy::Acl(rule) => out.acls.push(rule.clone()),
-            EndpointPolicy::OutboundNat(n) => {
-                if n.virtual_ip.is_some() || !n.destinations.is_empty() {
+            EndpointPolicy::TierAcl(tier) => {
+                if out.tiers.iter().any(|t| t.name == tier.name) {
                     return Err(HcnError::new(
-                        ErrorCode::RequestUnsupported,
-                        "OutBoundNAT with VirtualIP or Destinations is not supported yet: give only Exceptions (SNAT to the host's address)",
+                        ErrorCode::InvalidPolicy,
+                        format!("TierAcl {:?} is given twice: give each tier its own Name", tier.name),
                     ));
                 }
-                if n.flags.0 & 2 != 0 {
-                    return Err(HcnError::new(
-                        ErrorCode::RequestUnsupported,
-                        "IPv6 OutBoundNAT (Flags 2) is not supported: endpoints here are IPv4",
-                    ));
-                }
-                let list = out.outbound_nat.get_or_insert_with(Vec::new);
-                for e in &n.exceptions {
-                    match e {
-                        IpNet::V4(v4) => list.push(*v4),
-                        IpNet::V6(_) => {
-                            return Err(HcnError::new(
-                                ErrorCode::InvalidPolicy,
-                                format!("OutBoundNAT exception {e} is IPv6: endpoints here are IPv4, remove it"),
-                            ))
-                        }
-                    }
-                }
+                out.tiers.push(tier.clone());
             }
+            EndpointPolicy::OutboundNat(n) => out
+                .outbound_nat
+                .get_or_insert_with(Vec::new)
+                .push(onat_policy(n)?),
             EndpointPolicy::SdnRoute {
                 destination,
                 next_hop,
@@ -338,7 +287,7 @@ pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies,
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
                     format!(
-                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, OutBoundNAT, SDNRoute)",
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute)",
                         other.type_name()
                     ),
                 ))
@@ -348,27 +297,68 @@ pub(crate) fn endpoint_policies(spec: &EndpointSpec) -> Result<EndpointPolicies,
     Ok(out)
 }
 
-/// OutBoundNAT and SDNRoute steer traffic at the host's side of the wire:
-/// they belong to L2Bridge and L2Tunnel endpoints (a NAT network's
-/// endpoints are masqueraded anyway).
-fn check_policies_allowed(net: &NetworkRec, p: &EndpointPolicies) -> Result<(), HcnError> {
-    let l2 = net.plan.l2.is_some();
-    let refused = if p.outbound_nat.is_some() && !l2 {
+/// One `OutBoundNAT` as the kernel takes it: IPv4 throughout (endpoints
+/// here are IPv4).
+fn onat_policy(n: &OutboundNat) -> Result<OnatPolicy, HcnError> {
+    if n.flags.0 & NatFlags::IPV6 != 0 {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            "IPv6 OutBoundNAT (Flags 2) is not supported: endpoints here are IPv4; remove the policy",
+        ));
+    }
+    let v4 = |list: &[IpNet], what: &str| -> Result<Vec<Ipv4Net>, HcnError> {
+        list.iter()
+            .map(|p| match p {
+                IpNet::V4(v4) => Ok(v4.trunc()),
+                IpNet::V6(_) => Err(HcnError::new(
+                    ErrorCode::InvalidPolicy,
+                    format!("OutBoundNAT {what} {p} is IPv6: endpoints here are IPv4, remove it"),
+                )),
+            })
+            .collect()
+    };
+    let virtual_ip = match n.virtual_ip {
+        None => None,
+        Some(IpAddr::V4(a)) if !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast() => {
+            Some(a)
+        }
+        Some(a) => {
+            return Err(HcnError::new(
+                ErrorCode::InvalidPolicy,
+                format!("OutBoundNAT VirtualIP {a} cannot be a source address: give a unicast IPv4 address (or omit it for the host's)"),
+            ))
+        }
+    };
+    Ok(OnatPolicy {
+        exceptions: v4(&n.exceptions, "exception")?,
+        destinations: v4(&n.destinations, "destination")?,
+        virtual_ip,
+    })
+}
+
+/// OutBoundNAT and SDNRoute work on every driver, but a DHCP endpoint is
+/// planned from its lease alone (its policies are not applied): refuse
+/// them there rather than drop them.
+pub(crate) fn check_policies_allowed(
+    net: &NetworkRec,
+    p: &EndpointPolicies,
+) -> Result<(), HcnError> {
+    let refused = if p.outbound_nat.is_some() {
         Some("OutBoundNAT")
-    } else if !p.sdn_routes.is_empty() && !l2 {
+    } else if !p.sdn_routes.is_empty() {
         Some("SDNRoute")
     } else {
         None
     };
     match refused {
-        Some(t) => Err(HcnError::new(
+        Some(t) if net.is_dhcp() => Err(HcnError::new(
             ErrorCode::InvalidPolicyType,
             format!(
-                "endpoint policy {t} applies to L2Bridge and L2Tunnel endpoints, not to {} networks: remove it",
+                "endpoint policy {t} is not supported on DHCP {} networks yet: remove it, or give the network a subnet",
                 net.kind
             ),
         )),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -380,31 +370,10 @@ pub(crate) fn sdn_routes(
     address: IpNet,
     p: &EndpointPolicies,
 ) -> Result<Vec<RouteSpec>, HcnError> {
-    let subnet = address.trunc();
-    let host = net
-        .adapter
-        .iter()
-        .flat_map(|a| &a.addresses)
-        .map(|a| a.addr())
-        .find(|a| subnet.contains(a));
     p.sdn_routes
         .iter()
         .map(|&(destination, next_hop)| {
-            let via = match next_hop.or(host) {
-                Some(v) if subnet.contains(&v) => v,
-                Some(v) => {
-                    return Err(HcnError::new(
-                        ErrorCode::InvalidIp,
-                        format!("SDNRoute to {destination}: NextHop {v} is not on the endpoint's subnet {subnet}: give a next hop inside it"),
-                    ))
-                }
-                None => {
-                    return Err(HcnError::new(
-                        ErrorCode::InvalidPolicy,
-                        format!("SDNRoute to {destination} has no NextHop and the host has no address on subnet {subnet}: give NextHop"),
-                    ))
-                }
-            };
+            let via = next_hop_of(net, address, destination, next_hop, "SDNRoute")?;
             Ok(RouteSpec {
                 destination,
                 via: Some(via),
@@ -414,10 +383,55 @@ pub(crate) fn sdn_routes(
         .collect()
 }
 
+/// The next hop of a route of the endpoint at `address`: `given`, which
+/// must be on the endpoint's subnet (the kernel could not reach it
+/// otherwise), or the host's address there (a NAT network's gateway, the
+/// host's address on a bound adapter).
+pub(crate) fn next_hop_of(
+    net: &NetworkRec,
+    address: IpNet,
+    destination: IpNet,
+    given: Option<IpAddr>,
+    what: &str,
+) -> Result<IpAddr, HcnError> {
+    let subnet = address.trunc();
+    if destination.addr().is_ipv4() != address.addr().is_ipv4() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPrefix,
+            format!("{what} to {destination}: the endpoint's address {} is of another IP family: give an IPv4 prefix", address.addr()),
+        ));
+    }
+    let host = net
+        .adapter
+        .iter()
+        .flat_map(|a| &a.addresses)
+        .chain(&net.plan.gateways)
+        .map(|a| a.addr())
+        .find(|a| subnet.contains(a));
+    match given.or(host) {
+        Some(v) if v == address.addr() => Err(HcnError::new(
+            ErrorCode::InvalidIp,
+            format!("{what} to {destination}: NextHop {v} is the endpoint's own address: give a neighbour on {subnet}"),
+        )),
+        Some(v) if subnet.contains(&v) && v != subnet.network() && v != subnet.broadcast() => Ok(v),
+        Some(v) => Err(HcnError::new(
+            ErrorCode::InvalidIp,
+            format!("{what} to {destination}: NextHop {v} is not reachable from the endpoint's subnet {subnet}: give a next hop inside it"),
+        )),
+        None => Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("{what} to {destination} has no NextHop and the host has no address on subnet {subnet}: give NextHop"),
+        )),
+    }
+}
+
 /// Port mappings exist only on NAT networks (HCN_E_MAPPING_NOT_SUPPORTED).
 /// An L2 endpoint answers on its own address; a host port DNATed to it
 /// would see replies leave for the gateway directly, past the host's NAT.
-fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<(), HcnError> {
+pub(crate) fn check_mappings_allowed(
+    net: &NetworkRec,
+    mappings: &[PortMapping],
+) -> Result<(), HcnError> {
     if net.kind != NetworkKind::Nat && !mappings.is_empty() {
         return Err(HcnError::new(
             ErrorCode::MappingNotSupported,
@@ -428,16 +442,6 @@ fn check_mappings_allowed(net: &NetworkRec, mappings: &[PortMapping]) -> Result<
         ));
     }
     Ok(())
-}
-
-/// Two policies are the same when their type and settings are.
-fn same_policy(a: &Value, b: &Value) -> bool {
-    let ty = |v: &Value| {
-        v.get("Type")
-            .and_then(|t| t.as_str())
-            .map(|s| s.to_ascii_lowercase())
-    };
-    ty(a) == ty(b) && a.get("Settings") == b.get("Settings")
 }
 
 fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
@@ -468,7 +472,7 @@ fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
     Ok(*m)
 }
 
-fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
+pub(crate) fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
     nat::PortMapping {
         proto: if m.protocol == Protocol::Udp {
             L4Proto::Udp

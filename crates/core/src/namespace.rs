@@ -188,10 +188,12 @@ impl Service {
         let net = &st.networks[&ep.network];
         // Runtimes may register one netns once per interface (CNI): count
         // every endpoint already in that netns, so routes get their own metric.
+        // Paths compare as bytes: `Path`'s `==` parses components, and this
+        // walks every namespace on every attach.
         let nic_index: usize = st
             .namespaces
             .values()
-            .filter(|n| n.path == ns.path)
+            .filter(|n| n.path.as_os_str() == ns.path.as_os_str())
             .map(|n| n.endpoints.len())
             .sum();
         let plug = bridge::Plug {

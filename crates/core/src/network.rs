@@ -30,6 +30,7 @@ impl Service {
         spec: NetworkSpec,
     ) -> Result<Map<String, Value>, HcnError> {
         check_supported(&spec)?;
+        crate::network_change::check_acl_policies(&spec.policies, &spec.name)?;
         ensure_unique_name(
             Kind::Network,
             &spec.name,
@@ -166,15 +167,8 @@ impl Service {
                 rec.spec.dns = dns;
                 Ok(rec.obj.clone())
             }
-            hostnet_model::domain::NetworkChange::Policies { policies, .. } => {
-                let names: Vec<&str> = policies.iter().map(|(p, _)| p.type_name()).collect();
-                Err(HcnError::new(
-                    ErrorCode::InvalidPolicyType,
-                    format!(
-                        "network policy {} is not supported on NAT networks yet: nothing was changed",
-                        names.join(", ")
-                    ),
-                ))
+            hostnet_model::domain::NetworkChange::Policies { request, policies } => {
+                self.change_network_policies(&mut st, id, request, policies)
             }
             hostnet_model::domain::NetworkChange::Subnets { .. } => Err(HcnError::new(
                 ErrorCode::RequestUnsupported,
@@ -198,9 +192,11 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     // host's stack is a port of every bridge here, so that always holds.
     let allowed = |p: &NetworkPolicy| match p {
         NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
-        NetworkPolicy::HostRoute => l2,
+        NetworkPolicy::HostRoute => true,
         // Enable false turns the NAT gateway's DNS proxy off (crate::dns).
         NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat,
+        // Merged into every endpoint's ACLs (crate::network_change).
+        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => true,
         _ => false,
     };
     if let Some(p) = spec.policies.iter().find(|p| !allowed(p)) {
@@ -394,6 +390,7 @@ pub(crate) fn network_rec(
         mtu: adapter.as_ref().map_or(mtu, |a| a.mtu),
         l2,
         nat: spec.kind == NetworkKind::Nat,
+        bound_mac: adapter.as_ref().map(|a| a.mac),
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()

@@ -3,49 +3,103 @@
 
 use std::net::IpAddr;
 
+use hostnet_model::domain::{AclRule, NetworkPolicy, OutboundNat};
 use hostnet_model::{ErrorCode, HcnError};
-use hostnet_policy::{lower, LayerName, Port, PortKind};
+use hostnet_nft::onat::{self, OnatPolicy};
+use hostnet_policy::{lower, lower_egress, LayerName, Port, PortKind};
 use ipnet::IpNet;
 use uuid::Uuid;
 
+use crate::ip_sets::IpSets;
 use crate::object::guid;
 use crate::service::{EndpointRec, NetworkRec};
 
-/// An endpoint's port as the model sees it: its ACLs, the seed's firewall
-/// defaults, and its source NAT (a NAT network's masquerade, except within the
-/// network; an L2 endpoint's OutBoundNAT).
+/// The `NetworkACL` policies of a network.
+pub(crate) fn network_acls(net: &NetworkRec) -> impl Iterator<Item = &AclRule> {
+    net.spec.policies.iter().filter_map(|p| match p {
+        NetworkPolicy::NetworkAcl(rule) => Some(rule),
+        _ => None,
+    })
+}
+
+/// Whether an endpoint's traffic walks the compiled ACL chains: it has
+/// `ACL`s or `TierAcl`s, or its network has `NetworkACL`s.
+pub(crate) fn walks_acls(ep: &EndpointRec, net: &NetworkRec) -> bool {
+    !ep.acls.is_empty() || !ep.tiers.is_empty() || network_acls(net).next().is_some()
+}
+
+/// An endpoint's port as the model sees it: its ACLs merged with its
+/// network's NetworkACLs, its TierAcls, the seed's firewall defaults, and
+/// its source NAT (its OutBoundNAT policies, decided as the kernel's
+/// [`onat::resolve`] does; a NAT network's masquerade of the rest, never
+/// within the network). SetPolicy Ids resolve to the network's sets. Its
+/// routes are [`crate::route`]'s.
 pub(crate) fn endpoint_port(id: &Uuid, ep: &EndpointRec, net: &NetworkRec) -> Port {
     let object = guid(id);
     let mut port = Port::new(object.clone(), PortKind::Endpoint);
     port.set_group(LayerName::AclHost, lower::firewall_defaults());
+    let origin = |policy: &str, object: String| hostnet_policy::Origin {
+        policy: policy.into(),
+        object,
+        hcn_id: None,
+    };
+    let network = guid(&net.plan.id);
     let acls: Vec<lower::SourcedAcl<'_>> = ep
         .acls
         .iter()
         .map(|rule| lower::SourcedAcl {
             rule,
-            origin: hostnet_policy::Origin {
-                policy: "ACL".into(),
-                object: object.clone(),
-                hcn_id: None,
-            },
+            origin: origin("ACL", object.clone()),
         })
+        .chain(network_acls(net).map(|rule| lower::SourcedAcl {
+            rule,
+            origin: origin("NetworkACL", network.clone()),
+        }))
         .collect();
+    // Sets were checked when they and the ACLs came in.
+    let sets = IpSets::of(&net.spec.policies).unwrap_or_default();
+    let resolve = |id: &str| sets.get(id);
     if !acls.is_empty() {
-        for (layer, group) in lower::acl_groups(&acls, &|_| None) {
+        for (layer, group) in lower::acl_groups(&acls, &resolve) {
             port.set_group(layer, group);
         }
     }
-    let exceptions: Option<Vec<IpNet>> = match (&ep.plan.outbound_nat, net.kind) {
-        (Some(ex), _) => Some(ex.iter().map(|&p| IpNet::V4(p)).collect()),
-        (None, hostnet_model::domain::NetworkKind::Nat) => {
-            Some(net.pools.iter().map(|p| p.prefix()).collect())
-        }
-        (None, _) => None,
+    for group in lower::tier_groups(&ep.tiers, &object, &resolve) {
+        port.set_group(LayerName::AclSwitch, group);
+    }
+    let nat_network = net.kind == hostnet_model::domain::NetworkKind::Nat;
+    let local: Vec<IpNet> = match nat_network {
+        true => net.pools.iter().map(|p| p.prefix()).collect(),
+        false => Vec::new(),
     };
-    if let Some(ex) = exceptions {
-        port.set_group(LayerName::Nat, lower::outbound_nat(&ex, None, &object));
+    match &ep.plan.outbound_nat {
+        Some(policies) => {
+            let ordered: Vec<OutboundNat> = onat::keep_the_rest(policies)
+                .ordered()
+                .into_iter()
+                .map(model_onat)
+                .collect();
+            let refs: Vec<&OutboundNat> = ordered.iter().collect();
+            for g in lower_egress::outbound_nat_groups(&local, &refs, nat_network, &object) {
+                port.set_group(LayerName::Nat, g);
+            }
+        }
+        None if nat_network => {
+            port.set_group(LayerName::Nat, lower::outbound_nat(&local, None, &object));
+        }
+        None => {}
     }
     port
+}
+
+/// An OutBoundNAT as the model's lowering takes it.
+fn model_onat(p: &OnatPolicy) -> OutboundNat {
+    OutboundNat {
+        virtual_ip: p.virtual_ip.map(IpAddr::V4),
+        exceptions: p.exceptions.iter().map(|&n| IpNet::V4(n)).collect(),
+        destinations: p.destinations.iter().map(|&n| IpNet::V4(n)).collect(),
+        ..OutboundNat::default()
+    }
 }
 
 /// The elements that make the kernel walk an endpoint's ACLs (none when it
@@ -58,7 +112,7 @@ pub(crate) fn acl_elements(
     let IpAddr::V4(addr) = ep.plan.address.addr() else {
         return Ok(Vec::new());
     };
-    if ep.acls.is_empty() {
+    if !walks_acls(ep, net) {
         return Ok(Vec::new());
     }
     let port = endpoint_port(id, ep, net);

@@ -43,7 +43,7 @@ impl Service {
                 .iter()
                 .map(|(id, r)| (id, &r.obj, None))
                 .collect(),
-            Kind::Route => Vec::new(),
+            Kind::Route => st.routes.iter().map(|(id, r)| (id, &r.obj, None)).collect(),
         };
         Ok(objs
             .into_iter()

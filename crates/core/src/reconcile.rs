@@ -95,11 +95,16 @@ impl Service {
                         plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
                         mappings,
                         acls: policies.acls.clone(),
+                        tiers: policies.tiers.clone(),
                         namespace: spec.namespace,
                         ifname,
                         obj,
                     },
                 ))
+                .map(|(id, mut rec)| {
+                    rec.plan.acl = crate::policy::walks_acls(&rec, net);
+                    (id, rec)
+                })
             });
             match loaded {
                 Ok((id, rec)) => {
@@ -151,6 +156,11 @@ impl Service {
                     );
                 }
                 Err(e) => log::error!("stored namespace {key} is unusable, skipped: {e}"),
+            }
+        }
+        for (key, raw) in self.list_store(Collection::Routes)? {
+            if let Err(e) = self.load_route(&mut st, &raw) {
+                log::error!("stored route {key} is unusable, skipped: {e}");
             }
         }
         self.hold_loaded_leases(&st, leases);
@@ -269,6 +279,12 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
         }
+        for ep in st.endpoints.values() {
+            if let Some(net) = st.networks.get(&ep.network) {
+                apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
+                    .map_err(|e| internal("turning forwarding on", e))?;
+            }
+        }
         for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
             if ns.external {
                 if !dp.netns_exists(&ns.path) {
@@ -338,6 +354,7 @@ impl Service {
         for e in teardown(dp, &crate::load_balancer::dsr_addresses(&st)) {
             log::warn!("{e}");
         }
+        self.reconcile_routes(&st);
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();
         stale.sort_by_key(|l| !l.starts_with(names::VETH_PREFIX));

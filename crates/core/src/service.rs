@@ -18,6 +18,7 @@ use crate::object::{bytes, internal, Kind};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
+#[derive(Clone)]
 pub(crate) struct NetworkRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -31,6 +32,7 @@ pub(crate) struct NetworkRec {
 }
 
 /// An endpoint, resolved: its address, MAC and mappings are fixed.
+#[derive(Clone)]
 pub(crate) struct EndpointRec {
     pub obj: Map<String, Value>,
     pub name: String,
@@ -39,6 +41,8 @@ pub(crate) struct EndpointRec {
     pub mappings: Vec<PortMapping>,
     /// The endpoint's `ACL` policies, as validated.
     pub acls: Vec<hostnet_model::domain::AclRule>,
+    /// The endpoint's `TierAcl` policies, as validated.
+    pub tiers: Vec<hostnet_model::domain::TierAcl>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
 }
@@ -65,6 +69,7 @@ pub(crate) struct State {
     pub endpoints: BTreeMap<Uuid, EndpointRec>,
     pub namespaces: BTreeMap<Uuid, NamespaceRec>,
     pub load_balancers: crate::load_balancer::LoadBalancers,
+    pub routes: BTreeMap<Uuid, crate::route::RouteRec>,
 }
 
 /// hostnet's service: the single writer of kernel and store state.
@@ -80,6 +85,8 @@ pub struct Service {
     pub(crate) leases: Arc<crate::dhcp::Leases>,
     /// Told the names on each network after every change (the DNS proxy).
     pub(crate) dns_observer: Mutex<Option<Arc<dyn crate::DnsObserver>>>,
+    /// What the observer was last told, to tell it deltas.
+    pub(crate) dns_told: Mutex<crate::dns::Told>,
 }
 
 impl Service {
@@ -97,6 +104,7 @@ impl Service {
             config,
             leases: Arc::default(),
             dns_observer: Mutex::new(None),
+            dns_told: Mutex::default(),
         };
         svc.load()?;
         svc.reconcile()?;
@@ -121,13 +129,13 @@ impl Service {
             Kind::Endpoint => self.create_endpoint(body)?,
             Kind::Namespace => self.create_namespace(body)?,
             Kind::LoadBalancer => self.create_load_balancer(body)?,
-            Kind::Route => {
-                let w: hostnet_model::wire::HostComputeRoute = crate::object::parse_object(body)?;
-                hostnet_model::validate_route(&w)?;
-                return Err(unsupported_kind(kind));
-            }
+            Kind::Route => self.create_route(body)?,
         };
-        self.notify_dns();
+        if let Some(id) = obj.get("ID").and_then(Value::as_str) {
+            if let Ok(uuid) = hostnet_model::parse_guid(id) {
+                self.notify_dns(kind, &uuid);
+            }
+        }
         Ok(Value::Object(obj))
     }
 
@@ -140,7 +148,7 @@ impl Service {
             Kind::Endpoint => st.endpoints.get(&uuid).map(|r| &r.obj),
             Kind::Namespace => st.namespaces.get(&uuid).map(|r| &r.obj),
             Kind::LoadBalancer => st.load_balancers.get(&uuid).map(|r| &r.obj),
-            Kind::Route => None,
+            Kind::Route => st.routes.get(&uuid).map(|r| &r.obj),
         };
         obj.map(|o| Value::Object(o.clone()))
             .ok_or_else(|| kind.not_found(id))
@@ -158,9 +166,10 @@ impl Service {
             Kind::Namespace => self.modify_namespace(uuid, id, &req)?,
             Kind::Network => self.modify_network(uuid, id, &req)?,
             Kind::Endpoint => self.modify_endpoint(uuid, id, &req)?,
-            Kind::LoadBalancer | Kind::Route => return Err(kind.not_found(id)),
+            Kind::Route => return Err(self.modify_route(uuid, id)),
+            Kind::LoadBalancer => return Err(kind.not_found(id)),
         };
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(Value::Object(obj))
     }
 
@@ -172,9 +181,9 @@ impl Service {
             Kind::Endpoint => self.delete_endpoint(uuid, id),
             Kind::Namespace => self.delete_namespace(uuid, id),
             Kind::LoadBalancer => self.delete_load_balancer(uuid, id),
-            Kind::Route => Err(kind.not_found(id)),
+            Kind::Route => self.delete_route(uuid, id),
         }?;
-        self.notify_dns();
+        self.notify_dns(kind, &uuid);
         Ok(())
     }
 
@@ -187,12 +196,17 @@ impl Service {
             "Features": {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
-                "EndpointPolicies": ["PortMapping", "ACL", "OutBoundNAT", "SDNRoute"],
-                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS"],
+                "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy"],
+                "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,
                 "LoadBalancers": true,
-                "SdnRoutes": false,
+                "SdnRoutes": true,
                 "Acl": { "AclAddressLists": true, "AclHostRulePriority": true, "AclPortRanges": true, "AclRuleId": true },
+                "TierAcl": true,
+                "NetworkACL": true,
+                "SetPolicy": true,
+                "NestedIpSet": true,
                 "DSR": true,
                 "IPv6DualStack": false,
                 "ModifyLoadbalancer": true
@@ -223,14 +237,4 @@ pub(crate) fn parse_id(kind: Kind, id: &str) -> Result<Uuid, HcnError> {
             ),
         )
     })
-}
-
-fn unsupported_kind(kind: Kind) -> HcnError {
-    HcnError::new(
-        ErrorCode::RequestUnsupported,
-        format!(
-            "{}s are not supported by this hostnet yet: nothing was created",
-            kind.noun()
-        ),
-    )
 }

@@ -35,6 +35,11 @@ impl Service {
         for group in crate::load_balancer::client_groups(&st) {
             port.set_group(hostnet_policy::LayerName::Lb, group);
         }
+        let routes = crate::route::endpoint_routes(&st, &uuid, ep);
+        port.set_group(
+            hostnet_policy::LayerName::Route,
+            hostnet_policy::lower_egress::route_group(&routes),
+        );
         let e = evaluate(&port, packet, dir, host_address(net));
         let (verdict, after) = match &e.verdict {
             Verdict::Allow { packet } => ("Allow", Some(packet.to_string())),

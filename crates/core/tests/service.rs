@@ -491,3 +491,50 @@ fn a_runtime_namespace_is_used_not_owned() {
         .iter()
         .any(|op| matches!(op, Op::DeleteNetns { .. })));
 }
+
+/// Records what the DNS observer is told.
+#[derive(Default)]
+struct DnsLog(std::sync::Mutex<Vec<String>>);
+
+impl hostnet_core::DnsObserver for DnsLog {
+    fn networks_changed(&self, networks: &[hostnet_core::DnsNetwork]) {
+        let hosts: usize = networks.iter().map(|n| n.endpoints.len()).sum();
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("all {} {hosts}", networks.len()));
+    }
+    fn endpoint_added(&self, _: &hostnet_core::DnsNetwork, e: &hostnet_core::DnsEndpoint) {
+        self.0.lock().unwrap().push(format!("+{}", e.name));
+    }
+    fn endpoint_removed(&self, _: &hostnet_core::DnsNetwork, e: &hostnet_core::DnsEndpoint) {
+        self.0.lock().unwrap().push(format!("-{}", e.name));
+    }
+}
+
+#[test]
+fn dns_hears_one_endpoint_at_a_time() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let log = Arc::new(DnsLog::default());
+    f.svc.observe_dns(log.clone());
+    let a = endpoint(&f, json!({ "Name": "a" })).unwrap();
+    endpoint(&f, json!({ "Name": "b" })).unwrap();
+    f.svc
+        .delete(Kind::Endpoint, a["ID"].as_str().unwrap())
+        .unwrap();
+    // A network without a gateway proxy (AutomaticDNS off) changes the set
+    // of DNS networks not at all: nothing to tell.
+    f.svc
+        .create(
+            Kind::Network,
+            &body(json!({ "Name": "quiet", "Type": "NAT",
+                "Ipams": [{ "Subnets": [{ "IpAddressPrefix": "10.99.0.0/24" }] }],
+                "Policies": [{ "Type": "AutomaticDNS", "Settings": { "Enable": false } }] })),
+        )
+        .unwrap();
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        ["all 1 0", "+a", "+b", "-a"],
+        "the whole state once, then deltas"
+    );
+}

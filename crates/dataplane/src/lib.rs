@@ -6,12 +6,16 @@
 //! by the pure layers' tests; [`linux::LinuxDataplane`] is the real thing
 //! (rtnetlink and nfnetlink spoken directly, `nft -f` only for whole tables).
 
+mod counters;
+mod flow;
 mod op;
 mod plan;
 mod recorder;
 
 pub mod linux;
 
+pub use counters::{ElementCounter, LinkStats, SetRef};
+pub use flow::{Flow, FlowTuple};
 pub use op::*;
 pub use plan::{apply, teardown, Dataplane, DataplaneError};
 pub use recorder::Recorder;

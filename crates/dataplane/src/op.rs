@@ -97,8 +97,11 @@ pub enum Op {
     AddElements(Vec<SetElement>),
     /// Delete elements, all in one transaction. Missing elements are skipped.
     DeleteElements(Vec<SetElement>),
-    /// Delete `delete` (missing ones skipped) and add `add`, in one
-    /// transaction: a load balancer's change, which no packet sees half done.
+    /// Delete `delete` and add `add` in ONE nfnetlink transaction (deletes
+    /// first): the kernel applies all of it or none, so a changed policy
+    /// never shows a mix of old and new elements, nor a gap between them.
+    /// Missing elements to delete are skipped (as in `DeleteElements`);
+    /// an element to add that exists fails the whole transaction.
     ReplaceElements {
         delete: Vec<SetElement>,
         add: Vec<SetElement>,
@@ -145,6 +148,21 @@ pub enum Op {
         netns: PathBuf,
         link: String,
         address: IpNet,
+    },
+    /// Routes via `link` in the namespace at `netns` (an endpoint's
+    /// interface), each added or replaced, so repeating the op
+    /// (reconcile) is harmless. If one fails, those added are removed.
+    AddRoutes {
+        netns: PathBuf,
+        link: String,
+        routes: Vec<RouteSpec>,
+    },
+    /// Remove routes that [`Op::AddRoutes`] made; missing ones (and a
+    /// missing namespace or link) are skipped.
+    DeleteRoutes {
+        netns: PathBuf,
+        link: String,
+        routes: Vec<RouteSpec>,
     },
 }
 
@@ -194,6 +212,24 @@ impl Op {
                 netns: netns.clone(),
                 link: link.clone(),
                 address: *address,
+            }),
+            Op::AddRoutes {
+                netns,
+                link,
+                routes,
+            } => Some(Op::DeleteRoutes {
+                netns: netns.clone(),
+                link: link.clone(),
+                routes: routes.clone(),
+            }),
+            Op::DeleteRoutes {
+                netns,
+                link,
+                routes,
+            } => Some(Op::AddRoutes {
+                netns: netns.clone(),
+                link: link.clone(),
+                routes: routes.clone(),
             }),
             Op::DeleteLink { .. }
             | Op::DeleteAddress { .. }

@@ -1,6 +1,6 @@
 //! Running plans: all-or-nothing creation, best-effort teardown.
 
-use crate::{Adapter, Op};
+use crate::{Adapter, ElementCounter, LinkStats, Op, SetRef};
 
 /// A kernel change failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,29 @@ pub trait Dataplane: Send + Sync {
         addr: std::net::Ipv4Addr,
     ) -> Result<Option<[u8; 6]>, DataplaneError> {
         Err(not_supported(format!("resolve {addr} on {link}")))
+    }
+
+    /// Every element of `set` with its counter (the set must be declared
+    /// with `counter`). A read: nothing is reset or reprogrammed.
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        Err(not_supported(format!("counters of {}", set.set)))
+    }
+
+    /// Link `name`'s statistics, or None if there is no such link.
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        Err(not_supported(format!("statistics of {name}")))
+    }
+
+    /// The IPv4 connections conntrack tracks in the daemon's namespace
+    /// that involve one of `addrs` (before or after NAT): one dump.
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        Err(not_supported(format!("list the connections of {addrs:?}")))
+    }
+
+    /// Delete these conntrack entries (gone already: skipped), so their
+    /// next packets are judged as new connections.
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        Err(not_supported(format!("delete {} connections", flows.len())))
     }
 
     /// The namespace mount points (or leftover files) in `dir`, where
@@ -134,6 +157,22 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         (**self).netns_in(dir)
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        (**self).set_counters(set)
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        (**self).link_stats(name)
+    }
+
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        (**self).flows_of(addrs)
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        (**self).delete_flows(flows)
     }
 
     fn neighbour_mac(

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{Adapter, Dataplane, DataplaneError, Op};
+use crate::{Adapter, Dataplane, DataplaneError, ElementCounter, Flow, LinkStats, Op, SetRef};
 
 /// Records every op; fails the op whose 0-based index equals `fail_at`.
 /// Reports the adapters and default route it was given (ops do not change
@@ -19,6 +19,13 @@ pub struct Recorder {
     pub default_route: Mutex<Option<String>>,
     /// What [`Dataplane::neighbour_mac`] reports, by address.
     pub neighbours: Mutex<BTreeMap<std::net::Ipv4Addr, [u8; 6]>>,
+    /// What [`Dataplane::set_counters`] reports, by set (none: empty).
+    pub counters: Mutex<BTreeMap<SetRef, Vec<ElementCounter>>>,
+    /// What [`Dataplane::link_stats`] reports, by link name.
+    pub links: Mutex<BTreeMap<String, LinkStats>>,
+    /// The conntrack table [`Dataplane::flows_of`] reads and
+    /// [`Dataplane::delete_flows`] deletes from.
+    pub flows: Mutex<Vec<Flow>>,
 }
 
 impl Recorder {
@@ -85,6 +92,34 @@ impl Dataplane for Recorder {
         addr: std::net::Ipv4Addr,
     ) -> Result<Option<[u8; 6]>, DataplaneError> {
         Ok(self.neighbours.lock().unwrap().get(&addr).copied())
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        Ok(self
+            .counters
+            .lock()
+            .unwrap()
+            .get(&set)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        Ok(self.links.lock().unwrap().get(name).copied())
+    }
+
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<Flow>, DataplaneError> {
+        let flows = self.flows.lock().unwrap();
+        Ok(flows
+            .iter()
+            .filter(|f| f.involves(addrs))
+            .cloned()
+            .collect())
+    }
+
+    fn delete_flows(&self, gone: &[Flow]) -> Result<(), DataplaneError> {
+        self.flows.lock().unwrap().retain(|f| !gone.contains(f));
+        Ok(())
     }
 }
 

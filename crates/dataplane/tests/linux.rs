@@ -590,6 +590,117 @@ fn acl_maps_take_interval_verdict_elements() {
     });
 }
 
+/// A policy change is one transaction: old elements out and new ones in
+/// together, also where old and new intervals overlap (the kernel checks
+/// overlaps against the transaction's outcome); a failure anywhere in it
+/// changes nothing.
+#[test]
+fn replace_elements_is_one_transaction() {
+    use hostnet_policy::{
+        lower, Action, Condition, Direction, Group, LayerName, Origin, Port, PortKind, Proto, Rule,
+        RuleId,
+    };
+    let Some(tb) = Testbed::new() else { return };
+    let host = &tb.host;
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.load_tables(&format!(
+            "table inet hostnet {{\n{}\tset ports {{ type ifname; }}\n}}\n",
+            hostnet_nft::acl::skeleton()
+        ))
+        .unwrap();
+        let compiled = |ports: (u16, u16), action: Action| {
+            let rule = Rule {
+                id: RuleId("r".into()),
+                direction: Direction::In,
+                priority: 100,
+                condition: Condition::any()
+                    .protocols([Proto::TCP])
+                    .local_ports([ports]),
+                action,
+                origin: Origin::default(),
+            };
+            let mut port = Port::new("ep", PortKind::Endpoint);
+            port.set_group(LayerName::AclHost, lower::firewall_defaults());
+            port.set_group(LayerName::AclSwitch, Group::new("acl", 0, vec![rule]));
+            hostnet_nft::acl::elements("10.0.0.5".parse().unwrap(), &port).unwrap()
+        };
+        let old = compiled((80, 90), Action::Allow);
+        let new = compiled((85, 100), Action::Block);
+        dp.execute(&Op::AddElements(old.clone())).unwrap();
+        dp.execute(&Op::AddElements(vec![ifname("hnv1")])).unwrap();
+
+        // Overlapping intervals swap in one batch, with a set's element too.
+        let swap = Op::ReplaceElements {
+            delete: [old.clone(), vec![ifname("hnv1")]].concat(),
+            add: [new.clone(), vec![ifname("hnv2")]].concat(),
+        };
+        dp.execute(&swap).unwrap();
+        let s0 = elements_of(host, "map", "acl_in_switch_0_s0");
+        // (Elements of the ACL maps carry counters, printed before the verdict.)
+        assert!(
+            s0.contains("tcp . 85-100 . 0-65535") && s0.contains(": drop"),
+            "{s0}"
+        );
+        assert!(!s0.contains("80-90"), "{s0}");
+        assert!(elements_of(host, "set", "ports").contains("\"hnv2\""));
+
+        // An add that fails (it exists) takes the deletes of its batch
+        // back with it: nothing changed.
+        let failing = Op::ReplaceElements {
+            delete: new.clone(),
+            add: [old.clone(), vec![ifname("hnv2")]].concat(),
+        };
+        let err = dp.execute(&failing).unwrap_err();
+        assert!(err.to_string().contains("hnv2"), "{err}");
+        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s0"), s0);
+
+        // Undo is the reverse swap.
+        dp.execute(&swap.undo().unwrap()).unwrap();
+        let back = elements_of(host, "map", "acl_in_switch_0_s0");
+        assert!(
+            back.contains("tcp . 80-90 . 0-65535") && back.contains(": goto acl_in_host_0"),
+            "{back}"
+        );
+        assert!(elements_of(host, "set", "ports").contains("\"hnv1\""));
+    });
+}
+
+/// Conntrack entries are listed by address, with their ports, and a delete
+/// removes exactly the one named.
+#[test]
+fn conntrack_flows_are_listed_and_deleted() {
+    let Some(tb) = Testbed::new() else { return };
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        // A ct expression makes the namespace track connections.
+        dp.load_tables("table inet hostnet {\n\tchain input {\n\t\ttype filter hook input priority 0; ct state new accept\n\t}\n}\n")
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let lo: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
+        let ours = |dp: &LinuxDataplane| -> Vec<hostnet_dataplane::Flow> {
+            dp.flows_of(&[lo])
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.proto == 6 && f.original.dport == Some(port))
+                .collect()
+        };
+        let flows = ours(&dp);
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        assert_eq!(flows[0].reply.sport, Some(port));
+        assert!(dp.flows_of(&["192.0.2.1".parse().unwrap()]).unwrap().is_empty());
+        dp.delete_flows(&flows[..1]).unwrap();
+        let left = ours(&dp);
+        assert_eq!(left, flows[1..].to_vec());
+        // Gone already: skipped.
+        dp.delete_flows(&flows).unwrap();
+        assert!(ours(&dp).is_empty());
+    });
+}
+
 fn measure_elements(dp: &LinuxDataplane) {
     let n = 200;
     let (mut add, mut del) = (Vec::new(), Vec::new());
@@ -1166,5 +1277,88 @@ fn replace_elements_is_one_atomic_batch() {
         assert!(err.to_string().contains("no_such_map"), "{err}");
         assert_eq!(elements_of(host, "map", "lb_vip_slots4"), slots);
         assert_eq!(elements_of(host, "map", "lb_vip_guests4"), dispatch);
+    });
+}
+
+#[test]
+fn routes_are_added_again_harmlessly_and_deleted_leniently() {
+    let Some(tb) = Testbed::new() else { return };
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.execute(&bridge("hnbr0", &["10.99.0.1/24"])).unwrap();
+        let ep = tb.ns_path("ep-routes");
+        dp.execute(&Op::CreateNetns { path: ep.clone() }).unwrap();
+        dp.execute(&veth(
+            "hnv1",
+            "hnbr0",
+            &ep,
+            "eth0",
+            &["10.99.0.2/24"],
+            vec![],
+        ))
+        .unwrap();
+        let route = |d: &str, via: &str| RouteSpec {
+            destination: net(d),
+            via: Some(via.parse().unwrap()),
+            metric: 0,
+        };
+        let add = Op::AddRoutes {
+            netns: ep.clone(),
+            link: "eth0".into(),
+            routes: vec![
+                route("192.0.2.0/24", "10.99.0.7"),
+                route("198.18.0.0/15", "10.99.0.1"),
+            ],
+        };
+        dp.execute(&add).unwrap();
+        // Reconcile repeats it: replaced, not refused, not doubled.
+        dp.execute(&add).unwrap();
+        let shown = run_in(&ep, &["ip", "-4", "route"]);
+        assert_eq!(
+            shown.matches("192.0.2.0/24 via 10.99.0.7 dev eth0").count(),
+            1,
+            "{shown}"
+        );
+        assert!(
+            shown.contains("198.18.0.0/15 via 10.99.0.1 dev eth0"),
+            "{shown}"
+        );
+
+        // A route that cannot be added takes the ones before it back.
+        let bad = Op::AddRoutes {
+            netns: ep.clone(),
+            link: "eth0".into(),
+            routes: vec![
+                route("203.0.113.0/24", "10.99.0.1"),
+                route("10.1.0.0/16", "172.31.0.1"),
+            ],
+        };
+        assert!(dp.execute(&bad).is_err());
+        assert!(!run_in(&ep, &["ip", "-4", "route"]).contains("203.0.113.0/24"));
+
+        dp.execute(&add.undo().unwrap()).unwrap();
+        let shown = run_in(&ep, &["ip", "-4", "route"]);
+        assert!(
+            !shown.contains("192.0.2.0/24") && !shown.contains("198.18.0.0/15"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("10.99.0.0/24 dev eth0"),
+            "the connected route stays: {shown}"
+        );
+        // Deleting again, or where the link or namespace is gone, is done.
+        dp.execute(&add.undo().unwrap()).unwrap();
+        let gone_link = Op::DeleteRoutes {
+            netns: ep.clone(),
+            link: "eth9".into(),
+            routes: vec![],
+        };
+        dp.execute(&gone_link).unwrap();
+        let gone_ns = Op::DeleteRoutes {
+            netns: tb.dir.path().join("no-such-ns"),
+            link: "eth0".into(),
+            routes: vec![route("192.0.2.0/24", "10.99.0.7")],
+        };
+        dp.execute(&gone_ns).unwrap();
     });
 }

@@ -21,7 +21,7 @@ use crate::answer::{self, Outcome};
 use crate::cache::{Cache, Key};
 use crate::forward::{read_frame, write_frame, Forwarder};
 use crate::resolv::Upstreams;
-use crate::zone::{Names, Zone};
+use crate::zone::{Host, Names, Zone};
 
 /// How the proxy behaves.
 #[derive(Clone, Debug)]
@@ -68,6 +68,7 @@ struct Shared {
 
 /// One network's listener.
 struct Listener {
+    /// The network's zone, without its hosts (those are in `names`).
     zone: Zone,
     names: Arc<RwLock<Arc<Names>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -127,7 +128,7 @@ impl Proxy {
             }
             if let Some(l) = listeners.get_mut(&zone.listen) {
                 *l.names.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(names);
-                l.zone = zone.clone();
+                l.zone = header(zone);
                 continue;
             }
             let names = Arc::new(RwLock::new(Arc::new(names)));
@@ -142,7 +143,7 @@ impl Proxy {
                     listeners.insert(
                         zone.listen,
                         Listener {
-                            zone: zone.clone(),
+                            zone: header(zone),
                             names,
                             tasks,
                         },
@@ -158,6 +159,29 @@ impl Proxy {
         }
         *self.shared.own.write().unwrap_or_else(|p| p.into_inner()) =
             listeners.keys().copied().collect();
+    }
+
+    /// Publish one more host on the network listening at `listen` (one
+    /// of the zones of the last [`Proxy::update`]); the cost does not grow
+    /// with the hosts already there.
+    pub fn add_host(&self, listen: IpAddr, host: &Host) {
+        let listeners = lock(&self.listeners);
+        let Some(l) = listeners.get(&listen) else {
+            return;
+        };
+        let mut names = l.names.write().unwrap_or_else(|p| p.into_inner());
+        for s in Arc::make_mut(&mut names).insert(&l.zone, host) {
+            log::warn!("{s}");
+        }
+    }
+
+    /// Withdraw a host published with [`Proxy::add_host`] or an update.
+    pub fn remove_host(&self, listen: IpAddr, host: &Host) {
+        let listeners = lock(&self.listeners);
+        if let Some(l) = listeners.get(&listen) {
+            let mut names = l.names.write().unwrap_or_else(|p| p.into_inner());
+            Arc::make_mut(&mut names).remove(&l.zone, host);
+        }
     }
 
     /// The addresses served now.
@@ -191,6 +215,14 @@ impl Proxy {
                 .spawn(serve_tcp(tcp, names.clone(), self.shared.clone())),
         );
         Ok(tasks)
+    }
+}
+
+/// A zone's network, address and domain, without its hosts.
+fn header(zone: &Zone) -> Zone {
+    Zone {
+        hosts: Vec::new(),
+        ..zone.clone()
     }
 }
 

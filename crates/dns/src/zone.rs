@@ -35,8 +35,8 @@ pub struct Zone {
     pub hosts: Vec<Host>,
 }
 
-/// A zone turned into lookup tables.
-#[derive(Debug, Default)]
+/// A zone turned into lookup tables, kept up to date one host at a time.
+#[derive(Clone, Debug, Default)]
 pub struct Names {
     forward: HashMap<Name, Vec<IpAddr>>,
     reverse: HashMap<IpAddr, Name>,
@@ -50,46 +50,46 @@ impl Names {
         let mut names = Names::default();
         let mut skipped = Vec::new();
         for host in &zone.hosts {
-            names.clients.insert(host.address);
-            if host.name.is_empty() {
-                continue;
+            skipped.extend(names.insert(zone, host));
+        }
+        (names, skipped)
+    }
+
+    /// Publish `host` of `zone` (whose `hosts` are not read); why a name
+    /// of it could not be published, if so.
+    pub fn insert(&mut self, zone: &Zone, host: &Host) -> Vec<String> {
+        self.clients.insert(host.address);
+        let (published, skipped) = published(zone, host);
+        // PTR answers with the most specific name.
+        if let Some(canonical) = published.last() {
+            self.reverse
+                .entry(host.address)
+                .or_insert_with(|| canonical.clone());
+        }
+        for name in published {
+            let list = self.forward.entry(name).or_default();
+            if !list.contains(&host.address) {
+                list.push(host.address);
             }
-            let base = match host_name(&host.name) {
-                Ok(n) => n,
-                Err(why) => {
-                    skipped.push(format!(
-                        "endpoint name {:?} on network {} is not published in DNS: {why}",
-                        host.name, zone.network
-                    ));
-                    continue;
-                }
-            };
-            let mut published = vec![base.clone()];
-            for domain in [&host.domain, &zone.domain].into_iter().flatten() {
-                match domain_name(domain).and_then(|d| {
-                    base.clone()
-                        .append_domain(&d)
-                        .map_err(|e| format!("{}.{domain}: {e}", host.name))
-                }) {
-                    Ok(full) if !published.contains(&full) => published.push(full),
-                    Ok(_) => {}
-                    Err(why) => skipped.push(format!(
-                        "{:?} with domain {domain:?} is not published: {why}",
-                        host.name
-                    )),
-                }
-            }
-            // PTR answers with the most specific name.
-            let canonical = published.last().cloned().unwrap_or(base);
-            names.reverse.entry(host.address).or_insert(canonical);
-            for name in published {
-                let list = names.forward.entry(name).or_default();
-                if !list.contains(&host.address) {
-                    list.push(host.address);
+        }
+        skipped
+    }
+
+    /// Withdraw `host` of `zone`, as it was inserted.
+    pub fn remove(&mut self, zone: &Zone, host: &Host) {
+        self.clients.remove(&host.address);
+        let (published, _) = published(zone, host);
+        if published.last() == self.reverse.get(&host.address) {
+            self.reverse.remove(&host.address);
+        }
+        for name in published {
+            if let Some(list) = self.forward.get_mut(&name) {
+                list.retain(|a| *a != host.address);
+                if list.is_empty() {
+                    self.forward.remove(&name);
                 }
             }
         }
-        (names, skipped)
     }
 
     /// The addresses of a (lower-case, fully qualified) name.
@@ -107,6 +107,41 @@ impl Names {
     pub fn is_client(&self, address: &IpAddr) -> bool {
         self.clients.contains(address)
     }
+}
+
+/// The names `host` is published under in `zone` (its name, then with
+/// each domain; the most specific last), and why any could not be.
+fn published(zone: &Zone, host: &Host) -> (Vec<Name>, Vec<String>) {
+    let mut skipped = Vec::new();
+    if host.name.is_empty() {
+        return (Vec::new(), skipped);
+    }
+    let base = match host_name(&host.name) {
+        Ok(n) => n,
+        Err(why) => {
+            skipped.push(format!(
+                "endpoint name {:?} on network {} is not published in DNS: {why}",
+                host.name, zone.network
+            ));
+            return (Vec::new(), skipped);
+        }
+    };
+    let mut published = vec![base.clone()];
+    for domain in [&host.domain, &zone.domain].into_iter().flatten() {
+        match domain_name(domain).and_then(|d| {
+            base.clone()
+                .append_domain(&d)
+                .map_err(|e| format!("{}.{domain}: {e}", host.name))
+        }) {
+            Ok(full) if !published.contains(&full) => published.push(full),
+            Ok(_) => {}
+            Err(why) => skipped.push(format!(
+                "{:?} with domain {domain:?} is not published: {why}",
+                host.name
+            )),
+        }
+    }
+    (published, skipped)
 }
 
 /// An endpoint name as a fully qualified, lower-case DNS name, or why it
@@ -201,6 +236,35 @@ mod tests {
         );
         assert!(names.is_client(&ip("10.0.0.2")));
         assert!(!names.is_client(&ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn hosts_come_and_go_one_at_a_time() {
+        let z = zone(&[]);
+        let web = Host {
+            name: "web".into(),
+            address: ip("10.0.0.2"),
+            domain: Some("corp.example".into()),
+        };
+        let web2 = Host {
+            address: ip("10.0.0.3"),
+            domain: None,
+            ..web.clone()
+        };
+        let mut names = Names::default();
+        assert!(names.insert(&z, &web).is_empty());
+        assert!(names.insert(&z, &web2).is_empty());
+        assert_eq!(
+            names.addresses(&name("web.")),
+            Some(&[ip("10.0.0.2"), ip("10.0.0.3")][..])
+        );
+        names.remove(&z, &web);
+        assert_eq!(names.addresses(&name("web.")), Some(&[ip("10.0.0.3")][..]));
+        assert_eq!(names.addresses(&name("web.corp.example.")), None);
+        assert_eq!(names.name_of(&ip("10.0.0.2")), None);
+        assert!(!names.is_client(&ip("10.0.0.2")));
+        names.remove(&z, &web2);
+        assert!(names.forward.is_empty() && names.reverse.is_empty() && names.clients.is_empty());
     }
 
     #[test]

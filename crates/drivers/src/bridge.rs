@@ -8,8 +8,9 @@ use std::path::Path;
 
 use hostnet_dataplane::{Op, RouteSpec};
 use hostnet_nft::l2::Detour;
+use hostnet_nft::onat::OnatPolicy;
 use hostnet_nft::{self as nft, L4Proto, SetElement};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::names;
@@ -26,6 +27,11 @@ pub struct Network {
     /// A NAT network: the host's inet table guards what it routes or sends
     /// into the network, so its ports' firewall judges bridged frames only.
     pub nat: bool,
+    /// The host's MAC on the bridge of a network bound to an adapter
+    /// (Transparent, L2): where an outbound-NAT port's frames detour so the
+    /// host routes and NATs them. None on NAT networks (the host routes
+    /// everything already).
+    pub bound_mac: Option<[u8; 6]>,
 }
 
 /// The wire side of an L2Bridge or L2Tunnel network.
@@ -59,9 +65,9 @@ pub struct Endpoint {
     pub gateway: Option<IpAddr>,
     pub routes: Vec<RouteSpec>,
     pub port_mappings: Vec<PortMapping>,
-    /// `OutBoundNAT`: routed traffic is masqueraded to the host's address
-    /// except towards these prefixes. None without the policy.
-    pub outbound_nat: Option<Vec<Ipv4Net>>,
+    /// `OutBoundNAT` policies, as given ([`hostnet_nft::onat`] orders
+    /// them); None without one.
+    pub outbound_nat: Option<Vec<OnatPolicy>>,
     /// The endpoint has ACLs: its traffic walks the compiled ACL chains of
     /// the inet table, which end in the seed's defaults (statefully), so
     /// its port takes no protocol-only defaults.
@@ -140,9 +146,9 @@ pub fn endpoint_detach(net: &Network, ep: &Endpoint, host: bool) -> Vec<Op> {
     ]
 }
 
-/// The elements of an endpoint's port: the firewall defaults, and on L2
-/// networks its detour (outbound NAT through the host, L2Tunnel through
-/// the gateway); a host endpoint has no port.
+/// The elements of an endpoint's port: the firewall defaults, its drop
+/// counters, and on L2 networks its detour (outbound NAT through the host,
+/// L2Tunnel through the gateway); a host endpoint has no port.
 pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement> {
     if host {
         return Vec::new();
@@ -154,18 +160,21 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
         nft::endpoint_port(&host_name)
     };
     let mut els = if ep.acl { Vec::new() } else { vec![port] };
-    let Some(l2) = &net.l2 else {
-        return els;
-    };
+    els.extend(drop_counters(ep));
     let nat = ep.outbound_nat.is_some() && ep.address.addr().is_ipv4();
-    let detour = match (nat, l2.gateway_mac) {
-        (false, None) => None,
-        (true, None) => Some(Detour::OutboundNat {
-            host_mac: l2.host_mac,
-        }),
-        (false, Some(gateway_mac)) => Some(Detour::Tunnel { gateway_mac }),
-        (true, Some(gateway_mac)) => Some(Detour::TunnelOutboundNat {
-            host_mac: l2.host_mac,
+    let host_mac = net
+        .l2
+        .as_ref()
+        .map(|l2| l2.host_mac)
+        .or(net.bound_mac)
+        .filter(|_| nat);
+    let gateway_mac = net.l2.as_ref().and_then(|l2| l2.gateway_mac);
+    let detour = match (host_mac, gateway_mac) {
+        (None, None) => None,
+        (Some(host_mac), None) => Some(Detour::OutboundNat { host_mac }),
+        (None, Some(gateway_mac)) => Some(Detour::Tunnel { gateway_mac }),
+        (Some(host_mac), Some(gateway_mac)) => Some(Detour::TunnelOutboundNat {
+            host_mac,
             gateway_mac,
         }),
     };
@@ -174,6 +183,16 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
             .map(|d| nft::l2::port(&host_name, d))
             .unwrap_or_default(),
     );
+    els
+}
+
+/// An attached endpoint's drop counters (`hostnet_nft::counters`): they
+/// do not depend on its ACLs, so changing those leaves them counting.
+fn drop_counters(ep: &Endpoint) -> Vec<SetElement> {
+    let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
+    if let IpAddr::V4(addr) = ep.address.addr() {
+        els.push(nft::counters::inbound_drops(addr));
+    }
     els
 }
 
@@ -208,6 +227,7 @@ pub(crate) mod tests {
             mtu: 1500,
             l2: None,
             nat: true,
+            bound_mac: None,
         };
         let plug = Plug {
             netns: Path::new("/x"),

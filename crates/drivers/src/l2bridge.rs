@@ -21,7 +21,7 @@
 use std::net::IpAddr;
 
 use hostnet_dataplane::{Adapter, Op};
-use hostnet_nft::{self as nft, SetElement};
+use hostnet_nft::{self as nft, onat, SetElement};
 use uuid::Uuid;
 
 pub use crate::bridge::{Endpoint, Network, L2};
@@ -55,8 +55,12 @@ pub fn endpoint_elements(l2: &L2, ep: &Endpoint) -> Vec<SetElement> {
         return Vec::new();
     };
     let mut els = vec![nft::l2::endpoint(&l2.uplink, addr, ep.mac)];
-    if let Some(exceptions) = &ep.outbound_nat {
-        els.extend(nft::l2::outbound_nat(addr, exceptions));
+    if let Some(policies) = &ep.outbound_nat {
+        els.extend(nft::onat::elements(
+            addr,
+            &onat::keep_the_rest(policies),
+            true,
+        ));
     }
     els
 }
@@ -92,6 +96,7 @@ mod tests {
             mtu: 1500,
             l2: Some(l2),
             nat: false,
+            bound_mac: Some([2, 0, 0, 0, 0, 1]),
         };
         let plug = Plug {
             netns: Path::new("/x"),
@@ -114,7 +119,10 @@ mod tests {
             gateway_mac: None,
         };
         let mut ep = endpoint();
-        ep.outbound_nat = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+        ep.outbound_nat = Some(vec![nft::onat::OnatPolicy {
+            exceptions: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        }]);
         let els = endpoint_elements(&l2, &ep);
         assert_eq!(els.len(), 4, "endpoint, source, exception in each table");
     }

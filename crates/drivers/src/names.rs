@@ -23,6 +23,16 @@ pub fn host_veth(endpoint: &Uuid) -> String {
     format!("{VETH_PREFIX}{}", &hex(endpoint)[..10])
 }
 
+/// The MAC of a network's bridge when no adapter gives it one: locally
+/// administered, from the network ID, so it is the same after a rebuild.
+/// Set explicitly because a bridge left to choose takes its lowest port's
+/// MAC, and the gateway's MAC would change as endpoints come and go
+/// (containers' ARP entries then point at a MAC no port answers to).
+pub fn bridge_mac(network: &Uuid) -> [u8; 6] {
+    let b = network.as_bytes();
+    [0x02, b[11], b[12], b[13], b[14], b[15]]
+}
+
 fn hex(id: &Uuid) -> String {
     id.simple().to_string()
 }
@@ -37,5 +47,13 @@ mod tests {
         assert!(bridge(&id).len() <= 15);
         assert!(host_veth(&id).len() <= 15);
         assert!(bridge(&id).starts_with(LINK_PREFIX));
+    }
+
+    #[test]
+    fn bridge_macs_are_stable_local_unicast() {
+        let id = Uuid::new_v4();
+        let mac = bridge_mac(&id);
+        assert_eq!(mac, bridge_mac(&id));
+        assert_eq!(mac[0] & 0x03, 0x02, "locally administered, unicast");
     }
 }

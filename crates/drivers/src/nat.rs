@@ -27,7 +27,7 @@ pub fn network_up(net: &Network) -> Vec<Op> {
         Op::CreateBridge {
             name: bridge.clone(),
             mtu: net.mtu,
-            mac: None,
+            mac: Some(names::bridge_mac(&net.id)),
             addresses: net.gateways.clone(),
             ipv6: net.gateways.iter().any(|g| g.addr().is_ipv6()),
         },
@@ -45,12 +45,20 @@ pub fn network_down(net_id: &Uuid) -> Vec<Op> {
 }
 
 /// The elements an endpoint owns from its creation: masquerade of its
-/// address and its published ports.
+/// address (or its `OutBoundNAT`, which decides first), and its published
+/// ports.
 pub fn endpoint_elements(ep: &Endpoint) -> Vec<SetElement> {
     let IpAddr::V4(addr) = ep.address.addr() else {
         return Vec::new();
     };
     let mut els = vec![nft::nat_source(addr)];
+    if let Some(p) = &ep.outbound_nat {
+        els.extend(nft::onat::elements(
+            addr,
+            &nft::onat::masquerade_the_rest(p),
+            false,
+        ));
+    }
     els.extend(ep.port_mappings.iter().map(|m| {
         nft::host_port(&HostPort {
             proto: m.proto,

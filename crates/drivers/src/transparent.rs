@@ -8,9 +8,13 @@
 //! the physical gateway, which routes between subnets. Nothing is NATed.
 //! Deleting the network moves everything back.
 
+use std::net::IpAddr;
+
 use hostnet_dataplane::{Adapter, Op};
+use hostnet_nft::{self as nft, SetElement};
 use uuid::Uuid;
 
+pub use crate::bridge::Endpoint;
 use crate::names;
 
 /// Bind `adapter` to the network's bridge without cutting the host off.
@@ -36,6 +40,18 @@ pub fn network_up(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
             routes: adapter.routes.clone(),
         },
     ]
+}
+
+/// The elements an endpoint owns from its creation: only its
+/// `OutBoundNAT`, whose frames detour through the host (the bridge's MAC
+/// is the host's) to be routed and NATed there, as on L2Bridge.
+pub fn endpoint_elements(ep: &Endpoint) -> Vec<SetElement> {
+    match (ep.address.addr(), &ep.outbound_nat) {
+        (IpAddr::V4(addr), Some(p)) => {
+            nft::onat::elements(addr, &nft::onat::keep_the_rest(p), true)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Give the host's addresses and routes back to the adapter, release it,

@@ -1,7 +1,8 @@
-//! The seam between the service and the gateway DNS proxy: every change of
-//! networks or endpoints becomes the proxy's new set of zones.
+//! The seam between the service and the gateway DNS proxy: a change of
+//! networks becomes the proxy's new set of zones, an endpoint's change one
+//! host added or removed.
 
-use hostnet_core::{DnsNetwork, DnsObserver};
+use hostnet_core::{DnsEndpoint, DnsNetwork, DnsObserver};
 use hostnet_dns::{Host, Proxy, Zone};
 
 /// The proxy, as the service's DNS observer.
@@ -12,6 +13,22 @@ impl DnsObserver for ProxyObserver {
         let zones: Vec<Zone> = networks.iter().map(zone).collect();
         self.0.update(&zones);
     }
+
+    fn endpoint_added(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
+        self.0.add_host(network.gateway, &host(endpoint));
+    }
+
+    fn endpoint_removed(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
+        self.0.remove_host(network.gateway, &host(endpoint));
+    }
+}
+
+fn host(e: &DnsEndpoint) -> Host {
+    Host {
+        name: e.name.clone(),
+        address: e.address,
+        domain: e.domain.clone(),
+    }
 }
 
 fn zone(n: &DnsNetwork) -> Zone {
@@ -19,14 +36,6 @@ fn zone(n: &DnsNetwork) -> Zone {
         network: hostnet_model::format_guid(&n.id),
         listen: n.gateway,
         domain: n.domain.clone(),
-        hosts: n
-            .endpoints
-            .iter()
-            .map(|e| Host {
-                name: e.name.clone(),
-                address: e.address,
-                domain: e.domain.clone(),
-            })
-            .collect(),
+        hosts: n.endpoints.iter().map(host).collect(),
     }
 }

@@ -19,6 +19,10 @@ use serde_json::Value;
 
 type Svc = Arc<Service>;
 
+/// Largest request body: a policy-heavy endpoint (10,000 ACL rules are
+/// about 2 MB of JSON) must fit; axum's default is 2 MiB.
+const MAX_BODY: usize = 32 << 20;
+
 pub async fn serve(listener: std::os::unix::net::UnixListener, svc: Svc) -> Result<(), String> {
     let listener =
         tokio::net::UnixListener::from_std(listener).map_err(|e| format!("socket: {e}"))?;
@@ -35,7 +39,9 @@ pub fn router(svc: Svc) -> Router {
         .route("/v2/{kind}", get(list).post(create))
         .route("/v2/{kind}/{id}", get(one).delete(remove).patch(modify))
         .route("/v2/endpoints/{id}/trace", post(trace))
+        .route("/v2/endpoints/{id}/stats", get(stats))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc)
 }
 
@@ -117,6 +123,12 @@ async fn modify(
 /// hostnet's packet trace of an endpoint (see docs/api.md).
 async fn trace(State(svc): State<Svc>, Path(id): Path<String>, body: Bytes) -> Response {
     blocking(move || svc.trace_endpoint(&id, &body), StatusCode::OK).await
+}
+
+/// An endpoint's counters: HNS's endpoint statistics and per-rule counts
+/// (see docs/api.md). Read from the kernel off the async runtime.
+async fn stats(State(svc): State<Svc>, Path(id): Path<String>) -> Response {
+    blocking(move || svc.endpoint_stats(&id), StatusCode::OK).await
 }
 
 async fn remove(State(svc): State<Svc>, Path((kind, id)): Path<(String, String)>) -> Response {

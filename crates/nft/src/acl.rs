@@ -193,14 +193,16 @@ fn spec(dir: Direction, layer: LayerName, slot: usize) -> &'static ChainSpec {
         .expect("every (direction, layer, slot) has a chain")
 }
 
-/// The static ACL part of `table inet hostnet`: the maps and chains.
+/// The static ACL part of `table inet hostnet`: the maps and chains, and
+/// the per-endpoint drop counters their defaults use (so this part loads
+/// on its own).
 pub fn skeleton() -> String {
-    let mut s = String::new();
+    let mut s = crate::counters::inet_sets();
     for c in chains() {
         for set in &c.sets {
             let _ = writeln!(
                 s,
-                "\tmap {set} {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : verdict; flags interval; }}"
+                "\tmap {set} {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : verdict; flags interval; counter; }}"
             );
         }
     }
@@ -225,7 +227,8 @@ pub fn skeleton() -> String {
     }
     let _ = writeln!(
         s,
-        "\tchain {IN_DEFAULTS} {{\n\t\tmeta l4proto {{ tcp, udp, icmp, ipv6-icmp, igmp }} return\n\t\tdrop\n\t}}"
+        "\tchain {IN_DEFAULTS} {{\n\t\tmeta l4proto {{ tcp, udp, icmp, ipv6-icmp, igmp }} return\n\t\t{}\n\t\tdrop\n\t}}",
+        crate::counters::count_inbound_drop()
     );
     s
 }
@@ -233,6 +236,32 @@ pub fn skeleton() -> String {
 /// The elements that program endpoint `addr`'s ACL groups of `port` (the
 /// `defaults` group is the static [`IN_DEFAULTS`] chain).
 pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileError> {
+    Ok(rule_elements(addr, port)?
+        .into_iter()
+        .map(|e| e.element)
+        .collect())
+}
+
+/// Where a rule sits in a [`Port`]: `port.layer(layer).groups()[group]
+/// .rules()[rule]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleAt {
+    pub layer: LayerName,
+    pub group: usize,
+    pub rule: usize,
+}
+
+/// A compiled element and the rule it came from. One rule may become
+/// several disjoint elements; each element belongs to exactly one rule, so
+/// its kernel counter adds to that rule's alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleElement {
+    pub rule: RuleAt,
+    pub element: SetElement,
+}
+
+/// [`elements`], each with its rule.
+pub fn rule_elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<RuleElement>, CompileError> {
     let mut out = Vec::new();
     for dir in [Direction::In, Direction::Out] {
         for (li, layer) in layers(dir).iter().enumerate() {
@@ -240,24 +269,26 @@ pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileE
                 .layer(*layer)
                 .groups()
                 .iter()
-                .filter(|g| g.owner != hostnet_policy::lower::DEFAULTS)
+                .enumerate()
+                .filter(|(_, g)| g.owner != hostnet_policy::lower::DEFAULTS)
                 .collect();
             if groups.len() > SLOTS {
                 return Err(CompileError::TooManyTiers { layer: *layer });
             }
-            for (slot, group) in groups.iter().enumerate() {
-                let rules: Vec<&Rule> = group
+            for (slot, (gi, group)) in groups.iter().enumerate() {
+                let (indices, rules): (Vec<usize>, Vec<&Rule>) = group
                     .rules()
                     .iter()
-                    .filter(|r| r.direction == dir)
-                    .collect();
+                    .enumerate()
+                    .filter(|(_, r)| r.direction == dir)
+                    .unzip();
                 let strata = strata(&rules).ok_or_else(|| CompileError::TooDeep {
                     layer: *layer,
                     group: group.owner.clone(),
                 })?;
                 let c = spec(dir, *layer, slot);
-                let mut placed: Vec<(usize, Box5, Data)> = Vec::new();
-                for (rule, k) in rules.iter().zip(strata) {
+                let mut placed: Vec<(usize, Box5, Data, usize)> = Vec::new();
+                for ((rule, k), ri) in rules.iter().zip(strata).zip(indices) {
                     let data = match rule.action {
                         Action::Allow => next_data(after_layer(dir, li)),
                         Action::Block => Data::Drop,
@@ -273,13 +304,20 @@ pub fn elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<SetElement>, CompileE
                     // each new box goes in minus what the stratum holds.
                     for b in boxes(addr, &rule.condition, &rule.id.0)? {
                         let mut pieces = vec![b];
-                        for (_, held, _) in placed.iter().filter(|(pk, _, _)| *pk == k) {
+                        for (_, held, ..) in placed.iter().filter(|(pk, ..)| *pk == k) {
                             pieces = pieces.iter().flat_map(|p| p.minus(held)).collect();
                         }
-                        placed.extend(pieces.into_iter().map(|p| (k, p, data.clone())));
+                        placed.extend(pieces.into_iter().map(|p| (k, p, data.clone(), ri)));
                     }
                 }
-                out.extend(placed.into_iter().map(|(k, b, d)| b.element(c.sets[k], d)));
+                out.extend(placed.into_iter().map(|(k, b, d, ri)| RuleElement {
+                    rule: RuleAt {
+                        layer: *layer,
+                        group: *gi,
+                        rule: ri,
+                    },
+                    element: b.element(c.sets[k], d),
+                }));
             }
         }
     }

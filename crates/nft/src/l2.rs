@@ -1,5 +1,5 @@
-//! Elements of the L2Bridge and L2Tunnel data path (netdev table) and of
-//! outbound NAT (both tables).
+//! Elements of the L2Bridge and L2Tunnel data path (netdev table); the
+//! outbound NAT they detour for is [`crate::onat`].
 //!
 //! On the wire every frame of an L2 network carries the host adapter's MAC:
 //! frames leaving through the uplink get it as source (ARP sender too), and
@@ -16,12 +16,10 @@
 
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
-
 use crate::ruleset::{
     device, ifname, EGRESS_TABLE, FROM_UPLINK, INGRESS_TABLE, L2_ENDPOINTS4, L2_PORT_GATEWAYS,
-    L2_PORT_HOST_MACS, L2_PORT_TO_HOST, L2_UPLINK_MACS, ONAT_EXCEPTIONS4, ONAT_SOURCES4,
-    OUTBOUND_NAT_PORTS, TABLE, TO_UPLINK, TUNNEL_OUTBOUND_NAT_PORTS, TUNNEL_PORTS,
+    L2_PORT_HOST_MACS, L2_PORT_TO_HOST, L2_UPLINK_MACS, OUTBOUND_NAT_PORTS, TO_UPLINK,
+    TUNNEL_OUTBOUND_NAT_PORTS, TUNNEL_PORTS,
 };
 use crate::{Data, Family, NetdevHook, SetElement};
 
@@ -88,56 +86,6 @@ pub fn port(name: &str, detour: Detour) -> Vec<SetElement> {
     }
 }
 
-/// Outbound NAT of `source`: its routed traffic is masqueraded to the
-/// host's address except towards `exceptions`. The exceptions go into both
-/// tables: the bridge table decides what detours through the host.
-pub fn outbound_nat(source: Ipv4Addr, exceptions: &[Ipv4Net]) -> Vec<SetElement> {
-    let mut out = vec![SetElement {
-        family: Family::Inet,
-        table: TABLE,
-        set: ONAT_SOURCES4,
-        key: source.octets().to_vec(),
-        key_end: None,
-        data: None,
-        text: source.to_string(),
-    }];
-    for (family, table) in [(Family::Inet, TABLE), (Family::Netdev, INGRESS_TABLE)] {
-        for p in disjoint(exceptions) {
-            let mut key = source.octets().to_vec();
-            key.extend_from_slice(&p.network().octets());
-            let mut key_end = source.octets().to_vec();
-            key_end.extend_from_slice(&p.broadcast().octets());
-            out.push(SetElement {
-                family,
-                table,
-                set: ONAT_EXCEPTIONS4,
-                key,
-                key_end: Some(key_end),
-                data: None,
-                text: format!("{source} . {p}"),
-            });
-        }
-    }
-    out
-}
-
-/// The prefixes, truncated to their networks, without any that another
-/// covers: an interval set refuses overlapping elements, and prefixes
-/// either nest or are disjoint.
-fn disjoint(prefixes: &[Ipv4Net]) -> Vec<Ipv4Net> {
-    let mut all: Vec<Ipv4Net> = prefixes.iter().map(|p| p.trunc()).collect();
-    all.sort_by_key(|p| (p.prefix_len(), p.network()));
-    all.dedup();
-    let mut out: Vec<Ipv4Net> = Vec::new();
-    for p in all {
-        if !out.iter().any(|q| q.contains(&p)) {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `port . host_mac` in [`L2_PORT_TO_HOST`].
 fn to_host(port: &str, host_mac: [u8; 6]) -> SetElement {
     let mut key = ifname(port);
@@ -176,31 +124,6 @@ fn mac_text(m: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exceptions_are_made_disjoint() {
-        let p = |s: &str| s.parse::<Ipv4Net>().unwrap();
-        let got = disjoint(&[
-            p("10.1.0.0/16"),
-            p("10.0.0.0/8"),
-            p("192.0.2.7/24"),
-            p("10.0.0.0/8"),
-        ]);
-        assert_eq!(got, vec![p("10.0.0.0/8"), p("192.0.2.0/24")]);
-    }
-
-    #[test]
-    fn exception_ranges_cover_the_prefix() {
-        let els = outbound_nat(
-            Ipv4Addr::new(192, 0, 2, 50),
-            &["198.18.0.0/15".parse().unwrap()],
-        );
-        assert_eq!(els.len(), 3, "source + one exception in each table");
-        let e = &els[1];
-        assert_eq!(e.key, vec![192, 0, 2, 50, 198, 18, 0, 0]);
-        assert_eq!(e.key_end, Some(vec![192, 0, 2, 50, 198, 19, 255, 255]));
-        assert_eq!(e.text, "192.0.2.50 . 198.18.0.0/15");
-    }
 
     #[test]
     fn uplinks_hook_both_directions() {

@@ -10,10 +10,12 @@
 //! stores, which the dataplane sends over nfnetlink.
 
 pub mod acl;
+pub mod counters;
 pub mod dsr;
 mod element;
 pub mod l2;
 pub mod lb;
+pub mod onat;
 mod ruleset;
 
 pub use element::{Data, Family, NetdevHook, SetElement};

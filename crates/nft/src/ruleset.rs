@@ -59,7 +59,10 @@ pub const PORTS4: &str = "ports4";
 pub const VIP_PORTS4: &str = "vip_ports4";
 /// IPv4 addresses of endpoints with ACL policies: their traffic walks the
 /// compiled ACL chains ([`crate::acl`]), which end in the seed's defaults,
-/// statefully; the protocol-only defaults elsewhere leave them alone.
+/// statefully; the protocol-only defaults elsewhere leave them alone. A TCP
+/// segment to or from them that no tracked connection carries and that
+/// is not a SYN is dropped: a connection a narrowed ACL cut (its conntrack
+/// entry deleted) must not be picked up again mid-stream as a new one.
 pub const ACL_ENDPOINTS4: &str = "acl_endpoints4";
 /// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
 pub const ONAT_SOURCES4: &str = "onat_sources4";
@@ -67,6 +70,9 @@ pub const ONAT_SOURCES4: &str = "onat_sources4";
 /// tables: the netdev table decides what detours through the host, the
 /// host what it NATs).
 pub const ONAT_EXCEPTIONS4: &str = "onat_exceptions4";
+/// `source . destination range : address` an `OutBoundNAT` with a
+/// `VirtualIP` NATs to that address instead of the host's ([`crate::onat`]).
+pub const ONAT_VIPS4: &str = "onat_vips4";
 /// The host MAC each L2 uplink's frames leave with: `ifname : ether_addr`.
 pub const L2_UPLINK_MACS: &str = "l2_uplink_macs";
 /// Endpoints behind an uplink: `uplink . ipv4_addr : ether_addr`.
@@ -219,23 +225,28 @@ fn inet_table() -> String {
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
+	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
 {acl}
 {lb}
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
 	}}
 	chain acl_output {{
 		type filter hook output priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
 	}}
 	chain acl_input {{
 		type filter hook input priority filter + 10; policy accept;
 		ct state established,related accept
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
 	}}
 	chain prerouting {{
@@ -258,10 +269,12 @@ fn inet_table() -> String {
 		ip saddr @{ONAT_SOURCES4} meta mark & {ROUTED_MARK:#010x} != 0 jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
 		oifname @{NAT_BRIDGES} return
+		ip saddr @{ONAT_SOURCES4} ip saddr @{NAT_SOURCES4} goto outbound_nat
 		ip saddr @{NAT_SOURCES4} masquerade
 	}}
 	chain outbound_nat {{
 		ip saddr . ip daddr @{ONAT_EXCEPTIONS4} return
+		snat ip to ip saddr . ip daddr map @{ONAT_VIPS4}
 		masquerade
 	}}
 	chain forward {{
@@ -276,12 +289,14 @@ fn inet_table() -> String {
 		ct state established,related accept
 		iifname . oifname @{NAT_BRIDGE_PAIRS} goto endpoint_inbound
 		ct status dnat goto endpoint_inbound
+		{count_drop}
 		drop
 	}}
 	chain endpoint_inbound {{
 		ct state established,related accept
 		ip daddr @{ACL_ENDPOINTS4} accept
 		meta l4proto {INBOUND_ALLOWED} accept
+		{count_drop}
 		drop
 	}}
 }}
@@ -291,6 +306,7 @@ fn inet_table() -> String {
         lb_prerouting = crate::lb::PREROUTING,
         lb_output = crate::lb::OUTPUT,
         lb_postrouting = crate::lb::POSTROUTING,
+        count_drop = crate::counters::count_inbound_drop(),
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
     )
@@ -350,17 +366,24 @@ fn ingress_table() -> String {
 
 fn egress_table() -> String {
     let egress = base(NetdevHook::Egress);
+    let counter_sets = crate::counters::egress_sets();
+    let count_drop = crate::counters::count_port_drop();
     format!(
         r#"table netdev {EGRESS_TABLE} {{
 	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
-
+{counter_sets}
 	chain {ENDPOINT_INBOUND} {{
 		{egress}
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
 		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {NAT_ENDPOINT_INBOUND} {{
 		{egress}
-		meta l4proto != {INBOUND_ALLOWED} meta pkttype != host drop
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta pkttype host accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
+		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {TO_UPLINK} {{
 		{egress}

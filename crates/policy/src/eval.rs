@@ -98,7 +98,7 @@ pub fn evaluate(port: &Port, packet: Packet, dir: Direction, host: Option<IpAddr
                             pkt.src = a;
                         }
                     }
-                    Action::Allow | Action::Pass => {}
+                    Action::Allow | Action::Pass | Action::Route { .. } => {}
                 }
             }
         }

@@ -28,6 +28,7 @@ mod condition;
 mod eval;
 pub mod lb;
 pub mod lower;
+pub mod lower_egress;
 mod packet;
 mod port;
 mod rule;

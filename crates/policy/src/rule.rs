@@ -40,6 +40,9 @@ pub enum Action {
         port: u16,
         affinity: bool,
     },
+    /// Send the packet to next hop `via` (None: the destination is on-link);
+    /// nothing in the packet changes.
+    Route { via: Option<IpAddr> },
 }
 
 impl Action {
@@ -49,7 +52,10 @@ impl Action {
             Action::Block => 0,
             Action::Pass => 1,
             Action::Allow => 2,
-            Action::Dnat { .. } | Action::Snat { .. } | Action::Balance { .. } => 3,
+            Action::Dnat { .. }
+            | Action::Snat { .. }
+            | Action::Route { .. }
+            | Action::Balance { .. } => 3,
         }
     }
 }
@@ -67,6 +73,8 @@ impl fmt::Display for Action {
             Action::Dnat { addr, port: None } => write!(f, "dnat {addr}"),
             Action::Snat { addr: Some(a) } => write!(f, "snat {a}"),
             Action::Snat { addr: None } => f.write_str("snat host-address"),
+            Action::Route { via: Some(v) } => write!(f, "route via {v}"),
+            Action::Route { via: None } => f.write_str("route on-link"),
             Action::Balance {
                 backends,
                 port,

@@ -34,7 +34,7 @@ impl Container {
             .expect("create namespace");
         let ep = client
             .create(Kind::Endpoints, &body)
-            .unwrap_or_else(|e| panic!("create endpoint {body}: {e}"));
+            .unwrap_or_else(|e| panic!("create endpoint: {e}\nrequest: {:.300}", body.to_string()));
         client.attach_endpoint(&id(&ns), &id(&ep)).expect("attach");
         Container {
             ns_id: id(&ns),

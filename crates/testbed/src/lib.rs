@@ -17,6 +17,8 @@ mod netns;
 pub mod physical;
 mod privilege;
 mod probe;
+pub mod samples;
+pub mod traffic;
 mod uplink;
 mod upstream_dns;
 mod wait;

@@ -86,8 +86,19 @@ pub struct Session {
 impl Session {
     /// Connect from `netns` to `to` and keep the connection open.
     pub fn open(netns: &Path, to: &str) -> Self {
+        Self::spawn(netns, &["tcp-session", to])
+    }
+
+    /// A `tcp-push` server in `netns`, listening at `at`: once a client
+    /// connects, each [`Session::say`] is sent by the server first.
+    pub fn push_server(netns: &Path, at: &str) -> Self {
+        Self::spawn(netns, &["tcp-push", at])
+    }
+
+    fn spawn(netns: &Path, args: &[&str]) -> Self {
+        let to = args.join(" ");
         let mut child = command_in(netns, Probe::binary())
-            .args(["tcp-session", to])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -146,3 +146,49 @@ fn a_host_acl_opens_a_protocol_the_defaults_block() {
         }
     }
 }
+
+/// Thousands of rules on one endpoint: their elements go to the kernel in
+/// several messages (one message's element list is a nested attribute of at
+/// most 64 KiB), and the last rule decides as the first does.
+#[test]
+fn thousands_of_rules_program_and_decide() {
+    if !require_privileges("thousands_of_rules_program_and_decide") {
+        return;
+    }
+    let mut phys = PhysicalNet::new("aclmany", 1);
+    phys.start_daemons(&["--default-subnet", "10.88.0.0/16"]);
+    let h1 = phys.host(0);
+    let c: Container = h1.container("nat", json!([]));
+    const RULES: u16 = 3000;
+    // One allow per local port 10000.., from the sibling only, and a block
+    // of everything else below them.
+    let mut policies: Vec<Value> = (0..RULES)
+        .map(|i| {
+            acl(
+                &format!("port-{i}"),
+                "Allow",
+                "In",
+                100 + i,
+                json!({ "Protocols": "6", "LocalPorts": (10000 + i).to_string(), "RemoteAddresses": format!("{}/32", c.ip) }),
+            )
+        })
+        .collect();
+    policies.push(acl("deny-in", "Block", "In", 4000, json!({})));
+    let s: Container = h1.container("nat", Value::Array(policies));
+    let last = 10000 + RULES - 1;
+    let _first = s.serve(&["tcp-serve", "0.0.0.0:10000"]);
+    let _last = s.serve(&["tcp-serve", &format!("0.0.0.0:{last}")]);
+    let _beyond = s.serve(&["tcp-serve", &format!("0.0.0.0:{}", last + 1)]);
+    assert!(
+        c.run(&["tcp-get", &format!("{}:10000", s.ip)]).0,
+        "first rule's port"
+    );
+    assert!(
+        c.run(&["tcp-get", &format!("{}:{last}", s.ip)]).0,
+        "last rule's port"
+    );
+    assert!(
+        !c.run(&["tcp-get", &format!("{}:{}", s.ip, last + 1)]).0,
+        "a port no rule opens is blocked"
+    );
+}

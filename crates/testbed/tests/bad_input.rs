@@ -329,8 +329,9 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["NetAdapterName"],
     );
 
-    // IPv6 load balancers and routes are refused, not accepted and ignored
-    // (tests/lb.rs has the rest of the load balancers' bad input).
+    // IPv6 load balancers are refused, not accepted and ignored (more in
+    // lb.rs); a route whose next hop the endpoint cannot reach too (more
+    // in routes.rs).
     let ep = w.container("nat", json!([]));
     let lb = json!({
         "HostComputeEndpoints": [ep.ep_id],
@@ -348,10 +349,10 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
     );
     let route = json!({
         "HostComputeEndpoints": [ep.ep_id],
-        "Routes": [{ "NextHop": "10.88.0.1", "DestinationPrefix": "10.97.0.0/16" }],
+        "Routes": [{ "NextHop": "10.89.0.1", "DestinationPrefix": "10.97.0.0/16" }],
         "SchemaVersion": { "Major": 2, "Minor": 0 }
     });
-    refused_create(&w, "routes", &route, (501, REQUEST_UNSUPPORTED), &["route"]);
+    refused_create(&w, "routes", &route, (400, INVALID_IP), &["10.89.0.1"]);
     let c = w.client();
     assert!(c.list(Kind::LoadBalancers, None).unwrap().is_empty());
     assert!(c.list(Kind::Routes, None).unwrap().is_empty());
@@ -511,8 +512,8 @@ fn endpoint_conflicts_are_refused() {
         (404, 0x803B_0008),
         &["7777"],
     );
-    // Policies: a known type not implemented yet, ACLs by modify (not yet),
-    // an unknown type, a bad protocol.
+    // Policies: a known type not implemented yet (at create and by
+    // modify), an unknown type, a bad protocol.
     let qos = json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": 1000000 } });
     refused_create(
         &w,
@@ -521,13 +522,13 @@ fn endpoint_conflicts_are_refused() {
         (400, INVALID_POLICY_TYPE),
         &["QOS"],
     );
-    let acl = json!({ "Type": "ACL", "Settings": { "Action": "Block", "Direction": "In", "Protocols": "6", "RemotePorts": "22", "Priority": 200 } });
+    let qos = json!({ "Type": "QOS", "Settings": { "MaximumOutgoingBandwidthInBytes": 1000000 } });
     refused(
         &w,
         ("PATCH", &b_path),
-        &add(vec![acl]),
+        &add(vec![qos]),
         (400, INVALID_POLICY_TYPE),
-        &["ACL"],
+        &["QOS"],
     );
     let unknown = json!({ "Type": "Wormhole", "Settings": {} });
     refused_create(

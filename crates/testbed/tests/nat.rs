@@ -215,3 +215,37 @@ fn restart_rebuilds_what_is_missing_and_removes_strays() {
     let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &format!("{HOST}:8080")]);
     assert!(ok, "mapping not rebuilt: {said}");
 }
+
+/// The gateway keeps its MAC while endpoints come and go. A bridge left to
+/// pick its own takes its lowest port's, so a new endpoint (or the delete of
+/// the one whose MAC it had) moved the gateway under its containers' ARP
+/// entries, and they lost the gateway (DNS, the outside) for seconds.
+#[test]
+fn the_gateway_keeps_its_mac_as_endpoints_come_and_go() {
+    let Some(w) = World::new("the_gateway_keeps_its_mac_as_endpoints_come_and_go") else {
+        return;
+    };
+    let first = w.container("nat", json!([]));
+    let gateway = "10.88.0.1";
+    assert!(first.run(&["ping", gateway]).0);
+    let seen = hostnet_testbed::inspect::neighbour(&first.netns, gateway).expect("gateway's MAC");
+    let mut others: Vec<_> = (0..8).map(|_| w.container("nat", json!([]))).collect();
+    for c in &others {
+        assert!(c.run(&["ping", gateway]).0);
+        assert_eq!(
+            hostnet_testbed::inspect::neighbour(&c.netns, gateway).as_deref(),
+            Some(seen.as_str()),
+            "every container sees one gateway MAC"
+        );
+    }
+    let c = w.client();
+    for o in others.drain(..) {
+        c.delete(Kind::Endpoints, &o.ep_id).unwrap();
+    }
+    assert!(first.run(&["ping", gateway]).0);
+    assert_eq!(
+        hostnet_testbed::inspect::neighbour(&first.netns, gateway).as_deref(),
+        Some(seen.as_str()),
+        "the gateway's MAC did not change"
+    );
+}

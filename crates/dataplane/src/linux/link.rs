@@ -256,6 +256,21 @@ fn address_message(kind: u16, flags: u16, index: u32, addr: IpNet) -> Message {
 
 /// Adds `route` to the main table via link `index`.
 pub fn add_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(), NetlinkError> {
+    sock.request(route_message(RTM_NEWROUTE, CREATE, index, route), |_| {})
+}
+
+/// Adds `route`, or replaces the route to its destination and metric.
+pub fn replace_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(), NetlinkError> {
+    let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+    sock.request(route_message(RTM_NEWROUTE, flags, index, route), |_| {})
+}
+
+/// Deletes `route` (ESRCH when it is not there).
+pub fn delete_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(), NetlinkError> {
+    sock.request(route_message(RTM_DELROUTE, ACK, index, route), |_| {})
+}
+
+fn route_message(kind: u16, flags: u16, index: u32, route: &RouteSpec) -> Message {
     let dst = route.destination;
     let mut hdr = [0u8; 12];
     hdr[0] = family(dst.addr());
@@ -268,7 +283,7 @@ pub fn add_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(),
         RT_SCOPE_LINK
     };
     hdr[7] = RTN_UNICAST;
-    let mut msg = Message::new(RTM_NEWROUTE, CREATE);
+    let mut msg = Message::new(kind, flags);
     msg.header(&hdr);
     if dst.prefix_len() > 0 {
         msg.attr(RTA_DST, &octets(dst.network()));
@@ -280,7 +295,7 @@ pub fn add_route(sock: &mut Socket, index: u32, route: &RouteSpec) -> Result<(),
     if route.metric != 0 {
         msg.attr_u32(RTA_PRIORITY, route.metric);
     }
-    sock.request(msg, |_| {})
+    msg
 }
 
 /// Names of all links, from a dump (repeated if the kernel reports that

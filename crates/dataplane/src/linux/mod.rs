@@ -12,6 +12,8 @@
 //! socket-bound (sysctl files, the `nft` child process). So any thread, in
 //! any namespace, may call it.
 
+mod conntrack;
+mod counters;
 mod link;
 mod netlink;
 mod netns;
@@ -29,7 +31,10 @@ use ipnet::IpNet;
 
 pub use netns::{run_in_netns, run_in_netns_fd};
 
-use crate::{Adapter, AdapterRoute, Dataplane, DataplaneError, Op, RouteSpec};
+use crate::{
+    Adapter, AdapterRoute, Dataplane, DataplaneError, ElementCounter, LinkStats, Op, RouteSpec,
+    SetRef,
+};
 use link::LinkRef;
 use netlink::{NetlinkError, Socket};
 use netns::NetnsId;
@@ -209,8 +214,10 @@ impl LinuxDataplane {
         })
     }
 
-    /// One batch of DESTROYs and adds (Linux 6.3+ has DESTROY; hostnet
-    /// needs 6.16 anyway). Chain devices have no place here.
+    /// One batch: the deletes, then the adds. Deletes go by DESTROY where
+    /// the kernel has it; one the kernel reports missing (a chain's device,
+    /// or any element on kernels before 6.3) is dropped and the batch sent
+    /// again: it aborted as a whole, so nothing was changed yet.
     fn replace_elements(
         &self,
         delete: &[SetElement],
@@ -220,11 +227,43 @@ impl LinuxDataplane {
             return Ok(());
         }
         let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
-        let deletes: Vec<usize> = (0..delete.len()).collect();
+        let mut deletes: Vec<usize> = (0..delete.len()).collect();
         let adds: Vec<usize> = (delete.len()..all.len()).collect();
         let mut sock = self.netfilter();
-        nftables::replace(&mut sock, &all, &deletes, &adds)
-            .map_err(|f| DataplaneError::new("replace elements", f.describe(&all)))
+        let mut removal = match self.destroy_supported.load(Ordering::Relaxed) {
+            true => Change::Destroy,
+            false => Change::Delete,
+        };
+        let mut downgraded = false;
+        loop {
+            let failure = match nftables::replace(&mut sock, removal, &all, &deletes, &adds) {
+                Ok(()) => {
+                    if downgraded {
+                        self.destroy_supported.store(false, Ordering::Relaxed);
+                    }
+                    return Ok(());
+                }
+                Err(f) => f,
+            };
+            let missing = failure
+                .element
+                .filter(|i| *i < delete.len() && failure.error.errno == libc::ENOENT);
+            if let Some(i) = missing {
+                deletes.retain(|&d| d != i);
+            } else if removal == Change::Destroy
+                && failure.element.is_none()
+                && matches!(failure.error.errno, libc::EINVAL | libc::EOPNOTSUPP)
+            {
+                // Maybe an old kernel without DESTROY; DELETE tells.
+                removal = Change::Delete;
+                downgraded = true;
+            } else {
+                return Err(DataplaneError::new(
+                    "replace elements",
+                    failure.describe(&all),
+                ));
+            }
+        }
     }
 
     /// Deletes with DESTROY where the kernel has it; otherwise with DELETE,
@@ -422,11 +461,54 @@ impl Dataplane for LinuxDataplane {
                 address,
             } => change_netns_address(false, netns, link, *address),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
+            Op::AddRoutes {
+                netns,
+                link,
+                routes,
+            } => change_routes(true, netns, link, routes),
+            Op::DeleteRoutes {
+                netns,
+                link,
+                routes,
+            } => change_routes(false, netns, link, routes),
         }
+    }
+
+    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+        conntrack::flows_of(&mut self.netfilter(), addrs).map_err(|e| {
+            DataplaneError::new(
+                format!("list the connections of {} addresses", addrs.len()),
+                e.to_string(),
+            )
+        })
+    }
+
+    fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
+        conntrack::delete(&mut self.netfilter(), flows)
+            .map_err(|e| DataplaneError::new("delete connections", e.to_string()))
     }
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         nftables::load_tables(&self.home, script)
+    }
+
+    fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
+        counters::set_counters(&mut self.netfilter(), set).map_err(|e| {
+            DataplaneError::new(
+                format!(
+                    "read counters of {} {} {}",
+                    set.family.keyword(),
+                    set.table,
+                    set.set
+                ),
+                e.to_string(),
+            )
+        })
+    }
+
+    fn link_stats(&self, name: &str) -> Result<Option<LinkStats>, DataplaneError> {
+        counters::link_stats(&mut self.route(), name)
+            .map_err(|e| DataplaneError::new(format!("read statistics of {name}"), e.to_string()))
     }
 
     fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {
@@ -824,6 +906,53 @@ fn check_routes(routes: &[RouteSpec]) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds (replacing) or deletes `routes` via `link` inside the namespace at
+/// `netns`, through a socket opened there. A failed add removes the routes
+/// it added; a delete skips routes that are not there (also when the
+/// namespace or the link is gone).
+fn change_routes(
+    add: bool,
+    netns: &Path,
+    link: &str,
+    routes: &[RouteSpec],
+) -> Result<(), DataplaneError> {
+    let what = if add { "add routes" } else { "delete routes" };
+    let fail =
+        |m: String| DataplaneError::new(format!("{what} via {link} in {}", netns.display()), m);
+    check_routes(routes).map_err(fail)?;
+    // Without the namespace or the link, the routes are gone already.
+    let ns = match File::open(netns) {
+        Err(e) if !add && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(|e| fail(format!("open namespace: {e}")))?,
+    };
+    let mut sock = netns::route_socket_in(ns.as_fd())
+        .map_err(|e| fail(format!("socket in namespace: {e}")))?;
+    let index = match link::index(&mut sock, link) {
+        Ok(Some(i)) => i,
+        Ok(None) if !add => return Ok(()),
+        Ok(None) => return Err(fail(format!("{link} not found"))),
+        Err(e) => return Err(fail(format!("look up {link}: {e}"))),
+    };
+    for (i, r) in routes.iter().enumerate() {
+        if add {
+            if let Err(e) = link::replace_route(&mut sock, index, r) {
+                for done in &routes[..i] {
+                    let _ = link::delete_route(&mut sock, index, done);
+                }
+                return Err(fail(format!("{}: {e}", describe_route(r))));
+            }
+        } else {
+            match link::delete_route(&mut sock, index, r) {
+                Err(e) if e.errno != libc::ESRCH => {
+                    return Err(fail(format!("{}: {e}", describe_route(r))))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rollback: deletes a link made by a failing op, logging if that fails.
 fn undo_link(sock: &mut Socket, name: &str) {
     if let Err(e) = link::delete(sock, name) {
@@ -929,6 +1058,32 @@ mod tests {
                 );
             }
             nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+        })
+        .unwrap();
+    }
+
+    /// A replace whose deletes name missing elements (a device gone with
+    /// its link, an old kernel's strict DELETE) still applies the rest in
+    /// one batch.
+    #[test]
+    fn replace_skips_missing_deletes_without_destroy() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            dp.load_tables("table inet hostnet { set ports { type inet_service; }; }")
+                .unwrap();
+            dp.execute(&Op::AddElements(vec![port(1), port(2)]))
+                .unwrap();
+            dp.destroy_supported.store(false, Ordering::Relaxed);
+            dp.execute(&Op::ReplaceElements {
+                delete: vec![port(7), port(1), port(8)],
+                add: vec![port(5)],
+            })
+            .unwrap();
+            let mut sock = dp.netfilter();
+            let gone = nftables::apply(&mut sock, Change::Delete, &[port(1)], &[0]).unwrap_err();
+            assert_eq!(gone.error.errno, libc::ENOENT);
+            nftables::apply(&mut sock, Change::Delete, &[port(2), port(5)], &[0, 1]).unwrap();
         })
         .unwrap();
     }

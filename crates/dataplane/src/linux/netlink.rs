@@ -58,7 +58,7 @@ pub struct NetlinkError {
 }
 
 impl NetlinkError {
-    fn local(err: io::Error) -> Self {
+    pub(super) fn local(err: io::Error) -> Self {
         Self {
             errno: err.raw_os_error().unwrap_or(libc::EIO),
             message: Some(err.to_string()),
@@ -111,8 +111,8 @@ impl Message {
 
     /// Appends an attribute holding `value`.
     pub fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
-        let len = 4 + value.len();
-        self.buf.extend_from_slice(&(len as u16).to_ne_bytes());
+        let len = u16::try_from(4 + value.len()).expect("attribute longer than 64 KiB");
+        self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         self.buf.extend_from_slice(value);
         self.pad();
@@ -144,7 +144,10 @@ impl Message {
     /// Closes the innermost open nest.
     pub fn end_nest(&mut self) -> &mut Self {
         let start = self.nests.pop().expect("end_nest without begin_nest");
-        let len = (self.buf.len() - start) as u16;
+        // nla_len is 16 bits: a longer nest would wrap and the kernel would
+        // parse garbage. Callers split their messages below this.
+        let len = u16::try_from(self.buf.len() - start)
+            .expect("nested attribute longer than 64 KiB: split the message");
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
         self
     }

@@ -65,6 +65,10 @@ const NETDEV_PRIORITY: i32 = 0;
 
 /// Elements per set message; keeps each message far below socket limits.
 pub const ELEMENTS_PER_MESSAGE: usize = 1000;
+/// Bytes of elements per set message: the element list is one nested
+/// attribute, whose 16-bit length must not wrap (wide concatenated interval
+/// keys reach it at about 600 elements).
+const MESSAGE_ELEMENT_BYTES: usize = 48 << 10;
 /// Bytes per batch datagram. Larger changes are split into several batches,
 /// each atomic on its own.
 const BATCH_BYTES: usize = 4 << 20;
@@ -160,56 +164,54 @@ pub fn apply(
     all: &[SetElement],
     elements: &[usize],
 ) -> Result<(), Failure> {
-    let messages: Vec<(Change, Vec<usize>)> = group(all, elements)
-        .into_iter()
-        .map(|m| (change, m))
-        .collect();
-    send_batches(sock, all, &messages)
-}
-
-/// Deletes `deletes` (DESTROY: missing ones are skipped) and adds `adds`
-/// (indices into `all`) in one batch, so no packet sees the state between
-/// (unless the change exceeds one batch's size limit).
-pub fn replace(
-    sock: &mut Socket,
-    all: &[SetElement],
-    deletes: &[usize],
-    adds: &[usize],
-) -> Result<(), Failure> {
-    let mut messages: Vec<(Change, Vec<usize>)> = group(all, deletes)
-        .into_iter()
-        .map(|m| (Change::Destroy, m))
-        .collect();
-    messages.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
-    send_batches(sock, all, &messages)
-}
-
-fn send_batches(
-    sock: &mut Socket,
-    all: &[SetElement],
-    messages: &[(Change, Vec<usize>)],
-) -> Result<(), Failure> {
+    let messages = group(all, elements);
     let mut start = 0;
     while start < messages.len() {
         let mut bytes = 0;
         let mut end = start;
         while end < messages.len() && (end == start || bytes < BATCH_BYTES) {
             bytes += messages[end]
-                .1
                 .iter()
                 .map(|&i| element_bytes(&all[i]))
                 .sum::<usize>();
             end += 1;
         }
-        send_batch(sock, all, &messages[start..end])?;
+        let batch: Vec<(Change, Vec<usize>)> = messages[start..end]
+            .iter()
+            .map(|m| (change, m.clone()))
+            .collect();
+        send_batch(sock, all, &batch)?;
         start = end;
     }
     Ok(())
 }
 
+/// Deletes `deletes` with `removal` and adds `adds` (indices into `all`)
+/// in one batch, however large: atomic as a whole. A chain's device
+/// always goes by DELCHAIN (there is no DESTROY for it).
+pub fn replace(
+    sock: &mut Socket,
+    removal: Change,
+    all: &[SetElement],
+    deletes: &[usize],
+    adds: &[usize],
+) -> Result<(), Failure> {
+    let mut batch: Vec<(Change, Vec<usize>)> = Vec::new();
+    for m in group(all, deletes) {
+        let change = match all[m[0]].device_hook() {
+            Some(_) => Change::Delete,
+            None => removal,
+        };
+        batch.push((change, m));
+    }
+    batch.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
+    send_batch(sock, all, &batch)
+}
+
 /// Splits element indices into per-set messages of at most
-/// [`ELEMENTS_PER_MESSAGE`], keeping the order sets first appear in; a
-/// chain's device gets a message of its own, so a failure names it.
+/// [`ELEMENTS_PER_MESSAGE`] and [`MESSAGE_ELEMENT_BYTES`], keeping the
+/// order sets first appear in; a chain's device gets a message of its own,
+/// so a failure names it.
 fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<Vec<usize>> = Vec::new();
     let mut by_set: HashMap<(Family, &str, &str), usize> = HashMap::new();
@@ -224,18 +226,33 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     order
         .into_iter()
         .flat_map(|set| {
-            let per_message = if all[set[0]].device_hook().is_some() {
-                1
-            } else {
-                ELEMENTS_PER_MESSAGE
-            };
-            set.chunks(per_message)
-                .map(<[usize]>::to_vec)
-                .collect::<Vec<_>>()
+            if all[set[0]].device_hook().is_some() {
+                return set.into_iter().map(|i| vec![i]).collect::<Vec<_>>();
+            }
+            let mut messages: Vec<Vec<usize>> = Vec::new();
+            let mut bytes = 0;
+            for i in set {
+                let size = element_bytes(&all[i]);
+                match messages.last_mut() {
+                    Some(m)
+                        if m.len() < ELEMENTS_PER_MESSAGE
+                            && bytes + size <= MESSAGE_ELEMENT_BYTES =>
+                    {
+                        m.push(i);
+                        bytes += size;
+                    }
+                    _ => {
+                        messages.push(vec![i]);
+                        bytes = size;
+                    }
+                }
+            }
+            messages
         })
         .collect()
 }
 
+/// One atomic batch of set (or chain-device) messages, each with its change.
 fn send_batch(
     sock: &mut Socket,
     all: &[SetElement],
@@ -441,4 +458,38 @@ pub fn load_tables(netns: &File, script: &str) -> Result<(), DataplaneError> {
         )));
     }
     written.map_err(|e| fail(format!("write to nft: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wide(i: u8) -> SetElement {
+        SetElement {
+            family: Family::Inet,
+            table: "hostnet",
+            set: "acl_in_switch_0_s0",
+            key: vec![i; 20],
+            key_end: Some(vec![i; 20]),
+            data: Some(Data::Goto("acl_in_host_0")),
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn wide_elements_split_before_the_nest_length_wraps() {
+        let all: Vec<SetElement> = (0..2000).map(|i| wide(i as u8)).collect();
+        let indices: Vec<usize> = (0..all.len()).collect();
+        let messages = group(&all, &indices);
+        assert!(
+            messages.len() > 2,
+            "2000 wide elements need several messages"
+        );
+        assert_eq!(messages.concat(), indices, "every element once, in order");
+        for m in &messages {
+            // Encoding panics if the element list's nest passes 64 KiB.
+            let (msg, _) = set_message(Change::Add, &all, m);
+            assert!(msg.finish(1).len() < 64 << 10);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `hostnet endpoint create|ls|inspect|rm`.
 
-use super::{inspect, object_id, print_created, print_list, remove, resolve, resolve_id};
+use super::{object_id, print_created, print_list, remove, resolve, resolve_id};
 use crate::addr::{check_mac, parse_ip};
 use crate::cli::{EndpointCommand, EndpointCreateArgs, EndpointLsArgs};
 use crate::error::CliError;
@@ -18,7 +18,7 @@ pub fn run(client: &Client, command: EndpointCommand) -> Result<u8, CliError> {
     match command {
         EndpointCommand::Create(args) => create(client, &args),
         EndpointCommand::Ls(args) => ls(client, &args),
-        EndpointCommand::Inspect(args) => inspect(client, Kind::Endpoints, &args),
+        EndpointCommand::Inspect(args) => super::endpoint_inspect::run(client, &args),
         EndpointCommand::Rm(args) => remove(client, Kind::Endpoints, &args),
     }
 }

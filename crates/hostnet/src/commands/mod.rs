@@ -4,6 +4,7 @@
 //! Commands return the exit status on success; failures are a [`CliError`].
 
 mod endpoint;
+mod endpoint_inspect;
 mod namespace;
 mod network;
 pub mod run;

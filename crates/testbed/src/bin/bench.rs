@@ -41,16 +41,18 @@
 //! `hostnet-testbed sweep` removes the leftovers.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostnet_api::Kind;
 use hostnet_testbed::physical::{sysctl, Host, GATEWAY, OUTSIDE as OUTSIDE_ADDR, PHYSICAL_SUBNET};
+use hostnet_testbed::samples::{combine, median, round, Samples};
+use hostnet_testbed::traffic::{self, echo_server, iperf_server, request_response};
 use hostnet_testbed::{
     inspect, unique, wait_until, Daemon, Netns, PhysicalNet, Probe, Uplink, HOST, OUTSIDE,
 };
@@ -279,92 +281,7 @@ fn main() {
     }
 }
 
-// ---------------------------------------------------------------- statistics
-
-/// Latencies of one kind of call, in seconds.
-#[derive(Default, Clone)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_secs_f64());
-    }
-
-    fn sorted(&self) -> Vec<f64> {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        v
-    }
-
-    /// Nearest-rank percentile (p in 0..=100), in milliseconds.
-    fn pct(&self, p: f64) -> f64 {
-        let v = self.sorted();
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-        v[rank.min(v.len()) - 1] * 1e3
-    }
-
-    fn max(&self) -> f64 {
-        self.pct(100.0)
-    }
-
-    fn sum(&self) -> f64 {
-        self.0.iter().sum()
-    }
-
-    /// Operations per second if done back to back.
-    fn rate(&self) -> f64 {
-        self.0.len() as f64 / self.sum()
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "count": self.0.len(),
-            "p50_ms": round(self.pct(50.0)),
-            "p99_ms": round(self.pct(99.0)),
-            "max_ms": round(self.max()),
-            "per_second": round(self.rate()),
-        })
-    }
-}
-
-/// Element-wise sum of several sample lists of equal length.
-fn combine(parts: &[&Samples]) -> Samples {
-    let len = parts[0].0.len();
-    Samples(
-        (0..len)
-            .map(|i| parts.iter().map(|p| p.0[i]).sum())
-            .collect(),
-    )
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 // ------------------------------------------------------------------ processes
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -373,34 +290,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Run `cmd` to completion, killing it after `limit`; (success, stdout).
-fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String) {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut p = Proc(child);
-    let mut out = p.0.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let mut status = None;
-    wait_until(limit, || {
-        status = p.0.try_wait().ok().flatten();
-        status.is_some()
-    });
-    if status.is_none() {
-        let _ = p.0.kill();
-    }
-    let _ = p.0.wait();
-    let stdout = reader.join().unwrap_or_default();
-    (status.is_some_and(|s| s.success()), stdout)
 }
 
 /// The pid of the `hostnetd` serving `socket` (the `Daemon` guard keeps its
@@ -935,8 +824,8 @@ fn measure(
                 .push(iperf_client(w.outside.path(), HOST, FIRST_PORT));
         }
     }
-    let _echo = echo_server(&ct.netns);
-    let _control = echo_server(ctl.server.path());
+    let _echo = echo_server(&ct.netns, 80);
+    let _control = echo_server(ctl.server.path(), 80);
     let to: SocketAddr = format!("{HOST}:{FIRST_PORT}").parse().expect("addr");
     let ctl_to: SocketAddr = format!("{CONTROL_SERVER}:80").parse().expect("addr");
     for _ in 0..RUNS {
@@ -950,57 +839,7 @@ fn measure(
 
 /// Gbit/s of one `iperf3 -c HOST -p PORT -t 3` from `netns`, client on CPU 0.
 fn iperf_client(netns: &Path, host: &str, port: u16) -> f64 {
-    iperf_client_for(netns, host, port, IPERF_SECONDS)
-}
-
-/// Gbit/s of one `iperf3 -c HOST -p PORT -t SECONDS` from `netns`, client
-/// on CPU 0.
-fn iperf_client_for(netns: &Path, host: &str, port: u16, seconds: u32) -> f64 {
-    let mut cmd = Probe::command(netns, "iperf3");
-    cmd.args([
-        "-c",
-        host,
-        "-p",
-        &port.to_string(),
-        "-t",
-        &seconds.to_string(),
-        "-A",
-        "0",
-        "-J",
-    ]);
-    let (ok, out) = run_bounded(cmd, Duration::from_secs(u64::from(seconds) + 15));
-    let v: Value = serde_json::from_str(&out).unwrap_or_default();
-    match (ok, v["end"]["sum_received"]["bits_per_second"].as_f64()) {
-        (true, Some(bps)) => bps / 1e9,
-        _ => panic!(
-            "iperf3 to {host}:{port} failed: {}",
-            v["error"].as_str().unwrap_or(&out)
-        ),
-    }
-}
-
-/// `iperf3 -s -p PORT` in `netns` on CPU 1, once it listens.
-fn iperf_server(netns: &Path, port: u16) -> Proc {
-    let mut child = Probe::command(netns, "iperf3")
-        .args(["-s", "-p", &port.to_string(), "-A", "1", "--forceflush"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn iperf3 server");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("Server listening") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let p = Proc(child);
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("iperf3 server did not start");
-    p
+    traffic::iperf_client(netns, host, port, IPERF_SECONDS)
 }
 
 /// Write 1 to net.ipv6.conf.<which>.disable_ipv6 of the namespace at
@@ -1044,84 +883,6 @@ fn rx_packets(netns: &Path, ifname: &str) -> u64 {
     })
     .join()
     .expect("rx_packets thread")
-}
-
-/// Pin the calling thread (or, in `pre_exec`, the child) to CPU 0.
-fn pin_to_cpu0() -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET on index 0 is in range.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// `hostnet-probe tcp-echo 0.0.0.0:80` in `netns`, pinned to CPU 0, once
-/// it listens.
-fn echo_server(netns: &Path) -> Proc {
-    let bin = Probe::binary();
-    let mut cmd = Probe::command(netns, &bin.to_string_lossy());
-    // SAFETY: sched_setaffinity is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, pin_to_cpu0);
-    }
-    let mut child = cmd
-        .args(["tcp-echo", "0.0.0.0:80"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn echo server");
-    let mut line = String::new();
-    let out = child.stdout.take().expect("stdout");
-    let p = Proc(child);
-    // It prints `ready` once bound and nothing more for tcp-echo.
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("echo server");
-    assert_eq!(line.trim(), "ready", "echo server did not start");
-    p
-}
-
-/// Round trips per second of a 2-byte request/response over one TCP
-/// connection from `netns` to `to`, for about `time`. The client runs on a
-/// thread of this process moved into `netns` (setns is per thread), pinned
-/// to CPU 0 like the server.
-fn request_response(netns: &Path, to: SocketAddr, time: Duration) -> f64 {
-    let f = File::open(netns).expect("open netns");
-    std::thread::spawn(move || {
-        // SAFETY: setns on a valid fd; only this thread changes namespace.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            panic!("setns: {}", std::io::Error::last_os_error());
-        }
-        // Client and server on one CPU, as a TCP_RR test on one core: the
-        // cost per packet, without cross-CPU wake-ups (bimodal otherwise).
-        pin_to_cpu0().expect("sched_setaffinity");
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        let mut buf = [0u8; 2];
-        // Warm up (ARP, conntrack, slow paths), then count.
-        for _ in 0..100 {
-            s.write_all(b"x\n").expect("write");
-            s.read_exact(&mut buf).expect("read");
-        }
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < time && n < 10_000_000 {
-            for _ in 0..100 {
-                s.write_all(b"x\n").expect("write");
-                s.read_exact(&mut buf).expect("read");
-            }
-            n += 100;
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    })
-    .join()
-    .expect("request/response thread")
 }
 
 // ------------------------------------------------------------------------ CNI
@@ -2229,7 +1990,7 @@ fn measure_path(s: &PathSpec, opts: PathOpts) -> PathResult {
         let _hs = iperf_server(&s.h.1.netns, IPERF_PORT);
         let _ts = (s.t.1.netns != s.h.1.netns).then(|| iperf_server(&s.t.1.netns, IPERF_PORT));
         let run = |side: &(End, End, String)| {
-            iperf_client_for(&side.0.netns, &side.1.ip, IPERF_PORT, PATH_IPERF_SECONDS)
+            traffic::iperf_client(&side.0.netns, &side.1.ip, IPERF_PORT, PATH_IPERF_SECONDS)
         };
         for _ in 0..if opts.iperf { opts.runs } else { 0 } {
             check_interrupt();
@@ -2237,8 +1998,8 @@ fn measure_path(s: &PathSpec, opts: PathOpts) -> PathResult {
             r.t_gbps.push(run(&s.t));
         }
     }
-    let _he = echo_server(&s.h.1.netns);
-    let _te = (s.t.1.netns != s.h.1.netns).then(|| echo_server(&s.t.1.netns));
+    let _he = echo_server(&s.h.1.netns, 80);
+    let _te = (s.t.1.netns != s.h.1.netns).then(|| echo_server(&s.t.1.netns, 80));
     let addr = |side: &(End, End, String)| -> SocketAddr {
         format!("{}:80", side.1.ip).parse().expect("addr")
     };

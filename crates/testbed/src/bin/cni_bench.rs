@@ -20,10 +20,12 @@
 //! numbers mean and today's values: docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hostnet_testbed::cni::{Chain, CniCall, CniOutput, REFERENCE_PLUGINS};
+use hostnet_testbed::samples::{round, Samples};
+use hostnet_testbed::traffic::Proc;
 use hostnet_testbed::{unique, wait_until, workspace_binary, Daemon, Netns, Uplink, HOST};
 use serde_json::{json, Value};
 
@@ -75,45 +77,6 @@ fn progress(msg: &str) {
     eprintln!("hostnet-cni-bench: {msg}");
 }
 
-/// Latencies in milliseconds.
-#[derive(Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_secs_f64() * 1e3);
-    }
-
-    /// Nearest-rank percentile.
-    fn pct(&self, p: f64) -> f64 {
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-        v[rank.min(v.len()) - 1]
-    }
-
-    /// Samples `from..to`, or none if there are fewer.
-    fn slice(&self, from: usize, to: usize) -> Samples {
-        Samples(
-            self.0
-                .get(from..to)
-                .map(<[f64]>::to_vec)
-                .unwrap_or_default(),
-        )
-    }
-
-    fn to_json(&self) -> Value {
-        json!({ "count": self.0.len(), "p50_ms": round(self.pct(50.0)), "p99_ms": round(self.pct(99.0)), "max_ms": round(self.pct(100.0)) })
-    }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 /// One side of the comparison.
 struct Side {
     name: &'static str,
@@ -133,7 +96,7 @@ impl Side {
     }
 
     fn to_json(&self) -> Value {
-        let n = self.add.0.len();
+        let n = self.add.len();
         let tenth = (n / 10).max(1).min(n);
         json!({
             "add": self.add.to_json(),
@@ -255,16 +218,6 @@ impl Runtime for ReferenceWorld {
 fn must(out: CniOutput, what: &str) -> Value {
     assert!(out.success(), "{what}: {}{}", out.stdout, out.stderr);
     out.doc
-}
-
-/// A child killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One TCP flow from the outside through published port FIRST_PORT into

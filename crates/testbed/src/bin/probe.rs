@@ -8,8 +8,14 @@
 //! tcp-echo ADDR:PORT         echo every line back
 //! tcp-get ADDR:PORT          connect, print the server's line
 //! tcp-session ADDR:PORT      send each stdin line, print each echoed line
+//! tcp-push ADDR:PORT         accept one connection; send each stdin line
+//!                            first, print what comes back ("" on timeout)
+//! tcp-echo-to ADDR:PORT      connect, echo every line back
 //! udp-serve ADDR:PORT        answer each datagram with "peer IP:PORT"
 //! udp-get ADDR:PORT          send a datagram, print the answer
+//! udp-sink ADDR:PORT         print "got N bytes from IP:PORT" per datagram; never answer
+//! udp-send ADDR:PORT N SIZE  send N datagrams of SIZE bytes, each from a new
+//!                            socket (a new flow); print "sent N" (refused sends count)
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
 //! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
 //! ping DST                   ICMP echo; exit 0 on a reply
@@ -30,8 +36,12 @@ fn main() {
         "tcp-echo" => tcp_serve(a(1), true),
         "tcp-get" => tcp_get(a(1)),
         "tcp-session" => tcp_session(a(1)),
+        "tcp-push" => tcp_push(a(1)),
+        "tcp-echo-to" => tcp_echo_to(a(1)),
         "udp-serve" => udp_serve(a(1)),
         "udp-get" => udp_get(a(1)),
+        "udp-sink" => udp_sink(a(1)),
+        "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
         "raw-listen" => raw_listen(proto(a(1))),
         "raw-send" => raw_send(proto(a(1)), a(2)),
         "ping" => ping(a(1)),
@@ -75,7 +85,7 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get ADDR:PORT | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 
@@ -147,6 +157,37 @@ fn tcp_session(to: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The server speaks first: what a connection does when its server side
+/// sends before its client (a push after a quiet spell).
+fn tcp_push(at: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    ready();
+    let (c, _) = l.accept()?;
+    c.set_read_timeout(Some(TIMEOUT))?;
+    let mut w = c.try_clone()?;
+    let mut r = BufReader::new(c);
+    for line in std::io::stdin().lines() {
+        writeln!(w, "{}", line?)?;
+        let mut back = String::new();
+        // A connection that went silent answers "".
+        let _ = r.read_line(&mut back);
+        say(back.trim());
+    }
+    Ok(())
+}
+
+fn tcp_echo_to(to: &str) -> std::io::Result<()> {
+    let mut c = TcpStream::connect_timeout(&addr(to)?, TIMEOUT)?;
+    ready();
+    let mut r = BufReader::new(c.try_clone()?);
+    let mut line = String::new();
+    while r.read_line(&mut line)? > 0 {
+        c.write_all(line.as_bytes())?;
+        line.clear();
+    }
+    Ok(())
+}
+
 fn udp_serve(at: &str) -> std::io::Result<()> {
     let s = UdpSocket::bind(addr(at)?)?;
     ready();
@@ -173,6 +214,38 @@ fn udp_get(to: &str) -> std::io::Result<()> {
         }
     }
     Err(std::io::Error::other("no answer"))
+}
+
+fn udp_sink(at: &str) -> std::io::Result<()> {
+    let s = UdpSocket::bind(addr(at)?)?;
+    ready();
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, peer) = s.recv_from(&mut buf)?;
+        say(&format!("got {n} bytes from {peer}"));
+    }
+}
+
+/// Known traffic for counter tests: every datagram is a flow of its own,
+/// so a stateful firewall judges each one. A send the local firewall
+/// refuses (EPERM) still counts as sent: the packet met the rules.
+fn udp_send(to: &str, count: usize, size: usize) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let payload = vec![0x5a; size];
+    for _ in 0..count {
+        let s = UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+        match s.send_to(&payload, to) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    say(&format!("sent {count}"));
+    Ok(())
+}
+
+fn number(s: &str) -> usize {
+    s.parse().unwrap_or_else(|_| usage())
 }
 
 /// A raw IPv4 socket of one protocol.

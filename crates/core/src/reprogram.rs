@@ -1,0 +1,82 @@
+//! Reprogramming endpoints after a policy change: every element each
+//! endpoint owns before and after, and the difference as ONE kernel
+//! transaction (`Op::ReplaceElements`), so a change is atomic and touches
+//! only the elements that change.
+
+use std::collections::HashSet;
+
+use hostnet_dataplane::Op;
+use hostnet_drivers::bridge;
+use hostnet_model::HcnError;
+use hostnet_nft::SetElement;
+use uuid::Uuid;
+
+use crate::endpoint::endpoint_elements;
+use crate::service::{EndpointRec, NetworkRec, State};
+
+/// Every element endpoint `id` owns in the kernel: its driver's, its
+/// compiled ACLs, and while plugged in, its port's.
+pub(crate) fn owned_elements(
+    st: &State,
+    id: &Uuid,
+    ep: &EndpointRec,
+    net: &NetworkRec,
+) -> Result<Vec<SetElement>, HcnError> {
+    let mut els = endpoint_elements(net, &ep.plan);
+    els.extend(crate::policy::acl_elements(id, ep, net)?);
+    if let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) {
+        els.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
+    }
+    Ok(els)
+}
+
+/// The elements to delete and to add for a set of endpoint changes.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    pub delete: Vec<SetElement>,
+    pub add: Vec<SetElement>,
+}
+
+impl Delta {
+    /// Adds one endpoint's change from `before` to `after` (elements in
+    /// both stay untouched in the kernel).
+    pub(crate) fn push(&mut self, before: Vec<SetElement>, after: Vec<SetElement>) {
+        let old: HashSet<&SetElement> = before.iter().collect();
+        let new: HashSet<&SetElement> = after.iter().collect();
+        self.delete
+            .extend(before.iter().filter(|e| !new.contains(e)).cloned());
+        self.add
+            .extend(after.iter().filter(|e| !old.contains(e)).cloned());
+    }
+
+    /// The one transaction, or None when nothing changes.
+    pub(crate) fn op(self) -> Option<Op> {
+        if self.delete.is_empty() && self.add.is_empty() {
+            return None;
+        }
+        Some(Op::ReplaceElements {
+            delete: self.delete,
+            add: self.add,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(n: u8) -> SetElement {
+        hostnet_nft::acl_endpoint(std::net::Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    #[test]
+    fn only_what_differs_is_touched() {
+        let mut d = Delta::default();
+        d.push(vec![el(1), el(2)], vec![el(2), el(3)]);
+        assert_eq!(d.delete, vec![el(1)]);
+        assert_eq!(d.add, vec![el(3)]);
+        let mut same = Delta::default();
+        same.push(vec![el(1)], vec![el(1)]);
+        assert!(same.op().is_none());
+    }
+}

@@ -1,0 +1,318 @@
+//! Route objects (`HostComputeRoute`) in the service, against the
+//! recording dataplane and the in-memory store (tier 0): what is planned,
+//! stored and traced, and that refusals leave nothing. The packets are in
+//! crates/testbed/tests/routes.rs.
+
+use std::sync::Arc;
+
+use hostnet_core::{Config, Kind, Service};
+use hostnet_dataplane::{Op, Recorder};
+use hostnet_model::ErrorCode;
+use hostnet_store::{Collection, MemoryStore, Store};
+use serde_json::{json, Value};
+
+struct Fixture {
+    svc: Service,
+    dp: Arc<Recorder>,
+    store: Arc<MemoryStore>,
+}
+
+fn start(store: Arc<MemoryStore>) -> Fixture {
+    let dp = Arc::new(Recorder::new());
+    let config = Config {
+        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
+        default_network: true,
+        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
+        mtu: 1500,
+    };
+    let svc = Service::start(config, Box::new(store.clone()), Box::new(dp.clone())).unwrap();
+    Fixture { svc, dp, store }
+}
+
+fn body(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+impl Fixture {
+    fn nat(&self) -> String {
+        self.svc.list(Kind::Network, None).unwrap()[0]["ID"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// An endpoint with `policies`, attached to a new namespace when `attach`.
+    fn endpoint(&self, policies: Value, attach: bool) -> (String, String) {
+        let ep = self
+            .svc
+            .create(
+                Kind::Endpoint,
+                &body(json!({ "HostComputeNetwork": self.nat(), "Policies": policies })),
+            )
+            .unwrap();
+        let id = ep["ID"].as_str().unwrap().to_string();
+        let ip = ep["IpConfigurations"][0]["IpAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if attach {
+            let ns = self.svc.create(Kind::Namespace, b"{}").unwrap();
+            let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": id } });
+            self.svc
+                .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
+                .unwrap();
+        }
+        (id, ip)
+    }
+
+    fn trace(&self, ep: &str, dst: &str) -> Value {
+        let req =
+            json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{dst}:80") });
+        self.svc.trace_endpoint(ep, &body(req)).unwrap()
+    }
+
+    fn stored_routes(&self) -> usize {
+        self.store.list(Collection::Routes).unwrap().len()
+    }
+}
+
+fn route_ops(ops: &[Op]) -> Vec<&Op> {
+    ops.iter()
+        .filter(|o| matches!(o, Op::AddRoutes { .. } | Op::DeleteRoutes { .. }))
+        .collect()
+}
+
+#[test]
+fn a_route_object_lives_in_its_endpoints_namespaces_until_deleted() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let (a, _) = f.endpoint(json!([]), true);
+    let (b, _) = f.endpoint(json!([]), false);
+    let (_, hop) = f.endpoint(json!([]), false);
+    f.dp.take();
+
+    let created = f
+        .svc
+        .create(
+            Kind::Route,
+            &body(json!({
+                "Name": "to-lab",
+                "HostComputeEndpoints": [a.to_lowercase(), b],
+                "Setting": [{ "DestinationPrefix": "192.0.2.0/24", "NextHop": hop, "NeedEncap": false }],
+                "SchemaVersion": { "Major": 2, "Minor": 0 }
+            })),
+        )
+        .unwrap();
+    let id = created["ID"].as_str().unwrap().to_string();
+    // The key received is echoed; the endpoints come back as hostnet prints IDs.
+    assert!(
+        created.get("Setting").is_some() && created.get("Routes").is_none(),
+        "{created}"
+    );
+    assert_eq!(created["HostComputeEndpoints"], json!([a, b]));
+    assert_eq!(f.svc.get(Kind::Route, &id).unwrap(), created);
+    let by_name = f
+        .svc
+        .list(Kind::Route, Some(r#"{"Filter":"{\"Name\":\"to-lab\"}"}"#))
+        .unwrap();
+    assert_eq!(by_name, std::slice::from_ref(&created));
+
+    // Only the attached endpoint has a namespace to change; the other gets
+    // the route when it is attached.
+    let ops = f.dp.take();
+    let [Op::AddRoutes { link, routes, .. }] = route_ops(&ops)[..] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(link, "eth0");
+    assert_eq!(routes[0].destination.to_string(), "192.0.2.0/24");
+    assert_eq!(routes[0].via.unwrap().to_string(), hop);
+    let ns = f.svc.create(Kind::Namespace, b"{}").unwrap();
+    let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": b } });
+    f.svc
+        .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
+        .unwrap();
+    let ops = f.dp.take();
+    assert!(
+        ops.iter().any(|o| matches!(o, Op::CreateVeth { routes, .. } if routes.iter().any(|r| r.destination.to_string() == "192.0.2.0/24"))),
+        "{ops:?}"
+    );
+
+    // The trace's route layer says where the prefix goes, and why.
+    let t = f.trace(&a, "192.0.2.7");
+    let text = t["Text"].as_str().unwrap();
+    assert!(text.contains(&format!("route via {hop}")), "{text}");
+    let t = f.trace(&a, "203.0.113.1");
+    assert!(
+        t["Text"].as_str().unwrap().contains("route via 10.88.0.1"),
+        "{t}"
+    );
+
+    // No modify in HNS: E_NOTIMPL, nothing changed.
+    let e = f
+        .svc
+        .modify(
+            Kind::Route,
+            &id,
+            &body(json!({ "RequestType": "Update", "Settings": {} })),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotImplemented, "{e}");
+
+    f.svc.delete(Kind::Route, &id).unwrap();
+    let ops = f.dp.take();
+    assert!(
+        matches!(
+            route_ops(&ops)[..],
+            [Op::DeleteRoutes { .. }, Op::DeleteRoutes { .. }]
+        ),
+        "{ops:?}"
+    );
+    assert_eq!(
+        f.svc.get(Kind::Route, &id).unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(f.stored_routes(), 0);
+    assert!(!f.trace(&a, "192.0.2.7")["Text"]
+        .as_str()
+        .unwrap()
+        .contains(&hop));
+}
+
+#[test]
+fn routes_survive_a_restart_and_endpoints_leave_them() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    let (a, _) = f.endpoint(json!([]), true);
+    let (b, _) = f.endpoint(json!([]), true);
+    let route = f
+        .svc
+        .create(
+            Kind::Route,
+            &body(json!({
+                "HostComputeEndpoints": [a, b],
+                "Routes": [{ "DestinationPrefix": "198.18.0.0/15", "NextHop": "10.88.0.1" },
+                           { "DestinationPrefix": "192.0.2.0/24", "NeedEncap": true }]
+            })),
+        )
+        .unwrap();
+    let id = route["ID"].as_str().unwrap().to_string();
+    drop(f);
+
+    let g = start(store);
+    assert_eq!(g.svc.get(Kind::Route, &id).unwrap(), route);
+    // Reprogrammed at start: in the rebuilt veths and once more as routes.
+    let ops = g.dp.take();
+    assert_eq!(route_ops(&ops).len(), 2, "{ops:?}");
+    // NeedEncap without a NextHop goes through the host (the gateway here).
+    let t = g.trace(&a, "192.0.2.9");
+    assert!(
+        t["Text"].as_str().unwrap().contains("route via 10.88.0.1"),
+        "{t}"
+    );
+    assert!(
+        t["Text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("(HostComputeRoute Id \"{id}\")")),
+        "{t}"
+    );
+
+    g.svc
+        .delete(Kind::Endpoint, &a)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let left = g.svc.get(Kind::Route, &id).unwrap();
+    assert_eq!(left["HostComputeEndpoints"], json!([b]));
+    g.dp.take();
+    g.svc.delete(Kind::Route, &id).unwrap();
+    assert_eq!(route_ops(&g.dp.take()).len(), 1, "only b's namespace");
+}
+
+#[test]
+fn bad_routes_are_refused_and_leave_nothing() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let (a, a_ip) = f.endpoint(json!([]), true);
+    let (b, _) = f.endpoint(
+        json!([{ "Type": "SDNRoute", "Settings": { "DestinationPrefix": "172.20.0.0/16", "NextHop": "10.88.0.1" } }]),
+        true,
+    );
+    f.dp.take();
+    let route =
+        |eps: Value, routes: Value| json!({ "HostComputeEndpoints": eps, "Routes": routes });
+    let r = |d: &str, h: &str| json!([{ "DestinationPrefix": d, "NextHop": h }]);
+    let cases = [
+        (
+            route(
+                json!(["0A0B0C0D-0000-4000-8000-00000000DEAD"]),
+                r("192.0.2.0/24", "10.88.0.1"),
+            ),
+            ErrorCode::EndpointNotFound,
+            "does not exist",
+        ),
+        (
+            route(json!([a]), r("192.0.2.0/33", "10.88.0.1")),
+            ErrorCode::InvalidPrefix,
+            "DestinationPrefix",
+        ),
+        (
+            route(json!([a]), r("192.0.2.1/24", "10.88.0.1")),
+            ErrorCode::InvalidPrefix,
+            "DestinationPrefix",
+        ),
+        (
+            route(json!([a]), r("192.0.2.0/24", "10.89.0.1")),
+            ErrorCode::InvalidIp,
+            "not reachable",
+        ),
+        (
+            route(json!([a]), r("192.0.2.0/24", &a_ip)),
+            ErrorCode::InvalidIp,
+            "own address",
+        ),
+        (
+            route(json!([a]), r("fd00::/64", "10.88.0.1")),
+            ErrorCode::InvalidPrefix,
+            "IPv4",
+        ),
+        (
+            route(json!([a]), json!([])),
+            ErrorCode::InvalidPolicy,
+            "no routes",
+        ),
+        (
+            route(json!([]), r("192.0.2.0/24", "10.88.0.1")),
+            ErrorCode::InvalidEndpoint,
+            "HostComputeEndpoints",
+        ),
+        (
+            route(json!([a, b]), r("172.20.0.0/16", "10.88.0.1")),
+            ErrorCode::PolicyAlreadyExists,
+            "already has a route",
+        ),
+        (
+            route(json!([a]), r("0.0.0.0/0", "10.88.0.1")),
+            ErrorCode::PolicyAlreadyExists,
+            "already has a route",
+        ),
+        (
+            route(json!([a]), r("10.88.0.0/16", "10.88.0.1")),
+            ErrorCode::PolicyAlreadyExists,
+            "already has a route",
+        ),
+        (
+            json!({ "HostComputeEndpoints": [a], "HostComputeNetwork": "0A0B0C0D-0000-4000-8000-00000000DEAD", "Routes": r("192.0.2.0/24", "10.88.0.1") }),
+            ErrorCode::NetworkNotFound,
+            "does not exist",
+        ),
+    ];
+    for (req, code, says) in cases {
+        let e = f.svc.create(Kind::Route, &body(req.clone())).unwrap_err();
+        assert_eq!(e.code, code, "{req}: {e}");
+        assert!(e.message.contains(says), "{req}: {e}");
+    }
+    assert!(f.svc.list(Kind::Route, None).unwrap().is_empty());
+    assert_eq!(f.stored_routes(), 0);
+    assert!(route_ops(&f.dp.take()).is_empty());
+    assert!(!f.trace(&a, "192.0.2.1")["Text"]
+        .as_str()
+        .unwrap()
+        .contains("HostComputeRoute"));
+}

@@ -1,0 +1,691 @@
+//! hostnet-policy-bench: the policy platform's targets (issue 5, item 10).
+//!
+//! ```text
+//! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
+//!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
+//!     [--no-datapath] [--no-programming]
+//! ```
+//!
+//! What the numbers mean and today's values: docs/benchmarks.md.
+//!
+//! It builds the world of the NAT tests (a host namespace running the
+//! release `hostnetd`, an outside namespace on an uplink) and a client
+//! container and a control server container on the `nat` network, then:
+//!
+//! * **ACL ladder**: for each N of `--rules`, a server container whose
+//!   endpoint carries N ACL rules (a default-deny ladder: the flow's allow,
+//!   N-3 allows for other sources and ports, a block below them); one TCP
+//!   flow's throughput (iperf3) and new-connection rate from the client,
+//!   each run paired with the same measurement to the control server (no
+//!   ACLs) just before it. The same ladder "the iptables way": N rules in
+//!   one linear chain (first rule: established and related accepted, as
+//!   iptables rule sets do), built by hand in a table of its own in the
+//!   same host, on the flow to the control server.
+//! * **Load-balancer ladder**: with N of `--lbs` load balancers present
+//!   (10 backends each), the flow through one more load balancer's VIP
+//!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
+//!   one linear nat chain, the flow's rule last.
+//! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
+//!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
+//!   against a plain container's masqueraded flow.
+//! * **Programming**: `--programming` load balancers with `--backends`
+//!   backends each created through the API (total time), the p50/p99 of
+//!   creating and deleting one with all of them present, and a restart of
+//!   `hostnetd` with all of them: time until it answers (it programs the
+//!   kernel from its store before it serves), with a TCP connection through
+//!   a VIP open across the restart.
+//!
+//! Load balancer parts are skipped, saying so, when the daemon answers that
+//! it has no load balancers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use hostnet_api::{Client, Kind};
+use hostnet_testbed::samples::{median, round, Samples};
+use hostnet_testbed::traffic::{connection_rate, echo_server, iperf_client, iperf_server, Proc};
+use hostnet_testbed::{id, require_privileges, Container, Daemon, Session, Uplink, OUTSIDE};
+use serde_json::{json, Value};
+
+/// Subnet of the `nat` network.
+const SUBNET: &str = "10.80.0.0/16";
+/// Frontend VIPs of the load balancers present (10.96.0.0/12 as Kubernetes).
+const VIP_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
+/// The measured load balancer's VIP, outside the others' range.
+const MEASURED_VIP: &str = "10.95.0.1";
+const ECHO_PORT: u16 = 80;
+const IPERF_PORT: u16 = 5201;
+const IPERF_SECONDS: u32 = 3;
+const RATE_TIME: Duration = Duration::from_secs(1);
+/// Create/delete samples taken with all load balancers present.
+const CHURN_SAMPLES: usize = 200;
+
+struct Args {
+    rules: Vec<usize>,
+    lbs: Vec<usize>,
+    onat: Vec<usize>,
+    programming: usize,
+    backends: usize,
+    runs: usize,
+    json: bool,
+    datapath: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
+         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] \
+         [--no-programming]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        rules: vec![0, 1000, 10000],
+        lbs: vec![0, 1000, 10000],
+        onat: vec![0, 2000],
+        programming: 10000,
+        backends: 10,
+        runs: 3,
+        json: false,
+        datapath: true,
+    };
+    let list = |v: Option<String>| -> Vec<usize> {
+        v.unwrap_or_else(|| usage())
+            .split(',')
+            .map(|x| x.trim().parse().unwrap_or_else(|_| usage()))
+            .collect()
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--rules" => a.rules = list(it.next()),
+            "--lbs" => a.lbs = list(it.next()),
+            "--onat" => a.onat = list(it.next()),
+            "--programming" => a.programming = list(it.next())[0],
+            "--backends" => a.backends = list(it.next())[0].max(1),
+            "--runs" => a.runs = list(it.next())[0].max(1),
+            "--json" => a.json = true,
+            "--no-datapath" => a.datapath = false,
+            "--no-programming" => a.programming = 0,
+            _ => usage(),
+        }
+    }
+    a
+}
+
+fn progress(msg: &str) {
+    eprintln!("hostnet-policy-bench: {msg}");
+}
+
+/// The world: the daemon (dropped first), its host and the outside, a
+/// client and a control server container on `nat`.
+struct World {
+    daemon: Daemon,
+    uplink: Uplink,
+    net: String,
+    client: Container,
+    control: Server,
+}
+
+/// A server container: an echo server on 80 and iperf3 on 5201.
+struct Server {
+    container: Container,
+    _echo: Proc,
+    _iperf: Proc,
+}
+
+impl Server {
+    fn new(c: &Client, net: &str, policies: Vec<Value>) -> Server {
+        let container = Container::create(c, net, json!({ "Policies": policies }));
+        Server {
+            _echo: echo_server(&container.netns, ECHO_PORT),
+            _iperf: iperf_server(&container.netns, IPERF_PORT),
+            container,
+        }
+    }
+
+    fn remove(self, c: &Client) {
+        let Server { container, .. } = self;
+        c.delete(Kind::Endpoints, &container.ep_id)
+            .expect("delete endpoint");
+        c.delete(Kind::Namespaces, &container.ns_id)
+            .expect("delete namespace");
+    }
+}
+
+impl World {
+    fn new() -> World {
+        let uplink = Uplink::new("pbench-");
+        let daemon = Daemon::start(uplink.host.path(), &["--default-subnet", SUBNET]);
+        let c = daemon.client();
+        let net = id(&c
+            .find_by_name(Kind::Networks, "nat")
+            .expect("list networks")
+            .expect("no network nat"));
+        let client = Container::create(&c, &net, json!({}));
+        let control = Server::new(&c, &net, Vec::new());
+        World {
+            daemon,
+            uplink,
+            net,
+            client,
+            control,
+        }
+    }
+
+    fn api(&self) -> Client {
+        self.daemon
+            .client()
+            .with_timeout(Some(Duration::from_secs(120)))
+    }
+
+    /// Load (or with `None` delete) a table of the host namespace by hand.
+    fn nft(&self, script: &str) {
+        let mut child = self
+            .uplink
+            .host
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), script.as_bytes())
+            .expect("write nft script");
+        drop(child.stdin.take());
+        assert!(child.wait().expect("nft").success(), "nft -f failed");
+    }
+}
+
+/// One measurement: Gbit/s of one flow and new connections per second.
+#[derive(Clone, Copy)]
+struct Flow {
+    gbps: f64,
+    conns: f64,
+}
+
+fn measure(from: &Path, to: &str) -> Flow {
+    let addr: SocketAddr = format!("{to}:{ECHO_PORT}").parse().expect("addr");
+    Flow {
+        gbps: iperf_client(from, to, IPERF_PORT, IPERF_SECONDS),
+        conns: connection_rate(from, addr, RATE_TIME),
+    }
+}
+
+/// One rung of a ladder: `runs` pairs (control, subject).
+struct Rung {
+    ladder: &'static str,
+    n: usize,
+    pairs: Vec<(Flow, Flow)>,
+}
+
+impl Rung {
+    fn take(
+        ladder: &'static str,
+        n: usize,
+        runs: usize,
+        mut pair: impl FnMut() -> (Flow, Flow),
+    ) -> Rung {
+        progress(&format!("{ladder}: N={n}"));
+        Rung {
+            ladder,
+            n,
+            pairs: (0..runs).map(|_| pair()).collect(),
+        }
+    }
+
+    fn ratios(&self, f: impl Fn(&Flow) -> f64) -> f64 {
+        median(
+            &self
+                .pairs
+                .iter()
+                .map(|(ctl, x)| f(x) / f(ctl))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "ladder": self.ladder,
+            "n": self.n,
+            "gbps_median": round(median(&self.pairs.iter().map(|p| p.1.gbps).collect::<Vec<_>>())),
+            "conns_per_second_median": median(&self.pairs.iter().map(|p| p.1.conns).collect::<Vec<_>>()).round(),
+            "gbps_vs_control": round(self.ratios(|f| f.gbps)),
+            "conns_vs_control": round(self.ratios(|f| f.conns)),
+        })
+    }
+}
+
+// ---------------------------------------------------------------- ACL ladder
+
+fn acl(id: String, action: &str, dir: &str, prio: u32, extra: Value) -> Value {
+    let mut s = json!({ "Id": id, "Action": action, "Direction": dir, "Priority": prio });
+    s.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    json!({ "Type": "ACL", "Settings": s })
+}
+
+/// A default-deny ladder of `n` rules (none for 0) that lets the bench's
+/// flow in: its allow, `n - 3` allows of other sources and ports, outbound
+/// allowed, every other inbound packet blocked.
+fn acl_ladder(n: usize) -> Vec<Value> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut v = vec![
+        acl(
+            "flow".into(),
+            "Allow",
+            "In",
+            100,
+            json!({ "Protocols": "6", "LocalPorts": format!("{ECHO_PORT},{IPERF_PORT}"), "RemoteAddresses": SUBNET }),
+        ),
+        acl("out".into(), "Allow", "Out", 100, json!({})),
+        acl("deny".into(), "Block", "In", 4000, json!({})),
+    ];
+    for i in 0..n.saturating_sub(3) {
+        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
+        v.push(acl(
+            format!("noise-{i}"),
+            "Allow",
+            "In",
+            200 + (i % 1000) as u32,
+            json!({ "Protocols": "6", "LocalPorts": (10000 + i % 20000).to_string(), "RemoteAddresses": format!("{src}/32") }),
+        ));
+    }
+    v.truncate(n);
+    v
+}
+
+/// The same rules as one linear chain, the way iptables evaluates them:
+/// every new connection's first packet tries each rule in turn.
+fn linear_acl_table(n: usize, server: &str) -> String {
+    let mut s = String::from(
+        "table inet hnt_linear {\n chain forward {\n  type filter hook forward priority filter - 20; policy accept;\n  ct state established,related accept\n",
+    );
+    for i in 0..n.saturating_sub(1) {
+        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
+        s.push_str(&format!(
+            "  ip saddr {src} ip daddr {server} tcp dport {} accept\n",
+            10000 + i % 20000
+        ));
+    }
+    s.push_str(&format!(
+        "  ip daddr {server} tcp dport {{ {ECHO_PORT}, {IPERF_PORT} }} accept\n }}\n}}\n"
+    ));
+    s
+}
+
+fn acl_ladder_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let mut out = Vec::new();
+    let from = w.client.netns.clone();
+    let ctl = w.control.container.ip.clone();
+    for &n in rules {
+        let t = Instant::now();
+        let server = Server::new(&c, &w.net, acl_ladder(n));
+        progress(&format!(
+            "acl: endpoint with {n} rules created in {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        ));
+        let ip = server.container.ip.clone();
+        out.push(Rung::take("hostnet ACL rules", n, runs, || {
+            (measure(&from, &ctl), measure(&from, &ip))
+        }));
+        server.remove(&c);
+    }
+    for &n in rules.iter().filter(|&&n| n > 0) {
+        let table = linear_acl_table(n, &ctl);
+        out.push(Rung::take("linear chain (iptables way)", n, runs, || {
+            let base = measure(&from, &ctl);
+            w.nft(&table);
+            let x = measure(&from, &ctl);
+            w.nft("delete table inet hnt_linear\n");
+            (base, x)
+        }));
+    }
+    out
+}
+
+// ------------------------------------------------------- OutBoundNAT ladder
+
+fn outbound_nat(exceptions: &[String]) -> Value {
+    json!({ "Type": "OutBoundNAT", "Settings": { "Exceptions": exceptions } })
+}
+
+/// A connection's first packet to the outside from an endpoint with
+/// `OutBoundNAT` walks two interval lookups of every endpoint's exception
+/// ranges; with N more such endpoints of 5 exceptions each present,
+/// against a plain (masqueraded) container's flow to the same server.
+fn onat_ladder_rungs(w: &World, ladder: &[usize], runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let outside = w.uplink.outside.path();
+    let _echo = echo_server(outside, ECHO_PORT);
+    let _iperf = iperf_server(outside, IPERF_PORT);
+    let subject = Container::create(
+        &c,
+        &w.net,
+        json!({ "Policies": [outbound_nat(&["203.0.113.0/24".to_string()])] }),
+    );
+    let from_ctl = w.client.netns.clone();
+    let mut others: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for &n in ladder {
+        while others.len() < n {
+            let i = others.len();
+            let ex: Vec<String> = (0..5)
+                .map(|k| format!("10.{}.{}.0/24", 100 + k, i % 250))
+                .collect();
+            let body = json!({ "HostComputeNetwork": w.net, "Policies": [outbound_nat(&ex)] });
+            others.push(id(&c
+                .create(Kind::Endpoints, &body)
+                .expect("create endpoint")));
+        }
+        out.push(Rung::take("hostnet OutBoundNAT endpoints", n, runs, || {
+            (
+                measure(&from_ctl, OUTSIDE),
+                measure(&subject.netns, OUTSIDE),
+            )
+        }));
+    }
+    for e in &others {
+        c.delete(Kind::Endpoints, e).expect("delete endpoint");
+    }
+    c.delete(Kind::Endpoints, &subject.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &subject.ns_id)
+        .expect("delete namespace");
+    out
+}
+
+// ------------------------------------------------------ load balancer ladder
+
+fn vip(i: usize) -> String {
+    std::net::Ipv4Addr::from(VIP_BASE + 1 + i as u32).to_string()
+}
+
+fn load_balancer(vip: &str, backends: &[String]) -> Value {
+    json!({
+        "SchemaVersion": { "Major": 2, "Minor": 0 },
+        "HostComputeEndpoints": backends,
+        "FrontendVIPs": [vip],
+        "PortMappings": [{ "Protocol": 6, "InternalPort": ECHO_PORT, "ExternalPort": ECHO_PORT }],
+    })
+}
+
+/// Whether this daemon has load balancers: a create of one the daemon
+/// refuses as unsupported (501) says no.
+fn has_load_balancers(c: &Client, backend: &str) -> bool {
+    match c.create(
+        Kind::LoadBalancers,
+        &load_balancer("10.94.0.1", std::slice::from_ref(&backend.to_string())),
+    ) {
+        Ok(lb) => {
+            c.delete(Kind::LoadBalancers, &id(&lb))
+                .expect("delete probe LB");
+            true
+        }
+        Err(e) => {
+            progress(&format!("skipped: load balancers: {e}"));
+            false
+        }
+    }
+}
+
+/// Create load balancers `from..to` over `backends`; their IDs.
+fn create_lbs(c: &Client, from: usize, to: usize, backends: &[String]) -> Vec<String> {
+    (from..to)
+        .map(|i| {
+            id(&c
+                .create(Kind::LoadBalancers, &load_balancer(&vip(i), backends))
+                .expect("create LB"))
+        })
+        .collect()
+}
+
+/// kube-proxy's iptables shape: one nat chain, a DNAT rule per service,
+/// tried in turn by every new connection; the measured service's last.
+fn linear_nat_table(n: usize, backend: &str) -> String {
+    let mut s = String::from(
+        "table ip hnt_linear_nat {\n chain prerouting {\n  type nat hook prerouting priority dstnat - 20; policy accept;\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "  ip daddr {} tcp dport {ECHO_PORT} dnat to {backend}\n",
+            vip(i)
+        ));
+    }
+    s.push_str(&format!(
+        "  ip daddr {MEASURED_VIP} tcp dport {{ {ECHO_PORT}, {IPERF_PORT} }} dnat to {backend}\n }}\n}}\n"
+    ));
+    s
+}
+
+fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let from = w.client.netns.clone();
+    let ctl = w.control.container.ip.clone();
+    let server = Server::new(&c, &w.net, Vec::new());
+    if !has_load_balancers(&c, &server.container.ep_id) {
+        server.remove(&c);
+        return Vec::new();
+    }
+    let pool = backend_pool(w, backends);
+    // The measured LB: both ports of the flow to the one server.
+    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+        .iter()
+        .map(|&port| {
+            let mut doc =
+                load_balancer(MEASURED_VIP, std::slice::from_ref(&server.container.ep_id));
+            doc["PortMappings"] =
+                json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port }]);
+            id(&c
+                .create(Kind::LoadBalancers, &doc)
+                .expect("create measured LB"))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    for &n in lbs {
+        present.extend(create_lbs(
+            &c,
+            present.len(),
+            n.max(present.len()),
+            &pool.ids,
+        ));
+        out.push(Rung::take("hostnet load balancers", n, runs, || {
+            (measure(&from, &ctl), measure(&from, MEASURED_VIP))
+        }));
+    }
+    for lb in present.iter().chain(&measured) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    for &n in lbs.iter().filter(|&&n| n > 0) {
+        let table = linear_nat_table(n, &server.container.ip);
+        w.nft(&table);
+        out.push(Rung::take(
+            "linear nat chain (iptables way)",
+            n,
+            runs,
+            || (measure(&from, &ctl), measure(&from, MEASURED_VIP)),
+        ));
+        w.nft("delete table ip hnt_linear_nat\n");
+    }
+    pool.remove(&c);
+    server.remove(&c);
+    out
+}
+
+/// Backend endpoints for the load balancers present (containers with no
+/// servers: the bench's flows never reach them).
+struct Pool {
+    containers: Vec<Container>,
+    ids: Vec<String>,
+}
+
+fn backend_pool(w: &World, n: usize) -> Pool {
+    let c = w.api();
+    let containers: Vec<Container> = (0..n)
+        .map(|_| Container::create(&c, &w.net, json!({})))
+        .collect();
+    let ids = containers.iter().map(|x| x.ep_id.clone()).collect();
+    Pool { containers, ids }
+}
+
+impl Pool {
+    fn remove(self, c: &Client) {
+        for x in self.containers {
+            c.delete(Kind::Endpoints, &x.ep_id)
+                .expect("delete endpoint");
+            c.delete(Kind::Namespaces, &x.ns_id)
+                .expect("delete namespace");
+        }
+    }
+}
+
+// --------------------------------------------------------------- programming
+
+struct Programming {
+    n: usize,
+    backends: usize,
+    create_all: Duration,
+    create_one: Samples,
+    delete_one: Samples,
+    restart: Duration,
+    connection_kept: bool,
+}
+
+impl Programming {
+    fn to_json(&self) -> Value {
+        json!({
+            "load_balancers": self.n,
+            "backends_each": self.backends,
+            "create_all_seconds": round(self.create_all.as_secs_f64()),
+            "create_one_with_all_present": self.create_one.to_json(),
+            "delete_one_with_all_present": self.delete_one.to_json(),
+            "restart_until_serving_seconds": round(self.restart.as_secs_f64()),
+            "connection_through_vip_kept_across_restart": self.connection_kept,
+        })
+    }
+}
+
+fn programming(w: &mut World, n: usize, backends: usize) -> Option<Programming> {
+    let c = w.api();
+    let server = Server::new(&c, &w.net, Vec::new());
+    if !has_load_balancers(&c, &server.container.ep_id) {
+        server.remove(&c);
+        return None;
+    }
+    let pool = backend_pool(w, backends);
+    progress(&format!(
+        "programming: creating {n} load balancers with {backends} backends each"
+    ));
+    let t = Instant::now();
+    let mut ids = create_lbs(&c, 0, n, &pool.ids);
+    let create_all = t.elapsed();
+    progress(&format!(
+        "programming: {n} created in {:.2} s",
+        create_all.as_secs_f64()
+    ));
+    let (mut create_one, mut delete_one) = (Samples::default(), Samples::default());
+    for i in 0..CHURN_SAMPLES {
+        let t = Instant::now();
+        let lb = c
+            .create(Kind::LoadBalancers, &load_balancer(&vip(n + i), &pool.ids))
+            .expect("create LB");
+        create_one.push(t.elapsed());
+        let victim = ids.swap_remove(i * 7919 % ids.len());
+        let t = Instant::now();
+        c.delete(Kind::LoadBalancers, &victim).expect("delete LB");
+        delete_one.push(t.elapsed());
+        ids.push(id(&lb));
+    }
+    // A connection through a VIP (the server's own LB), open across the restart.
+    let kept_lb = id(&c
+        .create(
+            Kind::LoadBalancers,
+            &load_balancer(MEASURED_VIP, std::slice::from_ref(&server.container.ep_id)),
+        )
+        .expect("create LB"));
+    let mut session = Session::open(&w.client.netns, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
+    assert_eq!(session.say("before"), "before", "echo through the VIP");
+    progress("programming: restarting hostnetd");
+    let t = Instant::now();
+    w.daemon.restart();
+    let restart = t.elapsed();
+    let connection_kept = session.say("after") == "after";
+    progress(&format!(
+        "programming: restart {:.2} s, connection kept: {connection_kept}",
+        restart.as_secs_f64()
+    ));
+    drop(session);
+    let c = w.api();
+    for lb in ids.iter().chain([&kept_lb]) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    pool.remove(&c);
+    server.remove(&c);
+    Some(Programming {
+        n,
+        backends,
+        create_all,
+        create_one,
+        delete_one,
+        restart,
+        connection_kept,
+    })
+}
+
+// ---------------------------------------------------------------------- main
+
+fn main() {
+    if !require_privileges("hostnet-policy-bench") {
+        std::process::exit(1);
+    }
+    let args = parse_args();
+    let mut w = World::new();
+    let mut rungs = Vec::new();
+    if args.datapath {
+        rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
+        rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
+        rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
+    }
+    let prog = (args.programming > 0)
+        .then(|| programming(&mut w, args.programming, args.backends))
+        .flatten();
+    let report = json!({
+        "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),
+        "programming": prog.as_ref().map(Programming::to_json),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+        return;
+    }
+    println!(
+        "{:<32} {:>6} {:>8} {:>10} {:>10} {:>10}",
+        "ladder", "N", "Gbit/s", "vs ctl", "conn/s", "vs ctl"
+    );
+    for r in &rungs {
+        let j = r.to_json();
+        println!(
+            "{:<32} {:>6} {:>8.2} {:>10.3} {:>10.0} {:>10.3}",
+            r.ladder,
+            r.n,
+            j["gbps_median"].as_f64().unwrap_or(f64::NAN),
+            r.ratios(|f| f.gbps),
+            j["conns_per_second_median"].as_f64().unwrap_or(f64::NAN),
+            r.ratios(|f| f.conns),
+        );
+    }
+    if let Some(p) = prog {
+        println!(
+            "programming: {} LBs x {} backends created in {:.2} s; with all present create one p50 {:.2} ms p99 {:.2} ms, delete one p50 {:.2} ms p99 {:.2} ms; restart until serving {:.2} s, connection kept: {}",
+            p.n, p.backends, p.create_all.as_secs_f64(), p.create_one.pct(50.0), p.create_one.pct(99.0),
+            p.delete_one.pct(50.0), p.delete_one.pct(99.0), p.restart.as_secs_f64(), p.connection_kept
+        );
+    }
+}
