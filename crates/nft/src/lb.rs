@@ -145,6 +145,47 @@ pub const POSTROUTING: &str = "lb_source_vip";
 /// Bridges hostnet makes are named `hnbr…` (hostnet-drivers `names`).
 const BRIDGE_GLOB: &str = "hnbr*";
 
+/// The frontend maps hold a *kind*, not a verdict: the kernel validates
+/// every `goto` element of a table's verdict maps on each transaction that
+/// adds one, so a frontend map of verdicts made each LB's create cost
+/// O(all LBs) (1.5 ms more per create at 10,000). A kind is the conntrack
+/// mark the dispatch rule sets, and one static map of kinds, [`PICKS`],
+/// sends it to its pick chain; `KIND_BASE` alone means no backend (drop).
+pub const KIND_BASE: u32 = 0x4b44_0000;
+/// `kind : verdict`: the static dispatch from a frontend's kind to its
+/// pick chain.
+pub const PICKS: &str = "lb_picks";
+
+/// Index of a pick chain among all of them (see [`pick_chain`]).
+fn pick_index(node: bool, pick: Pick, slots: Option<usize>) -> usize {
+    let pick_index = Pick::ALL.iter().position(|p| *p == pick).expect("listed");
+    (usize::from(node) * Pick::ALL.len() + pick_index) * (MAX_SLOTS + 1) + slots.unwrap_or(0)
+}
+
+/// The kind of a frontend: its pick chain's index past [`KIND_BASE`].
+fn pick_kind(node: bool, pick: Pick, slots: Option<usize>) -> u32 {
+    KIND_BASE + 1 + pick_index(node, pick, slots) as u32
+}
+
+/// Every pick chain: (node, pick, slots).
+fn all_picks() -> impl Iterator<Item = (bool, Pick, Option<usize>)> {
+    [false, true].into_iter().flat_map(|node| {
+        Pick::ALL.into_iter().flat_map(move |pick| {
+            std::iter::once(None)
+                .chain((1..=MAX_SLOTS).map(Some))
+                .map(move |slots| (node, pick, slots))
+        })
+    })
+}
+
+/// The kind that sends a frontend to the pick chain named `chain` (for
+/// reading the frontend maps).
+pub fn kind_of_chain(chain: &str) -> Option<u32> {
+    all_picks()
+        .find(|&(node, pick, slots)| pick_chain(node, pick, slots) == chain)
+        .map(|(node, pick, slots)| pick_kind(node, pick, slots))
+}
+
 /// The pick chain names: `lb_{vip,node}_{random,source,source_proto}`
 /// (the bucket ranges of the interval map), with `_N` for the chains of
 /// frontends with N backends (the slots of the hash map).
@@ -166,10 +207,7 @@ fn pick_chain(node: bool, pick: Pick, slots: Option<usize>) -> &'static str {
         }
         v
     });
-    let pick_index = Pick::ALL.iter().position(|p| *p == pick).expect("listed");
-    let i =
-        (usize::from(node) * Pick::ALL.len() + pick_index) * (MAX_SLOTS + 1) + slots.unwrap_or(0);
-    names[i].as_str()
+    names[pick_index(node, pick, slots)].as_str()
 }
 
 /// The load balancers' maps and chains, inside `table inet hostnet`.
@@ -180,14 +218,11 @@ pub fn skeleton() -> String {
     for m in [VIP_GUESTS, VIP_OUTSIDE, VIP_HOST] {
         let _ = writeln!(
             s,
-            "\tmap {m} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+            "\tmap {m} {{ type ipv4_addr . inet_proto . inet_service : mark; }}"
         );
     }
     for m in [NODE_GUESTS, NODE_OUTSIDE, NODE_HOST] {
-        let _ = writeln!(
-            s,
-            "\tmap {m} {{ type inet_proto . inet_service : verdict; }}"
-        );
+        let _ = writeln!(s, "\tmap {m} {{ type inet_proto . inet_service : mark; }}");
     }
     let _ = writeln!(
         s,
@@ -215,32 +250,6 @@ pub fn skeleton() -> String {
         s,
         "\tmap {NODE_SNAT} {{ typeof meta l4proto . ct mark : ip saddr; }}"
     );
-    let _ = write!(
-        s,
-        r#"	chain {PREROUTING} {{
-		meta mark & {steered:#010x} != 0 return
-		iifname "{BRIDGE_GLOB}" goto lb_from_guests
-		goto lb_from_outside
-	}}
-	chain lb_from_guests {{
-		{vip_key} vmap @{VIP_GUESTS}
-		fib daddr type local {node_key} vmap @{NODE_GUESTS}
-	}}
-	chain lb_from_outside {{
-		{vip_key} vmap @{VIP_OUTSIDE}
-		fib daddr type local {node_key} vmap @{NODE_OUTSIDE}
-	}}
-	chain {OUTPUT} {{
-		{vip_key} vmap @{VIP_HOST}
-		fib daddr type local {node_key} vmap @{NODE_HOST}
-	}}
-	chain {POSTROUTING} {{
-		ct mark & 0xffff0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
-		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
-	}}
-"#,
-        steered = crate::dsr::STEERED_MARK,
-    );
     for pick in Pick::ALL {
         for slots in std::iter::once(None).chain((1..=MAX_SLOTS).map(Some)) {
             let (hash, vip_map, node_map) = match slots {
@@ -250,10 +259,12 @@ pub fn skeleton() -> String {
             let _ = write!(
                 s,
                 r#"	chain {vip} {{
+		ct mark set 0
 		ct mark set {vip_key} map @{VIP_MARKS}
 		meta l4proto {{ tcp, udp, sctp }} dnat ip to {vip_key} . {hash} map @{vip_map}
 	}}
 	chain {node} {{
+		ct mark set 0
 		ct mark set {node_key} map @{NODE_MARKS}
 		meta l4proto {{ tcp, udp, sctp }} dnat ip to {node_key} . {hash} map @{node_map}
 	}}
@@ -263,6 +274,47 @@ pub fn skeleton() -> String {
             );
         }
     }
+    // The kinds, after the chains they go to, before the rules using them.
+    let picks: Vec<String> = std::iter::once(format!("{KIND_BASE:#010x} : drop"))
+        .chain(all_picks().map(|(node, pick, slots)| {
+            format!(
+                "{:#010x} : goto {}",
+                pick_kind(node, pick, slots),
+                pick_chain(node, pick, slots)
+            )
+        }))
+        .collect();
+    let _ = writeln!(
+        s,
+        "\tmap {PICKS} {{ type mark : verdict; elements = {{ {} }}; }}",
+        picks.join(", ")
+    );
+    let _ = write!(
+        s,
+        r#"	chain {PREROUTING} {{
+		meta mark & {steered:#010x} != 0 return
+		iifname "{BRIDGE_GLOB}" goto lb_from_guests
+		goto lb_from_outside
+	}}
+	chain lb_from_guests {{
+		ct mark set {vip_key} map @{VIP_GUESTS} ct mark vmap @{PICKS}
+		fib daddr type local ct mark set {node_key} map @{NODE_GUESTS} ct mark vmap @{PICKS}
+	}}
+	chain lb_from_outside {{
+		ct mark set {vip_key} map @{VIP_OUTSIDE} ct mark vmap @{PICKS}
+		fib daddr type local ct mark set {node_key} map @{NODE_OUTSIDE} ct mark vmap @{PICKS}
+	}}
+	chain {OUTPUT} {{
+		ct mark set {vip_key} map @{VIP_HOST} ct mark vmap @{PICKS}
+		fib daddr type local ct mark set {node_key} map @{NODE_HOST} ct mark vmap @{PICKS}
+	}}
+	chain {POSTROUTING} {{
+		ct mark & 0xffff0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
+		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
+	}}
+"#,
+        steered = crate::dsr::STEERED_MARK,
+    );
     s
 }
 
@@ -290,13 +342,12 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
     // than routed on to the VIP as if there were no service.
     let n = f.backends.len();
     let slotted = (1..=MAX_SLOTS).contains(&n);
-    let (data, verdict) = match n {
-        0 => (Data::Drop, "drop".to_string()),
-        n => {
-            let chain = pick_chain(node, f.pick, slotted.then_some(n));
-            (Data::Goto(chain), format!("goto {chain}"))
-        }
+    let kind = match n {
+        0 => KIND_BASE,
+        n => pick_kind(node, f.pick, slotted.then_some(n)),
     };
+    let data = Data::Value(kind.to_ne_bytes().to_vec());
+    let kind_text = format!("{kind:#010x}");
     let reached = [f.reach.guests, f.reach.outside, f.reach.host];
     for (map, _) in maps.iter().zip(reached).filter(|(_, r)| *r) {
         out.push(element(
@@ -304,7 +355,7 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             frontend_key.clone(),
             None,
             Some(data.clone()),
-            format!("{frontend_text} : {verdict}"),
+            format!("{frontend_text} : {kind_text}"),
         ));
     }
     if slotted {
@@ -479,8 +530,18 @@ mod tests {
             "not reachable from the host without LocalRoutedVip"
         );
         assert_eq!(els[0].key, vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0]);
-        assert_eq!(els[0].data, Some(Data::Goto("lb_vip_random_2")));
-        assert_eq!(els[0].text, "10.96.0.10 . tcp . 80 : goto lb_vip_random_2");
+        assert_eq!(
+            els[0].data,
+            Some(Data::Value(
+                kind_of_chain("lb_vip_random_2")
+                    .unwrap()
+                    .to_ne_bytes()
+                    .to_vec()
+            ))
+        );
+        let kind = kind_of_chain("lb_vip_random_2").unwrap();
+        assert_eq!(els[0].text, format!("10.96.0.10 . tcp . 80 : {kind:#010x}"));
+        assert!(skeleton().contains(&format!("{kind:#010x} : goto lb_vip_random_2")));
         let mut key = vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0];
         key.extend_from_slice(&1u32.to_ne_bytes());
         assert_eq!(els[3].key, key);
@@ -504,7 +565,15 @@ mod tests {
     fn more_backends_than_slots_share_bucket_ranges() {
         let backends: Vec<[u8; 4]> = (0..=MAX_SLOTS as u8).map(|i| [10, 88, 1, i]).collect();
         let els = elements(&cluster_ip(&backends));
-        assert_eq!(els[0].data, Some(Data::Goto("lb_vip_random")));
+        assert_eq!(
+            els[0].data,
+            Some(Data::Value(
+                kind_of_chain("lb_vip_random")
+                    .unwrap()
+                    .to_ne_bytes()
+                    .to_vec()
+            ))
+        );
         let ranges: Vec<&SetElement> = els.iter().filter(|e| e.set == VIP_BACKENDS).collect();
         assert_eq!(ranges.len(), MAX_SLOTS + 1);
         assert!(els.iter().all(|e| e.set != VIP_SLOTS));
@@ -549,7 +618,15 @@ mod tests {
             ]
         );
         assert_eq!(els[0].key, vec![17, 0, 0, 0, 0, 80, 0, 0]);
-        assert_eq!(els[0].data, Some(Data::Goto("lb_node_source_1")));
+        assert_eq!(
+            els[0].data,
+            Some(Data::Value(
+                kind_of_chain("lb_node_source_1")
+                    .unwrap()
+                    .to_ne_bytes()
+                    .to_vec()
+            ))
+        );
         assert_eq!(els[3].text, "udp . 80 . 0 : 10.88.0.2 . 8080");
         assert_eq!(els[4].text, "udp . 80 : 0x4e500050");
         assert_eq!(
@@ -567,8 +644,10 @@ mod tests {
     fn no_backend_drops_instead_of_routing_to_the_vip() {
         let els = elements(&cluster_ip(&[]));
         assert_eq!(els.len(), 2);
-        assert!(els.iter().all(|e| e.data == Some(Data::Drop)));
-        assert!(els[0].text.ends_with(": drop"));
+        let drop = Some(Data::Value(KIND_BASE.to_ne_bytes().to_vec()));
+        assert!(els.iter().all(|e| e.data == drop));
+        assert!(els[0].text.ends_with(": 0x4b440000"));
+        assert!(skeleton().contains("0x4b440000 : drop"));
     }
 
     #[test]
