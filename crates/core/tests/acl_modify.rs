@@ -3,37 +3,18 @@
 //! changed endpoints' elements, a failure anywhere leaves store and kernel
 //! as they were, and narrowing cuts exactly the connections it blocks.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+
+use common::*;
 
 use hostnet_core::{Config, Kind, Service};
 use hostnet_dataplane::{Flow, FlowTuple, Op, Recorder};
 use hostnet_model::ErrorCode;
-use hostnet_store::{Collection, MemoryStore, Store};
+use hostnet_store::{Collection, Store};
 use serde_json::{json, Value};
-
-struct Fixture {
-    svc: Service,
-    dp: Arc<Recorder>,
-    store: Arc<MemoryStore>,
-}
-
-fn start() -> Fixture {
-    let store = Arc::new(MemoryStore::new());
-    let dp = Arc::new(Recorder::new());
-    let config = Config {
-        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
-        default_network: true,
-        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
-        mtu: 1500,
-    };
-    let svc = Service::start(config, Box::new(store.clone()), Box::new(dp.clone())).unwrap();
-    Fixture { svc, dp, store }
-}
-
-fn body(v: Value) -> Vec<u8> {
-    serde_json::to_vec(&v).unwrap()
-}
 
 fn acl(id: &str, action: &str, prio: u16, extra: Value) -> Value {
     let mut s = json!({ "Id": id, "Action": action, "Direction": "In", "Priority": prio });
@@ -121,7 +102,7 @@ fn types(v: &Value) -> Vec<String> {
 
 #[test]
 fn add_remove_and_update_touch_only_the_endpoints_acl_elements() {
-    let f = start();
+    let f = fresh();
     let mapping = json!({ "Type": "PortMapping", "Settings": { "Protocol": 6, "InternalPort": 80, "ExternalPort": 8080 } });
     let (a, a_ip) = f.endpoint("nat", json!([mapping, open(80), deny()]));
     let (_b, _) = f.endpoint("nat", json!([open(22), deny()]));
@@ -173,7 +154,7 @@ fn add_remove_and_update_touch_only_the_endpoints_acl_elements() {
 
 #[test]
 fn a_failed_change_leaves_store_and_kernel_as_they_were() {
-    let f = start();
+    let f = fresh();
     let (a, _) = f.endpoint("nat", json!([open(80), deny()]));
     f.dp.take();
     let before = f.stored(&a);
@@ -242,7 +223,7 @@ fn tcp(o: (Ipv4Addr, u16, Ipv4Addr, u16), r: (Ipv4Addr, u16, Ipv4Addr, u16)) -> 
 
 #[test]
 fn narrowing_cuts_the_connections_it_blocks_and_widening_none() {
-    let f = start();
+    let f = fresh();
     let (a, ip) = f.endpoint("nat", json!([open(80), open(81), deny()]));
     let peer: Ipv4Addr = "10.88.0.200".parse().unwrap();
     let to80 = tcp((peer, 40000, ip, 80), (ip, 80, peer, 40000));
@@ -268,7 +249,7 @@ fn narrowing_cuts_the_connections_it_blocks_and_widening_none() {
 
 #[test]
 fn network_acls_reach_every_endpoint_of_their_network_in_one_transaction() {
-    let f = start();
+    let f = fresh();
     let other = f
         .svc
         .create(
@@ -331,7 +312,7 @@ fn network_acls_reach_every_endpoint_of_their_network_in_one_transaction() {
 
 #[test]
 fn set_policies_resolve_in_acls_and_a_change_reprograms_their_users() {
-    let f = start();
+    let f = fresh();
     let nat = f.network("nat");
     let set = |values: &str| json!({ "Type": "SetPolicy", "Settings": { "Id": "peers", "Name": "peers", "PolicyType": "IPSET", "Values": values } });
     f.svc
@@ -380,7 +361,7 @@ fn set_policies_resolve_in_acls_and_a_change_reprograms_their_users() {
 
 #[test]
 fn tier_acls_are_programmed() {
-    let f = start();
+    let f = fresh();
     let tier = json!({ "Type": "TierAcl", "Settings": { "Name": "t1", "Direction": "In", "Order": 1,
         "TierAclRules": [{ "Id": "t1-deny", "TierAclRuleAction": "Block", "Protocols": "6", "LocalPorts": "23", "Priority": 10 }] } });
     let (a, ip) = f.endpoint("nat", json!([tier]));
@@ -407,7 +388,7 @@ fn tier_acls_are_programmed() {
 
 #[test]
 fn changed_acls_come_back_after_a_restart() {
-    let f = start();
+    let f = fresh();
     let nat = f.network("nat");
     let set = json!({ "Type": "SetPolicy", "Settings": { "Id": "peers", "PolicyType": "IPSET", "Values": "192.0.2.7" } });
     let block = json!({ "Type": "NetworkACL", "Settings": { "Id": "no-peers", "Action": "Block", "Direction": "In", "RemoteAddresses": "peers", "Priority": 50 } });
@@ -448,7 +429,7 @@ fn changed_acls_come_back_after_a_restart() {
 
 #[test]
 fn update_keeps_outbound_nat_and_replaces_it_when_named() {
-    let f = start();
+    let f = fresh();
     f.dp.set_adapter(hostnet_dataplane::Adapter {
         name: "eth0".into(),
         index: 2,

@@ -2,35 +2,17 @@
 //! (tier 0): one kernel op per change, only the LB's own elements, and a
 //! failure in the kernel or the store leaves nothing behind.
 
+mod common;
+
 use std::sync::Arc;
 
-use hostnet_core::{Config, Kind, Service};
-use hostnet_dataplane::{Op, Recorder};
+use common::*;
+
+use hostnet_core::Kind;
+use hostnet_dataplane::Op;
 use hostnet_model::ErrorCode;
 use hostnet_store::{MemoryStore, Store};
 use serde_json::{json, Value};
-
-struct Fixture {
-    svc: Service,
-    dp: Arc<Recorder>,
-    store: Arc<MemoryStore>,
-}
-
-fn start(store: Arc<MemoryStore>) -> Fixture {
-    let config = Config {
-        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
-        default_network: true,
-        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
-        mtu: 1500,
-    };
-    let dp = Arc::new(Recorder::new());
-    let svc = Service::start(config, Box::new(store.clone()), Box::new(dp.clone())).unwrap();
-    Fixture { svc, dp, store }
-}
-
-fn body(v: &Value) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap()
-}
 
 fn endpoint(f: &Fixture, extra: Value) -> String {
     let nets = f.svc.list(Kind::Network, None).unwrap();
@@ -64,7 +46,7 @@ fn a_change_is_one_op_with_only_its_own_elements() {
         .svc
         .create(
             Kind::LoadBalancer,
-            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+            &body(lb(&["10.96.0.10"], 80, &[a.as_str()])),
         )
         .unwrap();
     let id = made["ID"].as_str().unwrap();
@@ -81,7 +63,7 @@ fn a_change_is_one_op_with_only_its_own_elements() {
         .modify(
             Kind::LoadBalancer,
             id,
-            &body(&lb(&["10.96.0.10"], 80, &[a.as_str(), b.as_str()])),
+            &body(lb(&["10.96.0.10"], 80, &[a.as_str(), b.as_str()])),
         )
         .unwrap();
     let ops = f.dp.take();
@@ -127,7 +109,7 @@ fn kernel_or_store_failures_leave_nothing() {
         .svc
         .create(
             Kind::LoadBalancer,
-            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+            &body(lb(&["10.96.0.10"], 80, &[a.as_str()])),
         )
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unexpected);
@@ -140,7 +122,7 @@ fn kernel_or_store_failures_leave_nothing() {
         .svc
         .create(
             Kind::LoadBalancer,
-            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()]))
+            &body(lb(&["10.96.0.10"], 80, &[a.as_str()]))
         )
         .is_err());
     let ops = f.dp.take();
@@ -155,7 +137,7 @@ fn kernel_or_store_failures_leave_nothing() {
         .svc
         .create(
             Kind::LoadBalancer,
-            &body(&lb(&["10.96.0.10"], 80, &[a.as_str()])),
+            &body(lb(&["10.96.0.10"], 80, &[a.as_str()])),
         )
         .unwrap();
     let id = made["ID"].as_str().unwrap();
@@ -166,7 +148,7 @@ fn kernel_or_store_failures_leave_nothing() {
         .modify(
             Kind::LoadBalancer,
             id,
-            &body(&lb(&["10.96.0.11"], 80, &[a.as_str()]))
+            &body(lb(&["10.96.0.11"], 80, &[a.as_str()]))
         )
         .is_err());
     let ops = f.dp.take();
@@ -182,7 +164,7 @@ fn node_ports_and_published_ports_exclude_each_other() {
     let f = start(Arc::new(MemoryStore::new()));
     let a = endpoint(&f, json!({}));
     f.svc
-        .create(Kind::LoadBalancer, &body(&lb(&[], 30080, &[a.as_str()])))
+        .create(Kind::LoadBalancer, &body(lb(&[], 30080, &[a.as_str()])))
         .unwrap();
     let nets = f.svc.list(Kind::Network, None).unwrap();
     let published = json!({

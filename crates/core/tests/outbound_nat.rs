@@ -3,36 +3,19 @@
 //! held against the kernel's resolution. The packets are in
 //! crates/testbed/tests/outbound_nat.rs.
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use hostnet_core::{Config, Kind, Service};
-use hostnet_dataplane::{Op, Recorder};
+use common::*;
+
+use hostnet_core::Kind;
+use hostnet_dataplane::Op;
 use hostnet_model::ErrorCode;
 use hostnet_nft::onat::{self, OnatPolicy, SnatTo};
 use hostnet_store::MemoryStore;
 use serde_json::{json, Value};
-
-struct Fixture {
-    svc: Service,
-    dp: Arc<Recorder>,
-}
-
-fn start(store: Arc<MemoryStore>) -> Fixture {
-    let dp = Arc::new(Recorder::new());
-    let config = Config {
-        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
-        default_network: true,
-        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
-        mtu: 1500,
-    };
-    let svc = Service::start(config, Box::new(store.clone()), Box::new(dp.clone())).unwrap();
-    Fixture { svc, dp }
-}
-
-fn body(v: Value) -> Vec<u8> {
-    serde_json::to_vec(&v).unwrap()
-}
 
 impl Fixture {
     fn nat(&self) -> String {

@@ -1,38 +1,17 @@
 //! The service against the recording dataplane and the in-memory store
 //! (tier 0): what it plans, and that a failure leaves nothing behind.
 
+mod common;
+
 use std::sync::Arc;
 
-use hostnet_core::{Config, Kind, Service};
-use hostnet_dataplane::{Op, Recorder};
+use common::*;
+
+use hostnet_core::Kind;
+use hostnet_dataplane::Op;
 use hostnet_model::ErrorCode;
 use hostnet_store::{Collection, MemoryStore, Store};
 use serde_json::{json, Value};
-
-struct Fixture {
-    svc: Service,
-    dp: Arc<Recorder>,
-    store: Arc<MemoryStore>,
-}
-
-fn config() -> Config {
-    Config {
-        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
-        default_network: true,
-        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
-        mtu: 1500,
-    }
-}
-
-fn start(store: Arc<MemoryStore>) -> Fixture {
-    let dp = Arc::new(Recorder::new());
-    let svc = Service::start(config(), Box::new(store.clone()), Box::new(dp.clone())).unwrap();
-    Fixture { svc, dp, store }
-}
-
-fn body(v: Value) -> Vec<u8> {
-    serde_json::to_vec(&v).unwrap()
-}
 
 fn nat_id(f: &Fixture) -> String {
     let nets = f.svc.list(Kind::Network, None).unwrap();

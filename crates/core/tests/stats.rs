@@ -1,31 +1,16 @@
 //! Endpoint counters against the recording dataplane (tier 0): which
 //! kernel counters make up each number, and the errors.
 
-use std::sync::Arc;
+mod common;
 
-use hostnet_core::{Config, Kind, Service};
+use common::*;
+
+use hostnet_core::Kind;
 use hostnet_dataplane::{ElementCounter, Op, Recorder, SetRef};
 use hostnet_model::ErrorCode;
 use hostnet_nft::{Data, SetElement};
-use hostnet_store::MemoryStore;
-use serde_json::{json, Value};
 
-fn start() -> (Service, Arc<Recorder>) {
-    let dp = Arc::new(Recorder::new());
-    let config = Config {
-        netns_dir: std::env::temp_dir().join("hostnet-core-test-netns-never-created"),
-        default_network: true,
-        default_subnet: Some("10.88.0.0/16".parse().unwrap()),
-        mtu: 1500,
-    };
-    let svc = Service::start(
-        config,
-        Box::new(Arc::new(MemoryStore::new())),
-        Box::new(dp.clone()),
-    )
-    .unwrap();
-    (svc, dp)
-}
+use serde_json::{json, Value};
 
 fn acl(id: &str, action: &str, port: u16) -> Value {
     json!({ "Type": "ACL", "Settings": { "Id": id, "Action": action, "Direction": "In",
@@ -56,7 +41,7 @@ fn counted(dp: &Recorder, e: &SetElement, packets: u64, bytes: u64) {
 
 #[test]
 fn rule_and_drop_counts_add_up_the_endpoints_elements_only() {
-    let (svc, dp) = start();
+    let Fixture { svc, dp, .. } = fresh();
     let net = svc.list(Kind::Network, None).unwrap()[0]["ID"].clone();
     dp.take();
     let ep = svc
@@ -136,7 +121,7 @@ fn rule_and_drop_counts_add_up_the_endpoints_elements_only() {
 
 #[test]
 fn unknown_or_malformed_endpoint_ids_are_hcn_errors() {
-    let (svc, _dp) = start();
+    let Fixture { svc, .. } = fresh();
     let e = svc
         .endpoint_stats("0A0B0C0D-0000-4000-8000-000000000001")
         .unwrap_err();
