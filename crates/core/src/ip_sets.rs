@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hostnet_model::domain::{AddressMatch, NetworkPolicy, SetPolicyKind};
+use hostnet_model::domain::{AddressMatch, NetworkPolicy, SetMembers};
 use hostnet_model::{ErrorCode, HcnError};
 use ipnet::IpNet;
 
@@ -18,17 +18,14 @@ pub(crate) struct IpSets {
 }
 
 impl IpSets {
-    /// The sets among `policies`, checked: IPSET values are addresses or
-    /// CIDRs, NESTEDIPSET values name other sets of the network, no set
-    /// contains itself, no Id is used twice.
+    /// The sets among `policies`, checked: NESTEDIPSET values name other
+    /// sets of the network, no set contains itself, no Id is used twice
+    /// (the model has parsed IPSET values).
     pub(crate) fn of(policies: &[NetworkPolicy]) -> Result<Self, HcnError> {
-        let mut defs: BTreeMap<&str, (SetPolicyKind, &[String])> = BTreeMap::new();
+        let mut defs: BTreeMap<&str, &SetMembers> = BTreeMap::new();
         for p in policies {
-            if let NetworkPolicy::SetPolicy {
-                id, kind, values, ..
-            } = p
-            {
-                if defs.insert(id, (*kind, values)).is_some() {
+            if let NetworkPolicy::SetPolicy { id, members, .. } = p {
+                if defs.insert(id, members).is_some() {
                     return Err(invalid(format!(
                         "SetPolicy Id {id:?} is given twice: give each set its own Id (Update replaces a set by its Id)"
                     )));
@@ -69,7 +66,7 @@ impl IpSets {
 
 fn resolve(
     id: &str,
-    defs: &BTreeMap<&str, (SetPolicyKind, &[String])>,
+    defs: &BTreeMap<&str, &SetMembers>,
     path: &mut Vec<String>,
 ) -> Result<Vec<IpNet>, HcnError> {
     if path.iter().any(|p| p == id) {
@@ -78,36 +75,24 @@ fn resolve(
             path.join(" -> ")
         )));
     }
-    let Some((kind, values)) = defs.get(id) else {
+    let Some(members) = defs.get(id) else {
         let parent = path.last().cloned().unwrap_or_default();
         return Err(invalid(format!(
             "NESTEDIPSET {parent:?} names set {id:?}, which the network does not have: add that SetPolicy first"
         )));
     };
-    match kind {
-        SetPolicyKind::IpSet => values.iter().map(|v| prefix(id, v)).collect(),
-        SetPolicyKind::NestedIpSet => {
+    match members {
+        SetMembers::Addresses(prefixes) => Ok(prefixes.clone()),
+        SetMembers::Sets(ids) => {
             path.push(id.to_string());
             let mut out = Vec::new();
-            for v in values.iter() {
+            for v in ids {
                 out.extend(resolve(v, defs, path)?);
             }
             path.pop();
             Ok(out)
         }
     }
-}
-
-fn prefix(id: &str, v: &str) -> Result<IpNet, HcnError> {
-    let v = v.trim();
-    v.parse::<IpNet>()
-        .map(|p| p.trunc())
-        .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            invalid(format!(
-                "SetPolicy {id:?}: value {v:?} is not an address or CIDR: an IPSET holds addresses and CIDRs (a NESTEDIPSET holds set Ids)"
-            ))
-        })
 }
 
 fn invalid(message: String) -> HcnError {
@@ -118,21 +103,34 @@ fn invalid(message: String) -> HcnError {
 mod tests {
     use super::*;
 
-    fn set(id: &str, kind: SetPolicyKind, values: &[&str]) -> NetworkPolicy {
+    fn addresses(id: &str, values: &[&str]) -> NetworkPolicy {
+        set(
+            id,
+            SetMembers::Addresses(values.iter().map(|v| v.parse().unwrap()).collect()),
+        )
+    }
+
+    fn nested(id: &str, ids: &[&str]) -> NetworkPolicy {
+        set(
+            id,
+            SetMembers::Sets(ids.iter().map(|v| v.to_string()).collect()),
+        )
+    }
+
+    fn set(id: &str, members: SetMembers) -> NetworkPolicy {
         NetworkPolicy::SetPolicy {
             id: id.into(),
             name: id.into(),
-            kind,
-            values: values.iter().map(|v| v.to_string()).collect(),
+            members,
         }
     }
 
     #[test]
     fn nested_sets_resolve_to_their_members_members() {
         let sets = IpSets::of(&[
-            set("a", SetPolicyKind::IpSet, &["10.0.0.1", "10.1.0.0/16"]),
-            set("b", SetPolicyKind::IpSet, &["192.0.2.7"]),
-            set("ab", SetPolicyKind::NestedIpSet, &["a", "b"]),
+            addresses("a", &["10.0.0.1/32", "10.1.0.0/16"]),
+            addresses("b", &["192.0.2.7/32"]),
+            nested("ab", &["a", "b"]),
         ])
         .unwrap();
         let got: Vec<String> = sets
@@ -148,16 +146,15 @@ mod tests {
     #[test]
     fn bad_sets_are_refused_by_name() {
         let err = |p: &[NetworkPolicy]| IpSets::of(p).unwrap_err();
-        let e = err(&[set("a", SetPolicyKind::IpSet, &["nope"])]);
+        // (An IPSET value that is no address is the model's refusal.)
+        let e = err(&[nested("n", &["n"])]);
         assert_eq!(e.code, ErrorCode::InvalidPolicy);
-        assert!(e.message.contains("\"nope\""), "{e:?}");
-        let e = err(&[set("n", SetPolicyKind::NestedIpSet, &["n"])]);
         assert!(e.message.contains("contains itself"), "{e:?}");
-        let e = err(&[set("n", SetPolicyKind::NestedIpSet, &["missing"])]);
+        let e = err(&[nested("n", &["missing"])]);
         assert!(e.message.contains("\"missing\""), "{e:?}");
         let e = err(&[
-            set("a", SetPolicyKind::IpSet, &["10.0.0.1"]),
-            set("a", SetPolicyKind::IpSet, &["10.0.0.2"]),
+            addresses("a", &["10.0.0.1/32"]),
+            addresses("a", &["10.0.0.2/32"]),
         ]);
         assert!(e.message.contains("twice"), "{e:?}");
     }

@@ -44,7 +44,7 @@ pub use network::{
     SubnetSpec,
 };
 pub use network_policy::{
-    parse_network_policy, InterfaceConstraint, L4Proxy, NetworkPolicy, SetPolicyKind,
+    parse_network_policy, InterfaceConstraint, L4Proxy, NetworkPolicy, SetMembers,
     NETWORK_POLICY_TYPES,
 };
 pub use query::{parse_filter_json, parse_query, Filter};

@@ -78,10 +78,8 @@ pub enum NetworkPolicy {
         id: String,
         /// Set name.
         name: String,
-        /// `IPSET` or `NESTEDIPSET`.
-        kind: SetPolicyKind,
-        /// Members: addresses/CIDRs, or set ids for nested sets.
-        values: Vec<String>,
+        /// The members, by `PolicyType`.
+        members: SetMembers,
     },
     /// `L4Proxy{…}`.
     L4Proxy(L4Proxy),
@@ -123,13 +121,13 @@ impl NetworkPolicy {
     }
 }
 
-/// `SetPolicy` `PolicyType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SetPolicyKind {
-    /// `IPSET`: a set of addresses/CIDRs.
-    IpSet,
-    /// `NESTEDIPSET`: a set of set ids.
-    NestedIpSet,
+/// A `SetPolicy`'s members, by its `PolicyType`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SetMembers {
+    /// `IPSET`: addresses and CIDRs (an address is its /32 or /128).
+    Addresses(Vec<IpNet>),
+    /// `NESTEDIPSET`: the Ids of other sets of the network.
+    Sets(Vec<String>),
 }
 
 /// `InterfaceConstraint` settings (network and endpoint).
@@ -387,9 +385,15 @@ pub fn parse_network_policy(p: &wire::Policy) -> Result<NetworkPolicy, HcnError>
         }
         "SetPolicy" => {
             let id = required(s.id.filter(|i| !i.is_empty()), ty, "Id", "the set id")?;
-            let kind = match s.policy_type.as_deref().map(str::trim) {
-                Some(k) if k.eq_ignore_ascii_case("IPSET") => SetPolicyKind::IpSet,
-                Some(k) if k.eq_ignore_ascii_case("NESTEDIPSET") => SetPolicyKind::NestedIpSet,
+            let values = s.values.unwrap_or_default();
+            let members = match s.policy_type.as_deref().map(str::trim) {
+                Some(k) if k.eq_ignore_ascii_case("IPSET") => SetMembers::Addresses(
+                    values
+                        .iter()
+                        .map(|v| set_address(&id, v))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(k) if k.eq_ignore_ascii_case("NESTEDIPSET") => SetMembers::Sets(values),
                 other => {
                     return Err(invalid(
                         ty,
@@ -402,8 +406,7 @@ pub fn parse_network_policy(p: &wire::Policy) -> Result<NetworkPolicy, HcnError>
             NetworkPolicy::SetPolicy {
                 id,
                 name: s.name.unwrap_or_default(),
-                kind,
-                values: s.values.unwrap_or_default(),
+                members,
             }
         }
         "LayerConstraint" => {
@@ -429,4 +432,20 @@ pub fn parse_network_policy(p: &wire::Policy) -> Result<NetworkPolicy, HcnError>
         }
         _ => unreachable!("every network policy type is handled"),
     })
+}
+
+/// One `IPSET` value: an address or a CIDR (host bits dropped).
+fn set_address(id: &str, v: &str) -> Result<IpNet, HcnError> {
+    let v = v.trim();
+    v.parse::<IpNet>()
+        .map(|p| p.trunc())
+        .or_else(|_| v.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            HcnError::new(
+                ErrorCode::InvalidPolicy,
+                format!(
+                    "SetPolicy {id:?}: value {v:?} is not an address or CIDR: an IPSET holds addresses and CIDRs (a NESTEDIPSET holds set Ids)"
+                ),
+            )
+        })
 }

@@ -99,7 +99,7 @@ fn network_policy_values() {
         np("HostRoute", Value::Null).unwrap(),
         NetworkPolicy::HostRoute
     );
-    let NetworkPolicy::SetPolicy { kind, values, .. } = np(
+    let NetworkPolicy::SetPolicy { members, .. } = np(
         "SetPolicy",
         json!({"Id": "s", "PolicyType": "nestedipset", "Values": "a, b,"}),
     )
@@ -107,12 +107,30 @@ fn network_policy_values() {
         panic!()
     };
     assert_eq!(
-        (kind, values),
-        (
-            SetPolicyKind::NestedIpSet,
-            vec!["a".to_string(), "b".to_string()]
-        )
+        members,
+        SetMembers::Sets(vec!["a".to_string(), "b".to_string()])
     );
+    let NetworkPolicy::SetPolicy { members, .. } = np(
+        "SetPolicy",
+        json!({"Id": "a", "PolicyType": "IPSET", "Values": "10.0.0.1, 10.1.2.3/16"}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        members,
+        SetMembers::Addresses(vec![
+            "10.0.0.1/32".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap()
+        ])
+    );
+    let e = np(
+        "SetPolicy",
+        json!({"Id": "a", "PolicyType": "IPSET", "Values": "nope"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidPolicy);
+    assert!(e.message.contains("\"nope\""), "{e:?}");
     // Both L4Proxy key spellings ([conflict] note).
     let a = np(
         "L4Proxy",
