@@ -49,6 +49,17 @@ impl Delta {
             .extend(after.iter().filter(|e| !old.contains(e)).cloned());
     }
 
+    /// The change from `before` to `after` as one transaction (empty when
+    /// nothing differs).
+    pub(crate) fn replace(before: Vec<SetElement>, after: Vec<SetElement>) -> Op {
+        let mut d = Delta::default();
+        d.push(before, after);
+        Op::ReplaceElements {
+            delete: d.delete,
+            add: d.add,
+        }
+    }
+
     /// The one transaction, or None when nothing changes.
     pub(crate) fn op(self) -> Option<Op> {
         if self.delete.is_empty() && self.add.is_empty() {
@@ -78,5 +89,29 @@ mod tests {
         let mut same = Delta::default();
         same.push(vec![el(1)], vec![el(1)]);
         assert!(same.op().is_none());
+    }
+
+    #[test]
+    fn a_change_touches_only_what_differs() {
+        let e = |set: &'static str, text: &str| SetElement {
+            family: hostnet_nft::Family::Inet,
+            table: "hostnet",
+            set,
+            key: vec![],
+            key_end: None,
+            data: None,
+            text: text.into(),
+        };
+        let op = Delta::replace(
+            vec![e("a", "1"), e("b", "2")],
+            vec![e("a", "1"), e("b", "3")],
+        );
+        assert_eq!(
+            op,
+            Op::ReplaceElements {
+                delete: vec![e("b", "2")],
+                add: vec![e("b", "3")]
+            }
+        );
     }
 }

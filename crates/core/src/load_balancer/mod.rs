@@ -26,11 +26,12 @@ use uuid::Uuid;
 use crate::object::{bytes, guid, internal, Kind};
 use crate::service::{Service, State};
 
+use crate::reprogram::Delta;
 pub(crate) use check::port_owner;
 use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
 pub(crate) use dsr::Shared as DsrShared;
+use program::lb_elements;
 pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
-use program::{lb_elements, replace_op};
 
 /// A load balancer as stored and as programmed.
 pub(crate) struct LoadBalancerRec {
@@ -137,7 +138,7 @@ impl Service {
         };
         check(&st, &spec, Some(&id))?;
         let obj = stored_object(&wire, &spec, &id);
-        let op = replace_op(lb_elements(&st, &old.spec), lb_elements(&st, &spec));
+        let op = Delta::replace(lb_elements(&st, &old.spec), lb_elements(&st, &spec));
         let ops = with_shared(&st, &id, Some(&spec), op);
         self.program_then_commit(&ops, "reprogramming the load balancer", || {
             self.save(Kind::LoadBalancer, &id, &obj)
@@ -152,7 +153,7 @@ impl Service {
         let Some(rec) = st.load_balancers.get(&id) else {
             return Err(Kind::LoadBalancer.not_found(given));
         };
-        let op = replace_op(lb_elements(&st, &rec.spec), Vec::new());
+        let op = Delta::replace(lb_elements(&st, &rec.spec), Vec::new());
         let ops = with_shared(&st, &id, None, op);
         self.program_then_commit(&ops, "removing the load balancer", || {
             let mut txn = Txn::new();

@@ -2,7 +2,6 @@
 //! groups, both from one list of frontends; and the one transaction from
 //! an LB's elements before to after.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use hostnet_dataplane::{teardown, Op};
@@ -15,6 +14,7 @@ use uuid::Uuid;
 
 use super::{endpoint_list, LoadBalancerRec};
 use crate::object::{bytes, guid, Kind};
+use crate::reprogram::Delta;
 use crate::service::State;
 
 /// Port mapping flag bits that say who reaches a frontend.
@@ -94,7 +94,7 @@ impl BackendRemoval {
         }
         let shared = super::dsr::Shared::of(st, None, None);
         let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep)));
-        let op = replace_op(before, after);
+        let op = Delta::replace(before, after);
         if !matches!(&op, Op::ReplaceElements { delete, add } if delete.is_empty() && add.is_empty())
         {
             ops.push(op);
@@ -121,28 +121,6 @@ impl BackendRemoval {
             }
         }
     }
-}
-
-/// One transaction from `before` to `after`, touching only what differs.
-pub(super) fn replace_op(before: Vec<SetElement>, after: Vec<SetElement>) -> Op {
-    let old: BTreeSet<String> = before.iter().map(element_id).collect();
-    let new: BTreeSet<String> = after.iter().map(element_id).collect();
-    Op::ReplaceElements {
-        delete: before
-            .into_iter()
-            .filter(|e| !new.contains(&element_id(e)))
-            .collect(),
-        add: after
-            .into_iter()
-            .filter(|e| !old.contains(&element_id(e)))
-            .collect(),
-    }
-}
-
-/// An element's identity including its data: one whose data changes is
-/// deleted and added again.
-fn element_id(e: &SetElement) -> String {
-    format!("{} {}", e.set, e.text)
 }
 
 /// The frontends an LB programs: each VIP (or the host's addresses) times
@@ -229,29 +207,5 @@ mod tests {
         );
         assert!(!reach(PM_ILB).outside);
         assert!(reach(PM_LOCAL_ROUTED_VIP | 16).host);
-    }
-
-    #[test]
-    fn a_change_touches_only_what_differs() {
-        let e = |set: &'static str, text: &str| SetElement {
-            family: hostnet_nft::Family::Inet,
-            table: "hostnet",
-            set,
-            key: vec![],
-            key_end: None,
-            data: None,
-            text: text.into(),
-        };
-        let op = replace_op(
-            vec![e("a", "1"), e("b", "2")],
-            vec![e("a", "1"), e("b", "3")],
-        );
-        assert_eq!(
-            op,
-            Op::ReplaceElements {
-                delete: vec![e("b", "2")],
-                add: vec![e("b", "3")]
-            }
-        );
     }
 }
