@@ -501,12 +501,8 @@ pub(crate) fn check_ports(
             && (a.vip.is_none() || b.vip.is_none() || a.vip == b.vip)
     };
     for (i, m) in new.iter().enumerate() {
-        let owner = st
-            .endpoints
-            .iter()
-            .filter(|(id, _)| Some(*id) != except)
-            .find(|(_, e)| e.mappings.iter().any(|x| clash(x, m)))
-            .map(|(id, _)| format!("endpoint {}", guid(id)))
+        let owner = publisher(st, m.protocol.number(), m.external_port, m.vip, except)
+            .map(|id| format!("endpoint {}", guid(&id)))
             .or_else(|| {
                 new[..i]
                     .iter()
@@ -536,12 +532,34 @@ pub(crate) fn check_ports(
     Ok(())
 }
 
+/// The endpoint (other than `except`) that publishes host port `port` of
+/// protocol `proto` on `vip`, or on every address when either side has no
+/// VIP (a node port, a mapping without `VirtualIP`).
+pub(crate) fn publisher(
+    st: &State,
+    proto: u8,
+    port: u16,
+    vip: Option<std::net::IpAddr>,
+    except: Option<&Uuid>,
+) -> Option<Uuid> {
+    st.endpoints
+        .iter()
+        .filter(|(id, _)| Some(*id) != except)
+        .find(|(_, e)| {
+            e.mappings.iter().any(|x| {
+                x.protocol.number() == proto
+                    && x.external_port == port
+                    && (x.vip.is_none() || vip.is_none() || x.vip == vip)
+            })
+        })
+        .map(|(id, _)| *id)
+}
+
 /// A fresh endpoint ID whose veth name no other endpoint has.
 pub(crate) fn new_endpoint_id(st: &State) -> Uuid {
     loop {
         let id = Uuid::new_v4();
-        let name = names::host_veth(&id);
-        if !st.endpoints.keys().any(|k| names::host_veth(k) == name) {
+        if !st.endpoints.keys().any(|k| names::same_host_veth(k, &id)) {
             return id;
         }
     }

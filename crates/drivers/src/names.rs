@@ -18,9 +18,19 @@ pub fn bridge(network: &Uuid) -> String {
     format!("{BRIDGE_PREFIX}{}", &hex(network)[..8])
 }
 
+/// Bytes of the endpoint ID spelled (in hex) in its host veth's name.
+const VETH_ID_BYTES: usize = 5;
+
 /// The host end of an endpoint's veth pair.
 pub fn host_veth(endpoint: &Uuid) -> String {
-    format!("{VETH_PREFIX}{}", &hex(endpoint)[..10])
+    format!("{VETH_PREFIX}{}", &hex(endpoint)[..2 * VETH_ID_BYTES])
+}
+
+/// Whether two endpoints' host veths would have one name; compares the ID
+/// bytes the name is made of, without formatting names (it runs over every
+/// endpoint on each create).
+pub fn same_host_veth(a: &Uuid, b: &Uuid) -> bool {
+    a.as_bytes()[..VETH_ID_BYTES] == b.as_bytes()[..VETH_ID_BYTES]
 }
 
 /// The MAC of a network's bridge when no adapter gives it one: locally
@@ -47,6 +57,18 @@ mod tests {
         assert!(bridge(&id).len() <= 15);
         assert!(host_veth(&id).len() <= 15);
         assert!(bridge(&id).starts_with(LINK_PREFIX));
+    }
+
+    #[test]
+    fn veth_name_clashes_are_found_without_formatting() {
+        let a = Uuid::new_v4();
+        let mut bytes = *a.as_bytes();
+        bytes[15] ^= 1;
+        let near = Uuid::from_bytes(bytes);
+        assert!(same_host_veth(&a, &near) && host_veth(&a) == host_veth(&near));
+        bytes[4] ^= 1;
+        let far = Uuid::from_bytes(bytes);
+        assert!(!same_host_veth(&a, &far) && host_veth(&a) != host_veth(&far));
     }
 
     #[test]

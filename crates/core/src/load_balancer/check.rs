@@ -219,18 +219,13 @@ pub(super) fn check(
     // A node port takes the port on every host address, as a published
     // port of an endpoint does.
     for k in mine.iter().filter(|k| k.0.is_none()) {
-        let owner = st.endpoints.iter().find(|(_, e)| {
-            e.mappings
-                .iter()
-                .any(|m| m.protocol.number() == k.1 && m.external_port == k.2)
-        });
-        if let Some((ep, _)) = owner {
+        if let Some(ep) = crate::endpoint::publisher(st, k.1, k.2, None, None) {
             return Err(HcnError::new(
                 ErrorCode::PortAlreadyExists,
                 format!(
                     "{} is already a published port of endpoint {}: choose another ExternalPort",
                     describe_key(k),
-                    guid(ep)
+                    guid(&ep)
                 ),
             ));
         }
