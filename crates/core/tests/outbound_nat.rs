@@ -15,46 +15,7 @@ use hostnet_dataplane::Op;
 use hostnet_model::ErrorCode;
 use hostnet_nft::onat::{self, OnatPolicy, SnatTo};
 use hostnet_store::MemoryStore;
-use serde_json::{json, Value};
-
-impl Fixture {
-    fn nat(&self) -> String {
-        self.svc.list(Kind::Network, None).unwrap()[0]["ID"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// An endpoint with `policies`, attached to a new namespace when `attach`.
-    fn endpoint(&self, policies: Value, attach: bool) -> (String, String) {
-        let ep = self
-            .svc
-            .create(
-                Kind::Endpoint,
-                &body(json!({ "HostComputeNetwork": self.nat(), "Policies": policies })),
-            )
-            .unwrap();
-        let id = ep["ID"].as_str().unwrap().to_string();
-        let ip = ep["IpConfigurations"][0]["IpAddress"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if attach {
-            let ns = self.svc.create(Kind::Namespace, b"{}").unwrap();
-            let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": id } });
-            self.svc
-                .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
-                .unwrap();
-        }
-        (id, ip)
-    }
-
-    fn trace(&self, ep: &str, dst: &str) -> Value {
-        let req =
-            json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{dst}:80") });
-        self.svc.trace_endpoint(ep, &body(req)).unwrap()
-    }
-}
+use serde_json::json;
 
 /// The outcome the trace shows for a destination: its source after the
 /// walk, and whether the nat layer rewrote it.
@@ -85,7 +46,7 @@ fn outbound_nat_on_a_nat_endpoint_traces_as_the_kernel_resolves_it() {
         { "Type": "OutBoundNAT", "Settings": { "Exceptions": ["203.0.113.0/24", "10.0.0.0/8"] } },
         { "Type": "OutBoundNAT", "Settings": { "VirtualIP": "192.0.2.200", "Destinations": ["203.0.113.7/32", "10.1.0.0/16"] } }
     ]);
-    let (ep, ip) = f.endpoint(policies, false);
+    let (ep, ip) = f.nat_endpoint(policies, false);
     let ops = f.dp.take();
     let texts: Vec<String> = ops
         .iter()
@@ -167,7 +128,7 @@ fn outbound_nat_on_a_nat_endpoint_traces_as_the_kernel_resolves_it() {
 #[test]
 fn outbound_nat_comes_and_goes_by_endpoint_modify() {
     let f = start(Arc::new(MemoryStore::new()));
-    let (ep, ip) = f.endpoint(json!([]), false);
+    let (ep, ip) = f.nat_endpoint(json!([]), false);
     f.dp.take();
     let policy = json!({ "Type": "OutBoundNAT", "Settings": { "VirtualIP": "192.0.2.200", "Destinations": ["203.0.113.7"] } });
     let change = |request: &str| {

@@ -16,43 +16,6 @@ use hostnet_store::{Collection, MemoryStore, Store};
 use serde_json::{json, Value};
 
 impl Fixture {
-    fn nat(&self) -> String {
-        self.svc.list(Kind::Network, None).unwrap()[0]["ID"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// An endpoint with `policies`, attached to a new namespace when `attach`.
-    fn endpoint(&self, policies: Value, attach: bool) -> (String, String) {
-        let ep = self
-            .svc
-            .create(
-                Kind::Endpoint,
-                &body(json!({ "HostComputeNetwork": self.nat(), "Policies": policies })),
-            )
-            .unwrap();
-        let id = ep["ID"].as_str().unwrap().to_string();
-        let ip = ep["IpConfigurations"][0]["IpAddress"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if attach {
-            let ns = self.svc.create(Kind::Namespace, b"{}").unwrap();
-            let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": id } });
-            self.svc
-                .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
-                .unwrap();
-        }
-        (id, ip)
-    }
-
-    fn trace(&self, ep: &str, dst: &str) -> Value {
-        let req =
-            json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{dst}:80") });
-        self.svc.trace_endpoint(ep, &body(req)).unwrap()
-    }
-
     fn stored_routes(&self) -> usize {
         self.store.list(Collection::Routes).unwrap().len()
     }
@@ -67,9 +30,9 @@ fn route_ops(ops: &[Op]) -> Vec<&Op> {
 #[test]
 fn a_route_object_lives_in_its_endpoints_namespaces_until_deleted() {
     let f = start(Arc::new(MemoryStore::new()));
-    let (a, _) = f.endpoint(json!([]), true);
-    let (b, _) = f.endpoint(json!([]), false);
-    let (_, hop) = f.endpoint(json!([]), false);
+    let (a, _) = f.nat_endpoint(json!([]), true);
+    let (b, _) = f.nat_endpoint(json!([]), false);
+    let (_, hop) = f.nat_endpoint(json!([]), false);
     f.dp.take();
 
     let created = f
@@ -163,8 +126,8 @@ fn a_route_object_lives_in_its_endpoints_namespaces_until_deleted() {
 fn routes_survive_a_restart_and_endpoints_leave_them() {
     let store = Arc::new(MemoryStore::new());
     let f = start(store.clone());
-    let (a, _) = f.endpoint(json!([]), true);
-    let (b, _) = f.endpoint(json!([]), true);
+    let (a, _) = f.nat_endpoint(json!([]), true);
+    let (b, _) = f.nat_endpoint(json!([]), true);
     let route = f
         .svc
         .create(
@@ -211,8 +174,8 @@ fn routes_survive_a_restart_and_endpoints_leave_them() {
 #[test]
 fn bad_routes_are_refused_and_leave_nothing() {
     let f = start(Arc::new(MemoryStore::new()));
-    let (a, a_ip) = f.endpoint(json!([]), true);
-    let (b, _) = f.endpoint(
+    let (a, a_ip) = f.nat_endpoint(json!([]), true);
+    let (b, _) = f.nat_endpoint(
         json!([{ "Type": "SDNRoute", "Settings": { "DestinationPrefix": "172.20.0.0/16", "NextHop": "10.88.0.1" } }]),
         true,
     );

@@ -7,10 +7,10 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use hostnet_core::{Config, Service};
+use hostnet_core::{Config, Kind, Service};
 use hostnet_dataplane::Recorder;
 use hostnet_store::MemoryStore;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub struct Fixture {
     pub svc: Service,
@@ -42,4 +42,45 @@ pub fn fresh() -> Fixture {
 /// A request body.
 pub fn body(v: impl Borrow<Value>) -> Vec<u8> {
     serde_json::to_vec(v.borrow()).unwrap()
+}
+
+impl Fixture {
+    /// The default NAT network's ID.
+    pub fn nat(&self) -> String {
+        self.svc.list(Kind::Network, None).unwrap()[0]["ID"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// An endpoint with `policies`, attached to a new namespace when `attach`.
+    pub fn nat_endpoint(&self, policies: Value, attach: bool) -> (String, String) {
+        let ep = self
+            .svc
+            .create(
+                Kind::Endpoint,
+                &body(json!({ "HostComputeNetwork": self.nat(), "Policies": policies })),
+            )
+            .unwrap();
+        let id = ep["ID"].as_str().unwrap().to_string();
+        let ip = ep["IpConfigurations"][0]["IpAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if attach {
+            let ns = self.svc.create(Kind::Namespace, b"{}").unwrap();
+            let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": id } });
+            self.svc
+                .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
+                .unwrap();
+        }
+        (id, ip)
+    }
+
+    /// An outbound TCP packet to `dst`:80 traced through endpoint `ep`.
+    pub fn trace(&self, ep: &str, dst: &str) -> Value {
+        let req =
+            json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{dst}:80") });
+        self.svc.trace_endpoint(ep, &body(req)).unwrap()
+    }
 }
