@@ -8,12 +8,20 @@
 //! and rules, and a change touches only its elements.
 //!
 //! Each ACL group (an endpoint's ACLs and NetworkACLs merged, then up to
-//! [`MAX_TIERS`] TierAcls) gets up to [`MAX_STRATA`] maps. In the group's
+//! [`MAX_TIERS`] TierAcls) gets up to [`MAX_STRATA`] strata. In the group's
 //! total order, a rule's stratum is 0 when no earlier overlapping rule has
 //! another action, else one more than the highest such rule's. A packet
 //! tries the strata in turn and the first hit decides: any rule it hits
 //! before its first matching rule's stratum has that rule's action (else it
 //! would be in a later stratum), so the result is the evaluator's.
+//!
+//! A stratum is two maps: a hash map for the boxes of the common
+//! Kubernetes shape (one local and one remote address, one protocol, one
+//! destination port, any source port), looked up in constant time, and an
+//! interval map (the kernel's pipapo, whose lookups are linear in its
+//! elements) for everything else. A stratum's boxes are disjoint, so a
+//! packet hits at most one of the two, and looking them up in turn decides
+//! as one map would.
 //!
 //! Layers run in series as in `hostnet-policy`: out `acl-host` then
 //! `acl-switch`; in `acl-switch` then `acl-host`, whose last group is the
@@ -22,6 +30,7 @@
 //! goes to the group's next slot; the end of the walk `return`s to the
 //! caller.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
@@ -113,7 +122,10 @@ enum Next {
 struct ChainSpec {
     name: &'static str,
     dir: Direction,
+    /// Per stratum, the interval map.
     sets: Vec<&'static str>,
+    /// Per stratum, the hash map of exact boxes ([`Box5::exact_key`]).
+    exact: Vec<&'static str>,
     then: Next,
 }
 
@@ -162,6 +174,9 @@ fn chains() -> &'static [ChainSpec] {
                         sets: (0..MAX_STRATA)
                             .map(|k| leak(format!("{base}_s{k}")))
                             .collect(),
+                        exact: (0..MAX_STRATA)
+                            .map(|k| leak(format!("{base}_s{k}_x")))
+                            .collect(),
                         then: then.map_or(Next::Return, |n| Next::Chain(leak(n))),
                     });
                 }
@@ -199,7 +214,11 @@ fn spec(dir: Direction, layer: LayerName, slot: usize) -> &'static ChainSpec {
 pub fn skeleton() -> String {
     let mut s = crate::counters::inet_sets();
     for c in chains() {
-        for set in &c.sets {
+        for (set, exact) in c.sets.iter().zip(&c.exact) {
+            let _ = writeln!(
+                s,
+                "\tmap {exact} {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service : verdict; counter; }}"
+            );
             let _ = writeln!(
                 s,
                 "\tmap {set} {{ type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : verdict; flags interval; counter; }}"
@@ -207,12 +226,19 @@ pub fn skeleton() -> String {
         }
     }
     for c in chains() {
-        let key = match c.dir {
-            Direction::In => "ip daddr . ip saddr . meta l4proto . th dport . th sport",
-            Direction::Out => "ip saddr . ip daddr . meta l4proto . th sport . th dport",
+        let (key, exact_key) = match c.dir {
+            Direction::In => (
+                "ip daddr . ip saddr . meta l4proto . th dport . th sport",
+                "ip daddr . ip saddr . meta l4proto . th dport",
+            ),
+            Direction::Out => (
+                "ip saddr . ip daddr . meta l4proto . th sport . th dport",
+                "ip saddr . ip daddr . meta l4proto . th dport",
+            ),
         };
         let _ = writeln!(s, "\tchain {} {{", c.name);
-        for set in &c.sets {
+        for (set, exact) in c.sets.iter().zip(&c.exact) {
+            let _ = writeln!(s, "\t\tmeta nfproto ipv4 {exact_key} vmap @{exact}");
             let _ = writeln!(s, "\t\tmeta nfproto ipv4 {key} vmap @{set}");
         }
         match c.then {
@@ -288,6 +314,7 @@ pub fn rule_elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<RuleElement>, Co
                 })?;
                 let c = spec(dir, *layer, slot);
                 let mut placed: Vec<(usize, Box5, Data, usize)> = Vec::new();
+                let mut held: [Held; MAX_STRATA] = Default::default();
                 for ((rule, k), ri) in rules.iter().zip(strata).zip(indices) {
                     let data = match rule.action {
                         Action::Allow => next_data(after_layer(dir, li)),
@@ -303,10 +330,7 @@ pub fn rule_elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<RuleElement>, Co
                     // the kernel refuses overlapping interval elements, so
                     // each new box goes in minus what the stratum holds.
                     for b in boxes(addr, &rule.condition, &rule.id.0)? {
-                        let mut pieces = vec![b];
-                        for (_, held, ..) in placed.iter().filter(|(pk, ..)| *pk == k) {
-                            pieces = pieces.iter().flat_map(|p| p.minus(held)).collect();
-                        }
+                        let pieces = held[k].place(b, dir);
                         placed.extend(pieces.into_iter().map(|p| (k, p, data.clone(), ri)));
                     }
                 }
@@ -316,7 +340,7 @@ pub fn rule_elements(addr: Ipv4Addr, port: &Port) -> Result<Vec<RuleElement>, Co
                         group: *gi,
                         rule: ri,
                     },
-                    element: b.element(c.sets[k], d),
+                    element: b.element(c, k, d),
                 }));
             }
         }
@@ -348,6 +372,46 @@ fn strata(rules: &[&Rule]) -> Option<Vec<usize>> {
         out.push(s);
     }
     Some(out)
+}
+
+/// The boxes one stratum holds, indexed so that placing a box of the exact
+/// shape does not walk every box held (an endpoint's thousands of exact
+/// rules would make its compile quadratic).
+#[derive(Default)]
+struct Held {
+    /// Exact boxes by key. Two exact boxes overlap only when their keys
+    /// are equal, and then they are the same box.
+    exact_keys: HashSet<Vec<u8>>,
+    exact: Vec<Box5>,
+    /// Every other box.
+    ranged: Vec<Box5>,
+}
+
+impl Held {
+    /// Holds `b` minus what is already held, and returns those pieces
+    /// (disjoint from each other and from every box held before).
+    fn place(&mut self, b: Box5, dir: Direction) -> Vec<Box5> {
+        let minus_all = |pieces: Vec<Box5>, held: &[Box5]| {
+            held.iter()
+                .fold(pieces, |ps, h| ps.iter().flat_map(|p| p.minus(h)).collect())
+        };
+        let pieces = match b.exact_key(dir) {
+            Some(k) if self.exact_keys.contains(&k) => return Vec::new(),
+            Some(_) => vec![b],
+            None => minus_all(vec![b], &self.exact),
+        };
+        let pieces = minus_all(pieces, &self.ranged);
+        for p in &pieces {
+            match p.exact_key(dir) {
+                Some(k) => {
+                    self.exact_keys.insert(k);
+                    self.exact.push(*p);
+                }
+                None => self.ranged.push(*p),
+            }
+        }
+        pieces
+    }
 }
 
 /// One element's key range: per field (local address, remote address,
@@ -388,7 +452,58 @@ impl Box5 {
         out
     }
 
-    fn element(&self, set: &'static str, data: Data) -> SetElement {
+    /// The hash-map key of a box of the exact shape (one local and one
+    /// remote address, one protocol, one destination port, every source
+    /// port), in the layout of the exact maps' `local . remote . protocol .
+    /// destination port`; None for any other box.
+    fn exact_key(&self, dir: Direction) -> Option<Vec<u8>> {
+        // Fields 3 and 4 are the local and remote ports; inbound the local
+        // port is the destination, outbound the remote one.
+        let (dport, sport) = match dir {
+            Direction::In => (3, 4),
+            Direction::Out => (4, 3),
+        };
+        let point = |d: usize| self.0[d].0 == self.0[d].1;
+        if !(point(0) && point(1) && point(2) && point(dport)) || self.0[sport] != (0, 65535) {
+            return None;
+        }
+        let mut k = Ipv4Addr::from(self.0[0].0).octets().to_vec();
+        k.extend_from_slice(&Ipv4Addr::from(self.0[1].0).octets());
+        k.extend_from_slice(&[self.0[2].0 as u8, 0, 0, 0]);
+        k.extend_from_slice(&crate::ruleset::port(self.0[dport].0 as u16));
+        Some(k)
+    }
+
+    /// The element of this box in stratum `k` of chain `c`: in the hash map
+    /// if it has the exact shape, else in the interval map.
+    fn element(&self, c: &ChainSpec, k: usize, data: Data) -> SetElement {
+        let verdict = match &data {
+            Data::Goto(c) => format!("goto {c}"),
+            Data::Drop => "drop".into(),
+            Data::Return => "return".into(),
+            Data::Value(_) | Data::Device(_) => unreachable!("ACL maps are verdict maps"),
+        };
+        if let Some(key) = self.exact_key(c.dir) {
+            let dport = match c.dir {
+                Direction::In => self.0[3].0,
+                Direction::Out => self.0[4].0,
+            };
+            return SetElement {
+                family: Family::Inet,
+                table: TABLE,
+                set: c.exact[k],
+                key,
+                key_end: None,
+                text: format!(
+                    "{} . {} . {} . {dport} : {verdict}",
+                    Ipv4Addr::from(self.0[0].0),
+                    Ipv4Addr::from(self.0[1].0),
+                    self.0[2].0
+                ),
+                data: Some(data),
+            };
+        }
+        let set = c.sets[k];
         let key_of = |end: bool| {
             let v = |d: usize| if end { self.0[d].1 } else { self.0[d].0 };
             let mut k = Ipv4Addr::from(v(0)).octets().to_vec();
@@ -403,12 +518,6 @@ impl Box5 {
             false => format!("{}-{}", Ipv4Addr::from(a), Ipv4Addr::from(b)),
         };
         let range = |(a, b): (u32, u32)| format!("{a}-{b}");
-        let verdict = match &data {
-            Data::Goto(c) => format!("goto {c}"),
-            Data::Drop => "drop".into(),
-            Data::Return => "return".into(),
-            Data::Value(_) | Data::Device(_) => unreachable!("ACL maps are verdict maps"),
-        };
         SetElement {
             family: Family::Inet,
             table: TABLE,
@@ -505,6 +614,8 @@ pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: 
     key.extend_from_slice(&[packet.proto.0, 0, 0, 0]);
     key.extend_from_slice(&crate::ruleset::port(lp.unwrap_or(0)));
     key.extend_from_slice(&crate::ruleset::port(rp.unwrap_or(0)));
+    let mut exact_key = key[..12].to_vec();
+    exact_key.extend_from_slice(&crate::ruleset::port(packet.dst_port.unwrap_or(0)));
     let hit = |set: &str| {
         elements.iter().find(|e| {
             e.set == set
@@ -514,6 +625,7 @@ pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: 
                 })
         })
     };
+    let exact_hit = |set: &str| elements.iter().find(|e| e.set == set && e.key == exact_key);
     let mut at = match dir {
         Direction::In => IN_ENTRY,
         Direction::Out => OUT_ENTRY,
@@ -526,7 +638,12 @@ pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: 
             );
         }
         let c = chains().iter().find(|c| c.name == at).expect("known chain");
-        let decided = c.sets.iter().find_map(|s| hit(s)).map(|e| e.data.clone());
+        let decided = c
+            .exact
+            .iter()
+            .zip(&c.sets)
+            .find_map(|(x, s)| exact_hit(x).or_else(|| hit(s)))
+            .map(|e| e.data.clone());
         let next = match decided {
             Some(Some(Data::Drop)) => return false,
             Some(Some(Data::Return)) => return true,

@@ -98,3 +98,65 @@ fn a_ladder_needs_two_strata() {
         ["acl_in_switch_0_s0", "acl_in_switch_0_s1"]
     );
 }
+
+/// The Kubernetes shape (one peer, one protocol, one destination port, any
+/// source port) goes to a stratum's hash map in both directions; a prefix,
+/// a range or a fixed source port keeps a rule in the interval map. Both
+/// decide packets alike.
+#[test]
+fn exact_rules_go_to_the_hash_maps() {
+    let rule = |id: &str, direction, condition: Condition| Rule {
+        id: RuleId(id.into()),
+        direction,
+        priority: 100,
+        condition,
+        action: Action::Allow,
+        origin: Origin::default(),
+    };
+    let peer: ipnet::IpNet = "192.0.2.9/32".parse().unwrap();
+    let tcp = || Condition::any().protocols([Proto::TCP]).remote([peer]);
+    let port = port_of(
+        vec![],
+        vec![
+            rule("in-exact", Direction::In, tcp().local_ports([(80, 80)])),
+            rule("out-exact", Direction::Out, tcp().remote_ports([(53, 53)])),
+            rule("in-range", Direction::In, tcp().local_ports([(443, 444)])),
+            rule(
+                "in-sport",
+                Direction::In,
+                tcp().local_ports([(81, 81)]).remote_ports([(9, 9)]),
+            ),
+            Rule {
+                priority: 1000,
+                action: Action::Block,
+                ..rule("deny-in", Direction::In, Condition::any())
+            },
+            Rule {
+                priority: 1000,
+                action: Action::Block,
+                ..rule("deny-out", Direction::Out, Condition::any())
+            },
+        ],
+        vec![],
+    );
+    let els = acl::elements(EP, &port).unwrap();
+    let set_of = |text: &str| {
+        els.iter()
+            .find(|e| e.text.contains(text))
+            .unwrap_or_else(|| panic!("no element {text}"))
+            .set
+    };
+    assert_eq!(set_of("192.0.2.9 . 6 . 80 :"), "acl_in_switch_0_s0_x");
+    assert_eq!(set_of("192.0.2.9 . 6 . 53 :"), "acl_out_switch_0_s0_x");
+    assert_eq!(set_of("443-444"), "acl_in_switch_0_s0");
+    assert_eq!(set_of("81-81 . 9-9"), "acl_in_switch_0_s0");
+    let peer_ip = IpAddr::V4("192.0.2.9".parse().unwrap());
+    let to_ep = |sport, dport| Packet::new(Proto::TCP, peer_ip, sport, IpAddr::V4(EP), dport);
+    assert!(acl::interpret(&els, &to_ep(40000, 80), Direction::In));
+    assert!(acl::interpret(&els, &to_ep(9, 81), Direction::In));
+    assert!(!acl::interpret(&els, &to_ep(10, 81), Direction::In));
+    assert!(!acl::interpret(&els, &to_ep(40000, 82), Direction::In));
+    let from_ep = |dport| Packet::new(Proto::TCP, IpAddr::V4(EP), 40000, peer_ip, dport);
+    assert!(acl::interpret(&els, &from_ep(53), Direction::Out));
+    assert!(!acl::interpret(&els, &from_ep(54), Direction::Out));
+}

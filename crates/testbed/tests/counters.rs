@@ -22,6 +22,14 @@ fn acl(id: &str, action: &str, proto: &str, port: u16) -> Value {
         "Priority": 100, "Protocols": proto, "LocalPorts": port.to_string() } })
 }
 
+/// [`acl`] from one peer only: the shape compiled into a hash map rather
+/// than an interval map, whose elements count as well.
+fn acl_from(peer: &str, id: &str, action: &str, proto: &str, port: u16) -> Value {
+    let mut a = acl(id, action, proto, port);
+    a["Settings"]["RemoteAddresses"] = json!(peer);
+    a
+}
+
 fn stats(client: &Client, c: &Container) -> Value {
     client.endpoint_stats(&c.ep_id).expect("endpoint stats")
 }
@@ -85,7 +93,7 @@ fn acl_rule_and_endpoint_counters_move_by_the_packets_sent() {
     let s = h1.container(
         "nat",
         json!([
-            acl("allow-5000", "Allow", "17", 5000),
+            acl_from("10.88.0.1", "allow-5000", "Allow", "17", 5000),
             acl("block-6000", "Block", "17", 6000)
         ]),
     );

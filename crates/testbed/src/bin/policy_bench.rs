@@ -96,6 +96,7 @@ fn parse_args() -> Args {
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_else(|| usage())
             .split(',')
+            .filter(|x| !x.trim().is_empty())
             .map(|x| x.trim().parse().unwrap_or_else(|_| usage()))
             .collect()
     };
