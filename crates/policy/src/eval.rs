@@ -87,10 +87,14 @@ pub fn evaluate(port: &Port, packet: Packet, dir: Direction, host: Option<IpAddr
                         backends,
                         port,
                         affinity,
+                        source,
                     } => {
                         pkt.dst = crate::lb::representative(&pkt, backends, *affinity);
                         if pkt.dst_port.is_some() {
                             pkt.dst_port = Some(*port);
+                        }
+                        if let Some(s) = source {
+                            pkt.src = *s;
                         }
                     }
                     Action::Snat { addr } => {

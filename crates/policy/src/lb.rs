@@ -28,6 +28,8 @@ pub struct Frontend {
     pub backends: Vec<IpAddr>,
     /// Source-address affinity (DistributionType 1 or 2).
     pub affinity: bool,
+    /// The source connections to the backends get (SourceVIP).
+    pub source_vip: Option<IpAddr>,
 }
 
 /// The group of load balancer `object` (its ID) in a client's `lb` layer.
@@ -51,6 +53,7 @@ pub fn group(object: &str, frontends: &[Frontend]) -> Group {
                 backends: f.backends.clone(),
                 port: f.target_port,
                 affinity: f.affinity,
+                source: f.source_vip,
             },
             origin: origin.clone(),
         })
@@ -98,6 +101,7 @@ mod tests {
                     target_port: 8080,
                     backends: backends.iter().map(|b| ip(b)).collect(),
                     affinity,
+                    source_vip: None,
                 }],
             ),
         );
@@ -123,6 +127,40 @@ mod tests {
         let other = Packet::new(Proto(17), ip("10.88.0.9"), 40000, ip("10.96.0.10"), 80);
         let e = evaluate(&port, other, Direction::Out, None);
         assert_eq!(e.verdict, Verdict::Allow { packet: other });
+    }
+
+    #[test]
+    fn a_source_vip_becomes_the_source_and_is_shown() {
+        let mut port = Port::new("client", PortKind::Endpoint);
+        port.set_group(
+            LayerName::Lb,
+            group(
+                "LB1",
+                &[Frontend {
+                    vip: ip("10.96.0.10"),
+                    proto: 17,
+                    port: 53,
+                    target_port: 53,
+                    backends: vec![ip("10.88.0.2")],
+                    affinity: false,
+                    source_vip: Some(ip("10.96.0.100")),
+                }],
+            ),
+        );
+        let p = Packet::new(Proto(17), ip("10.88.0.9"), 40000, ip("10.96.0.10"), 53);
+        let e = evaluate(&port, p, Direction::Out, None);
+        let Verdict::Allow { packet } = e.verdict else {
+            panic!("{:?}", e.verdict)
+        };
+        assert_eq!(
+            (packet.src, packet.dst),
+            (ip("10.96.0.100"), ip("10.88.0.2"))
+        );
+        let text = e.trace.render(&Verdict::Allow { packet }, false);
+        assert!(
+            text.contains("per connection source 10.96.0.100 (LoadBalancer)"),
+            "{text}"
+        );
     }
 
     #[test]

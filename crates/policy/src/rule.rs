@@ -34,11 +34,13 @@ pub enum Action {
     Snat { addr: Option<IpAddr> },
     /// Rewrite the destination to one of `backends`, at `port` (a load
     /// balancer, [`crate::lb`]): per connection, or by the source address
-    /// when `affinity`. No backend: the packet is dropped.
+    /// when `affinity`; and the source to `source` if given (SourceVIP). No
+    /// backend: the packet is dropped.
     Balance {
         backends: Vec<IpAddr>,
         port: u16,
         affinity: bool,
+        source: Option<IpAddr>,
     },
     /// Send the packet to next hop `via` (None: the destination is on-link);
     /// nothing in the packet changes.
@@ -79,16 +81,23 @@ impl fmt::Display for Action {
                 backends,
                 port,
                 affinity,
-            } => write!(
-                f,
-                "balance to one of {} backends port {port} {}",
-                backends.len(),
-                if *affinity {
-                    "by source address"
-                } else {
-                    "per connection"
+                source,
+            } => {
+                write!(
+                    f,
+                    "balance to one of {} backends port {port} {}",
+                    backends.len(),
+                    if *affinity {
+                        "by source address"
+                    } else {
+                        "per connection"
+                    }
+                )?;
+                match source {
+                    Some(s) => write!(f, " source {s}"),
+                    None => Ok(()),
                 }
-            ),
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
                         target_port: f.target_port,
                         backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
                         affinity: f.pick != Pick::Random,
+                        source_vip: f.source_vip.map(IpAddr::V4),
                     })
                 })
                 .collect();
