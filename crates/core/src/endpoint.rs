@@ -47,6 +47,9 @@ impl Service {
         )?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
+        if crate::overlay::is_remote(spec.flags) {
+            crate::overlay::check_remote(&st.networks[&net_id], &spec)?;
+        }
         crate::endpoint_change::check_set_refs(
             &st.networks[&net_id],
             &policies.acls,
@@ -114,6 +117,7 @@ impl Service {
         }
         let mut create = host_forwarding(net, &rec.plan);
         create.push(Op::AddElements(elements.clone()));
+        create.extend(crate::overlay::endpoint_up(net, &rec));
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
             return Err(internal("programming the endpoint", e));
@@ -121,7 +125,9 @@ impl Service {
         let mut txn = Txn::new();
         txn.put(Kind::Endpoint.collection(), &guid(&id), bytes(&rec.obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &[Op::DeleteElements(elements)]);
+            let mut undo = crate::overlay::endpoint_down(net, &rec);
+            undo.push(Op::DeleteElements(elements));
+            teardown(self.dp.as_ref(), &undo);
             undo_alloc(net);
             return Err(e);
         }
@@ -175,6 +181,7 @@ impl Service {
             let mut els = endpoint_elements(net, &ep.plan);
             els.extend(crate::policy::acl_elements(&id, &ep, net).unwrap_or_default());
             ops.push(Op::DeleteElements(els));
+            ops.extend(crate::overlay::endpoint_down(net, &ep));
         }
         for e in teardown(self.dp.as_ref(), &ops) {
             log::warn!("endpoint {}: {e} (left for the next reconcile)", guid(&id));
@@ -210,6 +217,8 @@ impl Service {
 pub(crate) fn endpoint_elements(net: &NetworkRec, ep: &bridge::Endpoint) -> Vec<SetElement> {
     match (net.kind, &net.plan.l2) {
         (NetworkKind::Nat, _) => nat::endpoint_elements(ep),
+        // The overlay's are in its router's table (crate::overlay).
+        (NetworkKind::Overlay, _) => Vec::new(),
         (_, Some(l2)) => l2bridge::endpoint_elements(l2, ep),
         _ => transparent::endpoint_elements(ep),
     }
@@ -283,6 +292,9 @@ pub(crate) fn policies_of(policies: &[EndpointPolicy]) -> Result<EndpointPolicie
                 next_hop,
                 ..
             } => out.sdn_routes.push((*destination, *next_hop)),
+            // A remote endpoint's host (crate::overlay); Docker also sends
+            // it on local overlay endpoints, where it says nothing new.
+            EndpointPolicy::ProviderAddress(_) => {}
             other => {
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
@@ -343,6 +355,18 @@ pub(crate) fn check_policies_allowed(
     net: &NetworkRec,
     p: &EndpointPolicies,
 ) -> Result<(), HcnError> {
+    if net.kind == NetworkKind::Overlay && (!p.acls.is_empty() || !p.tiers.is_empty()) {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            "ACL and TierAcl policies are not supported on Overlay endpoints yet: remove them (the firewall defaults still apply)",
+        ));
+    }
+    if net.kind == NetworkKind::Overlay && !p.sdn_routes.is_empty() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
+        ));
+    }
     let refused = if p.outbound_nat.is_some() {
         Some("OutBoundNAT")
     } else if !p.sdn_routes.is_empty() {

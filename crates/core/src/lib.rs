@@ -21,6 +21,7 @@ mod namespace;
 mod network;
 mod network_change;
 mod object;
+mod overlay;
 mod policy;
 mod policy_change;
 mod query;

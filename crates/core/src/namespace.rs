@@ -168,6 +168,12 @@ impl Service {
         let mut st = self.lock();
         let dsr = crate::load_balancer::DsrShared::of(&st, None, None);
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
+        if crate::overlay::remote_peer(&st.networks[&ep.network], ep).is_some() {
+            return Err(HcnError::new(
+                ErrorCode::InvalidRemoteEndpointOperation,
+                format!("endpoint {} is a remote endpoint (it lives on another host): attach a local endpoint instead", guid(&ep_id)),
+            ));
+        }
         // A host endpoint is the host's address on the network's bridge.
         let ifname = match (ifname, ns.host) {
             (_, true) => names::bridge(&ep.network),

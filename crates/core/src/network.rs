@@ -40,9 +40,16 @@ impl Service {
             true => Some(self.free_adapter(st, &spec)?),
             false => None,
         };
+        let overlay = spec.kind == NetworkKind::Overlay;
+        if overlay {
+            crate::overlay::check_network(st, &spec)?;
+        }
+        // An overlay network's subnets live in its own router namespace:
+        // they may overlap another network's.
         let taken: Vec<IpNet> = st
             .networks
             .values()
+            .filter(|_| !overlay)
             .flat_map(|n| n.pools.iter().map(|p| p.prefix()))
             .collect();
         let dhcp = crate::dhcp::is_dhcp(&spec);
@@ -66,7 +73,26 @@ impl Service {
         if dhcp {
             obj.insert("Ipams".into(), json!([{ "Type": "Dhcp" }]));
         }
+        let identity = match overlay {
+            true => Some(crate::overlay::host_identity(self.dp.as_ref(), &spec)?),
+            false => None,
+        };
+        crate::overlay::remote_routes(&spec.policies)?;
         let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
+        if let Some((identity, underlay_mtu)) = identity {
+            let transit = crate::overlay::free_transit(st)?;
+            let o = crate::overlay::plan(
+                id,
+                &rec.spec,
+                &subnets,
+                identity,
+                underlay_mtu,
+                transit,
+                &self.config.netns_dir,
+            );
+            crate::overlay::fill_network(&mut rec.obj, &o);
+            set_overlay(&mut rec, o);
+        }
 
         // An adapter's binding is recorded before the kernel changes, so a
         // crash can never lose the host's addresses (see `adapter`).
@@ -178,13 +204,32 @@ impl Service {
     }
 }
 
+/// Give a network record its overlay plan: endpoints join their subnet's
+/// bridge, with the overlay's MTU.
+pub(crate) fn set_overlay(rec: &mut NetworkRec, o: hostnet_drivers::overlay::Overlay) {
+    rec.plan.mtu = o.mtu;
+    rec.plan.gateways.clear();
+    rec.plan.subnet_bridges = o
+        .segments
+        .iter()
+        .map(|s| {
+            (
+                IpNet::V4(s.gateway.trunc()),
+                hostnet_drivers::overlay::vni_bridge(s.vni),
+            )
+        })
+        .collect();
+    rec.overlay = Some(o);
+}
+
 /// What the drivers implement; everything else is refused by name.
 fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     let kind = spec.kind;
-    if !matches!(kind, NetworkKind::Nat) && !kind.binds_adapter() {
+    let overlay = kind == NetworkKind::Overlay;
+    if !matches!(kind, NetworkKind::Nat) && !kind.binds_adapter() && !overlay {
         return Err(HcnError::new(
             ErrorCode::RequestUnsupported,
-            format!("network type {kind} is not supported yet: NAT, Transparent, L2Bridge and L2Tunnel networks can be created"),
+            format!("network type {kind} is not supported yet: NAT, Transparent, L2Bridge, L2Tunnel and Overlay networks can be created"),
         ));
     }
     let l2 = matches!(kind, NetworkKind::L2Bridge | NetworkKind::L2Tunnel);
@@ -196,7 +241,12 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
         // Enable false turns the NAT gateway's DNS proxy off (crate::dns).
         NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat,
         // Merged into every endpoint's ACLs (crate::network_change).
-        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => true,
+        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => !overlay,
+        // The overlay's own (crate::overlay).
+        NetworkPolicy::ProviderAddress(_)
+        | NetworkPolicy::DrMacAddress(_)
+        | NetworkPolicy::VxlanPort(_)
+        | NetworkPolicy::RemoteSubnetRoute { .. } => overlay,
         _ => false,
     };
     if let Some(p) = spec.policies.iter().find(|p| !allowed(p)) {
@@ -208,7 +258,17 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
             ),
         ));
     }
-    if let Some(s) = spec.subnets.iter().find(|s| !s.policies.is_empty()) {
+    let vsid_only = |s: &&hostnet_model::domain::SubnetSpec| {
+        overlay
+            && s.policies
+                .iter()
+                .all(|p| matches!(p, hostnet_model::domain::SubnetPolicy::Vsid(_)))
+    };
+    if let Some(s) = spec
+        .subnets
+        .iter()
+        .find(|s| !s.policies.is_empty() && !vsid_only(s))
+    {
         return Err(HcnError::new(
             ErrorCode::InvalidPolicyType,
             format!(
@@ -237,6 +297,13 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
 
 /// The kernel plan that builds a network.
 pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
+    if let Some(o) = &rec.overlay {
+        let mut ops = hostnet_drivers::overlay::network_up(o);
+        for r in crate::overlay::remote_routes(&rec.spec.policies).unwrap_or_default() {
+            ops.extend(hostnet_drivers::overlay::remote_route_up(o, &r));
+        }
+        return ops;
+    }
     match (&rec.adapter, rec.plan.l2.is_some()) {
         (Some(a), true) => l2bridge::network_up(&rec.plan.id, a),
         (Some(a), false) => transparent::network_up(&rec.plan.id, a),
@@ -246,6 +313,9 @@ pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
 
 /// The kernel plan that removes a network.
 pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
+    if let Some(o) = &rec.overlay {
+        return hostnet_drivers::overlay::network_down(o);
+    }
     match (&rec.adapter, rec.plan.l2.is_some()) {
         (Some(a), true) => l2bridge::network_down(&rec.plan.id, a),
         (Some(a), false) => transparent::network_down(&rec.plan.id, a),
@@ -391,6 +461,7 @@ pub(crate) fn network_rec(
         l2,
         nat: spec.kind == NetworkKind::Nat,
         bound_mac: adapter.as_ref().map(|a| a.mac),
+        subnet_bridges: Vec::new(),
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()
@@ -409,6 +480,7 @@ pub(crate) fn network_rec(
         spec,
         adapter,
         plan,
+        overlay: None,
         pools,
         macs,
     }

@@ -201,10 +201,22 @@ impl Service {
             })?),
             false => None,
         };
-        Ok((
-            id,
-            network_rec(id, obj, spec, &subnets, self.config.mtu, adapter),
-        ))
+        let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
+        if rec.kind == NetworkKind::Overlay {
+            let pa = rec.spec.policies.iter().find_map(|p| match p {
+                hostnet_model::domain::NetworkPolicy::ProviderAddress(a) => Some(*a),
+                _ => None,
+            });
+            // The underlay's MTU as it is now (1500 if the PA is gone: the
+            // network stays, and says so when its packets cannot leave).
+            let underlay_mtu = pa
+                .and_then(|a| self.dp.address_owner(a).ok().flatten())
+                .map_or(1500, |a| a.mtu);
+            let o =
+                crate::overlay::stored_plan(&rec, &subnets, underlay_mtu, &self.config.netns_dir)?;
+            crate::network::set_overlay(&mut rec, o);
+        }
+        Ok((id, rec))
     }
 
     /// Make the kernel match the store.
@@ -219,6 +231,9 @@ impl Service {
             }
             if let Some(l2) = &net.plan.l2 {
                 elements.extend(hostnet_nft::l2::uplink(&l2.uplink, l2.host_mac));
+            }
+            if let Some(o) = &net.overlay {
+                elements.extend(hostnet_drivers::overlay::host_elements(o));
             }
         }
         for (id, ep) in &st.endpoints {
@@ -257,6 +272,11 @@ impl Service {
             .collect();
         let mut wanted = HashSet::new();
         for net in st.networks.values() {
+            if let Some(o) = &net.overlay {
+                self.reconcile_overlay(net, o, &links);
+                wanted.extend(hostnet_drivers::overlay::host_links(o));
+                continue;
+            }
             let name = names::bridge(&net.plan.id);
             let up = network_up(net);
             let ops: Vec<Op> = if !links.contains(&name) {
@@ -283,6 +303,11 @@ impl Service {
             if let Some(net) = st.networks.get(&ep.network) {
                 apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
                     .map_err(|e| internal("turning forwarding on", e))?;
+                // Remote peers (replacing entries) and router elements
+                // (the router's table was just reloaded, empty).
+                if let Err(e) = apply(dp, &crate::overlay::endpoint_up(net, ep)) {
+                    log::error!("overlay endpoint of network {}: {e}", guid(&ep.network));
+                }
             }
         }
         for (id, ns) in st.namespaces.iter().filter(|(_, n)| !n.host) {
@@ -364,7 +389,16 @@ impl Service {
                 log::warn!("{e}");
             }
         }
-        let known: HashSet<_> = st.namespaces.values().map(|n| n.path.clone()).collect();
+        let known: HashSet<_> = st
+            .namespaces
+            .values()
+            .map(|n| n.path.clone())
+            .chain(
+                st.networks
+                    .values()
+                    .filter_map(|n| n.overlay.as_ref().map(|o| o.router.clone())),
+            )
+            .collect();
         for path in dp.netns_in(&self.config.netns_dir) {
             if !known.contains(&path) {
                 log::info!("removing stale namespace {}", path.display());
@@ -374,6 +408,52 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Bring an overlay network back: rebuilt whole if its router or
+    /// transit is gone (its endpoints' veths are re-plugged afterwards),
+    /// else its router's table reloaded and its remote subnet routes
+    /// programmed again (each replaces what is there).
+    fn reconcile_overlay(
+        &self,
+        net: &crate::service::NetworkRec,
+        o: &hostnet_drivers::overlay::Overlay,
+        links: &HashSet<String>,
+    ) {
+        let dp = self.dp.as_ref();
+        let whole = dp.netns_exists(&o.router)
+            && hostnet_drivers::overlay::host_links(o)
+                .iter()
+                .filter(|l| !l.starts_with("hnvt"))
+                .all(|l| links.contains(l));
+        let ops: Vec<Op> = if whole {
+            network_up(net)
+                .into_iter()
+                .filter(|op| {
+                    matches!(
+                        op,
+                        Op::Sysctl { .. }
+                            | Op::NetnsSysctl { .. }
+                            | Op::LoadNetnsTables { .. }
+                            | Op::AddFdb { .. }
+                            | Op::AddNeighbour { .. }
+                            | Op::AddOnlinkRoute { .. }
+                    )
+                })
+                .collect()
+        } else {
+            log::info!("rebuilding overlay network {}", guid(&o.id));
+            for e in teardown(dp, &hostnet_drivers::overlay::network_down(o)) {
+                log::warn!("{e}");
+            }
+            network_up(net)
+                .into_iter()
+                .filter(|op| !matches!(op, Op::AddElements(_)))
+                .collect()
+        };
+        if let Err(e) = apply(dp, &ops) {
+            log::error!("overlay network {}: {e}", guid(&o.id));
+        }
     }
 
     /// At first start, create the NAT network `nat`.

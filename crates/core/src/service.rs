@@ -27,6 +27,8 @@ pub(crate) struct NetworkRec {
     /// The host adapter a Transparent network took over, as it was before.
     pub adapter: Option<Adapter>,
     pub plan: bridge::Network,
+    /// An Overlay network's plan (docs/drivers/overlay.md); None otherwise.
+    pub overlay: Option<hostnet_drivers::overlay::Overlay>,
     pub pools: Vec<SubnetPool>,
     pub macs: MacPool,
 }
@@ -195,9 +197,9 @@ impl Service {
             "Version": env!("CARGO_PKG_VERSION"),
             "Features": {
                 "Api": { "V1": false, "V2": true },
-                "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel"],
+                "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel", "Overlay"],
                 "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute"],
-                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy"],
+                "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy", "ProviderAddress", "DrMacAddress", "VxlanPort", "RemoteSubnetRoute"],
                 "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,
                 "LoadBalancers": true,

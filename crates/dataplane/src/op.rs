@@ -1,6 +1,6 @@
 //! The operations a driver may ask of the kernel.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use hostnet_nft::SetElement;
@@ -164,6 +164,87 @@ pub enum Op {
         link: String,
         routes: Vec<RouteSpec>,
     },
+    /// A VXLAN device in the daemon's namespace, up and enslaved to
+    /// `bridge`: VNI `vni`, UDP source `local` (the host's provider
+    /// address) and destination `port`, MAC learning off (every remote MAC
+    /// is a static FDB entry) and ARP proxy on (it answers ARP from its own
+    /// neighbour entries, so no request crosses the underlay).
+    CreateVxlan {
+        name: String,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        mtu: u32,
+        bridge: String,
+    },
+    /// A static forwarding entry on a VXLAN device: frames for `mac` go to
+    /// the host at `remote`. Replaces an entry for `mac`, so repeating it
+    /// (reconcile) is harmless.
+    AddFdb {
+        link: String,
+        mac: [u8; 6],
+        remote: Ipv4Addr,
+    },
+    /// Remove what [`Op::AddFdb`] made; missing is not an error.
+    DeleteFdb {
+        link: String,
+        mac: [u8; 6],
+        remote: Ipv4Addr,
+    },
+    /// A permanent neighbour entry `ip` → `mac` on `link` of the namespace
+    /// at `netns` (None: the daemon's). Replaces an entry for `ip`.
+    AddNeighbour {
+        netns: Option<PathBuf>,
+        link: String,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    },
+    /// Remove what [`Op::AddNeighbour`] made; missing (entry, link or
+    /// namespace) is not an error.
+    DeleteNeighbour {
+        netns: Option<PathBuf>,
+        link: String,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    },
+    /// A route in the namespace at `netns`: `destination` via `via` out of
+    /// `link`, `onlink` (the gateway is on the link even though no address
+    /// of the link covers it: a remote host's subnet). Replaces a route to
+    /// `destination`.
+    AddOnlinkRoute {
+        netns: PathBuf,
+        link: String,
+        destination: IpNet,
+        via: Ipv4Addr,
+    },
+    /// Remove what [`Op::AddOnlinkRoute`] made; missing is not an error.
+    DeleteOnlinkRoute {
+        netns: PathBuf,
+        link: String,
+        destination: IpNet,
+        via: Ipv4Addr,
+    },
+    /// Write a sysctl of the namespace at `netns`. Not undone (the
+    /// namespace goes with its settings).
+    NetnsSysctl {
+        netns: PathBuf,
+        key: String,
+        value: String,
+    },
+    /// Load an nftables script (`nft -f`) in the namespace at `netns`. Not
+    /// undone: the namespace's deletion takes its tables.
+    LoadNetnsTables { netns: PathBuf, script: String },
+    /// [`Op::AddElements`] in the namespace at `netns`.
+    AddNetnsElements {
+        netns: PathBuf,
+        elements: Vec<SetElement>,
+    },
+    /// [`Op::DeleteElements`] in the namespace at `netns` (a missing
+    /// namespace: nothing to do).
+    DeleteNetnsElements {
+        netns: PathBuf,
+        elements: Vec<SetElement>,
+    },
 }
 
 impl Op {
@@ -231,7 +312,45 @@ impl Op {
                 link: link.clone(),
                 routes: routes.clone(),
             }),
+            Op::CreateVxlan { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
+            Op::AddFdb { link, mac, remote } => Some(Op::DeleteFdb {
+                link: link.clone(),
+                mac: *mac,
+                remote: *remote,
+            }),
+            Op::AddNeighbour {
+                netns,
+                link,
+                ip,
+                mac,
+            } => Some(Op::DeleteNeighbour {
+                netns: netns.clone(),
+                link: link.clone(),
+                ip: *ip,
+                mac: *mac,
+            }),
+            Op::AddOnlinkRoute {
+                netns,
+                link,
+                destination,
+                via,
+            } => Some(Op::DeleteOnlinkRoute {
+                netns: netns.clone(),
+                link: link.clone(),
+                destination: *destination,
+                via: *via,
+            }),
+            Op::AddNetnsElements { netns, elements } => Some(Op::DeleteNetnsElements {
+                netns: netns.clone(),
+                elements: elements.clone(),
+            }),
             Op::DeleteLink { .. }
+            | Op::DeleteFdb { .. }
+            | Op::DeleteNeighbour { .. }
+            | Op::DeleteOnlinkRoute { .. }
+            | Op::NetnsSysctl { .. }
+            | Op::LoadNetnsTables { .. }
+            | Op::DeleteNetnsElements { .. }
             | Op::DeleteAddress { .. }
             | Op::DeleteNetnsAddress { .. }
             | Op::DeleteNetns { .. }

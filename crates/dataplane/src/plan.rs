@@ -49,6 +49,12 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported(format!("adapter {name}")))
     }
 
+    /// The link of the daemon's namespace that holds address `addr`, as
+    /// [`Dataplane::adapter`] reports it; None if no link holds it.
+    fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {
+        Err(not_supported(format!("look up {addr}")))
+    }
+
     /// The link of the IPv4 default route in the main table (the one with
     /// the lowest metric), or None if there is no default route.
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
@@ -153,6 +159,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         (**self).default_route_interface()
+    }
+
+    fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {
+        (**self).address_owner(addr)
     }
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {

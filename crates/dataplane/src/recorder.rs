@@ -82,6 +82,16 @@ impl Dataplane for Recorder {
         Ok(self.adapters.lock().unwrap().get(name).cloned())
     }
 
+    fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {
+        Ok(self
+            .adapters
+            .lock()
+            .unwrap()
+            .values()
+            .find(|a| a.addresses.iter().any(|n| n.addr() == addr))
+            .cloned())
+    }
+
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         Ok(self.default_route.lock().unwrap().clone())
     }

@@ -32,6 +32,19 @@ pub struct Network {
     /// host routes and NATs them. None on NAT networks (the host routes
     /// everything already).
     pub bound_mac: Option<[u8; 6]>,
+    /// Overlay: the bridge of each subnet (its VNI's); endpoints join the
+    /// one of their address. Empty: every endpoint joins the network's.
+    pub subnet_bridges: Vec<(IpNet, String)>,
+}
+
+impl Network {
+    /// The bridge an endpoint with address `addr` joins.
+    pub fn bridge_for(&self, addr: IpAddr) -> String {
+        self.subnet_bridges
+            .iter()
+            .find(|(p, _)| p.contains(&addr))
+            .map_or_else(|| names::bridge(&self.id), |(_, b)| b.clone())
+    }
 }
 
 /// The wire side of an L2Bridge or L2Tunnel network.
@@ -116,7 +129,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
     vec![
         Op::CreateVeth {
             host_name: host_name.clone(),
-            bridge: names::bridge(&net.id),
+            bridge: net.bridge_for(ep.address.addr()),
             mtu: net.mtu,
             netns: plug.netns.to_path_buf(),
             peer_name: plug.ifname.to_string(),
@@ -160,7 +173,7 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
         nft::endpoint_port(&host_name)
     };
     let mut els = if ep.acl { Vec::new() } else { vec![port] };
-    els.extend(drop_counters(ep));
+    els.extend(drop_counters(ep, net.subnet_bridges.is_empty()));
     let nat = ep.outbound_nat.is_some() && ep.address.addr().is_ipv4();
     let host_mac = net
         .l2
@@ -188,9 +201,11 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
 
 /// An attached endpoint's drop counters (`hostnet_nft::counters`): they
 /// do not depend on its ACLs, so changing those leaves them counting.
-fn drop_counters(ep: &Endpoint) -> Vec<SetElement> {
+/// `by_address`: false on overlay networks, whose addresses may repeat on
+/// the host (another overlay network with the same subnet).
+fn drop_counters(ep: &Endpoint, by_address: bool) -> Vec<SetElement> {
     let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
-    if let IpAddr::V4(addr) = ep.address.addr() {
+    if let (IpAddr::V4(addr), true) = (ep.address.addr(), by_address) {
         els.push(nft::counters::inbound_drops(addr));
     }
     els
@@ -228,6 +243,7 @@ pub(crate) mod tests {
             l2: None,
             nat: true,
             bound_mac: None,
+            subnet_bridges: vec![],
         };
         let plug = Plug {
             netns: Path::new("/x"),

@@ -97,6 +97,7 @@ mod tests {
             l2: Some(l2),
             nat: false,
             bound_mac: Some([2, 0, 0, 0, 0, 1]),
+            subnet_bridges: vec![],
         };
         let plug = Plug {
             netns: Path::new("/x"),

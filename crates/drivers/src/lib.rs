@@ -12,4 +12,5 @@ pub mod bridge;
 pub mod l2bridge;
 pub mod names;
 pub mod nat;
+pub mod overlay;
 pub mod transparent;

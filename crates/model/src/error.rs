@@ -62,6 +62,8 @@ error_codes! {
     InvalidPolicy = 0x803B_000D, "HCN_E_INVALID_POLICY", "The policy is invalid.";
     /// A policy `Type` is unknown.
     InvalidPolicyType = 0x803B_000E, "HCN_E_INVALID_POLICY_TYPE", "The policy type is invalid.";
+    /// A request a remote endpoint cannot take (or only a remote one can).
+    InvalidRemoteEndpointOperation = 0x803B_000F, "HCN_E_INVALID_REMOTE_ENDPOINT_OPERATION", "The operation is invalid for a remote endpoint.";
     /// A network with this name already exists.
     NetworkAlreadyExists = 0x803B_0010, "HCN_E_NETWORK_ALREADY_EXISTS", "A network with this name already exists.";
     /// The policy already exists.

@@ -16,6 +16,7 @@ mod element;
 pub mod l2;
 pub mod lb;
 pub mod onat;
+pub mod router;
 mod ruleset;
 
 pub use element::{Data, Family, NetdevHook, SetElement};

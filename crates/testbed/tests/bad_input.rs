@@ -278,15 +278,9 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["10.93.0.0/31"],
     );
     // Network types: an unsupported one, and one that does not exist.
-    let mut overlay = nat_network("other", "10.93.0.0/24");
-    overlay["Type"] = json!("Overlay");
-    refused_create(
-        &w,
-        "networks",
-        &overlay,
-        (501, REQUEST_UNSUPPORTED),
-        &["Overlay"],
-    );
+    let mut ics = nat_network("other", "10.93.0.0/24");
+    ics["Type"] = json!("ICS");
+    refused_create(&w, "networks", &ics, (501, REQUEST_UNSUPPORTED), &["ICS"]);
     let mut bogus = nat_network("other", "10.93.0.0/24");
     bogus["Type"] = json!("Hyperspace");
     refused_create(

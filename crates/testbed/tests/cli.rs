@@ -150,12 +150,12 @@ fn network_commands() {
             "network",
             "create",
             "-d",
-            "overlay",
+            "private",
             "--subnet",
             "10.91.0.0/24",
             "t1",
         ],
-        &["Overlay", "0x803B0015"],
+        &["Private", "0x803B0015"],
     );
     // Names the CLI cannot resolve.
     fails(&w, &["network", "rm", "nosuch"], &["nosuch", "0x80070490"]);

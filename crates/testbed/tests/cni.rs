@@ -433,7 +433,7 @@ fn bad_input_gets_the_spec_error_and_leaves_nothing() {
     let unimplemented = conf(
         &w,
         "1.1.0",
-        json!({"network": "fresh", "driver": "overlay"}),
+        json!({"network": "fresh", "driver": "private"}),
     );
     cases.push((
         "a driver hostnetd does not implement",

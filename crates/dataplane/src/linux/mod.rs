@@ -18,6 +18,7 @@ mod link;
 mod netlink;
 mod netns;
 mod nftables;
+mod vxlan;
 
 use std::fs::File;
 use std::io;
@@ -405,6 +406,195 @@ impl LinuxDataplane {
             .and_then(|r| r)
             .map_err(|e| fail(format!("write {value} to {path}: {e}")))
     }
+
+    fn create_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: std::net::Ipv4Addr,
+        port: u16,
+        mtu: u32,
+        bridge: &str,
+    ) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("create vxlan {name} (VNI {vni})"), m);
+        let mut sock = self.route();
+        let master = link::index(&mut sock, bridge)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("bridge {bridge} does not exist")))?;
+        let v = vxlan::Vxlan {
+            name,
+            vni,
+            local,
+            port,
+            mtu,
+            master,
+        };
+        vxlan::create(&mut sock, &v).map_err(|e| match e.errno {
+            libc::EEXIST => fail(format!(
+                "link {name} exists already, or another VXLAN device has VNI {vni} and port {port}"
+            )),
+            _ => fail(e.to_string()),
+        })
+    }
+
+    fn change_fdb(
+        &self,
+        add: bool,
+        link: &str,
+        mac: [u8; 6],
+        remote: std::net::Ipv4Addr,
+    ) -> Result<(), DataplaneError> {
+        let verb = if add { "add" } else { "delete" };
+        let fail = |m: String| {
+            DataplaneError::new(
+                format!("{verb} fdb {} dst {remote} on {link}", fmt_mac(mac)),
+                m,
+            )
+        };
+        let mut sock = self.route();
+        let index = match link::index(&mut sock, link).map_err(|e| fail(e.to_string()))? {
+            Some(i) => i,
+            None if !add => return Ok(()),
+            None => return Err(fail("no such link".into())),
+        };
+        match add {
+            true => vxlan::add_fdb(&mut sock, index, mac, remote),
+            false => vxlan::delete_fdb(&mut sock, index, mac, remote),
+        }
+        .map_err(|e| fail(e.to_string()))
+    }
+
+    fn change_neighbour(
+        &self,
+        add: bool,
+        netns: Option<&Path>,
+        link: &str,
+        ip: std::net::Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
+        let verb = if add { "add" } else { "delete" };
+        let place = netns.map_or_else(String::new, |p| format!(" in {}", p.display()));
+        let fail = |m: String| {
+            DataplaneError::new(
+                format!(
+                    "{verb} neighbour {ip} lladdr {} on {link}{place}",
+                    fmt_mac(mac)
+                ),
+                m,
+            )
+        };
+        let mut own;
+        let mut home;
+        let sock: &mut Socket = match netns {
+            None => {
+                home = self.route();
+                &mut home
+            }
+            Some(path) => {
+                let ns = match File::open(path) {
+                    Ok(f) => f,
+                    Err(_) if !add => return Ok(()),
+                    Err(e) => return Err(fail(format!("open the namespace: {e}"))),
+                };
+                own = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
+                &mut own
+            }
+        };
+        let index = match link::index(sock, link).map_err(|e| fail(e.to_string()))? {
+            Some(i) => i,
+            None if !add => return Ok(()),
+            None => return Err(fail("no such link".into())),
+        };
+        match add {
+            true => vxlan::add_neighbour(sock, index, ip, mac),
+            false => vxlan::delete_neighbour(sock, index, ip),
+        }
+        .map_err(|e| fail(e.to_string()))
+    }
+
+    fn change_netns_elements(
+        &self,
+        add: bool,
+        netns: &Path,
+        elements: &[SetElement],
+    ) -> Result<(), DataplaneError> {
+        if elements.is_empty() {
+            return Ok(());
+        }
+        let op = if add {
+            "add elements"
+        } else {
+            "delete elements"
+        };
+        let fail = |m: String| DataplaneError::new(format!("{op} in {}", netns.display()), m);
+        let ns = match File::open(netns) {
+            Ok(f) => f,
+            Err(_) if !add => return Ok(()),
+            Err(e) => return Err(fail(format!("open the namespace: {e}"))),
+        };
+        let mut sock = run_in_netns_fd(ns.as_fd(), || Socket::open(libc::NETLINK_NETFILTER))
+            .and_then(|r| r)
+            .map_err(|e| fail(format!("nfnetlink socket: {e}")))?;
+        let all: Vec<usize> = (0..elements.len()).collect();
+        let result = match add {
+            true => nftables::apply(&mut sock, Change::Add, elements, &all),
+            false => self.delete_elements(&mut sock, elements, all),
+        };
+        result.map_err(|f| fail(f.describe(elements)))
+    }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// Adds or deletes an on-link route inside the namespace at `netns`.
+fn change_onlink_route(
+    add: bool,
+    netns: &Path,
+    link: &str,
+    destination: IpNet,
+    via: std::net::Ipv4Addr,
+) -> Result<(), DataplaneError> {
+    let verb = if add { "add" } else { "delete" };
+    let fail = |m: String| {
+        DataplaneError::new(
+            format!(
+                "{verb} route {destination} via {via} dev {link} onlink in {}",
+                netns.display()
+            ),
+            m,
+        )
+    };
+    let ns = match File::open(netns) {
+        Ok(f) => f,
+        Err(_) if !add => return Ok(()),
+        Err(e) => return Err(fail(format!("open the namespace: {e}"))),
+    };
+    let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
+    let index = match link::index(&mut sock, link).map_err(|e| fail(e.to_string()))? {
+        Some(i) => i,
+        None if !add => return Ok(()),
+        None => return Err(fail("no such link".into())),
+    };
+    match add {
+        true => vxlan::add_onlink_route(&mut sock, index, destination, via),
+        false => vxlan::delete_onlink_route(&mut sock, index, destination, via),
+    }
+    .map_err(|e| fail(e.to_string()))
+}
+
+/// Writes a sysctl of the namespace at `netns` from a thread inside it
+/// (`/proc/sys/net` shows the opener's namespace).
+fn netns_sysctl(netns: &Path, key: &str, value: &str) -> Result<(), DataplaneError> {
+    let fail = |m: String| DataplaneError::new(format!("sysctl {key} in {}", netns.display()), m);
+    let path = sysctl_path(key).map_err(fail)?;
+    run_in_netns(netns, || std::fs::write(&path, value))
+        .and_then(|r| r)
+        .map_err(|e| fail(format!("write {value} to {path}: {e}")))
 }
 
 impl Dataplane for LinuxDataplane {
@@ -466,6 +656,52 @@ impl Dataplane for LinuxDataplane {
                 link,
                 routes,
             } => change_routes(true, netns, link, routes),
+            Op::CreateVxlan {
+                name,
+                vni,
+                local,
+                port,
+                mtu,
+                bridge,
+            } => self.create_vxlan(name, *vni, *local, *port, *mtu, bridge),
+            Op::AddFdb { link, mac, remote } => self.change_fdb(true, link, *mac, *remote),
+            Op::DeleteFdb { link, mac, remote } => self.change_fdb(false, link, *mac, *remote),
+            Op::AddNeighbour {
+                netns,
+                link,
+                ip,
+                mac,
+            } => self.change_neighbour(true, netns.as_deref(), link, *ip, *mac),
+            Op::DeleteNeighbour {
+                netns,
+                link,
+                ip,
+                mac,
+            } => self.change_neighbour(false, netns.as_deref(), link, *ip, *mac),
+            Op::AddOnlinkRoute {
+                netns,
+                link,
+                destination,
+                via,
+            } => change_onlink_route(true, netns, link, *destination, *via),
+            Op::DeleteOnlinkRoute {
+                netns,
+                link,
+                destination,
+                via,
+            } => change_onlink_route(false, netns, link, *destination, *via),
+            Op::NetnsSysctl { netns, key, value } => netns_sysctl(netns, key, value),
+            Op::LoadNetnsTables { netns, script } => File::open(netns)
+                .map_err(|e| {
+                    DataplaneError::new("load tables", format!("open {}: {e}", netns.display()))
+                })
+                .and_then(|ns| nftables::load_tables(&ns, script)),
+            Op::AddNetnsElements { netns, elements } => {
+                self.change_netns_elements(true, netns, elements)
+            }
+            Op::DeleteNetnsElements { netns, elements } => {
+                self.change_netns_elements(false, netns, elements)
+            }
             Op::DeleteRoutes {
                 netns,
                 link,
@@ -612,6 +848,22 @@ impl Dataplane for LinuxDataplane {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Ok(None)
+    }
+
+    fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {
+        let owner = link::addresses(&mut self.route())
+            .map_err(|e| DataplaneError::new(format!("look up {addr}"), e.to_string()))?
+            .into_iter()
+            .find(|a| a.net.addr() == addr)
+            .map(|a| a.index);
+        let Some(index) = owner else { return Ok(None) };
+        let name = link::info(&mut self.route(), LinkRef::Index(index))
+            .map_err(|e| DataplaneError::new(format!("look up {addr}"), e.to_string()))?
+            .map(|l| l.name);
+        match name {
+            Some(n) => self.adapter(&n),
+            None => Ok(None),
+        }
     }
 
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {

@@ -134,7 +134,10 @@ pub fn validate_endpoint(w: &wire::HostComputeEndpoint) -> Result<EndpointSpec, 
         mac,
         dns: DnsSettings::from_wire(&w.dns, "Dns", code)?,
         routes,
-        flags: EndpointFlags(w.flags),
+        flags: EndpointFlags(match w.is_remote_endpoint {
+            true => w.flags | EndpointFlags::REMOTE_ENDPOINT,
+            false => w.flags,
+        }),
         policies,
         namespace,
     })

@@ -266,6 +266,8 @@ struct EndpointPolicySettings {
     destination_prefix: Option<String>,
     next_hop: Option<String>,
     need_encap: bool,
+    // v1's `PA` policy names its one setting `PA` (docker's overlay driver).
+    #[serde(alias = "PA")]
     provider_address: Option<String>,
     name: Option<String>,
     overhead: Option<u16>,
@@ -298,7 +300,12 @@ fn parse_nets(items: Option<Vec<String>>, what: &str) -> Result<Vec<IpNet>, HcnE
 /// Validate one endpoint policy. Unknown `Type` is `InvalidPolicyType`, bad
 /// settings are `InvalidPolicy` (`InvalidInternalPort` for a zero internal port).
 pub fn parse_endpoint_policy(p: &wire::Policy) -> Result<EndpointPolicy, HcnError> {
-    let ty = match_type(&p.policy_type, ENDPOINT_POLICY_TYPES, "endpoint")?;
+    // v1's `PA` (docker's overlay driver) is v2's `ProviderAddress`; its
+    // setting `PA` is read as `ProviderAddress` too.
+    let ty = match p.policy_type.trim().eq_ignore_ascii_case("PA") {
+        true => "ProviderAddress",
+        false => match_type(&p.policy_type, ENDPOINT_POLICY_TYPES, "endpoint")?,
+    };
     let code = ErrorCode::InvalidPolicy;
     let field = |f: &str| format!("{ty} policy: Settings.{f}");
     Ok(match ty {

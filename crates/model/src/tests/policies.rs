@@ -505,3 +505,19 @@ fn acl_rules() {
     };
     assert_eq!(r.local_ports, vec![PortRange { start: 22, end: 22 }]);
 }
+
+#[test]
+fn v1_pa_policy_and_is_remote_endpoint_mean_a_remote_endpoint() {
+    assert_eq!(
+        ep("PA", json!({"PA": "192.0.2.12"})).unwrap(),
+        EndpointPolicy::ProviderAddress(ip("192.0.2.12"))
+    );
+    let w: crate::wire::HostComputeEndpoint = serde_json::from_value(json!({
+        "HostComputeNetwork": "6f7a3c1e-0000-4000-8000-000000000001",
+        "IsRemoteEndpoint": true,
+        "Policies": [{"Type": "PA", "Settings": {"PA": "192.0.2.12"}}]
+    }))
+    .unwrap();
+    let spec = validate_endpoint(&w).unwrap();
+    assert!(spec.flags.contains(EndpointFlags::REMOTE_ENDPOINT));
+}

@@ -348,6 +348,10 @@ hcn_object! {
         /// `EndpointFlags` (§7).
         #[serde(default, deserialize_with = "flags::endpoint", skip_serializing_if = "is_zero")]
         pub flags: u32,
+        /// v1's spelling of `Flags` bit 1 (RemoteEndpoint), which docker's
+        /// overlay driver and older kube-proxy send.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub is_remote_endpoint: bool,
     }
 }
 
