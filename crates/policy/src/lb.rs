@@ -88,24 +88,28 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn port_with(backends: &[&str], affinity: bool) -> Port {
+    /// TCP 10.96.0.10:80 to `backends` at 8080.
+    fn frontend(backends: &[&str], affinity: bool) -> Frontend {
+        Frontend {
+            vip: ip("10.96.0.10"),
+            proto: 6,
+            port: 80,
+            target_port: 8080,
+            backends: backends.iter().map(|b| ip(b)).collect(),
+            affinity,
+            source_vip: None,
+        }
+    }
+
+    /// A client port whose `lb` layer has LB1 with frontend `f`.
+    fn port_of(f: Frontend) -> Port {
         let mut port = Port::new("client", PortKind::Endpoint);
-        port.set_group(
-            LayerName::Lb,
-            group(
-                "LB1",
-                &[Frontend {
-                    vip: ip("10.96.0.10"),
-                    proto: 6,
-                    port: 80,
-                    target_port: 8080,
-                    backends: backends.iter().map(|b| ip(b)).collect(),
-                    affinity,
-                    source_vip: None,
-                }],
-            ),
-        );
+        port.set_group(LayerName::Lb, group("LB1", &[f]));
         port
+    }
+
+    fn port_with(backends: &[&str], affinity: bool) -> Port {
+        port_of(frontend(backends, affinity))
     }
 
     #[test]
@@ -131,23 +135,11 @@ mod tests {
 
     #[test]
     fn a_source_vip_becomes_the_source_and_is_shown() {
-        let mut port = Port::new("client", PortKind::Endpoint);
-        port.set_group(
-            LayerName::Lb,
-            group(
-                "LB1",
-                &[Frontend {
-                    vip: ip("10.96.0.10"),
-                    proto: 17,
-                    port: 53,
-                    target_port: 53,
-                    backends: vec![ip("10.88.0.2")],
-                    affinity: false,
-                    source_vip: Some(ip("10.96.0.100")),
-                }],
-            ),
-        );
-        let p = Packet::new(Proto(17), ip("10.88.0.9"), 40000, ip("10.96.0.10"), 53);
+        let port = port_of(Frontend {
+            source_vip: Some(ip("10.96.0.100")),
+            ..frontend(&["10.88.0.2"], false)
+        });
+        let p = Packet::new(Proto(6), ip("10.88.0.9"), 40000, ip("10.96.0.10"), 80);
         let e = evaluate(&port, p, Direction::Out, None);
         let Verdict::Allow { packet } = e.verdict else {
             panic!("{:?}", e.verdict)
