@@ -311,6 +311,7 @@ impl Store for RedbStore {
 pub struct MemoryStore {
     tables: Mutex<HashMap<Collection, BTreeMap<String, Vec<u8>>>>,
     fail_next: std::sync::atomic::AtomicBool,
+    unavailable_next: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
@@ -323,6 +324,13 @@ impl MemoryStore {
     /// do when the store refuses a write.
     pub fn fail_next_commit(&self) {
         self.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Make the next commit fail as an unreachable store would (cluster
+    /// mode with etcd down), changing nothing.
+    pub fn unavailable_next_commit(&self) {
+        self.unavailable_next
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -352,6 +360,14 @@ impl Store for MemoryStore {
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             return Err(StoreError::Io("injected commit failure".into()));
+        }
+        if self
+            .unavailable_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable(
+                "no etcd member answered (injected)".into(),
+            ));
         }
         let mut tables = self.lock();
         for op in &txn.ops {
