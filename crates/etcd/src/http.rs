@@ -17,6 +17,10 @@ pub struct Timeouts {
     /// For each read or write once connected (a quorum write takes a few
     /// milliseconds; etcd itself gives up on a proposal after about 7 s).
     pub io: Duration,
+    /// How long to keep trying the members again when none could take a
+    /// request (refused, or no leader: an election after a member died
+    /// takes about a second) before giving up.
+    pub retry: Duration,
 }
 
 impl Default for Timeouts {
@@ -24,6 +28,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(1),
             io: Duration::from_secs(3),
+            retry: Duration::from_secs(2),
         }
     }
 }

@@ -76,6 +76,10 @@ impl Error {
 /// leader, member stopping) and DEADLINE_EXCEEDED (proposal timed out).
 const RETRYABLE_GRPC: [i64; 2] = [14, 4];
 
+/// etcd's messages for requests it refused before proposing them: a write
+/// refused so was not applied and may go to another member.
+const NOT_PROPOSED: [&str; 3] = ["no leader", "not capable", "too many requests"];
+
 /// Whether a request only reads (and so may be sent twice).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Idempotent {
@@ -123,19 +127,35 @@ impl Client {
             .find_map(|m| http::local_address(m, self.timeouts))
     }
 
-    /// Sends one gateway request, failing over between members; returns
-    /// the JSON answer.
+    /// Sends one gateway request, failing over between members and trying
+    /// them all again for up to [`Timeouts::retry`] while none can take it
+    /// (an election); returns the JSON answer.
     fn call(&self, path: &str, body: &Value, idempotent: Idempotent) -> Result<Value, Error> {
         let body = serde_json::to_vec(body).expect("JSON values serialize");
+        let deadline = std::time::Instant::now() + self.timeouts.retry;
+        loop {
+            match self.call_each(path, &body, idempotent) {
+                Err(Error::Unavailable(why)) if std::time::Instant::now() < deadline => {
+                    log::debug!("etcd {path}: {why}; trying again");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One round over the members, from the preferred one.
+    fn call_each(&self, path: &str, body: &[u8], idempotent: Idempotent) -> Result<Value, Error> {
         let first = self.preferred.load(Ordering::Relaxed);
         let mut tried = Vec::new();
         for i in 0..self.members.len() {
             let index = (first + i) % self.members.len();
             let member = &self.members[index];
-            match http::post(member, path, &body, self.timeouts) {
+            match http::post(member, path, body, self.timeouts) {
                 Ok(resp) => match answer(member, resp) {
                     Err(Error::Refused { code, message }) if RETRYABLE_GRPC.contains(&code) => {
-                        if idempotent == Idempotent::No {
+                        let not_proposed = NOT_PROPOSED.iter().any(|m| message.contains(m));
+                        if idempotent == Idempotent::No && !not_proposed {
                             return Err(Error::OutcomeUnknown {
                                 member: member.clone(),
                                 reason: message,
@@ -245,6 +265,6 @@ mod tests {
             msg.contains("127.0.0.1:1") && msg.contains("127.0.0.2:1"),
             "{msg}"
         );
-        assert!(start.elapsed() < std::time::Duration::from_secs(3));
+        assert!(start.elapsed() < std::time::Duration::from_secs(4));
     }
 }

@@ -6,8 +6,17 @@
 //! [`Collection::scope`]). A commit is one etcd transaction, durable once
 //! etcd's quorum has acknowledged it; claims are compares on the claimed
 //! keys' create revision.
+//!
+//! A write whose answer is lost (the leader died under it) is settled, not
+//! guessed: every commit also writes a unique marker to the host's
+//! `<prefix>/hosts/<host-id>/commit` key, and after a lost answer a
+//! linearizable read of the marker (which etcd serves only once a leader
+//! has committed in its term) says whether the transaction was applied.
+//! If not, it is sent again; a claim it then finds taken by the same value
+//! was its own first attempt's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hostnet_etcd::{Client, Compare, Timeouts, TxnOp, TxnOpResponse};
@@ -48,6 +57,9 @@ pub struct EtcdStore {
     client: Arc<Client>,
     prefix: String,
     host_id: String,
+    /// What makes this process's commit markers unique.
+    incarnation: String,
+    commits: AtomicU64,
 }
 
 /// Whether `id` can be a key segment: nonempty, no `/`, nothing to escape.
@@ -72,10 +84,15 @@ impl EtcdStore {
         let client = Client::new(&options.endpoints, options.timeouts)
             .map_err(|e| StoreError::Config(e.to_string()))?;
         client.check().map_err(store_error)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(EtcdStore {
             client: Arc::new(client),
             prefix: options.prefix.trim_end_matches('/').to_string(),
             host_id: options.host_id.clone(),
+            incarnation: format!("{}-{}", std::process::id(), now.as_nanos()),
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -105,6 +122,38 @@ impl EtcdStore {
 
     fn key(&self, c: Collection, key: &str) -> Vec<u8> {
         format!("{}{key}", self.collection_prefix(c)).into_bytes()
+    }
+
+    /// The key of this host's last commit marker (outside every collection).
+    fn marker_key(&self) -> Vec<u8> {
+        format!("{}/hosts/{}/commit", self.prefix, self.host_id).into_bytes()
+    }
+
+    /// Sends `txn`; when its answer is lost, finds out from the marker
+    /// whether it was applied and sends it again if not.
+    fn run(
+        &self,
+        txn: &hostnet_etcd::Txn,
+        marker: &[u8],
+    ) -> Result<(hostnet_etcd::TxnResponse, bool), StoreError> {
+        match self.client.txn(txn) {
+            Ok(done) => Ok((done, false)),
+            Err(lost @ hostnet_etcd::Error::OutcomeUnknown { .. }) => {
+                log::warn!("etcd: {lost}; checking whether it was applied");
+                let seen = self.client.get(&self.marker_key()).map_err(store_error)?;
+                if seen.is_some_and(|kv| kv.value == marker) {
+                    let applied = hostnet_etcd::TxnResponse {
+                        succeeded: true,
+                        revision: 0,
+                        responses: Vec::new(),
+                    };
+                    return Ok((applied, false));
+                }
+                let done = self.client.txn(txn).map_err(store_error)?;
+                Ok((done, true))
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 }
 
@@ -174,24 +223,50 @@ impl Store for EtcdStore {
                 Op::Delete(c, key) => TxnOp::delete(&self.key(*c, key)),
             });
         }
+        let marker = format!(
+            "{}-{}",
+            self.incarnation,
+            self.commits.fetch_add(1, Ordering::Relaxed)
+        )
+        .into_bytes();
+        etcd_txn
+            .success
+            .push(TxnOp::put(&self.marker_key(), &marker));
         if etcd_txn.success.len() > MAX_TXN_OPS || etcd_txn.compares.len() > MAX_TXN_OPS {
             return Err(StoreError::Io(format!(
                 "a change of {} keys is more than etcd takes in one transaction ({MAX_TXN_OPS}, its --max-txn-ops): raise it on every member",
                 etcd_txn.success.len()
             )));
         }
-        let done = self.client.txn(&etcd_txn).map_err(store_error)?;
+        let (done, resent) = self.run(&etcd_txn, &marker)?;
         if done.succeeded {
             return Ok(());
         }
         // Which claim failed: the first whose key the failure branch read.
-        let taken = done
+        let holders = done
             .responses
             .iter()
             .zip(&claims)
-            .find(|(r, _)| matches!(r, TxnOpResponse::Get(kvs) if !kvs.is_empty()))
-            .map(|(_, claim)| claim.clone())
-            .or_else(|| claims.first().cloned());
+            .filter_map(|(r, claim)| match r {
+                TxnOpResponse::Get(kvs) => kvs.first().map(|kv| (claim, kv.value.as_slice())),
+                _ => None,
+            });
+        let mut taken = None;
+        for (claim, holder) in holders {
+            let ours = txn.ops.iter().any(|op| {
+                matches!(op, Op::Claim(c, k, v) if (*c, k) == (claim.0, &claim.1) && v.as_slice() == holder)
+            });
+            // Resent after a lost answer: a claim holding our own value is
+            // the first attempt's, applied after all.
+            if !(resent && ours) {
+                taken = Some(claim.clone());
+                break;
+            }
+        }
+        if resent && taken.is_none() {
+            return Ok(());
+        }
+        let taken = taken.or_else(|| claims.first().cloned());
         let (collection, key) = taken
             .ok_or_else(|| StoreError::Io("etcd refused a transaction without claims".into()))?;
         Err(StoreError::Conflict { collection, key })
