@@ -128,6 +128,63 @@ impl EtcdCluster {
         self.wait_healthy(i);
     }
 
+    /// Start every stopped member again (together: a cluster needs a
+    /// quorum before any member is healthy) and wait until all are.
+    pub fn restart_all(&mut self) {
+        let stopped: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_none())
+            .collect();
+        for &i in &stopped {
+            self.spawn(i);
+        }
+        for i in stopped {
+            self.wait_healthy(i);
+        }
+    }
+
+    /// The member that leads the cluster now (asked of the first running
+    /// member that answers etcd's status call).
+    pub fn leader(&self) -> usize {
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let addr = format!("{}:2379", m.addr);
+            let Some(status) = crate::run_in(m.netns.path(), || {
+                post(&addr, "/v3/maintenance/status", "{}")
+            }) else {
+                continue;
+            };
+            let field = |name: &str| -> Option<String> {
+                let at = status.find(&format!("\"{name}\":\""))? + name.len() + 4;
+                Some(status[at..].split('"').next()?.to_string())
+            };
+            let (Some(leader), Some(me)) = (field("leader"), field("member_id")) else {
+                continue;
+            };
+            // Ask the leader itself if this is not it.
+            if leader == me {
+                return self
+                    .members
+                    .iter()
+                    .position(|x| x.addr == m.addr)
+                    .expect("member");
+            }
+            for (i, other) in self
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.child.is_some())
+            {
+                let addr = format!("{}:2379", other.addr);
+                let theirs = crate::run_in(other.netns.path(), || {
+                    post(&addr, "/v3/maintenance/status", "{}")
+                });
+                if theirs.is_some_and(|s| s.contains(&format!("\"member_id\":\"{leader}\""))) {
+                    return i;
+                }
+            }
+        }
+        panic!("no etcd member knows a leader");
+    }
+
     /// Member `i`'s log.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.join(format!("{}.log", self.members[i].name)))
@@ -203,6 +260,24 @@ impl EtcdCluster {
         });
         assert!(healthy, "etcd member {i} is not healthy:\n{}", self.log(i));
     }
+}
+
+/// The body of a JSON POST to a member's gateway, if it answers 200.
+fn post(addr: &str, path: &str, body: &str) -> Option<String> {
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500))
+            .ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .starts_with("HTTP/1.1 200")
+        .then(|| answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))?
 }
 
 /// Whether the member at `addr` says it is healthy (has a leader).
