@@ -30,17 +30,24 @@ fn arg(name: &str, default: usize) -> usize {
 
 /// Creates `n` endpoints on `nat`, timing each create; deletes them after.
 fn churn(client: &Client, n: usize, samples: &mut Samples) {
-    let nat = client.find_by_name(Kind::Networks, "nat").unwrap().expect("nat");
+    let nat = client
+        .find_by_name(Kind::Networks, "nat")
+        .unwrap()
+        .expect("nat");
     let body = json!({ "HostComputeNetwork": nat["ID"] });
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let ep = client.create(Kind::Endpoints, &body).expect("create endpoint");
+        let ep = client
+            .create(Kind::Endpoints, &body)
+            .expect("create endpoint");
         samples.push(start.elapsed());
         ids.push(ep["ID"].as_str().unwrap().to_string());
     }
     for id in ids {
-        client.delete(Kind::Endpoints, &id).expect("delete endpoint");
+        client
+            .delete(Kind::Endpoints, &id)
+            .expect("delete endpoint");
     }
 }
 
