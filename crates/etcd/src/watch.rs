@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,6 +47,8 @@ pub enum WatchMessage {
 /// A running watch; dropping it stops its thread.
 pub struct Watch {
     messages: Receiver<WatchMessage>,
+    /// The first revision the watch covers, once etcd has created it.
+    start: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
     socket: Arc<Mutex<Option<TcpStream>>>,
     thread: Option<JoinHandle<()>>,
@@ -57,6 +59,12 @@ impl Watch {
     /// watch has ended (after [`WatchMessage::Compacted`]).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<WatchMessage, RecvTimeoutError> {
         self.messages.recv_timeout(timeout)
+    }
+
+    /// The first revision the watch covers, once a member has created it
+    /// (None before): every change from it on is delivered.
+    pub fn started_at(&self) -> Option<i64> {
+        Some(self.start.load(Ordering::SeqCst)).filter(|&r| r > 0)
     }
 }
 
@@ -84,6 +92,7 @@ struct Follower {
     stop: Arc<AtomicBool>,
     socket: Arc<Mutex<Option<TcpStream>>>,
     out: Sender<WatchMessage>,
+    start: Arc<AtomicI64>,
 }
 
 /// Why one connection of a watch ended.
@@ -102,7 +111,9 @@ impl Client {
         let (out, messages) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let socket = Arc::new(Mutex::new(None));
+        let start = Arc::new(AtomicI64::new(0));
         let mut follower = Follower {
+            start: start.clone(),
             members: self.members.clone(),
             member: self.preferred.load(Ordering::Relaxed),
             timeouts: Timeouts {
@@ -122,6 +133,7 @@ impl Client {
             .expect("spawn the watch thread");
         Watch {
             messages,
+            start,
             stop,
             socket,
             thread: Some(thread),
@@ -227,6 +239,16 @@ impl Follower {
                 compact_revision: compact,
             });
             return Some(Ended::Stop);
+        }
+        // A watch "from now" is pinned to the revision it started at, so a
+        // reconnect before the first event misses nothing either.
+        if r.get("created").and_then(Value::as_bool) == Some(true) {
+            if self.next == 0 {
+                self.next = r.get("header").map(|h| int(h, "revision")).unwrap_or(0) + 1;
+            }
+            let _ = self
+                .start
+                .compare_exchange(0, self.next, Ordering::SeqCst, Ordering::SeqCst);
         }
         if r.get("canceled").and_then(Value::as_bool) == Some(true) {
             let why = r.get("cancel_reason").and_then(Value::as_str).unwrap_or("");

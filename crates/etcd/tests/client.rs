@@ -224,3 +224,49 @@ fn compact(c: &EtcdCluster, body: &str) {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A watch "from now" that loses its only member before any event, with
+/// a change made meanwhile through another member of a 3-member cluster:
+/// the change is delivered once the watch's member is back.
+#[test]
+fn a_watch_from_now_misses_nothing_written_while_it_reconnects() {
+    let test = "a_watch_from_now_misses_nothing_written_while_it_reconnects";
+    if !require_privileges(test) || etcd::etcd_server(test).is_none() {
+        return;
+    }
+    let mut phys = hostnet_testbed::PhysicalNet::new("ew", 1);
+    let mut c = EtcdCluster::on_switch(&mut phys, 3);
+    let path = phys.host(0).netns.path().to_path_buf();
+    // The watch's member is a follower: the others keep a leader without it.
+    let follower = (c.leader() + 1) % 3;
+    let all = c.endpoints();
+    let members: Vec<&str> = all.trim_start_matches("etcd://").split(',').collect();
+    let first = format!("etcd://{}", members[follower]);
+    let rest: Vec<&str> = (0..3)
+        .filter(|&i| i != follower)
+        .map(|i| members[i])
+        .collect();
+    let others = format!("etcd://{}", rest.join(","));
+    let watch = run_in(&path, || {
+        let etcd = Client::new(&all, Timeouts::default()).unwrap();
+        etcd.put(b"/n/old", b"0", 0).unwrap();
+        // The watch knows only that follower.
+        Client::new(&first, Timeouts::default())
+            .unwrap()
+            .watch(b"/n/", true, 0)
+    });
+    let created =
+        hostnet_testbed::wait_until(Duration::from_secs(5), || watch.started_at().is_some());
+    assert!(created, "the watch was never created");
+    c.kill(follower);
+    run_in(&path, || {
+        let etcd = Client::new(&others, Timeouts::default()).unwrap();
+        etcd.put(b"/n/new", b"1", 0).unwrap();
+    });
+    c.restart(follower);
+    assert_eq!(
+        events(&watch, 1),
+        [(EventKind::Put, "/n/new".into(), "1".into())]
+    );
+    drop(watch);
+}
