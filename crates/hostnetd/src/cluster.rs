@@ -40,6 +40,34 @@ fn hosts_prefix(prefix: &str) -> String {
     format!("{prefix}/cluster/hosts/")
 }
 
+/// Refuses a host ID that a live daemon elsewhere holds: two hosts with one
+/// ID would share, and overwrite, one state. A registration from this
+/// host's own address is its previous run's (killed, its lease not yet
+/// expired), and is taken over.
+pub fn check_host_id_free(
+    client: &Client,
+    prefix: &str,
+    host_id: &str,
+    own_address: Option<IpAddr>,
+) -> Result<(), String> {
+    let key = format!("{}{host_id}", hosts_prefix(prefix));
+    let Some(kv) = client
+        .get(key.as_bytes())
+        .map_err(|e| format!("reading the host registrations: {e}"))?
+    else {
+        return Ok(());
+    };
+    let holder: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    let theirs = holder["ProviderAddress"].as_str().unwrap_or("");
+    let ours = own_address.map(|a| a.to_string()).unwrap_or_default();
+    if theirs == ours {
+        return Ok(());
+    }
+    Err(format!(
+        "host ID {host_id:?} is in use by a running hostnetd at {theirs}: give each host its own --host-id (or wait up to the lease TTL if that host was just stopped)"
+    ))
+}
+
 /// This host's registration; dropping it revokes the lease, so a daemon
 /// that stops cleanly leaves the cluster at once.
 pub struct Registration {

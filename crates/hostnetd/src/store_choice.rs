@@ -100,6 +100,7 @@ pub fn open(args: &StoreArgs, state_dir: &Path) -> Result<Opened, String> {
     })?;
     let client = store.client();
     let provider_address = args.host_address.or_else(|| client.local_address());
+    crate::cluster::check_host_id_free(&client, &options.prefix, &host_id, provider_address)?;
     log::info!(
         "cluster mode: state in etcd {} under {}/hosts/{host_id}",
         args.store,

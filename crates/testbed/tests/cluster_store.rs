@@ -5,7 +5,8 @@
 //! | case | what the test shows |
 //! |---|---|
 //! | state in etcd | objects come back after a daemon restart, read from etcd (their keys are there, under the host's ID; the other host sees none of them) |
-//! | registration | each host is listed with its physical address; `kill -9`: gone after the lease TTL, back on restart |
+//! | registration | each host is listed with its physical address (API and `hostnet cluster hosts`); `kill -9`: gone after the lease TTL, back on restart; a second daemon with a running host's ID is refused at start |
+//! | a host cut off from etcd | its registration expires, its changes get HCN_E_DEGRADED_OPERATION, its containers still forward; reachable again: it registers again by itself and changes work |
 //! | one member down | creates still work |
 //! | all members down | a create gets HCN_E_DEGRADED_OPERATION (503) and leaves no veth; existing containers still reach the outside and each other (packets); members back: creates work again, no daemon restart, the host re-registered |
 //! | bad input | an unreachable etcd at start: exit non-zero within seconds, naming the members |
@@ -270,6 +271,47 @@ fn a_killed_daemon_leaves_the_cluster_when_its_lease_expires() {
     println!("host1's registration went {gone_after:?} after kill -9");
     // Restarted: registered again at once.
     assert!(host_ids(&watcher).contains(&"host1".to_string()));
+    // The command line lists both, with their physical addresses.
+    let out = std::process::Command::new(hostnet_testbed::workspace_binary("hostnet"))
+        .arg("--socket")
+        .arg(&d2.socket)
+        .args(["cluster", "hosts"])
+        .output()
+        .expect("run hostnet");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (host, addr) in [("host1", host_addr(0)), ("host2", host_addr(1))] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(host) && l.contains(&addr)),
+            "{host} {addr} not in:\n{text}"
+        );
+    }
+    // A second host claiming host1's ID while it runs is refused at start.
+    let out = phys
+        .host(1)
+        .netns
+        .command(hostnet_testbed::workspace_binary("hostnetd"))
+        .arg("--socket")
+        .arg(d2.dir.join("dup.sock"))
+        .arg("--state-dir")
+        .arg(d2.dir.join("dup-state"))
+        .args(["--store", &cluster.endpoints(), "--host-id", "host1"])
+        .output()
+        .expect("run hostnetd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a duplicate host ID started: {stderr}"
+    );
+    assert!(
+        stderr.contains("\"host1\" is in use by a running hostnetd at 192.0.2.11"),
+        "{stderr}"
+    );
     // The embedded store has no cluster to list.
     let single = Daemon::start(phys.host(1).netns.path(), &["--no-default-network"]);
     let err = single
@@ -320,4 +362,50 @@ fn an_unreachable_etcd_at_start_is_a_clear_error() {
         "took {:?}",
         start.elapsed()
     );
+}
+
+/// host1 cut off from every etcd member (routes in its namespace refuse
+/// them) for longer than its lease: its registration expires, changes on
+/// it are refused as degraded while its containers keep working; once the
+/// routes are back it registers again by itself and changes work.
+#[test]
+fn a_host_cut_off_from_etcd_registers_again_when_it_can() {
+    let Some((phys, cluster)) = world("a_host_cut_off_from_etcd_registers_again_when_it_can")
+    else {
+        return;
+    };
+    let d1 = daemon(&phys, &cluster, 0);
+    let d2 = daemon(&phys, &cluster, 1);
+    let (c1, watcher) = (d1.client(), d2.client());
+    let a = Container::create(&c1, &nat(&c1), json!({}));
+    let members: Vec<String> = (0..cluster.len())
+        .map(|i| format!("192.0.2.{}", 21 + i))
+        .collect();
+    let h1 = &phys.host(0).netns;
+    for m in &members {
+        h1.ip(&["route", "add", "prohibit", m]);
+    }
+    let gone = wait_until(Duration::from_secs(15), || {
+        !host_ids(&watcher).contains(&"host1".to_string())
+    });
+    assert!(gone, "host1's registration outlived its cut-off");
+    let err = create_endpoint(&c1, &nat(&c1)).unwrap_err();
+    assert_eq!(err.error_code(), Some(0x803B_0017), "{err}");
+    let (ok, said) = a.run(&["ping", &host_addr(1)]);
+    assert!(ok, "container -> host2 while cut off from etcd: {said}");
+
+    for m in &members {
+        h1.ip(&["route", "del", "prohibit", m]);
+    }
+    let back = wait_until(Duration::from_secs(15), || {
+        host_ids(&watcher).contains(&"host1".to_string())
+    });
+    assert!(back, "host1 did not register again:\n{}", d1.log());
+    assert!(
+        d1.log()
+            .contains("registered this host in the cluster again"),
+        "{}",
+        d1.log()
+    );
+    create_endpoint(&c1, &nat(&c1)).expect("a create once etcd is reachable again");
 }
