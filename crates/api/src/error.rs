@@ -124,7 +124,8 @@ pub fn code_name(error_code: u32) -> Option<&'static str> {
 ///
 /// Not-found codes give 404, already-exists and conflicts (including "entity
 /// has references" and an exhausted pool) 409, unsupported requests 501,
-/// `E_UNEXPECTED` 500; anything else is the caller's mistake, 400.
+/// `E_UNEXPECTED` 500, a degraded service (its store unavailable: retry
+/// later) 503; anything else is the caller's mistake, 400.
 pub fn http_status(error_code: u32) -> u16 {
     use codes::*;
     match error_code {
@@ -144,6 +145,7 @@ pub fn http_status(error_code: u32) -> u16 {
         | ERROR_ALREADY_EXISTS
         | ERROR_NO_MORE_ITEMS => 409,
         E_NOTIMPL | HCN_E_REQUEST_UNSUPPORTED => 501,
+        HCN_E_DEGRADED_OPERATION => 503,
         E_UNEXPECTED => 500,
         _ => 400,
     }

@@ -12,7 +12,7 @@ use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_nft::onat::OnatPolicy;
 use hostnet_nft::{L4Proto, SetElement};
-use hostnet_store::Txn;
+use hostnet_store::{Collection, StoreError, Txn};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -23,8 +23,33 @@ use crate::service::{EndpointRec, NetworkRec, Service, State};
 /// Interface name of an endpoint inside its namespace, unless named.
 pub(crate) const DEFAULT_IFNAME: &str = "eth0";
 
+/// How many addresses a create tries when hosts sharing a store (cluster
+/// mode) claimed the ones it picked first.
+const CLAIM_ATTEMPTS: usize = 16;
+
+/// The store key of an address claim: one holder per address and network,
+/// across every host sharing the store.
+pub(crate) fn claim_key(network: &Uuid, address: IpAddr) -> String {
+    format!("{}/{address}", guid(network))
+}
+
 impl Service {
     pub(crate) fn create_endpoint(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if let Some(obj) = self.try_create_endpoint(body)? {
+                return Ok(obj);
+            }
+        }
+        Err(HcnError::new(
+            ErrorCode::PoolExhausted,
+            format!("{CLAIM_ATTEMPTS} addresses in a row were claimed by other hosts at the same time: retry the create"),
+        ))
+    }
+
+    /// One attempt; None when the address it picked from the pool turned out
+    /// to be claimed by another host (it stays reserved here, so the next
+    /// attempt picks another).
+    fn try_create_endpoint(&self, body: &[u8]) -> Result<Option<Map<String, Value>>, HcnError> {
         let wire: HostComputeEndpoint = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_endpoint(&wire)?;
         let policies = endpoint_policies(&spec)?;
@@ -57,7 +82,7 @@ impl Service {
         )?;
         check_ports(&st, &mappings, None)?;
         if st.networks[&net_id].is_dhcp() {
-            return self.create_dhcp_endpoint(st, &wire, &spec);
+            return self.create_dhcp_endpoint(st, &wire, &spec).map(Some);
         }
 
         let id = new_endpoint_id(&st);
@@ -124,16 +149,39 @@ impl Service {
         }
         let mut txn = Txn::new();
         txn.put(Kind::Endpoint.collection(), &guid(&id), bytes(&rec.obj));
-        if let Err(e) = self.commit(txn) {
+        let claim = claim_key(&net_id, address.addr());
+        txn.claim(Collection::AddressClaims, &claim, guid(&id).into_bytes());
+        if let Err(e) = self.store.commit(txn) {
             let mut undo = crate::overlay::endpoint_down(net, &rec);
             undo.push(Op::DeleteElements(elements));
             teardown(self.dp.as_ref(), &undo);
-            undo_alloc(net);
-            return Err(e);
+            let requested = !spec.ip_configs.is_empty();
+            match e {
+                StoreError::Conflict { .. } if !requested => {
+                    net.macs.release(mac);
+                    log::info!("address {claim} is claimed by another host; picking another");
+                    return Ok(None);
+                }
+                StoreError::Conflict { .. } => {
+                    undo_alloc(net);
+                    return Err(HcnError::new(
+                        ErrorCode::AddrInvalidOrReserved,
+                        format!(
+                            "address {} of network {} is held by an endpoint on another host: choose another address, or let hostnet pick one",
+                            address.addr(),
+                            guid(&net_id)
+                        ),
+                    ));
+                }
+                e => {
+                    undo_alloc(net);
+                    return Err(crate::object::store_failure("saving to the store", e));
+                }
+            }
         }
         let out = rec.obj.clone();
         st.endpoints.insert(id, rec);
-        Ok(out)
+        Ok(Some(out))
     }
 
     pub(crate) fn delete_endpoint(&self, id: Uuid, given: &str) -> Result<(), HcnError> {
@@ -143,6 +191,10 @@ impl Service {
         };
         let mut txn = Txn::new();
         txn.delete(Kind::Endpoint.collection(), &guid(&id));
+        txn.delete(
+            Collection::AddressClaims,
+            &claim_key(&ep.network, ep.plan.address.addr()),
+        );
         // It leaves every load balancer's backends in the same transaction.
         let lbs = crate::load_balancer::BackendRemoval::plan(&st, &id);
         lbs.stage(&mut txn);

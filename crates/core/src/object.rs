@@ -115,6 +115,20 @@ pub fn internal(what: &str, err: impl std::fmt::Display) -> HcnError {
     )
 }
 
+/// A failed store read or write as the client sees it: a store that cannot
+/// be reached (cluster mode's etcd down) is a degraded service, not a bug.
+pub fn store_failure(what: &str, err: hostnet_store::StoreError) -> HcnError {
+    match err {
+        hostnet_store::StoreError::Unavailable(why) => HcnError::new(
+            ErrorCode::DegradedOperation,
+            format!(
+                "{what} failed: the state store is unavailable ({why}). Nothing was changed and existing containers keep working; retry once etcd is reachable again"
+            ),
+        ),
+        other => internal(what, other),
+    }
+}
+
 /// Parse a request body that must be one JSON object (serde's derived
 /// decoders would also take an array, positionally).
 pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HcnError> {

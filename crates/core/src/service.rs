@@ -14,7 +14,7 @@ use hostnet_store::{Store, Txn};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::object::{bytes, internal, Kind};
+use crate::object::{bytes, Kind};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
@@ -121,7 +121,7 @@ impl Service {
     pub(crate) fn commit(&self, txn: Txn) -> Result<(), HcnError> {
         self.store
             .commit(txn)
-            .map_err(|e| internal("saving to the store", e))
+            .map_err(|e| crate::object::store_failure("saving to the store", e))
     }
 
     /// Create an object from its HCN JSON; returns the stored object.

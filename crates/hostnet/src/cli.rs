@@ -41,6 +41,17 @@ pub enum Command {
     Trace(TraceArgs),
     /// Show the client and daemon versions.
     Version,
+    /// Cluster mode (hostnetd --store etcd://…): the hosts sharing the store.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `hostnet cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List the live hosts registered in the cluster.
+    #[command(visible_alias = "ls")]
+    Hosts(LsArgs),
 }
 
 /// `hostnet trace`.

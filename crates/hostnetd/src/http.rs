@@ -13,6 +13,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use hostnet_api::ErrorRecord;
 use hostnet_core::{Kind, Service};
+
+use crate::cluster::ClusterView;
 use hostnet_model::{ErrorCode, HcnError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,16 +25,23 @@ type Svc = Arc<Service>;
 /// about 2 MB of JSON) must fit; axum's default is 2 MiB.
 const MAX_BODY: usize = 32 << 20;
 
-pub async fn serve(listener: std::os::unix::net::UnixListener, svc: Svc) -> Result<(), String> {
+pub async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    svc: Svc,
+    cluster: Option<ClusterView>,
+) -> Result<(), String> {
     let listener =
         tokio::net::UnixListener::from_std(listener).map_err(|e| format!("socket: {e}"))?;
-    axum::serve(listener, router(svc))
+    axum::serve(listener, router(svc, cluster))
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| format!("serving: {e}"))
 }
 
-pub fn router(svc: Svc) -> Router {
+pub fn router(svc: Svc, cluster: Option<ClusterView>) -> Router {
+    let cluster_routes = Router::new()
+        .route("/v2/cluster/hosts", get(cluster_hosts))
+        .with_state(cluster);
     Router::new()
         .route("/v2/version", get(version))
         .route("/openapi.json", get(openapi))
@@ -43,6 +52,31 @@ pub fn router(svc: Svc) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc)
+        .merge(cluster_routes)
+}
+
+/// The hosts registered in the cluster (cluster mode; see docs/cluster.md).
+async fn cluster_hosts(State(cluster): State<Option<ClusterView>>) -> Response {
+    let Some(cluster) = cluster else {
+        return error(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            "this hostnetd keeps its state on this host (the embedded store): start it with --store etcd://HOST:PORT for cluster mode",
+        ));
+    };
+    blocking(
+        move || {
+            cluster.hosts().map(Value::Array).map_err(|e| {
+                HcnError::new(
+                    ErrorCode::DegradedOperation,
+                    format!(
+                        "the cluster's host list is unavailable: {e}; retry once etcd is reachable"
+                    ),
+                )
+            })
+        },
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn shutdown() {

@@ -1,12 +1,15 @@
 //! hostnetd: the hostnet daemon.
 //!
 //! Serves the HCN v2 JSON schema over REST on a Unix socket, keeps state in
-//! an embedded store under `--state-dir`, and programs the kernel of the
+//! an embedded store under `--state-dir` (or in etcd with `--store
+//! etcd://…`, cluster mode: docs/cluster.md), and programs the kernel of the
 //! network namespace it runs in. At first start it creates the NAT network
 //! `nat`, as Windows does.
 
+mod cluster;
 mod dns;
 mod http;
+mod store_choice;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +45,8 @@ struct Args {
     /// gateways' DNS proxy forwards to (read again when it changes).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    #[command(flatten)]
+    store: store_choice::StoreArgs,
 }
 
 fn main() {
@@ -57,8 +62,7 @@ fn main() {
 fn run(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.state_dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
-    let store = hostnet_store::RedbStore::open(&args.state_dir.join("state.redb"))
-        .map_err(|e| e.to_string())?;
+    let store = store_choice::open(&args.store, &args.state_dir)?;
     let dp = hostnet_dataplane::linux::LinuxDataplane::new().map_err(|e| e.to_string())?;
     let config = Config {
         netns_dir: args.state_dir.join("netns"),
@@ -66,9 +70,11 @@ fn run(args: Args) -> Result<(), String> {
         default_subnet: args.default_subnet,
         mtu: args.mtu,
     };
-    let service = Service::start(config, Box::new(store), Box::new(dp))
+    let service = Service::start(config, store.store, Box::new(dp))
         .map_err(|e| format!("start-up failed: {e}"))?;
     let service = Arc::new(service);
+    // Registered once the service is up; dropped (lease revoked) on a clean stop.
+    let registration = store.cluster.as_ref().map(|c| c.register()).transpose()?;
     let dhcp_timeout = std::time::Duration::try_from_secs_f64(args.dhcp_timeout)
         .map_err(|e| format!("--dhcp-timeout {}: {e}", args.dhcp_timeout))?;
     service.start_dhcp(hostnet_core::DhcpSettings {
@@ -91,7 +97,9 @@ fn run(args: Args) -> Result<(), String> {
     let listener = hostnet_api::bind_socket(&args.socket, "hostnetd")?;
     log::info!("serving the HCN v2 API on {}", args.socket.display());
 
-    let result = runtime.block_on(http::serve(listener, service));
+    let view = store.cluster.as_ref().map(|c| c.view());
+    let result = runtime.block_on(http::serve(listener, service, view));
     let _ = std::fs::remove_file(&args.socket);
+    drop(registration);
     result
 }

@@ -78,6 +78,9 @@ error_codes! {
     MappingNotSupported = 0x803B_0016, "HCN_E_MAPPING_NOT_SUPPORTED", "The port mapping is not supported on this network type.";
     /// A GUID could not be parsed.
     GuidConversionFailure = 0x803B_0019, "HCN_E_GUID_CONVERSION_FAILURE", "Failed to convert the string to a GUID.";
+    /// The service cannot make changes right now: its state store (cluster
+    /// mode's etcd) is unavailable. What exists keeps working.
+    DegradedOperation = 0x803B_0017, "HCN_E_DEGRADED_OPERATION", "The operation cannot be performed while the service is degraded.";
     /// The JSON document is malformed or has fields of the wrong type.
     InvalidJson = 0x803B_001B, "HCN_E_INVALID_JSON", "The JSON document is invalid.";
     /// An IP address is invalid or not in any subnet of the network.

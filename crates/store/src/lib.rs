@@ -7,8 +7,18 @@
 //! the namespace it joins, say) lands all at once or not at all.
 //!
 //! [`RedbStore`] is the embedded, single-file backend used by `hostnetd`;
-//! [`MemoryStore`] has the same semantics without a file, for tests of the
-//! crates above this one.
+//! [`EtcdStore`] keeps the same collections in an etcd cluster (cluster
+//! mode, docs/cluster.md); [`MemoryStore`] has the same semantics without a
+//! file, for tests of the crates above this one.
+//!
+//! A [`Txn`] may *claim* keys (create-only puts): if any claimed key exists,
+//! the whole transaction fails with [`StoreError::Conflict`] and changes
+//! nothing. That is how hosts sharing one etcd never hand out one address
+//! twice.
+
+mod etcd;
+
+pub use etcd::{valid_host_id, EtcdOptions, EtcdStore};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,17 +41,30 @@ pub enum Collection {
     Routes,
     /// Daemon bookkeeping: schema version and the like.
     Meta,
+    /// Who holds an address: key `<network ID>/<address>`, value the
+    /// holder. Written with [`Txn::claim`]; shared by every host of a cluster.
+    AddressClaims,
+}
+
+/// Who sees a collection's keys when hosts share a store (cluster mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Each host has its own (namespaces, NAT networks, load balancers…).
+    Host,
+    /// One for the whole cluster (address claims).
+    Cluster,
 }
 
 impl Collection {
     /// Every collection, in a fixed order.
-    pub const ALL: [Collection; 6] = [
+    pub const ALL: [Collection; 7] = [
         Collection::Networks,
         Collection::Endpoints,
         Collection::Namespaces,
         Collection::LoadBalancers,
         Collection::Routes,
         Collection::Meta,
+        Collection::AddressClaims,
     ];
 
     /// The collection's table name in the state file (stable: changing it loses data).
@@ -53,6 +76,15 @@ impl Collection {
             Collection::LoadBalancers => "load_balancers",
             Collection::Routes => "routes",
             Collection::Meta => "meta",
+            Collection::AddressClaims => "address_claims",
+        }
+    }
+
+    /// Whether hosts sharing a store share this collection.
+    pub fn scope(self) -> Scope {
+        match self {
+            Collection::AddressClaims => Scope::Cluster,
+            _ => Scope::Host,
         }
     }
 
@@ -65,7 +97,17 @@ impl Collection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     Put(Collection, String, Vec<u8>),
+    /// A put only if the key is absent before the transaction.
+    Claim(Collection, String, Vec<u8>),
     Delete(Collection, String),
+}
+
+impl Op {
+    fn target(&self) -> (Collection, &str) {
+        match self {
+            Op::Put(c, k, _) | Op::Claim(c, k, _) | Op::Delete(c, k) => (*c, k),
+        }
+    }
 }
 
 /// An ordered batch of puts and deletes, committed atomically by [`Store::commit`].
@@ -85,6 +127,14 @@ impl Txn {
     /// Sets `key` in `c` to `value`, replacing any previous value.
     pub fn put(&mut self, c: Collection, key: &str, value: Vec<u8>) -> &mut Self {
         self.ops.push(Op::Put(c, key.to_owned(), value));
+        self
+    }
+
+    /// Sets `key` in `c` to `value` if no value is there before the
+    /// transaction; otherwise the whole transaction fails with
+    /// [`StoreError::Conflict`] and changes nothing.
+    pub fn claim(&mut self, c: Collection, key: &str, value: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Claim(c, key.to_owned(), value));
         self
     }
 
@@ -120,6 +170,22 @@ pub enum StoreError {
     /// A read or write failed; a failed commit changed nothing.
     #[error("state store I/O error: {0}")]
     Io(String),
+    /// The store's settings are wrong (cluster mode: endpoints, host ID).
+    #[error("{0}")]
+    Config(String),
+    /// A key the transaction claims is taken; nothing was changed.
+    #[error("{} key {key:?} is already taken", collection.name())]
+    Conflict {
+        /// The claimed key's collection.
+        collection: Collection,
+        /// The claimed key.
+        key: String,
+    },
+    /// The store cannot be reached (cluster mode: no etcd member answers).
+    /// A failed commit changed nothing, except when the message says the
+    /// outcome is unknown (the write reached etcd but no answer came back).
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Durable storage of the daemon's objects, keyed by collection and string key.
@@ -212,8 +278,19 @@ impl Store for RedbStore {
         tx.set_durability(Durability::Immediate);
         // An error before `commit` drops `tx`, which aborts it: nothing is applied.
         for op in &txn.ops {
+            if let Op::Claim(c, key, _) = op {
+                let table = tx.open_table(c.table()).map_err(io_err)?;
+                if table.get(key.as_str()).map_err(io_err)?.is_some() {
+                    return Err(StoreError::Conflict {
+                        collection: *c,
+                        key: key.clone(),
+                    });
+                }
+            }
+        }
+        for op in &txn.ops {
             match op {
-                Op::Put(c, key, value) => {
+                Op::Put(c, key, value) | Op::Claim(c, key, value) => {
                     let mut table = tx.open_table(c.table()).map_err(io_err)?;
                     table
                         .insert(key.as_str(), value.as_slice())
@@ -234,6 +311,7 @@ impl Store for RedbStore {
 pub struct MemoryStore {
     tables: Mutex<HashMap<Collection, BTreeMap<String, Vec<u8>>>>,
     fail_next: std::sync::atomic::AtomicBool,
+    unavailable_next: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
@@ -246,6 +324,13 @@ impl MemoryStore {
     /// do when the store refuses a write.
     pub fn fail_next_commit(&self) {
         self.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Make the next commit fail as an unreachable store would (cluster
+    /// mode with etcd down), changing nothing.
+    pub fn unavailable_next_commit(&self) {
+        self.unavailable_next
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
@@ -276,19 +361,35 @@ impl Store for MemoryStore {
         {
             return Err(StoreError::Io("injected commit failure".into()));
         }
+        if self
+            .unavailable_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable(
+                "no etcd member answered (injected)".into(),
+            ));
+        }
         let mut tables = self.lock();
+        for op in &txn.ops {
+            if let Op::Claim(c, key, _) = op {
+                if tables.get(c).is_some_and(|t| t.contains_key(key)) {
+                    return Err(StoreError::Conflict {
+                        collection: *c,
+                        key: key.clone(),
+                    });
+                }
+            }
+        }
         // Apply to a copy of the touched tables, then swap them in, so the
         // visible state changes all at once.
         let mut staged: HashMap<Collection, BTreeMap<String, Vec<u8>>> = HashMap::new();
         for op in txn.ops {
-            let c = match &op {
-                Op::Put(c, ..) | Op::Delete(c, _) => *c,
-            };
+            let c = op.target().0;
             let table = staged
                 .entry(c)
                 .or_insert_with(|| tables.get(&c).cloned().unwrap_or_default());
             match op {
-                Op::Put(_, key, value) => {
+                Op::Put(_, key, value) | Op::Claim(_, key, value) => {
                     table.insert(key, value);
                 }
                 Op::Delete(_, key) => {
@@ -360,6 +461,56 @@ mod tests {
         );
         assert_eq!(store.get(Meta, "C").unwrap(), None);
         store.commit(Txn::new()).unwrap();
+        exercise_claims(store);
+    }
+
+    /// Claims: create-only puts that fail the whole transaction when taken.
+    fn exercise_claims(store: &dyn Store) {
+        use Collection::*;
+        let mut txn = Txn::new();
+        txn.claim(AddressClaims, "N1/10.0.0.2", b"ep-1".to_vec())
+            .put(Endpoints, "ep-1", b"one".to_vec());
+        store.commit(txn).unwrap();
+        assert_eq!(
+            store.get(AddressClaims, "N1/10.0.0.2").unwrap().unwrap(),
+            b"ep-1"
+        );
+
+        // A second claim of the same key changes nothing, not even its other ops.
+        let mut txn = Txn::new();
+        txn.put(Endpoints, "ep-2", b"two".to_vec())
+            .claim(AddressClaims, "N1/10.0.0.3", b"ep-2".to_vec())
+            .claim(AddressClaims, "N1/10.0.0.2", b"ep-2".to_vec());
+        let err = store.commit(txn).unwrap_err();
+        match &err {
+            StoreError::Conflict { collection, key } => {
+                assert_eq!((*collection, key.as_str()), (AddressClaims, "N1/10.0.0.2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("already taken"), "{err}");
+        assert_eq!(store.get(Endpoints, "ep-2").unwrap(), None);
+        assert_eq!(store.get(AddressClaims, "N1/10.0.0.3").unwrap(), None);
+        assert_eq!(
+            store.get(AddressClaims, "N1/10.0.0.2").unwrap().unwrap(),
+            b"ep-1"
+        );
+
+        // Released, it can be claimed again.
+        let mut txn = Txn::new();
+        txn.delete(AddressClaims, "N1/10.0.0.2");
+        store.commit(txn).unwrap();
+        let mut txn = Txn::new();
+        txn.claim(AddressClaims, "N1/10.0.0.2", b"ep-3".to_vec());
+        store.commit(txn).unwrap();
+        assert_eq!(
+            store.get(AddressClaims, "N1/10.0.0.2").unwrap().unwrap(),
+            b"ep-3"
+        );
+        let mut txn = Txn::new();
+        txn.delete(AddressClaims, "N1/10.0.0.2")
+            .delete(Endpoints, "ep-1");
+        store.commit(txn).unwrap();
     }
 
     #[test]

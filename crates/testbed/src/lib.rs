@@ -11,6 +11,7 @@ pub mod cni;
 mod container;
 mod daemon;
 pub mod dns_client;
+pub mod etcd;
 pub mod firewall;
 pub mod inspect;
 mod netns;
@@ -25,7 +26,8 @@ mod wait;
 
 pub use container::{id, Container};
 pub use daemon::{unmount_below, Daemon};
-pub use netns::{ip, Netns};
+pub use etcd::EtcdCluster;
+pub use netns::{ip, run_in, Netns};
 pub use physical::PhysicalNet;
 pub use privilege::{require_installed, require_privileges, Privileges};
 pub use probe::{Probe, Session};

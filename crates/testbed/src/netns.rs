@@ -97,3 +97,25 @@ pub fn command_in(path: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command 
     }
     cmd
 }
+
+/// Runs `f` on a thread that has entered the network namespace at `path`
+/// (only that thread: the test's own stays where it is), and returns what
+/// it returns. Sockets `f` opens, and threads it starts, live in there.
+pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: setns on this thread with a valid namespace fd.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                panic!(
+                    "setns {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}

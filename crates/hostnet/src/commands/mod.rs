@@ -3,6 +3,7 @@
 //! Every command takes a `&Client` so it can be driven against a test daemon.
 //! Commands return the exit status on success; failures are a [`CliError`].
 
+mod cluster;
 mod endpoint;
 mod endpoint_inspect;
 mod namespace;
@@ -27,6 +28,7 @@ pub fn dispatch(client: &Client, command: Command) -> Result<u8, CliError> {
         Command::Run(args) => run::run(client, &args),
         Command::Trace(args) => trace::run(client, &args),
         Command::Version => version::run(client),
+        Command::Cluster(cmd) => cluster::run(client, cmd),
     }
 }
 
