@@ -1,5 +1,6 @@
 //! Just enough HTTP/1.1 to POST JSON to one etcd member: one connection per
-//! request (`Connection: close`), bodies by `Content-Length` or chunked.
+//! request (`Connection: close`), bodies by `Content-Length` or chunked,
+//! over TCP or TLS (the handshake is done before anything is sent).
 //!
 //! Whether a request failed before or after its bytes left matters to the
 //! caller: a write that never left can go to another member, one that left
@@ -7,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long to wait for a member.
@@ -48,6 +50,16 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
 }
 
+/// How to reach the members: plain TCP, or TLS with this configuration.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Transport {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A connection to a member, TCP or TLS over it.
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
 /// An open connection whose response headers have been read; its body is
 /// read as it arrives (a watch).
 pub(crate) struct Streaming {
@@ -57,8 +69,39 @@ pub(crate) struct Streaming {
     pub socket: TcpStream,
 }
 
-/// Opens a connection to `member` ("host:port"), trying each address it
-/// resolves to.
+/// Opens a connection to `member`, TLS if `transport` says so, with the
+/// handshake done; also returns the TCP socket (to shut it down).
+fn open(
+    member: &str,
+    transport: &Transport,
+    t: Timeouts,
+) -> Result<(Box<dyn Conn>, TcpStream), Failure> {
+    let mut tcp = connect(member, t)?;
+    let socket = tcp
+        .try_clone()
+        .map_err(|e| Failure::NotSent(e.to_string()))?;
+    let Some(config) = &transport.tls else {
+        return Ok((Box::new(tcp), socket));
+    };
+    let host = member
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(member)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| Failure::NotSent(format!("{host:?} is not a TLS server name: {e}")))?;
+    let mut tls = rustls::ClientConnection::new(config.clone(), name)
+        .map_err(|e| Failure::NotSent(format!("TLS: {e}")))?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)
+            .map_err(|e| Failure::NotSent(format!("TLS handshake: {e}")))?;
+    }
+    Ok((Box::new(rustls::StreamOwned::new(tls, tcp)), socket))
+}
+
+/// Opens a TCP connection to `member` ("host:port"), trying each address
+/// it resolves to.
 pub(crate) fn connect(member: &str, t: Timeouts) -> Result<TcpStream, Failure> {
     let addrs = member
         .to_socket_addrs()
@@ -87,7 +130,7 @@ pub(crate) fn local_address(member: &str, t: Timeouts) -> Option<IpAddr> {
     connect(member, t).ok()?.local_addr().ok().map(|a| a.ip())
 }
 
-fn send(stream: &mut TcpStream, member: &str, path: &str, body: &[u8]) -> Result<(), Failure> {
+fn send(stream: &mut dyn Conn, member: &str, path: &str, body: &[u8]) -> Result<(), Failure> {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {member}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -97,18 +140,20 @@ fn send(stream: &mut TcpStream, member: &str, path: &str, body: &[u8]) -> Result
     // Bytes may be on the wire once write starts: count a failure as sent.
     stream
         .write_all(&request)
+        .and_then(|_| stream.flush())
         .map_err(|e| Failure::Sent(format!("sending: {e}")))
 }
 
 /// POSTs `body` to `path` on `member` and reads the whole response.
 pub(crate) fn post(
     member: &str,
+    transport: &Transport,
     path: &str,
     body: &[u8],
     t: Timeouts,
 ) -> Result<Response, Failure> {
-    let mut stream = connect(member, t)?;
-    send(&mut stream, member, path, body)?;
+    let (mut stream, _) = open(member, transport, t)?;
+    send(stream.as_mut(), member, path, body)?;
     let mut reader = BufReader::new(stream);
     let head = read_head(&mut reader).map_err(Failure::Sent)?;
     let mut out = Vec::new();
@@ -128,15 +173,13 @@ pub(crate) fn post(
 /// read by the caller (a watch's stream of messages).
 pub(crate) fn post_streaming(
     member: &str,
+    transport: &Transport,
     path: &str,
     body: &[u8],
     t: Timeouts,
 ) -> Result<Streaming, Failure> {
-    let mut stream = connect(member, t)?;
-    let socket = stream
-        .try_clone()
-        .map_err(|e| Failure::NotSent(e.to_string()))?;
-    send(&mut stream, member, path, body)?;
+    let (mut stream, socket) = open(member, transport, t)?;
+    send(stream.as_mut(), member, path, body)?;
     let mut reader = BufReader::new(stream);
     let head = read_head(&mut reader).map_err(Failure::Sent)?;
     let body: Box<dyn BufRead + Send> = match head.length {

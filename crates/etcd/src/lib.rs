@@ -3,7 +3,8 @@
 //! It speaks etcd's gRPC-JSON gateway (`POST /v3/kv/range` and friends,
 //! served by every etcd 3.4 member on its client port) over plain HTTP/1.1,
 //! so it costs the build no gRPC stack: keys and values travel as base64,
-//! 64-bit numbers as strings.
+//! 64-bit numbers as strings. `https://` members are reached with rustls
+//! ([`TlsFiles`]: the cluster's CA, and a client certificate if asked).
 //!
 //! A [`Client`] knows every member and fails over: a request goes to the
 //! member that answered last, then to the others. Every request is bounded
@@ -18,6 +19,7 @@ mod http;
 mod kv;
 mod lease;
 pub mod members;
+mod tls;
 mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +29,7 @@ use serde_json::Value;
 pub use http::Timeouts;
 pub use kv::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
 pub use lease::LeaseId;
+pub use tls::TlsFiles;
 pub use watch::{Event, EventKind, Watch, WatchMessage};
 
 /// Why a request failed.
@@ -94,16 +97,40 @@ pub struct Client {
     /// The member that answered last: tried first.
     preferred: AtomicUsize,
     timeouts: Timeouts,
+    transport: http::Transport,
 }
 
 impl Client {
     /// A client of the members in `urls` (`etcd://h1:2379,h2:2379`); does
-    /// not connect yet (see [`Client::check`]).
+    /// not connect yet (see [`Client::check`]). `https://` members need
+    /// [`Client::with_tls`].
     pub fn new(urls: &str, timeouts: Timeouts) -> Result<Self, Error> {
+        Self::with_tls(urls, timeouts, None)
+    }
+
+    /// A client that reaches `https://` members with `tls` (the cluster's
+    /// CA, and a client certificate if they ask for one).
+    pub fn with_tls(urls: &str, timeouts: Timeouts, tls: Option<&TlsFiles>) -> Result<Self, Error> {
+        let members = members::parse(urls)?;
+        let tls = match (members.tls, tls) {
+            (true, Some(files)) => Some(files.client_config()?),
+            (true, None) => {
+                return Err(Error::Config(format!(
+                    "{urls:?} is https://: give the cluster's CA (and a client certificate and key if the members require them)"
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "{urls:?}: TLS files are given but the members are not https://: write https://HOST:PORT"
+                )))
+            }
+            (false, None) => None,
+        };
         Ok(Client {
-            members: members::parse(urls)?,
+            members: members.addrs,
             preferred: AtomicUsize::new(0),
             timeouts,
+            transport: http::Transport { tls },
         })
     }
 
@@ -151,7 +178,7 @@ impl Client {
         for i in 0..self.members.len() {
             let index = (first + i) % self.members.len();
             let member = &self.members[index];
-            match http::post(member, path, body, self.timeouts) {
+            match http::post(member, &self.transport, path, body, self.timeouts) {
                 Ok(resp) => match answer(member, resp) {
                     Err(Error::Refused { code, message }) if RETRYABLE_GRPC.contains(&code) => {
                         let not_proposed = NOT_PROPOSED.iter().any(|m| message.contains(m));

@@ -83,6 +83,7 @@ impl Drop for Watch {
 /// The watch thread's state.
 struct Follower {
     members: Vec<String>,
+    transport: http::Transport,
     member: usize,
     timeouts: Timeouts,
     key: Vec<u8>,
@@ -115,6 +116,7 @@ impl Client {
         let mut follower = Follower {
             start: start.clone(),
             members: self.members.clone(),
+            transport: self.transport.clone(),
             member: self.preferred.load(Ordering::Relaxed),
             timeouts: Timeouts {
                 io: IDLE_RECONNECT,
@@ -192,12 +194,14 @@ impl Follower {
     fn follow_once(&mut self, connected: &mut bool) -> Ended {
         let member = self.members[self.member].clone();
         let body = serde_json::to_vec(&self.request()).expect("JSON values serialize");
-        let stream = match http::post_streaming(&member, "/v3/watch", &body, self.timeouts) {
-            Ok(s) => s,
-            Err(http::Failure::NotSent(why) | http::Failure::Sent(why)) => {
-                return Ended::Reconnect(why)
-            }
-        };
+        let stream =
+            match http::post_streaming(&member, &self.transport, "/v3/watch", &body, self.timeouts)
+            {
+                Ok(s) => s,
+                Err(http::Failure::NotSent(why) | http::Failure::Sent(why)) => {
+                    return Ended::Reconnect(why)
+                }
+            };
         if stream.status != 200 {
             return Ended::Reconnect(format!("HTTP {}", stream.status));
         }

@@ -270,3 +270,71 @@ fn a_watch_from_now_misses_nothing_written_while_it_reconnects() {
     );
     drop(watch);
 }
+
+/// A member that requires TLS with client certificates: the client with
+/// the cluster's CA and a client certificate works (watches too); without
+/// a certificate, or trusting another CA, it fails before sending, saying
+/// why.
+#[test]
+fn tls_members_take_clients_with_the_right_certificates() {
+    let test = "tls_members_take_clients_with_the_right_certificates";
+    if !require_privileges(test) || etcd::etcd_server(test).is_none() {
+        return;
+    }
+    let c = EtcdCluster::single_tls("et");
+    let pki = c.pki().unwrap();
+    let files = hostnet_etcd::TlsFiles {
+        ca: pki.ca.clone(),
+        cert: Some(pki.client_cert.clone()),
+        key: Some(pki.client_key.clone()),
+    };
+    let url = c.endpoints();
+    assert!(url.starts_with("https://"), "{url}");
+    run_in(c.netns(0), || {
+        let etcd = Client::with_tls(&url, Timeouts::default(), Some(&files)).unwrap();
+        let rev = etcd.put(b"/tls/a", b"1", 0).unwrap();
+        assert_eq!(etcd.get(b"/tls/a").unwrap().unwrap().value, b"1");
+        let watch = etcd.watch(b"/tls/", true, rev);
+        assert_eq!(
+            events(&watch, 1),
+            [(EventKind::Put, "/tls/a".into(), "1".into())]
+        );
+
+        // No client certificate: the member refuses it.
+        let anonymous = hostnet_etcd::TlsFiles {
+            cert: None,
+            key: None,
+            ..files.clone()
+        };
+        let err = Client::with_tls(&url, Timeouts::default(), Some(&anonymous))
+            .unwrap()
+            .get(b"/tls/a")
+            .unwrap_err();
+        // (TLS 1.3: the member's alert arrives with the first answer.)
+        assert!(
+            err.is_unavailable() && err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+
+        // Trusting the client's own certificate instead of the CA: the
+        // member's certificate does not verify.
+        let wrong_ca = hostnet_etcd::TlsFiles {
+            ca: pki.client_cert.clone(),
+            ..files.clone()
+        };
+        let err = Client::with_tls(&url, Timeouts::default(), Some(&wrong_ca))
+            .unwrap()
+            .get(b"/tls/a")
+            .unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{err}");
+
+        // Plain HTTP to a TLS member, and https:// without a CA, are refused.
+        let plain = url.replace("https://", "etcd://");
+        assert!(Client::new(&plain, Timeouts::default())
+            .unwrap()
+            .get(b"/tls/a")
+            .is_err());
+        let err = Client::new(&url, Timeouts::default()).unwrap_err();
+        assert!(err.to_string().contains("give the cluster's CA"), "{err}");
+    });
+}

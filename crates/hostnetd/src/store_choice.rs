@@ -32,6 +32,15 @@ pub struct StoreArgs {
     /// Prefix of every key hostnet keeps in etcd.
     #[arg(long, default_value = "/hostnet/v1")]
     etcd_prefix: String,
+    /// For https:// members: the CA that signed their certificates (PEM).
+    #[arg(long, value_name = "PEM")]
+    etcd_cacert: Option<std::path::PathBuf>,
+    /// For members that require client certificates: this host's (PEM).
+    #[arg(long, value_name = "PEM", requires = "etcd_key")]
+    etcd_cert: Option<std::path::PathBuf>,
+    /// The private key of --etcd-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "etcd_cert")]
+    etcd_key: Option<std::path::PathBuf>,
 }
 
 /// The opened store, and in cluster mode what else talks to etcd.
@@ -78,10 +87,21 @@ pub fn open(args: &StoreArgs, state_dir: &Path) -> Result<Opened, String> {
     }
     if !args.store.starts_with("etcd://") && !args.store.starts_with("http") {
         return Err(format!(
-            "--store {:?}: give `embedded` or etcd://HOST:PORT[,HOST:PORT...]",
+            "--store {:?}: give `embedded` or etcd://HOST:PORT[,HOST:PORT...] (https:// for TLS)",
             args.store
         ));
     }
+    let tls = match &args.etcd_cacert {
+        Some(ca) => Some(hostnet_etcd::TlsFiles {
+            ca: ca.clone(),
+            cert: args.etcd_cert.clone(),
+            key: args.etcd_key.clone(),
+        }),
+        None if args.etcd_cert.is_some() => {
+            return Err("--etcd-cert: give --etcd-cacert too (the CA of the members)".into())
+        }
+        None => None,
+    };
     let host_id = match &args.host_id {
         Some(id) => id.clone(),
         None => hostname()?,
@@ -91,6 +111,7 @@ pub fn open(args: &StoreArgs, state_dir: &Path) -> Result<Opened, String> {
     }
     let mut options = EtcdOptions::new(&args.store, &host_id);
     options.prefix = args.etcd_prefix.trim_end_matches('/').to_string();
+    options.tls = tls;
     let store = EtcdStore::connect(&options).map_err(|e| match e {
         hostnet_store::StoreError::Unavailable(why) => format!(
             "cannot reach etcd at {}: {why}. Start etcd or fix --store",

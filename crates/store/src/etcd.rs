@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hostnet_etcd::{Client, Compare, Timeouts, TxnOp, TxnOpResponse};
+use hostnet_etcd::{Client, Compare, Timeouts, TlsFiles, TxnOp, TxnOpResponse};
 
 use crate::{Collection, Op, Scope, Store, StoreError, Txn};
 
@@ -37,6 +37,8 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// How long to wait for a member.
     pub timeouts: Timeouts,
+    /// The CA (and client certificate) for `https://` members.
+    pub tls: Option<TlsFiles>,
 }
 
 impl EtcdOptions {
@@ -47,6 +49,7 @@ impl EtcdOptions {
             host_id: host_id.to_string(),
             prefix: "/hostnet/v1".into(),
             timeouts: Timeouts::default(),
+            tls: None,
         }
     }
 }
@@ -81,7 +84,7 @@ impl EtcdStore {
                 options.host_id
             )));
         }
-        let client = Client::new(&options.endpoints, options.timeouts)
+        let client = Client::with_tls(&options.endpoints, options.timeouts, options.tls.as_ref())
             .map_err(|e| StoreError::Config(e.to_string()))?;
         client.check().map_err(store_error)?;
         let now = std::time::SystemTime::now()

@@ -23,6 +23,113 @@ const FIRST_MEMBER: u8 = 21;
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: PathBuf,
+    tls: Option<Pki>,
+}
+
+/// A throwaway CA with a server certificate (for 127.0.0.1) and a client
+/// certificate, made with the `openssl` command in the cluster's directory.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    fn make(dir: &Path) -> Self {
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=hostnet-test-ca",
+                ],
+            ]
+            .concat(),
+        );
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
+            let (key, csr, pem, extfile) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            openssl(
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        &key,
+                        "-out",
+                        &csr,
+                        "-subj",
+                        &format!("/CN={name}"),
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                &extfile,
+            ]);
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
 }
 
 struct Member {
@@ -47,7 +154,20 @@ impl EtcdCluster {
     /// 127.0.0.1:2379 there; clients run in that namespace ([`crate::run_in`]).
     pub fn single(tag: &str) -> Self {
         let netns = Netns::new(&unique(&format!("{tag}etcd")));
-        Self::start(vec![(netns, "127.0.0.1".to_string())])
+        Self::start(vec![(netns, "127.0.0.1".to_string())], false)
+    }
+
+    /// Like [`EtcdCluster::single`], but clients must speak TLS
+    /// (`https://127.0.0.1:2379`) with a certificate of the cluster's CA
+    /// ([`EtcdCluster::pki`]).
+    pub fn single_tls(tag: &str) -> Self {
+        let netns = Netns::new(&unique(&format!("{tag}etcd")));
+        Self::start(vec![(netns, "127.0.0.1".to_string())], true)
+    }
+
+    /// The TLS files of a TLS cluster.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.tls.as_ref()
     }
 
     /// `n` members, each in a namespace plugged into `phys`'s switch at
@@ -61,12 +181,13 @@ impl EtcdCluster {
                 (netns, addr)
             })
             .collect();
-        Self::start(members)
+        Self::start(members, false)
     }
 
-    fn start(spots: Vec<(Netns, String)>) -> Self {
+    fn start(spots: Vec<(Netns, String)>, tls: bool) -> Self {
         let dir = std::env::temp_dir().join(unique("etcd"));
         std::fs::create_dir_all(&dir).expect("etcd dir");
+        let tls = tls.then(|| Pki::make(&dir));
         let members = spots
             .into_iter()
             .enumerate()
@@ -77,7 +198,7 @@ impl EtcdCluster {
                 child: None,
             })
             .collect();
-        let mut cluster = EtcdCluster { members, dir };
+        let mut cluster = EtcdCluster { members, dir, tls };
         for i in 0..cluster.members.len() {
             cluster.spawn(i);
         }
@@ -94,7 +215,8 @@ impl EtcdCluster {
             .iter()
             .map(|m| format!("{}:2379", m.addr))
             .collect();
-        format!("etcd://{}", list.join(","))
+        let scheme = if self.tls.is_some() { "https" } else { "etcd" };
+        format!("{scheme}://{}", list.join(","))
     }
 
     /// The namespace of member `i` (0-based).
@@ -204,7 +326,8 @@ impl EtcdCluster {
             .to_string_lossy()
             .to_string();
         let m = &self.members[i];
-        let client = format!("http://{}:2379", m.addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://{}:2379", m.addr);
         let peer = format!("http://{}:2380", m.addr);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name))).expect("log");
         let mut cmd = command_in(m.netns.path(), ETCD);
@@ -235,6 +358,17 @@ impl EtcdCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(pki) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&pki.server_cert)
+                .arg("--key-file")
+                .arg(&pki.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&pki.ca)
+                .arg("--client-cert-auth")
+                // /health in plain HTTP, for the harness.
+                .args(["--listen-metrics-urls", &format!("http://{}:2381", m.addr)]);
+        }
         // SAFETY: prctl is async-signal-safe. The member dies with the
         // thread that started it, so a killed test leaves no server behind.
         unsafe {
@@ -250,7 +384,8 @@ impl EtcdCluster {
 
     fn wait_healthy(&mut self, i: usize) {
         let path = self.members[i].netns.path().to_path_buf();
-        let addr = format!("{}:2379", self.members[i].addr);
+        let port = if self.tls.is_some() { 2381 } else { 2379 };
+        let addr = format!("{}:{port}", self.members[i].addr);
         let healthy = wait_until(Duration::from_secs(20), || {
             if let Some(Ok(Some(status))) = self.members[i].child.as_mut().map(|c| c.try_wait()) {
                 panic!("etcd member {i} exited with {status}:\n{}", self.log(i));

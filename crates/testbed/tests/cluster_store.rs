@@ -10,6 +10,7 @@
 //! | one member down | creates still work |
 //! | all members down | a create gets HCN_E_DEGRADED_OPERATION (503) and leaves no veth; existing containers still reach the outside and each other (packets); members back: creates work again, no daemon restart, the host re-registered |
 //! | bad input | an unreachable etcd at start: exit non-zero within seconds, naming the members |
+//! | TLS | `--store https://…` with the CA and a client certificate: stores and registers; without the CA: refused at start |
 
 use std::time::{Duration, Instant};
 
@@ -408,4 +409,59 @@ fn a_host_cut_off_from_etcd_registers_again_when_it_can() {
         d1.log()
     );
     create_endpoint(&c1, &nat(&c1)).expect("a create once etcd is reachable again");
+}
+
+/// Cluster mode over TLS with client certificates (one member requiring
+/// them): the daemon starts with the CA and its certificate, stores and
+/// registers; without the CA it refuses to start, saying what to give.
+#[test]
+fn cluster_mode_over_tls_with_client_certificates() {
+    let test = "cluster_mode_over_tls_with_client_certificates";
+    if !require_privileges(test) || etcd::etcd_server(test).is_none() {
+        return;
+    }
+    let cluster = EtcdCluster::single_tls("ct");
+    let pki = cluster.pki().unwrap();
+    let url = cluster.endpoints();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (ca, cert, key) = (s(&pki.ca), s(&pki.client_cert), s(&pki.client_key));
+    let d = Daemon::start(
+        cluster.netns(0),
+        &[
+            "--store",
+            &url,
+            "--host-id",
+            "tls-host",
+            "--etcd-cacert",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+            "--default-subnet",
+            "10.88.0.0/16",
+        ],
+    );
+    let c = d.client();
+    create_endpoint(&c, &nat(&c)).expect("a create over TLS");
+    assert_eq!(host_ids(&c), ["tls-host"]);
+
+    let dir = std::env::temp_dir().join(hostnet_testbed::unique("state"));
+    let out = Probe::command(
+        cluster.netns(0),
+        hostnet_testbed::workspace_binary("hostnetd")
+            .to_str()
+            .unwrap(),
+    )
+    .arg("--socket")
+    .arg(dir.join("sock"))
+    .arg("--state-dir")
+    .arg(dir.join("state"))
+    .args(["--store", &url, "--host-id", "other"])
+    .output()
+    .expect("run hostnetd");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("give the cluster's CA"), "{stderr}");
 }
