@@ -9,7 +9,7 @@ use common::*;
 
 use hostnet_core::Kind;
 use hostnet_dataplane::Op;
-use hostnet_model::ErrorCode;
+use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::{Collection, MemoryStore, Store, Txn};
 use serde_json::json;
 
@@ -22,6 +22,15 @@ fn claimed_elsewhere(f: &Fixture, ip: &str) {
         b"endpoint-of-host-2".to_vec(),
     );
     f.store.commit(txn).unwrap();
+}
+
+/// Creates an endpoint on the default network, at `ip` if given.
+fn create_on_nat(f: &Fixture, ip: Option<&str>) -> Result<serde_json::Value, HcnError> {
+    let mut ep = json!({ "HostComputeNetwork": f.nat() });
+    if let Some(ip) = ip {
+        ep["IpConfigurations"] = json!([{ "IpAddress": ip }]);
+    }
+    f.svc.create(Kind::Endpoint, &body(ep))
 }
 
 fn addresses_in_elements(ops: &[Op]) -> Vec<String> {
@@ -37,13 +46,7 @@ fn addresses_in_elements(ops: &[Op]) -> Vec<String> {
 #[test]
 fn an_endpoint_claims_its_address_until_it_is_deleted() {
     let f = fresh();
-    let ep = f
-        .svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat() })),
-        )
-        .unwrap();
+    let ep = create_on_nat(&f, None).unwrap();
     let key = format!("{}/10.88.0.2", f.nat());
     assert_eq!(
         f.store
@@ -64,13 +67,7 @@ fn an_address_another_host_claimed_is_skipped_and_the_kernel_undone() {
     claimed_elsewhere(&f, "10.88.0.2");
     claimed_elsewhere(&f, "10.88.0.3");
     f.dp.take();
-    let ep = f
-        .svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat() })),
-        )
-        .unwrap();
+    let ep = create_on_nat(&f, None).unwrap();
     assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.88.0.4");
     // Each lost attempt took its elements back out of the kernel.
     assert_eq!(
@@ -92,13 +89,7 @@ fn a_requested_address_another_host_holds_is_refused() {
     let f = fresh();
     claimed_elsewhere(&f, "10.88.0.9");
     f.dp.take();
-    let err = f
-        .svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat(), "IpConfigurations": [{ "IpAddress": "10.88.0.9" }] })),
-        )
-        .unwrap_err();
+    let err = create_on_nat(&f, Some("10.88.0.9")).unwrap_err();
     assert_eq!(err.code, ErrorCode::AddrInvalidOrReserved);
     assert!(err.message.contains("another host"), "{}", err.message);
     let ops = f.dp.take();
@@ -111,12 +102,7 @@ fn a_requested_address_another_host_holds_is_refused() {
     let mut txn = Txn::new();
     txn.delete(Collection::AddressClaims, &format!("{}/10.88.0.9", f.nat()));
     f.store.commit(txn).unwrap();
-    f.svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat(), "IpConfigurations": [{ "IpAddress": "10.88.0.9" }] })),
-        )
-        .unwrap();
+    create_on_nat(&f, Some("10.88.0.9")).unwrap();
 }
 
 #[test]
@@ -125,13 +111,7 @@ fn an_unavailable_store_is_a_degraded_operation_that_changes_nothing() {
     let f = start(store.clone());
     f.dp.take();
     store.unavailable_next_commit();
-    let err = f
-        .svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat() })),
-        )
-        .unwrap_err();
+    let err = create_on_nat(&f, None).unwrap_err();
     assert_eq!(err.code, ErrorCode::DegradedOperation);
     assert!(
         err.message.contains("state store is unavailable"),
@@ -147,20 +127,10 @@ fn an_unavailable_store_is_a_degraded_operation_that_changes_nothing() {
     assert!(f.svc.list(Kind::Endpoint, None).unwrap().is_empty());
     // Reads answer from memory; the next change works once the store is back.
     assert_eq!(f.svc.list(Kind::Network, None).unwrap().len(), 1);
-    f.svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat() })),
-        )
-        .unwrap();
+    create_on_nat(&f, None).unwrap();
     // The failed attempt's address went back to the pool (the pool hands
     // out the next one first, so ask for it).
-    f.svc
-        .create(
-            Kind::Endpoint,
-            &body(json!({ "HostComputeNetwork": f.nat(), "IpConfigurations": [{ "IpAddress": "10.88.0.2" }] })),
-        )
-        .unwrap();
+    create_on_nat(&f, Some("10.88.0.2")).unwrap();
 
     // A network create fails the same way, and leaves no bridge behind.
     store.unavailable_next_commit();
