@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use hostnet_api::Kind;
-use hostnet_testbed::physical::{id, Container, Host};
+use hostnet_testbed::physical::{id, Container, Host, OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 
 /// A command run inside the namespace at `ns`.
@@ -227,4 +227,251 @@ fn overlapping_overlay_networks_stay_isolated_and_both_work() {
         .create(Kind::Networks, &overlay_network("green", [5001, 7002]))
         .unwrap_err();
     assert!(err.to_string().contains("5001"), "{err}");
+}
+
+/// Both hosts have the overlay network; A (with `a_policies`) on host 1,
+/// B and C on host 2, each host told of the other's containers.
+struct Pair {
+    phys: PhysicalNet,
+    a: Container,
+    b: Container,
+    c: Container,
+}
+
+fn pair(test: &str, a_policies: Value) -> Option<Pair> {
+    let phys = world(test)?;
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    for h in [h1, h2] {
+        h.client()
+            .create(Kind::Networks, &overlay_network(NET, [VNI1, VNI2]))
+            .expect("create overlay network");
+    }
+    let a = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": A}], "Policies": a_policies}),
+    );
+    let b = at(h2, NET, B);
+    let c = at(h2, NET, C);
+    let (pa1, pa2) = (h1.addr.clone(), h2.addr.clone());
+    remote(h1, NET, h2, &b, &pa2);
+    remote(h1, NET, h2, &c, &pa2);
+    remote(h2, NET, h1, &a, &pa1);
+    Some(Pair { phys, a, b, c })
+}
+
+fn onat(exceptions: &[&str]) -> Value {
+    json!({"Type": "OutBoundNAT", "Settings": {"Exceptions": exceptions}})
+}
+
+/// The source address the server saw when `from` connected to `to`.
+fn seen_by(server: &Probe, from: &Container, to: &str) -> String {
+    let (ok, said) = from.run(&["tcp-get", to]);
+    assert!(ok, "{} -> {to}: {said}", from.ip);
+    let line = server.next_line().unwrap_or_default();
+    line.strip_prefix("peer ")
+        .and_then(|p| p.split(':').next())
+        .unwrap_or_else(|| panic!("server at {to} printed {line:?}"))
+        .to_string()
+}
+
+#[test]
+fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source() {
+    let test = "overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source";
+    // The cluster CIDR is an exception, as kube-proxy gives it.
+    let Some(p) = pair(test, json!([onat(&["10.0.0.0/16"])])) else {
+        return;
+    };
+    let h1 = p.phys.host(0);
+    let far = format!("{OUTSIDE}:7000");
+    let outside = Probe::serve(p.phys.outside.path(), &["tcp-serve", &far]);
+    assert_eq!(
+        seen_by(&outside, &p.a, &far),
+        h1.addr,
+        "the outside sees host 1's physical address"
+    );
+    // Inside the overlay (the exception), across hosts and subnets: the
+    // peer sees A's own address.
+    let echo = p.c.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    assert_eq!(seen_by(&echo, &p.a, &format!("{C}:8080")), A);
+
+    // Without OutBoundNAT there is no way out.
+    let plain = at(h1, NET, "10.0.1.11");
+    let (ok, out) = plain.run(&["tcp-get", &far]);
+    assert!(
+        !ok,
+        "an endpoint without OutBoundNAT reached the outside: {out}"
+    );
+    // An exception outside the overlay is not routed out either (its
+    // replies could not find their way back to an overlay address).
+    let exc = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": "10.0.1.12"}],
+               "Policies": [onat(&["203.0.113.0/24"])]}),
+    );
+    let (ok, out) = exc.run(&["tcp-get", &far]);
+    assert!(!ok, "an outside exception left un-NATed: {out}");
+    assert!(outside.drain().is_empty(), "the outside saw nothing else");
+    // The plain endpoint still works inside the overlay.
+    remote(p.phys.host(1), NET, h1, &plain, &h1.addr);
+    assert!(ping(&plain, B), "no OutBoundNAT still reaches the overlay");
+}
+
+/// The MTU of the container's interface (its only link besides `lo`).
+fn container_mtu(c: &Container) -> u32 {
+    let out = ns_command(&c.netns, "ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| !l.contains(" lo:"))
+        .unwrap_or_else(|| panic!("no link in the container: {text}"));
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mtu");
+    words.next().and_then(|m| m.parse().ok()).expect("an mtu")
+}
+
+/// `tcpdump` writing every frame of one switch port to a file; stopped
+/// (and the file complete) by [`Capture::stop`].
+struct Capture {
+    child: std::process::Child,
+    file: Option<Pcap>,
+}
+
+/// A capture file, removed on drop.
+struct Pcap(PathBuf);
+
+impl Drop for Pcap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Capture {
+    fn start(phys: &PhysicalNet, port: &str) -> Self {
+        use std::io::BufRead;
+        let file =
+            Pcap(std::env::temp_dir().join(format!("{}.pcap", hostnet_testbed::unique("wire"))));
+        let mut child = ns_command(phys.switch.path(), "tcpdump")
+            .args(["-i", port, "-n", "-U", "-w"])
+            .arg(&file.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump (Debian package tcpdump)");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).expect("tcpdump stderr");
+        assert!(line.contains("listening"), "tcpdump: {line}");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Capture {
+            child,
+            file: Some(file),
+        }
+    }
+
+    /// Stop capturing; `count(filter)` then reads the file.
+    fn stop(mut self) -> Captured {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        Captured(self.file.take().expect("once"))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Captured(Pcap);
+
+impl Captured {
+    /// The frames matching a pcap `filter`, one line each.
+    fn frames(&self, filter: &str) -> Vec<String> {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&self.0 .0)
+            .arg(filter)
+            .output()
+            .expect("tcpdump -r");
+        assert!(
+            out.status.success(),
+            "tcpdump -r {filter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
+    let test = "overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas";
+    let Some(p) = pair(test, json!([])) else {
+        return;
+    };
+    let (h1, h2) = (p.phys.host(0), p.phys.host(1));
+    assert_eq!(container_mtu(&p.a), 1450, "1500 underlay - 50 of VXLAN");
+    assert_eq!(container_mtu(&p.b), 1450);
+    let capture = Capture::start(&p.phys, "host1");
+
+    // The largest ICMP echo that fits, DF set, crosses hosts in both
+    // subnets: 1450 - 20 (IP) - 8 (ICMP).
+    let (ok, out) = p.a.run(&["ping", B, "1422"]);
+    assert!(ok, "1422-byte DF ping A -> B: {out}");
+    let (ok, out) = p.a.run(&["ping", C, "1422"]);
+    assert!(ok, "1422-byte DF ping A -> C (routed): {out}");
+    // One byte more fails at once, at the sender: no black hole.
+    let started = std::time::Instant::now();
+    let out = ns_command(&p.a.netns, Probe::binary().to_str().unwrap())
+        .args(["ping", B, "1423"])
+        .output()
+        .expect("probe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 1423-byte DF ping went through");
+    assert!(err.contains("too long"), "fails with EMSGSIZE: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    // A bulk TCP transfer, across hosts and subnets.
+    const BULK: usize = 16 << 20;
+    let sink = p.c.serve(&["tcp-sink", "0.0.0.0:9000"]);
+    let (ok, out) =
+        p.a.run(&["tcp-send", &format!("{C}:9000"), &BULK.to_string()]);
+    assert!(ok, "bulk A -> C: {out}");
+    let got = sink.next_line().unwrap_or_default();
+    assert!(
+        got.starts_with(&format!("got {BULK} bytes from {A}:")),
+        "{got}"
+    );
+
+    // On the wire: VXLAN between the two PAs, full-sized frames
+    // (14 + 1500 bytes) and no container address outside a tunnel.
+    let wire = capture.stop();
+    let vxlan = format!(
+        "udp dst port 4789 and src host {} and dst host {}",
+        h1.addr, h2.addr
+    );
+    let tunnelled = wire.frames(&vxlan);
+    assert!(
+        tunnelled.iter().any(|l| l.contains(&format!("vni {VNI1}"))),
+        "VXLAN on VNI {VNI1}: {tunnelled:?}"
+    );
+    assert!(tunnelled.iter().any(|l| l.contains(&format!("vni {VNI2}"))));
+    assert!(
+        !wire
+            .frames(&format!("({vxlan}) and greater 1514"))
+            .is_empty(),
+        "a full-sized (1500-byte) VXLAN packet crossed"
+    );
+    let bare = wire.frames("net 10.0.0.0/16");
+    assert!(bare.is_empty(), "container addresses on the wire: {bare:?}");
+    let fragments = wire.frames("ip[6:2] & 0x3fff != 0");
+    assert!(fragments.is_empty(), "fragments on the wire: {fragments:?}");
+    let _ = &p.b;
 }
