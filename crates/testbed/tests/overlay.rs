@@ -475,3 +475,141 @@ fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
     assert!(fragments.is_empty(), "fragments on the wire: {fragments:?}");
     let _ = &p.b;
 }
+
+/// flannel's subnet on host `i`: 10.244.(i+1).0/24.
+fn flannel_subnet(i: usize) -> String {
+    format!("10.244.{}.0/24", i + 1)
+}
+
+/// flannel's way on Windows: one overlay network per host, holding only
+/// that host's subnet of the cluster CIDR (all on VNI 4096), and a
+/// `RemoteSubnetRoute` per other host instead of remote endpoints.
+fn flannel_network(i: usize, routes: Vec<Value>) -> Value {
+    json!({
+        "Name": "vxlan0", "Type": "Overlay",
+        "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": flannel_subnet(i),
+            "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4096}}]}]}],
+        "Policies": routes,
+        "SchemaVersion": {"Major": 2, "Minor": 0}
+    })
+}
+
+/// A route to host `i`'s subnet, with the PA and DR MAC its GET shows.
+fn route_to(phys: &PhysicalNet, i: usize) -> Value {
+    let h = phys.host(i);
+    let net = h
+        .client()
+        .get(Kind::Networks, &h.network("vxlan0"))
+        .unwrap();
+    let setting = |t: &str, key: &str| {
+        net["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["Type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {net}"))["Settings"][key]
+            .clone()
+    };
+    json!({"Type": "RemoteSubnetRoute", "Settings": {
+        "DestinationPrefix": flannel_subnet(i), "IsolationId": 4096,
+        "ProviderAddress": setting("ProviderAddress", "ProviderAddress"),
+        "DistributedRouterMacAddress": setting("DrMacAddress", "Address")}})
+}
+
+fn change(request: &str, policies: Value) -> Value {
+    json!({"ResourceType": "Policy", "RequestType": request, "Settings": {"Policies": policies}})
+}
+
+#[test]
+fn remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_them() {
+    let test = "remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_them";
+    let Some(phys) = world(test) else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    h2.client()
+        .create(Kind::Networks, &flannel_network(1, vec![]))
+        .expect("host 2's network");
+    // Host 1 learns of host 2's subnet at create.
+    h1.client()
+        .create(
+            Kind::Networks,
+            &flannel_network(0, vec![route_to(&phys, 1)]),
+        )
+        .expect("host 1's network, with a route to host 2");
+    let x = at(h1, "vxlan0", "10.244.1.10");
+    let y = at(h2, "vxlan0", "10.244.2.20");
+    assert!(!ping(&x, &y.ip), "host 2 has no route back yet");
+
+    // Host 2 learns of host 1's later: network modify, Add.
+    let net2 = h2.network("vxlan0");
+    let back = route_to(&phys, 0);
+    h2.client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back.clone()])))
+        .expect("add the route");
+    assert!(ping(&x, &y.ip), "x reaches y once both hosts route");
+    let echo = y.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let (ok, out) = x.run(&["tcp-get", &format!("{}:8080", y.ip)]);
+    assert!(ok, "TCP x -> y: {out}");
+    assert!(
+        echo.next_line().unwrap_or_default().contains(&x.ip),
+        "y sees x's address"
+    );
+    let shown = h2.client().get(Kind::Networks, &net2).unwrap();
+    assert!(
+        shown["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["Type"] == "RemoteSubnetRoute"),
+        "GET shows the route: {shown}"
+    );
+
+    // Refused changes leave everything as it was.
+    let mut wrong_vni = back.clone();
+    wrong_vni["Settings"]["IsolationId"] = json!(4097);
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([wrong_vni])))
+        .unwrap_err();
+    assert!(err.to_string().contains("4097"), "{err}");
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back.clone()])))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("overlaps"),
+        "a duplicate route: {err}"
+    );
+    let mut elsewhere = back.clone();
+    elsewhere["Settings"]["DestinationPrefix"] = json!("10.244.9.0/24");
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Remove", json!([elsewhere])))
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing was removed"), "{err}");
+    assert!(ping(&x, &y.ip), "still connected after refused changes");
+
+    // Remove: the route goes, traffic stops; Add again: it flows.
+    h2.client()
+        .modify(
+            Kind::Networks,
+            &net2,
+            &change("Remove", json!([back.clone()])),
+        )
+        .expect("remove the route");
+    assert!(!ping(&x, &y.ip), "no route back once removed");
+    let routes = ns_command(&router_of(h2), "ip")
+        .args(["route"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(
+        !routes.contains("10.244.1.0/24"),
+        "the router's route is gone: {routes}"
+    );
+    h2.client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back])))
+        .expect("add it again");
+    assert!(ping(&x, &y.ip), "x reaches y again");
+}
