@@ -215,8 +215,8 @@ pub(crate) fn plan(
     transit: Ipv4Net,
     netns_dir: &std::path::Path,
 ) -> Overlay {
-    // EncapOverhead is an endpoint policy in HCN; the network's endpoints
-    // share one bridge and so one MTU: the default overhead.
+    // The network's bridges and legs carry the default overhead; an
+    // endpoint's EncapOverhead can only lower its own MTU below that.
     let overhead = DEFAULT_ENCAP_OVERHEAD;
     let port = spec
         .policies
@@ -395,6 +395,50 @@ pub(crate) fn route_changes(
         ops.extend(remote_route_up(o, r));
     }
     Ok(ops)
+}
+
+/// The smallest MTU an endpoint's `EncapOverhead` may leave (IPv4's
+/// minimum datagram every host must take).
+const MIN_ENDPOINT_MTU: u32 = 576;
+
+/// `EncapOverhead` belongs to Overlay endpoints and must leave room for
+/// VXLAN's headers: less than 50 bytes would make packets the underlay
+/// cannot carry.
+pub(crate) fn check_encap_overhead(
+    net: &NetworkRec,
+    overhead: Option<u16>,
+) -> Result<(), HcnError> {
+    let Some(o) = overhead else {
+        return Ok(());
+    };
+    let Some(ov) = &net.overlay else {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!("EncapOverhead belongs to Overlay endpoints (the bytes VXLAN adds); network {} is {}: remove it", guid(&net.plan.id), net.kind),
+        ));
+    };
+    let underlay = ov.mtu + DEFAULT_ENCAP_OVERHEAD;
+    if u32::from(o) < DEFAULT_ENCAP_OVERHEAD {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("EncapOverhead {o} is less than VXLAN's {DEFAULT_ENCAP_OVERHEAD} bytes: the endpoint's packets would not fit the {underlay}-byte underlay; give {DEFAULT_ENCAP_OVERHEAD} or more"),
+        ));
+    }
+    if underlay.saturating_sub(u32::from(o)) < MIN_ENDPOINT_MTU {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("EncapOverhead {o} leaves an MTU below {MIN_ENDPOINT_MTU} on the {underlay}-byte underlay: give at most {}", underlay - MIN_ENDPOINT_MTU),
+        ));
+    }
+    Ok(())
+}
+
+/// An overlay endpoint's own MTU when its `EncapOverhead` asks for one
+/// (checked by [`check_encap_overhead`]): the underlay's minus it.
+pub(crate) fn endpoint_mtu(net: &NetworkRec, overhead: Option<u16>) -> Option<u32> {
+    let ov = net.overlay.as_ref()?;
+    let underlay = ov.mtu + DEFAULT_ENCAP_OVERHEAD;
+    overhead.map(|o| underlay.saturating_sub(u32::from(o)))
 }
 
 /// Whether an endpoint document asks for a remote endpoint.

@@ -103,6 +103,7 @@ impl Service {
                 ))
                 .map(|(id, mut rec)| {
                     rec.plan.acl = crate::policy::walks_acls(&rec, net);
+                    rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
                     (id, rec)
                 })
             });

@@ -473,7 +473,31 @@ fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
     assert!(bare.is_empty(), "container addresses on the wire: {bare:?}");
     let fragments = wire.frames("ip[6:2] & 0x3fff != 0");
     assert!(fragments.is_empty(), "fragments on the wire: {fragments:?}");
-    let _ = &p.b;
+
+    // EncapOverhead lowers one endpoint's MTU: 1500 - 100.
+    let encap = |o: u32| json!([{"Type": "EncapOverhead", "Settings": {"Overhead": o}}]);
+    let e = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": "10.0.1.13"}], "Policies": encap(100)}),
+    );
+    remote(h2, NET, h1, &e, &h1.addr);
+    assert_eq!(container_mtu(&e), 1400);
+    let (ok, out) = e.run(&["ping", B, "1372"]);
+    assert!(ok, "1372-byte DF ping at MTU 1400: {out}");
+    assert!(!e.run(&["ping", B, "1373"]).0, "1373 bytes do not fit 1400");
+    // Less than VXLAN's 50 bytes would not fit the underlay: refused.
+    let err = h1
+        .client()
+        .create(
+            Kind::Endpoints,
+            &json!({"HostComputeNetwork": h1.network(NET), "Policies": encap(30)}),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("less than VXLAN's 50") && err.contains("0x803B000D"),
+        "{err}"
+    );
 }
 
 /// flannel's subnet on host `i`: 10.244.(i+1).0/24.
