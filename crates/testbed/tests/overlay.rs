@@ -149,6 +149,10 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         echo.next_line().unwrap_or_default().contains(A),
         "C sees A's own address"
     );
+    // Routing between subnets is not tracked: only the transit is.
+    for r in [&r1, &r2] {
+        assert_eq!(tracked(r), 0, "conntrack entries in a router");
+    }
 
     // The switch learns only the hosts' MACs: container MACs stay inside VXLAN.
     let ep_a = h1.client().get(Kind::Endpoints, &a.ep_id).unwrap();
@@ -180,6 +184,18 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         !ping(&a, B),
         "A no longer reaches B once B's remote endpoint is gone"
     );
+}
+
+/// Connections conntrack holds in a namespace.
+fn tracked(ns: &Path) -> u64 {
+    let out = ns_command(ns, "cat")
+        .arg("/proc/sys/net/netfilter/nf_conntrack_count")
+        .output()
+        .expect("cat");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The MACs the physical switch has learnt (its bridge FDB), as text.
@@ -288,6 +304,10 @@ fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source(
         seen_by(&outside, &p.a, &far),
         h1.addr,
         "the outside sees host 1's physical address"
+    );
+    assert!(
+        tracked(&router_of(h1)) > 0,
+        "the router tracks what it NATs"
     );
     // Inside the overlay (the exception), across hosts and subnets: the
     // peer sees A's own address.
