@@ -170,11 +170,29 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
     // A daemon killed and restarted keeps everything working.
     let mut phys = phys;
     phys.hosts[0].daemon_mut().kill9_and_restart();
-    let (h1, _) = (phys.host(0), phys.host(1));
     assert!(
         ping(&a, C),
         "A still reaches C after host 1's daemon restarted"
     );
+
+    // A network the kernel lost part of while the daemon was down (its
+    // first VNI bridge) is rebuilt whole at start, its endpoints' veths
+    // plugged into the new bridges in the same start.
+    let host1 = phys.hosts[0].netns.path().to_path_buf();
+    phys.hosts[0].daemon_mut().kill9_and_restart_with(|| {
+        let out = ns_command(&host1, "ip")
+            .args(["link", "del", &format!("hnvb{VNI1:06x}")])
+            .output()
+            .expect("ip");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let h1 = phys.host(0);
+    assert!(ping(&a, B), "A reaches B again after the rebuild");
+    assert!(ping(&a, C), "and C");
 
     // Deleting the remote endpoint stops traffic to it.
     h1.client()
