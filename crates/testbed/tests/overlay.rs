@@ -149,6 +149,23 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         echo.next_line().unwrap_or_default().contains(A),
         "C sees A's own address"
     );
+    // The hosts' conntrack and tables never see overlay addresses, even
+    // with br_netfilter (on here): only the VXLAN packets between PAs.
+    for h in [h1, h2] {
+        let table = ns_command(h.path(), "cat")
+            .arg("/proc/net/nf_conntrack")
+            .output()
+            .expect("cat");
+        let table = String::from_utf8_lossy(&table.stdout).to_string();
+        assert!(
+            table.contains("dport=4789"),
+            "the VXLAN flows are tracked: {table}"
+        );
+        assert!(
+            !table.contains("10.0."),
+            "the host tracked overlay flows: {table}"
+        );
+    }
     // Routing between subnets is not tracked: only the transit is.
     for r in [&r1, &r2] {
         assert_eq!(tracked(r), 0, "conntrack entries in a router");
