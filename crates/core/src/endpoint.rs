@@ -127,6 +127,7 @@ impl Service {
         };
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);
+        rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
 
         let undo_alloc = |net: &mut NetworkRec| {
             release_address(net, address.addr());
@@ -312,6 +313,9 @@ pub(crate) struct EndpointPolicies {
     pub acls: Vec<hostnet_model::domain::AclRule>,
     /// `TierAcl`s, after the ACLs in `acl-switch`.
     pub tiers: Vec<hostnet_model::domain::TierAcl>,
+    /// `EncapOverhead` (Overlay endpoints): the bytes the encapsulation
+    /// takes from the underlay's MTU.
+    pub encap_overhead: Option<u16>,
 }
 
 /// The policies an endpoint takes; any other type is refused by name.
@@ -347,11 +351,19 @@ pub(crate) fn policies_of(policies: &[EndpointPolicy]) -> Result<EndpointPolicie
             // A remote endpoint's host (crate::overlay); Docker also sends
             // it on local overlay endpoints, where it says nothing new.
             EndpointPolicy::ProviderAddress(_) => {}
+            EndpointPolicy::EncapOverhead(o) => {
+                if out.encap_overhead.replace(*o).is_some() {
+                    return Err(HcnError::new(
+                        ErrorCode::InvalidPolicy,
+                        "EncapOverhead is given twice: give it once",
+                    ));
+                }
+            }
             other => {
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
                     format!(
-                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute)",
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute, and on Overlay endpoints EncapOverhead and ProviderAddress)",
                         other.type_name()
                     ),
                 ))
@@ -419,6 +431,7 @@ pub(crate) fn check_policies_allowed(
             "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
         ));
     }
+    crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
     let refused = if p.outbound_nat.is_some() {
         Some("OutBoundNAT")
     } else if !p.sdn_routes.is_empty() {
@@ -838,6 +851,7 @@ pub(crate) fn plan(
         port_mappings: policies.mappings.iter().map(nat_mapping).collect(),
         outbound_nat: policies.outbound_nat.clone(),
         acl: !policies.acls.is_empty(),
+        mtu: None,
     }
 }
 

@@ -146,5 +146,11 @@ fn check_routes_kept(before: &EndpointPolicies, after: &EndpointPolicies) -> Res
             "changing an endpoint's SDNRoute policies is not supported yet: nothing was changed; send the SDNRoutes it has (or none of that type in an Update), or re-create the endpoint",
         ));
     }
+    if before.encap_overhead != after.encap_overhead {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            "changing an endpoint's EncapOverhead (its MTU) is not supported: nothing was changed; re-create the endpoint",
+        ));
+    }
     Ok(())
 }

@@ -90,6 +90,7 @@ impl Service {
                 transit,
                 &self.config.netns_dir,
             );
+            crate::overlay::check_routes(&o, &crate::overlay::remote_routes(&rec.spec.policies)?)?;
             crate::overlay::fill_network(&mut rec.obj, &o);
             set_overlay(&mut rec, o);
         }

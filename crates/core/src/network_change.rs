@@ -2,8 +2,11 @@
 //! (`Add`, `Remove`, `Update` as for endpoints, schema §12; a SetPolicy's
 //! slot is its `Id`). The network's endpoints are reprogrammed in ONE
 //! kernel transaction holding only the elements that change, then the
-//! store; on any failure nothing changes. Other network policy types are
-//! fixed at create: a modify that changes them is refused by name.
+//! store; on any failure nothing changes. On an Overlay network,
+//! `RemoteSubnetRoute` too: only the routes that differ are added or
+//! removed in the router (flannel adds one per remote host as it learns
+//! of it). Other network policy types are fixed at create: a modify that
+//! changes them is refused by name.
 
 use hostnet_dataplane::{apply, teardown, Op};
 use hostnet_model::domain::{NetworkPolicy, RequestType};
@@ -18,12 +21,13 @@ use crate::policy_change::{changed_list, stored_list, Listed};
 use crate::reprogram::{owned_elements, Delta};
 use crate::service::{Service, State};
 
-/// Whether modify may change policies of this type.
-fn changeable(p: &NetworkPolicy) -> bool {
-    matches!(
-        p,
-        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. }
-    )
+/// Whether modify may change policies of this type on this network.
+fn changeable(p: &NetworkPolicy, overlay: bool) -> bool {
+    match p {
+        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => true,
+        NetworkPolicy::RemoteSubnetRoute { .. } => overlay,
+        _ => false,
+    }
 }
 
 /// The checks a network's ACL policies need, at create and modify: the
@@ -63,11 +67,12 @@ impl Service {
                 ))
             })
             .collect::<Result<_, HcnError>>()?;
-        if let Some((p, _)) = given.iter().find(|(p, _)| !changeable(p)) {
+        let overlay = net.overlay.is_some();
+        if let Some((p, _)) = given.iter().find(|(p, _)| !changeable(p, overlay)) {
             return Err(HcnError::new(
                 ErrorCode::InvalidPolicyType,
                 format!(
-                    "network policy {} cannot be changed by modify: nothing was changed; modify takes NetworkACL and SetPolicy",
+                    "network policy {} cannot be changed by modify: nothing was changed; modify takes NetworkACL and SetPolicy (and RemoteSubnetRoute on Overlay networks)",
                     p.type_name()
                 ),
             ));
@@ -76,6 +81,10 @@ impl Service {
         let list = changed_list(&current, request, &given, &format!("network {name}"))?;
         let domain: Vec<NetworkPolicy> = list.iter().map(|(p, _)| p.clone()).collect();
         check_acl_policies(&domain, &name)?;
+        let route_ops = match &net.overlay {
+            Some(o) => crate::overlay::route_changes(o, &net.spec.policies, &domain)?,
+            None => Vec::new(),
+        };
 
         let mut changed = net.clone();
         changed.spec.policies = domain;
@@ -105,15 +114,14 @@ impl Service {
             );
             endpoints.push((*eid, after));
         }
-        let op = delta.op();
-        if let Some(op) = &op {
-            apply(self.dp.as_ref(), std::slice::from_ref(op))
-                .map_err(|e| internal("programming the network's endpoints", e))?;
-        }
+        let elements = delta.op();
+        let acl_changed = elements.is_some();
+        let ops: Vec<Op> = route_ops.into_iter().chain(elements).collect();
+        apply(self.dp.as_ref(), &ops)
+            .map_err(|e| internal("programming the network and its endpoints", e))?;
         if let Err(e) = self.save(Kind::Network, &id, &changed.obj) {
-            if let Some(undo) = op.as_ref().and_then(Op::undo) {
-                teardown(self.dp.as_ref(), &[undo]);
-            }
+            let undo: Vec<Op> = ops.iter().rev().filter_map(Op::undo).collect();
+            teardown(self.dp.as_ref(), &undo);
             return Err(e);
         }
         let out = changed.obj.clone();
@@ -121,7 +129,7 @@ impl Service {
         for (eid, ep) in endpoints {
             st.endpoints.insert(eid, ep);
         }
-        if op.is_some() {
+        if acl_changed {
             self.cut_blocked_flows(st, &users);
         }
         Ok(out)

@@ -215,8 +215,8 @@ pub(crate) fn plan(
     transit: Ipv4Net,
     netns_dir: &std::path::Path,
 ) -> Overlay {
-    // EncapOverhead is an endpoint policy in HCN; the network's endpoints
-    // share one bridge and so one MTU: the default overhead.
+    // The network's bridges and legs carry the default overhead; an
+    // endpoint's EncapOverhead can only lower its own MTU below that.
     let overhead = DEFAULT_ENCAP_OVERHEAD;
     let port = spec
         .policies
@@ -339,6 +339,108 @@ pub(crate) fn remote_routes(policies: &[NetworkPolicy]) -> Result<Vec<RemoteRout
         .collect()
 }
 
+/// The checks a network's remote subnet routes take against its plan:
+/// each on a VNI of the network, none overlapping one of its subnets or
+/// another route (they share the router's one table).
+pub(crate) fn check_routes(o: &Overlay, routes: &[RemoteRoute]) -> Result<(), HcnError> {
+    let invalid = |m: String| Err(HcnError::new(ErrorCode::InvalidPolicy, m));
+    let vnis: Vec<u32> = o.segments.iter().map(|s| s.vni).collect();
+    for (i, r) in routes.iter().enumerate() {
+        check_route_vni(&vnis, r.vni)?;
+        if let Some(s) = o
+            .segments
+            .iter()
+            .find(|s| overlaps(&s.gateway.trunc(), &r.prefix))
+        {
+            return invalid(format!(
+                "RemoteSubnetRoute {} overlaps this network's subnet {}: give the remote host's own subnet",
+                r.prefix,
+                s.gateway.trunc()
+            ));
+        }
+        if let Some(other) = routes[..i].iter().find(|q| overlaps(&q.prefix, &r.prefix)) {
+            return invalid(format!(
+                "RemoteSubnetRoute {} overlaps RemoteSubnetRoute {} of this network: give each remote subnet once (Update replaces a route with the same DestinationPrefix)",
+                r.prefix, other.prefix
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The kernel changes that take the network's remote subnet routes from
+/// those of `before` to those of `after` (policy lists): only the routes
+/// that differ, removals first; a remote host's FDB entry stays while
+/// another route still goes to it. Checks `after`'s routes first.
+pub(crate) fn route_changes(
+    o: &Overlay,
+    before: &[NetworkPolicy],
+    after: &[NetworkPolicy],
+) -> Result<Vec<hostnet_dataplane::Op>, HcnError> {
+    use hostnet_drivers::overlay::{remote_route_down, remote_route_up};
+    let (old, new) = (remote_routes(before)?, remote_routes(after)?);
+    check_routes(o, &new)?;
+    let same_host =
+        |a: &RemoteRoute, b: &RemoteRoute| (a.vni, a.dr_mac, a.pa) == (b.vni, b.dr_mac, b.pa);
+    let mut ops = Vec::new();
+    for r in old.iter().filter(|r| !new.contains(r)) {
+        let keep_fdb = new.iter().any(|q| same_host(q, r));
+        ops.extend(remote_route_down(o, r, keep_fdb));
+    }
+    for r in new.iter().filter(|r| !old.contains(r)) {
+        ops.extend(remote_route_up(o, r));
+    }
+    Ok(ops)
+}
+
+/// The smallest MTU an endpoint's `EncapOverhead` may leave (IPv4's
+/// minimum datagram every host must take).
+const MIN_ENDPOINT_MTU: u32 = 576;
+
+/// `EncapOverhead` belongs to Overlay endpoints and must leave room for
+/// VXLAN's headers: less than 50 bytes would make packets the underlay
+/// cannot carry.
+pub(crate) fn check_encap_overhead(
+    net: &NetworkRec,
+    overhead: Option<u16>,
+) -> Result<(), HcnError> {
+    let Some(o) = overhead else {
+        return Ok(());
+    };
+    let Some(ov) = &net.overlay else {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!("EncapOverhead belongs to Overlay endpoints (the bytes VXLAN adds); network {} is {}: remove it", guid(&net.plan.id), net.kind),
+        ));
+    };
+    let underlay = ov.mtu + DEFAULT_ENCAP_OVERHEAD;
+    if u32::from(o) < DEFAULT_ENCAP_OVERHEAD {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("EncapOverhead {o} is less than VXLAN's {DEFAULT_ENCAP_OVERHEAD} bytes: the endpoint's packets would not fit the {underlay}-byte underlay; give {DEFAULT_ENCAP_OVERHEAD} or more"),
+        ));
+    }
+    if underlay.saturating_sub(u32::from(o)) < MIN_ENDPOINT_MTU {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicy,
+            format!("EncapOverhead {o} leaves an MTU below {MIN_ENDPOINT_MTU} on the {underlay}-byte underlay: give at most {}", underlay - MIN_ENDPOINT_MTU),
+        ));
+    }
+    Ok(())
+}
+
+/// An overlay endpoint's own MTU when its `EncapOverhead` asks for one
+/// (checked by [`check_encap_overhead`]): the underlay's minus it.
+pub(crate) fn endpoint_mtu(net: &NetworkRec, overhead: Option<u16>) -> Option<u32> {
+    let ov = net.overlay.as_ref()?;
+    let underlay = ov.mtu + DEFAULT_ENCAP_OVERHEAD;
+    overhead.map(|o| underlay.saturating_sub(u32::from(o)))
+}
+
 /// Whether an endpoint document asks for a remote endpoint.
 pub(crate) fn is_remote(flags: EndpointFlags) -> bool {
     flags.contains(EndpointFlags::REMOTE_ENDPOINT)
@@ -450,4 +552,69 @@ pub(crate) fn endpoint_down(net: &NetworkRec, ep: &EndpointRec) -> Vec<hostnet_d
         .collect();
     ops.reverse();
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostnet_dataplane::Op;
+
+    fn overlay() -> Overlay {
+        let pa = "192.0.2.11".parse().unwrap();
+        Overlay {
+            id: Uuid::from_u128(1),
+            segments: vec![Segment {
+                vni: 4096,
+                gateway: "10.244.1.1/24".parse().unwrap(),
+            }],
+            port: 4789,
+            host: HostIdentity {
+                pa,
+                dr_mac: HostIdentity::default_dr_mac(pa),
+            },
+            mtu: 1450,
+            transit: "169.254.0.0/31".parse().unwrap(),
+            router: "/run/r".into(),
+        }
+    }
+
+    fn route(prefix: &str, pa: &str) -> NetworkPolicy {
+        NetworkPolicy::RemoteSubnetRoute {
+            destination: prefix.parse().unwrap(),
+            isolation_id: 4096,
+            provider_address: pa.parse().unwrap(),
+            dr_mac: Some(Mac([2, 0x11, 192, 0, 2, 12])),
+        }
+    }
+
+    #[test]
+    fn a_route_change_touches_only_the_routes_that_differ() {
+        let o = overlay();
+        let (r2, r3) = (
+            route("10.244.2.0/24", "192.0.2.12"),
+            route("10.244.3.0/24", "192.0.2.12"),
+        );
+        let added =
+            route_changes(&o, std::slice::from_ref(&r2), &[r2.clone(), r3.clone()]).unwrap();
+        assert_eq!(added.len(), 3, "one FDB entry, neighbour and route");
+        assert!(added.iter().all(|op| !matches!(op, Op::DeleteFdb { .. })));
+        // The same host still has a route: its FDB entry stays.
+        let removed = route_changes(&o, &[r2.clone(), r3], std::slice::from_ref(&r2)).unwrap();
+        assert_eq!(removed.len(), 2);
+        assert!(!removed.iter().any(|op| matches!(op, Op::DeleteFdb { .. })));
+        let last = route_changes(&o, &[r2], &[]).unwrap();
+        assert!(last.iter().any(|op| matches!(op, Op::DeleteFdb { .. })));
+    }
+
+    #[test]
+    fn routes_must_not_overlap_the_network_or_each_other() {
+        let o = overlay();
+        let local = route("10.244.1.0/25", "192.0.2.12");
+        let err = route_changes(&o, &[], &[local]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPolicy);
+        assert!(err.message.contains("overlaps this network's subnet"));
+        let a = route("10.244.0.0/16", "192.0.2.12");
+        let b = route("10.244.2.0/24", "192.0.2.13");
+        assert!(route_changes(&o, &[], &[a, b]).is_err());
+    }
 }

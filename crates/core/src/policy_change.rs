@@ -43,6 +43,12 @@ impl ListedPolicy for NetworkPolicy {
             (NetworkPolicy::SetPolicy { id: a, .. }, NetworkPolicy::SetPolicy { id: b, .. }) => {
                 a == b
             }
+            // A route's slot is its destination: Update moves it to
+            // another host (PA, DR MAC) or VNI.
+            (
+                NetworkPolicy::RemoteSubnetRoute { destination: a, .. },
+                NetworkPolicy::RemoteSubnetRoute { destination: b, .. },
+            ) => a == b,
             _ => self.type_name() == other.type_name(),
         }
     }

@@ -103,6 +103,7 @@ impl Service {
                 ))
                 .map(|(id, mut rec)| {
                     rec.plan.acl = crate::policy::walks_acls(&rec, net);
+                    rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
                     (id, rec)
                 })
             });
@@ -271,9 +272,14 @@ impl Service {
             .into_iter()
             .collect();
         let mut wanted = HashSet::new();
+        // Overlay networks rebuilt whole: their endpoints' veths outlived
+        // the old bridges and must join the new ones.
+        let mut rebuilt = HashSet::new();
         for net in st.networks.values() {
             if let Some(o) = &net.overlay {
-                self.reconcile_overlay(net, o, &links);
+                if self.reconcile_overlay(net, o, &links) {
+                    rebuilt.insert(net.plan.id);
+                }
                 wanted.extend(hostnet_drivers::overlay::host_links(o));
                 continue;
             }
@@ -372,6 +378,18 @@ impl Service {
                 if let Err(e) = apply(dp, &ops) {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
+            } else if rebuilt.contains(&ep.network) {
+                let net = &st.networks[&ep.network];
+                let bridge = net.plan.bridge_for(ep.plan.address.addr());
+                log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
+                let plug = Op::SetMaster {
+                    link: name.clone(),
+                    master: Some(bridge),
+                    previous: None,
+                };
+                if let Err(e) = apply(dp, &[plug]) {
+                    log::error!("endpoint {}: {e}", guid(id));
+                }
             }
             wanted.insert(name);
         }
@@ -410,16 +428,16 @@ impl Service {
         Ok(())
     }
 
-    /// Bring an overlay network back: rebuilt whole if its router or
-    /// transit is gone (its endpoints' veths are re-plugged afterwards),
-    /// else its router's table reloaded and its remote subnet routes
-    /// programmed again (each replaces what is there).
+    /// Bring an overlay network back: rebuilt whole if its router or one
+    /// of its links is gone (true: its endpoints' veths must join the new
+    /// bridges), else its router's table reloaded and its remote subnet
+    /// routes programmed again (each replaces what is there).
     fn reconcile_overlay(
         &self,
         net: &crate::service::NetworkRec,
         o: &hostnet_drivers::overlay::Overlay,
         links: &HashSet<String>,
-    ) {
+    ) -> bool {
         let dp = self.dp.as_ref();
         let whole = dp.netns_exists(&o.router)
             && hostnet_drivers::overlay::host_links(o)
@@ -454,6 +472,7 @@ impl Service {
         if let Err(e) = apply(dp, &ops) {
             log::error!("overlay network {}: {e}", guid(&o.id));
         }
+        !whole
     }
 
     /// At first start, create the NAT network `nat`.

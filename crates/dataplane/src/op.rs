@@ -344,10 +344,36 @@ impl Op {
                 netns: netns.clone(),
                 elements: elements.clone(),
             }),
+            // Remote state is put back exactly when a change that removed
+            // it fails (network modify of a RemoteSubnetRoute).
+            Op::DeleteFdb { link, mac, remote } => Some(Op::AddFdb {
+                link: link.clone(),
+                mac: *mac,
+                remote: *remote,
+            }),
+            Op::DeleteNeighbour {
+                netns,
+                link,
+                ip,
+                mac,
+            } => Some(Op::AddNeighbour {
+                netns: netns.clone(),
+                link: link.clone(),
+                ip: *ip,
+                mac: *mac,
+            }),
+            Op::DeleteOnlinkRoute {
+                netns,
+                link,
+                destination,
+                via,
+            } => Some(Op::AddOnlinkRoute {
+                netns: netns.clone(),
+                link: link.clone(),
+                destination: *destination,
+                via: *via,
+            }),
             Op::DeleteLink { .. }
-            | Op::DeleteFdb { .. }
-            | Op::DeleteNeighbour { .. }
-            | Op::DeleteOnlinkRoute { .. }
             | Op::NetnsSysctl { .. }
             | Op::LoadNetnsTables { .. }
             | Op::DeleteNetnsElements { .. }

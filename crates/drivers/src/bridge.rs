@@ -85,6 +85,9 @@ pub struct Endpoint {
     /// the inet table, which end in the seed's defaults (statefully), so
     /// its port takes no protocol-only defaults.
     pub acl: bool,
+    /// The endpoint's own MTU, below its network's (an overlay endpoint's
+    /// `EncapOverhead`); None: the network's.
+    pub mtu: Option<u32>,
 }
 
 /// Where an endpoint is plugged in: the namespace, the interface name
@@ -130,7 +133,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
         Op::CreateVeth {
             host_name: host_name.clone(),
             bridge: net.bridge_for(ep.address.addr()),
-            mtu: net.mtu,
+            mtu: ep.mtu.unwrap_or(net.mtu),
             netns: plug.netns.to_path_buf(),
             peer_name: plug.ifname.to_string(),
             peer_mac: ep.mac,
@@ -231,6 +234,7 @@ pub(crate) mod tests {
             }],
             outbound_nat: None,
             acl: false,
+            mtu: None,
         }
     }
 

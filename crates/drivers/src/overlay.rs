@@ -108,9 +108,10 @@ impl RemoteRoute {
     }
 }
 
-/// The L2 bridge of a VNI on this host.
+/// The L2 bridge of a VNI on this host (the host's table lets what it
+/// bridges pass untouched, by this prefix).
 pub fn vni_bridge(vni: u32) -> String {
-    format!("hnvb{vni:06x}")
+    format!("{}{vni:06x}", nft::OVERLAY_BRIDGE_PREFIX)
 }
 
 /// The VXLAN device of a VNI.

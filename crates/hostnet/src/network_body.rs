@@ -6,8 +6,10 @@
 //! extension), so that endpoint creates can act on them as docker does.
 
 use crate::addr::parse_ip;
-use crate::shim::{ShimOptions, PREFIX};
+use crate::error::with_hcn_code;
+use crate::shim::{full_key, ShimOptions, PREFIX};
 use crate::shim_drivers;
+use hostnet_api::codes::HCN_E_INVALID_POLICY;
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 
@@ -134,12 +136,14 @@ fn subnets(args: &NetworkArgs, options: &ShimOptions) -> Result<Vec<Value>, Stri
             policies.push(json!({"Type": kind, "Settings": {"IsolationId": id}}));
         }
     }
+    let vnis = vxlan_ids(options, nets.len())?;
 
     Ok(nets
         .iter()
         .zip(&args.subnets)
         .zip(gateways)
-        .map(|((net, given), gateway)| {
+        .enumerate()
+        .map(|(i, ((net, given), gateway))| {
             let mut subnet = json!({ "IpAddressPrefix": given.trim() });
             if let Some(gateway) = gateway {
                 let default = match net {
@@ -148,12 +152,42 @@ fn subnets(args: &NetworkArgs, options: &ShimOptions) -> Result<Vec<Value>, Stri
                 };
                 subnet["Routes"] = json!([{"NextHop": gateway, "DestinationPrefix": default}]);
             }
+            let mut policies = policies.clone();
+            if let Some(vni) = vnis.get(i) {
+                policies.push(json!({"Type": "VSID", "Settings": {"IsolationId": vni}}));
+            }
             if !policies.is_empty() {
                 subnet["Policies"] = json!(policies);
             }
             subnet
         })
         .collect())
+}
+
+/// Docker overlay's `vxlanid_list`: exactly one VNI per `--subnet`, in
+/// order (HCN's VSID is per subnet), and not together with `vsid`.
+fn vxlan_ids(options: &ShimOptions, subnets: usize) -> Result<Vec<u32>, String> {
+    let ids = &options.vxlan_ids;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = full_key("vxlanid_list");
+    if options.vsid.is_some() {
+        return Err(with_hcn_code(
+            format!("options {PREFIX}vsid and {key} both give the subnets' VNI: give one of them"),
+            HCN_E_INVALID_POLICY,
+        ));
+    }
+    if ids.len() != subnets {
+        return Err(with_hcn_code(
+            format!(
+                "option {key} gives {} VXLAN IDs for {subnets} --subnet: give one per subnet, in order",
+                ids.len()
+            ),
+            HCN_E_INVALID_POLICY,
+        ));
+    }
+    Ok(ids.clone())
 }
 
 #[cfg(test)]
@@ -192,6 +226,37 @@ mod tests {
                 {"IpAddressPrefix":"fd00:1::/64","Routes":[{"NextHop":"fd00:1::1","DestinationPrefix":"::/0"}]},
                 {"IpAddressPrefix":"10.2.0.0/24"},
             ]}])
+        );
+    }
+
+    #[test]
+    fn vxlanid_list_gives_each_subnet_its_vni() {
+        let mut a = args("ov", "overlay");
+        a.subnets = strings(&["10.0.1.0/24", "10.0.2.0/24"]);
+        a.options = strings(&["com.docker.network.driver.overlay.vxlanid_list=4100,4101"]);
+        let body = network_body(&a).unwrap();
+        let subnets = &body["Ipams"][0]["Subnets"];
+        assert_eq!(
+            subnets[0]["Policies"],
+            json!([{"Type":"VSID","Settings":{"IsolationId":4100}}])
+        );
+        assert_eq!(subnets[1]["Policies"][0]["Settings"]["IsolationId"], 4101);
+        assert_eq!(
+            body["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
+            "4100,4101"
+        );
+        a.options = strings(&["vxlanid_list=4100"]);
+        let err = network_body(&a).unwrap_err();
+        assert!(err.contains("gives 1 VXLAN IDs for 2 --subnet"), "{err}");
+        a.options = strings(&["vxlanid_list=4100,4101", "vsid=7"]);
+        assert!(network_body(&a).unwrap_err().contains("give one of them"));
+        a.driver = "l2bridge".into();
+        a.options = strings(&["vxlanid_list=4100,4101"]);
+        let err = network_body(&a).unwrap_err();
+        assert!(err.contains("does not apply to l2bridge"), "{err}");
+        assert!(
+            err.contains("com.docker.network.driver.overlay.vxlanid_list"),
+            "{err}"
         );
     }
 

@@ -18,9 +18,11 @@ use std::net::IpAddr;
 
 /// The key prefix docker uses.
 pub const PREFIX: &str = "com.docker.network.windowsshim.";
+/// The prefix of docker's overlay driver options (`vxlanid_list`).
+pub const OVERLAY_PREFIX: &str = "com.docker.network.driver.overlay.";
 
 /// Keys that hostnet acts on.
-const SUPPORTED: [&str; 10] = [
+const SUPPORTED: [&str; 11] = [
     "networkname",
     "interface",
     "vlanid",
@@ -31,7 +33,20 @@ const SUPPORTED: [&str; 10] = [
     "enable_outboundnat",
     "outboundnat_exceptions",
     "disable_gatewaydns",
+    "vxlanid_list",
 ];
+
+/// Docker's full key for a short one: the overlay driver's own options
+/// keep their namespace, the rest are windowsshim's.
+pub fn full_key(short: &str) -> String {
+    match short {
+        "vxlanid_list" => format!("{OVERLAY_PREFIX}{short}"),
+        _ => format!("{PREFIX}{short}"),
+    }
+}
+
+/// The largest VXLAN network identifier (24 bits).
+const MAX_VNI: u32 = 0xFF_FFFF;
 
 /// Docker keys that hostnet knows but does not implement yet.
 const NOT_YET: [&str; 4] = ["hnsid", "hnsowned", "routingdomain", "sourcemac"];
@@ -47,6 +62,8 @@ pub struct ShimOptions {
     pub vlan_id: Option<u32>,
     /// `vsid`: VSID policy on every subnet.
     pub vsid: Option<u32>,
+    /// Docker overlay's `vxlanid_list`: one VNI per subnet, in order.
+    pub vxlan_ids: Vec<u32>,
     /// `dnssuffix`: `Dns.Domain`.
     pub dns_suffix: Option<String>,
     /// `dnsservers`: `Dns.ServerList`.
@@ -70,7 +87,7 @@ pub struct ShimOptions {
 fn valid_keys() -> String {
     SUPPORTED
         .iter()
-        .map(|k| format!("{PREFIX}{k}"))
+        .map(|k| full_key(k))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -118,6 +135,20 @@ fn check_exception(entry: &str) -> Result<String, String> {
     Ok(entry.to_string())
 }
 
+/// One `vxlanid_list` entry: a VXLAN ID, 1-16777215.
+fn check_vni(id: &str) -> Result<u32, String> {
+    match id.parse::<u32>() {
+        Ok(v) if (1..=MAX_VNI).contains(&v) => Ok(v),
+        _ => Err(with_hcn_code(
+            format!(
+                "option {}: {id:?} is not a VXLAN ID: give numbers 1-{MAX_VNI}, one per --subnet, comma-separated",
+                full_key("vxlanid_list")
+            ),
+            HCN_E_INVALID_POLICY,
+        )),
+    }
+}
+
 impl ShimOptions {
     /// Parses `KEY=VALUE` strings; a later key overrides an earlier one.
     pub fn parse(options: &[String]) -> Result<Self, String> {
@@ -138,7 +169,11 @@ impl ShimOptions {
     ) -> Result<Self, String> {
         let mut parsed = ShimOptions::default();
         for (key, value) in pairs {
-            let short = key.trim().strip_prefix(PREFIX).unwrap_or(key.trim());
+            let key = key.trim();
+            let short = key
+                .strip_prefix(PREFIX)
+                .or_else(|| key.strip_prefix(OVERLAY_PREFIX))
+                .unwrap_or(key);
             if NOT_YET.contains(&short) {
                 return Err(format!("option {PREFIX}{short} is not supported yet"));
             }
@@ -171,7 +206,7 @@ impl ShimOptions {
     pub fn stored(&self) -> BTreeMap<String, String> {
         self.given
             .iter()
-            .map(|(key, value)| (format!("{PREFIX}{key}"), value.clone()))
+            .map(|(key, value)| (full_key(key), value.clone()))
             .collect()
     }
 
@@ -198,6 +233,12 @@ impl ShimOptions {
                 self.vlan_id = Some(vlan);
             }
             "vsid" => self.vsid = Some(parse_u32(key, value)?),
+            "vxlanid_list" => {
+                self.vxlan_ids = list(value).map(check_vni).collect::<Result<_, _>>()?;
+                if self.vxlan_ids.is_empty() {
+                    return Err(format!("option {} needs a value", full_key(key)));
+                }
+            }
             "dnssuffix" => self.dns_suffix = Some(non_empty(value)?),
             "disable_gatewaydns" => self.disable_gateway_dns = parse_bool(key, value)?,
             "dnsservers" => {
@@ -289,6 +330,28 @@ mod tests {
             stored[&format!("{PREFIX}outboundnat_exceptions")],
             "192.0.2.0/24, 10.1.2.3,"
         );
+    }
+
+    #[test]
+    fn vxlanid_list_keeps_the_overlay_drivers_key() {
+        for given in [
+            "com.docker.network.driver.overlay.vxlanid_list=4100, 4101",
+            "vxlanid_list=4100,4101",
+        ] {
+            let o = parse(&[given]).unwrap();
+            assert_eq!(o.vxlan_ids, [4100, 4101]);
+            assert!(o
+                .stored()
+                .contains_key("com.docker.network.driver.overlay.vxlanid_list"));
+        }
+        for bad in ["vxlanid_list=0", "vxlanid_list=16777216", "vxlanid_list=a"] {
+            let err = parse(&[bad]).unwrap_err();
+            assert!(err.contains("is not a VXLAN ID"), "{bad}: {err}");
+            assert!(err.ends_with("(HCN 0x803B000D HCN_E_INVALID_POLICY)"));
+        }
+        assert!(parse(&["vxlanid_list=,"])
+            .unwrap_err()
+            .contains("needs a value"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! does not know go to hostnetd unchecked: it names the type it refuses.
 
 use crate::error::with_hcn_code;
-use crate::shim::{ShimOptions, PREFIX};
+use crate::shim::{full_key, ShimOptions};
 use hostnet_api::codes::HCN_E_INVALID_POLICY_TYPE;
 
 /// The drivers this table knows (docker's names; `-d` is case-insensitive).
@@ -39,6 +39,10 @@ fn applies_to(key: &str) -> Option<(&'static [&'static str], &'static str)> {
             &["overlay", "l2bridge", "l2tunnel"],
             "it is the virtual subnet of an overlay or SDN network",
         ),
+        "vxlanid_list" => (
+            &["overlay"],
+            "it gives each subnet of an overlay network its VNI",
+        ),
         "disable_gatewaydns" => (
             &["nat"],
             "it turns off the DNS proxy on a NAT network's gateway",
@@ -64,8 +68,9 @@ pub fn check(options: &ShimOptions, driver: &str) -> Result<(), String> {
         if !drivers.contains(&driver.as_str()) {
             return Err(with_hcn_code(
                 format!(
-                    "option {PREFIX}{key} does not apply to {driver} networks ({what}; \
+                    "option {} does not apply to {driver} networks ({what}; \
                      drivers: {}): remove it or choose one of those drivers",
+                    full_key(key),
                     drivers.join(", ")
                 ),
                 HCN_E_INVALID_POLICY_TYPE,
@@ -142,6 +147,19 @@ mod tests {
                 "vsid",
                 "4097",
                 &["nat", "transparent", "ics", "private", "internal"],
+            ),
+            (
+                "vxlanid_list",
+                "4097",
+                &[
+                    "nat",
+                    "transparent",
+                    "l2bridge",
+                    "l2tunnel",
+                    "ics",
+                    "private",
+                    "internal",
+                ],
             ),
         ] {
             let o = options(&[(key, value)]);

@@ -6,7 +6,10 @@
 //! with an `OutBoundNAT` policy: they are NATed here to the router's
 //! transit address, which the host masquerades as it does a NAT network's
 //! endpoint. The sets have the names and layout of the host's table, so
-//! [`crate::onat::elements`] programs both.
+//! [`crate::onat::elements`] programs both. Only what crosses the transit
+//! is tracked: routing between the overlay's subnets needs no conntrack,
+//! and skipping it is most of what the router's hop costs (see
+//! docs/benchmarks.md, "Overlay").
 
 use crate::{ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
 
@@ -22,6 +25,10 @@ table inet {TABLE} {{
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
+	chain prerouting {{
+		type filter hook prerouting priority raw; policy accept;
+		iifname != \"{TRANSIT_LINK}\" fib daddr oifname != \"{TRANSIT_LINK}\" notrack
+	}}
 	chain forward {{
 		type filter hook forward priority filter; policy accept;
 		oifname \"{TRANSIT_LINK}\" ip saddr != @{ONAT_SOURCES4} drop
@@ -50,6 +57,7 @@ mod tests {
         let t = super::tables();
         assert!(t.contains("oifname \"transit\" ip saddr != @onat_sources4 drop"));
         assert!(t.contains("iifname \"transit\" drop"));
+        assert!(t.contains("iifname != \"transit\" fib daddr oifname != \"transit\" notrack"));
         assert!(t.starts_with("table inet hostnet {}\ndelete table inet hostnet\n"));
     }
 }

@@ -85,6 +85,12 @@ pub const L2_PORT_TO_HOST: &str = "l2_port_to_host";
 /// Where an L2Tunnel port's frames go (the physical gateway): `ifname : ether_addr`.
 pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 
+/// The name prefix of overlay networks' VNI bridges in the host. What they
+/// bridge belongs to an overlay, whose addresses may repeat another
+/// network's: `br_netfilter` would still show those frames to this table
+/// (and conntrack), so they skip both (see docs/drivers/overlay.md).
+pub const OVERLAY_BRIDGE_PREFIX: &str = "hnvb";
+
 /// The packet mark bit the netdev table sets on an outbound-NAT
 /// endpoint's frames that it hands to the host's stack (through the
 /// bridge's own MAC, also those sent to a host endpoint: had they crossed
@@ -229,8 +235,13 @@ fn inet_table() -> String {
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
 {acl}
 {lb}
+	chain overlay_untracked {{
+		type filter hook prerouting priority raw; policy accept;
+		iifname "{OVERLAY_BRIDGE_PREFIX}*" notrack
+	}}
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
+		iifname "{OVERLAY_BRIDGE_PREFIX}*" accept
 		ct state established,related accept
 		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
 		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use hostnet_api::Kind;
-use hostnet_testbed::physical::{id, Container, Host};
+use hostnet_testbed::physical::{id, Container, Host, OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 
 /// A command run inside the namespace at `ns`.
@@ -149,6 +149,27 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         echo.next_line().unwrap_or_default().contains(A),
         "C sees A's own address"
     );
+    // The hosts' conntrack and tables never see overlay addresses, even
+    // with br_netfilter (on here): only the VXLAN packets between PAs.
+    for h in [h1, h2] {
+        let table = ns_command(h.path(), "cat")
+            .arg("/proc/net/nf_conntrack")
+            .output()
+            .expect("cat");
+        let table = String::from_utf8_lossy(&table.stdout).to_string();
+        assert!(
+            table.contains("dport=4789"),
+            "the VXLAN flows are tracked: {table}"
+        );
+        assert!(
+            !table.contains("10.0."),
+            "the host tracked overlay flows: {table}"
+        );
+    }
+    // Routing between subnets is not tracked: only the transit is.
+    for r in [&r1, &r2] {
+        assert_eq!(tracked(r), 0, "conntrack entries in a router");
+    }
 
     // The switch learns only the hosts' MACs: container MACs stay inside VXLAN.
     let ep_a = h1.client().get(Kind::Endpoints, &a.ep_id).unwrap();
@@ -166,11 +187,29 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
     // A daemon killed and restarted keeps everything working.
     let mut phys = phys;
     phys.hosts[0].daemon_mut().kill9_and_restart();
-    let (h1, _) = (phys.host(0), phys.host(1));
     assert!(
         ping(&a, C),
         "A still reaches C after host 1's daemon restarted"
     );
+
+    // A network the kernel lost part of while the daemon was down (its
+    // first VNI bridge) is rebuilt whole at start, its endpoints' veths
+    // plugged into the new bridges in the same start.
+    let host1 = phys.hosts[0].netns.path().to_path_buf();
+    phys.hosts[0].daemon_mut().kill9_and_restart_with(|| {
+        let out = ns_command(&host1, "ip")
+            .args(["link", "del", &format!("hnvb{VNI1:06x}")])
+            .output()
+            .expect("ip");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let h1 = phys.host(0);
+    assert!(ping(&a, B), "A reaches B again after the rebuild");
+    assert!(ping(&a, C), "and C");
 
     // Deleting the remote endpoint stops traffic to it.
     h1.client()
@@ -180,6 +219,18 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         !ping(&a, B),
         "A no longer reaches B once B's remote endpoint is gone"
     );
+}
+
+/// Connections conntrack holds in a namespace.
+fn tracked(ns: &Path) -> u64 {
+    let out = ns_command(ns, "cat")
+        .arg("/proc/sys/net/netfilter/nf_conntrack_count")
+        .output()
+        .expect("cat");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The MACs the physical switch has learnt (its bridge FDB), as text.
@@ -227,4 +278,417 @@ fn overlapping_overlay_networks_stay_isolated_and_both_work() {
         .create(Kind::Networks, &overlay_network("green", [5001, 7002]))
         .unwrap_err();
     assert!(err.to_string().contains("5001"), "{err}");
+}
+
+/// Both hosts have the overlay network; A (with `a_policies`) on host 1,
+/// B and C on host 2, each host told of the other's containers.
+struct Pair {
+    phys: PhysicalNet,
+    a: Container,
+    b: Container,
+    c: Container,
+}
+
+fn pair(test: &str, a_policies: Value) -> Option<Pair> {
+    let phys = world(test)?;
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    for h in [h1, h2] {
+        h.client()
+            .create(Kind::Networks, &overlay_network(NET, [VNI1, VNI2]))
+            .expect("create overlay network");
+    }
+    let a = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": A}], "Policies": a_policies}),
+    );
+    let b = at(h2, NET, B);
+    let c = at(h2, NET, C);
+    let (pa1, pa2) = (h1.addr.clone(), h2.addr.clone());
+    remote(h1, NET, h2, &b, &pa2);
+    remote(h1, NET, h2, &c, &pa2);
+    remote(h2, NET, h1, &a, &pa1);
+    Some(Pair { phys, a, b, c })
+}
+
+fn onat(exceptions: &[&str]) -> Value {
+    json!({"Type": "OutBoundNAT", "Settings": {"Exceptions": exceptions}})
+}
+
+/// The source address the server saw when `from` connected to `to`.
+fn seen_by(server: &Probe, from: &Container, to: &str) -> String {
+    let (ok, said) = from.run(&["tcp-get", to]);
+    assert!(ok, "{} -> {to}: {said}", from.ip);
+    let line = server.next_line().unwrap_or_default();
+    line.strip_prefix("peer ")
+        .and_then(|p| p.split(':').next())
+        .unwrap_or_else(|| panic!("server at {to} printed {line:?}"))
+        .to_string()
+}
+
+#[test]
+fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source() {
+    let test = "overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source";
+    // The cluster CIDR is an exception, as kube-proxy gives it.
+    let Some(p) = pair(test, json!([onat(&["10.0.0.0/16"])])) else {
+        return;
+    };
+    let h1 = p.phys.host(0);
+    let far = format!("{OUTSIDE}:7000");
+    let outside = Probe::serve(p.phys.outside.path(), &["tcp-serve", &far]);
+    assert_eq!(
+        seen_by(&outside, &p.a, &far),
+        h1.addr,
+        "the outside sees host 1's physical address"
+    );
+    assert!(
+        tracked(&router_of(h1)) > 0,
+        "the router tracks what it NATs"
+    );
+    // Inside the overlay (the exception), across hosts and subnets: the
+    // peer sees A's own address.
+    let echo = p.c.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    assert_eq!(seen_by(&echo, &p.a, &format!("{C}:8080")), A);
+
+    // Without OutBoundNAT there is no way out.
+    let plain = at(h1, NET, "10.0.1.11");
+    let (ok, out) = plain.run(&["tcp-get", &far]);
+    assert!(
+        !ok,
+        "an endpoint without OutBoundNAT reached the outside: {out}"
+    );
+    // An exception outside the overlay is not routed out either (its
+    // replies could not find their way back to an overlay address).
+    let exc = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": "10.0.1.12"}],
+               "Policies": [onat(&["203.0.113.0/24"])]}),
+    );
+    let (ok, out) = exc.run(&["tcp-get", &far]);
+    assert!(!ok, "an outside exception left un-NATed: {out}");
+    assert!(outside.drain().is_empty(), "the outside saw nothing else");
+    // The plain endpoint still works inside the overlay.
+    remote(p.phys.host(1), NET, h1, &plain, &h1.addr);
+    assert!(ping(&plain, B), "no OutBoundNAT still reaches the overlay");
+}
+
+/// The MTU of the container's interface (its only link besides `lo`).
+fn container_mtu(c: &Container) -> u32 {
+    let out = ns_command(&c.netns, "ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| !l.contains(" lo:"))
+        .unwrap_or_else(|| panic!("no link in the container: {text}"));
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mtu");
+    words.next().and_then(|m| m.parse().ok()).expect("an mtu")
+}
+
+/// `tcpdump` writing every frame of one switch port to a file; stopped
+/// (and the file complete) by [`Capture::stop`].
+struct Capture {
+    child: std::process::Child,
+    file: Option<Pcap>,
+}
+
+/// A capture file, removed on drop.
+struct Pcap(PathBuf);
+
+impl Drop for Pcap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Capture {
+    fn start(phys: &PhysicalNet, port: &str) -> Self {
+        use std::io::BufRead;
+        let file =
+            Pcap(std::env::temp_dir().join(format!("{}.pcap", hostnet_testbed::unique("wire"))));
+        let mut child = ns_command(phys.switch.path(), "tcpdump")
+            .args(["-i", port, "-n", "-U", "-w"])
+            .arg(&file.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump (Debian package tcpdump)");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).expect("tcpdump stderr");
+        assert!(line.contains("listening"), "tcpdump: {line}");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Capture {
+            child,
+            file: Some(file),
+        }
+    }
+
+    /// Stop capturing; `count(filter)` then reads the file.
+    fn stop(mut self) -> Captured {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        Captured(self.file.take().expect("once"))
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Captured(Pcap);
+
+impl Captured {
+    /// The frames matching a pcap `filter`, one line each.
+    fn frames(&self, filter: &str) -> Vec<String> {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&self.0 .0)
+            .arg(filter)
+            .output()
+            .expect("tcpdump -r");
+        assert!(
+            out.status.success(),
+            "tcpdump -r {filter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
+    let test = "overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas";
+    let Some(p) = pair(test, json!([])) else {
+        return;
+    };
+    let (h1, h2) = (p.phys.host(0), p.phys.host(1));
+    assert_eq!(container_mtu(&p.a), 1450, "1500 underlay - 50 of VXLAN");
+    assert_eq!(container_mtu(&p.b), 1450);
+    let capture = Capture::start(&p.phys, "host1");
+
+    // The largest ICMP echo that fits, DF set, crosses hosts in both
+    // subnets: 1450 - 20 (IP) - 8 (ICMP).
+    let (ok, out) = p.a.run(&["ping", B, "1422"]);
+    assert!(ok, "1422-byte DF ping A -> B: {out}");
+    let (ok, out) = p.a.run(&["ping", C, "1422"]);
+    assert!(ok, "1422-byte DF ping A -> C (routed): {out}");
+    // One byte more fails at once, at the sender: no black hole.
+    let started = std::time::Instant::now();
+    let out = ns_command(&p.a.netns, Probe::binary().to_str().unwrap())
+        .args(["ping", B, "1423"])
+        .output()
+        .expect("probe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 1423-byte DF ping went through");
+    assert!(err.contains("too long"), "fails with EMSGSIZE: {err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+
+    // A bulk TCP transfer, across hosts and subnets.
+    const BULK: usize = 16 << 20;
+    let sink = p.c.serve(&["tcp-sink", "0.0.0.0:9000"]);
+    let (ok, out) =
+        p.a.run(&["tcp-send", &format!("{C}:9000"), &BULK.to_string()]);
+    assert!(ok, "bulk A -> C: {out}");
+    let got = sink.next_line().unwrap_or_default();
+    assert!(
+        got.starts_with(&format!("got {BULK} bytes from {A}:")),
+        "{got}"
+    );
+
+    // On the wire: VXLAN between the two PAs, full-sized frames
+    // (14 + 1500 bytes) and no container address outside a tunnel.
+    let wire = capture.stop();
+    let vxlan = format!(
+        "udp dst port 4789 and src host {} and dst host {}",
+        h1.addr, h2.addr
+    );
+    let tunnelled = wire.frames(&vxlan);
+    assert!(
+        tunnelled.iter().any(|l| l.contains(&format!("vni {VNI1}"))),
+        "VXLAN on VNI {VNI1}: {tunnelled:?}"
+    );
+    assert!(tunnelled.iter().any(|l| l.contains(&format!("vni {VNI2}"))));
+    assert!(
+        !wire
+            .frames(&format!("({vxlan}) and greater 1514"))
+            .is_empty(),
+        "a full-sized (1500-byte) VXLAN packet crossed"
+    );
+    let bare = wire.frames("net 10.0.0.0/16");
+    assert!(bare.is_empty(), "container addresses on the wire: {bare:?}");
+    let fragments = wire.frames("ip[6:2] & 0x3fff != 0");
+    assert!(fragments.is_empty(), "fragments on the wire: {fragments:?}");
+
+    // EncapOverhead lowers one endpoint's MTU: 1500 - 100.
+    let encap = |o: u32| json!([{"Type": "EncapOverhead", "Settings": {"Overhead": o}}]);
+    let e = h1.container_with(
+        NET,
+        json!({"IpConfigurations": [{"IpAddress": "10.0.1.13"}], "Policies": encap(100)}),
+    );
+    remote(h2, NET, h1, &e, &h1.addr);
+    assert_eq!(container_mtu(&e), 1400);
+    let (ok, out) = e.run(&["ping", B, "1372"]);
+    assert!(ok, "1372-byte DF ping at MTU 1400: {out}");
+    assert!(!e.run(&["ping", B, "1373"]).0, "1373 bytes do not fit 1400");
+    // Less than VXLAN's 50 bytes would not fit the underlay: refused.
+    let err = h1
+        .client()
+        .create(
+            Kind::Endpoints,
+            &json!({"HostComputeNetwork": h1.network(NET), "Policies": encap(30)}),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("less than VXLAN's 50") && err.contains("0x803B000D"),
+        "{err}"
+    );
+}
+
+/// flannel's subnet on host `i`: 10.244.(i+1).0/24.
+fn flannel_subnet(i: usize) -> String {
+    format!("10.244.{}.0/24", i + 1)
+}
+
+/// flannel's way on Windows: one overlay network per host, holding only
+/// that host's subnet of the cluster CIDR (all on VNI 4096), and a
+/// `RemoteSubnetRoute` per other host instead of remote endpoints.
+fn flannel_network(i: usize, routes: Vec<Value>) -> Value {
+    json!({
+        "Name": "vxlan0", "Type": "Overlay",
+        "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": flannel_subnet(i),
+            "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4096}}]}]}],
+        "Policies": routes,
+        "SchemaVersion": {"Major": 2, "Minor": 0}
+    })
+}
+
+/// A route to host `i`'s subnet, with the PA and DR MAC its GET shows.
+fn route_to(phys: &PhysicalNet, i: usize) -> Value {
+    let h = phys.host(i);
+    let net = h
+        .client()
+        .get(Kind::Networks, &h.network("vxlan0"))
+        .unwrap();
+    let setting = |t: &str, key: &str| {
+        net["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["Type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {net}"))["Settings"][key]
+            .clone()
+    };
+    json!({"Type": "RemoteSubnetRoute", "Settings": {
+        "DestinationPrefix": flannel_subnet(i), "IsolationId": 4096,
+        "ProviderAddress": setting("ProviderAddress", "ProviderAddress"),
+        "DistributedRouterMacAddress": setting("DrMacAddress", "Address")}})
+}
+
+fn change(request: &str, policies: Value) -> Value {
+    json!({"ResourceType": "Policy", "RequestType": request, "Settings": {"Policies": policies}})
+}
+
+#[test]
+fn remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_them() {
+    let test = "remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_them";
+    let Some(phys) = world(test) else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    h2.client()
+        .create(Kind::Networks, &flannel_network(1, vec![]))
+        .expect("host 2's network");
+    // Host 1 learns of host 2's subnet at create.
+    h1.client()
+        .create(
+            Kind::Networks,
+            &flannel_network(0, vec![route_to(&phys, 1)]),
+        )
+        .expect("host 1's network, with a route to host 2");
+    let x = at(h1, "vxlan0", "10.244.1.10");
+    let y = at(h2, "vxlan0", "10.244.2.20");
+    assert!(!ping(&x, &y.ip), "host 2 has no route back yet");
+
+    // Host 2 learns of host 1's later: network modify, Add.
+    let net2 = h2.network("vxlan0");
+    let back = route_to(&phys, 0);
+    h2.client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back.clone()])))
+        .expect("add the route");
+    assert!(ping(&x, &y.ip), "x reaches y once both hosts route");
+    let echo = y.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let (ok, out) = x.run(&["tcp-get", &format!("{}:8080", y.ip)]);
+    assert!(ok, "TCP x -> y: {out}");
+    assert!(
+        echo.next_line().unwrap_or_default().contains(&x.ip),
+        "y sees x's address"
+    );
+    let shown = h2.client().get(Kind::Networks, &net2).unwrap();
+    assert!(
+        shown["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["Type"] == "RemoteSubnetRoute"),
+        "GET shows the route: {shown}"
+    );
+
+    // Refused changes leave everything as it was.
+    let mut wrong_vni = back.clone();
+    wrong_vni["Settings"]["IsolationId"] = json!(4097);
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([wrong_vni])))
+        .unwrap_err();
+    assert!(err.to_string().contains("4097"), "{err}");
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back.clone()])))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("overlaps"),
+        "a duplicate route: {err}"
+    );
+    let mut elsewhere = back.clone();
+    elsewhere["Settings"]["DestinationPrefix"] = json!("10.244.9.0/24");
+    let err = h2
+        .client()
+        .modify(Kind::Networks, &net2, &change("Remove", json!([elsewhere])))
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing was removed"), "{err}");
+    assert!(ping(&x, &y.ip), "still connected after refused changes");
+
+    // Remove: the route goes, traffic stops; Add again: it flows.
+    h2.client()
+        .modify(
+            Kind::Networks,
+            &net2,
+            &change("Remove", json!([back.clone()])),
+        )
+        .expect("remove the route");
+    assert!(!ping(&x, &y.ip), "no route back once removed");
+    let routes = ns_command(&router_of(h2), "ip")
+        .args(["route"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+    assert!(
+        !routes.contains("10.244.1.0/24"),
+        "the router's route is gone: {routes}"
+    );
+    h2.client()
+        .modify(Kind::Networks, &net2, &change("Add", json!([back])))
+        .expect("add it again");
+    assert!(ping(&x, &y.ip), "x reaches y again");
 }

@@ -114,6 +114,19 @@ struct PathOpts {
     /// host namespace of both sides, so bridged IPv4 skips the hosts' inet
     /// hooks and conntrack (see docs/benchmarks.md).
     no_br_netfilter: bool,
+    /// `--only DRIVER`: measure that driver's paths only (e.g. overlay).
+    only: Option<&'static str>,
+    /// Experiment `--router-conntrack`: measure the routed overlay path a
+    /// second time with the routers tracking every packet (their
+    /// `notrack` chain deleted), to see what that costs.
+    router_conntrack: bool,
+}
+
+impl PathOpts {
+    /// Whether `--only` lets `driver`'s paths run.
+    fn wants(&self, driver: &str) -> bool {
+        self.only.is_none_or(|d| d.eq_ignore_ascii_case(driver))
+    }
 }
 
 fn usage() -> ! {
@@ -121,8 +134,10 @@ fn usage() -> ! {
         "usage: hostnet-bench [--n 100,1000] [--json] [--cni N (0: skip)] [--no-traffic] [--ipv6-off]\n\
          \x20      hostnet-bench --paths [--json] [--twin-bridge-filter]\n\
          Must run as root. Builds the world in network namespaces it creates and removes.\n\
-         --paths: the data path of each driver (NAT, Transparent, L2Bridge, L2Tunnel) on a 3-host net,\n\
-         each path as a ratio to the same path built by hand with veth and bridge, in one run.\n\
+         --paths: the data path of each driver (NAT, Transparent, L2Bridge, L2Tunnel, Overlay) on a\n\
+         3-host net, each path as a ratio to the same path built by hand (veth, bridge, VXLAN), in one\n\
+         run; --only DRIVER measures one driver's paths. --router-conntrack (experiment): the routed\n\
+         overlay path again with its routers tracking every packet.\n\
          --runs N: runs per side (default 3); --rr-only: skip iperf3. --twin-firewall (experiment):\n\
          the hand-built container ports get hostnet's endpoint firewall rule, to see what it costs.\n\
          --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
@@ -144,6 +159,8 @@ fn parse_args() -> Args {
             iperf: true,
             twin_firewall: false,
             no_br_netfilter: false,
+            only: None,
+            router_conntrack: false,
         },
     };
     let mut it = std::env::args().skip(1);
@@ -172,6 +189,11 @@ fn parse_args() -> Args {
             "--twin-firewall" => args.path_opts.twin_firewall = true,
             "--rr-only" => args.path_opts.iperf = false,
             "--no-br-netfilter" => args.path_opts.no_br_netfilter = true,
+            "--router-conntrack" => args.path_opts.router_conntrack = true,
+            "--only" => {
+                let d = it.next().unwrap_or_else(|| usage());
+                args.path_opts.only = Some(Box::leak(d.into_boxed_str()));
+            }
             "--runs" => {
                 args.path_opts.runs = it
                     .next()
@@ -1386,6 +1408,13 @@ const TWIN_N1: &str = "10.88.0.2";
 const TWIN_N2: &str = "10.88.0.3";
 /// A path is within target if hostnet reaches this fraction of its twin.
 const PATH_TARGET: f64 = 0.95;
+/// The Overlay paths' network and containers (hostnet's, then the twin's).
+const OVERLAY_NET: &str = "ov";
+const OV_A: &str = "10.0.1.10";
+const OV_B: &str = "10.0.1.20";
+const OV_C: &str = "10.0.2.30";
+const TWIN_OV_A: &str = "10.0.1.70";
+const TWIN_OV_B: &str = "10.0.1.80";
 
 /// One end of a path: a namespace and the address others reach it at.
 #[derive(Clone)]
@@ -1395,6 +1424,7 @@ struct End {
 }
 
 /// One path, built twice: by hostnet and by hand.
+#[derive(Clone)]
 struct PathSpec {
     driver: &'static str,
     name: &'static str,
@@ -1802,7 +1832,7 @@ fn bench_paths(opts: PathOpts) -> PathsReport {
     };
     let outside = end(&w.phys.outside, OUTSIDE_ADDR);
     let t = &w.twin;
-    let specs = vec![
+    let specs = [
         PathSpec {
             driver: "Transparent",
             name: "A -> B (same host)",
@@ -1835,18 +1865,27 @@ fn bench_paths(opts: PathOpts) -> PathsReport {
         },
     ];
     let mut results = Vec::new();
-    for s in &specs {
+    for s in specs.iter().filter(|s| opts.wants(s.driver)) {
         check_interrupt();
         progress(&format!("paths: {} {}", s.driver, s.name));
         results.push(measure_path(s, opts));
     }
+    if opts.wants("Overlay") {
+        results.extend(overlay_paths(&w, opts));
+    }
     // L2Bridge, then L2Tunnel, on host 3's adapter (one binding at a time).
     let twin_a = end(&t.a, TWIN_A);
-    t.l2_rewrite(true);
+    let l2 = opts.wants("L2Bridge") || opts.wants("L2Tunnel");
+    if l2 {
+        t.l2_rewrite(true);
+    }
     // The router learnt the twin containers' own MACs on the Transparent
     // paths; from now on the wire must carry the twin host's.
     w.phys.router.ip(&["neigh", "flush", "all"]);
-    for kind in ["L2Bridge", "L2Tunnel"] {
+    for kind in ["L2Bridge", "L2Tunnel"]
+        .into_iter()
+        .filter(|k| opts.wants(k))
+    {
         let (net, (a, a_ep, a_ns), (b, b_ep, b_ns)) = l2_network(w.phys.host(2), kind);
         let same_host = if kind == "L2Bridge" {
             PathSpec {
@@ -1893,7 +1932,9 @@ fn bench_paths(opts: PathOpts) -> PathsReport {
         }
         remove_l2_network(w.phys.host(2), &net, &[(a_ep, a_ns), (b_ep, b_ns)]);
     }
-    t.l2_rewrite(false);
+    if l2 {
+        t.l2_rewrite(false);
+    }
     progress("paths: cleaning up");
     drop(w);
     PathsReport {
@@ -1901,6 +1942,161 @@ fn bench_paths(opts: PathOpts) -> PathsReport {
         opts,
         total: started.elapsed(),
     }
+}
+
+/// Overlay: the same network (10.0.1.0/24 on VNI 4100, 10.0.2.0/24 on
+/// 4101) on hosts 1 and 2, A on host 1, B (same subnet) and C (the other)
+/// on host 2, each host told of the other's containers. The twin is the
+/// plainest VXLAN by hand in the same two host namespaces ([`hand_vxlan`]),
+/// so both sides pay the same for what the hosts carry anyway (their
+/// conntrack, the Transparent bridge the PA sits on). Both hostnet paths
+/// are compared with that one twin path: the cross-subnet ratio shows what
+/// the router namespace's hop adds.
+fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
+    let hosts = [w.phys.host(0), w.phys.host(1)];
+    let subnet = |prefix: &str, vni: u32| {
+        json!({"IpAddressPrefix": prefix,
+               "Policies": [{"Type": "VSID", "Settings": {"IsolationId": vni}}]})
+    };
+    for h in hosts {
+        h.client()
+            .create(
+                Kind::Networks,
+                &json!({"Name": OVERLAY_NET, "Type": "Overlay",
+                    "Ipams": [{"Type": "Static", "Subnets": [
+                        subnet("10.0.1.0/24", 4100), subnet("10.0.2.0/24", 4101)]}]}),
+            )
+            .unwrap_or_else(|e| panic!("create an Overlay network on {}: {e}", h.addr));
+    }
+    let at = |h: &Host, ip: &str| {
+        let c = h.container_with(
+            OVERLAY_NET,
+            json!({"IpConfigurations": [{"IpAddress": ip}]}),
+        );
+        let mac =
+            h.client().get(Kind::Endpoints, &c.ep_id).expect("endpoint")["MacAddress"].clone();
+        (c, mac)
+    };
+    let (a, b, c) = (at(hosts[0], OV_A), at(hosts[1], OV_B), at(hosts[1], OV_C));
+    let remote = |on: &Host, (ct, mac): &(hostnet_testbed::Container, Value), of: &Host| {
+        on.client()
+            .create(
+                Kind::Endpoints,
+                &json!({"HostComputeNetwork": on.network(OVERLAY_NET), "Flags": 1,
+                    "IpConfigurations": [{"IpAddress": ct.ip}], "MacAddress": mac,
+                    "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": of.addr}}]}),
+            )
+            .expect("remote endpoint");
+    };
+    remote(hosts[0], &b, hosts[1]);
+    remote(hosts[0], &c, hosts[1]);
+    remote(hosts[1], &a, hosts[0]);
+    let end = |(ct, _): &(hostnet_testbed::Container, Value)| End {
+        netns: ct.netns.clone(),
+        ip: ct.ip.clone(),
+    };
+    let (ta, tb) = hand_vxlan(hosts);
+    let twin = |ns: &Netns, ip: &str| End {
+        netns: ns.path().to_path_buf(),
+        ip: ip.to_string(),
+    };
+    let t = (
+        twin(&ta, TWIN_OV_A),
+        twin(&tb, TWIN_OV_B),
+        TWIN_OV_A.to_string(),
+    );
+    let specs = [
+        PathSpec {
+            driver: "Overlay",
+            name: "A -> B (same subnet, other host)",
+            h: (end(&a), end(&b), OV_A.into()),
+            t: (t.0.clone(), t.1.clone(), t.2.clone()),
+        },
+        PathSpec {
+            driver: "Overlay",
+            name: "A -> C (other subnet, other host; routed)",
+            h: (end(&a), end(&c), OV_A.into()),
+            t,
+        },
+    ];
+    let mut results: Vec<PathResult> = specs
+        .iter()
+        .map(|s| {
+            check_interrupt();
+            progress(&format!("paths: {} {}", s.driver, s.name));
+            measure_path(s, opts)
+        })
+        .collect();
+    if opts.router_conntrack {
+        for h in hosts {
+            let router = std::fs::read_dir(h.daemon().dir.join("state").join("netns"))
+                .expect("the daemon's namespaces")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
+                })
+                .expect("a router namespace");
+            let out = Probe::command(&router, "nft")
+                .args(["delete", "chain", "inet", "hostnet", "prerouting"])
+                .output()
+                .expect("nft");
+            assert!(
+                out.status.success(),
+                "nft in the router: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let s = PathSpec {
+            name: "A -> C (routed; routers track all, experiment)",
+            ..specs[1].clone()
+        };
+        progress(&format!("paths: {} {}", s.driver, s.name));
+        results.push(measure_path(&s, opts));
+    }
+    results
+}
+
+/// A VXLAN path by hand between two hosts: in each, a bridge with a VXLAN
+/// device (VNI 42, the hosts' addresses as `local` and `remote`, learning
+/// off; it shares hostnet's UDP 4789 socket) and a container on a veth,
+/// MTU 1450 everywhere as hostnet's. The links go with the hosts, the
+/// containers with the returned namespaces.
+fn hand_vxlan(hosts: [&Host; 2]) -> (Netns, Netns) {
+    for (h, remote) in [(hosts[0], hosts[1]), (hosts[1], hosts[0])] {
+        let ns = &h.netns;
+        ns.ip(&[
+            "link",
+            "add",
+            "tvx42",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "local",
+            &h.addr,
+            "remote",
+            &remote.addr,
+            "dstport",
+            "4789",
+            "nolearning",
+        ]);
+        ns.ip(&["link", "add", "tvxbr", "type", "bridge", "stp_state", "0"]);
+        ns.ip(&[
+            "link", "set", "tvx42", "master", "tvxbr", "mtu", "1450", "up",
+        ]);
+        ns.ip(&["link", "set", "tvxbr", "up"]);
+    }
+    let container = |h: &Host, port: &str, ip: &str| {
+        let ns = twin_container(&h.netns, "tvxbr", port, &format!("{ip}/24"), "10.0.1.1");
+        h.netns.ip(&["link", "set", port, "mtu", "1450"]);
+        ns.ip(&["link", "set", "eth0", "mtu", "1450"]);
+        ns
+    };
+    (
+        container(hosts[0], "tova", TWIN_OV_A),
+        container(hosts[1], "tovb", TWIN_OV_B),
+    )
 }
 
 /// An L2Bridge or L2Tunnel network on `host`'s eth0 with containers A and B;

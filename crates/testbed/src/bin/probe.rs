@@ -18,7 +18,12 @@
 //!                            socket (a new flow); print "sent N" (refused sends count)
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
 //! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
-//! ping DST                   ICMP echo; exit 0 on a reply
+//! ping DST [SIZE]            ICMP echo; exit 0 on a reply. With SIZE (bytes of
+//!                            ICMP payload) the packet has DF set and is never
+//!                            fragmented: too big for the path fails at once
+//! tcp-sink ADDR:PORT         print "got N bytes from IP:PORT" per connection,
+//!                            once the client has closed it
+//! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
 //! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
 //! ```
 
@@ -27,6 +32,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a bulk transfer may stall before it counts as failed.
+const BULK_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,7 +51,9 @@ fn main() {
         "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
         "raw-listen" => raw_listen(proto(a(1))),
         "raw-send" => raw_send(proto(a(1)), a(2)),
-        "ping" => ping(a(1)),
+        "ping" => ping(a(1), args.get(2).map(|s| number(s))),
+        "tcp-sink" => tcp_sink(a(1)),
+        "tcp-send" => tcp_send(a(1), number(a(2))),
         "dns" => dns(
             a(1),
             a(2),
@@ -85,7 +94,7 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | raw-listen PROTO | raw-send PROTO DST | ping DST | dns SERVER NAME TYPE [tcp]");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | tcp-sink ADDR:PORT | tcp-send ADDR:PORT BYTES | raw-listen PROTO | raw-send PROTO DST | ping DST [SIZE] | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 
@@ -188,6 +197,39 @@ fn tcp_echo_to(to: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+fn tcp_sink(at: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    ready();
+    for conn in l.incoming() {
+        let mut c = conn?;
+        let peer = c.peer_addr()?;
+        c.set_read_timeout(Some(BULK_TIMEOUT))?;
+        let n = std::io::copy(&mut c, &mut std::io::sink())?;
+        say(&format!("got {n} bytes from {peer}"));
+    }
+    Ok(())
+}
+
+/// A bulk transfer: full-sized segments for as long as it takes (bounded).
+fn tcp_send(to: &str, bytes: usize) -> std::io::Result<()> {
+    let mut c = TcpStream::connect_timeout(&addr(to)?, TIMEOUT)?;
+    c.set_write_timeout(Some(BULK_TIMEOUT))?;
+    let chunk = vec![0x5a; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        c.write_all(&chunk[..n])?;
+        left -= n;
+    }
+    c.shutdown(std::net::Shutdown::Write)?;
+    // Wait for the server to close: every byte was received.
+    c.set_read_timeout(Some(BULK_TIMEOUT))?;
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)?;
+    say(&format!("sent {bytes}"));
+    Ok(())
+}
+
 fn udp_serve(at: &str) -> std::io::Result<()> {
     let s = UdpSocket::bind(addr(at)?)?;
     ready();
@@ -280,6 +322,26 @@ impl Raw {
         Ok(())
     }
 
+    /// Set DF and never fragment locally: a packet larger than the route's
+    /// MTU fails its send with EMSGSIZE.
+    fn dont_fragment(&self) -> std::io::Result<()> {
+        let on: libc::c_int = libc::IP_PMTUDISC_DO;
+        // SAFETY: an int option of the right size on our own fd.
+        let r = unsafe {
+            libc::setsockopt(
+                self.0,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Receive one packet (with its IPv4 header) or time out.
     fn recv(&self, timeout: Duration) -> std::io::Result<Option<Vec<u8>>> {
         let mut pfd = libc::pollfd {
@@ -292,7 +354,7 @@ impl Raw {
         if r <= 0 {
             return Ok(None);
         }
-        let mut buf = vec![0u8; 2048];
+        let mut buf = vec![0u8; 65536];
         // SAFETY: valid buffer.
         let n = unsafe { libc::recv(self.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
@@ -345,12 +407,18 @@ fn raw_send(proto: i32, dst: &str) -> std::io::Result<()> {
     Raw::new(proto)?.send(ipv4(dst)?, b"hostnet-probe")
 }
 
-fn ping(dst: &str) -> std::io::Result<()> {
+fn ping(dst: &str, size: Option<usize>) -> std::io::Result<()> {
     let dst = ipv4(dst)?;
     let r = Raw::new(libc::IPPROTO_ICMP)?;
+    if size.is_some() {
+        r.dont_fragment()?;
+    }
     let id = (std::process::id() & 0xffff) as u16;
     let mut pkt = vec![8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
-    pkt.extend_from_slice(b"hostnet");
+    match size {
+        Some(n) => pkt.extend((0..n).map(|i| i as u8)),
+        None => pkt.extend_from_slice(b"hostnet"),
+    }
     let sum = checksum(&pkt);
     pkt[2..4].copy_from_slice(&sum.to_be_bytes());
     let deadline = Instant::now() + TIMEOUT;
@@ -361,6 +429,13 @@ fn ping(dst: &str) -> std::io::Result<()> {
         let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
         let icmp = &p[ihl..];
         if src == dst && icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == pkt[4..6] {
+            if icmp.len() != pkt.len() {
+                return Err(std::io::Error::other(format!(
+                    "echo reply from {src} has {} bytes, not {}",
+                    icmp.len(),
+                    pkt.len()
+                )));
+            }
             say(&format!("reply from {src}"));
             return Ok(());
         }
