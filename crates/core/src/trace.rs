@@ -32,7 +32,7 @@ impl Service {
         let proto = Proto(req.protocol);
         let packet = Packet::new(proto, src, sport, dst, dport);
         let mut port = crate::policy::endpoint_port(&uuid, ep, net);
-        for group in crate::load_balancer::client_groups(&st) {
+        for group in crate::load_balancer::client_groups(&st, &self.node_port_addresses()) {
             port.set_group(hostnet_policy::LayerName::Lb, group);
         }
         let routes = crate::route::endpoint_routes(&st, &uuid, ep);
@@ -53,6 +53,28 @@ impl Service {
             "Epoch": port.epoch(),
             "Text": e.trace.render(&e.verdict, req.verbose),
         }))
+    }
+}
+
+impl Service {
+    /// The addresses a container reaches the host's node ports on: every
+    /// IPv4 address of the host but loopback ones (a container's own
+    /// loopback is its own). Empty when the kernel cannot say: the trace
+    /// then shows no node ports rather than failing.
+    fn node_port_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        match self.dp.local_addresses() {
+            Ok(all) => all
+                .into_iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) if !a.is_loopback() => Some(a),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                log::warn!("trace without node ports: {e}");
+                Vec::new()
+            }
+        }
     }
 }
 

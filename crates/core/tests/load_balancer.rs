@@ -188,3 +188,58 @@ fn version_says_load_balancers_dsr_and_modify_work() {
     assert_eq!(v["Features"]["ModifyLoadbalancer"], true);
     assert_eq!(v["Features"]["DSR"], true);
 }
+
+/// A node port (no VIP) is in a container's trace on each of the host's
+/// addresses but loopback: the rule, the rewrite to the backend's port.
+#[test]
+fn a_node_port_is_traced_on_the_host_addresses() {
+    let f = start(Arc::new(MemoryStore::new()));
+    f.dp.set_adapter(hostnet_dataplane::Adapter {
+        name: "eth0".into(),
+        index: 2,
+        mac: [2, 0, 0, 0, 0, 1],
+        mtu: 1500,
+        addresses: vec!["192.0.2.10/24".parse().unwrap()],
+        routes: Vec::new(),
+        master: None,
+    });
+    f.dp.set_adapter(hostnet_dataplane::Adapter {
+        name: "lo".into(),
+        index: 1,
+        mac: [0; 6],
+        mtu: 65536,
+        addresses: vec!["127.0.0.1/8".parse().unwrap()],
+        routes: Vec::new(),
+        master: None,
+    });
+    let backend = endpoint(&f, json!({}));
+    let backend_ip = f.svc.get(Kind::Endpoint, &backend).unwrap()["IpConfigurations"][0]
+        ["IpAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.svc
+        .create(
+            Kind::LoadBalancer,
+            &body(lb(&[], 30080, &[backend.as_str()])),
+        )
+        .unwrap();
+    let (client, _) = f.nat_endpoint(json!([]), false);
+    let at = |dst: &str| {
+        let req = json!({ "Direction": "Out", "Protocol": "tcp", "Destination": dst });
+        f.svc.trace_endpoint(&client, &body(req)).unwrap()
+    };
+    let t = at("192.0.2.10:30080");
+    let text = t["Text"].as_str().unwrap();
+    assert!(text.contains("rule lb:192.0.2.10:6:30080"), "{text}");
+    assert_eq!(
+        t["PacketAfter"].as_str().unwrap().split(" -> ").nth(1),
+        Some(format!("{backend_ip}:8080").as_str()),
+        "{t}"
+    );
+    // Not on loopback, nor on another port.
+    for other in ["127.0.0.1:30080", "192.0.2.10:30081"] {
+        let t = at(other);
+        assert!(!t["Text"].as_str().unwrap().contains("lb:"), "{t}");
+    }
+}

@@ -61,6 +61,12 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported("default route interface"))
     }
 
+    /// Every address of every link of the daemon's namespace: where its
+    /// node ports answer (`fib daddr type local`).
+    fn local_addresses(&self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
+        Err(not_supported("list the host's addresses"))
+    }
+
     /// The MAC of IPv4 neighbour `addr` on `link`, asking for it (ARP)
     /// and waiting up to about three seconds if the kernel does not know
     /// it yet; None if nobody answers.
@@ -163,6 +169,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {
         (**self).address_owner(addr)
+    }
+
+    fn local_addresses(&self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
+        (**self).local_addresses()
     }
 
     fn netns_in(&self, dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -92,6 +92,16 @@ impl Dataplane for Recorder {
             .cloned())
     }
 
+    fn local_addresses(&self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
+        Ok(self
+            .adapters
+            .lock()
+            .unwrap()
+            .values()
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .collect())
+    }
+
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         Ok(self.default_route.lock().unwrap().clone())
     }

@@ -203,6 +203,22 @@ fn node_port_reaches_backends_from_outside_with_source_vip() {
     let client = w.container("nat", json!([]));
     connect_many(&client.netns, &["tcp-get", "10.96.0.20:90"], 3);
     ilb.served(3);
+    // A container reaches the node port on the host's address, as its
+    // trace says (the model takes the host's addresses from the kernel).
+    connect_many(&client.netns, &["tcp-get", &format!("{HOST}:30080")], 3);
+    tcp.served(3);
+    let t = w
+        .client()
+        .trace(
+            &client.ep_id,
+            &json!({ "Direction": "Out", "Protocol": "tcp", "Destination": format!("{HOST}:30080") }),
+        )
+        .unwrap();
+    let text = t["Text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!("rule lb:{HOST}:6:30080 prio 0 balance to one of 2 backends port 8080 per connection source {GATEWAY}")),
+        "{text}"
+    );
     w.outside.ip(&["route", "add", "10.96.0.0/16", "via", HOST]);
     let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", "10.96.0.20:90"]);
     assert!(!ok, "the outside reached an internal LB: {said}");

@@ -22,25 +22,30 @@ const PM_ILB: u32 = 1;
 const PM_LOCAL_ROUTED_VIP: u32 = 2;
 
 /// The `lb` layer of a container's port, for trace: a group per load
-/// balancer with a rule per VIP frontend (containers reach every frontend;
-/// node ports are on host addresses the model does not know). Built from
+/// balancer with a rule per VIP frontend, and per node port one rule for
+/// each of `host_addresses` (containers reach every frontend). Built from
 /// the same [`frontends`] as the kernel elements.
-pub(crate) fn client_groups(st: &State) -> Vec<hostnet_policy::Group> {
+pub(crate) fn client_groups(st: &State, host_addresses: &[Ipv4Addr]) -> Vec<hostnet_policy::Group> {
     st.load_balancers
         .iter()
         .map(|(id, lb)| {
             let fronts: Vec<hostnet_policy::lb::Frontend> = frontends(st, &lb.spec)
                 .into_iter()
-                .filter_map(|f| {
-                    Some(hostnet_policy::lb::Frontend {
-                        vip: IpAddr::V4(f.vip?),
-                        proto: f.proto,
-                        port: f.port,
-                        target_port: f.target_port,
-                        backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
-                        affinity: f.pick != Pick::Random,
-                        source_vip: f.source_vip.map(IpAddr::V4),
-                    })
+                .flat_map(|f| {
+                    let vips = match f.vip {
+                        Some(vip) => vec![vip],
+                        None => host_addresses.to_vec(),
+                    };
+                    vips.into_iter()
+                        .map(move |vip| hostnet_policy::lb::Frontend {
+                            vip: IpAddr::V4(vip),
+                            proto: f.proto,
+                            port: f.port,
+                            target_port: f.target_port,
+                            backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
+                            affinity: f.pick != Pick::Random,
+                            source_vip: f.source_vip.map(IpAddr::V4),
+                        })
                 })
                 .collect();
             hostnet_policy::lb::group(&guid(id), &fronts)

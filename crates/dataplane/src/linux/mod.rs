@@ -866,6 +866,14 @@ impl Dataplane for LinuxDataplane {
         }
     }
 
+    fn local_addresses(&self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
+        Ok(link::addresses(&mut self.route())
+            .map_err(|e| DataplaneError::new("list the host's addresses", e.to_string()))?
+            .into_iter()
+            .map(|a| a.net.addr())
+            .collect())
+    }
+
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         let fail =
             |e: NetlinkError| DataplaneError::new("look up the default route", e.to_string());
