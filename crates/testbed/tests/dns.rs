@@ -30,12 +30,17 @@ struct DnsWorld {
     upstreams: Vec<UpstreamDns>,
     host: Netns,
     _outside: Netns,
-    dir: std::path::PathBuf,
+    _resolv: ResolvDir,
 }
 
-impl Drop for DnsWorld {
+/// The directory of the daemon's resolv.conf, removed on drop: made
+/// before the daemon starts, so a daemon that fails to start (a panic)
+/// leaves nothing behind either.
+struct ResolvDir(std::path::PathBuf);
+
+impl Drop for ResolvDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -62,9 +67,9 @@ impl DnsWorld {
         let Uplink { host, outside } = Uplink::new("dns");
         let a = UpstreamDns::start(test, &outside, OUTSIDE, &zone(), 300)?;
         let b = UpstreamDns::start(test, &outside, INTERNET, &zone(), 300)?;
-        let dir = std::env::temp_dir().join(hostnet_testbed::unique("resolv"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let resolv = dir.join("resolv.conf");
+        let dir = ResolvDir(std::env::temp_dir().join(hostnet_testbed::unique("resolv")));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let resolv = dir.0.join("resolv.conf");
         std::fs::write(
             &resolv,
             format!("nameserver {OUTSIDE}\nnameserver {INTERNET}\n"),
@@ -84,7 +89,7 @@ impl DnsWorld {
             upstreams: vec![a, b],
             host,
             _outside: outside,
-            dir,
+            _resolv: dir,
         })
     }
 
