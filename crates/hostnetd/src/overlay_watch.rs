@@ -25,6 +25,8 @@ use crate::overlay_keys::{entry, parse_endpoint_record, watch_prefix, Entry};
 const POLL: Duration = Duration::from_millis(300);
 /// How long to wait before reading again after etcd failed a read.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a network this host failed to instantiate is tried again.
+const JOIN_RETRY: Duration = Duration::from_secs(5);
 
 /// The running watch; dropping it stops the thread.
 pub struct OverlayWatch {
@@ -48,6 +50,9 @@ struct Follower {
     host_id: String,
     service: Arc<Service>,
     stop: Arc<AtomicBool>,
+    /// Definitions this host failed to instantiate, tried again every
+    /// [`JOIN_RETRY`] (a missing default route may come back).
+    failed_joins: BTreeMap<Uuid, Vec<u8>>,
 }
 
 impl OverlayWatch {
@@ -64,10 +69,14 @@ impl OverlayWatch {
             host_id: host_id.to_string(),
             service,
             stop: stop.clone(),
+            failed_joins: BTreeMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("overlay-watch".into())
-            .spawn(move || follower.run())
+            .spawn(move || {
+                let mut follower = follower;
+                follower.run()
+            })
             .map_err(|e| format!("starting the overlay watch: {e}"))?;
         Ok(OverlayWatch {
             stop,
@@ -89,7 +98,7 @@ impl Follower {
         self.stop.load(Ordering::SeqCst)
     }
 
-    fn run(&self) {
+    fn run(&mut self) {
         let prefix = watch_prefix(&self.prefix);
         let mut failing = false;
         while !self.stopped() {
@@ -108,7 +117,14 @@ impl Follower {
             self.resync(self.snapshot(&kvs));
             log::info!("following the cluster's overlay state from revision {revision}");
             let watch = self.client.watch(prefix.as_bytes(), true, revision + 1);
+            let mut retried = std::time::Instant::now();
             while !self.stopped() {
+                if !self.failed_joins.is_empty() && retried.elapsed() >= JOIN_RETRY {
+                    retried = std::time::Instant::now();
+                    for (id, definition) in std::mem::take(&mut self.failed_joins) {
+                        self.join(id, &definition);
+                    }
+                }
                 match watch.recv_timeout(POLL) {
                     Ok(WatchMessage::Events { events, .. }) => {
                         for e in events {
@@ -158,7 +174,8 @@ impl Follower {
 
     /// Make the service match a full read: join and leave networks, add
     /// and remove remote endpoints.
-    fn resync(&self, s: Snapshot) {
+    fn resync(&mut self, s: Snapshot) {
+        self.failed_joins.clear();
         for (id, definition) in &s.networks {
             self.join(*id, definition);
         }
@@ -179,7 +196,7 @@ impl Follower {
     }
 
     /// One change from the watch.
-    fn apply(&self, kind: EventKind, kv: &KeyValue) {
+    fn apply(&mut self, kind: EventKind, kv: &KeyValue) {
         match (entry(&self.prefix, &kv.key), kind) {
             (Entry::Network(id), EventKind::Put) => self.join(id, &kv.value),
             (Entry::Network(id), EventKind::Delete) => self.leave(id, false),
@@ -198,18 +215,23 @@ impl Follower {
         }
     }
 
-    fn join(&self, id: Uuid, definition: &[u8]) {
+    fn join(&mut self, id: Uuid, definition: &[u8]) {
         match self.service.join_shared_network(id, definition) {
             Ok(true) => log::info!("joined overlay network {} of the cluster", format_guid(&id)),
             Ok(false) => {}
-            Err(e) => log::error!(
-                "cannot instantiate overlay network {} of the cluster here: {e}",
-                format_guid(&id)
-            ),
+            Err(e) => {
+                log::error!(
+                    "cannot instantiate overlay network {} of the cluster here: {e} (trying again every {} s)",
+                    format_guid(&id),
+                    JOIN_RETRY.as_secs()
+                );
+                self.failed_joins.insert(id, definition.to_vec());
+            }
         }
     }
 
-    fn leave(&self, id: Uuid, confirm: bool) {
+    fn leave(&mut self, id: Uuid, confirm: bool) {
+        self.failed_joins.remove(&id);
         match self.service.leave_shared_network(id, confirm) {
             Ok(true) => log::info!(
                 "left overlay network {}: deleted in the cluster",
