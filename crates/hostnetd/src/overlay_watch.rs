@@ -193,6 +193,7 @@ impl Follower {
                 self.service.remote_endpoint_down(id);
             }
         }
+        self.service.prune_stale_peers();
     }
 
     /// One change from the watch.

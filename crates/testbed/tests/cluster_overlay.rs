@@ -11,7 +11,7 @@
 //! | concurrent creates | 3 hosts × 30 endpoints at once on one network: all addresses distinct, every host programs the other hosts' 60 |
 //! | one VNI, two networks | two hosts creating networks with one VNI at once: exactly one succeeds, the other gets HCN_E_INVALID_POLICY naming the VNI |
 //! | delete | refused with HCN_E_ENTITY_HAS_REFERENCES while another host has endpoints on it (naming the host); once they are gone, deleting on host 2 removes it from all three |
-//! | kill -9 | host 2's daemon killed: after the lease TTL hosts 1 and 3 have no FDB entry of its container, whose own kernel state is untouched; restarted, it is back on both and reachable |
+//! | kill -9 | host 2's daemon killed: after the lease TTL hosts 1 and 3 have no FDB entry of its container, whose own kernel state is untouched; an endpoint deleted on host 3 meanwhile stays in dead host 2's kernel; restarted, host 2 is back on both and reachable, and the stale entry is gone from its FDB and neighbours |
 //! | etcd failures | one member down: a new endpoint converges; all down: an existing cross-host flow forwards, a create gets HCN_E_DEGRADED_OPERATION; members back: creates and convergence work without restarting daemons |
 
 use std::time::{Duration, Instant};
@@ -355,9 +355,18 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
     let c = w.container(2, &net, Some("10.0.2.30"));
     assert!(reaches(&a, &b.ip, BOUND), "host 1 -> host 2:\n{}", w.logs());
     assert!(reaches(&c, &b.ip, BOUND), "host 3 -> host 2");
+    // e, on host 3, is deleted while host 2's daemon is down.
+    let e = w.container(2, &net, Some("10.0.1.40"));
     let (a_mac, b_mac) = (mac_of(&w.client(0), &a), mac_of(&w.client(1), &b));
+    let e_mac = mac_of(&w.client(2), &e);
     assert!(w.has_peer(0, VNI1, &b_mac) && w.has_peer(2, VNI1, &b_mac));
+    assert!(
+        wait_until(BOUND, || w.has_peer(1, VNI1, &e_mac)),
+        "host 2 has e"
+    );
 
+    let c3 = w.client(2);
+    // (Host 3 is w.daemons[1] while host 2's daemon is out of the list.)
     let mut d2 = w.daemons.remove(1);
     let killed = Instant::now();
     d2.kill9_and_restart_with(|| {
@@ -381,6 +390,15 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
             .unwrap();
         assert!(String::from_utf8_lossy(&addr.stdout).contains(&b.ip));
         assert!(w.has_peer(1, VNI1, &a_mac), "host 2 keeps host 1's peer");
+        c3.delete(Kind::Endpoints, &e.ep_id).unwrap();
+        assert!(
+            wait_until(BOUND, || !w.has_peer(0, VNI1, &e_mac)),
+            "e left host 1"
+        );
+        assert!(
+            w.has_peer(1, VNI1, &e_mac),
+            "dead host 2 still has e's entry"
+        );
     });
     w.daemons.insert(1, d2);
     let back = wait_until(Duration::from_secs(10), || {
@@ -390,6 +408,24 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
         back,
         "restarted host 2 published its endpoint again:\n{}",
         w.logs()
+    );
+    // What went while it was down is gone from its kernel too.
+    let pruned = wait_until(BOUND, || !w.has_peer(1, VNI1, &e_mac));
+    assert!(
+        pruned,
+        "restarted host 2 removed e's stale entry:\n{}",
+        w.logs()
+    );
+    let dev = format!("hnvx{VNI1:06x}");
+    let neighbours = w
+        .phys
+        .host(1)
+        .netns
+        .output("ip", &["neigh", "show", "dev", &dev]);
+    let neighbours = String::from_utf8_lossy(&neighbours.stdout).to_string();
+    assert!(
+        !neighbours.contains(&e.ip) && neighbours.contains(&a.ip),
+        "{neighbours}"
     );
     assert!(reaches(&a, &b.ip, BOUND), "host 1 -> restarted host 2");
     assert!(reaches(&c, &b.ip, BOUND), "host 3 -> restarted host 2");

@@ -5,17 +5,17 @@
 //! arriving before its network is kept and programmed when the network is
 //! instantiated.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 
-use hostnet_dataplane::{apply, teardown};
-use hostnet_drivers::overlay::{remote_peer_down, remote_peer_up, RemotePeer};
+use hostnet_dataplane::{apply, teardown, Op};
+use hostnet_drivers::overlay::{leg, remote_peer_down, remote_peer_up, vxlan, RemotePeer};
 use hostnet_model::{ErrorCode, HcnError};
 use uuid::Uuid;
 
 use super::OverlayEndpoint;
 use crate::object::guid;
-use crate::service::{Service, State};
+use crate::service::{NetworkRec, Service, State};
 
 /// One remote endpoint: its host, what it is, and what is programmed.
 struct RemoteRec {
@@ -214,6 +214,97 @@ impl Service {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// What should be on one VNI's VXLAN device: the MACs sent to a remote
+/// host (API-fed remote endpoints, remote subnet routes' DR MACs, the
+/// watch's peers) and the addresses with a permanent neighbour.
+fn wanted_on(
+    st: &State,
+    id: &Uuid,
+    net: &NetworkRec,
+    vni: u32,
+) -> (BTreeSet<[u8; 6]>, BTreeSet<Ipv4Addr>) {
+    let mut peers: Vec<RemotePeer> = st
+        .endpoints
+        .values()
+        .filter(|e| e.network == *id)
+        .filter_map(|e| crate::overlay::remote_peer(net, e))
+        .collect();
+    peers.extend(
+        st.remote_endpoints
+            .by_id
+            .values()
+            .filter(|r| r.endpoint.network == *id)
+            .filter_map(|r| r.programmed),
+    );
+    peers.retain(|p| p.vni == vni);
+    let mut macs: BTreeSet<[u8; 6]> = peers.iter().map(|p| p.mac).collect();
+    let routes = crate::overlay::remote_routes(&net.spec.policies).unwrap_or_default();
+    macs.extend(routes.iter().filter(|r| r.vni == vni).map(|r| r.dr_mac));
+    (macs, peers.iter().map(|p| p.ip).collect())
+}
+
+impl Service {
+    /// Remove the peers a previous run programmed that are gone now (their
+    /// endpoint or host went while this daemon was down): FDB entries and
+    /// neighbours on every overlay VXLAN device (and the router's leg)
+    /// that no remote endpoint, remote route or watch peer accounts for.
+    /// Call after a full resync from the cluster.
+    pub fn prune_stale_peers(&self) {
+        let st = self.lock();
+        let mut ops = Vec::new();
+        for (id, net) in &st.networks {
+            let Some(o) = net.overlay.as_ref() else {
+                continue;
+            };
+            for s in &o.segments {
+                let link = vxlan(s.vni);
+                let found = match self.dp.vxlan_entries(&link) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        log::warn!("reading the peers of {link}: {e}");
+                        continue;
+                    }
+                };
+                let (macs, ips) = wanted_on(&st, id, net, s.vni);
+                for (mac, remote) in found.fdb.into_iter().filter(|(m, _)| !macs.contains(m)) {
+                    ops.push(Op::DeleteFdb {
+                        link: link.clone(),
+                        mac,
+                        remote,
+                    });
+                }
+                for (ip, mac) in found
+                    .neighbours
+                    .into_iter()
+                    .filter(|(ip, _)| !ips.contains(ip))
+                {
+                    ops.push(Op::DeleteNeighbour {
+                        netns: Some(o.router.clone()),
+                        link: leg(s.vni),
+                        ip,
+                        mac,
+                    });
+                    ops.push(Op::DeleteNeighbour {
+                        netns: None,
+                        link: link.clone(),
+                        ip,
+                        mac,
+                    });
+                }
+            }
+        }
+        if !ops.is_empty() {
+            log::info!(
+                "removing {} stale overlay peer entries a previous run left",
+                ops.len()
+            );
+        }
+        for e in teardown(self.dp.as_ref(), &ops) {
+            log::warn!("removing a stale overlay peer: {e}");
         }
     }
 }
