@@ -143,7 +143,7 @@ impl Service {
         if let Some(id) = obj.get("ID").and_then(Value::as_str) {
             if let Ok(uuid) = hostnet_model::parse_guid(id) {
                 self.notify_dns(kind, &uuid);
-                self.notify_overlay_publisher(kind, &uuid, &obj);
+                self.notify_overlay_publisher(kind, &uuid);
             }
         }
         Ok(Value::Object(obj))

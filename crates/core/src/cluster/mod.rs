@@ -19,7 +19,6 @@ mod shared_network;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::object::Kind;
@@ -98,12 +97,7 @@ impl Service {
     }
 
     /// After a create: publish the object if it is a local overlay endpoint.
-    pub(crate) fn notify_overlay_publisher(
-        &self,
-        kind: Kind,
-        id: &Uuid,
-        _obj: &Map<String, Value>,
-    ) {
+    pub(crate) fn notify_overlay_publisher(&self, kind: Kind, id: &Uuid) {
         let Some(publisher) = self.overlay_publisher.get() else {
             return;
         };
