@@ -160,6 +160,7 @@ impl Service {
             match e {
                 StoreError::Conflict { .. } if !requested => {
                     net.macs.release(mac);
+                    crate::cluster::scatter_after_collision(net, address.addr());
                     log::info!("address {claim} is claimed by another host; picking another");
                     return Ok(None);
                 }

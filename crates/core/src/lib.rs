@@ -9,6 +9,7 @@
 //! removes what hostnet owns and no longer knows.
 
 mod adapter;
+mod cluster;
 mod config;
 mod dhcp;
 mod dns;
@@ -33,6 +34,7 @@ mod stats;
 mod subnet;
 mod trace;
 
+pub use cluster::{OverlayEndpoint, OverlayPublisher};
 pub use config::Config;
 pub use dns::{DnsEndpoint, DnsNetwork, DnsObserver};
 pub use hostnet_dhcp::Settings as DhcpSettings;

@@ -20,14 +20,18 @@ impl Service {
         let wire: HostComputeNetwork = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_network(&wire)?;
         let mut st = self.lock();
-        self.create_network_locked(&mut st, &wire, spec)
+        self.create_network_locked(&mut st, &wire, spec, None)
     }
 
+    /// Creates a network; `shared_id` is the ID of a cluster-wide overlay
+    /// network another host defined (crate::cluster), which this host
+    /// instantiates under the same ID, without claiming it again.
     pub(crate) fn create_network_locked(
         &self,
         st: &mut State,
         wire: &HostComputeNetwork,
         spec: NetworkSpec,
+        shared_id: Option<Uuid>,
     ) -> Result<Map<String, Value>, HcnError> {
         check_supported(&spec)?;
         crate::network_change::check_acl_policies(&spec.policies, &spec.name)?;
@@ -67,7 +71,7 @@ impl Service {
         if let Some(a) = &adapter {
             crate::adapter::check_subnets_fit(a, &subnets)?;
         }
-        let id = new_network_id(st);
+        let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let mut obj = to_object(wire);
         fill_network(&mut obj, &id, &subnets, spec.kind);
         if dhcp {
@@ -119,10 +123,13 @@ impl Service {
         }
         let mut txn = Txn::new();
         txn.put(Kind::Network.collection(), &guid(&id), bytes(&rec.obj));
-        if let Err(e) = self.commit(txn) {
+        if shared_id.is_none() && overlay && self.shares_overlays() {
+            crate::cluster::stage_shared_network(&mut txn, &rec);
+        }
+        if let Err(e) = self.store.commit(txn) {
             teardown(self.dp.as_ref(), &network_down(&rec));
             forget_adapter(self);
-            return Err(e);
+            return Err(crate::cluster::network_commit_error(self.store.as_ref(), e));
         }
         let out = rec.obj.clone();
         st.networks.insert(id, rec);
@@ -151,6 +158,7 @@ impl Service {
                 ),
             ));
         }
+        crate::cluster::check_no_remote_users(&st, &id)?;
         let rec = &st.networks[&id];
         if rec.adapter.is_some() {
             // Give the host its addresses back first; if that fails the
@@ -162,6 +170,9 @@ impl Service {
         txn.delete(Kind::Network.collection(), &guid(&id));
         if rec.adapter.is_some() {
             txn.delete(hostnet_store::Collection::Meta, &crate::adapter::key(&id));
+        }
+        if rec.overlay.is_some() && self.shares_overlays() {
+            crate::cluster::stage_unshared_network(&mut txn, rec);
         }
         self.commit(txn)?;
         if rec.adapter.is_none() {

@@ -495,7 +495,7 @@ impl Service {
             let spec = hostnet_model::validate_network(&wire)?;
             let mut st = self.lock();
             if !st.networks.values().any(|n| n.name == DEFAULT_NETWORK_NAME) {
-                let obj = self.create_network_locked(&mut st, &wire, spec)?;
+                let obj = self.create_network_locked(&mut st, &wire, spec, None)?;
                 log::info!(
                     "created the default NAT network {DEFAULT_NETWORK_NAME} ({})",
                     obj.get("ID").and_then(|v| v.as_str()).unwrap_or_default()

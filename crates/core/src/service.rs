@@ -72,6 +72,9 @@ pub(crate) struct State {
     pub namespaces: BTreeMap<Uuid, NamespaceRec>,
     pub load_balancers: crate::load_balancer::LoadBalancers,
     pub routes: BTreeMap<Uuid, crate::route::RouteRec>,
+    /// Cluster mode: other hosts' endpoints on overlay networks, from the
+    /// cluster's watch (derived state, never stored by this host).
+    pub remote_endpoints: crate::cluster::RemoteEndpoints,
 }
 
 /// hostnet's service: the single writer of kernel and store state.
@@ -89,6 +92,9 @@ pub struct Service {
     pub(crate) dns_observer: Mutex<Option<Arc<dyn crate::DnsObserver>>>,
     /// What the observer was last told, to tell it deltas.
     pub(crate) dns_told: Mutex<crate::dns::Told>,
+    /// Cluster mode: where local overlay endpoints are published; set, it
+    /// also makes overlay networks cluster-wide (crate::cluster).
+    pub(crate) overlay_publisher: std::sync::OnceLock<Arc<dyn crate::OverlayPublisher>>,
 }
 
 impl Service {
@@ -107,6 +113,7 @@ impl Service {
             leases: Arc::default(),
             dns_observer: Mutex::new(None),
             dns_told: Mutex::default(),
+            overlay_publisher: std::sync::OnceLock::new(),
         };
         svc.load()?;
         svc.reconcile()?;
@@ -136,6 +143,7 @@ impl Service {
         if let Some(id) = obj.get("ID").and_then(Value::as_str) {
             if let Ok(uuid) = hostnet_model::parse_guid(id) {
                 self.notify_dns(kind, &uuid);
+                self.notify_overlay_publisher(kind, &uuid);
             }
         }
         Ok(Value::Object(obj))
@@ -178,6 +186,10 @@ impl Service {
     /// Delete an object and its kernel state.
     pub fn delete(&self, kind: Kind, id: &str) -> Result<(), HcnError> {
         let uuid = parse_id(kind, id)?;
+        let network_of_endpoint = match kind {
+            Kind::Endpoint => self.lock().endpoints.get(&uuid).map(|e| e.network),
+            _ => None,
+        };
         match kind {
             Kind::Network => self.delete_network(uuid, id),
             Kind::Endpoint => self.delete_endpoint(uuid, id),
@@ -186,6 +198,9 @@ impl Service {
             Kind::Route => self.delete_route(uuid, id),
         }?;
         self.notify_dns(kind, &uuid);
+        if let Some(network) = network_of_endpoint {
+            self.withdraw_overlay_endpoint(network, uuid);
+        }
         Ok(())
     }
 

@@ -68,18 +68,19 @@ fn an_address_another_host_claimed_is_skipped_and_the_kernel_undone() {
     claimed_elsewhere(&f, "10.88.0.3");
     f.dp.take();
     let ep = create_on_nat(&f, None).unwrap();
-    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.88.0.4");
+    // After losing 10.88.0.2 the pool moves on from a random place of the
+    // subnet (hosts creating at once stop walking it in step), so the
+    // address won is neither lost one.
+    let won = ep["IpConfigurations"][0]["IpAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(won != "10.88.0.2" && won != "10.88.0.3", "{won}");
     // Each lost attempt took its elements back out of the kernel.
-    assert_eq!(
-        addresses_in_elements(&f.dp.take()),
-        [
-            "+10.88.0.2",
-            "-10.88.0.2",
-            "+10.88.0.3",
-            "-10.88.0.3",
-            "+10.88.0.4"
-        ]
-    );
+    let kernel = addresses_in_elements(&f.dp.take());
+    assert_eq!(kernel[..2], ["+10.88.0.2", "-10.88.0.2"]);
+    assert_eq!(kernel.last().unwrap(), &format!("+{won}"));
+    assert_eq!(kernel.len() % 2, 1, "every lost attempt undone: {kernel:?}");
     assert_eq!(f.svc.list(Kind::Endpoint, None).unwrap().len(), 1);
     assert_eq!(f.store.list(Collection::Endpoints).unwrap().len(), 1);
 }

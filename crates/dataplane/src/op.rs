@@ -436,3 +436,12 @@ mod tests {
         assert_eq!(back.undo(), Some(there));
     }
 }
+
+/// The static state of a VXLAN device as the kernel has it: FDB entries
+/// `(MAC, remote)` and permanent neighbours `(IP, MAC)`
+/// ([`crate::Dataplane::vxlan_entries`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VxlanEntries {
+    pub fdb: Vec<([u8; 6], Ipv4Addr)>,
+    pub neighbours: Vec<(Ipv4Addr, [u8; 6])>,
+}

@@ -1,6 +1,6 @@
 //! Running plans: all-or-nothing creation, best-effort teardown.
 
-use crate::{Adapter, ElementCounter, LinkStats, Op, SetRef};
+use crate::{Adapter, ElementCounter, LinkStats, Op, SetRef, VxlanEntries};
 
 /// A kernel change failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +82,13 @@ pub trait Dataplane: Send + Sync {
     /// with `counter`). A read: nothing is reset or reprogrammed.
     fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
         Err(not_supported(format!("counters of {}", set.set)))
+    }
+
+    /// The static FDB entries (MAC, remote) and permanent IPv4 neighbours
+    /// (IP, MAC) of VXLAN link `link` in the daemon's namespace; empty if
+    /// the link does not exist. To find what a previous run left behind.
+    fn vxlan_entries(&self, link: &str) -> Result<VxlanEntries, DataplaneError> {
+        Err(not_supported(format!("entries of {link}")))
     }
 
     /// Link `name`'s statistics, or None if there is no such link.
@@ -193,6 +200,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn delete_flows(&self, flows: &[crate::Flow]) -> Result<(), DataplaneError> {
         (**self).delete_flows(flows)
+    }
+
+    fn vxlan_entries(&self, link: &str) -> Result<VxlanEntries, DataplaneError> {
+        (**self).vxlan_entries(link)
     }
 
     fn neighbour_mac(

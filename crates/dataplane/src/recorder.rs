@@ -106,6 +106,10 @@ impl Dataplane for Recorder {
         Ok(self.default_route.lock().unwrap().clone())
     }
 
+    fn vxlan_entries(&self, _link: &str) -> Result<crate::VxlanEntries, DataplaneError> {
+        Ok(crate::VxlanEntries::default())
+    }
+
     fn neighbour_mac(
         &self,
         _link: &str,

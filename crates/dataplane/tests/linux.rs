@@ -1363,3 +1363,64 @@ fn routes_are_added_again_harmlessly_and_deleted_leniently() {
         dp.execute(&gone_ns).unwrap();
     });
 }
+
+#[test]
+fn vxlan_entries_are_read_back_as_programmed() {
+    let Some(tb) = Testbed::new() else { return };
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    run_in(&tb.host, &["ip", "link", "add", "br0", "type", "bridge"]);
+    run_in(
+        &tb.host,
+        &[
+            "ip",
+            "link",
+            "add",
+            "vx0",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "dstport",
+            "4789",
+            "nolearning",
+        ],
+    );
+    // On a bridge, the bridge's own entry for vx0's MAC is not the device's.
+    run_in(
+        &tb.host,
+        &["ip", "link", "set", "vx0", "master", "br0", "up"],
+    );
+    let (mac, pa, ip) = (
+        [0x00, 0x15, 0x5d, 1, 2, 3],
+        "192.0.2.12".parse().unwrap(),
+        "10.0.1.5".parse().unwrap(),
+    );
+    apply(
+        &dp,
+        &[
+            Op::AddFdb {
+                link: "vx0".into(),
+                mac,
+                remote: pa,
+            },
+            Op::AddNeighbour {
+                netns: None,
+                link: "vx0".into(),
+                ip,
+                mac,
+            },
+        ],
+    )
+    .unwrap();
+    let found = dp.vxlan_entries("vx0").unwrap();
+    assert_eq!(found.fdb, [(mac, pa)]);
+    assert_eq!(found.neighbours, [(ip, mac)]);
+    assert_eq!(dp.vxlan_entries("nonesuch").unwrap(), Default::default());
+    dp.execute(&Op::DeleteFdb {
+        link: "vx0".into(),
+        mac,
+        remote: pa,
+    })
+    .unwrap();
+    assert!(dp.vxlan_entries("vx0").unwrap().fdb.is_empty());
+}

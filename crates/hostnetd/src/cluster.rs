@@ -2,7 +2,9 @@
 //! `<prefix>/cluster/hosts/<host-id>`, attached to a lease a thread keeps
 //! alive. When the daemon dies the lease expires and the record goes;
 //! when etcd was away long enough for the lease to expire, the thread
-//! registers again as soon as etcd answers.
+//! registers again as soon as etcd answers. The same thread keeps this
+//! host's overlay endpoints published under that lease
+//! (`overlay_publish`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostnet_etcd::Client;
 use serde_json::{json, Value};
+
+use crate::overlay_publish::Publications;
 
 /// What this host tells the cluster about itself.
 #[derive(Clone, Debug)]
@@ -112,6 +116,7 @@ impl Registration {
         prefix: &str,
         record: HostRecord,
         ttl: Duration,
+        publications: Arc<Publications>,
     ) -> Result<Self, String> {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -122,6 +127,7 @@ impl Registration {
             key: format!("{}{}", hosts_prefix(prefix), record.host_id).into_bytes(),
             value: serde_json::to_vec(&record.to_json(started)).expect("JSON serializes"),
             ttl: ttl.as_secs().max(1) as i64,
+            publications: publications.clone(),
         };
         let lease = keeper
             .register()
@@ -140,6 +146,7 @@ impl Registration {
                 .spawn(move || keeper.run(&lease, &stop))
                 .map_err(|e| format!("starting the lease thread: {e}"))?
         };
+        publications.set_syncer(thread.thread().clone());
         Ok(Registration {
             client,
             lease,
@@ -166,12 +173,16 @@ impl Drop for Registration {
     }
 }
 
-/// The thread's side: grant, put, renew.
+/// How soon a failed publication is tried again.
+const PUBLISH_RETRY: Duration = Duration::from_millis(500);
+
+/// The thread's side: grant, put, renew, publish.
 struct Keeper {
     client: Arc<Client>,
     key: Vec<u8>,
     value: Vec<u8>,
     ttl: i64,
+    publications: Arc<Publications>,
 }
 
 impl Keeper {
@@ -183,15 +194,40 @@ impl Keeper {
     }
 
     /// Renews the lease every third of its TTL; registers again when it
-    /// has expired (etcd was unreachable for longer than the TTL).
+    /// has expired (etcd was unreachable for longer than the TTL), and then
+    /// publishes every overlay endpoint again. Between renewals it wakes on
+    /// every publication change.
     fn run(&self, lease: &std::sync::Mutex<Option<i64>>, stop: &AtomicBool) {
         let period = Duration::from_millis((self.ttl as u64 * 1000 / 3).max(300));
         let mut unreachable_since: Option<std::time::Instant> = None;
+        let mut next_renewal = std::time::Instant::now() + period;
+        let mut publish_failed = false;
         while !stop.load(Ordering::SeqCst) {
-            std::thread::park_timeout(period);
+            let current = *lease.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(id) = current {
+                match self.publications.sync(&self.client, id) {
+                    Ok(()) => publish_failed = false,
+                    Err(e) => {
+                        if !publish_failed {
+                            log::warn!("publishing this host's overlay endpoints: {e}; retrying");
+                        }
+                        publish_failed = true;
+                    }
+                }
+            }
+            let now = std::time::Instant::now();
+            let mut wait = next_renewal.saturating_duration_since(now);
+            if publish_failed {
+                wait = wait.min(PUBLISH_RETRY);
+            }
+            std::thread::park_timeout(wait);
             if stop.load(Ordering::SeqCst) {
                 return;
             }
+            if std::time::Instant::now() < next_renewal {
+                continue;
+            }
+            next_renewal = std::time::Instant::now() + period;
             let current = *lease.lock().unwrap_or_else(|p| p.into_inner());
             let renewed = match current {
                 Some(id) => self.client.lease_keepalive(id).map(|ttl| ttl.map(|_| id)),
@@ -206,9 +242,10 @@ impl Keeper {
                 Ok(id) => {
                     if current != id {
                         log::info!(
-                            "registered this host in the cluster again (lease {:x})",
+                            "registered this host in the cluster again (lease {:x}); publishing its overlay endpoints again",
                             id.unwrap_or(0)
                         );
+                        self.publications.forget_published();
                     }
                     if unreachable_since.take().is_some() {
                         log::info!("etcd answers again; the host registration is current");

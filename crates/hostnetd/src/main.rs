@@ -9,6 +9,9 @@
 mod cluster;
 mod dns;
 mod http;
+mod overlay_keys;
+mod overlay_publish;
+mod overlay_watch;
 mod store_choice;
 
 use std::path::PathBuf;
@@ -73,8 +76,17 @@ fn run(args: Args) -> Result<(), String> {
     let service = Service::start(config, store.store, Box::new(dp))
         .map_err(|e| format!("start-up failed: {e}"))?;
     let service = Arc::new(service);
-    // Registered once the service is up; dropped (lease revoked) on a clean stop.
-    let registration = store.cluster.as_ref().map(|c| c.register()).transpose()?;
+    // Registered once the service is up; dropped (lease revoked) on a clean
+    // stop. Overlay networks are then shared: local endpoints published
+    // under the lease, the other hosts' followed by a watch.
+    let mut registration = None;
+    let mut overlay_watch = None;
+    if let Some(c) = &store.cluster {
+        let publications = c.publications();
+        registration = Some(c.register(publications.clone())?);
+        service.share_overlays(publications);
+        overlay_watch = Some(c.watch_overlays(service.clone())?);
+    }
     let dhcp_timeout = std::time::Duration::try_from_secs_f64(args.dhcp_timeout)
         .map_err(|e| format!("--dhcp-timeout {}: {e}", args.dhcp_timeout))?;
     service.start_dhcp(hostnet_core::DhcpSettings {
@@ -100,6 +112,7 @@ fn run(args: Args) -> Result<(), String> {
     let view = store.cluster.as_ref().map(|c| c.view());
     let result = runtime.block_on(http::serve(listener, service, view));
     let _ = std::fs::remove_file(&args.socket);
+    drop(overlay_watch);
     drop(registration);
     result
 }

@@ -10,6 +10,8 @@ use hostnet_etcd::Client;
 use hostnet_store::{EtcdOptions, EtcdStore, Store};
 
 use crate::cluster::{ClusterView, HostRecord, Registration};
+use crate::overlay_publish::Publications;
+use crate::overlay_watch::OverlayWatch;
 
 /// The store options of `hostnetd`.
 #[derive(clap::Args, Debug)]
@@ -58,13 +60,34 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Registers this host under a lease (see `cluster.rs`).
-    pub fn register(&self) -> Result<Registration, String> {
+    /// Registers this host under a lease (see `cluster.rs`); the
+    /// publications are kept in etcd under that lease.
+    pub fn register(&self, publications: Arc<Publications>) -> Result<Registration, String> {
         Registration::start(
             self.client.clone(),
             &self.prefix,
             self.record.clone(),
             self.ttl,
+            publications,
+        )
+    }
+
+    /// Where this host's overlay endpoints are published (keep in etcd
+    /// with [`Cluster::register`], give to the service).
+    pub fn publications(&self) -> Arc<Publications> {
+        Arc::new(Publications::new(&self.prefix, &self.record.host_id))
+    }
+
+    /// Follows the other hosts' overlay networks and endpoints into `service`.
+    pub fn watch_overlays(
+        &self,
+        service: Arc<hostnet_core::Service>,
+    ) -> Result<OverlayWatch, String> {
+        OverlayWatch::start(
+            self.client.clone(),
+            &self.prefix,
+            &self.record.host_id,
+            service,
         )
     }
 

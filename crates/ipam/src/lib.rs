@@ -279,6 +279,16 @@ impl SubnetPool {
         Ok(Self::from_u128(self.prefix, v))
     }
 
+    /// Makes the next [`SubnetPool::allocate`] look from the address at
+    /// `offset` (modulo the subnet's size) on. Hosts sharing one subnet
+    /// (cluster mode) that collided on an address move apart this way
+    /// instead of walking on in step and colliding again.
+    pub fn move_cursor(&mut self, offset: u128) {
+        let (first, last) = bounds(self.prefix);
+        let size = last - first + 1;
+        self.cursor = Some(first + offset % size);
+    }
+
     /// Returns `ip` to the pool; false if it was not in use (or is reserved).
     pub fn release(&mut self, ip: IpAddr) -> bool {
         if !self.contains(ip) {
@@ -748,5 +758,21 @@ mod tests {
         assert_eq!(s.first_absent_from(5), Some(6));
         assert!(s.insert(u128::MAX));
         assert_eq!(s.first_absent_from(u128::MAX), None);
+    }
+
+    #[test]
+    fn move_cursor_continues_from_the_given_offset() {
+        let mut pool = SubnetPool::new("10.0.0.0/24".parse().unwrap(), None);
+        pool.move_cursor(100);
+        assert_eq!(
+            pool.allocate().unwrap(),
+            "10.0.0.101".parse::<IpAddr>().unwrap()
+        );
+        pool.move_cursor(256 + 254);
+        // Past the last free address it wraps to the first.
+        assert_eq!(
+            pool.allocate().unwrap(),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 }

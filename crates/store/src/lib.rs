@@ -44,6 +44,14 @@ pub enum Collection {
     /// Who holds an address: key `<network ID>/<address>`, value the
     /// holder. Written with [`Txn::claim`]; shared by every host of a cluster.
     AddressClaims,
+    /// Cluster mode: an overlay network's shared definition (its HCN JSON
+    /// without this host's identity), which every host instantiates.
+    OverlayNetworks,
+    /// Cluster mode: who holds a VNI (key: the VNI), claimed with the
+    /// network's definition, so no two networks share one.
+    OverlayVnis,
+    /// Cluster mode: who holds an overlay network name (key: the name).
+    OverlayNames,
 }
 
 /// Who sees a collection's keys when hosts share a store (cluster mode).
@@ -51,13 +59,13 @@ pub enum Collection {
 pub enum Scope {
     /// Each host has its own (namespaces, NAT networks, load balancers…).
     Host,
-    /// One for the whole cluster (address claims).
+    /// One for the whole cluster (address claims, overlay networks).
     Cluster,
 }
 
 impl Collection {
     /// Every collection, in a fixed order.
-    pub const ALL: [Collection; 7] = [
+    pub const ALL: [Collection; 10] = [
         Collection::Networks,
         Collection::Endpoints,
         Collection::Namespaces,
@@ -65,6 +73,9 @@ impl Collection {
         Collection::Routes,
         Collection::Meta,
         Collection::AddressClaims,
+        Collection::OverlayNetworks,
+        Collection::OverlayVnis,
+        Collection::OverlayNames,
     ];
 
     /// The collection's table name in the state file (stable: changing it loses data).
@@ -77,13 +88,19 @@ impl Collection {
             Collection::Routes => "routes",
             Collection::Meta => "meta",
             Collection::AddressClaims => "address_claims",
+            Collection::OverlayNetworks => "overlay_networks",
+            Collection::OverlayVnis => "overlay_vnis",
+            Collection::OverlayNames => "overlay_names",
         }
     }
 
     /// Whether hosts sharing a store share this collection.
     pub fn scope(self) -> Scope {
         match self {
-            Collection::AddressClaims => Scope::Cluster,
+            Collection::AddressClaims
+            | Collection::OverlayNetworks
+            | Collection::OverlayVnis
+            | Collection::OverlayNames => Scope::Cluster,
             _ => Scope::Host,
         }
     }

@@ -322,7 +322,7 @@ pub fn names(sock: &mut Socket) -> Result<Vec<String>, NetlinkError> {
 
 /// Runs a dump until the kernel reports it consistent (a change during the
 /// dump makes it restart), keeping what `parse` makes of each reply.
-fn dump<T>(
+pub(super) fn dump<T>(
     sock: &mut Socket,
     request: impl Fn() -> Message,
     mut parse: impl FnMut(u16, &[u8]) -> Option<T>,

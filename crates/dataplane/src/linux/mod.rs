@@ -817,6 +817,20 @@ impl Dataplane for LinuxDataplane {
         }))
     }
 
+    fn vxlan_entries(&self, link: &str) -> Result<crate::VxlanEntries, DataplaneError> {
+        let fail = |e: NetlinkError| {
+            DataplaneError::new(format!("read the entries of {link}"), e.to_string())
+        };
+        let Some(index) = self.link_index(link)? else {
+            return Ok(crate::VxlanEntries::default());
+        };
+        let mut sock = self.route();
+        Ok(crate::VxlanEntries {
+            fdb: vxlan::fdb_remotes(&mut sock, index).map_err(fail)?,
+            neighbours: vxlan::permanent_neighbours(&mut sock, index).map_err(fail)?,
+        })
+    }
+
     fn neighbour_mac(
         &self,
         link: &str,

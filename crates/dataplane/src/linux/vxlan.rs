@@ -8,13 +8,15 @@ use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 
-use super::netlink::{Message, NetlinkError, Socket};
+use super::netlink::{attributes, Message, NetlinkError, Socket};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_DELNEIGH: u16 = 29;
+const RTM_GETNEIGH: u16 = 30;
+const DUMP: u16 = libc::NLM_F_DUMP as u16;
 
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
@@ -204,4 +206,77 @@ fn missing_is_fine(r: Result<(), NetlinkError>) -> Result<(), NetlinkError> {
         Err(e) if e.errno == libc::ENOENT || e.errno == libc::ENODEV => Ok(()),
         other => other,
     }
+}
+
+/// What one entry of a neighbour dump (`AF_BRIDGE`: the FDB, `AF_INET`:
+/// ARP) says, for the entries of link `index`: its state, flags, and its
+/// `NDA_DST` and `NDA_LLADDR`.
+fn dumped_entry(kind: u16, p: &[u8], index: u32) -> Option<(u16, u8, Vec<u8>, Vec<u8>)> {
+    if kind != RTM_NEWNEIGH || p.len() < 12 {
+        return None;
+    }
+    if u32::from_ne_bytes(p[4..8].try_into().ok()?) != index {
+        return None;
+    }
+    let state = u16::from_ne_bytes(p[8..10].try_into().ok()?);
+    let (mut dst, mut mac) = (Vec::new(), Vec::new());
+    for (k, v) in attributes(&p[12..]) {
+        match k {
+            NDA_DST => dst = v.to_vec(),
+            NDA_LLADDR => mac = v.to_vec(),
+            _ => {}
+        }
+    }
+    Some((state, p[10], dst, mac))
+}
+
+fn neighbour_dump(family: u8) -> Message {
+    let mut msg = Message::new(RTM_GETNEIGH, DUMP);
+    msg.header(&[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    msg
+}
+
+/// The static FDB entries `mac` → remote of VXLAN link `index` (the
+/// device's own entries, NTF_SELF, with an IPv4 destination).
+pub fn fdb_remotes(
+    sock: &mut Socket,
+    index: u32,
+) -> Result<Vec<([u8; 6], Ipv4Addr)>, NetlinkError> {
+    super::link::dump(
+        sock,
+        || neighbour_dump(libc::AF_BRIDGE as u8),
+        |kind, p| {
+            let (_, flags, dst, mac) = dumped_entry(kind, p, index)?;
+            if flags & NTF_SELF == 0 {
+                return None;
+            }
+            let dst = <[u8; 4]>::try_from(dst.as_slice()).ok()?;
+            Some((
+                <[u8; 6]>::try_from(mac.as_slice()).ok()?,
+                Ipv4Addr::from(dst),
+            ))
+        },
+    )
+}
+
+/// The permanent IPv4 neighbours `ip` → `mac` of link `index`.
+pub fn permanent_neighbours(
+    sock: &mut Socket,
+    index: u32,
+) -> Result<Vec<(Ipv4Addr, [u8; 6])>, NetlinkError> {
+    super::link::dump(
+        sock,
+        || neighbour_dump(libc::AF_INET as u8),
+        |kind, p| {
+            let (state, _, dst, mac) = dumped_entry(kind, p, index)?;
+            if state & NUD_PERMANENT == 0 {
+                return None;
+            }
+            let dst = <[u8; 4]>::try_from(dst.as_slice()).ok()?;
+            Some((
+                Ipv4Addr::from(dst),
+                <[u8; 6]>::try_from(mac.as_slice()).ok()?,
+            ))
+        },
+    )
 }
