@@ -430,15 +430,7 @@ fn changed_acls_come_back_after_a_restart() {
 #[test]
 fn update_keeps_outbound_nat_and_replaces_it_when_named() {
     let f = fresh();
-    f.dp.set_adapter(hostnet_dataplane::Adapter {
-        name: "eth0".into(),
-        index: 2,
-        mac: [2, 0, 0, 0, 0x11, 0x11],
-        mtu: 1500,
-        addresses: vec!["192.0.2.11/24".parse().unwrap()],
-        routes: Vec::new(),
-        master: None,
-    });
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
     f.svc
         .create(
             Kind::Network,

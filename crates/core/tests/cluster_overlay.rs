@@ -33,15 +33,7 @@ impl OverlayPublisher for Published {
 
 fn cluster_host() -> (Fixture, Arc<Published>) {
     let f = fresh();
-    f.dp.set_adapter(hostnet_dataplane::Adapter {
-        name: "eth0".into(),
-        index: 2,
-        mac: [2, 0, 0, 0, 0x11, 0x11],
-        mtu: 1500,
-        addresses: vec!["192.0.2.11/24".parse().unwrap()],
-        routes: Vec::new(),
-        master: None,
-    });
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
     f.dp.set_default_route(Some("eth0"));
     let published = Arc::new(Published::default());
     f.svc.share_overlays(published.clone());

@@ -194,24 +194,8 @@ fn version_says_load_balancers_dsr_and_modify_work() {
 #[test]
 fn a_node_port_is_traced_on_the_host_addresses() {
     let f = start(Arc::new(MemoryStore::new()));
-    f.dp.set_adapter(hostnet_dataplane::Adapter {
-        name: "eth0".into(),
-        index: 2,
-        mac: [2, 0, 0, 0, 0, 1],
-        mtu: 1500,
-        addresses: vec!["192.0.2.10/24".parse().unwrap()],
-        routes: Vec::new(),
-        master: None,
-    });
-    f.dp.set_adapter(hostnet_dataplane::Adapter {
-        name: "lo".into(),
-        index: 1,
-        mac: [0; 6],
-        mtu: 65536,
-        addresses: vec!["127.0.0.1/8".parse().unwrap()],
-        routes: Vec::new(),
-        master: None,
-    });
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.10/24"));
+    f.dp.set_adapter(adapter("lo", 1, "127.0.0.1/8"));
     let backend = endpoint(&f, json!({}));
     let backend_ip = f.svc.get(Kind::Endpoint, &backend).unwrap()["IpConfigurations"][0]
         ["IpAddress"]

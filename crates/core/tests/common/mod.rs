@@ -84,3 +84,17 @@ impl Fixture {
         self.svc.trace_endpoint(ep, &body(req)).unwrap()
     }
 }
+
+/// A link of the host for the recording dataplane to report
+/// (`Recorder::set_adapter`): `name` holding the one address `cidr`.
+pub fn adapter(name: &str, index: u32, cidr: &str) -> hostnet_dataplane::Adapter {
+    hostnet_dataplane::Adapter {
+        name: name.into(),
+        index,
+        mac: [2, 0, 0, 0, 0x11, index as u8],
+        mtu: 1500,
+        addresses: vec![cidr.parse().unwrap()],
+        routes: Vec::new(),
+        master: None,
+    }
+}
