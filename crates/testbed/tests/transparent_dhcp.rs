@@ -180,7 +180,13 @@ fn leases_are_renewed_and_survive_a_daemon_restart() {
         .unwrap()
         .to_string();
     let mac = mac_of(&ep);
-    let (first, leased) = phys.dhcp().lease_of(&mac).expect("leased");
+    // dnsmasq writes its lease file after it has answered: wait for it.
+    let mut lease = None;
+    wait_until(Duration::from_secs(5), || {
+        lease = phys.dhcp().lease_of(&mac);
+        lease.is_some()
+    });
+    let (first, leased) = lease.expect("leased (dnsmasq's lease file)");
     assert_eq!(leased, addr);
     // Renewed at T1 (the server's lease file moves the expiry on).
     let renewed = renewed_after(&phys, &mac, first, 3 * T1 + 2, "while the daemon runs");
