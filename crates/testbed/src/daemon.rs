@@ -72,6 +72,25 @@ impl Daemon {
         Client::new(&self.socket)
     }
 
+    /// The `hostnet` CLI aimed at this daemon (its socket given, the
+    /// environment's ignored), to be run by the caller.
+    pub fn cli(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(workspace_binary("hostnet"));
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd.env_remove("HOSTNET_SOCKET");
+        cmd
+    }
+
+    /// [`Daemon::cli`] run to the end: (exit code, stdout, stderr).
+    pub fn run_cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli(args).output().expect("run hostnet");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("hostnetd.log")).unwrap_or_default()

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::{wait_until, workspace_binary, Probe};
+use hostnet_testbed::{wait_until, Probe};
 use serde_json::Value;
 
 /// What one CLI invocation did.
@@ -28,19 +28,16 @@ struct Ran {
 
 /// `hostnet --socket <the daemon's> ARGS`, not yet started.
 fn cli(w: &World, args: &[&str]) -> Command {
-    let mut cmd = Command::new(workspace_binary("hostnet"));
-    cmd.arg("--socket").arg(&w.daemon.socket).args(args);
-    cmd.env_remove("HOSTNET_SOCKET");
-    cmd
+    w.daemon.cli(args)
 }
 
 /// Run the CLI to the end.
 fn hostnet(w: &World, args: &[&str]) -> Ran {
-    let out = cli(w, args).output().expect("run hostnet");
+    let (code, stdout, stderr) = w.daemon.run_cli(args);
     Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code,
+        stdout,
+        stderr,
     }
 }
 

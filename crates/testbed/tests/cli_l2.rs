@@ -8,12 +8,11 @@
 //! HCN code before anything is made.
 
 use std::path::Path;
-use std::process::Command;
 
 use hostnet_api::Kind;
 use hostnet_testbed::inspect::ip_out;
 use hostnet_testbed::physical::{Host, GATEWAY, OUTSIDE};
-use hostnet_testbed::{require_privileges, workspace_binary, PhysicalNet, Probe};
+use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 use serde_json::{json, Value};
 
 /// A container `hostnet run` makes on host 1, and one made by `endpoint
@@ -25,18 +24,7 @@ const PREFIX: &str = "com.docker.network.windowsshim.";
 
 /// What one CLI invocation did: (exit code, stdout, stderr).
 fn hostnet(host: &Host, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(workspace_binary("hostnet"))
-        .arg("--socket")
-        .arg(&host.daemon().socket)
-        .args(args)
-        .env_remove("HOSTNET_SOCKET")
-        .output()
-        .expect("run hostnet");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    host.daemon().run_cli(args)
 }
 
 /// The CLI must succeed; its stdout.

@@ -6,29 +6,16 @@
 //! the hosts. A list that does not match the subnets is refused before
 //! anything is made.
 
-use std::process::Command;
-
 use hostnet_api::Kind;
 use hostnet_testbed::physical::{Container, Host};
-use hostnet_testbed::{require_privileges, workspace_binary, PhysicalNet, Probe};
+use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 use serde_json::{json, Value};
 
 const VXLAN_IDS: &str = "com.docker.network.driver.overlay.vxlanid_list";
 
 /// What one CLI invocation did: (exit code, stdout, stderr).
 fn hostnet(host: &Host, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(workspace_binary("hostnet"))
-        .arg("--socket")
-        .arg(&host.daemon().socket)
-        .args(args)
-        .env_remove("HOSTNET_SOCKET")
-        .output()
-        .expect("run hostnet");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    host.daemon().run_cli(args)
 }
 
 fn create_args(ids: &str) -> Vec<String> {
