@@ -452,10 +452,8 @@ impl LinuxDataplane {
             )
         };
         let mut sock = self.route();
-        let index = match link::index(&mut sock, link).map_err(|e| fail(e.to_string()))? {
-            Some(i) => i,
-            None if !add => return Ok(()),
-            None => return Err(fail("no such link".into())),
+        let Some(index) = index_for_change(&mut sock, link, add, &fail)? else {
+            return Ok(());
         };
         match add {
             true => vxlan::add_fdb(&mut sock, index, mac, remote),
@@ -500,10 +498,8 @@ impl LinuxDataplane {
                 &mut own
             }
         };
-        let index = match link::index(sock, link).map_err(|e| fail(e.to_string()))? {
-            Some(i) => i,
-            None if !add => return Ok(()),
-            None => return Err(fail("no such link".into())),
+        let Some(index) = index_for_change(sock, link, add, &fail)? else {
+            return Ok(());
         };
         match add {
             true => vxlan::add_neighbour(sock, index, ip, mac),
@@ -575,10 +571,8 @@ fn change_onlink_route(
         Err(e) => return Err(fail(format!("open the namespace: {e}"))),
     };
     let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
-    let index = match link::index(&mut sock, link).map_err(|e| fail(e.to_string()))? {
-        Some(i) => i,
-        None if !add => return Ok(()),
-        None => return Err(fail("no such link".into())),
+    let Some(index) = index_for_change(&mut sock, link, add, &fail)? else {
+        return Ok(());
     };
     match add {
         true => vxlan::add_onlink_route(&mut sock, index, destination, via),
@@ -1251,6 +1245,22 @@ fn sysctl_path(key: &str) -> Result<String, String> {
         return Err(format!("invalid sysctl key {key:?}"));
     }
     Ok(format!("/proc/sys/{rel}"))
+}
+
+/// The index of `link`, for adding something to it or deleting something
+/// from it: a delete from a link that is gone has nothing left to do
+/// (None); an add needs the link.
+fn index_for_change(
+    sock: &mut Socket,
+    link: &str,
+    add: bool,
+    fail: &dyn Fn(String) -> DataplaneError,
+) -> Result<Option<u32>, DataplaneError> {
+    match link::index(sock, link).map_err(|e| fail(e.to_string()))? {
+        Some(i) => Ok(Some(i)),
+        None if !add => Ok(None),
+        None => Err(fail("no such link".into())),
+    }
 }
 
 #[cfg(test)]
