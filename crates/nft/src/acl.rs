@@ -253,7 +253,7 @@ pub fn skeleton() -> String {
     }
     let _ = writeln!(
         s,
-        "\tchain {IN_DEFAULTS} {{\n\t\tmeta l4proto {{ tcp, udp, icmp, ipv6-icmp, igmp }} return\n\t\t{}\n\t\tdrop\n\t}}",
+        "\tchain {IN_DEFAULTS} {{\n\t\tmeta l4proto {{ tcp, udp, icmp, icmpv6, igmp }} return\n\t\t{}\n\t\tdrop\n\t}}",
         crate::counters::count_inbound_drop()
     );
     s

@@ -132,7 +132,7 @@ pub const NO_DEVICE: &str = "hostnet-none";
 const DEVICES_PER_STATEMENT: usize = 200;
 
 /// Protocols an endpoint accepts unsolicited (seed: TCP, UDP, ICMP, IGMP).
-const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, ipv6-icmp, igmp }";
+const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, icmpv6, igmp }";
 
 /// An IP protocol number that can carry a port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

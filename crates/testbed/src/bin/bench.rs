@@ -1659,7 +1659,7 @@ impl Twin {
                     &[&format!(
                         "add table netdev twin_fw; \
                          add chain netdev twin_fw ports {{ type filter hook egress devices = {{ {ports} }} priority 0; }}; \
-                         add rule netdev twin_fw ports meta l4proto != {{ icmp, igmp, tcp, udp, ipv6-icmp }} drop"
+                         add rule netdev twin_fw ports meta l4proto != {{ icmp, igmp, tcp, udp, icmpv6 }} drop"
                     )],
                 );
                 assert!(
