@@ -38,8 +38,8 @@ fn network_id(n: &DnsNetwork) -> String {
 fn zone(n: &DnsNetwork) -> Zone {
     Zone {
         network: network_id(n),
-        listen: vec![n.gateway],
-        netns: None,
+        listen: n.gateways.clone(),
+        netns: n.netns.clone(),
         domain: n.domain.clone(),
         hosts: n.endpoints.iter().map(host).collect(),
     }
