@@ -9,7 +9,8 @@
 //! `disable_gatewaydns`) turns both off. An Overlay network gets the same
 //! only when it asks (`AutomaticDNS` `Enable: true`, which docker's
 //! overlay driver sends): every subnet's gateway answers, inside the
-//! network's router namespace, for its local and remote endpoints.
+//! network's router namespace, for its local endpoints, its remote
+//! endpoints and, in cluster mode, the other hosts' endpoints.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -124,6 +125,11 @@ impl Service {
                 told.endpoints.insert(*id, (e.network, dns_endpoint(e)));
             }
         }
+        for (id, (network, e)) in st.remote_endpoints.dns_entries() {
+            if told.networks.contains_key(&network) {
+                told.endpoints.insert(id, (network, e));
+            }
+        }
         let mut networks = told.networks.clone();
         for (net, e) in told.endpoints.values() {
             if let Some(n) = networks.get_mut(net) {
@@ -134,14 +140,17 @@ impl Service {
         *self.told() = told;
     }
 
-    /// One endpoint's change, as a removal and/or an addition.
-    fn tell_endpoint(&self, st: &State, id: &Uuid) {
+    /// One endpoint's change, as a removal and/or an addition: an
+    /// endpoint of this host (local or remote, from the API) or another
+    /// host's from the cluster.
+    pub(crate) fn tell_endpoint(&self, st: &State, id: &Uuid) {
         let Some(o) = self.observer() else { return };
         let mut told = self.told();
         let now = st
             .endpoints
             .get(id)
             .map(|e| (e.network, dns_endpoint(e)))
+            .or_else(|| st.remote_endpoints.dns_entry(id))
             .filter(|(net, _)| told.networks.contains_key(net));
         let before = told.endpoints.get(id).cloned();
         if now == before {
