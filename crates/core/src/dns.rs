@@ -6,10 +6,15 @@
 //! endpoint's `ServerList` (last with the endpoint flag
 //! `OverrideDnsServerOrder`, 16), as Windows does; the network policy
 //! `{"Type":"AutomaticDNS","Settings":{"Enable":false}}` (docker's
-//! `disable_gatewaydns`) turns both off.
+//! `disable_gatewaydns`) turns both off. An Overlay network gets the same
+//! only when it asks (`AutomaticDNS` `Enable: true`, which docker's
+//! overlay driver sends): every subnet's gateway answers, inside the
+//! network's router namespace, for its local endpoints, its remote
+//! endpoints and, in cluster mode, the other hosts' endpoints.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 
 use hostnet_model::domain::{DnsSettings, EndpointFlags, NetworkKind, NetworkPolicy};
@@ -25,8 +30,11 @@ use crate::service::{EndpointRec, NetworkRec, Service, State};
 pub struct DnsNetwork {
     /// The network's ID.
     pub id: Uuid,
-    /// The gateway address the proxy answers on.
-    pub gateway: IpAddr,
+    /// The gateway addresses the proxy answers on.
+    pub gateways: Vec<IpAddr>,
+    /// The namespace they live in (an Overlay network's router); None for
+    /// the daemon's own.
+    pub netns: Option<PathBuf>,
     /// The network's `Dns.Domain`.
     pub domain: Option<String>,
     /// Its endpoints.
@@ -117,6 +125,11 @@ impl Service {
                 told.endpoints.insert(*id, (e.network, dns_endpoint(e)));
             }
         }
+        for (id, (network, e)) in st.remote_endpoints.dns_entries() {
+            if told.networks.contains_key(&network) {
+                told.endpoints.insert(id, (network, e));
+            }
+        }
         let mut networks = told.networks.clone();
         for (net, e) in told.endpoints.values() {
             if let Some(n) = networks.get_mut(net) {
@@ -127,14 +140,18 @@ impl Service {
         *self.told() = told;
     }
 
-    /// One endpoint's change, as a removal and/or an addition.
-    fn tell_endpoint(&self, st: &State, id: &Uuid) {
+    /// One endpoint's change, as a removal and/or an addition: an
+    /// endpoint of this host (local or remote, from the API) or another
+    /// host's from the cluster.
+    pub(crate) fn tell_endpoint(&self, st: &State, id: &Uuid) {
         let Some(o) = self.observer() else { return };
         let mut told = self.told();
-        let now = st.endpoints.get(id).and_then(|e| {
-            let net = told.networks.get(&e.network)?;
-            Some((net.id, dns_endpoint(e)))
-        });
+        let now = st
+            .endpoints
+            .get(id)
+            .map(|e| (e.network, dns_endpoint(e)))
+            .or_else(|| st.remote_endpoints.dns_entry(id))
+            .filter(|(net, _)| told.networks.contains_key(net));
         let before = told.endpoints.get(id).cloned();
         if now == before {
             return;
@@ -170,34 +187,64 @@ fn dns_endpoint(e: &EndpointRec) -> DnsEndpoint {
 
 /// A network that serves DNS, without its endpoints.
 fn dns_network(id: &Uuid, net: &NetworkRec) -> Option<DnsNetwork> {
+    let (gateways, netns) = proxy_place(net)?;
     Some(DnsNetwork {
         id: *id,
-        gateway: gateway_dns(net)?,
+        gateways,
+        netns,
         domain: net.spec.dns.domain.clone(),
         endpoints: Vec::new(),
     })
 }
 
-/// The address of a network's gateway DNS proxy: NAT networks, unless
-/// `AutomaticDNS` is disabled.
-pub(crate) fn gateway_dns(net: &NetworkRec) -> Option<IpAddr> {
-    if net.kind != NetworkKind::Nat {
-        return None;
+/// Where a network's gateway DNS proxy answers, if it has one: a NAT
+/// network's gateway unless `AutomaticDNS` is disabled (Windows adds the
+/// NAT gateway by default); every subnet's gateway of an Overlay network
+/// that enables `AutomaticDNS` (off by default: docker's overlay driver
+/// asks for it, and Kubernetes' overlay pods use the cluster's DNS only),
+/// inside its router namespace, where the gateways live.
+fn proxy_place(net: &NetworkRec) -> Option<(Vec<IpAddr>, Option<PathBuf>)> {
+    let setting = net.spec.policies.iter().find_map(|p| match p {
+        NetworkPolicy::AutomaticDns(on) => Some(*on),
+        _ => None,
+    });
+    match net.kind {
+        NetworkKind::Nat if setting != Some(false) => {
+            let gateway = net.pools.iter().find_map(|p| p.gateway())?;
+            Some((vec![gateway], None))
+        }
+        NetworkKind::Overlay if setting == Some(true) => {
+            let o = net.overlay.as_ref()?;
+            let gateways = o
+                .segments
+                .iter()
+                .map(|s| IpAddr::V4(s.gateway.addr()))
+                .collect();
+            Some((gateways, Some(o.router.clone())))
+        }
+        _ => None,
     }
-    let disabled = net
-        .spec
-        .policies
+}
+
+/// The proxy address an endpoint at `address` is given: its own subnet's
+/// gateway when the proxy answers there, else the proxy's first.
+pub(crate) fn gateway_dns(net: &NetworkRec, address: IpAddr) -> Option<IpAddr> {
+    let (gateways, _) = proxy_place(net)?;
+    net.pools
         .iter()
-        .any(|p| matches!(p, NetworkPolicy::AutomaticDns(false)));
-    if disabled {
-        return None;
-    }
-    net.pools.iter().find_map(|p| p.gateway())
+        .filter(|p| p.contains(address))
+        .find_map(|p| p.gateway())
+        .filter(|g| gateways.contains(g))
+        .or_else(|| gateways.first().copied())
 }
 
 /// The endpoint's `Dns` as stored and reported: `own` (the create
 /// request's) over the network's, with the gateway proxy's address.
-pub(crate) fn endpoint_dns(own: &Map<String, Value>, net: &NetworkRec) -> Option<Value> {
+pub(crate) fn endpoint_dns(
+    own: &Map<String, Value>,
+    net: &NetworkRec,
+    address: IpAddr,
+) -> Option<Value> {
     let wire_dns: wire::Dns = own
         .get("Dns")
         .and_then(|d| serde_json::from_value(d.clone()).ok())
@@ -207,7 +254,8 @@ pub(crate) fn endpoint_dns(own: &Map<String, Value>, net: &NetworkRec) -> Option
             .unwrap_or_default();
     let flags = own.get("Flags").and_then(Value::as_u64).unwrap_or(0) as u32;
     let endpoint_first = EndpointFlags(flags).contains(EndpointFlags::OVERRIDE_DNS_ORDER);
-    let merged = merge(&own_dns, &net.spec.dns, gateway_dns(net), endpoint_first);
+    let gateway = gateway_dns(net, address);
+    let merged = merge(&own_dns, &net.spec.dns, gateway, endpoint_first);
     let dns = to_wire(&merged);
     (!dns.is_empty()).then(|| serde_json::to_value(dns).unwrap_or(Value::Null))
 }

@@ -816,7 +816,7 @@ pub(crate) fn fill_endpoint(
             json!([{ "NextHop": gw.to_string(), "DestinationPrefix": "0.0.0.0/0" }]),
         );
     }
-    if let Some(dns) = crate::dns::endpoint_dns(obj, net) {
+    if let Some(dns) = crate::dns::endpoint_dns(obj, net, address.addr()) {
         obj.insert("Dns".into(), dns);
     }
     obj.insert("State".into(), json!(1));

@@ -250,8 +250,9 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     let allowed = |p: &NetworkPolicy| match p {
         NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
         NetworkPolicy::HostRoute => true,
-        // Enable false turns the NAT gateway's DNS proxy off (crate::dns).
-        NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat,
+        // The gateway DNS proxy: on NAT networks unless Enable is false,
+        // on Overlay networks when Enable is true (crate::dns).
+        NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat || overlay,
         // Merged into every endpoint's ACLs (crate::network_change).
         NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => !overlay,
         // The overlay's own (crate::overlay).

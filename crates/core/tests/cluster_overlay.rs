@@ -57,6 +57,7 @@ fn remote(network: Uuid, last: u8) -> OverlayEndpoint {
         ip: Ipv4Addr::new(10, 0, 1, last),
         mac: [0x00, 0x15, 0x5d, 10, 0, last],
         pa: Ipv4Addr::new(192, 0, 2, 12),
+        name: format!("peer{last}"),
     }
 }
 
@@ -156,7 +157,7 @@ fn local_endpoints_are_published_and_remote_ones_programmed() {
         .unwrap();
     let got = published.0.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
-    let ep = got[0].1.unwrap();
+    let ep = got[0].1.clone().unwrap();
     assert_eq!((ep.network, ep.endpoint), (net_id, uuid(&local)));
     assert_eq!(ep.pa, Ipv4Addr::new(192, 0, 2, 11));
     assert_eq!(ep.ip.to_string(), local["IpConfigurations"][0]["IpAddress"]);
@@ -165,8 +166,8 @@ fn local_endpoints_are_published_and_remote_ones_programmed() {
     // never handed out here.
     let other = remote(net_id, 3);
     f.dp.take();
-    f.svc.remote_endpoint_up("host2", other);
-    f.svc.remote_endpoint_up("host2", other); // idempotent
+    f.svc.remote_endpoint_up("host2", other.clone());
+    f.svc.remote_endpoint_up("host2", other.clone()); // idempotent
     let ops = f.dp.take();
     assert!(
         matches!(ops.as_slice(), [Op::AddFdb { remote, .. }, Op::AddNeighbour { .. }, Op::AddNeighbour { .. }] if *remote == other.pa),
@@ -219,7 +220,7 @@ fn a_shared_network_is_joined_under_its_id_and_its_early_endpoints_programmed() 
     let id = Uuid::new_v4();
     // An endpoint seen before its network waits for it.
     let early = remote(id, 7);
-    f.svc.remote_endpoint_up("host2", early);
+    f.svc.remote_endpoint_up("host2", early.clone());
     let mut def = overlay("ov", 4100);
     def["ID"] = json!(hostnet_model::format_guid(&id));
     def["Policies"] =
@@ -256,4 +257,77 @@ fn a_shared_network_is_joined_under_its_id_and_its_early_endpoints_programmed() 
     // Its definition gone from the store: this host leaves it.
     assert!(f.svc.leave_shared_network(id, true).unwrap());
     assert!(f.svc.overlay_network_ids().is_empty());
+}
+
+/// What the DNS observer is told about overlay networks (those whose
+/// proxy is in a router namespace), as text.
+#[derive(Default)]
+struct DnsLog(Mutex<Vec<String>>);
+
+impl hostnet_core::DnsObserver for DnsLog {
+    fn networks_changed(&self, networks: &[hostnet_core::DnsNetwork]) {
+        let overlays = networks.iter().filter(|n| {
+            n.netns
+                .as_ref()
+                .is_some_and(|p| p.display().to_string().contains("router-"))
+        });
+        for n in overlays {
+            let names: Vec<&str> = n.endpoints.iter().map(|e| e.name.as_str()).collect();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("overlay {:?} {names:?}", n.gateways));
+        }
+    }
+    fn endpoint_added(&self, _: &hostnet_core::DnsNetwork, e: &hostnet_core::DnsEndpoint) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("+{} {}", e.name, e.address));
+    }
+    fn endpoint_removed(&self, _: &hostnet_core::DnsNetwork, e: &hostnet_core::DnsEndpoint) {
+        self.0.lock().unwrap().push(format!("-{}", e.name));
+    }
+}
+
+#[test]
+fn overlay_names_come_from_local_endpoints_and_other_hosts() {
+    let (f, published) = cluster_host();
+    let log = Arc::new(DnsLog::default());
+    f.svc.observe_dns(log.clone());
+    // Off by default on Overlay networks: nothing to tell.
+    f.svc
+        .create(Kind::Network, &body(overlay("quiet", 4200)))
+        .unwrap();
+    let mut def = overlay("ov", 4100);
+    def["Policies"] = json!([{"Type": "AutomaticDNS", "Settings": {"Enable": true}}]);
+    let net = f.svc.create(Kind::Network, &body(def)).unwrap();
+    let net_id = uuid(&net);
+    let local = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"], "Name": "web"})),
+        )
+        .unwrap();
+    // The gateway of its subnet first; its name is published to the cluster.
+    assert_eq!(local["Dns"]["ServerList"], json!(["10.0.1.1"]));
+    let got = published.0.lock().unwrap().clone();
+    assert_eq!(got[0].1.as_ref().unwrap().name, "web");
+    let peer = remote(net_id, 3);
+    f.svc.remote_endpoint_up("host2", peer.clone());
+    f.svc.remote_endpoint_down(peer.endpoint);
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        [
+            "overlay [10.0.1.1] []",
+            format!(
+                "+web {}",
+                local["IpConfigurations"][0]["IpAddress"].as_str().unwrap()
+            )
+            .as_str(),
+            "+peer3 10.0.1.3",
+            "-peer3",
+        ]
+    );
 }

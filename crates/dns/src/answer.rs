@@ -168,7 +168,8 @@ mod tests {
     fn names() -> Names {
         Names::build(&Zone {
             network: "N".into(),
-            listen: "10.0.0.1".parse().unwrap(),
+            listen: vec!["10.0.0.1".parse().unwrap()],
+            netns: None,
             domain: Some("corp".into()),
             hosts: vec![
                 Host {

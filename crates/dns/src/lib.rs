@@ -1,7 +1,8 @@
 //! hostnet's gateway DNS proxy.
 //!
 //! Each NAT network gets a resolver on its gateway address (UDP and TCP port
-//! 53). It answers A, AAAA and PTR for the names of that network's endpoints
+//! 53), each Overlay network with `AutomaticDNS` one on every subnet's
+//! gateway inside its router namespace. It answers A, AAAA and PTR for the names of that network's endpoints
 //! (`NAME` and `NAME.DOMAIN`), only to that network's endpoints, and forwards
 //! every other question to the host's upstream resolvers (from
 //! `/etc/resolv.conf`, reloaded when it changes) with timeouts, retries across

@@ -1,5 +1,5 @@
 //! The proxy's sockets: per network, UDP and TCP port 53 on its gateway
-//! address, answering from that network's names, the cache, or upstream.
+//! addresses (in its router namespace for an Overlay network), answering from that network's names, the cache, or upstream.
 //! [`Proxy::update`] makes the listeners match the networks: it binds new
 //! ones, closes those of deleted networks and swaps the names, so names
 //! appear and vanish with their endpoints without a restart.
@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
+use hostnet_dataplane::linux::run_in_netns;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -87,7 +88,8 @@ pub struct Proxy {
     runtime: Handle,
     port: u16,
     shared: Arc<Shared>,
-    listeners: Mutex<HashMap<IpAddr, Listener>>,
+    /// By network ID.
+    listeners: Mutex<HashMap<String, Listener>>,
 }
 
 impl Proxy {
@@ -106,18 +108,21 @@ impl Proxy {
         }
     }
 
-    /// Serve exactly `zones`: bind the new ones, drop the gone ones, and
-    /// give every listener its network's current names. A zone whose
-    /// address cannot be bound is logged and tried again on the next
-    /// update.
+    /// Serve exactly `zones`: bind the new ones, drop the gone ones (and
+    /// those whose addresses or namespace changed), and give every
+    /// listener its network's current names. A zone whose addresses cannot
+    /// be bound is logged and tried again on the next update.
     pub fn update(&self, zones: &[Zone]) {
         let mut listeners = lock(&self.listeners);
-        listeners.retain(|ip, l| {
-            let keep = zones
-                .iter()
-                .any(|z| z.listen == *ip && z.network == l.zone.network);
+        listeners.retain(|network, l| {
+            let keep = zones.iter().any(|z| {
+                z.network == *network && z.listen == l.zone.listen && z.netns == l.zone.netns
+            });
             if !keep {
-                log::info!("DNS proxy on {ip} (network {}) closed", l.zone.network);
+                log::info!(
+                    "DNS proxy of network {network} on {:?} closed",
+                    l.zone.listen
+                );
             }
             keep
         });
@@ -126,22 +131,23 @@ impl Proxy {
             for s in skipped {
                 log::warn!("{s}");
             }
-            if let Some(l) = listeners.get_mut(&zone.listen) {
+            if let Some(l) = listeners.get_mut(&zone.network) {
                 *l.names.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(names);
                 l.zone = header(zone);
                 continue;
             }
             let names = Arc::new(RwLock::new(Arc::new(names)));
-            match self.listen(zone.listen, &names) {
+            match self.listen(zone, &names) {
                 Ok(tasks) => {
                     log::info!(
-                        "DNS proxy for network {} on {}:{}",
+                        "DNS proxy for network {} on {:?} port {}{}",
                         zone.network,
                         zone.listen,
-                        self.port
+                        self.port,
+                        where_(zone)
                     );
                     listeners.insert(
-                        zone.listen,
+                        zone.network.clone(),
                         Listener {
                             zone: header(zone),
                             names,
@@ -150,23 +156,29 @@ impl Proxy {
                     );
                 }
                 Err(e) => log::error!(
-                    "DNS proxy for network {}: cannot listen on {}:{}: {e}",
+                    "DNS proxy for network {}: cannot listen on {:?} port {}{}: {e}",
                     zone.network,
                     zone.listen,
-                    self.port
+                    self.port,
+                    where_(zone)
                 ),
             }
         }
-        *self.shared.own.write().unwrap_or_else(|p| p.into_inner()) =
-            listeners.keys().copied().collect();
+        // Only addresses of the daemon's own namespace could loop back as
+        // upstreams; a router namespace's are not reachable from here.
+        *self.shared.own.write().unwrap_or_else(|p| p.into_inner()) = listeners
+            .values()
+            .filter(|l| l.zone.netns.is_none())
+            .flat_map(|l| l.zone.listen.iter().copied())
+            .collect();
     }
 
-    /// Publish one more host on the network listening at `listen` (one
-    /// of the zones of the last [`Proxy::update`]); the cost does not grow
-    /// with the hosts already there.
-    pub fn add_host(&self, listen: IpAddr, host: &Host) {
+    /// Publish one more host on `network` (one of the zones of the last
+    /// [`Proxy::update`]); the cost does not grow with the hosts already
+    /// there.
+    pub fn add_host(&self, network: &str, host: &Host) {
         let listeners = lock(&self.listeners);
-        let Some(l) = listeners.get(&listen) else {
+        let Some(l) = listeners.get(network) else {
             return;
         };
         let mut names = l.names.write().unwrap_or_else(|p| p.into_inner());
@@ -176,46 +188,85 @@ impl Proxy {
     }
 
     /// Withdraw a host published with [`Proxy::add_host`] or an update.
-    pub fn remove_host(&self, listen: IpAddr, host: &Host) {
+    pub fn remove_host(&self, network: &str, host: &Host) {
         let listeners = lock(&self.listeners);
-        if let Some(l) = listeners.get(&listen) {
+        if let Some(l) = listeners.get(network) {
             let mut names = l.names.write().unwrap_or_else(|p| p.into_inner());
             Arc::make_mut(&mut names).remove(&l.zone, host);
         }
     }
 
-    /// The addresses served now.
+    /// The addresses served now (of every namespace).
     pub fn addresses(&self) -> Vec<IpAddr> {
-        lock(&self.listeners).keys().copied().collect()
+        lock(&self.listeners)
+            .values()
+            .flat_map(|l| l.zone.listen.iter().copied())
+            .collect()
     }
 
+    /// Bind the zone's sockets (in its namespace) and serve them on the
+    /// runtime, all or nothing.
     fn listen(
         &self,
-        ip: IpAddr,
+        zone: &Zone,
         names: &Arc<RwLock<Arc<Names>>>,
     ) -> io::Result<Vec<JoinHandle<()>>> {
-        let at = SocketAddr::new(ip, self.port);
-        let udp = std::net::UdpSocket::bind(at)?;
-        udp.set_nonblocking(true)?;
-        let tcp = std::net::TcpListener::bind(at)?;
-        tcp.set_nonblocking(true)?;
+        let sockets = bind_all(&zone.listen, self.port, zone.netns.as_deref())?;
         let _guard = self.runtime.enter();
-        let udp = Arc::new(UdpSocket::from_std(udp)?);
-        let tcp = TcpListener::from_std(tcp)?;
         let mut tasks = Vec::new();
-        for _ in 0..UDP_LOOPS {
-            tasks.push(self.runtime.spawn(serve_udp(
-                udp.clone(),
-                names.clone(),
-                self.shared.clone(),
-            )));
+        for (udp, tcp) in sockets {
+            let udp = Arc::new(UdpSocket::from_std(udp)?);
+            let tcp = TcpListener::from_std(tcp)?;
+            for _ in 0..UDP_LOOPS {
+                tasks.push(self.runtime.spawn(serve_udp(
+                    udp.clone(),
+                    names.clone(),
+                    self.shared.clone(),
+                )));
+            }
+            tasks.push(
+                self.runtime
+                    .spawn(serve_tcp(tcp, names.clone(), self.shared.clone())),
+            );
         }
-        tasks.push(
-            self.runtime
-                .spawn(serve_tcp(tcp, names.clone(), self.shared.clone())),
-        );
         Ok(tasks)
     }
+}
+
+/// UDP and TCP sockets on `port` of each address, non-blocking, opened in
+/// `netns` when given (on a short-lived thread that entered it: a socket
+/// keeps the namespace it was made in, and the daemon's threads never
+/// change theirs).
+fn bind_all(
+    addresses: &[IpAddr],
+    port: u16,
+    netns: Option<&Path>,
+) -> io::Result<Vec<(std::net::UdpSocket, std::net::TcpListener)>> {
+    let bind = || {
+        addresses
+            .iter()
+            .map(|ip| {
+                let at = SocketAddr::new(*ip, port);
+                let udp = std::net::UdpSocket::bind(at)?;
+                udp.set_nonblocking(true)?;
+                let tcp = std::net::TcpListener::bind(at)?;
+                tcp.set_nonblocking(true)?;
+                Ok((udp, tcp))
+            })
+            .collect::<io::Result<Vec<_>>>()
+    };
+    match netns {
+        Some(path) => run_in_netns(path, bind)?,
+        None => bind(),
+    }
+}
+
+/// " in namespace PATH" for a zone outside the daemon's namespace.
+fn where_(zone: &Zone) -> String {
+    zone.netns
+        .as_ref()
+        .map(|p| format!(" in namespace {}", p.display()))
+        .unwrap_or_default()
 }
 
 /// A zone's network, address and domain, without its hosts.

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use hickory_proto::rr::Name;
 
@@ -25,10 +26,14 @@ pub struct Host {
 /// One network's view: where its proxy listens and the endpoints on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
-    /// The network's ID, for logs.
+    /// The network's ID: names the proxy's listener (and logs).
     pub network: String,
-    /// The gateway address the proxy binds (port 53).
-    pub listen: IpAddr,
+    /// The gateway addresses the proxy binds (port 53): a NAT network's
+    /// one, every subnet's of an Overlay network.
+    pub listen: Vec<IpAddr>,
+    /// The network namespace the addresses live in (an Overlay network's
+    /// router); None for the daemon's own.
+    pub netns: Option<PathBuf>,
     /// The network's DNS suffix, if any.
     pub domain: Option<String>,
     /// The network's endpoints.
@@ -201,7 +206,8 @@ mod tests {
     fn zone(hosts: &[(&str, &str, Option<&str>)]) -> Zone {
         Zone {
             network: "N1".into(),
-            listen: ip("10.0.0.1"),
+            listen: vec![ip("10.0.0.1")],
+            netns: None,
             domain: Some("net.example".into()),
             hosts: hosts
                 .iter()

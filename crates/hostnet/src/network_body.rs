@@ -62,6 +62,10 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
     }
     if options.disable_gateway_dns {
         policies.push(json!({"Type": "AutomaticDNS", "Settings": {"Enable": false}}));
+    } else if driver.eq_ignore_ascii_case("overlay") {
+        // Off by default on Overlay networks; docker's overlay driver asks
+        // for the gateway's DNS proxy, so its CLI does too.
+        policies.push(json!({"Type": "AutomaticDNS", "Settings": {"Enable": true}}));
     }
     if !policies.is_empty() {
         body["Policies"] = json!(policies);
@@ -244,6 +248,11 @@ mod tests {
         assert_eq!(
             body["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
             "4100,4101"
+        );
+        assert_eq!(
+            body["Policies"],
+            json!([{"Type":"AutomaticDNS","Settings":{"Enable":true}}]),
+            "the overlay's gateway DNS proxy, as docker's overlay driver asks"
         );
         a.options = strings(&["vxlanid_list=4100"]);
         let err = network_body(&a).unwrap_err();

@@ -44,8 +44,8 @@ fn applies_to(key: &str) -> Option<(&'static [&'static str], &'static str)> {
             "it gives each subnet of an overlay network its VNI",
         ),
         "disable_gatewaydns" => (
-            &["nat"],
-            "it turns off the DNS proxy on a NAT network's gateway",
+            &["nat", "overlay"],
+            "it turns off the DNS proxy on a NAT or overlay network's gateway",
         ),
         "enable_outboundnat" | "outboundnat_exceptions" => (
             &["l2bridge", "l2tunnel"],

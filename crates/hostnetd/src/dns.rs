@@ -15,11 +15,11 @@ impl DnsObserver for ProxyObserver {
     }
 
     fn endpoint_added(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
-        self.0.add_host(network.gateway, &host(endpoint));
+        self.0.add_host(&network_id(network), &host(endpoint));
     }
 
     fn endpoint_removed(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
-        self.0.remove_host(network.gateway, &host(endpoint));
+        self.0.remove_host(&network_id(network), &host(endpoint));
     }
 }
 
@@ -31,10 +31,15 @@ fn host(e: &DnsEndpoint) -> Host {
     }
 }
 
+fn network_id(n: &DnsNetwork) -> String {
+    hostnet_model::format_guid(&n.id)
+}
+
 fn zone(n: &DnsNetwork) -> Zone {
     Zone {
-        network: hostnet_model::format_guid(&n.id),
-        listen: n.gateway,
+        network: network_id(n),
+        listen: n.gateways.clone(),
+        netns: n.netns.clone(),
         domain: n.domain.clone(),
         hosts: n.endpoints.iter().map(host).collect(),
     }

@@ -41,7 +41,9 @@ pub fn endpoint_key(prefix: &str, network: &Uuid, endpoint: &Uuid) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A published endpoint's value: what other hosts program, and whose it is.
+/// A published endpoint's value: what other hosts program, whose it is,
+/// and its name (for the network's DNS proxies; a record without `Name`,
+/// from an older host, is an endpoint without a name).
 pub fn endpoint_record(host_id: &str, ep: &OverlayEndpoint) -> Vec<u8> {
     let v = json!({
         "HostId": host_id,
@@ -50,6 +52,7 @@ pub fn endpoint_record(host_id: &str, ep: &OverlayEndpoint) -> Vec<u8> {
         "IpAddress": ep.ip.to_string(),
         "MacAddress": Mac(ep.mac).to_string(),
         "ProviderAddress": ep.pa.to_string(),
+        "Name": ep.name,
     });
     serde_json::to_vec(&v).expect("JSON serializes")
 }
@@ -88,6 +91,7 @@ pub fn parse_endpoint_record(value: &[u8]) -> Option<(String, OverlayEndpoint)> 
         ip: text("IpAddress")?.parse::<Ipv4Addr>().ok()?,
         mac: text("MacAddress")?.parse::<Mac>().ok()?.0,
         pa: text("ProviderAddress")?.parse::<Ipv4Addr>().ok()?,
+        name: text("Name").unwrap_or_default().to_string(),
     };
     Some((text("HostId")?.to_string(), ep))
 }
@@ -103,6 +107,7 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 1, 5),
             mac: [0x00, 0x15, 0x5d, 10, 0, 1],
             pa: Ipv4Addr::new(192, 0, 2, 11),
+            name: "web".into(),
         }
     }
 
@@ -110,8 +115,14 @@ mod tests {
     fn endpoint_record_round_trips() {
         let ep = sample();
         let got = parse_endpoint_record(&endpoint_record("host1", &ep));
-        assert_eq!(got, Some(("host1".to_string(), ep)));
+        assert_eq!(got, Some(("host1".to_string(), ep.clone())));
         assert_eq!(parse_endpoint_record(b"{\"HostId\":\"h\"}"), None);
+        // An older host's record has no name: still an endpoint.
+        let mut old: Value = serde_json::from_slice(&endpoint_record("host1", &ep)).unwrap();
+        old.as_object_mut().unwrap().remove("Name");
+        let (_, parsed) = parse_endpoint_record(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(parsed.name, "");
+        assert_eq!(parsed.ip, ep.ip);
     }
 
     #[test]

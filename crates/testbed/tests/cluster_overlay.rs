@@ -12,6 +12,7 @@
 //! | one VNI, two networks | two hosts creating networks with one VNI at once: exactly one succeeds, the other gets HCN_E_INVALID_POLICY naming the VNI |
 //! | delete | refused with HCN_E_ENTITY_HAS_REFERENCES while another host has endpoints on it (naming the host); once they are gone, deleting on host 2 removes it from all three |
 //! | kill -9 | host 2's daemon killed: after the lease TTL hosts 1 and 3 have no FDB entry of its container, whose own kernel state is untouched; an endpoint deleted on host 3 meanwhile stays in dead host 2's kernel; restarted, host 2 is back on both and reachable, and the stale entry is gone from its FDB and neighbours |
+//! | names | with `AutomaticDNS`, a named endpoint created on host 1 resolves at host 3's gateway within [`BOUND`] and stops resolving within it after its delete; host 2's named container stops resolving on host 1 when its lease expires and resolves again after the restart |
 //! | etcd failures | one member down: a new endpoint converges; all down: an existing cross-host flow forwards, a create gets HCN_E_DEGRADED_OPERATION; members back: creates and convergence work without restarting daemons |
 
 use std::time::{Duration, Instant};
@@ -65,6 +66,9 @@ fn daemon(phys: &PhysicalNet, cluster: &EtcdCluster, i: usize) -> Daemon {
             "--host-lease-ttl",
             &LEASE_TTL.to_string(),
             "--no-default-network",
+            // No upstream: a name the proxy does not know fails at once.
+            "--resolv-conf",
+            "/dev/null",
         ],
     )
 }
@@ -101,6 +105,15 @@ impl World {
         Container::create(&self.client(i), net, endpoint)
     }
 
+    /// A container on host `i` whose endpoint is called `name`.
+    fn named(&self, i: usize, net: &str, name: &str, ip: Option<&str>) -> Container {
+        let mut endpoint = json!({ "Name": name });
+        if let Some(ip) = ip {
+            endpoint["IpConfigurations"] = json!([{ "IpAddress": ip }]);
+        }
+        Container::create(&self.client(i), net, endpoint)
+    }
+
     /// Whether host `i`'s VXLAN device of `vni` sends `mac` to a PA.
     fn has_peer(&self, i: usize, vni: u32, mac: &str) -> bool {
         let dev = format!("hnvx{vni:06x}");
@@ -130,8 +143,14 @@ fn overlay_network(name: &str, vnis: [u32; 2]) -> Value {
         "Name": name, "Type": "Overlay",
         "Ipams": [{"Type": "Static", "Subnets": [
             subnet("10.0.1.0/24", vnis[0]), subnet("10.0.2.0/24", vnis[1])]}],
+        "Policies": [{"Type": "AutomaticDNS", "Settings": {"Enable": true}}],
         "SchemaVersion": {"Major": 2, "Minor": 0}
     })
+}
+
+/// Whether `name` resolves to `ip` at `from`'s gateway (`gateway`).
+fn resolves(from: &Container, gateway: &str, name: &str, ip: &str) -> bool {
+    from.run(&["dns", gateway, name, "A"]).1 == format!("NOERROR tc=0 A {ip}")
 }
 
 fn network_id(client: &Client, name: &str) -> Option<String> {
@@ -191,9 +210,19 @@ fn overlay_network_and_endpoints_converge_across_three_hosts() {
     assert!(reaches(&a, &c.ip, BOUND), "cross subnet, host 1 -> host 3");
     assert!(reaches(&c, &b.ip, BOUND), "cross subnet, host 3 -> host 2");
 
-    // A new endpoint on host 1 is reachable from host 3 within the bound.
+    // A new endpoint on host 1 resolves by name and is reachable from
+    // host 3 within the bound.
     let start = Instant::now();
-    let d = w.container(0, &net, None);
+    let d = w.named(0, &net, "dee", None);
+    assert!(
+        wait_until(BOUND, || resolves(&c, "10.0.2.1", "dee", &d.ip)),
+        "host 3 resolves the new endpoint on host 1 within {BOUND:?}:\n{}",
+        w.logs()
+    );
+    eprintln!(
+        "new endpoint on host 1 resolved at host 3 after {:?}",
+        start.elapsed()
+    );
     assert!(
         reaches(&c, &d.ip, BOUND),
         "host 3 -> new endpoint on host 1 within {BOUND:?}"
@@ -311,6 +340,10 @@ fn overlay_network_and_endpoints_converge_across_three_hosts() {
     for ep in on(0) {
         w.client(0).delete(Kind::Endpoints, &ep).unwrap();
     }
+    assert!(
+        wait_until(BOUND, || !resolves(&c, "10.0.2.1", "dee", &d.ip)),
+        "a deleted endpoint stops resolving on host 3 within {BOUND:?}"
+    );
     let err = w.client(0).delete(Kind::Networks, &net).unwrap_err();
     assert_eq!(err.error_code(), Some(0x803B_002C), "{err}");
     assert!(
@@ -351,9 +384,10 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
     };
     let net = w.network(0);
     let a = w.container(0, &net, Some("10.0.1.10"));
-    let b = w.container(1, &net, Some("10.0.1.20"));
+    let b = w.named(1, &net, "bee", Some("10.0.1.20"));
     let c = w.container(2, &net, Some("10.0.2.30"));
     assert!(reaches(&a, &b.ip, BOUND), "host 1 -> host 2:\n{}", w.logs());
+    assert!(resolves(&a, "10.0.1.1", "bee", &b.ip), "host 1 names b");
     assert!(reaches(&c, &b.ip, BOUND), "host 3 -> host 2");
     // e, on host 3, is deleted while host 2's daemon is down.
     let e = w.container(2, &net, Some("10.0.1.40"));
@@ -381,6 +415,10 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
         eprintln!(
             "host 2's endpoint left the others {:?} after kill -9",
             killed.elapsed()
+        );
+        assert!(
+            !resolves(&a, "10.0.1.1", "bee", &b.ip),
+            "an expired endpoint's name is gone"
         );
         // Host 2's own kernel state is untouched: its container keeps its
         // address, and its host still sends to host 1's container.
@@ -428,6 +466,10 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
         "{neighbours}"
     );
     assert!(reaches(&a, &b.ip, BOUND), "host 1 -> restarted host 2");
+    assert!(
+        resolves(&a, "10.0.1.1", "bee", &b.ip),
+        "restarted host 2's endpoint has its name again"
+    );
     assert!(reaches(&c, &b.ip, BOUND), "host 3 -> restarted host 2");
     assert!(reaches(&b, &a.ip, BOUND), "restarted host 2 -> host 1");
 }

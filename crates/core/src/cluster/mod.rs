@@ -30,8 +30,10 @@ pub(crate) use shared_network::{
 };
 
 /// One endpoint of an overlay network as other hosts need it to reach it:
-/// what `RemotePeer` programs, plus its IDs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// what `RemotePeer` programs, plus its IDs and its name (for the
+/// network's DNS proxy; empty when the endpoint has none, or when an
+/// older host published it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverlayEndpoint {
     pub network: Uuid,
     pub endpoint: Uuid,
@@ -39,6 +41,7 @@ pub struct OverlayEndpoint {
     pub mac: [u8; 6],
     /// The provider address of the host it lives on.
     pub pa: Ipv4Addr,
+    pub name: String,
 }
 
 /// Where the core hands this host's overlay endpoints (cluster mode). Its
@@ -70,6 +73,7 @@ fn local_overlay_endpoint(
         ip,
         mac: ep.plan.mac,
         pa: o.host.pa,
+        name: ep.name.clone(),
     })
 }
 

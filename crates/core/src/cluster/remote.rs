@@ -14,6 +14,7 @@ use hostnet_model::{ErrorCode, HcnError};
 use uuid::Uuid;
 
 use super::OverlayEndpoint;
+use crate::dns::DnsEndpoint;
 use crate::object::guid;
 use crate::service::{NetworkRec, Service, State};
 
@@ -41,6 +42,20 @@ impl RemoteEndpoints {
         }
     }
 
+    /// Each programmed remote endpoint as the DNS proxy knows it, with its
+    /// network: one that is not programmed (its network is not here, its
+    /// address clashes) is not reachable, so it is not named either.
+    pub(crate) fn dns_entries(&self) -> impl Iterator<Item = (Uuid, (Uuid, DnsEndpoint))> + '_ {
+        self.by_id
+            .iter()
+            .filter_map(|(id, rec)| Some((*id, dns_of(rec)?)))
+    }
+
+    /// One remote endpoint as [`RemoteEndpoints::dns_entries`] gives it.
+    pub(crate) fn dns_entry(&self, id: &Uuid) -> Option<(Uuid, DnsEndpoint)> {
+        dns_of(self.by_id.get(id)?)
+    }
+
     /// How many endpoints each other host has on `network`.
     fn hosts_on(&self, network: &Uuid) -> BTreeMap<&str, usize> {
         let mut hosts = BTreeMap::new();
@@ -51,6 +66,18 @@ impl RemoteEndpoints {
         }
         hosts
     }
+}
+
+fn dns_of(rec: &RemoteRec) -> Option<(Uuid, DnsEndpoint)> {
+    rec.programmed?;
+    Some((
+        rec.endpoint.network,
+        DnsEndpoint {
+            name: rec.endpoint.name.clone(),
+            address: IpAddr::V4(rec.endpoint.ip),
+            domain: None,
+        },
+    ))
 }
 
 /// A network another host still has endpoints on cannot be deleted: its
@@ -92,6 +119,7 @@ impl Service {
             },
         );
         self.program_remote(&mut st, &id);
+        self.tell_endpoint(&st, &id);
     }
 
     /// Another host's endpoint is gone (deleted, or its host's lease
@@ -100,6 +128,7 @@ impl Service {
         let mut st = self.lock();
         self.unprogram_remote(&mut st, &id);
         st.remote_endpoints.by_id.remove(&id);
+        self.tell_endpoint(&st, &id);
     }
 
     /// The remote endpoints known, for a full resync against the cluster.
@@ -127,7 +156,7 @@ impl Service {
         let Some(rec) = st.remote_endpoints.by_id.get_mut(id) else {
             return;
         };
-        let ep = rec.endpoint;
+        let ep = rec.endpoint.clone();
         let Some(net) = st.networks.get_mut(&ep.network) else {
             return;
         };

@@ -114,6 +114,8 @@ impl Service {
         }
         self.create_network_locked(&mut st, &wire, spec, Some(id))?;
         self.program_remote_endpoints_of(&mut st, id);
+        drop(st);
+        self.notify_dns(Kind::Network, &id);
         Ok(true)
     }
 
@@ -155,6 +157,8 @@ impl Service {
         }
         st.networks.remove(&id);
         st.remote_endpoints.unprogram_network(&id);
+        drop(st);
+        self.notify_dns(Kind::Network, &id);
         Ok(true)
     }
 
