@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hostnet_api::Kind;
-use hostnet_testbed::inspect::{ip_out, mac, neighbour};
+use hostnet_testbed::inspect::{ip_out, mac, neighbour, word_after};
 use hostnet_testbed::physical::{id, Container, Host, GATEWAY};
 use hostnet_testbed::{tier3, unique, wait_until, Netns, PhysicalNet, Probe};
 use serde_json::{json, Value};
@@ -486,5 +486,182 @@ fn an_overlay_vsid_is_not_a_vlan() {
     assert!(
         v11.iter().all(|l| !l.contains("10.31.0.")),
         "overlay traffic in VLAN 11: {v11:?}"
+    );
+}
+
+/// What the VLAN networks stand on, without hostnetd (so it runs on this
+/// kernel today): `Op::CreateVlan` through hostnet's own rtnetlink code
+/// makes a sub-interface with the parent's MAC, the given MTU and no IPv6
+/// link-local address, whose frames cross a trunk tagged (only the same VLAN
+/// answers at the other end); and a netdev egress chain on the trunk that
+/// returns on `ether type 0x8100` first (as `to_uplink` does) does not
+/// rewrite the sub-interface's tagged frames, but does untagged ones
+/// (counted by source MAC where they arrive).
+#[test]
+#[ignore = "runs in the tier-3 VM: cargo test -p hostnet-testbed --test tier3"]
+fn the_dataplane_makes_vlan_links_whose_frames_leave_tagged() {
+    use hostnet_dataplane::{apply, linux::LinuxDataplane, Dataplane, Op};
+    in_vm("the_dataplane_makes_vlan_links_whose_frames_leave_tagged");
+    let a = Netns::new(&unique("t3va"));
+    let b = Netns::new(&unique("t3vb"));
+    a.ip(&[
+        "link", "add", "trunk", "type", "veth", "peer", "name", "trunk", "netns", &b.name,
+    ]);
+    a.ip(&["link", "set", "trunk", "up"]);
+    b.ip(&["link", "set", "trunk", "up"]);
+    let trunk_mac = mac(a.path(), "trunk");
+    let parse = |m: &str| -> [u8; 6] {
+        let v: Vec<u8> = m
+            .split(':')
+            .map(|x| u8::from_str_radix(x, 16).unwrap())
+            .collect();
+        v.try_into().unwrap()
+    };
+    let make = Op::CreateVlan {
+        name: "hnq00112".into(),
+        parent: "trunk".into(),
+        id: 11,
+        mtu: 1400,
+        mac: parse(&trunk_mac),
+    };
+    hostnet_testbed::run_in(a.path(), || {
+        let dp = LinuxDataplane::new().expect("dataplane");
+        apply(&dp, std::slice::from_ref(&make)).expect("CreateVlan");
+        // A second one on the same VLAN of the trunk is refused.
+        let again = Op::CreateVlan {
+            name: "hnq00113".into(),
+            parent: "trunk".into(),
+            id: 11,
+            mtu: 1400,
+            mac: parse(&trunk_mac),
+        };
+        let e = dp.execute(&again).expect_err("VLAN 11 twice");
+        assert!(e.message.contains("VLAN 11"), "{e}");
+    });
+    let link = ip_out(a.path(), &["-d", "-o", "link", "show", "dev", "hnq00112"]);
+    for want in ["vlan protocol 802.1Q id 11", "mtu 1400", &trunk_mac, "UP"] {
+        assert!(link.contains(want), "no {want:?} in {link}");
+    }
+    assert_eq!(
+        ip_out(a.path(), &["-6", "-o", "addr", "show", "dev", "hnq00112"]),
+        "",
+        "the sub-interface has an IPv6 address"
+    );
+    a.ip(&["addr", "add", "10.11.0.1/24", "dev", "hnq00112"]);
+    // VLAN 12's end in a namespace of its own: B would answer ARP for
+    // any of its addresses on any of its links.
+    let b12 = Netns::new(&unique("t3vb12"));
+    for (vlan, addr, ns) in [("11", "10.11.0.2/24", &b), ("12", "10.11.0.3/24", &b12)] {
+        let dev = format!("trunk.{vlan}");
+        b.ip(&[
+            "link", "add", "link", "trunk", "name", &dev, "type", "vlan", "id", vlan,
+        ]);
+        if vlan == "12" {
+            b.ip(&["link", "set", &dev, "netns", &b12.name]);
+        }
+        ns.ip(&["addr", "add", addr, "dev", &dev]);
+        ns.ip(&["link", "set", &dev, "up"]);
+    }
+    // to_uplink's shape on the trunk: tagged frames return before the rewrite.
+    for cmd in [
+        &["add", "table", "netdev", "t"][..],
+        &[
+            "add",
+            "chain",
+            "netdev",
+            "t",
+            "c",
+            "{ type filter hook egress device trunk priority 0; }",
+        ],
+        &[
+            "add", "rule", "netdev", "t", "c", "ether", "type", "0x8100", "return",
+        ],
+        &[
+            "add",
+            "rule",
+            "netdev",
+            "t",
+            "c",
+            "ether",
+            "saddr",
+            "set",
+            "02:00:00:00:00:99",
+        ],
+    ] {
+        let out = a.output("nft", cmd);
+        assert!(
+            out.status.success(),
+            "nft {cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // B counts the frames arriving from each source MAC.
+    let rewritten = "02:00:00:00:00:99";
+    for cmd in [
+        &["add", "table", "netdev", "r"][..],
+        &[
+            "add",
+            "chain",
+            "netdev",
+            "r",
+            "c",
+            "{ type filter hook ingress device trunk priority 0; }",
+        ],
+        &[
+            "add", "rule", "netdev", "r", "c", "ether", "saddr", rewritten, "counter",
+        ],
+        &[
+            "add", "rule", "netdev", "r", "c", "ether", "saddr", &trunk_mac, "counter",
+        ],
+    ] {
+        let out = b.output("nft", cmd);
+        assert!(
+            out.status.success(),
+            "nft {cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let frames_from = |src: &str| -> u64 {
+        let out = b.output("nft", &["list", "chain", "netdev", "r", "c"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.contains(src))
+            .and_then(|l| word_after(l, "packets"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter for {src}: {text}"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || ping(&a, "10.11.0.2")),
+        "VLAN 11 does not reach across the trunk"
+    );
+    assert!(!ping(&a, "10.11.0.3"), "VLAN 11 reached VLAN 12");
+    assert_eq!(
+        frames_from(rewritten),
+        0,
+        "the egress chain rewrote a tagged frame's source MAC"
+    );
+    assert!(frames_from(&trunk_mac) > 0, "no tagged frame seen");
+    // The control: the same chain does rewrite untagged frames.
+    a.ip(&["addr", "add", "10.99.0.1/24", "dev", "trunk"]);
+    b.ip(&["addr", "add", "10.99.0.2/24", "dev", "trunk"]);
+    // (B learns A's real MAC from ARP's sender field, which the chain
+    // leaves alone, so the replies find A.)
+    assert!(
+        wait_until(Duration::from_secs(5), || ping(&a, "10.99.0.2")),
+        "untagged across the trunk"
+    );
+    assert!(
+        frames_from(rewritten) > 0,
+        "the egress chain did not rewrite an untagged frame"
+    );
+    hostnet_testbed::run_in(a.path(), || {
+        let dp = LinuxDataplane::new().expect("dataplane");
+        let failed = hostnet_dataplane::teardown(&dp, &[make.undo().unwrap()]);
+        assert!(failed.is_empty(), "delete: {failed:?}");
+    });
+    assert_eq!(
+        ip_out(a.path(), &["-o", "link", "show", "type", "vlan"]),
+        "",
+        "the sub-interface outlived its delete"
     );
 }
