@@ -7,10 +7,15 @@
 //! everything back. On start, a record whose network does not exist (a crash
 //! mid-create or mid-delete) is unbound; one whose network exists is bound
 //! again if the kernel lost it.
+//!
+//! A network with a VLAN binds its VLAN's sub-interface instead (see
+//! `hostnet_drivers::vlan`): the record then holds that uplink (no
+//! addresses: the host's stay on the adapter) and the VLAN, under `Vlan`.
 
 use std::net::IpAddr;
 
 use hostnet_dataplane::{Adapter, AdapterRoute};
+use hostnet_drivers::{names, vlan::Vlan};
 use hostnet_model::domain::{Mac, NetworkPolicy, NetworkSpec};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::{Collection, Txn};
@@ -22,6 +27,24 @@ use crate::object::{guid, internal};
 use crate::service::{Service, State};
 
 const KEY_PREFIX: &str = "adapter:";
+
+/// What a bound network took: its uplink, the port of its bridge facing
+/// the wire (the adapter as it was, or a VLAN's sub-interface), and the
+/// VLAN if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Binding {
+    pub uplink: Adapter,
+    pub vlan: Option<Vlan>,
+}
+
+impl Binding {
+    /// The host adapter this binding uses (the trunk, with a VLAN).
+    pub fn adapter_name(&self) -> &str {
+        self.vlan
+            .as_ref()
+            .map_or(self.uplink.name.as_str(), |v| v.parent.as_str())
+    }
+}
 
 /// The store key of a network's adapter record.
 pub fn key(network: &Uuid) -> String {
@@ -37,8 +60,15 @@ pub fn network_of(key: &str) -> Option<Uuid> {
 impl Service {
     /// The adapter a Transparent network asks for (its `NetAdapterName`
     /// policy, else the host's default-route interface), checked to exist
-    /// and to be free.
-    pub(crate) fn free_adapter(&self, st: &State, spec: &NetworkSpec) -> Result<Adapter, HcnError> {
+    /// and to be free: untagged, no other network may have it; on a VLAN,
+    /// no other network may have that VLAN of it (an untagged network and
+    /// other VLANs may).
+    pub(crate) fn free_adapter(
+        &self,
+        st: &State,
+        spec: &NetworkSpec,
+        vlan: Option<u16>,
+    ) -> Result<Binding, HcnError> {
         let named = spec.policies.iter().find_map(|p| match p {
             NetworkPolicy::NetAdapterName(n) => Some(n.clone()),
             _ => None,
@@ -66,20 +96,28 @@ impl Service {
                     format!("adapter {name:?} does not exist on this host: name an existing interface in NetAdapterName"),
                 )
             })?;
-        let taken_by = st
-            .networks
-            .iter()
-            .find(|(_, n)| n.adapter.as_ref().is_some_and(|a| a.name == name));
+        let taken_by = st.networks.iter().find(|(_, n)| {
+            n.binding()
+                .is_some_and(|b| b.adapter_name() == name && b.vlan.as_ref().map(|v| v.id) == vlan)
+        });
         if let Some((id, _)) = taken_by {
-            return Err(HcnError::new(
-                ErrorCode::InvalidNetwork,
-                format!(
-                    "adapter {name} is already bound to network {}: one adapter serves one network",
+            let message = match vlan {
+                None => format!(
+                    "adapter {name} is already bound to network {} (untagged): one adapter serves one untagged network; give this network a VLAN or name another adapter",
                     guid(id)
                 ),
-            ));
+                Some(v) => format!(
+                    "VLAN {v} of adapter {name} is already network {}'s: one VLAN of an adapter serves one network; choose another VLAN or adapter",
+                    guid(id)
+                ),
+            };
+            return Err(HcnError::new(ErrorCode::InvalidNetwork, message));
         }
-        if let Some(master) = &adapter.master {
+        // A VLAN's sub-interface receives its tagged frames even when the
+        // adapter is a port of an untagged network's bridge (the kernel
+        // hands them to it before the bridge sees them).
+        let ours = |m: &str| m.starts_with(names::BRIDGE_PREFIX) && vlan.is_some();
+        if let Some(master) = adapter.master.as_deref().filter(|m| !ours(m)) {
             return Err(HcnError::new(
                 ErrorCode::InvalidNetwork,
                 format!(
@@ -87,21 +125,37 @@ impl Service {
                 ),
             ));
         }
-        Ok(adapter)
+        Ok(match vlan {
+            None => Binding {
+                uplink: adapter,
+                vlan: None,
+            },
+            Some(id) => {
+                let v = Vlan {
+                    parent: adapter.name.clone(),
+                    parent_index: adapter.index,
+                    id,
+                };
+                Binding {
+                    uplink: v.uplink(&adapter),
+                    vlan: Some(v),
+                }
+            }
+        })
     }
 
     /// Write (or, with `None`, remove) a network's adapter record.
     pub(crate) fn record_adapter(
         &self,
         network: &Uuid,
-        adapter: Option<&Adapter>,
+        binding: Option<&Binding>,
     ) -> Result<(), HcnError> {
         let mut txn = Txn::new();
-        match adapter {
-            Some(a) => txn.put(
+        match binding {
+            Some(b) => txn.put(
                 Collection::Meta,
                 &key(network),
-                to_json(a).to_string().into_bytes(),
+                binding_json(b).to_string().into_bytes(),
             ),
             None => txn.delete(Collection::Meta, &key(network)),
         };
@@ -109,7 +163,7 @@ impl Service {
     }
 
     /// Every adapter record in the store.
-    pub(crate) fn adapter_records(&self) -> Result<Vec<(Uuid, Adapter)>, HcnError> {
+    pub(crate) fn adapter_records(&self) -> Result<Vec<(Uuid, Binding)>, HcnError> {
         let all = self
             .store
             .list(Collection::Meta)
@@ -118,7 +172,9 @@ impl Service {
             .into_iter()
             .filter_map(|(k, v)| {
                 let id = network_of(&k)?;
-                let a = serde_json::from_slice(&v).ok().and_then(|v| from_json(&v));
+                let a = serde_json::from_slice(&v)
+                    .ok()
+                    .and_then(|v| binding_from_json(&v));
                 if a.is_none() {
                     log::error!("adapter record {k} is unreadable");
                 }
@@ -163,6 +219,33 @@ pub(crate) fn check_subnets_fit(
         }
     }
     Ok(())
+}
+
+fn binding_json(b: &Binding) -> Value {
+    let mut v = to_json(&b.uplink);
+    if let Some(vlan) = &b.vlan {
+        v["Vlan"] = json!({
+            "Parent": vlan.parent,
+            "ParentIndex": vlan.parent_index,
+            "Id": vlan.id,
+        });
+    }
+    v
+}
+
+fn binding_from_json(v: &Value) -> Option<Binding> {
+    let vlan = match v.get("Vlan") {
+        None | Some(Value::Null) => None,
+        Some(vl) => Some(Vlan {
+            parent: vl["Parent"].as_str()?.to_string(),
+            parent_index: vl["ParentIndex"].as_u64()?.try_into().ok()?,
+            id: vl["Id"].as_u64()?.try_into().ok()?,
+        }),
+    };
+    Some(Binding {
+        uplink: from_json(v)?,
+        vlan,
+    })
 }
 
 fn to_json(a: &Adapter) -> Value {
@@ -242,7 +325,23 @@ mod tests {
             }],
             master: None,
         };
-        assert_eq!(from_json(&to_json(&a)), Some(a));
+        assert_eq!(from_json(&to_json(&a)), Some(a.clone()));
+        let untagged = Binding {
+            uplink: a.clone(),
+            vlan: None,
+        };
+        assert_eq!(binding_from_json(&binding_json(&untagged)), Some(untagged));
+        let v = Vlan {
+            parent: "eth0".into(),
+            parent_index: 2,
+            id: 4094,
+        };
+        let tagged = Binding {
+            uplink: v.uplink(&a),
+            vlan: Some(v),
+        };
+        assert_eq!(tagged.adapter_name(), "eth0");
+        assert_eq!(binding_from_json(&binding_json(&tagged)), Some(tagged));
         let id = Uuid::new_v4();
         assert_eq!(network_of(&key(&id)), Some(id));
         assert_eq!(network_of("initialized"), None);

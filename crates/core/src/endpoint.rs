@@ -317,6 +317,8 @@ pub(crate) struct EndpointPolicies {
     /// `EncapOverhead` (Overlay endpoints): the bytes the encapsulation
     /// takes from the underlay's MTU.
     pub encap_overhead: Option<u16>,
+    /// `VLAN`: accepted only as the network's own (crate::vlan).
+    pub vlan: Option<u32>,
 }
 
 /// The policies an endpoint takes; any other type is refused by name.
@@ -360,11 +362,19 @@ pub(crate) fn policies_of(policies: &[EndpointPolicy]) -> Result<EndpointPolicie
                     ));
                 }
             }
+            EndpointPolicy::Vlan(id) => {
+                if out.vlan.replace(*id).is_some() {
+                    return Err(HcnError::new(
+                        ErrorCode::InvalidPolicy,
+                        "VLAN is given twice: give it once",
+                    ));
+                }
+            }
             other => {
                 return Err(HcnError::new(
                     ErrorCode::InvalidPolicyType,
                     format!(
-                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute, and on Overlay endpoints EncapOverhead and ProviderAddress)",
+                        "endpoint policy {} is not supported yet: remove it (supported: PortMapping, ACL, TierAcl, OutBoundNAT, SDNRoute, VLAN (its network's), and on Overlay endpoints EncapOverhead and ProviderAddress)",
                         other.type_name()
                     ),
                 ))
@@ -433,6 +443,7 @@ pub(crate) fn check_policies_allowed(
         ));
     }
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
+    crate::vlan::check_endpoint(net, p.vlan)?;
     let refused = if p.outbound_nat.is_some() {
         Some("OutBoundNAT")
     } else if !p.sdn_routes.is_empty() {

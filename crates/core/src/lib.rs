@@ -33,6 +33,7 @@ mod service;
 mod stats;
 mod subnet;
 mod trace;
+mod vlan;
 
 pub use cluster::{OverlayEndpoint, OverlayPublisher};
 pub use config::Config;

@@ -1,6 +1,6 @@
 //! Networks: create, modify, delete.
 
-use hostnet_dataplane::{apply, teardown, Adapter, Op};
+use hostnet_dataplane::{apply, teardown, Op};
 use hostnet_drivers::{bridge, l2bridge, names, nat, transparent};
 use hostnet_ipam::{MacPool, SubnetPool};
 use hostnet_model::domain::{NetworkKind, NetworkPolicy, NetworkSpec};
@@ -34,14 +34,15 @@ impl Service {
         shared_id: Option<Uuid>,
     ) -> Result<Map<String, Value>, HcnError> {
         check_supported(&spec)?;
+        let vlan = crate::vlan::of_network(&spec)?;
         crate::network_change::check_acl_policies(&spec.policies, &spec.name)?;
         ensure_unique_name(
             Kind::Network,
             &spec.name,
             st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
-        let adapter = match spec.kind.binds_adapter() {
-            true => Some(self.free_adapter(st, &spec)?),
+        let binding = match spec.kind.binds_adapter() {
+            true => Some(self.free_adapter(st, &spec, vlan)?),
             false => None,
         };
         let overlay = spec.kind == NetworkKind::Overlay;
@@ -68,8 +69,8 @@ impl Service {
             true => Vec::new(),
             false => subnet::resolve(&spec, &taken, &host_routes)?,
         };
-        if let Some(a) = &adapter {
-            crate::adapter::check_subnets_fit(a, &subnets)?;
+        if let Some(b) = &binding {
+            crate::adapter::check_subnets_fit(&b.uplink, &subnets)?;
         }
         let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let mut obj = to_object(wire);
@@ -82,7 +83,7 @@ impl Service {
             false => None,
         };
         crate::overlay::remote_routes(&spec.policies)?;
-        let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, adapter);
+        let mut rec = network_rec(id, obj, spec, &subnets, self.config.mtu, binding);
         if let Some((identity, underlay_mtu)) = identity {
             let transit = crate::overlay::free_transit(st)?;
             let o = crate::overlay::plan(
@@ -101,8 +102,8 @@ impl Service {
 
         // An adapter's binding is recorded before the kernel changes, so a
         // crash can never lose the host's addresses (see `adapter`).
-        if let Some(a) = &rec.adapter {
-            self.record_adapter(&id, Some(a))?;
+        if let Some(b) = rec.binding() {
+            self.record_adapter(&id, Some(&b))?;
         }
         let bound = rec.adapter.is_some();
         let forget_adapter = |svc: &Service| {
@@ -112,7 +113,7 @@ impl Service {
         };
         if let Err(e) = apply(self.dp.as_ref(), &network_up(&rec)) {
             forget_adapter(self);
-            return Err(internal("creating the network's bridge", e));
+            return Err(kernel_error("creating the network's bridge", e));
         }
         if rec.kind == NetworkKind::L2Tunnel {
             if let Err(e) = self.find_tunnel_gateway(&mut rec) {
@@ -271,21 +272,18 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
             ),
         ));
     }
-    let vsid_only = |s: &&hostnet_model::domain::SubnetSpec| {
-        overlay
+    // VLANs are crate::vlan's to judge; a VSID is an overlay's VNI.
+    let foreign_vsid = |s: &&hostnet_model::domain::SubnetSpec| {
+        !overlay
             && s.policies
                 .iter()
-                .all(|p| matches!(p, hostnet_model::domain::SubnetPolicy::Vsid(_)))
+                .any(|p| matches!(p, hostnet_model::domain::SubnetPolicy::Vsid(_)))
     };
-    if let Some(s) = spec
-        .subnets
-        .iter()
-        .find(|s| !s.policies.is_empty() && !vsid_only(s))
-    {
+    if let Some(s) = spec.subnets.iter().find(foreign_vsid) {
         return Err(HcnError::new(
             ErrorCode::InvalidPolicyType,
             format!(
-                "subnet policies (VLAN, VSID) are not supported on {kind} networks yet: remove them from subnet {}",
+                "VSID subnet policies are not supported on {kind} networks yet (a VSID is an Overlay network's VXLAN identifier; a VLAN is the VLAN policy): remove it from subnet {}",
                 s.prefix
             ),
         ));
@@ -317,9 +315,10 @@ pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
         }
         return ops;
     }
+    let vlan = rec.vlan.as_ref();
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a),
-        (Some(a), false) => transparent::network_up(&rec.plan.id, a),
+        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a, vlan),
+        (Some(a), false) => transparent::network_up(&rec.plan.id, a, vlan),
         (None, _) => nat::network_up(&rec.plan),
     }
 }
@@ -329,10 +328,24 @@ pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
     if let Some(o) = &rec.overlay {
         return hostnet_drivers::overlay::network_down(o);
     }
+    let vlan = rec.vlan.as_ref();
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a),
-        (Some(a), false) => transparent::network_down(&rec.plan.id, a),
+        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a, vlan),
+        (Some(a), false) => transparent::network_down(&rec.plan.id, a, vlan),
         (None, _) => nat::network_down(&rec.plan.id),
+    }
+}
+
+/// A failed kernel plan as the client sees it: a kernel that cannot do
+/// what the network needs (no 802.1q, say) is the host's limit, not a
+/// fault; anything else is unexpected.
+fn kernel_error(what: &str, e: hostnet_dataplane::DataplaneError) -> HcnError {
+    match e.unsupported {
+        true => HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!("this host's kernel cannot make this network: {e}"),
+        ),
+        false => internal(what, e),
     }
 }
 
@@ -444,8 +457,12 @@ pub(crate) fn network_rec(
     spec: NetworkSpec,
     subnets: &[Resolved],
     mtu: u32,
-    adapter: Option<Adapter>,
+    binding: Option<crate::adapter::Binding>,
 ) -> NetworkRec {
+    let (adapter, vlan) = match binding {
+        Some(b) => (Some(b.uplink), b.vlan),
+        None => (None, None),
+    };
     let gateways = match adapter {
         Some(_) => Vec::new(),
         None => subnets
@@ -492,6 +509,7 @@ pub(crate) fn network_rec(
         obj,
         spec,
         adapter,
+        vlan,
         plan,
         overlay: None,
         pools,

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hostnet_dataplane::{apply, teardown, Adapter, Op};
+use hostnet_dataplane::{apply, teardown, Op};
 use hostnet_drivers::{bridge, names, transparent};
 use hostnet_model::domain::NetworkKind;
 use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::adapter::Binding;
 use crate::config::DEFAULT_NETWORK_NAME;
 use crate::endpoint::{endpoint_elements, endpoint_policies, plan, sdn_routes, DEFAULT_IFNAME};
 use crate::network::{network_rec, network_up};
@@ -33,7 +34,7 @@ impl Service {
     /// Read every stored object into memory.
     pub(crate) fn load(&self) -> Result<(), HcnError> {
         let mut st = self.lock();
-        let adapters: HashMap<Uuid, Adapter> = self.adapter_records()?.into_iter().collect();
+        let adapters: HashMap<Uuid, Binding> = self.adapter_records()?.into_iter().collect();
         let leases = self.lease_records()?;
         for (key, raw) in self.list_store(Collection::Networks)? {
             match self.load_network(&raw, &adapters) {
@@ -185,7 +186,7 @@ impl Service {
     fn load_network(
         &self,
         raw: &[u8],
-        adapters: &HashMap<Uuid, Adapter>,
+        adapters: &HashMap<Uuid, Binding>,
     ) -> Result<(Uuid, crate::service::NetworkRec), HcnError> {
         let wire: HostComputeNetwork = hostnet_model::from_json(raw)?;
         let spec = hostnet_model::validate_network(&wire)?;
@@ -256,10 +257,13 @@ impl Service {
 
         // Adapters bound for networks the store no longer has (a crash in
         // the middle of a create or delete) get their addresses back.
-        for (id, adapter) in self.adapter_records()? {
+        for (id, b) in self.adapter_records()? {
             if !st.networks.contains_key(&id) {
-                log::info!("giving adapter {} back its addresses", adapter.name);
-                for e in teardown(dp, &transparent::network_down(&id, &adapter)) {
+                log::info!("giving adapter {} back its addresses", b.adapter_name());
+                for e in teardown(
+                    dp,
+                    &transparent::network_down(&id, &b.uplink, b.vlan.as_ref()),
+                ) {
                     log::warn!("{e}");
                 }
                 self.record_adapter(&id, None)?;
@@ -285,25 +289,33 @@ impl Service {
             }
             let name = names::bridge(&net.plan.id);
             let up = network_up(net);
+            // A VLAN's sub-interface is the network's own link: adopted if
+            // it is there, made again if the kernel lost it.
+            let sub = net.vlan.as_ref().and(net.adapter.as_ref()).map(|u| &u.name);
+            let sub_lost = sub.is_some_and(|s| !links.contains(s));
             let ops: Vec<Op> = if !links.contains(&name) {
                 log::info!("rebuilding bridge {name} of network {}", guid(&net.plan.id));
                 up.into_iter()
-                    .filter(|op| !matches!(op, Op::AddElements(_)))
+                    .filter(|op| match op {
+                        Op::AddElements(_) => false,
+                        Op::CreateVlan { .. } => sub_lost,
+                        _ => true,
+                    })
                     .collect()
             } else {
                 // The bridge is there: make sure forwarding is on (NAT) or
                 // the adapter is still bound (Transparent); both idempotent.
                 up.into_iter()
-                    .filter(|op| {
-                        matches!(
-                            op,
-                            Op::Sysctl { .. } | Op::SetMaster { .. } | Op::MoveAddresses { .. }
-                        )
+                    .filter(|op| match op {
+                        Op::Sysctl { .. } | Op::SetMaster { .. } | Op::MoveAddresses { .. } => true,
+                        Op::CreateVlan { .. } => sub_lost,
+                        _ => false,
                     })
                     .collect()
             };
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
+            wanted.extend(sub.cloned());
         }
         for ep in st.endpoints.values() {
             if let Some(net) = st.networks.get(&ep.network) {

@@ -24,13 +24,27 @@ pub(crate) struct NetworkRec {
     pub name: String,
     pub spec: NetworkSpec,
     pub kind: NetworkKind,
-    /// The host adapter a Transparent network took over, as it was before.
+    /// The uplink a bound network (Transparent, L2Bridge, L2Tunnel) took
+    /// over: the host adapter as it was before, or its VLAN's sub-interface.
     pub adapter: Option<Adapter>,
+    /// The VLAN of a bound network on one (its uplink is then the
+    /// sub-interface).
+    pub vlan: Option<hostnet_drivers::vlan::Vlan>,
     pub plan: bridge::Network,
     /// An Overlay network's plan (docs/drivers/overlay.md); None otherwise.
     pub overlay: Option<hostnet_drivers::overlay::Overlay>,
     pub pools: Vec<SubnetPool>,
     pub macs: MacPool,
+}
+
+impl NetworkRec {
+    /// What a bound network took (None: it binds no adapter).
+    pub(crate) fn binding(&self) -> Option<crate::adapter::Binding> {
+        self.adapter.as_ref().map(|uplink| crate::adapter::Binding {
+            uplink: uplink.clone(),
+            vlan: self.vlan.clone(),
+        })
+    }
 }
 
 /// An endpoint, resolved: its address, MAC and mappings are fixed.
@@ -213,7 +227,8 @@ impl Service {
             "Features": {
                 "Api": { "V1": false, "V2": true },
                 "NetworkTypes": ["NAT", "Transparent", "L2Bridge", "L2Tunnel", "Overlay"],
-                "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute"],
+                "EndpointPolicies": ["PortMapping", "ACL", "TierAcl", "OutBoundNAT", "SDNRoute", "VLAN"],
+                "SubnetPolicies": ["VLAN", "VSID"],
                 "NetworkPolicies": ["NetAdapterName", "HostRoute", "AutomaticDNS", "NetworkACL", "SetPolicy", "ProviderAddress", "DrMacAddress", "VxlanPort", "RemoteSubnetRoute"],
                 "PolicyModify": { "Endpoint": ["Add", "Remove", "Update"], "Network": ["Add", "Remove", "Update"] },
                 "NamespaceAttach": true,

@@ -70,6 +70,18 @@ pub enum Op {
         /// floods to every port (N² packets while N endpoints come up).
         ipv6: bool,
     },
+    /// An 802.1q sub-interface `name` of link `parent` in the daemon's
+    /// namespace: VLAN `id`, with `mtu` and `mac` (the parent's), no IPv6
+    /// link-local address (it is a bridge port, not a host interface), up.
+    /// Frames sent through it leave `parent` tagged with `id`; tagged
+    /// frames arriving on `parent` come out of it untagged.
+    CreateVlan {
+        name: String,
+        parent: String,
+        id: u16,
+        mtu: u32,
+        mac: [u8; 6],
+    },
     /// Delete a link in the daemon's namespace. Missing is not an error.
     DeleteLink { name: String },
     /// A new network namespace bind-mounted at `path` (its loopback up).
@@ -312,7 +324,9 @@ impl Op {
                 link: link.clone(),
                 routes: routes.clone(),
             }),
-            Op::CreateVxlan { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
+            Op::CreateVxlan { name, .. } | Op::CreateVlan { name, .. } => {
+                Some(Op::DeleteLink { name: name.clone() })
+            }
             Op::AddFdb { link, mac, remote } => Some(Op::DeleteFdb {
                 link: link.clone(),
                 mac: *mac,
@@ -434,6 +448,23 @@ mod tests {
             }
         );
         assert_eq!(back.undo(), Some(there));
+    }
+
+    #[test]
+    fn a_vlan_link_is_undone_by_deleting_it() {
+        let vlan = Op::CreateVlan {
+            name: "hnq00112".into(),
+            parent: "eth0".into(),
+            id: 11,
+            mtu: 1500,
+            mac: [2, 0, 0, 0, 0, 1],
+        };
+        assert_eq!(
+            vlan.undo(),
+            Some(Op::DeleteLink {
+                name: "hnq00112".into()
+            })
+        );
     }
 }
 

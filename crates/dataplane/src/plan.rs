@@ -9,6 +9,9 @@ pub struct DataplaneError {
     /// Short description of the failing operation.
     pub op: String,
     pub message: String,
+    /// The kernel lacks what the op needs (a device kind, a module): no
+    /// retry helps, the host must change. Callers tell the user so.
+    pub unsupported: bool,
 }
 
 impl DataplaneError {
@@ -16,6 +19,15 @@ impl DataplaneError {
         Self {
             op: op.into(),
             message: message.into(),
+            unsupported: false,
+        }
+    }
+
+    /// An error saying the kernel cannot do `op` at all.
+    pub fn unsupported(op: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            unsupported: true,
+            ..Self::new(op, message)
         }
     }
 }

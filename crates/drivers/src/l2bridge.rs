@@ -26,22 +26,24 @@ use uuid::Uuid;
 
 pub use crate::bridge::{Endpoint, Network, L2};
 use crate::transparent;
+use crate::vlan::Vlan;
 
-/// Bind `adapter` (as Transparent does), then rewrite MACs at it. The host
-/// forwards, for outbound NAT and for host-endpoint gateways.
-pub fn network_up(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
+/// Bind `uplink` (as Transparent does: the adapter, or a VLAN's
+/// sub-interface), then rewrite MACs at it. The host forwards, for
+/// outbound NAT and for host-endpoint gateways.
+pub fn network_up(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
     let mut ops = vec![Op::Sysctl {
         key: "net/ipv4/ip_forward".into(),
         value: "1".into(),
     }];
-    ops.extend(transparent::network_up(id, adapter));
-    ops.push(Op::AddElements(nft::l2::uplink(&adapter.name, adapter.mac)));
+    ops.extend(transparent::network_up(id, uplink, vlan));
+    ops.push(Op::AddElements(nft::l2::uplink(&uplink.name, uplink.mac)));
     ops
 }
 
 /// The exact reverse of [`network_up`] (forwarding stays on).
-pub fn network_down(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
-    network_up(id, adapter)
+pub fn network_down(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
+    network_up(id, uplink, vlan)
         .iter()
         .rev()
         .filter_map(|op| op.undo())
@@ -76,11 +78,31 @@ mod tests {
     #[test]
     fn uplink_rewrite_goes_last_and_comes_off_first() {
         let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
-        let up = network_up(&id, &adapter());
+        let up = network_up(&id, &adapter(), None);
         assert!(matches!(up.last(), Some(Op::AddElements(e)) if e.len() == 3));
-        let down = network_down(&id, &adapter());
+        let down = network_down(&id, &adapter(), None);
         assert!(matches!(down.first(), Some(Op::DeleteElements(e)) if e.len() == 3));
         assert!(matches!(down.last(), Some(Op::DeleteLink { .. })));
+    }
+
+    #[test]
+    fn a_vlan_networks_rewrite_sits_on_its_sub_interface() {
+        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
+        let vlan = Vlan {
+            parent: "eth0".into(),
+            parent_index: 2,
+            id: 12,
+        };
+        let uplink = vlan.uplink(&adapter());
+        let up = network_up(&id, &uplink, Some(&vlan));
+        assert_eq!(
+            up.last(),
+            Some(&Op::AddElements(nft::l2::uplink("hnq00122", adapter().mac)))
+        );
+        assert!(up
+            .iter()
+            .any(|op| matches!(op, Op::CreateVlan { id: 12, .. })));
+        assert!(!up.iter().any(|op| matches!(op, Op::MoveAddresses { .. })));
     }
 
     #[test]

@@ -14,3 +14,4 @@ pub mod names;
 pub mod nat;
 pub mod overlay;
 pub mod transparent;
+pub mod vlan;

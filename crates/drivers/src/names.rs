@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub const LINK_PREFIX: &str = "hn";
 /// Prefix of network bridges: `hnbr` + 8 hex digits of the network ID.
 pub const BRIDGE_PREFIX: &str = "hnbr";
+/// Prefix of VLAN sub-interfaces of adapters ([`crate::vlan::link_name`]).
+pub const VLAN_PREFIX: &str = "hnq";
 /// Prefix of endpoints' host-side veths: `hnve` + 10 hex digits of the endpoint ID.
 pub const VETH_PREFIX: &str = "hnve";
 

@@ -16,30 +16,37 @@ use uuid::Uuid;
 
 pub use crate::bridge::Endpoint;
 use crate::names;
+use crate::vlan::Vlan;
 
-/// Bind `adapter` to the network's bridge without cutting the host off.
-pub fn network_up(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
+/// Bind `uplink` to the network's bridge without cutting the host off.
+/// Without a VLAN the uplink is the adapter, whose addresses and routes
+/// move to the bridge; with one it is the VLAN's sub-interface
+/// ([`Vlan::uplink`]), made here, and the host keeps its addresses on the
+/// adapter.
+pub fn network_up(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
     let bridge = names::bridge(id);
-    vec![
-        Op::CreateBridge {
-            name: bridge.clone(),
-            mtu: adapter.mtu,
-            mac: Some(adapter.mac),
-            addresses: Vec::new(),
-            ipv6: true,
-        },
-        Op::SetMaster {
-            link: adapter.name.clone(),
-            master: Some(bridge.clone()),
-            previous: None,
-        },
-        Op::MoveAddresses {
-            from: adapter.name.clone(),
+    let mut ops = vec![Op::CreateBridge {
+        name: bridge.clone(),
+        mtu: uplink.mtu,
+        mac: Some(uplink.mac),
+        addresses: Vec::new(),
+        ipv6: true,
+    }];
+    ops.extend(vlan.map(|v| v.create(uplink)));
+    ops.push(Op::SetMaster {
+        link: uplink.name.clone(),
+        master: Some(bridge.clone()),
+        previous: None,
+    });
+    if vlan.is_none() {
+        ops.push(Op::MoveAddresses {
+            from: uplink.name.clone(),
             to: bridge,
-            addresses: adapter.addresses.clone(),
-            routes: adapter.routes.clone(),
-        },
-    ]
+            addresses: uplink.addresses.clone(),
+            routes: uplink.routes.clone(),
+        });
+    }
+    ops
 }
 
 /// The elements an endpoint owns from its creation: only its
@@ -54,10 +61,11 @@ pub fn endpoint_elements(ep: &Endpoint) -> Vec<SetElement> {
     }
 }
 
-/// Give the host's addresses and routes back to the adapter, release it,
-/// and remove the bridge: the exact reverse of [`network_up`].
-pub fn network_down(id: &Uuid, adapter: &Adapter) -> Vec<Op> {
-    network_up(id, adapter)
+/// Give the host's addresses and routes back to the adapter, release it
+/// (or delete the VLAN sub-interface), and remove the bridge: the exact
+/// reverse of [`network_up`].
+pub fn network_down(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
+    network_up(id, uplink, vlan)
         .iter()
         .rev()
         .filter_map(|op| op.undo())
@@ -85,7 +93,7 @@ pub(crate) mod tests {
     fn down_reverses_up() {
         let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
         let adapter = adapter();
-        let down = network_down(&id, &adapter);
+        let down = network_down(&id, &adapter, None);
         let [Op::MoveAddresses { from, to, .. }, Op::SetMaster { link, master, .. }, Op::DeleteLink { name }] =
             down.as_slice()
         else {
@@ -94,5 +102,43 @@ pub(crate) mod tests {
         assert_eq!((from.as_str(), to.as_str()), ("hnbr12345678", "eth0"));
         assert_eq!((link.as_str(), master), ("eth0", &None));
         assert_eq!(name, "hnbr12345678");
+    }
+
+    #[test]
+    fn a_vlan_network_binds_a_sub_interface_and_moves_nothing_of_the_hosts() {
+        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
+        let adapter = adapter();
+        let vlan = Vlan {
+            parent: "eth0".into(),
+            parent_index: 2,
+            id: 11,
+        };
+        let uplink = vlan.uplink(&adapter);
+        let up = network_up(&id, &uplink, Some(&vlan));
+        let [Op::CreateBridge { mac, mtu, .. }, Op::CreateVlan {
+            name,
+            parent,
+            id: vid,
+            ..
+        }, Op::SetMaster { link, master, .. }] = up.as_slice()
+        else {
+            panic!("{up:?}")
+        };
+        assert_eq!((*mac, *mtu), (Some(adapter.mac), adapter.mtu));
+        assert_eq!(
+            (name.as_str(), parent.as_str(), *vid),
+            ("hnq00112", "eth0", 11)
+        );
+        assert_eq!(
+            (link.as_str(), master.as_deref()),
+            ("hnq00112", Some("hnbr12345678"))
+        );
+        let down = network_down(&id, &uplink, Some(&vlan));
+        let [Op::SetMaster { master: None, .. }, Op::DeleteLink { name: sub }, Op::DeleteLink { name: br }] =
+            down.as_slice()
+        else {
+            panic!("{down:?}")
+        };
+        assert_eq!((sub.as_str(), br.as_str()), ("hnq00112", "hnbr12345678"));
     }
 }

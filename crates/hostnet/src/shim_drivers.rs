@@ -32,7 +32,7 @@ fn applies_to(key: &str) -> Option<(&'static [&'static str], &'static str)> {
             "it binds the network to a host adapter",
         ),
         "vlanid" => (
-            &["transparent", "l2bridge", "l2tunnel"],
+            &["transparent", "l2bridge"],
             "it tags the network's frames on the host adapter",
         ),
         "vsid" => (
@@ -141,7 +141,7 @@ mod tests {
             (
                 "vlanid",
                 "11",
-                &["nat", "overlay", "ics", "private", "internal"],
+                &["nat", "overlay", "l2tunnel", "ics", "private", "internal"],
             ),
             (
                 "vsid",

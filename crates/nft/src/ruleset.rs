@@ -110,7 +110,11 @@ pub const ENDPOINT_INBOUND: &str = "endpoint_inbound";
 pub const NAT_ENDPOINT_INBOUND: &str = "nat_endpoint_inbound";
 /// Ingress of L2 uplinks: frames for the host's MAC get the endpoint's.
 pub const FROM_UPLINK: &str = "from_uplink";
-/// Egress of L2 uplinks: every frame leaves with the host's MAC.
+/// Egress of L2 uplinks: every frame leaves with the host's MAC, except
+/// 802.1Q-tagged ones: those belong to VLAN networks sharing the adapter
+/// (their own uplink is their sub-interface; a Transparent one's frames
+/// keep their containers' MACs). `from_uplink` matches `ether type ip`
+/// and `arp`, which tagged frames are not, so it leaves them alone too.
 pub const TO_UPLINK: &str = "to_uplink";
 /// Ingress of outbound-NAT ports: detour through the host.
 pub const OUTBOUND_NAT_PORTS: &str = "outbound_nat_ports";
@@ -398,6 +402,7 @@ fn egress_table() -> String {
 	}}
 	chain {TO_UPLINK} {{
 		{egress}
+		ether type 0x8100 return
 		ether saddr set oifname map @{L2_UPLINK_MACS}
 		ether type arp arp saddr ether set oifname map @{L2_UPLINK_MACS}
 	}}

@@ -85,6 +85,10 @@ fn run(filters: &[String]) -> Result<bool, String> {
         };
         println!("test tier3_guest::{name} ... {v}");
     }
+    // A guest test that could not run says so on the console.
+    for line in console.text.lines().filter(|l| l.contains("skipped:")) {
+        println!("tier3_guest: {}", line.trim());
+    }
     let passed = report.passed() && !console.timed_out;
     println!(
         "tier3: {} tests in the guest, {} in {:.1} s{}",

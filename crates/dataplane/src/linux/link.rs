@@ -26,6 +26,7 @@ const RTM_GETROUTE: u16 = 26;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
@@ -36,6 +37,7 @@ const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
+const IFLA_VLAN_ID: u16 = 1;
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 
 const IFA_ADDRESS: u16 = 1;
@@ -131,6 +133,31 @@ pub fn create_bridge(
     }
     msg.begin_nest(IFLA_LINKINFO)
         .attr_str(IFLA_INFO_KIND, "bridge")
+        .end_nest();
+    sock.request(msg, |_| {})
+}
+
+/// Creates 802.1q link `name` on link `parent` (an index), down, with
+/// VLAN `id`, `mtu` and `mac`. A kernel without 8021q answers EOPNOTSUPP.
+pub fn create_vlan(
+    sock: &mut Socket,
+    name: &str,
+    parent: u32,
+    id: u16,
+    mtu: u32,
+    mac: [u8; 6],
+) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, CREATE);
+    msg.header(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, name)
+        .attr_u32(IFLA_LINK, parent)
+        .attr_u32(IFLA_MTU, mtu)
+        .attr(IFLA_ADDRESS, &mac)
+        .begin_nest(IFLA_LINKINFO)
+        .attr_str(IFLA_INFO_KIND, "vlan")
+        .begin_nest(IFLA_INFO_DATA)
+        .attr(IFLA_VLAN_ID, &id.to_ne_bytes())
+        .end_nest()
         .end_nest();
     sock.request(msg, |_| {})
 }

@@ -137,6 +137,42 @@ impl LinuxDataplane {
         Ok(())
     }
 
+    fn create_vlan(
+        &self,
+        name: &str,
+        parent: &str,
+        id: u16,
+        mtu: u32,
+        mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
+        let what = format!("create VLAN {id} link {name} on {parent}");
+        let fail = |m: String| DataplaneError::new(what.clone(), m);
+        let mut sock = self.route();
+        let parent_index = link::index(&mut sock, parent)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("adapter {parent} does not exist")))?;
+        link::create_vlan(&mut sock, name, parent_index, id, mtu, mac).map_err(|e| match e.errno {
+            libc::EOPNOTSUPP => DataplaneError::unsupported(
+                what.clone(),
+                "this kernel has no 802.1q VLAN devices: load module 8021q (modprobe 8021q), or use a kernel built with CONFIG_VLAN_8021Q",
+            ),
+            libc::EEXIST => fail(format!(
+                "link {name} exists already, or {parent} has another link with VLAN {id}"
+            )),
+            _ => fail(e.to_string()),
+        })?;
+        let link = LinkConfig {
+            addresses: &[],
+            routes: &[],
+            ipv6: false,
+        };
+        if let Err(m) = configure_link(&mut sock, name, &link) {
+            undo_link(&mut sock, name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_veth(
         &self,
@@ -601,6 +637,13 @@ impl Dataplane for LinuxDataplane {
                 addresses,
                 ipv6,
             } => self.create_bridge(name, *mtu, *mac, addresses, *ipv6),
+            Op::CreateVlan {
+                name,
+                parent,
+                id,
+                mtu,
+                mac,
+            } => self.create_vlan(name, parent, *id, *mtu, *mac),
             Op::DeleteLink { name } => link::delete(&mut self.route(), name)
                 .map_err(|e| DataplaneError::new(format!("delete link {name}"), e.to_string())),
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {

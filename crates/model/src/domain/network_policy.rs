@@ -297,6 +297,19 @@ fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
 /// Validate one network policy. Unknown `Type` is `InvalidPolicyType`, bad
 /// settings are `InvalidPolicy`.
 pub fn parse_network_policy(p: &wire::Policy) -> Result<NetworkPolicy, HcnError> {
+    // Docker's v1 network-level VLAN and VSID are subnet policies in v2.
+    let given = p.policy_type.trim();
+    if ["VLAN", "VSID"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(given))
+    {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            format!(
+                "{given} is a subnet policy in HCN v2, not a network policy: give each subnet {{\"Type\":\"{given}\",\"Settings\":{{\"IsolationId\":N}}}} in its Policies"
+            ),
+        ));
+    }
     let ty = match_type(&p.policy_type, NETWORK_POLICY_TYPES, "network")?;
     let code = ErrorCode::InvalidPolicy;
     let field = |f: &str| format!("{ty} policy: Settings.{f}");

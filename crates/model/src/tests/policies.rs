@@ -209,6 +209,12 @@ fn unknown_policy_types_are_rejected_by_name() {
         ErrorCode::InvalidPolicyType,
         &["PortMapping"],
     );
+    // Docker's v1 network-level VLAN is a subnet policy in v2: say where.
+    assert_err(
+        np("VLAN", json!({"IsolationId": 11})),
+        ErrorCode::InvalidPolicyType,
+        &["subnet policy", "IsolationId"],
+    );
 }
 
 #[test]
