@@ -1424,3 +1424,93 @@ fn vxlan_entries_are_read_back_as_programmed() {
     .unwrap();
     assert!(dp.vxlan_entries("vx0").unwrap().fdb.is_empty());
 }
+
+#[test]
+fn a_vxlan_born_in_another_namespace_keeps_its_socket_in_the_daemons() {
+    let Some(tb) = Testbed::new() else { return };
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    let router = tb.ns_path("router");
+    run_in(
+        &tb.host,
+        &["ip", "link", "add", "u0", "type", "veth", "peer", "u1"],
+    );
+    run_in(
+        &tb.host,
+        &["ip", "addr", "add", "192.0.2.11/24", "dev", "u0"],
+    );
+    run_in(&tb.host, &["ip", "link", "set", "u0", "up"]);
+    let in_router = |op: Op| Op::InNetns {
+        netns: router.clone(),
+        op: Box::new(op),
+    };
+    let vxlan = Op::CreateVxlan {
+        name: "hnvx00002a".into(),
+        vni: 42,
+        local: "192.0.2.11".parse().unwrap(),
+        port: 4789,
+        mtu: 1450,
+        bridge: "hnvb00002a".into(),
+        netns: Some(router.clone()),
+    };
+    let mac = [2, 0, 0, 0, 0, 9];
+    let plan = [
+        Op::CreateNetns {
+            path: router.clone(),
+        },
+        in_router(bridge("hnvb00002a", &["10.0.1.1/24"])),
+        vxlan.clone(),
+        in_router(Op::AddFdb {
+            link: "hnvx00002a".into(),
+            mac,
+            remote: "192.0.2.12".parse().unwrap(),
+        }),
+    ];
+    apply(&dp, &plan).unwrap();
+    // The device and its bridge are the router's, the UDP socket the host's.
+    let there = run_in(&router, &["ip", "-d", "link", "show", "hnvx00002a"]);
+    assert!(there.contains("master hnvb00002a"), "{there}");
+    assert!(there.contains("vxlan id 42 local 192.0.2.11"), "{there}");
+    assert!(run_in(&tb.host, &["ip", "link", "show"])
+        .find("hnv")
+        .is_none());
+    assert!(run_in(&tb.host, &["ss", "-uln"]).contains(":4789"));
+    assert!(!run_in(&router, &["ss", "-uln"]).contains(":4789"));
+    let found = dp
+        .in_netns(&router)
+        .unwrap()
+        .vxlan_entries("hnvx00002a")
+        .unwrap();
+    assert_eq!(found.fdb, [(mac, "192.0.2.12".parse().unwrap())]);
+    // A failing plan takes back what it made in the router, device included.
+    let again = [
+        vxlan.undo().unwrap(),
+        vxlan.clone(),
+        in_router(bridge("hnvb00002a", &[])),
+    ];
+    assert!(apply(&dp, &again).is_err());
+    assert!(!run_in(&router, &["ip", "link", "show"]).contains("hnvx00002a"));
+    assert!(!run_in(&tb.host, &["ss", "-uln"]).contains(":4789"));
+    // Removals in a namespace that is gone are nothing to do.
+    apply(&dp, &[vxlan]).unwrap();
+    apply(
+        &dp,
+        &[
+            vxlan_down(&router),
+            Op::DeleteNetns {
+                path: router.clone(),
+            },
+        ],
+    )
+    .unwrap();
+    assert!(!run_in(&tb.host, &["ss", "-uln"]).contains(":4789"));
+    dp.execute(&vxlan_down(&router)).unwrap();
+}
+
+fn vxlan_down(router: &Path) -> Op {
+    Op::InNetns {
+        netns: router.to_path_buf(),
+        op: Box::new(Op::DeleteLink {
+            name: "hnvx00002a".into(),
+        }),
+    }
+}
