@@ -231,8 +231,25 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
-    let h1 = phys.host(0);
     assert!(ping(&a, B), "A reaches B again after the rebuild");
+    assert!(ping(&a, C), "and C");
+
+    // A router namespace gone while the daemon was down (its links and
+    // A's port with it) is rebuilt whole at start, A's veth made again.
+    phys.hosts[0].daemon_mut().kill9_and_restart_with(|| {
+        let out = std::process::Command::new("umount")
+            .arg(&r1)
+            .output()
+            .expect("umount");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&r1).expect("remove the router's mount point");
+    });
+    let h1 = phys.host(0);
+    assert!(ping(&a, B), "A reaches B after its router was rebuilt");
     assert!(ping(&a, C), "and C");
 
     // Deleting the remote endpoint stops traffic to it.
