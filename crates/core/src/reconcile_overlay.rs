@@ -94,18 +94,19 @@ impl Service {
                 Some(links) => {
                     let l2 = overlay::router_links(o);
                     let whole = l2.iter().all(|l| links.contains(l));
-                    let keep = |op: &Op| {
-                        let structural =
-                            matches!(inner(op), Op::CreateBridge { .. } | Op::CreateVxlan { .. })
-                                && matches!(op, Op::InNetns { .. } | Op::CreateVxlan { .. });
-                        match inner(op) {
-                            Op::Sysctl { .. }
-                            | Op::NetnsSysctl { .. }
-                            | Op::AddFdb { .. }
-                            | Op::AddNeighbour { .. }
-                            | Op::AddOnlinkRoute { .. } => true,
-                            _ => structural && !whole,
-                        }
+                    // The VNI bridges (made in the router) and VXLAN devices;
+                    // the transit's bridge and veth are the host's.
+                    let l2_link = |op: &Op| match op {
+                        Op::InNetns { op, .. } => matches!(op.as_ref(), Op::CreateBridge { .. }),
+                        op => matches!(op, Op::CreateVxlan { .. }),
+                    };
+                    let keep = |op: &Op| match inner(op) {
+                        Op::Sysctl { .. }
+                        | Op::NetnsSysctl { .. }
+                        | Op::AddFdb { .. }
+                        | Op::AddNeighbour { .. }
+                        | Op::AddOnlinkRoute { .. } => true,
+                        _ => !whole && l2_link(op),
                     };
                     let mut ops = Vec::new();
                     if !whole {

@@ -20,12 +20,14 @@ mod netns;
 mod nftables;
 mod vxlan;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hostnet_nft::SetElement;
 use ipnet::IpNet;
@@ -65,6 +67,12 @@ pub struct LinuxDataplane {
     /// Whether the kernel knows `NFT_MSG_DESTROYSETELEM`; cleared the first
     /// time it turns out not to.
     destroy_supported: AtomicBool,
+    /// Dataplanes of other namespaces (overlay routers) by path: making
+    /// one takes a thread and two sockets, milliseconds on a busy host, and
+    /// an overlay endpoint needs two ops there. Each holds its namespace
+    /// alive, so it is dropped when this dataplane deletes that namespace,
+    /// and replaced when the path names another namespace.
+    others: Mutex<HashMap<PathBuf, Arc<LinuxDataplane>>>,
 }
 
 impl LinuxDataplane {
@@ -85,6 +93,7 @@ impl LinuxDataplane {
             home,
             home_id,
             destroy_supported: AtomicBool::new(true),
+            others: Mutex::new(HashMap::new()),
         })
     }
 
@@ -453,10 +462,21 @@ impl LinuxDataplane {
         })
     }
 
-    /// The same dataplane acting on the namespace at `path`.
-    fn dataplane_in(&self, path: &Path) -> Result<LinuxDataplane, DataplaneError> {
-        run_in_netns(path, LinuxDataplane::new)
-            .map_err(|e| DataplaneError::new(format!("enter {}", path.display()), e.to_string()))?
+    /// The same dataplane acting on the namespace at `path` (kept for the
+    /// next call while the path names that namespace).
+    fn dataplane_in(&self, path: &Path) -> Result<Arc<LinuxDataplane>, DataplaneError> {
+        let fail =
+            |e: io::Error| DataplaneError::new(format!("enter {}", path.display()), e.to_string());
+        let id = File::open(path)
+            .and_then(|f| NetnsId::of(&f))
+            .map_err(fail)?;
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dp) = others.get(path).filter(|dp| dp.home_id == id) {
+            return Ok(dp.clone());
+        }
+        let dp = Arc::new(run_in_netns(path, LinuxDataplane::new).map_err(fail)??);
+        others.insert(path.to_path_buf(), dp.clone());
+        Ok(dp)
     }
 
     /// [`Op::InNetns`]: `op` by a dataplane of that namespace; a removal
@@ -647,9 +667,18 @@ impl Dataplane for LinuxDataplane {
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {
                 DataplaneError::new(format!("create netns {}", path.display()), e.to_string())
             }),
-            Op::DeleteNetns { path } => netns::delete(path).map_err(|e| {
-                DataplaneError::new(format!("delete netns {}", path.display()), e.to_string())
-            }),
+            Op::DeleteNetns { path } => {
+                // A kept dataplane of it would hold it (and its links) alive.
+                let kept = self
+                    .others
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(path);
+                drop(kept);
+                netns::delete(path).map_err(|e| {
+                    DataplaneError::new(format!("delete netns {}", path.display()), e.to_string())
+                })
+            }
             Op::CreateVeth {
                 host_name,
                 bridge,
