@@ -27,6 +27,7 @@ mod policy;
 mod policy_change;
 mod query;
 mod reconcile;
+mod reconcile_overlay;
 mod reprogram;
 mod route;
 mod service;

@@ -218,9 +218,10 @@ impl Service {
 }
 
 /// Give a network record its overlay plan: endpoints join their subnet's
-/// bridge, with the overlay's MTU.
+/// bridge in the router namespace, with the overlay's MTU.
 pub(crate) fn set_overlay(rec: &mut NetworkRec, o: hostnet_drivers::overlay::Overlay) {
     rec.plan.mtu = o.mtu;
+    rec.plan.port_netns = Some(o.router.clone());
     rec.plan.gateways.clear();
     rec.plan.subnet_bridges = o
         .segments
@@ -492,6 +493,7 @@ pub(crate) fn network_rec(
         nat: spec.kind == NetworkKind::Nat,
         bound_mac: adapter.as_ref().map(|a| a.mac),
         subnet_bridges: Vec::new(),
+        port_netns: None,
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()

@@ -247,7 +247,9 @@ impl Service {
                 Ok(acl) => elements.extend(acl),
                 Err(e) => log::error!("endpoint {}: {e}", guid(id)),
             }
-            if let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) {
+            // An overlay's ports are its router's (crate::reconcile_overlay).
+            let ns = ep.namespace.and_then(|n| st.namespaces.get(&n));
+            if let (Some(ns), None) = (ns, &net.plan.port_netns) {
                 elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
             }
         }
@@ -276,14 +278,11 @@ impl Service {
             .into_iter()
             .collect();
         let mut wanted = HashSet::new();
-        // Overlay networks rebuilt whole: their endpoints' veths outlived
-        // the old bridges and must join the new ones.
-        let mut rebuilt = HashSet::new();
+        // Overlay networks' routers, which hold their endpoints' ports.
+        let mut routers = HashMap::new();
         for net in st.networks.values() {
             if let Some(o) = &net.overlay {
-                if self.reconcile_overlay(net, o, &links) {
-                    rebuilt.insert(net.plan.id);
-                }
+                routers.insert(net.plan.id, self.reconcile_overlay(&st, net, o, &links));
                 wanted.extend(hostnet_drivers::overlay::host_links(o));
                 continue;
             }
@@ -374,24 +373,28 @@ impl Service {
             if ns.external && !dp.netns_exists(&ns.path) {
                 continue;
             }
-            if !links.contains(&name) {
+            let (present, replug) = match routers.get(&ep.network) {
+                Some(r) => (r.links.contains(&name), r.replug),
+                None => (links.contains(&name), false),
+            };
+            let net = &st.networks[&ep.network];
+            if !present {
                 log::info!("rebuilding the veth of endpoint {}", guid(id));
-                let net = &st.networks[&ep.network];
                 let plug = bridge::Plug {
                     netns: &ns.path,
                     ifname: &ep.ifname,
                     nic_index: ns.endpoints.iter().position(|e| e == id).unwrap_or(0) as u32,
                     host: ns.host,
                 };
+                // Its elements are in the tables loaded above.
                 let ops: Vec<Op> = bridge::endpoint_attach(&net.plan, &ep.plan, plug)
                     .into_iter()
-                    .filter(|op| !matches!(op, Op::AddElements(_)))
+                    .filter(|op| !adds_elements(op))
                     .collect();
                 if let Err(e) = apply(dp, &ops) {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
-            } else if rebuilt.contains(&ep.network) {
-                let net = &st.networks[&ep.network];
+            } else if replug {
                 let bridge = net.plan.bridge_for(ep.plan.address.addr());
                 log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
                 let plug = Op::SetMaster {
@@ -399,11 +402,20 @@ impl Service {
                     master: Some(bridge),
                     previous: None,
                 };
+                let plug = match &net.plan.port_netns {
+                    Some(netns) => Op::InNetns {
+                        netns: netns.clone(),
+                        op: Box::new(plug),
+                    },
+                    None => plug,
+                };
                 if let Err(e) = apply(dp, &[plug]) {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
             }
-            wanted.insert(name);
+            if !routers.contains_key(&ep.network) {
+                wanted.insert(name);
+            }
         }
         // DSR VIPs on backends' loopbacks, now that namespaces are back.
         for e in teardown(dp, &crate::load_balancer::dsr_addresses(&st)) {
@@ -440,53 +452,6 @@ impl Service {
         Ok(())
     }
 
-    /// Bring an overlay network back: rebuilt whole if its router or one
-    /// of its links is gone (true: its endpoints' veths must join the new
-    /// bridges), else its router's table reloaded and its remote subnet
-    /// routes programmed again (each replaces what is there).
-    fn reconcile_overlay(
-        &self,
-        net: &crate::service::NetworkRec,
-        o: &hostnet_drivers::overlay::Overlay,
-        links: &HashSet<String>,
-    ) -> bool {
-        let dp = self.dp.as_ref();
-        let whole = dp.netns_exists(&o.router)
-            && hostnet_drivers::overlay::host_links(o)
-                .iter()
-                .filter(|l| !l.starts_with("hnvt"))
-                .all(|l| links.contains(l));
-        let ops: Vec<Op> = if whole {
-            network_up(net)
-                .into_iter()
-                .filter(|op| {
-                    matches!(
-                        op,
-                        Op::Sysctl { .. }
-                            | Op::NetnsSysctl { .. }
-                            | Op::LoadNetnsTables { .. }
-                            | Op::AddFdb { .. }
-                            | Op::AddNeighbour { .. }
-                            | Op::AddOnlinkRoute { .. }
-                    )
-                })
-                .collect()
-        } else {
-            log::info!("rebuilding overlay network {}", guid(&o.id));
-            for e in teardown(dp, &hostnet_drivers::overlay::network_down(o)) {
-                log::warn!("{e}");
-            }
-            network_up(net)
-                .into_iter()
-                .filter(|op| !matches!(op, Op::AddElements(_)))
-                .collect()
-        };
-        if let Err(e) = apply(dp, &ops) {
-            log::error!("overlay network {}: {e}", guid(&o.id));
-        }
-        !whole
-    }
-
     /// At first start, create the NAT network `nat`.
     pub(crate) fn ensure_default_network(&self) -> Result<(), HcnError> {
         let initialized = self
@@ -517,6 +482,14 @@ impl Service {
         let mut txn = Txn::new();
         txn.put(Collection::Meta, INITIALIZED, b"1".to_vec());
         self.commit(txn)
+    }
+}
+
+/// Whether `op` adds set elements (or chain devices), in whichever namespace.
+fn adds_elements(op: &Op) -> bool {
+    match op {
+        Op::InNetns { op, .. } => adds_elements(op),
+        op => matches!(op, Op::AddElements(_)),
     }
 }
 

@@ -14,8 +14,9 @@ use uuid::Uuid;
 use crate::endpoint::endpoint_elements;
 use crate::service::{EndpointRec, NetworkRec, State};
 
-/// Every element endpoint `id` owns in the kernel: its driver's, its
-/// compiled ACLs, and while plugged in, its port's.
+/// Every element endpoint `id` owns in the host's tables: its driver's,
+/// its compiled ACLs, and while plugged in, its port's (unless the port is
+/// in another namespace: an overlay router's, which reloads its own).
 pub(crate) fn owned_elements(
     st: &State,
     id: &Uuid,
@@ -24,7 +25,8 @@ pub(crate) fn owned_elements(
 ) -> Result<Vec<SetElement>, HcnError> {
     let mut els = endpoint_elements(net, &ep.plan);
     els.extend(crate::policy::acl_elements(id, ep, net)?);
-    if let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) {
+    let ns = ep.namespace.and_then(|n| st.namespaces.get(&n));
+    if let (Some(ns), None) = (ns, &net.plan.port_netns) {
         els.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
     }
     Ok(els)

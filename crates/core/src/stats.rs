@@ -33,6 +33,9 @@ struct Snapshot {
     addr: Option<Ipv4Addr>,
     /// The host side of its veth, when attached to a container namespace.
     veth: Option<String>,
+    /// Where that veth and its port's counters are when not in the
+    /// daemon's namespace (an overlay router).
+    port_netns: Option<std::path::PathBuf>,
     /// The namespace it is attached to (HNS's `InstanceId`).
     instance: Option<Uuid>,
 }
@@ -89,6 +92,7 @@ impl Service {
                     IpAddr::V6(_) => None,
                 },
                 veth: (host == Some(false)).then(|| names::host_veth(&uuid)),
+                port_netns: net.plan.port_netns.clone(),
                 instance: ep.namespace,
             }
         };
@@ -102,9 +106,17 @@ impl Service {
 fn read(dp: &dyn Dataplane, snap: &Snapshot) -> Result<Reading, DataplaneError> {
     let mut reading = Reading::default();
     if let Some(veth) = &snap.veth {
-        reading.link = dp.link_stats(veth)?;
+        let there;
+        let port_dp = match &snap.port_netns {
+            Some(netns) => {
+                there = dp.in_netns(netns)?;
+                there.as_ref()
+            }
+            None => dp,
+        };
+        reading.link = port_dp.link_stats(veth)?;
         let port = counters::port_drops(veth);
-        reading.port_drops = one(dp, port.family, port.table, port.set, &port.key)?;
+        reading.port_drops = one(port_dp, port.family, port.table, port.set, &port.key)?;
     }
     let Some(addr) = snap.addr else {
         return Ok(reading);

@@ -170,7 +170,7 @@ fn local_endpoints_are_published_and_remote_ones_programmed() {
     f.svc.remote_endpoint_up("host2", other.clone()); // idempotent
     let ops = f.dp.take();
     assert!(
-        matches!(ops.as_slice(), [Op::AddFdb { remote, .. }, Op::AddNeighbour { .. }, Op::AddNeighbour { .. }] if *remote == other.pa),
+        matches!(ops.as_slice(), [Op::InNetns { op, .. }, Op::AddNeighbour { .. }, Op::AddNeighbour { .. }] if matches!(op.as_ref(), Op::AddFdb { remote, .. } if *remote == other.pa)),
         "{ops:?}"
     );
     let next = f
@@ -206,7 +206,9 @@ fn local_endpoints_are_published_and_remote_ones_programmed() {
         "{ops:?}"
     );
     assert!(
-        ops.iter().any(|o| matches!(o, Op::DeleteFdb { .. })),
+        ops.iter().any(
+            |o| matches!(o, Op::InNetns { op, .. } if matches!(op.as_ref(), Op::DeleteFdb { .. }))
+        ),
         "{ops:?}"
     );
     f.svc
@@ -246,7 +248,7 @@ fn a_shared_network_is_joined_under_its_id_and_its_early_endpoints_programmed() 
         .dp
         .take()
         .iter()
-        .any(|o| matches!(o, Op::AddFdb { mac, .. } if *mac == early.mac)));
+        .any(|o| matches!(o, Op::InNetns { op, .. } if matches!(op.as_ref(), Op::AddFdb { mac, .. } if *mac == early.mac))));
     // Joining stores this host's record only, never the definition again.
     assert!(f
         .store

@@ -176,11 +176,15 @@ pub enum Op {
         link: String,
         routes: Vec<RouteSpec>,
     },
-    /// A VXLAN device in the daemon's namespace, up and enslaved to
-    /// `bridge`: VNI `vni`, UDP source `local` (the host's provider
-    /// address) and destination `port`, MAC learning off (every remote MAC
-    /// is a static FDB entry) and ARP proxy on (it answers ARP from its own
-    /// neighbour entries, so no request crosses the underlay).
+    /// A VXLAN device, up and enslaved to `bridge`: VNI `vni`, UDP source
+    /// `local` (the host's provider address) and destination `port`, MAC
+    /// learning off (every remote MAC is a static FDB entry) and ARP proxy
+    /// on (it answers ARP from its own neighbour entries, so no request
+    /// crosses the underlay). It is created from the daemon's namespace
+    /// and born in the one at `netns` (None: the daemon's), where `bridge`
+    /// is: its UDP socket and underlay routing stay the daemon's (the
+    /// kernel keeps a VXLAN device's sockets in the namespace that asked
+    /// for it).
     CreateVxlan {
         name: String,
         vni: u32,
@@ -188,6 +192,7 @@ pub enum Op {
         port: u16,
         mtu: u32,
         bridge: String,
+        netns: Option<PathBuf>,
     },
     /// A static forwarding entry on a VXLAN device: frames for `mac` go to
     /// the host at `remote`. Replaces an entry for `mac`, so repeating it
@@ -237,7 +242,8 @@ pub enum Op {
         via: Ipv4Addr,
     },
     /// Write a sysctl of the namespace at `netns`. Not undone (the
-    /// namespace goes with its settings).
+    /// namespace goes with its settings). A `net/bridge/` key the kernel
+    /// lacks there (no `br_netfilter`) is nothing to do.
     NetnsSysctl {
         netns: PathBuf,
         key: String,
@@ -257,9 +263,33 @@ pub enum Op {
         netns: PathBuf,
         elements: Vec<SetElement>,
     },
+    /// `op` carried out in the namespace at `netns` instead of the
+    /// daemon's, as the dataplane would there: links, tables and entries
+    /// of an overlay network's router. A removal in a namespace that is
+    /// gone is nothing to do (its links and tables went with it).
+    InNetns { netns: PathBuf, op: Box<Op> },
 }
 
 impl Op {
+    /// Whether the op only takes something away (so a namespace that is
+    /// gone leaves it nothing to do).
+    pub fn is_removal(&self) -> bool {
+        match self {
+            Op::InNetns { op, .. } => op.is_removal(),
+            Op::DeleteLink { .. }
+            | Op::DeleteNetns { .. }
+            | Op::DeleteElements(_)
+            | Op::DeleteAddress { .. }
+            | Op::DeleteNetnsAddress { .. }
+            | Op::DeleteRoutes { .. }
+            | Op::DeleteFdb { .. }
+            | Op::DeleteNeighbour { .. }
+            | Op::DeleteOnlinkRoute { .. }
+            | Op::DeleteNetnsElements { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The op that reverses this one, if it has one.
     pub fn undo(&self) -> Option<Op> {
         match self {
@@ -324,9 +354,21 @@ impl Op {
                 link: link.clone(),
                 routes: routes.clone(),
             }),
-            Op::CreateVxlan { name, .. } | Op::CreateVlan { name, .. } => {
-                Some(Op::DeleteLink { name: name.clone() })
+            Op::CreateVlan { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
+            Op::CreateVxlan { name, netns, .. } => {
+                let delete = Op::DeleteLink { name: name.clone() };
+                Some(match netns {
+                    Some(netns) => Op::InNetns {
+                        netns: netns.clone(),
+                        op: Box::new(delete),
+                    },
+                    None => delete,
+                })
             }
+            Op::InNetns { netns, op } => op.undo().map(|undo| Op::InNetns {
+                netns: netns.clone(),
+                op: Box::new(undo),
+            }),
             Op::AddFdb { link, mac, remote } => Some(Op::DeleteFdb {
                 link: link.clone(),
                 mac: *mac,
@@ -463,6 +505,47 @@ mod tests {
             vlan.undo(),
             Some(Op::DeleteLink {
                 name: "hnq00112".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_op_in_a_namespace_undoes_there() {
+        let netns = PathBuf::from("/run/r");
+        let fdb = Op::AddFdb {
+            link: "hnvx000001".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            remote: "192.0.2.12".parse().unwrap(),
+        };
+        let there = Op::InNetns {
+            netns: netns.clone(),
+            op: Box::new(fdb.clone()),
+        };
+        let undo = there.undo().unwrap();
+        assert!(undo.is_removal());
+        assert_eq!(
+            undo,
+            Op::InNetns {
+                netns: netns.clone(),
+                op: Box::new(fdb.undo().unwrap())
+            }
+        );
+        let vx = Op::CreateVxlan {
+            name: "hnvx000001".into(),
+            vni: 1,
+            local: "192.0.2.11".parse().unwrap(),
+            port: 4789,
+            mtu: 1450,
+            bridge: "hnvb000001".into(),
+            netns: Some(netns.clone()),
+        };
+        assert_eq!(
+            vx.undo(),
+            Some(Op::InNetns {
+                netns,
+                op: Box::new(Op::DeleteLink {
+                    name: "hnvx000001".into()
+                })
             })
         );
     }

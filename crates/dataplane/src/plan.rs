@@ -50,6 +50,13 @@ pub trait Dataplane: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The same dataplane acting on the namespace at `path` (an overlay
+    /// router's): to read what is there. Changes go through
+    /// [`Op::InNetns`], so plans keep their undo.
+    fn in_netns(&self, path: &std::path::Path) -> Result<Box<dyn Dataplane>, DataplaneError> {
+        Err(not_supported(format!("enter {}", path.display())))
+    }
+
     /// Whether a bind-mounted namespace is still mounted at `path`.
     fn netns_exists(&self, path: &std::path::Path) -> bool {
         path.exists()
@@ -176,6 +183,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn netns_exists(&self, path: &std::path::Path) -> bool {
         (**self).netns_exists(path)
+    }
+
+    fn in_netns(&self, path: &std::path::Path) -> Result<Box<dyn Dataplane>, DataplaneError> {
+        (**self).in_netns(path)
     }
 
     fn adapter(&self, name: &str) -> Result<Option<Adapter>, DataplaneError> {

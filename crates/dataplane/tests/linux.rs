@@ -733,31 +733,51 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 #[test]
 fn create_veth_latency() {
     let Some(tb) = Testbed::new() else { return };
+    let router = tb.ns_path("router");
     tb.in_host(|| {
         let dp = LinuxDataplane::new().unwrap();
         dp.execute(&bridge("hnbr0", &["10.99.0.1/24"])).unwrap();
-        let mut samples = Vec::new();
-        let mut netns = Vec::new();
+        // An overlay's ports are made in its router namespace.
+        dp.execute(&Op::CreateNetns {
+            path: router.clone(),
+        })
+        .unwrap();
+        let in_router = |op: Op| Op::InNetns {
+            netns: router.clone(),
+            op: Box::new(op),
+        };
+        dp.execute(&in_router(bridge("hnbr1", &["10.98.0.1/24"])))
+            .unwrap();
+        let (mut samples, mut routed, mut netns) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..20 {
-            let ns = tb.ns_path(&format!("ep{i}"));
-            let t = Instant::now();
-            dp.execute(&Op::CreateNetns { path: ns.clone() }).unwrap();
-            netns.push(t.elapsed());
-            let op = veth(
-                &format!("hnv{i}"),
-                "hnbr0",
-                &ns,
-                "eth0",
-                &[&format!("10.99.0.{}/24", i + 2)],
-                vec![default_route("10.99.0.1")],
-            );
-            let t = Instant::now();
-            dp.execute(&op).unwrap();
-            samples.push(t.elapsed());
+            for (bridge, net, out) in [("hnbr0", 99, &mut samples), ("hnbr1", 98, &mut routed)] {
+                let ns = tb.ns_path(&format!("ep{net}-{i}"));
+                let t = Instant::now();
+                dp.execute(&Op::CreateNetns { path: ns.clone() }).unwrap();
+                netns.push(t.elapsed());
+                let op = veth(
+                    &format!("hnv{i}"),
+                    bridge,
+                    &ns,
+                    "eth0",
+                    &[&format!("10.{net}.0.{}/24", i + 2)],
+                    vec![default_route(&format!("10.{net}.0.1"))],
+                );
+                let op = match net {
+                    98 => in_router(op),
+                    _ => op,
+                };
+                let t = Instant::now();
+                dp.execute(&op).unwrap();
+                out.push(t.elapsed());
+            }
         }
         report("CreateNetns", netns);
         report("CreateVeth (address + default route)", samples);
+        report("InNetns(CreateVeth) (an overlay's port)", routed);
         assert_eq!(dp.links_with_prefix("hnv").unwrap().len(), 20);
+        let there = dp.in_netns(&router).unwrap();
+        assert_eq!(there.links_with_prefix("hnv").unwrap().len(), 20);
     });
 }
 
@@ -1423,4 +1443,102 @@ fn vxlan_entries_are_read_back_as_programmed() {
     })
     .unwrap();
     assert!(dp.vxlan_entries("vx0").unwrap().fdb.is_empty());
+}
+
+#[test]
+fn a_vxlan_born_in_another_namespace_keeps_its_socket_in_the_daemons() {
+    let Some(tb) = Testbed::new() else { return };
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    let router = tb.ns_path("router");
+    run_in(
+        &tb.host,
+        &["ip", "link", "add", "u0", "type", "veth", "peer", "u1"],
+    );
+    run_in(
+        &tb.host,
+        &["ip", "addr", "add", "192.0.2.11/24", "dev", "u0"],
+    );
+    run_in(&tb.host, &["ip", "link", "set", "u0", "up"]);
+    let in_router = |op: Op| Op::InNetns {
+        netns: router.clone(),
+        op: Box::new(op),
+    };
+    let vxlan = Op::CreateVxlan {
+        name: "hnvx00002a".into(),
+        vni: 42,
+        local: "192.0.2.11".parse().unwrap(),
+        port: 4789,
+        mtu: 1450,
+        bridge: "hnvb00002a".into(),
+        netns: Some(router.clone()),
+    };
+    let mac = [2, 0, 0, 0, 0, 9];
+    let plan = [
+        Op::CreateNetns {
+            path: router.clone(),
+        },
+        in_router(bridge("hnvb00002a", &["10.0.1.1/24"])),
+        vxlan.clone(),
+        in_router(Op::AddFdb {
+            link: "hnvx00002a".into(),
+            mac,
+            remote: "192.0.2.12".parse().unwrap(),
+        }),
+    ];
+    apply(&dp, &plan).unwrap();
+    // The device and its bridge are the router's, the UDP socket the host's.
+    let there = run_in(&router, &["ip", "-d", "link", "show", "hnvx00002a"]);
+    assert!(there.contains("master hnvb00002a"), "{there}");
+    assert!(there.contains("vxlan id 42 local 192.0.2.11"), "{there}");
+    assert!(run_in(&tb.host, &["ip", "link", "show"])
+        .find("hnv")
+        .is_none());
+    assert!(run_in(&tb.host, &["ss", "-uln"]).contains(":4789"));
+    assert!(!run_in(&router, &["ss", "-uln"]).contains(":4789"));
+    let found = dp
+        .in_netns(&router)
+        .unwrap()
+        .vxlan_entries("hnvx00002a")
+        .unwrap();
+    assert_eq!(found.fdb, [(mac, "192.0.2.12".parse().unwrap())]);
+    // A failing plan takes back what it made in the router, device included.
+    let again = [
+        vxlan.undo().unwrap(),
+        vxlan.clone(),
+        in_router(bridge("hnvb00002a", &[])),
+    ];
+    assert!(apply(&dp, &again).is_err());
+    assert!(!run_in(&router, &["ip", "link", "show"]).contains("hnvx00002a"));
+    assert!(!run_in(&tb.host, &["ss", "-uln"]).contains(":4789"));
+    // Deleting the namespace frees it, the device and its socket with it
+    // (the dataplane kept for the router lets go of it), though the
+    // kernel does so in its own time.
+    apply(&dp, &[vxlan]).unwrap();
+    dp.in_netns(&router)
+        .unwrap()
+        .links_with_prefix("hn")
+        .unwrap();
+    dp.execute(&Op::DeleteNetns {
+        path: router.clone(),
+    })
+    .unwrap();
+    let closed = (0..100).any(|_| {
+        let open = run_in(&tb.host, &["ss", "-uln"]).contains(":4789");
+        if open {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        !open
+    });
+    assert!(closed, "the VXLAN socket outlived its namespace");
+    // Removals in a namespace that is gone are nothing to do.
+    dp.execute(&vxlan_down(&router)).unwrap();
+}
+
+fn vxlan_down(router: &Path) -> Op {
+    Op::InNetns {
+        netns: router.to_path_buf(),
+        op: Box::new(Op::DeleteLink {
+            name: "hnvx00002a".into(),
+        }),
+    }
 }

@@ -4,7 +4,7 @@
 //! on L2 networks the port's detours, see [`hostnet_nft::l2`]) on the port.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hostnet_dataplane::{Op, RouteSpec};
 use hostnet_nft::l2::Detour;
@@ -35,6 +35,9 @@ pub struct Network {
     /// Overlay: the bridge of each subnet (its VNI's); endpoints join the
     /// one of their address. Empty: every endpoint joins the network's.
     pub subnet_bridges: Vec<(IpNet, String)>,
+    /// The namespace holding the network's bridges and so its endpoints'
+    /// ports and their firewall (an overlay's router); None: the daemon's.
+    pub port_netns: Option<PathBuf>,
 }
 
 impl Network {
@@ -129,7 +132,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             });
         }
     }
-    vec![
+    let ops = vec![
         Op::CreateVeth {
             host_name: host_name.clone(),
             bridge: net.bridge_for(ep.address.addr()),
@@ -142,7 +145,22 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             ipv6: ep.address.addr().is_ipv6(),
         },
         Op::AddElements(port_elements(net, ep, plug.host)),
-    ]
+    ];
+    in_port_netns(net, ops)
+}
+
+/// `ops` where the network's ports are: in its port namespace, if any.
+fn in_port_netns(net: &Network, ops: Vec<Op>) -> Vec<Op> {
+    match &net.port_netns {
+        None => ops,
+        Some(netns) => ops
+            .into_iter()
+            .map(|op| Op::InNetns {
+                netns: netns.clone(),
+                op: Box::new(op),
+            })
+            .collect(),
+    }
 }
 
 /// Unplug an endpoint (`host`: a host endpoint): its port's elements
@@ -154,12 +172,13 @@ pub fn endpoint_detach(net: &Network, ep: &Endpoint, host: bool) -> Vec<Op> {
             address: ep.address,
         }];
     }
-    vec![
+    let ops = vec![
         Op::DeleteElements(port_elements(net, ep, host)),
         Op::DeleteLink {
             name: names::host_veth(&ep.id),
         },
-    ]
+    ];
+    in_port_netns(net, ops)
 }
 
 /// The elements of an endpoint's port: the firewall defaults, its drop
@@ -248,6 +267,7 @@ pub(crate) mod tests {
             nat: true,
             bound_mac: None,
             subnet_bridges: vec![],
+            port_netns: None,
         };
         let plug = Plug {
             netns: Path::new("/x"),

@@ -120,6 +120,7 @@ mod tests {
             nat: false,
             bound_mac: Some([2, 0, 0, 0, 0, 1]),
             subnet_bridges: vec![],
+            port_netns: None,
         };
         let plug = Plug {
             netns: Path::new("/x"),

@@ -1,17 +1,19 @@
 //! The Overlay driver: VXLAN between hosts, a distributed router per
 //! network.
 //!
-//! Per subnet (one VNI each) the host has an L2-only bridge `hnvb<vni>`
-//! holding the local endpoints' veths, a VXLAN device `hnvx<vni>` (learning
-//! off, ARP proxy on) and one leg of the network's router. The router is a
-//! namespace of its own per network: its legs carry every subnet's gateway
-//! with the host's DR MAC, so a packet between subnets is routed once, on
-//! the sending host, and leaves on the destination subnet's VNI. Two
-//! networks with the same subnets never meet: their routes and conntrack
-//! live in different namespaces, and the host's own tables see none of
-//! their addresses. The router's only way out is a transit veth to the
-//! host (`hnbr<id>` on the host side, a NAT-network bridge), for endpoints
-//! with `OutBoundNAT` ([`hostnet_nft::router`]).
+//! Each network has a router namespace of its own holding all of its L2:
+//! per subnet (one VNI each) a bridge `hnvb<vni>` that carries the
+//! subnet's gateway with the host's DR MAC, the VXLAN device `hnvx<vni>`
+//! on it (learning off, ARP proxy on; created from the host namespace, so
+//! its UDP socket and underlay routing stay the host's) and the local
+//! endpoints' ports. A packet between subnets is routed once, in the
+//! sending host's router, bridge to bridge, and leaves on the destination
+//! subnet's VNI: the path a VXLAN setup built by hand takes. Two networks
+//! with the same subnets never meet: their routes, conntrack and tables
+//! live in different namespaces, and the host sees none of their frames.
+//! The router's only way out is a transit veth to the host (`hnbr<id>` on
+//! the host side, a NAT-network bridge), for endpoints with `OutBoundNAT`
+//! ([`hostnet_nft::router`]).
 //!
 //! Remote state is linear in what the control plane tells: one FDB and two
 //! neighbour entries per remote endpoint ([`remote_peer_up`]), one FDB
@@ -108,25 +110,15 @@ impl RemoteRoute {
     }
 }
 
-/// The L2 bridge of a VNI on this host (the host's table lets what it
-/// bridges pass untouched, by this prefix).
+/// The bridge of a VNI, in the router namespace: the router's interface
+/// on the subnet (it holds the gateway) and its endpoints' switch.
 pub fn vni_bridge(vni: u32) -> String {
-    format!("{}{vni:06x}", nft::OVERLAY_BRIDGE_PREFIX)
+    format!("hnvb{vni:06x}")
 }
 
-/// The VXLAN device of a VNI.
+/// The VXLAN device of a VNI, in the router namespace on its bridge.
 pub fn vxlan(vni: u32) -> String {
     format!("hnvx{vni:06x}")
-}
-
-/// The host end of the router's leg on a VNI's bridge.
-fn leg_host(vni: u32) -> String {
-    format!("hnvl{vni:06x}")
-}
-
-/// The router's leg on a VNI, inside the router namespace.
-pub fn leg(vni: u32) -> String {
-    format!("vni{vni}")
 }
 
 /// The host end of the router's transit veth.
@@ -134,18 +126,26 @@ fn transit_host(id: &Uuid) -> String {
     format!("hnvt{}", &id.simple().to_string()[..8])
 }
 
-/// Every link the network owns in the host's namespace.
+/// Every link the network owns in the host's namespace: the transit.
 pub fn host_links(o: &Overlay) -> Vec<String> {
-    let mut out = vec![names::bridge(&o.id), transit_host(&o.id)];
-    for s in &o.segments {
-        out.extend([vni_bridge(s.vni), vxlan(s.vni), leg_host(s.vni)]);
-    }
-    out
+    vec![names::bridge(&o.id), transit_host(&o.id)]
 }
 
-fn bridge_mac(vni: u32) -> [u8; 6] {
-    let v = vni.to_be_bytes();
-    [0x02, 0x56, 0x58, v[1], v[2], v[3]]
+/// The links the network makes in its router namespace (besides the
+/// transit's end and its endpoints' ports): each VNI's bridge and VXLAN.
+pub fn router_links(o: &Overlay) -> Vec<String> {
+    o.segments
+        .iter()
+        .flat_map(|s| [vni_bridge(s.vni), vxlan(s.vni)])
+        .collect()
+}
+
+/// `op` carried out in the network's router namespace.
+pub fn in_router(o: &Overlay, op: Op) -> Op {
+    Op::InNetns {
+        netns: o.router.clone(),
+        op: Box::new(op),
+    }
 }
 
 fn transit_router(o: &Overlay) -> Ipv4Addr {
@@ -160,8 +160,8 @@ pub fn host_elements(o: &Overlay) -> Vec<SetElement> {
     els
 }
 
-/// Build the network: the router namespace with its table and transit,
-/// then per subnet its bridge, VXLAN device and router leg.
+/// Build the network: the router namespace with its tables and transit,
+/// then per subnet its bridge and VXLAN device there.
 pub fn network_up(o: &Overlay) -> Vec<Op> {
     let router = o.router.clone();
     let sysctl = |key: &str| Op::NetnsSysctl {
@@ -183,9 +183,15 @@ pub fn network_up(o: &Overlay) -> Vec<Op> {
         // (remote subnet routes share the VNI): no redirects.
         sysctl("net/ipv4/conf/all/send_redirects"),
         sysctl("net/ipv4/conf/default/send_redirects"),
+        // With br_netfilter every frame the VNI bridges forward would also
+        // pass the router's IP hooks (and conntrack): bridged overlay
+        // traffic is the endpoints' own, judged on their ports.
+        sysctl("net/bridge/bridge-nf-call-iptables"),
+        sysctl("net/bridge/bridge-nf-call-ip6tables"),
+        sysctl("net/bridge/bridge-nf-call-arptables"),
         Op::LoadNetnsTables {
             netns: router.clone(),
-            script: nft::router::tables(),
+            script: nft::router::tables(&[]),
         },
         Op::CreateBridge {
             name: transit_bridge.clone(),
@@ -229,47 +235,45 @@ fn transit_mac(id: &Uuid) -> [u8; 6] {
 fn segment_up(o: &Overlay, s: &Segment) -> Vec<Op> {
     let bridge = vni_bridge(s.vni);
     vec![
-        Op::CreateBridge {
-            name: bridge.clone(),
-            mtu: o.mtu,
-            mac: Some(bridge_mac(s.vni)),
-            addresses: Vec::new(),
-            ipv6: false,
-        },
+        in_router(
+            o,
+            Op::CreateBridge {
+                name: bridge.clone(),
+                mtu: o.mtu,
+                mac: Some(o.host.dr_mac),
+                addresses: vec![IpNet::V4(s.gateway)],
+                ipv6: false,
+            },
+        ),
         Op::CreateVxlan {
             name: vxlan(s.vni),
             vni: s.vni,
             local: o.host.pa,
             port: o.port,
             mtu: o.mtu,
-            bridge: bridge.clone(),
-        },
-        Op::CreateVeth {
-            host_name: leg_host(s.vni),
             bridge,
-            mtu: o.mtu,
-            netns: o.router.clone(),
-            peer_name: leg(s.vni),
-            peer_mac: o.host.dr_mac,
-            addresses: vec![IpNet::V4(s.gateway)],
-            routes: Vec::new(),
-            ipv6: false,
+            netns: Some(o.router.clone()),
         },
     ]
 }
 
-/// Remove the network: the host's elements, the router namespace (its
-/// ends of the veths go with it), then the host's links.
+/// Remove the network: the host's elements, the VXLAN devices (their UDP
+/// sockets close now, not whenever the kernel frees the namespace), the
+/// router namespace with the rest of its links, then the transit.
 pub fn network_down(o: &Overlay) -> Vec<Op> {
-    let mut ops = vec![
-        Op::DeleteElements(host_elements(o)),
-        Op::DeleteNetns {
-            path: o.router.clone(),
-        },
-    ];
+    let mut ops = vec![Op::DeleteElements(host_elements(o))];
+    ops.extend(
+        o.segments
+            .iter()
+            .map(|s| in_router(o, Op::DeleteLink { name: vxlan(s.vni) })),
+    );
+    ops.push(Op::DeleteNetns {
+        path: o.router.clone(),
+    });
     ops.extend(
         host_links(o)
             .into_iter()
+            .rev()
             .map(|name| Op::DeleteLink { name }),
     );
     ops
@@ -280,20 +284,23 @@ pub fn network_down(o: &Overlay) -> Vec<Op> {
 /// router know its MAC, so nothing floods.
 pub fn remote_peer_up(o: &Overlay, p: &RemotePeer) -> Vec<Op> {
     vec![
-        Op::AddFdb {
-            link: vxlan(p.vni),
-            mac: p.mac,
-            remote: p.pa,
-        },
+        in_router(
+            o,
+            Op::AddFdb {
+                link: vxlan(p.vni),
+                mac: p.mac,
+                remote: p.pa,
+            },
+        ),
         Op::AddNeighbour {
-            netns: None,
+            netns: Some(o.router.clone()),
             link: vxlan(p.vni),
             ip: p.ip,
             mac: p.mac,
         },
         Op::AddNeighbour {
             netns: Some(o.router.clone()),
-            link: leg(p.vni),
+            link: vni_bridge(p.vni),
             ip: p.ip,
             mac: p.mac,
         },
@@ -307,29 +314,40 @@ pub fn remote_peer_down(o: &Overlay, p: &RemotePeer) -> Vec<Op> {
     ops
 }
 
-/// Program one remote host's subnet: a route through the VNI's leg to a
-/// next hop bound to the remote DR MAC, which the VXLAN device sends to
+/// Program one remote host's subnet: a route through the VNI's bridge to
+/// a next hop bound to the remote DR MAC, which the VXLAN device sends to
 /// the remote PA.
 pub fn remote_route_up(o: &Overlay, r: &RemoteRoute) -> Vec<Op> {
     vec![
-        Op::AddFdb {
-            link: vxlan(r.vni),
-            mac: r.dr_mac,
-            remote: r.pa,
-        },
+        in_router(
+            o,
+            Op::AddFdb {
+                link: vxlan(r.vni),
+                mac: r.dr_mac,
+                remote: r.pa,
+            },
+        ),
         Op::AddNeighbour {
             netns: Some(o.router.clone()),
-            link: leg(r.vni),
+            link: vni_bridge(r.vni),
             ip: r.next_hop(),
             mac: r.dr_mac,
         },
         Op::AddOnlinkRoute {
             netns: o.router.clone(),
-            link: leg(r.vni),
+            link: vni_bridge(r.vni),
             destination: IpNet::V4(r.prefix),
             via: r.next_hop(),
         },
     ]
+}
+
+/// Whether `op` is a (possibly namespaced) FDB entry's addition.
+fn adds_fdb(op: &Op) -> bool {
+    match op {
+        Op::InNetns { op, .. } => adds_fdb(op),
+        op => matches!(op, Op::AddFdb { .. }),
+    }
 }
 
 /// Undo [`remote_route_up`]. `keep_fdb`: another route still goes to the
@@ -337,7 +355,7 @@ pub fn remote_route_up(o: &Overlay, r: &RemoteRoute) -> Vec<Op> {
 pub fn remote_route_down(o: &Overlay, r: &RemoteRoute, keep_fdb: bool) -> Vec<Op> {
     let mut ops: Vec<Op> = remote_route_up(o, r)
         .iter()
-        .filter(|op| !(keep_fdb && matches!(op, Op::AddFdb { .. })))
+        .filter(|op| !(keep_fdb && adds_fdb(op)))
         .filter_map(Op::undo)
         .collect();
     ops.reverse();
@@ -402,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn each_subnet_gets_a_bridge_a_vxlan_without_learning_and_a_router_leg() {
+    fn each_subnet_gets_a_gateway_bridge_and_a_vxlan_in_the_router() {
         let o = overlay();
         let ops = network_up(&o);
         let vx: Vec<_> = ops
@@ -415,54 +433,87 @@ mod tests {
                     port,
                     mtu,
                     bridge,
-                } => Some((name.as_str(), *vni, *local, *port, *mtu, bridge.as_str())),
-                _ => None,
-            })
-            .collect();
-        let pa: Ipv4Addr = "192.0.2.11".parse().unwrap();
-        assert_eq!(
-            vx,
-            [
-                ("hnvx001000", 4096, pa, 4789, 1450, "hnvb001000"),
-                ("hnvx001001", 4097, pa, 4789, 1450, "hnvb001001")
-            ]
-        );
-        let legs: Vec<_> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::CreateVeth {
-                    peer_name,
-                    peer_mac,
-                    addresses,
-                    mtu,
-                    ..
-                } if peer_name.starts_with("vni") => Some((
-                    peer_name.as_str(),
-                    *peer_mac,
-                    addresses[0].to_string(),
+                    netns,
+                } => Some((
+                    name.as_str(),
+                    *vni,
+                    *local,
+                    *port,
                     *mtu,
+                    bridge.as_str(),
+                    netns.clone(),
                 )),
                 _ => None,
             })
             .collect();
-        let dr = [0x02, 0x11, 192, 0, 2, 11];
+        let pa: Ipv4Addr = "192.0.2.11".parse().unwrap();
+        let r = Some(o.router.clone());
         assert_eq!(
-            legs,
+            vx,
             [
-                ("vni4096", dr, "10.0.1.1/24".to_string(), 1450),
-                ("vni4097", dr, "10.0.2.1/24".to_string(), 1450)
+                ("hnvx001000", 4096, pa, 4789, 1450, "hnvb001000", r.clone()),
+                ("hnvx001001", 4097, pa, 4789, 1450, "hnvb001001", r)
             ]
         );
-        // The router exists before anything is put in it.
+        let bridges: Vec<_> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::InNetns { netns, op } if netns == &o.router => match op.as_ref() {
+                    Op::CreateBridge {
+                        name,
+                        mac,
+                        addresses,
+                        mtu,
+                        ..
+                    } => Some((name.as_str(), *mac, addresses[0].to_string(), *mtu)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let dr = Some([0x02, 0x11, 192, 0, 2, 11]);
+        assert_eq!(
+            bridges,
+            [
+                ("hnvb001000", dr, "10.0.1.1/24".to_string(), 1450),
+                ("hnvb001001", dr, "10.0.2.1/24".to_string(), 1450)
+            ]
+        );
+        // Nothing of the overlay's L2 is made in the host namespace.
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, Op::CreateBridge { name, .. } if name.starts_with("hnvb"))));
+        // The router exists before anything is put in it, bridges before
+        // the VXLAN devices that join them.
+        let at = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).unwrap();
+        let ns = at(&|op| matches!(op, Op::CreateNetns { .. }));
+        let first_in = at(&|op| matches!(op, Op::NetnsSysctl { .. }));
+        assert!(ns < first_in);
+        let bridge = at(&|op| matches!(op, Op::InNetns { .. }));
+        let vxlan = at(&|op| matches!(op, Op::CreateVxlan { .. }));
+        assert!(bridge < vxlan);
+    }
+
+    #[test]
+    fn deleting_removes_the_vxlan_devices_before_the_router() {
+        let o = overlay();
+        let ops = network_down(&o);
+        let vx = ops
+            .iter()
+            .position(|op| {
+                op == &in_router(
+                    &o,
+                    Op::DeleteLink {
+                        name: "hnvx001000".into(),
+                    },
+                )
+            })
+            .unwrap();
         let ns = ops
             .iter()
-            .position(|op| matches!(op, Op::CreateNetns { .. }))
+            .position(|op| matches!(op, Op::DeleteNetns { .. }))
             .unwrap();
-        let first_in = ops
-            .iter()
-            .position(|op| matches!(op, Op::NetnsSysctl { .. }))
-            .unwrap();
-        assert!(ns < first_in);
+        assert!(vx < ns);
     }
 
     #[test]
@@ -477,16 +528,19 @@ mod tests {
         let up = remote_peer_up(&o, &p);
         assert_eq!(
             up[0],
-            Op::AddFdb {
-                link: "hnvx001001".into(),
-                mac: p.mac,
-                remote: p.pa
-            }
+            in_router(
+                &o,
+                Op::AddFdb {
+                    link: "hnvx001001".into(),
+                    mac: p.mac,
+                    remote: p.pa
+                }
+            )
         );
         assert_eq!(up.len(), 3);
         let down = remote_peer_down(&o, &p);
         assert_eq!(down.len(), 3);
-        assert!(matches!(&down[2], Op::DeleteFdb { link, .. } if link == "hnvx001001"));
+        assert_eq!(down[2], up[0].undo().unwrap());
     }
 
     #[test]
@@ -501,15 +555,18 @@ mod tests {
         let up = remote_route_up(&o, &r);
         assert!(up.contains(&Op::AddOnlinkRoute {
             netns: "/run/r".into(),
-            link: "vni4096".into(),
+            link: "hnvb001000".into(),
             destination: "10.244.2.0/24".parse().unwrap(),
             via: "10.244.2.0".parse().unwrap(),
         }));
-        assert!(up.contains(&Op::AddFdb {
-            link: "hnvx001000".into(),
-            mac: r.dr_mac,
-            remote: r.pa
-        }));
+        assert!(up.contains(&in_router(
+            &o,
+            Op::AddFdb {
+                link: "hnvx001000".into(),
+                mac: r.dr_mac,
+                remote: r.pa
+            }
+        )));
         let kept = remote_route_down(&o, &r, true);
         assert_eq!(kept.len(), 2, "the FDB entry another route uses stays");
     }

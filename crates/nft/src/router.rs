@@ -7,17 +7,44 @@
 //! transit address, which the host masquerades as it does a NAT network's
 //! endpoint. The sets have the names and layout of the host's table, so
 //! [`crate::onat::elements`] programs both. Only what crosses the transit
-//! is tracked: routing between the overlay's subnets needs no conntrack,
-//! and skipping it is most of what the router's hop costs (see
-//! docs/benchmarks.md, "Overlay").
+//! is tracked: routing between the overlay's subnets needs no conntrack.
+//!
+//! The router also holds the network's VNI bridges and its endpoints'
+//! ports, so the endpoint firewall defaults live here too: the same
+//! netdev egress chain and per-port drop counters as the host's
+//! ([`crate::endpoint_port`], [`crate::counters::port_drops`] program
+//! both).
 
-use crate::{ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
+use crate::{SetElement, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
 
 /// The router's link to the host.
 pub const TRANSIT_LINK: &str = "transit";
 
-/// The whole table as `nft -f` text, replacing any previous version.
-pub fn tables() -> String {
+/// The router's tables as `nft -f` text, replacing any previous version
+/// in one transaction, with `elements` (OutBoundNAT sets, endpoint ports)
+/// already in place.
+pub fn tables(elements: &[SetElement]) -> String {
+    let mut s = inet_table();
+    s.push_str(&egress_table());
+    s.push_str(&crate::ruleset::element_statements(elements));
+    s
+}
+
+/// The endpoint ports' firewall defaults (see [`crate::ENDPOINT_INBOUND`]).
+fn egress_table() -> String {
+    format!(
+        "table netdev {EGRESS_TABLE} {{}}
+delete table netdev {EGRESS_TABLE}
+table netdev {EGRESS_TABLE} {{
+{counters}{chain}
+}}
+",
+        counters = crate::counters::egress_sets(),
+        chain = crate::ruleset::endpoint_inbound_chain(),
+    )
+}
+
+fn inet_table() -> String {
     format!(
         "table inet {TABLE} {{}}
 delete table inet {TABLE}
@@ -28,6 +55,10 @@ table inet {TABLE} {{
 	chain prerouting {{
 		type filter hook prerouting priority raw; policy accept;
 		iifname != \"{TRANSIT_LINK}\" fib daddr oifname != \"{TRANSIT_LINK}\" notrack
+	}}
+	chain output {{
+		type filter hook output priority raw; policy accept;
+		oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain forward {{
 		type filter hook forward priority filter; policy accept;
@@ -54,10 +85,25 @@ table inet {TABLE} {{
 mod tests {
     #[test]
     fn only_outbound_nat_endpoints_leave_and_nothing_enters_unasked() {
-        let t = super::tables();
+        let t = super::tables(&[]);
         assert!(t.contains("oifname \"transit\" ip saddr != @onat_sources4 drop"));
         assert!(t.contains("iifname \"transit\" drop"));
         assert!(t.contains("iifname != \"transit\" fib daddr oifname != \"transit\" notrack"));
+        // What the router itself sends into the overlay (IGMP reports of
+        // its bridges) is not tracked either.
+        assert!(t.contains("oifname != \"transit\" notrack"));
         assert!(t.starts_with("table inet hostnet {}\ndelete table inet hostnet\n"));
+    }
+
+    #[test]
+    fn endpoint_ports_get_the_firewall_defaults_in_the_router() {
+        let port = crate::endpoint_port("hnve0123");
+        let t = super::tables(&[port, crate::counters::port_drops("hnve0123")]);
+        assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
+        assert!(t.contains("oifname @port_drops drop"));
+        assert!(t.contains(
+            "add chain netdev hostnet_egress endpoint_inbound { type filter hook egress devices = { \"hnve0123\" }"
+        ));
+        assert!(t.contains("add element netdev hostnet_egress port_drops { \"hnve0123\" }"));
     }
 }

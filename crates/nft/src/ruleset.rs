@@ -85,12 +85,6 @@ pub const L2_PORT_TO_HOST: &str = "l2_port_to_host";
 /// Where an L2Tunnel port's frames go (the physical gateway): `ifname : ether_addr`.
 pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 
-/// The name prefix of overlay networks' VNI bridges in the host. What they
-/// bridge belongs to an overlay, whose addresses may repeat another
-/// network's: `br_netfilter` would still show those frames to this table
-/// (and conntrack), so they skip both (see docs/drivers/overlay.md).
-pub const OVERLAY_BRIDGE_PREFIX: &str = "hnvb";
-
 /// The packet mark bit the netdev table sets on an outbound-NAT
 /// endpoint's frames that it hands to the host's stack (through the
 /// bridge's own MAC, also those sent to a host endpoint: had they crossed
@@ -194,6 +188,14 @@ pub fn tables(elements: &[SetElement]) -> String {
     s.push_str(&ingress_table());
     s.push_str(&egress_table());
     s.push_str(&crate::dsr::table());
+    s.push_str(&element_statements(elements));
+    s
+}
+
+/// `elements` as `nft -f` statements: set elements as `add element`, a
+/// chain's devices as `add chain` with them.
+pub(crate) fn element_statements(elements: &[SetElement]) -> String {
+    let mut s = String::new();
     let mut devices: Vec<(&str, &str, NetdevHook, Vec<&str>)> = Vec::new();
     for e in elements {
         if let Some(hook) = e.device_hook() {
@@ -239,13 +241,8 @@ fn inet_table() -> String {
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
 {acl}
 {lb}
-	chain overlay_untracked {{
-		type filter hook prerouting priority raw; policy accept;
-		iifname "{OVERLAY_BRIDGE_PREFIX}*" notrack
-	}}
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
-		iifname "{OVERLAY_BRIDGE_PREFIX}*" accept
 		ct state established,related accept
 		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
 		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
@@ -383,16 +380,12 @@ fn egress_table() -> String {
     let egress = base(NetdevHook::Egress);
     let counter_sets = crate::counters::egress_sets();
     let count_drop = crate::counters::count_port_drop();
+    let endpoint_inbound = endpoint_inbound_chain();
     format!(
         r#"table netdev {EGRESS_TABLE} {{
 	map {L2_UPLINK_MACS} {{ type ifname : ether_addr; }}
 {counter_sets}
-	chain {ENDPOINT_INBOUND} {{
-		{egress}
-		meta l4proto {INBOUND_ALLOWED} accept
-		meta l4proto != {INBOUND_ALLOWED} {count_drop}
-		meta l4proto != {INBOUND_ALLOWED} drop
-	}}
+{endpoint_inbound}
 	chain {NAT_ENDPOINT_INBOUND} {{
 		{egress}
 		meta l4proto {INBOUND_ALLOWED} accept
@@ -408,6 +401,23 @@ fn egress_table() -> String {
 	}}
 }}
 "#
+    )
+}
+
+/// The egress chain of Transparent, L2 and Overlay endpoint ports: the
+/// firewall defaults, each drop counted against the port. The host's
+/// egress table has it, and so does an overlay router's
+/// ([`crate::router`]), where overlay endpoints' ports are.
+pub(crate) fn endpoint_inbound_chain() -> String {
+    let egress = base(NetdevHook::Egress);
+    let count_drop = crate::counters::count_port_drop();
+    format!(
+        r#"	chain {ENDPOINT_INBOUND} {{
+		{egress}
+		meta l4proto {INBOUND_ALLOWED} accept
+		meta l4proto != {INBOUND_ALLOWED} {count_drop}
+		meta l4proto != {INBOUND_ALLOWED} drop
+	}}"#
     )
 }
 

@@ -35,8 +35,12 @@ const VNI2: u32 = 4101;
 struct World {
     // Daemons go before the etcd members and the hosts they run in.
     daemons: Vec<Daemon>,
+    /// Each host's daemon's namespace directory (its routers are there),
+    /// by host, whatever the order of `daemons`.
+    netns_dirs: Vec<std::path::PathBuf>,
     cluster: EtcdCluster,
-    phys: PhysicalNet,
+    /// Held for the hosts' lifetime (dropped last).
+    _phys: PhysicalNet,
 }
 
 /// Three hosts, a 3-member etcd cluster and a daemon on each host, or
@@ -47,11 +51,16 @@ fn world(test: &str) -> Option<World> {
     }
     let mut phys = PhysicalNet::new("co", 3);
     let cluster = EtcdCluster::on_switch(&mut phys, 3);
-    let daemons = (0..3).map(|i| daemon(&phys, &cluster, i)).collect();
+    let daemons: Vec<Daemon> = (0..3).map(|i| daemon(&phys, &cluster, i)).collect();
+    let netns_dirs = daemons
+        .iter()
+        .map(|d| d.dir.join("state").join("netns"))
+        .collect();
     Some(World {
         daemons,
+        netns_dirs,
         cluster,
-        phys,
+        _phys: phys,
     })
 }
 
@@ -115,16 +124,36 @@ impl World {
     }
 
     /// Whether host `i`'s VXLAN device of `vni` sends `mac` to a PA.
+    /// Whether host `i`'s VXLAN device of `vni` (in its network's router
+    /// namespace) sends `mac` to a remote host.
     fn has_peer(&self, i: usize, vni: u32, mac: &str) -> bool {
         let dev = format!("hnvx{vni:06x}");
-        let out = self
-            .phys
-            .host(i)
-            .netns
-            .output("bridge", &["fdb", "show", "dev", &dev]);
-        let fdb = String::from_utf8_lossy(&out.stdout).to_lowercase();
-        fdb.lines()
+        let fdb = self.in_routers(i, &["bridge", "fdb", "show", "dev", &dev]);
+        fdb.to_lowercase()
+            .lines()
             .any(|l| l.starts_with(&kernel_mac(mac)) && l.contains(" dst "))
+    }
+
+    /// What a command prints in each overlay router namespace of host `i`.
+    fn in_routers(&self, i: usize, command: &[&str]) -> String {
+        let routers = std::fs::read_dir(&self.netns_dirs[i])
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        routers
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
+            })
+            .map(|router| {
+                let out = std::process::Command::new("nsenter")
+                    .arg(format!("--net={}", router.display()))
+                    .args(command)
+                    .output()
+                    .expect("nsenter");
+                String::from_utf8_lossy(&out.stdout).to_string()
+            })
+            .collect()
     }
 
     fn logs(&self) -> String {
@@ -455,12 +484,7 @@ fn killed_host_leaves_with_its_lease_and_comes_back() {
         w.logs()
     );
     let dev = format!("hnvx{VNI1:06x}");
-    let neighbours = w
-        .phys
-        .host(1)
-        .netns
-        .output("ip", &["neigh", "show", "dev", &dev]);
-    let neighbours = String::from_utf8_lossy(&neighbours.stdout).to_string();
+    let neighbours = w.in_routers(1, &["ip", "neigh", "show", "dev", &dev]);
     assert!(
         !neighbours.contains(&e.ip) && neighbours.contains(&a.ip),
         "{neighbours}"

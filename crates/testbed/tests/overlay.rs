@@ -149,8 +149,9 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
         echo.next_line().unwrap_or_default().contains(A),
         "C sees A's own address"
     );
-    // The hosts' conntrack and tables never see overlay addresses, even
-    // with br_netfilter (on here): only the VXLAN packets between PAs.
+    // The hosts never see an overlay frame: their conntrack holds only the
+    // VXLAN packets between PAs, and all of the overlay's L2 (bridges,
+    // VXLAN devices, ports) is in the routers.
     for h in [h1, h2] {
         let table = ns_command(h.path(), "cat")
             .arg("/proc/net/nf_conntrack")
@@ -166,9 +167,33 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
             "the host tracked overlay flows: {table}"
         );
     }
+    for (h, r) in [(h1, &r1), (h2, &r2)] {
+        let links = |ns: &Path| {
+            let out = ns_command(ns, "ip").args(["-o", "link"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let (host, router) = (links(h.path()), links(r));
+        assert!(!host.contains("hnvb") && !host.contains("hnvx"), "{host}");
+        assert!(
+            !host.contains("hnve"),
+            "no overlay port in the host: {host}"
+        );
+        for l in [
+            format!("hnvb{VNI1:06x}"),
+            format!("hnvx{VNI2:06x}"),
+            "hnve".into(),
+        ] {
+            assert!(router.contains(&l), "{l} in the router: {router}");
+        }
+    }
     // Routing between subnets is not tracked: only the transit is.
     for r in [&r1, &r2] {
-        assert_eq!(tracked(r), 0, "conntrack entries in a router");
+        let table = ns_command(r, "cat")
+            .arg("/proc/net/nf_conntrack")
+            .output()
+            .expect("cat");
+        let table = String::from_utf8_lossy(&table.stdout).to_string();
+        assert_eq!(tracked(r), 0, "conntrack entries in a router: {table}");
     }
 
     // The switch learns only the hosts' MACs: container MACs stay inside VXLAN.
@@ -193,11 +218,10 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
     );
 
     // A network the kernel lost part of while the daemon was down (its
-    // first VNI bridge) is rebuilt whole at start, its endpoints' veths
-    // plugged into the new bridges in the same start.
-    let host1 = phys.hosts[0].netns.path().to_path_buf();
+    // first VNI bridge) gets its bridges and VXLAN devices again at start,
+    // its endpoints' ports plugged into the new bridges in the same start.
     phys.hosts[0].daemon_mut().kill9_and_restart_with(|| {
-        let out = ns_command(&host1, "ip")
+        let out = ns_command(&r1, "ip")
             .args(["link", "del", &format!("hnvb{VNI1:06x}")])
             .output()
             .expect("ip");
@@ -207,8 +231,25 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
-    let h1 = phys.host(0);
     assert!(ping(&a, B), "A reaches B again after the rebuild");
+    assert!(ping(&a, C), "and C");
+
+    // A router namespace gone while the daemon was down (its links and
+    // A's port with it) is rebuilt whole at start, A's veth made again.
+    phys.hosts[0].daemon_mut().kill9_and_restart_with(|| {
+        let out = std::process::Command::new("umount")
+            .arg(&r1)
+            .output()
+            .expect("umount");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&r1).expect("remove the router's mount point");
+    });
+    let h1 = phys.host(0);
+    assert!(ping(&a, B), "A reaches B after its router was rebuilt");
     assert!(ping(&a, C), "and C");
 
     // Deleting the remote endpoint stops traffic to it.
@@ -278,6 +319,36 @@ fn overlapping_overlay_networks_stay_isolated_and_both_work() {
         .create(Kind::Networks, &overlay_network("green", [5001, 7002]))
         .unwrap_err();
     assert!(err.to_string().contains("5001"), "{err}");
+
+    // Deleting both networks leaves nothing: no router, no overlay link,
+    // no VXLAN socket in the host.
+    let client = h1.client();
+    for e in client.list(Kind::Endpoints, None).unwrap() {
+        client
+            .delete(Kind::Endpoints, e["ID"].as_str().unwrap())
+            .unwrap();
+    }
+    for net in ["red", "blue"] {
+        client.delete(Kind::Networks, &h1.network(net)).unwrap();
+    }
+    let routers = h1.daemon().dir.join("state").join("netns");
+    let left: Vec<_> = std::fs::read_dir(&routers)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("router-")),
+        "{left:?}"
+    );
+    let out = |program: &str, args: &[&str]| {
+        let out = ns_command(h1.path(), program).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let links = out("ip", &["-o", "link"]);
+    assert!(!links.contains("hnv"), "{links}");
+    let udp = out("ss", &["-uln"]);
+    assert!(!udp.contains(":4789"), "{udp}");
 }
 
 /// Both hosts have the overlay network; A (with `a_policies`) on host 1,
@@ -691,4 +762,77 @@ fn remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_the
         .modify(Kind::Networks, &net2, &change("Add", json!([back])))
         .expect("add it again");
     assert!(ping(&x, &y.ip), "x reaches y again");
+}
+
+/// A number of an endpoint's statistics.
+fn stat(host: &Host, c: &Container, key: &str) -> u64 {
+    let stats = host.client().endpoint_stats(&c.ep_id).expect("stats");
+    stats[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key}: {stats}"))
+}
+
+#[test]
+fn overlay_endpoints_keep_the_firewall_defaults_and_their_counters() {
+    let Some(phys) = world("overlay_endpoints_keep_the_firewall_defaults_and_their_counters")
+    else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    for h in [h1, h2] {
+        h.client()
+            .create(Kind::Networks, &overlay_network(NET, [VNI1, VNI2]))
+            .expect("create overlay network");
+    }
+    let a = at(h1, NET, A);
+    let a2 = at(h1, NET, "10.0.1.11");
+    let b = at(h2, NET, B);
+    let c = at(h2, NET, C);
+    let (pa1, pa2) = (h1.addr.clone(), h2.addr.clone());
+    remote(h1, NET, h2, &b, &pa2);
+    remote(h1, NET, h2, &c, &pa2);
+    remote(h2, NET, h1, &a, &pa1);
+    // Warm up every path (ARP, bridge FDBs) before the first reading.
+    for from in [&a2, &b, &c] {
+        assert!(ping(from, A), "{} reaches A", from.ip);
+    }
+    let (rx, dropped) = (
+        stat(h1, &a, "PacketsReceived"),
+        stat(h1, &a, "DroppedPacketsIncoming"),
+    );
+    // GRE into A from its own host's bridge, across hosts, and routed
+    // across subnets: the defaults drop it on A's port in the router.
+    let listen = a.serve(&["raw-listen", "47"]);
+    for from in [&a2, &b, &c] {
+        let (ok, said) = Probe::run(&from.netns, &["raw-send", "47", A]);
+        assert!(ok, "raw-send from {}: {said}", from.ip);
+    }
+    for from in [&a2, &b, &c] {
+        assert!(ping(from, A), "ping {} -> A after the GRE", from.ip);
+    }
+    assert!(a.run(&["raw-send", "47", "127.0.0.1"]).0);
+    assert_eq!(
+        listen.next_line().as_deref(),
+        Some("got 127.0.0.1"),
+        "GRE from another container reached A"
+    );
+    // Outbound everything passes: A's GRE leaves A and crosses to host 2,
+    // where B's own defaults drop it (and count it).
+    let b_dropped = stat(h2, &b, "DroppedPacketsIncoming");
+    assert!(a.run(&["raw-send", "47", B]).0);
+    let counted = hostnet_testbed::wait_until(std::time::Duration::from_secs(5), || {
+        stat(h2, &b, "DroppedPacketsIncoming") == b_dropped + 1
+    });
+    assert!(counted, "A's GRE reached B's port on host 2");
+    // A's counters saw it all, from the ports in the router namespace.
+    assert_eq!(
+        stat(h1, &a, "DroppedPacketsIncoming") - dropped,
+        3,
+        "the three GRE packets the defaults dropped"
+    );
+    let received = stat(h1, &a, "PacketsReceived") - rx;
+    assert!(
+        (3..=8).contains(&received),
+        "A received the three pings (and no GRE): {received}"
+    );
 }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use hostnet_dataplane::{apply, teardown, Op};
-use hostnet_drivers::overlay::{leg, remote_peer_down, remote_peer_up, vxlan, RemotePeer};
+use hostnet_drivers::overlay::{
+    in_router, remote_peer_down, remote_peer_up, vni_bridge, vxlan, RemotePeer,
+};
 use hostnet_model::{ErrorCode, HcnError};
 use uuid::Uuid;
 
@@ -279,8 +281,9 @@ fn wanted_on(
 impl Service {
     /// Remove the peers a previous run programmed that are gone now (their
     /// endpoint or host went while this daemon was down): FDB entries and
-    /// neighbours on every overlay VXLAN device (and the router's leg)
-    /// that no remote endpoint, remote route or watch peer accounts for.
+    /// neighbours on every overlay VXLAN device (and the router's bridge),
+    /// in each network's router namespace, that no remote endpoint, remote
+    /// route or watch peer accounts for.
     /// Call after a full resync from the cluster.
     pub fn prune_stale_peers(&self) {
         let st = self.lock();
@@ -289,9 +292,16 @@ impl Service {
             let Some(o) = net.overlay.as_ref() else {
                 continue;
             };
+            let router = match self.dp.in_netns(&o.router) {
+                Ok(router) => router,
+                Err(e) => {
+                    log::warn!("reading the peers of network {}: {e}", guid(id));
+                    continue;
+                }
+            };
             for s in &o.segments {
                 let link = vxlan(s.vni);
-                let found = match self.dp.vxlan_entries(&link) {
+                let found = match router.vxlan_entries(&link) {
                     Ok(found) => found,
                     Err(e) => {
                         log::warn!("reading the peers of {link}: {e}");
@@ -300,11 +310,14 @@ impl Service {
                 };
                 let (macs, ips) = wanted_on(&st, id, net, s.vni);
                 for (mac, remote) in found.fdb.into_iter().filter(|(m, _)| !macs.contains(m)) {
-                    ops.push(Op::DeleteFdb {
-                        link: link.clone(),
-                        mac,
-                        remote,
-                    });
+                    ops.push(in_router(
+                        o,
+                        Op::DeleteFdb {
+                            link: link.clone(),
+                            mac,
+                            remote,
+                        },
+                    ));
                 }
                 for (ip, mac) in found
                     .neighbours
@@ -313,12 +326,12 @@ impl Service {
                 {
                     ops.push(Op::DeleteNeighbour {
                         netns: Some(o.router.clone()),
-                        link: leg(s.vni),
+                        link: vni_bridge(s.vni),
                         ip,
                         mac,
                     });
                     ops.push(Op::DeleteNeighbour {
-                        netns: None,
+                        netns: Some(o.router.clone()),
                         link: link.clone(),
                         ip,
                         mac,

@@ -20,12 +20,14 @@ mod netns;
 mod nftables;
 mod vxlan;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hostnet_nft::SetElement;
 use ipnet::IpNet;
@@ -65,6 +67,12 @@ pub struct LinuxDataplane {
     /// Whether the kernel knows `NFT_MSG_DESTROYSETELEM`; cleared the first
     /// time it turns out not to.
     destroy_supported: AtomicBool,
+    /// Dataplanes of other namespaces (overlay routers) by path: making
+    /// one takes a thread and two sockets, milliseconds on a busy host, and
+    /// an overlay endpoint needs two ops there. Each holds its namespace
+    /// alive, so it is dropped when this dataplane deletes that namespace,
+    /// and replaced when the path names another namespace.
+    others: Mutex<HashMap<PathBuf, Arc<LinuxDataplane>>>,
 }
 
 impl LinuxDataplane {
@@ -85,6 +93,7 @@ impl LinuxDataplane {
             home,
             home_id,
             destroy_supported: AtomicBool::new(true),
+            others: Mutex::new(HashMap::new()),
         })
     }
 
@@ -443,6 +452,7 @@ impl LinuxDataplane {
             .map_err(|e| fail(format!("write {value} to {path}: {e}")))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_vxlan(
         &self,
         name: &str,
@@ -451,12 +461,26 @@ impl LinuxDataplane {
         port: u16,
         mtu: u32,
         bridge: &str,
+        netns: Option<&Path>,
     ) -> Result<(), DataplaneError> {
         let fail = |m: String| DataplaneError::new(format!("create vxlan {name} (VNI {vni})"), m);
-        let mut sock = self.route();
-        let master = link::index(&mut sock, bridge)
-            .map_err(|e| fail(e.to_string()))?
-            .ok_or_else(|| fail(format!("bridge {bridge} does not exist")))?;
+        // The bridge is where the device is born: look it up there.
+        let (target, master) = match netns {
+            None => (
+                None,
+                self.link_index(bridge).map_err(|e| fail(e.to_string()))?,
+            ),
+            Some(path) => {
+                let ns = File::open(path)
+                    .map_err(|e| fail(format!("open namespace {}: {e}", path.display())))?;
+                let master = self
+                    .dataplane_in(path)?
+                    .link_index(bridge)
+                    .map_err(|e| fail(e.to_string()))?;
+                (Some(ns), master)
+            }
+        };
+        let master = master.ok_or_else(|| fail(format!("bridge {bridge} does not exist")))?;
         let v = vxlan::Vxlan {
             name,
             vni,
@@ -464,13 +488,45 @@ impl LinuxDataplane {
             port,
             mtu,
             master,
+            netns: target.as_ref().map(|f| f.as_raw_fd()),
         };
-        vxlan::create(&mut sock, &v).map_err(|e| match e.errno {
+        vxlan::create(&mut self.route(), &v).map_err(|e| match e.errno {
             libc::EEXIST => fail(format!(
                 "link {name} exists already, or another VXLAN device has VNI {vni} and port {port}"
             )),
             _ => fail(e.to_string()),
         })
+    }
+
+    /// The same dataplane acting on the namespace at `path` (kept for the
+    /// next call while the path names that namespace).
+    fn dataplane_in(&self, path: &Path) -> Result<Arc<LinuxDataplane>, DataplaneError> {
+        let fail =
+            |e: io::Error| DataplaneError::new(format!("enter {}", path.display()), e.to_string());
+        let id = File::open(path)
+            .and_then(|f| NetnsId::of(&f))
+            .map_err(fail)?;
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dp) = others.get(path).filter(|dp| dp.home_id == id) {
+            return Ok(dp.clone());
+        }
+        let dp = Arc::new(run_in_netns(path, LinuxDataplane::new).map_err(fail)??);
+        others.insert(path.to_path_buf(), dp.clone());
+        Ok(dp)
+    }
+
+    /// [`Op::InNetns`]: `op` by a dataplane of that namespace; a removal
+    /// in a namespace that is gone is nothing to do.
+    fn execute_in(&self, netns: &Path, op: &Op) -> Result<(), DataplaneError> {
+        if op.is_removal() && !netns.exists() {
+            return Ok(());
+        }
+        self.dataplane_in(netns)?
+            .execute(op)
+            .map_err(|e| DataplaneError {
+                op: format!("{} in {}", e.op, netns.display()),
+                ..e
+            })
     }
 
     fn change_fdb(
@@ -622,9 +678,14 @@ fn change_onlink_route(
 fn netns_sysctl(netns: &Path, key: &str, value: &str) -> Result<(), DataplaneError> {
     let fail = |m: String| DataplaneError::new(format!("sysctl {key} in {}", netns.display()), m);
     let path = sysctl_path(key).map_err(fail)?;
-    run_in_netns(netns, || std::fs::write(&path, value))
-        .and_then(|r| r)
-        .map_err(|e| fail(format!("write {value} to {path}: {e}")))
+    let optional = key.starts_with("net/bridge/");
+    run_in_netns(netns, || match std::fs::write(&path, value) {
+        // No br_netfilter: no bridged frame reaches the IP hooks anyway.
+        Err(e) if optional && e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    })
+    .and_then(|r| r)
+    .map_err(|e| fail(format!("write {value} to {path}: {e}")))
 }
 
 impl Dataplane for LinuxDataplane {
@@ -649,9 +710,18 @@ impl Dataplane for LinuxDataplane {
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {
                 DataplaneError::new(format!("create netns {}", path.display()), e.to_string())
             }),
-            Op::DeleteNetns { path } => netns::delete(path).map_err(|e| {
-                DataplaneError::new(format!("delete netns {}", path.display()), e.to_string())
-            }),
+            Op::DeleteNetns { path } => {
+                // A kept dataplane of it would hold it (and its links) alive.
+                let kept = self
+                    .others
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(path);
+                drop(kept);
+                netns::delete(path).map_err(|e| {
+                    DataplaneError::new(format!("delete netns {}", path.display()), e.to_string())
+                })
+            }
             Op::CreateVeth {
                 host_name,
                 bridge,
@@ -700,7 +770,9 @@ impl Dataplane for LinuxDataplane {
                 port,
                 mtu,
                 bridge,
-            } => self.create_vxlan(name, *vni, *local, *port, *mtu, bridge),
+                netns,
+            } => self.create_vxlan(name, *vni, *local, *port, *mtu, bridge, netns.as_deref()),
+            Op::InNetns { netns, op } => self.execute_in(netns, op),
             Op::AddFdb { link, mac, remote } => self.change_fdb(true, link, *mac, *remote),
             Op::DeleteFdb { link, mac, remote } => self.change_fdb(false, link, *mac, *remote),
             Op::AddNeighbour {
@@ -802,6 +874,10 @@ impl Dataplane for LinuxDataplane {
 
     /// True only if a namespace is bind-mounted there (a plain file left
     /// behind by a crash does not count).
+    fn in_netns(&self, path: &Path) -> Result<Box<dyn Dataplane>, DataplaneError> {
+        Ok(Box::new(self.dataplane_in(path)?))
+    }
+
     fn netns_exists(&self, path: &Path) -> bool {
         netns::is_mounted(path)
     }

@@ -22,6 +22,7 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_VXLAN_ID: u16 = 1;
@@ -58,8 +59,11 @@ pub struct Vxlan<'a> {
     pub local: Ipv4Addr,
     pub port: u16,
     pub mtu: u32,
-    /// Index of the bridge it joins.
+    /// Index of the bridge it joins (in the namespace it is born in).
     pub master: u32,
+    /// The namespace it is born in (None: the socket's). The socket's
+    /// namespace keeps its UDP socket and underlay routing either way.
+    pub netns: Option<std::os::fd::RawFd>,
 }
 
 /// Creates a VXLAN link, up, enslaved to its bridge, learning off and ARP
@@ -72,8 +76,11 @@ pub fn create(sock: &mut Socket, v: &Vxlan<'_>) -> Result<(), NetlinkError> {
     msg.header(&ifi)
         .attr_str(IFLA_IFNAME, v.name)
         .attr_u32(IFLA_MTU, v.mtu)
-        .attr_u32(IFLA_MASTER, v.master)
-        .begin_nest(IFLA_LINKINFO)
+        .attr_u32(IFLA_MASTER, v.master);
+    if let Some(fd) = v.netns {
+        msg.attr_u32(IFLA_NET_NS_FD, fd as u32);
+    }
+    msg.begin_nest(IFLA_LINKINFO)
         .attr_str(IFLA_INFO_KIND, "vxlan")
         .begin_nest(IFLA_INFO_DATA)
         .attr_u32(IFLA_VXLAN_ID, v.vni)

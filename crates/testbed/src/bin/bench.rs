@@ -120,6 +120,11 @@ struct PathOpts {
     /// second time with the routers tracking every packet (their
     /// `notrack` chain deleted), to see what that costs.
     router_conntrack: bool,
+    /// Experiment `--router-br-netfilter`: measure both overlay paths a
+    /// second time with `bridge-nf-call-iptables` (and ip6/arp) back at 1
+    /// in the routers, so what their VNI bridges forward passes the
+    /// routers' IP hooks, to see what hostnet saves by turning it off.
+    router_br_netfilter: bool,
 }
 
 impl PathOpts {
@@ -137,7 +142,8 @@ fn usage() -> ! {
          --paths: the data path of each driver (NAT, Transparent, L2Bridge, L2Tunnel, Overlay) on a\n\
          3-host net, each path as a ratio to the same path built by hand (veth, bridge, VXLAN), in one\n\
          run; --only DRIVER measures one driver's paths. --router-conntrack (experiment): the routed\n\
-         overlay path again with its routers tracking every packet.\n\
+         overlay path again with its routers tracking every packet; --router-br-netfilter\n\
+         (experiment): both overlay paths again with br_netfilter on in the routers.\n\
          --runs N: runs per side (default 3); --rr-only: skip iperf3. --twin-firewall (experiment):\n\
          the hand-built container ports get hostnet's endpoint firewall rule, to see what it costs.\n\
          --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
@@ -161,6 +167,7 @@ fn parse_args() -> Args {
             no_br_netfilter: false,
             only: None,
             router_conntrack: false,
+            router_br_netfilter: false,
         },
     };
     let mut it = std::env::args().skip(1);
@@ -190,6 +197,7 @@ fn parse_args() -> Args {
             "--rr-only" => args.path_opts.iperf = false,
             "--no-br-netfilter" => args.path_opts.no_br_netfilter = true,
             "--router-conntrack" => args.path_opts.router_conntrack = true,
+            "--router-br-netfilter" => args.path_opts.router_br_netfilter = true,
             "--only" => {
                 let d = it.next().unwrap_or_else(|| usage());
                 args.path_opts.only = Some(Box::leak(d.into_boxed_str()));
@@ -1415,6 +1423,9 @@ const OV_B: &str = "10.0.1.20";
 const OV_C: &str = "10.0.2.30";
 const TWIN_OV_A: &str = "10.0.1.70";
 const TWIN_OV_B: &str = "10.0.1.80";
+/// The routed twin's A (host 1, first subnet) and C (host 2, second).
+const TWIN_RT_A: &str = "10.3.1.70";
+const TWIN_RT_C: &str = "10.3.2.90";
 
 /// One end of a path: a namespace and the address others reach it at.
 #[derive(Clone)]
@@ -1946,12 +1957,11 @@ fn bench_paths(opts: PathOpts) -> PathsReport {
 
 /// Overlay: the same network (10.0.1.0/24 on VNI 4100, 10.0.2.0/24 on
 /// 4101) on hosts 1 and 2, A on host 1, B (same subnet) and C (the other)
-/// on host 2, each host told of the other's containers. The twin is the
-/// plainest VXLAN by hand in the same two host namespaces ([`hand_vxlan`]),
-/// so both sides pay the same for what the hosts carry anyway (their
-/// conntrack, the Transparent bridge the PA sits on). Both hostnet paths
-/// are compared with that one twin path: the cross-subnet ratio shows what
-/// the router namespace's hop adds.
+/// on host 2, each host told of the other's containers. Same subnet is
+/// compared with the plainest VXLAN by hand in the same two host
+/// namespaces ([`hand_vxlan`]), so both sides pay the same for what the
+/// hosts carry anyway (their conntrack, the Transparent bridge the PA sits
+/// on); cross subnet with a routed VXLAN by hand ([`hand_routed_vxlan`]).
 fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
     let hosts = [w.phys.host(0), w.phys.host(1)];
     let subnet = |prefix: &str, vni: u32| {
@@ -2005,18 +2015,23 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
         twin(&tb, TWIN_OV_B),
         TWIN_OV_A.to_string(),
     );
+    let routed = hand_routed_vxlan(hosts);
     let specs = [
         PathSpec {
             driver: "Overlay",
             name: "A -> B (same subnet, other host)",
             h: (end(&a), end(&b), OV_A.into()),
-            t: (t.0.clone(), t.1.clone(), t.2.clone()),
+            t,
         },
         PathSpec {
             driver: "Overlay",
             name: "A -> C (other subnet, other host; routed)",
             h: (end(&a), end(&c), OV_A.into()),
-            t,
+            t: (
+                twin(&routed.a, TWIN_RT_A),
+                twin(&routed.c, TWIN_RT_C),
+                TWIN_RT_A.to_string(),
+            ),
         },
     ];
     let mut results: Vec<PathResult> = specs
@@ -2027,16 +2042,33 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
             measure_path(s, opts)
         })
         .collect();
+    if opts.router_br_netfilter {
+        for h in hosts {
+            let router = router_of(h);
+            for key in ["iptables", "ip6tables", "arptables"] {
+                let out = Probe::command(&router, "sysctl")
+                    .args(["-qw", &format!("net.bridge.bridge-nf-call-{key}=1")])
+                    .output()
+                    .expect("sysctl");
+                assert!(out.status.success(), "sysctl in the router");
+            }
+        }
+        for s in &specs {
+            let s = PathSpec {
+                name: if s.name.starts_with("A -> B") {
+                    "A -> B (br_netfilter on in the routers, experiment)"
+                } else {
+                    "A -> C (br_netfilter on in the routers, experiment)"
+                },
+                ..s.clone()
+            };
+            progress(&format!("paths: {} {}", s.driver, s.name));
+            results.push(measure_path(&s, opts));
+        }
+    }
     if opts.router_conntrack {
         for h in hosts {
-            let router = std::fs::read_dir(h.daemon().dir.join("state").join("netns"))
-                .expect("the daemon's namespaces")
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
-                })
-                .expect("a router namespace");
+            let router = router_of(h);
             let out = Probe::command(&router, "nft")
                 .args(["delete", "chain", "inet", "hostnet", "prerouting"])
                 .output()
@@ -2055,6 +2087,18 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
         results.push(measure_path(&s, opts));
     }
     results
+}
+
+/// The router namespace of the host's overlay network.
+fn router_of(h: &Host) -> std::path::PathBuf {
+    std::fs::read_dir(h.daemon().dir.join("state").join("netns"))
+        .expect("the daemon's namespaces")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
+        })
+        .expect("a router namespace")
 }
 
 /// A VXLAN path by hand between two hosts: in each, a bridge with a VXLAN
@@ -2097,6 +2141,127 @@ fn hand_vxlan(hosts: [&Host; 2]) -> (Netns, Netns) {
         container(hosts[0], "tova", TWIN_OV_A),
         container(hosts[1], "tovb", TWIN_OV_B),
     )
+}
+
+/// The routed twin: per host a router namespace holding two bridges with
+/// the gateways 10.3.1.1/24 and 10.3.2.1/24 (one MAC per host, like a DR
+/// MAC) and a VXLAN device on each (VNIs 44 and 45), created from the host
+/// namespace (the UDP socket stays the host's), learning off, ARP proxy
+/// on, static FDB entries and neighbours for the other host's container:
+/// hostnet's overlay layout done by hand with `ip`. A on host 1 in the
+/// first subnet, C on host 2 in the second; a packet A -> C is routed once
+/// in host 1's router and leaves on VNI 45, the reply likewise on host 2.
+struct RoutedTwin {
+    a: Netns,
+    c: Netns,
+    _routers: [Netns; 2],
+}
+
+fn hand_routed_vxlan(hosts: [&Host; 2]) -> RoutedTwin {
+    let router_mac = |i: usize| format!("02:33:00:00:00:0{}", i + 1);
+    let (a_mac, c_mac) = ("02:33:00:00:01:70", "02:33:00:00:02:90");
+    let routers = [0, 1].map(|i| {
+        let h = hosts[i];
+        let r = Netns::new(&unique(&format!("bp-twinr{i}")));
+        must(
+            r.output("sysctl", &["-qw", "net.ipv4.ip_forward=1"]),
+            "sysctl",
+        );
+        for (n, vni, gw) in [(1, "44", "10.3.1.1/24"), (2, "45", "10.3.2.1/24")] {
+            let (br, vx) = (format!("trb{n}"), format!("trx{n}"));
+            r.ip(&["link", "add", &br, "type", "bridge", "stp_state", "0"]);
+            r.ip(&[
+                "link",
+                "set",
+                &br,
+                "address",
+                &router_mac(i),
+                "mtu",
+                "1450",
+                "up",
+            ]);
+            r.ip(&["addr", "add", gw, "dev", &br]);
+            h.netns.ip(&[
+                "link",
+                "add",
+                &vx,
+                "netns",
+                &r.name,
+                "type",
+                "vxlan",
+                "id",
+                vni,
+                "local",
+                &h.addr,
+                "dstport",
+                "4789",
+                "nolearning",
+                "proxy",
+            ]);
+            r.ip(&["link", "set", &vx, "master", &br, "mtu", "1450", "up"]);
+        }
+        r
+    });
+    let container = |i: usize, bridge: &str, port: &str, ip: &str, gw: &str, mac: &str| {
+        let ns = twin_container(&routers[i], bridge, port, &format!("{ip}/24"), gw);
+        routers[i].ip(&["link", "set", port, "mtu", "1450"]);
+        ns.ip(&["link", "set", "eth0", "mtu", "1450", "address", mac]);
+        ns
+    };
+    let a = container(0, "trb1", "trva", TWIN_RT_A, "10.3.1.1", a_mac);
+    let c = container(1, "trb2", "trvc", TWIN_RT_C, "10.3.2.1", c_mac);
+    // Each router knows the other host's container: FDB to its PA, the
+    // neighbour on the router's bridge and on the VXLAN device (its ARP
+    // proxy answers).
+    for (i, (ip, mac, n)) in [(0, (TWIN_RT_C, c_mac, 2)), (1, (TWIN_RT_A, a_mac, 1))] {
+        let r = &routers[i];
+        let (br, vx) = (format!("trb{n}"), format!("trx{n}"));
+        let other = &hosts[1 - i].addr;
+        must(
+            r.output(
+                "bridge",
+                &[
+                    "fdb",
+                    "add",
+                    mac,
+                    "dev",
+                    &vx,
+                    "dst",
+                    other,
+                    "self",
+                    "permanent",
+                ],
+            ),
+            "bridge fdb add",
+        );
+        for dev in [&br, &vx] {
+            r.ip(&[
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+    }
+    RoutedTwin {
+        a,
+        c,
+        _routers: routers,
+    }
+}
+
+/// Panics with what `what` said when it failed.
+fn must(out: std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An L2Bridge or L2Tunnel network on `host`'s eth0 with containers A and B;
