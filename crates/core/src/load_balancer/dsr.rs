@@ -59,12 +59,15 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
 pub(crate) struct Shared {
     /// Host veths of client endpoints, hooked on the DSR chain.
     ports: BTreeSet<String>,
-    /// (backend's namespace, VIP) held on that namespace's loopback.
+    /// (backend's namespace, VIP) held on that namespace's loopback, for
+    /// DSR and PreserveDip LBs alike.
     vips: BTreeSet<(PathBuf, Ipv4Addr)>,
+    /// What PreserveDip LBs share besides the VIPs.
+    preserve_dip: super::preserve_dip::Shared,
 }
 
 impl Shared {
-    /// The shared state of the DSR LBs in `st`, with LB `id` replaced by
+    /// The shared state of the DSR and PreserveDip LBs in `st`, with LB `id` replaced by
     /// `spec` (None: without it) when `replacing` says so, and without
     /// endpoint `gone` (being deleted).
     pub(crate) fn of(
@@ -74,7 +77,7 @@ impl Shared {
     ) -> Shared {
         let mut specs: Vec<&LoadBalancerSpec> = st
             .load_balancers
-            .dsr()
+            .shared()
             .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
             .map(|(_, lb)| &lb.spec)
             .collect();
@@ -82,6 +85,9 @@ impl Shared {
             specs.push(spec);
         }
         let mut out = Shared::default();
+        for spec in &specs {
+            out.preserve_dip.add(st, spec, gone, &mut out.vips);
+        }
         for spec in specs.into_iter().filter(|s| is_dsr(s)) {
             let Some(net) = spec
                 .endpoints
@@ -144,7 +150,10 @@ impl Shared {
         if !hook.is_empty() {
             before.push(Op::AddElements(hook));
         }
-        let mut later = Vec::new();
+        let (add, delete) = self.preserve_dip.elements_to(&after.preserve_dip);
+        let (add, delete) = super::preserve_dip::ops(add, delete);
+        before.extend(add);
+        let mut later: Vec<Op> = delete.into_iter().collect();
         let unhook: Vec<SetElement> = self
             .ports
             .difference(&after.ports)
@@ -204,6 +213,7 @@ mod tests {
                 .iter()
                 .map(|(ns, a)| (PathBuf::from(ns), Ipv4Addr::from(*a)))
                 .collect(),
+            preserve_dip: Default::default(),
         }
     }
 

@@ -24,7 +24,8 @@
 //! * **Load-balancer ladder**: with N of `--lbs` load balancers present
 //!   (10 backends each), the flow through one more load balancer's VIP
 //!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
-//!   one linear nat chain, the flow's rule last.
+//!   one linear nat chain, the flow's rule last. And the same flow through
+//!   a VIP with `EnablePreserveDip` against the plain VIP (its control).
 //! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
 //!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
 //!   against a plain container's masqueraded flow.
@@ -55,6 +56,8 @@ const SUBNET: &str = "10.80.0.0/16";
 const VIP_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 /// The measured load balancer's VIP, outside the others' range.
 const MEASURED_VIP: &str = "10.95.0.1";
+/// The same load balancer with EnablePreserveDip (port mapping flag 8).
+const PRESERVE_DIP_VIP: &str = "10.95.0.2";
 const ECHO_PORT: u16 = 80;
 const IPERF_PORT: u16 = 5201;
 const IPERF_SECONDS: u32 = 3;
@@ -482,14 +485,14 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
         return Vec::new();
     }
     let pool = backend_pool(w, backends);
-    // The measured LB: both ports of the flow to the one server.
-    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+    // The measured LB: both ports of the flow to the one server; and the
+    // same with PreserveDip on a VIP of its own.
+    let measured: Vec<String> = [(MEASURED_VIP, 0), (PRESERVE_DIP_VIP, 8)]
         .iter()
-        .map(|&port| {
-            let mut doc =
-                load_balancer(MEASURED_VIP, std::slice::from_ref(&server.container.ep_id));
-            doc["PortMappings"] =
-                json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port }]);
+        .flat_map(|&(vip, flags)| [(vip, flags, ECHO_PORT), (vip, flags, IPERF_PORT)])
+        .map(|(vip, flags, port)| {
+            let mut doc = load_balancer(vip, std::slice::from_ref(&server.container.ep_id));
+            doc["PortMappings"] = json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port, "Flags": flags }]);
             id(&c
                 .create(Kind::LoadBalancers, &doc)
                 .expect("create measured LB"))
@@ -504,6 +507,18 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
             (measure(&from, &ctl), measure(&from, MEASURED_VIP))
         }));
     }
+    // PreserveDip's own cost: its VIP against the plain one, same server.
+    out.push(Rung::take(
+        "PreserveDip VIP vs the same LB without",
+        present.len(),
+        runs,
+        || {
+            (
+                measure(&from, MEASURED_VIP),
+                measure(&from, PRESERVE_DIP_VIP),
+            )
+        },
+    ));
     for lb in present.iter().chain(&measured) {
         c.delete(Kind::LoadBalancers, lb).expect("delete LB");
     }

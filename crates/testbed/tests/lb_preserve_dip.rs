@@ -1,0 +1,249 @@
+//! EnablePreserveDip end to end (issue 5 item 3): backends see the VIP as
+//! the destination of load balanced connections, from containers, the
+//! host and the outside; see docs/load-balancers.md#preserve-dip.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use hostnet_api::Kind;
+use hostnet_testbed::{wait_until, Probe};
+use serde_json::{json, Value};
+
+const VIP: &str = "10.96.0.10";
+const PLAIN_VIP: &str = "10.96.0.11";
+const PRESERVE_DIP: u32 = 8;
+const LOCAL_ROUTED_VIP: u32 = 2;
+
+fn lb(vip: &str, mappings: &[(u32, u16, u16, u32)], backends: &[String]) -> Value {
+    let maps: Vec<Value> = mappings
+        .iter()
+        .map(|&(proto, port, target, flags)| {
+            json!({ "Protocol": proto, "InternalPort": target, "ExternalPort": port, "Flags": flags })
+        })
+        .collect();
+    json!({
+        "HostComputeEndpoints": backends,
+        "FrontendVIPs": [vip],
+        "PortMappings": maps,
+        "SchemaVersion": { "Major": 2, "Minor": 0 }
+    })
+}
+
+/// `n` clients of `args` from `netns`; every answer.
+fn ask(netns: &Path, args: &[&str], n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let (ok, said) = Probe::run(netns, args);
+            assert!(ok, "{args:?} #{i} from {} failed: {said}", netns.display());
+            said
+        })
+        .collect()
+}
+
+/// Every answer says the server saw `local` as its address.
+fn all_local(said: &[String], local: &str, what: &str) {
+    assert!(
+        said.iter().all(|s| s.ends_with(&format!(" local {local}"))),
+        "{what}: backends did not see {local}: {said:?}"
+    );
+}
+
+/// The servers' lines since the last call, once `n` arrived in all: how
+/// many each backend served.
+fn served(servers: &[Probe], n: usize) -> Vec<usize> {
+    let mut counts = vec![0; servers.len()];
+    let arrived = wait_until(Duration::from_secs(5), || {
+        for (c, s) in counts.iter_mut().zip(servers) {
+            *c += s.drain().len();
+        }
+        counts.iter().sum::<usize>() >= n
+    });
+    assert!(arrived, "only {counts:?} of {n} arrived");
+    counts
+}
+
+/// The IPv4 addresses on a namespace's loopback.
+fn loopback(netns: &Path) -> String {
+    let out = Probe::command(netns, "ip")
+        .args(["-4", "-o", "addr", "show", "dev", "lo"])
+        .output()
+        .expect("ip addr");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
+    let Some(mut w) = World::new("preserve_dip_delivers_the_vip_to_backends_from_everywhere")
+    else {
+        return;
+    };
+    let backends: Vec<Container> = (0..2).map(|_| w.container("nat", json!([]))).collect();
+    let ids: Vec<String> = backends.iter().map(|c| c.ep_id.clone()).collect();
+    let tcp: Vec<Probe> = backends
+        .iter()
+        .map(|c| c.serve(&["tcp-whoami", "0.0.0.0:8080"]))
+        .collect();
+    let udp: Vec<Probe> = backends
+        .iter()
+        .map(|c| c.serve(&["udp-whoami", "0.0.0.0:5353"]))
+        .collect();
+    let sink = backends[0].serve(&["tcp-sink", "0.0.0.0:9000"]);
+    let flags = PRESERVE_DIP | LOCAL_ROUTED_VIP;
+    let pdip = w
+        .client()
+        .create(
+            Kind::LoadBalancers,
+            &lb(VIP, &[(6, 80, 8080, flags), (17, 53, 5353, flags)], &ids),
+        )
+        .expect("PreserveDip LB");
+    // The same backends behind a VIP without the flag.
+    w.client()
+        .create(
+            Kind::LoadBalancers,
+            &lb(PLAIN_VIP, &[(6, 80, 8080, LOCAL_ROUTED_VIP)], &ids),
+        )
+        .expect("plain LB");
+    for b in &backends {
+        assert!(loopback(&b.netns).contains(&format!("{VIP}/32")));
+        assert!(!loopback(&b.netns).contains(PLAIN_VIP));
+    }
+
+    let client = w.container("nat", json!([]));
+    w.outside
+        .ip(&["route", "add", "10.96.0.0/16", "via", hostnet_testbed::HOST]);
+    let vip_tcp = format!("{VIP}:80");
+    let vip_udp = format!("{VIP}:53");
+    let clients: [(&str, &Path); 3] = [
+        ("a container", &client.netns),
+        ("the host", w.host.path()),
+        ("the outside", w.outside.path()),
+    ];
+    for (who, netns) in clients {
+        let said = ask(netns, &["tcp-get", &vip_tcp], 16);
+        all_local(&said, &format!("{VIP}:8080"), &format!("TCP from {who}"));
+        let counts = served(&tcp, 16);
+        assert!(counts.iter().all(|&c| c >= 2), "TCP from {who}: {counts:?}");
+        let said = ask(netns, &["udp-get", &vip_udp], 6);
+        all_local(&said, &format!("{VIP}:5353"), &format!("UDP from {who}"));
+        served(&udp, 6);
+        // Without the flag: the backend's own address.
+        let said = ask(netns, &["tcp-get", &format!("{PLAIN_VIP}:80")], 6);
+        assert!(
+            said.iter().all(|s| backends
+                .iter()
+                .any(|b| s.ends_with(&format!(" local {}:8080", b.ip)))),
+            "plain VIP from {who}: {said:?}"
+        );
+        served(&tcp, 6);
+    }
+
+    // A restart reloads the tables with the same elements.
+    w.daemon.kill9_and_restart();
+    let said = ask(w.outside.path(), &["tcp-get", &vip_tcp], 4);
+    all_local(&said, &format!("{VIP}:8080"), "after a restart");
+    served(&tcp, 4);
+
+    // The trace names the rewrite.
+    let t = w
+        .client()
+        .trace(
+            &client.ep_id,
+            &json!({ "Direction": "Out", "Protocol": "tcp", "Destination": vip_tcp.clone() }),
+        )
+        .unwrap();
+    let text = t["Text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("per connection delivered to the VIP (preserve DIP)"),
+        "{text}"
+    );
+
+    // A few MB through the rewrites both ways (payload and ACKs).
+    let bulk = w
+        .client()
+        .create(
+            Kind::LoadBalancers,
+            &lb("10.96.0.12", &[(6, 90, 9000, PRESERVE_DIP)], &ids[..1]),
+        )
+        .expect("bulk LB");
+    let (ok, said) = Probe::run(w.outside.path(), &["tcp-send", "10.96.0.12:90", "4000000"]);
+    assert!(ok && said.contains("sent 4000000"), "{said}");
+    let got = sink.next_line().unwrap_or_default();
+    assert!(got.starts_with("got 4000000 bytes"), "{got}");
+    w.client()
+        .delete(Kind::LoadBalancers, &id(&bulk))
+        .expect("delete bulk");
+
+    // A second PreserveDip LB on the VIP keeps it on backend 0 while the
+    // first moves to backend 1 only.
+    let second = w
+        .client()
+        .create(
+            Kind::LoadBalancers,
+            &lb(VIP, &[(6, 81, 8080, flags)], &ids[..1]),
+        )
+        .expect("second LB");
+    w.client()
+        .modify(
+            Kind::LoadBalancers,
+            &id(&pdip),
+            &lb(
+                VIP,
+                &[(6, 80, 8080, flags), (17, 53, 5353, flags)],
+                &ids[1..],
+            ),
+        )
+        .expect("modify");
+    assert!(loopback(&backends[0].netns).contains(VIP), "still needed");
+    let said = ask(&client.netns, &["tcp-get", &format!("{VIP}:81")], 4);
+    all_local(&said, &format!("{VIP}:8080"), "second LB");
+    assert_eq!(served(&tcp, 4), [4, 0]);
+    let said = ask(&client.netns, &["tcp-get", &vip_tcp], 4);
+    all_local(&said, &format!("{VIP}:8080"), "modified LB");
+    assert_eq!(served(&tcp, 4), [0, 4]);
+    w.client()
+        .delete(Kind::LoadBalancers, &id(&second))
+        .expect("delete second");
+    assert!(
+        !loopback(&backends[0].netns).contains(VIP),
+        "no LB needs it"
+    );
+    assert!(loopback(&backends[1].netns).contains(VIP));
+
+    // A DSR LB answering from the same VIP and port as a PreserveDip
+    // backend would have its replies rewritten: refused.
+    let mut dsr = lb(VIP, &[(6, 8080, 8080, 0)], &ids);
+    dsr["Flags"] = json!(1);
+    let got = code(w.client().create(Kind::LoadBalancers, &dsr));
+    assert_eq!(got, 0x803B_0015, "DSR clashing with PreserveDip");
+
+    // The endpoint's delete takes the VIP off, and the LB's delete every
+    // element.
+    w.client()
+        .delete(Kind::Endpoints, &ids[1])
+        .expect("delete endpoint");
+    assert!(!loopback(&backends[1].netns).contains(VIP));
+    w.client()
+        .delete(Kind::LoadBalancers, &id(&pdip))
+        .expect("delete");
+    for (family, kind, name) in [
+        ("inet", "map", "lb_pdip_vips4"),
+        ("netdev hostnet_pdip", "map", "pdip_vips4"),
+        ("netdev hostnet_pdip_replies", "map", "pdip_replies4"),
+    ] {
+        assert_eq!(
+            w.elements(family, kind, name),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+    for (table, chain) in [
+        ("netdev hostnet_pdip", "pdip_to_backends"),
+        ("netdev hostnet_pdip_replies", "pdip_from_backends"),
+    ] {
+        let hooked = w.nft_elements(table, "chain", chain);
+        assert!(!hooked.contains("hnve"), "{chain}: {hooked}");
+    }
+}
