@@ -4,12 +4,15 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::process::{Child, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::{wait_until, Probe};
+use hostnet_testbed::{require_installed, wait_until, Probe, HOST};
 use serde_json::{json, Value};
 
 const VIP: &str = "10.96.0.10";
@@ -90,7 +93,6 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
         .iter()
         .map(|c| c.serve(&["udp-whoami", "0.0.0.0:5353"]))
         .collect();
-    let sink = backends[0].serve(&["tcp-sink", "0.0.0.0:9000"]);
     let flags = PRESERVE_DIP | LOCAL_ROUTED_VIP;
     let pdip = w
         .client()
@@ -112,8 +114,7 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
     }
 
     let client = w.container("nat", json!([]));
-    w.outside
-        .ip(&["route", "add", "10.96.0.0/16", "via", hostnet_testbed::HOST]);
+    w.outside.ip(&["route", "add", "10.96.0.0/16", "via", HOST]);
     let vip_tcp = format!("{VIP}:80");
     let vip_udp = format!("{VIP}:53");
     let clients: [(&str, &Path); 3] = [
@@ -160,22 +161,6 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
         "{text}"
     );
 
-    // A few MB through the rewrites both ways (payload and ACKs).
-    let bulk = w
-        .client()
-        .create(
-            Kind::LoadBalancers,
-            &lb("10.96.0.12", &[(6, 90, 9000, PRESERVE_DIP)], &ids[..1]),
-        )
-        .expect("bulk LB");
-    let (ok, said) = Probe::run(w.outside.path(), &["tcp-send", "10.96.0.12:90", "4000000"]);
-    assert!(ok && said.contains("sent 4000000"), "{said}");
-    let got = sink.next_line().unwrap_or_default();
-    assert!(got.starts_with("got 4000000 bytes"), "{got}");
-    w.client()
-        .delete(Kind::LoadBalancers, &id(&bulk))
-        .expect("delete bulk");
-
     // A second PreserveDip LB on the VIP keeps it on backend 0 while the
     // first moves to backend 1 only.
     let second = w
@@ -219,6 +204,43 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
     let got = code(w.client().create(Kind::LoadBalancers, &dsr));
     assert_eq!(got, 0x803B_0015, "DSR clashing with PreserveDip");
 
+    // A backend attached after the LB names it gets the VIP and its
+    // connections at the attach, and loses the VIP at the detach.
+    let c = w.client();
+    let ns = c
+        .create(
+            Kind::Namespaces,
+            &json!({ "SchemaVersion": { "Major": 2, "Minor": 0 } }),
+        )
+        .expect("namespace");
+    let late = c
+        .create(
+            Kind::Endpoints,
+            &json!({ "HostComputeNetwork": w.network("nat") }),
+        )
+        .expect("endpoint");
+    let late_ns = std::path::PathBuf::from(ns["NetNsPath"].as_str().expect("NetNsPath"));
+    let mut late_lb = lb("10.96.0.13", &[(6, 80, 8080, PRESERVE_DIP)], &[id(&late)]);
+    c.create(Kind::LoadBalancers, &late_lb)
+        .map(|made| late_lb = made)
+        .expect("LB of a detached backend");
+    c.attach_endpoint(&id(&ns), &id(&late)).expect("attach");
+    assert!(
+        loopback(&late_ns).contains("10.96.0.13/32"),
+        "at the attach"
+    );
+    let late_server = Probe::serve(&late_ns, &["tcp-whoami", "0.0.0.0:8080"]);
+    let said = ask(&client.netns, &["tcp-get", "10.96.0.13:80"], 2);
+    all_local(&said, "10.96.0.13:8080", "a backend attached late");
+    served(std::slice::from_ref(&late_server), 2);
+    c.detach_endpoint(&id(&ns), &id(&late)).expect("detach");
+    assert!(
+        !loopback(&late_ns).contains("10.96.0.13"),
+        "after the detach"
+    );
+    c.delete(Kind::LoadBalancers, &id(&late_lb))
+        .expect("delete late LB");
+
     // The endpoint's delete takes the VIP off, and the LB's delete every
     // element.
     w.client()
@@ -246,4 +268,160 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
         let hooked = w.nft_elements(table, "chain", chain);
         assert!(!hooked.contains("hnve"), "{chain}: {hooked}");
     }
+}
+
+/// `tcpdump -vv` on one interface, its text kept until [`Tcpdump::stop`]:
+/// with `-vv` it checks every IP, TCP and UDP checksum it prints.
+struct Tcpdump {
+    child: Child,
+    text: Option<JoinHandle<String>>,
+}
+
+impl Tcpdump {
+    fn start(netns: &Path, iface: &str, filter: &str) -> Tcpdump {
+        let mut child = Probe::command(netns, "tcpdump")
+            .args(["-i", iface, "-nn", "-vv", "-l", filter])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump (Debian package tcpdump)");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("tcpdump stderr");
+        assert!(line.contains("listening"), "tcpdump: {line}");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let mut out = child.stdout.take().expect("stdout");
+        let text = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        Tcpdump {
+            child,
+            text: Some(text),
+        }
+    }
+
+    /// Stop; everything it printed.
+    fn stop(mut self) -> String {
+        // SAFETY: signalling our own child, which then flushes and exits.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.text
+            .take()
+            .expect("once")
+            .join()
+            .expect("tcpdump reader")
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host's end of the veth whose other end is `eth0` in `netns`.
+fn host_end(w: &World, netns: &Path) -> String {
+    let out = Probe::command(netns, "ip")
+        .args(["-o", "link", "show", "eth0"])
+        .output()
+        .expect("ip link");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let index = line
+        .split_once("@if")
+        .and_then(|(_, rest)| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no peer index in {line}"))
+        .to_string();
+    let out = w.host.output("ip", &["-o", "link", "show"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("{index}: ")))
+        .and_then(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .unwrap_or_else(|| panic!("no host link {index}"))
+}
+
+/// Every checksum tcpdump checked in `text` was right, and there were at
+/// least `n`.
+fn checksums_correct(text: &str, n: usize, what: &str) {
+    let bad = ["incorrect", "bad udp cksum", "bad cksum"];
+    let wrong: Vec<&str> = text
+        .lines()
+        .filter(|l| bad.iter().any(|b| l.contains(b)))
+        .take(3)
+        .collect();
+    assert!(wrong.is_empty(), "{what}: wrong checksums: {wrong:?}");
+    let right = text.matches("(correct)").count() + text.matches("udp sum ok").count();
+    assert!(
+        right >= n,
+        "{what}: only {right} checksums checked:\n{text:.2000}"
+    );
+}
+
+#[test]
+fn preserve_dip_rewrites_keep_checksums_valid() {
+    let test = "preserve_dip_rewrites_keep_checksums_valid";
+    if !require_installed(test, &["/usr/bin/tcpdump"], "tcpdump") {
+        return;
+    }
+    let Some(w) = World::new(test) else {
+        return;
+    };
+    let backend = w.container("nat", json!([]));
+    let sink = backend.serve(&["tcp-sink", "0.0.0.0:9000"]);
+    let _udp = backend.serve(&["udp-whoami", "0.0.0.0:5353"]);
+    let vip = "10.96.0.12";
+    w.client()
+        .create(
+            Kind::LoadBalancers,
+            &lb(
+                vip,
+                &[(6, 90, 9000, PRESERVE_DIP), (17, 53, 5353, PRESERVE_DIP)],
+                std::slice::from_ref(&backend.ep_id),
+            ),
+        )
+        .expect("LB");
+    w.outside.ip(&["route", "add", "10.96.0.0/16", "via", HOST]);
+    // Offloads off on every hop: each segment carries a full checksum,
+    // which tcpdump checks and every receiving stack verifies in software
+    // (a wrong one would be dropped and the transfer would stall).
+    let host_veth = host_end(&w, &backend.netns);
+    for (netns, iface) in [
+        (w.outside.path(), "up0"),
+        (w.host.path(), "up0"),
+        (w.host.path(), host_veth.as_str()),
+        (backend.netns.as_path(), "eth0"),
+    ] {
+        let (ok, said) = Probe::run(netns, &["checksum-offload", iface, "off"]);
+        assert!(ok, "{iface}: {said}");
+    }
+    let into_backend = Tcpdump::start(&backend.netns, "eth0", &format!("host {vip}"));
+    let at_outside = Tcpdump::start(w.outside.path(), "up0", &format!("host {vip}"));
+    let (ok, said) = Probe::run(
+        w.outside.path(),
+        &["tcp-send", &format!("{vip}:90"), "4000000"],
+    );
+    assert!(ok && said.contains("sent 4000000"), "{said}");
+    let got = sink.next_line().unwrap_or_default();
+    assert!(got.starts_with("got 4000000 bytes"), "{got}");
+    let (ok, said) = Probe::run(w.outside.path(), &["udp-get", &format!("{vip}:53")]);
+    assert!(
+        ok && said.ends_with(&format!(" local {vip}:5353")),
+        "{said}"
+    );
+    let into_backend = into_backend.stop();
+    let at_outside = at_outside.stop();
+    // The backend's wire has the VIP as destination, the outside's as source.
+    assert!(
+        into_backend.contains(&format!("> {vip}.9000:")),
+        "{into_backend:.2000}"
+    );
+    assert!(
+        at_outside.contains(&format!("{vip}.90 > ")),
+        "{at_outside:.2000}"
+    );
+    checksums_correct(&into_backend, 100, "into the backend");
+    checksums_correct(&at_outside, 100, "back at the outside");
 }

@@ -29,6 +29,9 @@
 //!                            once the client has closed it
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
 //! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
+//! checksum-offload IFACE off  compute and verify checksums in software on
+//!                            IFACE (ethtool -K IFACE rx off tx off), so
+//!                            wrong checksums show on the wire and are dropped
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +63,7 @@ fn main() {
         "ping" => ping(a(1), args.get(2).map(|s| number(s))),
         "tcp-sink" => tcp_sink(a(1)),
         "tcp-send" => tcp_send(a(1), number(a(2))),
+        "checksum-offload" if a(2) == "off" => checksum_offload_off(a(1)),
         "dns" => dns(
             a(1),
             a(2),
@@ -370,6 +374,53 @@ fn send_from(
             return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
+}
+
+/// `ethtool -K IFACE rx off tx off` through the legacy SIOCETHTOOL
+/// commands (Debian's ethtool is not installed here).
+fn checksum_offload_off(iface: &str) -> std::io::Result<()> {
+    const ETHTOOL_SRXCSUM: u32 = 0x15;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    if iface.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other("interface name too long"));
+    }
+    // SAFETY: a socket we own, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut result = Ok(());
+    for cmd in [ETHTOOL_SRXCSUM, ETHTOOL_STXCSUM] {
+        let mut value = EthtoolValue { cmd, data: 0 };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: &mut value,
+            _pad: [0; 16],
+        };
+        req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+        // SAFETY: SIOCETHTOOL reads an ifreq whose data points at `value`,
+        // both alive for the call.
+        if unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) } != 0 {
+            result = Err(std::io::Error::last_os_error());
+            break;
+        }
+    }
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    result?;
+    say(&format!("{iface} checksums in software"));
     Ok(())
 }
 
