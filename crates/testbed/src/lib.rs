@@ -19,6 +19,7 @@ pub mod physical;
 mod privilege;
 mod probe;
 pub mod samples;
+pub mod sctp;
 pub mod traffic;
 mod uplink;
 mod upstream_dns;

@@ -4,15 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::{require_installed, wait_until, Probe, HOST};
+use hostnet_testbed::{require_installed, wait_until, Probe, HOST, OUTSIDE};
 use serde_json::{json, Value};
 
 const VIP: &str = "10.96.0.10";
@@ -270,11 +270,11 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
     }
 }
 
-/// `tcpdump -vv` on one interface, its text kept until [`Tcpdump::stop`]:
-/// with `-vv` it checks every IP, TCP and UDP checksum it prints.
+/// `tcpdump -vv` on one interface, its text kept as it comes: with `-vv`
+/// it checks every IP, TCP and UDP checksum it prints.
 struct Tcpdump {
     child: Child,
-    text: Option<JoinHandle<String>>,
+    text: Arc<Mutex<String>>,
 }
 
 impl Tcpdump {
@@ -290,16 +290,24 @@ impl Tcpdump {
         err.read_line(&mut line).expect("tcpdump stderr");
         assert!(line.contains("listening"), "tcpdump: {line}");
         std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        let mut out = child.stdout.take().expect("stdout");
-        let text = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        let text = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::clone(&text);
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let mut t = kept.lock().expect("text");
+                t.push_str(&line);
+                t.push('\n');
+            }
         });
-        Tcpdump {
-            child,
-            text: Some(text),
-        }
+        Tcpdump { child, text }
+    }
+
+    /// Whether `needle` shows within a few seconds.
+    fn saw(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(5), || {
+            self.text.lock().expect("text").contains(needle)
+        })
     }
 
     /// Stop; everything it printed.
@@ -307,11 +315,12 @@ impl Tcpdump {
         // SAFETY: signalling our own child, which then flushes and exits.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        self.text
-            .take()
-            .expect("once")
-            .join()
-            .expect("tcpdump reader")
+        // The reader ends at the pipe's end; wait for its last lines.
+        wait_until(Duration::from_secs(2), || {
+            Arc::strong_count(&self.text) == 1
+        });
+        let text = self.text.lock().expect("text").clone();
+        text
     }
 }
 
@@ -424,4 +433,66 @@ fn preserve_dip_rewrites_keep_checksums_valid() {
     );
     checksums_correct(&into_backend, 100, "into the backend");
     checksums_correct(&at_outside, 100, "back at the outside");
+}
+
+#[test]
+fn preserve_dip_carries_sctp_both_ways() {
+    let test = "preserve_dip_carries_sctp_both_ways";
+    if !require_installed(test, &["/usr/bin/tcpdump"], "tcpdump") {
+        return;
+    }
+    let Some(w) = World::new(test) else {
+        return;
+    };
+    // The firewall defaults let only TCP, UDP, ICMP and IGMP into an
+    // endpoint: SCTP needs an ACL that allows it.
+    let allow_sctp = json!({ "Type": "ACL", "Settings": {
+        "Id": "sctp", "Action": "Allow", "Direction": "In", "Priority": 100, "Protocols": "132", "RuleType": "Host" } });
+    let backend = w.container("nat", json!([allow_sctp]));
+    let ids = std::slice::from_ref(&backend.ep_id);
+    let (vip, plain) = ("10.96.0.14", "10.96.0.15");
+    let c = w.client();
+    c.create(
+        Kind::LoadBalancers,
+        &lb(vip, &[(132, 80, 8080, PRESERVE_DIP)], ids),
+    )
+    .expect("SCTP PreserveDip LB");
+    c.create(Kind::LoadBalancers, &lb(plain, &[(132, 80, 8080, 0)], ids))
+        .expect("SCTP LB");
+    w.outside.ip(&["route", "add", "10.96.0.0/16", "via", HOST]);
+    let at_backend = Tcpdump::start(&backend.netns, "eth0", "sctp");
+    let at_outside = Tcpdump::start(w.outside.path(), "up0", "sctp");
+    // No SCTP sockets on this kernel: an INIT and its INIT ACK by hand.
+    let run = |netns: &Path, args: &[&str]| {
+        let (ok, said) = Probe::run(netns, args);
+        assert!(ok, "{args:?}: {said}");
+    };
+    run(w.outside.path(), &["sctp-init", &format!("{vip}:80")]);
+    assert!(
+        at_backend.saw(&format!("{OUTSIDE}.5000 > {vip}.8080: sctp")),
+        "the INIT did not reach the backend at the VIP"
+    );
+    // The backend answers from the VIP; the outside sees the frontend's
+    // port, so conntrack matched the reply (un-DNAT).
+    run(
+        &backend.netns,
+        &["sctp-init-ack", vip, &format!("{OUTSIDE}:5000")],
+    );
+    assert!(
+        at_outside.saw(&format!("{vip}.80 > {OUTSIDE}.5000: sctp")),
+        "the INIT ACK did not come back from the frontend"
+    );
+    // Without the flag: the backend's own address (from another port: the
+    // same one would make the same reply tuple as the first association).
+    run(
+        w.outside.path(),
+        &["sctp-init", &format!("{plain}:80"), "5001"],
+    );
+    assert!(
+        at_backend.saw(&format!("{OUTSIDE}.5001 > {}.8080: sctp", backend.ip)),
+        "the plain VIP's INIT did not reach the backend's address"
+    );
+    let seen = at_backend.stop();
+    assert!(!seen.contains("bad"), "{seen}");
+    at_outside.stop();
 }

@@ -29,6 +29,9 @@
 //!                            once the client has closed it
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
 //! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
+//! sctp-init DST:PORT [SPORT]  send an SCTP INIT from SPORT (5000) (raw socket:
+//!                            this kernel has no SCTP sockets)
+//! sctp-init-ack SRC DST:PORT  send the INIT ACK answering it, from SRC:8080
 //! checksum-offload IFACE off  compute and verify checksums in software on
 //!                            IFACE (ethtool -K IFACE rx off tx off), so
 //!                            wrong checksums show on the wire and are dropped
@@ -63,6 +66,13 @@ fn main() {
         "ping" => ping(a(1), args.get(2).map(|s| number(s))),
         "tcp-sink" => tcp_sink(a(1)),
         "tcp-send" => tcp_send(a(1), number(a(2))),
+        "sctp-init" => sctp_send(
+            None,
+            args.get(2).map_or(5000, |p| number(p) as u16),
+            a(1),
+            hostnet_testbed::sctp::init,
+        ),
+        "sctp-init-ack" => sctp_send(Some(a(1)), 8080, a(2), hostnet_testbed::sctp::init_ack),
         "checksum-offload" if a(2) == "off" => checksum_offload_off(a(1)),
         "dns" => dns(
             a(1),
@@ -421,6 +431,38 @@ fn checksum_offload_off(iface: &str) -> std::io::Result<()> {
     unsafe { libc::close(fd) };
     result?;
     say(&format!("{iface} checksums in software"));
+    Ok(())
+}
+
+/// One SCTP packet made by `make(sport, dport)` to `to`, from `from` if
+/// given (a raw socket bound to it).
+fn sctp_send(
+    from: Option<&str>,
+    sport: u16,
+    to: &str,
+    make: fn(u16, u16) -> Vec<u8>,
+) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    let raw = Raw::new(libc::IPPROTO_SCTP)?;
+    if let Some(from) = from {
+        let sa = sockaddr(ipv4(from)?);
+        // SAFETY: a sockaddr_in of the right size on our own socket.
+        let rc = unsafe {
+            libc::bind(
+                raw.0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    raw.send(*to.ip(), &make(sport, to.port()))?;
+    say("sent");
     Ok(())
 }
 
