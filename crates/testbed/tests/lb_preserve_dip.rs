@@ -68,6 +68,18 @@ fn served(servers: &[Probe], n: usize) -> Vec<usize> {
     counts
 }
 
+/// A PreserveDip LB on 10.96.0.16 over `backends`; its ID.
+fn another_preserve_dip_lb(w: &World, backends: &[String]) -> String {
+    let made = w
+        .client()
+        .create(
+            Kind::LoadBalancers,
+            &lb("10.96.0.16", &[(6, 80, 8080, PRESERVE_DIP)], backends),
+        )
+        .expect("another PreserveDip LB");
+    id(&made)
+}
+
 /// The IPv4 addresses on a namespace's loopback.
 fn loopback(netns: &Path) -> String {
     let out = Probe::command(netns, "ip")
@@ -94,12 +106,12 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
         .map(|c| c.serve(&["udp-whoami", "0.0.0.0:5353"]))
         .collect();
     let flags = PRESERVE_DIP | LOCAL_ROUTED_VIP;
+    let mut body = lb(VIP, &[(6, 80, 8080, flags), (17, 53, 5353, flags)], &ids);
+    // UDP by source address (DistributionType 2), TCP per connection.
+    body["PortMappings"][1]["DistributionType"] = json!(2);
     let pdip = w
         .client()
-        .create(
-            Kind::LoadBalancers,
-            &lb(VIP, &[(6, 80, 8080, flags), (17, 53, 5353, flags)], &ids),
-        )
+        .create(Kind::LoadBalancers, &body)
         .expect("PreserveDip LB");
     // The same backends behind a VIP without the flag.
     w.client()
@@ -129,7 +141,8 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
         assert!(counts.iter().all(|&c| c >= 2), "TCP from {who}: {counts:?}");
         let said = ask(netns, &["udp-get", &vip_udp], 6);
         all_local(&said, &format!("{VIP}:5353"), &format!("UDP from {who}"));
-        served(&udp, 6);
+        let counts = served(&udp, 6);
+        assert!(counts.contains(&6), "UDP by source from {who}: {counts:?}");
         // Without the flag: the backend's own address.
         let said = ask(netns, &["tcp-get", &format!("{PLAIN_VIP}:80")], 6);
         assert!(
@@ -203,6 +216,16 @@ fn preserve_dip_delivers_the_vip_to_backends_from_everywhere() {
     dsr["Flags"] = json!(1);
     let got = code(w.client().create(Kind::LoadBalancers, &dsr));
     assert_eq!(got, 0x803B_0015, "DSR clashing with PreserveDip");
+
+    // Another PreserveDip LB on another VIP with the same backend: its
+    // delete leaves the backend's port hooked for the first.
+    let other = another_preserve_dip_lb(&w, &ids[1..]);
+    w.client()
+        .delete(Kind::LoadBalancers, &other)
+        .expect("delete other");
+    let said = ask(&client.netns, &["tcp-get", &vip_tcp], 2);
+    all_local(&said, &format!("{VIP}:8080"), "after another LB's delete");
+    served(&tcp, 2);
 
     // A backend attached after the LB names it gets the VIP and its
     // connections at the attach, and loses the VIP at the detach.

@@ -30,7 +30,7 @@ use crate::service::{Service, State};
 use crate::reprogram::Delta;
 pub(crate) use check::port_owner;
 use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
-pub(crate) use dsr::Shared as DsrShared;
+pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
 pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
 
@@ -234,8 +234,10 @@ fn stored_object(
 /// An LB's element change with the shared DSR state's change around it:
 /// VIPs onto backends and client ports hooked first, the rest after.
 fn with_shared(st: &State, id: &Uuid, spec: Option<&LoadBalancerSpec>, op: Op) -> Vec<Op> {
-    let before = dsr::Shared::of(st, None, None);
-    let after = dsr::Shared::of(st, Some((id, spec)), None);
+    let old = st.load_balancers.get(id).map(|lb| &lb.spec);
+    let scope = dsr::Scope::Lb(old, spec);
+    let before = dsr::Shared::of(st, None, None, scope);
+    let after = dsr::Shared::of(st, Some((id, spec)), None, scope);
     let (mut ops, later) = before.ops_to(&after);
     ops.push(op);
     ops.extend(later);

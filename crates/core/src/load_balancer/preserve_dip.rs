@@ -153,6 +153,43 @@ impl Shared {
         }
     }
 
+    /// The ports of the backends of the `asked` LBs that PreserveDip LBs
+    /// not taken (`others`) still have: those stay hooked whatever the
+    /// taken ones do. Only those backends are looked up, so nothing of the
+    /// others is built.
+    pub(super) fn keep_ports(
+        &mut self,
+        st: &State,
+        asked: &[&LoadBalancerSpec],
+        others: &[&LoadBalancerSpec],
+        gone: Option<&Uuid>,
+    ) {
+        let others: Vec<&LoadBalancerSpec> = others
+            .iter()
+            .copied()
+            .filter(|s| is_preserve_dip(s))
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let candidates: BTreeSet<&Uuid> = asked
+            .iter()
+            .filter(|s| is_preserve_dip(s))
+            .flat_map(|s| &s.endpoints)
+            .filter(|e| Some(*e) != gone)
+            .collect();
+        for id in candidates {
+            let attached = st
+                .endpoints
+                .get(id)
+                .and_then(|ep| ep.namespace.and_then(|n| st.namespaces.get(&n)))
+                .is_some_and(|ns| !ns.host);
+            if attached && others.iter().any(|s| s.endpoints.contains(id)) {
+                self.ports.insert(names::host_veth(id));
+            }
+        }
+    }
+
     /// The elements `after` has and `self` has not (added before an LB's
     /// change), and those only `self` has (deleted after it).
     pub(super) fn elements_to(&self, after: &Shared) -> (Vec<SetElement>, Vec<SetElement>) {

@@ -100,8 +100,9 @@ impl BackendRemoval {
             after.extend(lb_elements(st, &spec));
             updates.push((*id, obj, spec));
         }
-        let shared = super::dsr::Shared::of(st, None, None);
-        let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep)));
+        let scope = super::dsr::Scope::Endpoint(ep);
+        let shared = super::dsr::Shared::of(st, None, None, scope);
+        let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep), scope));
         let op = Delta::replace(before, after);
         if !matches!(&op, Op::ReplaceElements { delete, add } if delete.is_empty() && add.is_empty())
         {
