@@ -166,7 +166,8 @@ impl Service {
         ifname: Option<&str>,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
-        let dsr = crate::load_balancer::DsrShared::of(&st, None, None);
+        let scope = crate::load_balancer::SharedScope::Endpoint(&ep_id);
+        let dsr = crate::load_balancer::DsrShared::of(&st, None, None, scope);
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         if crate::overlay::remote_peer(&st.networks[&ep.network], ep).is_some() {
             return Err(HcnError::new(
@@ -247,7 +248,7 @@ impl Service {
         ns.endpoints.push(ep_id);
         let out = ns.obj.clone();
         // Client ports and backends' VIPs of DSR load balancers follow.
-        dsr.follow(&st, self.dp.as_ref());
+        dsr.follow(&st, self.dp.as_ref(), scope);
         Ok(out)
     }
 
@@ -258,7 +259,8 @@ impl Service {
         ep_id: Uuid,
     ) -> Result<Map<String, Value>, HcnError> {
         let mut st = self.lock();
-        let dsr = crate::load_balancer::DsrShared::of(&st, None, None);
+        let scope = crate::load_balancer::SharedScope::Endpoint(&ep_id);
+        let dsr = crate::load_balancer::DsrShared::of(&st, None, None, scope);
         let (ns, ep) = namespace_and_endpoint(&st, ns_id, given, ep_id)?;
         if ep.namespace != Some(ns_id) {
             return Err(HcnError::new(
@@ -298,7 +300,7 @@ impl Service {
         ns.endpoints.retain(|e| *e != ep_id);
         let out = ns.obj.clone();
         // Client ports and backends' VIPs of DSR load balancers follow.
-        dsr.follow(&st, self.dp.as_ref());
+        dsr.follow(&st, self.dp.as_ref(), scope);
         Ok(out)
     }
 }

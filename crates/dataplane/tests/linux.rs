@@ -1268,6 +1268,7 @@ fn replace_elements_is_one_atomic_batch() {
             },
             source_vip: None,
             backends: backends.iter().map(|&b| b.into()).collect(),
+            preserve_dip: false,
         };
         let two = elements(&frontend(&[[10, 88, 0, 2], [10, 88, 0, 3]]));
         dp.execute(&Op::AddElements(two.clone())).unwrap();

@@ -110,6 +110,9 @@ pub struct Frontend {
     pub source_vip: Option<Ipv4Addr>,
     /// Backend addresses, in the order given (bucket ranges follow it).
     pub backends: Vec<Ipv4Addr>,
+    /// EnablePreserveDip: the backends receive the VIP as destination
+    /// ([`crate::preserve_dip`]); VIP frontends only.
+    pub preserve_dip: bool,
 }
 
 const VIP_GUESTS: &str = "lb_vip_guests4";
@@ -309,12 +312,13 @@ pub fn skeleton() -> String {
 		fib daddr type local ct mark set {node_key} map @{NODE_HOST} ct mark vmap @{PICKS}
 	}}
 	chain {POSTROUTING} {{
-		ct mark & 0xffff0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
+		ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
 		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
 	}}
 "#,
         steered = crate::dsr::STEERED_MARK,
     );
+    s.push_str(&crate::preserve_dip::inet_skeleton());
     s
 }
 
@@ -400,14 +404,16 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             ),
         ));
     }
-    if let Some(src) = f.source_vip {
-        let mark = if node { NODE_MARK } else { VIP_MARK } | u32::from(f.port);
-        // A mark is host-endian, in keys and data alike.
-        let (marks, snat) = if node {
-            (NODE_MARKS, NODE_SNAT)
+    let preserve_dip = f.preserve_dip && !node;
+    if f.source_vip.is_some() || preserve_dip {
+        let pdip = if preserve_dip {
+            crate::preserve_dip::PRESERVE_DIP_MARK
         } else {
-            (VIP_MARKS, VIP_SNAT)
+            0
         };
+        let mark = if node { NODE_MARK } else { VIP_MARK } | pdip | u32::from(f.port);
+        // A mark is host-endian, in keys and data alike.
+        let marks = if node { NODE_MARKS } else { VIP_MARKS };
         out.push(element(
             marks,
             frontend_key.clone(),
@@ -415,6 +421,10 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             Some(Data::Value(mark.to_ne_bytes().to_vec())),
             format!("{frontend_text} : {mark:#010x}"),
         ));
+        let Some(src) = f.source_vip else {
+            return out;
+        };
+        let snat = if node { NODE_SNAT } else { VIP_SNAT };
         let mut key = frontend_key[..frontend_key.len() - 4].to_vec();
         key.extend_from_slice(&mark.to_ne_bytes());
         let snat_text = match f.vip {
@@ -498,6 +508,7 @@ mod tests {
             },
             source_vip: None,
             backends: backends.iter().map(|&b| Ipv4Addr::from(b)).collect(),
+            preserve_dip: false,
         }
     }
 
@@ -638,6 +649,26 @@ mod tests {
         key.extend_from_slice(&0x4e50_0050u32.to_ne_bytes());
         assert_eq!(els[5].key, key);
         assert_eq!(els[5].data, Some(Data::Value(vec![10, 88, 0, 1])));
+    }
+
+    #[test]
+    fn preserve_dip_marks_the_connection_and_keeps_source_vip_apart() {
+        let mut f = cluster_ip(&[[10, 88, 0, 2]]);
+        f.preserve_dip = true;
+        let els = elements(&f);
+        let marks: Vec<&SetElement> = els.iter().filter(|e| e.set == VIP_MARKS).collect();
+        assert_eq!(marks.len(), 1);
+        assert_eq!(marks[0].text, "10.96.0.10 . tcp . 80 : 0x4c430050");
+        assert!(
+            els.iter().all(|e| e.set != VIP_SNAT),
+            "no SourceVIP, no SNAT"
+        );
+        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1));
+        let els = elements(&f);
+        let snat = els.iter().find(|e| e.set == VIP_SNAT).expect("SNAT");
+        assert_eq!(snat.text, "10.96.0.10 . tcp . 0x4c430050 : 10.88.0.1");
+        // The SNAT rule takes both marks.
+        assert!(skeleton().contains("ct mark & 0xfffe0000 == 0x4c420000 snat"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod element;
 pub mod l2;
 pub mod lb;
 pub mod onat;
+pub mod preserve_dip;
 pub mod router;
 mod ruleset;
 

@@ -177,6 +177,8 @@ pub fn tables(elements: &[SetElement]) -> String {
         (Family::Netdev, INGRESS_TABLE),
         (Family::Netdev, EGRESS_TABLE),
         (Family::Netdev, crate::dsr::TABLE),
+        (Family::Netdev, crate::preserve_dip::TABLE),
+        (Family::Netdev, crate::preserve_dip::REPLY_TABLE),
         (Family::Bridge, TABLE),
     ];
     for (family, table) in all {
@@ -188,6 +190,7 @@ pub fn tables(elements: &[SetElement]) -> String {
     s.push_str(&ingress_table());
     s.push_str(&egress_table());
     s.push_str(&crate::dsr::table());
+    s.push_str(&crate::preserve_dip::tables());
     s.push_str(&element_statements(elements));
     s
 }

@@ -88,6 +88,7 @@ pub fn evaluate(port: &Port, packet: Packet, dir: Direction, host: Option<IpAddr
                         port,
                         affinity,
                         source,
+                        ..
                     } => {
                         pkt.dst = crate::lb::representative(&pkt, backends, *affinity);
                         if pkt.dst_port.is_some() {

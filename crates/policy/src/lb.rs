@@ -30,6 +30,8 @@ pub struct Frontend {
     pub affinity: bool,
     /// The source connections to the backends get (SourceVIP).
     pub source_vip: Option<IpAddr>,
+    /// The backends receive the VIP as destination (EnablePreserveDip).
+    pub preserve_dip: bool,
 }
 
 /// The group of load balancer `object` (its ID) in a client's `lb` layer.
@@ -54,6 +56,7 @@ pub fn group(object: &str, frontends: &[Frontend]) -> Group {
                 port: f.target_port,
                 affinity: f.affinity,
                 source: f.source_vip,
+                preserve_dip: f.preserve_dip,
             },
             origin: origin.clone(),
         })
@@ -98,6 +101,7 @@ mod tests {
             backends: backends.iter().map(|b| ip(b)).collect(),
             affinity,
             source_vip: None,
+            preserve_dip: false,
         }
     }
 
@@ -151,6 +155,26 @@ mod tests {
         let text = e.trace.render(&Verdict::Allow { packet }, false);
         assert!(
             text.contains("per connection source 10.96.0.100 (LoadBalancer)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn preserve_dip_is_shown_and_routes_to_the_backend() {
+        let port = port_of(Frontend {
+            preserve_dip: true,
+            ..frontend(&["10.88.0.2"], false)
+        });
+        let p = Packet::new(Proto(6), ip("10.88.0.9"), 40000, ip("10.96.0.10"), 80);
+        let e = evaluate(&port, p, Direction::Out, None);
+        let Verdict::Allow { packet } = e.verdict else {
+            panic!("{:?}", e.verdict)
+        };
+        // The host routes to the backend; its port restores the VIP.
+        assert_eq!(packet.dst, ip("10.88.0.2"));
+        let text = e.trace.render(&Verdict::Allow { packet }, false);
+        assert!(
+            text.contains("per connection delivered to the VIP (preserve DIP) (LoadBalancer)"),
             "{text}"
         );
     }

@@ -35,12 +35,16 @@ pub enum Action {
     /// Rewrite the destination to one of `backends`, at `port` (a load
     /// balancer, [`crate::lb`]): per connection, or by the source address
     /// when `affinity`; and the source to `source` if given (SourceVIP). No
-    /// backend: the packet is dropped.
+    /// backend: the packet is dropped. `preserve_dip` (EnablePreserveDip):
+    /// the backend's port gives the packet the VIP back as destination
+    /// (after routing, so the host's view, and the evaluator's packet,
+    /// stays the backend's address).
     Balance {
         backends: Vec<IpAddr>,
         port: u16,
         affinity: bool,
         source: Option<IpAddr>,
+        preserve_dip: bool,
     },
     /// Send the packet to next hop `via` (None: the destination is on-link);
     /// nothing in the packet changes.
@@ -82,6 +86,7 @@ impl fmt::Display for Action {
                 port,
                 affinity,
                 source,
+                preserve_dip,
             } => {
                 write!(
                     f,
@@ -93,9 +98,12 @@ impl fmt::Display for Action {
                         "per connection"
                     }
                 )?;
-                match source {
-                    Some(s) => write!(f, " source {s}"),
-                    None => Ok(()),
+                if let Some(s) = source {
+                    write!(f, " source {s}")?;
+                }
+                match preserve_dip {
+                    true => f.write_str(" delivered to the VIP (preserve DIP)"),
+                    false => Ok(()),
                 }
             }
         }

@@ -19,6 +19,7 @@ pub mod physical;
 mod privilege;
 mod probe;
 pub mod samples;
+pub mod sctp;
 pub mod tier3;
 pub mod traffic;
 mod uplink;

@@ -407,6 +407,15 @@ fn bad_load_balancers_are_refused_and_change_nothing() {
         ]
         .iter()
         .map(|m| w.elements("inet", "map", m))
+        .chain(
+            [
+                ("inet", "map", "lb_pdip_vips4"),
+                ("netdev hostnet_pdip_replies", "map", "pdip_replies4"),
+                ("netdev hostnet_pdip", "chain", "pdip_to_backends"),
+            ]
+            .iter()
+            .map(|(family, kind, name)| w.elements(family, kind, name)),
+        )
         .collect();
         (w.client().list(Kind::LoadBalancers, None).unwrap(), maps)
     };
@@ -444,6 +453,25 @@ fn bad_load_balancers_are_refused_and_change_nothing() {
             {
                 let mut b = lb_body(&["10.96.0.11"], 6, 80, 8080, &ids);
                 b["Flags"] = json!(2);
+                b
+            },
+            0x803B_0015,
+        ),
+        (
+            "PreserveDip on a node port",
+            {
+                let mut b = lb_body(&[], 6, 30090, 8080, &ids);
+                b["PortMappings"][0]["Flags"] = json!(8);
+                b
+            },
+            0x803B_0015,
+        ),
+        (
+            "PreserveDip with DSR",
+            {
+                let mut b = lb_body(&["10.96.0.11"], 6, 8080, 8080, &ids);
+                b["PortMappings"][0]["Flags"] = json!(8);
+                b["Flags"] = json!(1);
                 b
             },
             0x803B_0015,

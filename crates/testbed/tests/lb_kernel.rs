@@ -56,7 +56,7 @@ fn frontend() -> impl Strategy<Value = Frontend> {
             Just(Pick::SourceIp),
             Just(Pick::SourceIpProtocol)
         ],
-        (any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
         // A few backends (hash-map slots), or more than lb::MAX_SLOTS
         // (bucket ranges of the interval map).
         (
@@ -65,19 +65,24 @@ fn frontend() -> impl Strategy<Value = Frontend> {
         ),
     )
         .prop_map(
-            |((v, proto), (port, target_port), pick, (snat, outside), (n, first))| Frontend {
-                vip: Some(VIPS[v]),
-                proto,
-                port,
-                target_port,
-                pick,
-                reach: Reach {
-                    guests: true,
-                    outside,
-                    host: false,
-                },
-                source_vip: snat.then_some(SOURCE_VIP),
-                backends: (first..first + n).map(backend).collect(),
+            |((v, proto), (port, target_port), pick, (snat, outside, preserve_dip), (n, first))| {
+                Frontend {
+                    vip: Some(VIPS[v]),
+                    proto,
+                    port,
+                    target_port,
+                    pick,
+                    reach: Reach {
+                        guests: true,
+                        outside,
+                        host: false,
+                    },
+                    source_vip: snat.then_some(SOURCE_VIP),
+                    backends: (first..first + n).map(backend).collect(),
+                    // Marks the connection; the VIP comes back only on a
+                    // backend's port, which this test does not have.
+                    preserve_dip,
+                }
             },
         )
 }
@@ -119,6 +124,7 @@ fn client_port(fronts: &[Frontend]) -> Port {
             backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
             affinity: f.pick != Pick::Random,
             source_vip: f.source_vip.map(IpAddr::V4),
+            preserve_dip: f.preserve_dip,
         };
         port.set_group(
             LayerName::Lb,

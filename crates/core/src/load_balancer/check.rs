@@ -17,8 +17,6 @@ use crate::service::State;
 /// `LoadBalancerFlags` bits.
 const LB_DSR: u32 = 1;
 const LB_IPV6: u32 = 2;
-/// Port mapping flag bit the data path does not do.
-const PM_PRESERVE_DIP: u32 = 8;
 
 /// (VIP, or None for a node port; protocol; frontend port).
 pub(super) type FrontendKey = (Option<IpAddr>, u8, u16);
@@ -98,12 +96,8 @@ fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
                 ),
             ));
         }
-        if m.flags & PM_PRESERVE_DIP != 0 {
-            return Err(unsupported(format!(
-                "PortMappings[{i}].Flags EnablePreserveDip (8) is not supported yet (see docs/load-balancers.md): remove the flag"
-            )));
-        }
     }
+    super::preserve_dip::check_supported(spec)?;
     let mut seen = BTreeSet::new();
     if let Some(dup) = spec.endpoints.iter().find(|e| !seen.insert(**e)) {
         return Err(HcnError::new(
@@ -200,6 +194,7 @@ pub(super) fn check(
             ));
         }
     }
+    super::preserve_dip::check_against(st, spec, except)?;
     let mine = frontend_keys(spec);
     let taken = mine.iter().find_map(|k| {
         let owner = st.load_balancers.owner(k)?;
@@ -302,6 +297,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::RequestUnsupported);
+        assert!(
+            e.to_string()
+                .contains("EnablePreserveDip needs FrontendVIPs"),
+            "{e}"
+        );
         let e = spec(r#"{"FrontendVIPs":["fd00::1"],"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]}"#)
             .unwrap_err();
         assert!(e.to_string().contains("IPv4 only"), "{e}");

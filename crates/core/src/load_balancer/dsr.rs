@@ -59,29 +59,80 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
 pub(crate) struct Shared {
     /// Host veths of client endpoints, hooked on the DSR chain.
     ports: BTreeSet<String>,
-    /// (backend's namespace, VIP) held on that namespace's loopback.
+    /// (backend's namespace, VIP) held on that namespace's loopback, for
+    /// DSR and PreserveDip LBs alike.
     vips: BTreeSet<(PathBuf, Ipv4Addr)>,
+    /// What PreserveDip LBs share besides the VIPs.
+    preserve_dip: super::preserve_dip::Shared,
+}
+
+/// Which DSR and PreserveDip LBs a change can touch the shared state of:
+/// [`Shared::of`] takes only those, so the difference before and after a
+/// change costs O(the LBs it touches), not O(all of them). VIPs on
+/// loopbacks, VIP marks and reply elements come from LBs with that VIP,
+/// which a scope takes whole; DSR's client ports from DSR LBs (all of
+/// them, as before); a backend's hooked port from any PreserveDip LB with
+/// that backend, so for the backends of the LBs taken the others are
+/// asked too (a scan of their backend lists, nothing built).
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Everything (the start-up load).
+    All,
+    /// A change of an LB from one spec to another (either may be absent).
+    Lb(Option<&'a LoadBalancerSpec>, Option<&'a LoadBalancerSpec>),
+    /// An endpoint attached, detached or deleted.
+    Endpoint(&'a Uuid),
+}
+
+impl Scope<'_> {
+    /// The LB specs a change is about: their backends' ports are asked
+    /// of the LBs not taken, before and after alike (a deleted LB is in
+    /// neither state's list, but its backends must still be asked).
+    fn changed(&self) -> impl Iterator<Item = &LoadBalancerSpec> {
+        match *self {
+            Scope::Lb(old, new) => old.into_iter().chain(new),
+            Scope::All | Scope::Endpoint(_) => None.into_iter().chain(None),
+        }
+    }
+
+    fn takes(&self, s: &LoadBalancerSpec) -> bool {
+        match *self {
+            Scope::All => true,
+            Scope::Endpoint(ep) => is_dsr(s) || s.endpoints.contains(ep),
+            Scope::Lb(old, new) => old.into_iter().chain(new).any(|c| {
+                (is_dsr(c) && is_dsr(s))
+                    || c.frontend_vips.iter().any(|v| s.frontend_vips.contains(v))
+            }),
+        }
+    }
 }
 
 impl Shared {
-    /// The shared state of the DSR LBs in `st`, with LB `id` replaced by
-    /// `spec` (None: without it) when `replacing` says so, and without
-    /// endpoint `gone` (being deleted).
+    /// The shared state of the DSR and PreserveDip LBs in `st` that
+    /// `scope` takes, with LB `id` replaced by `spec` (None: without it)
+    /// when `replacing` says so, and without endpoint `gone` (being
+    /// deleted).
     pub(crate) fn of(
         st: &State,
         replacing: Option<(&Uuid, Option<&LoadBalancerSpec>)>,
         gone: Option<&Uuid>,
+        scope: Scope<'_>,
     ) -> Shared {
-        let mut specs: Vec<&LoadBalancerSpec> = st
+        let (mut specs, others): (Vec<&LoadBalancerSpec>, Vec<&LoadBalancerSpec>) = st
             .load_balancers
-            .dsr()
+            .shared()
             .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
             .map(|(_, lb)| &lb.spec)
-            .collect();
+            .partition(|s| scope.takes(s));
         if let Some((_, Some(spec))) = replacing {
             specs.push(spec);
         }
         let mut out = Shared::default();
+        for spec in &specs {
+            out.preserve_dip.add(st, spec, gone, &mut out.vips);
+        }
+        let asked: Vec<&LoadBalancerSpec> = specs.iter().copied().chain(scope.changed()).collect();
+        out.preserve_dip.keep_ports(st, &asked, &others, gone);
         for spec in specs.into_iter().filter(|s| is_dsr(s)) {
             let Some(net) = spec
                 .endpoints
@@ -144,7 +195,10 @@ impl Shared {
         if !hook.is_empty() {
             before.push(Op::AddElements(hook));
         }
-        let mut later = Vec::new();
+        let (add, delete) = self.preserve_dip.elements_to(&after.preserve_dip);
+        let (add, delete) = super::preserve_dip::ops(add, delete);
+        before.extend(add);
+        let mut later: Vec<Op> = delete.into_iter().collect();
         let unhook: Vec<SetElement> = self
             .ports
             .difference(&after.ports)
@@ -159,7 +213,7 @@ impl Shared {
 
     /// Every port and VIP, for the start-up load.
     pub(crate) fn all(st: &State) -> (Vec<SetElement>, Vec<Op>) {
-        let (ops, _) = Shared::default().ops_to(&Shared::of(st, None, None));
+        let (ops, _) = Shared::default().ops_to(&Shared::of(st, None, None, Scope::All));
         let mut ports = Vec::new();
         let mut vips = Vec::new();
         for op in ops {
@@ -171,10 +225,16 @@ impl Shared {
         (ports, vips)
     }
 
-    /// After an attach or detach: make the kernel follow, best effort
-    /// (what fails is logged and redone by the next reconcile).
-    pub(crate) fn follow(&self, st: &State, dp: &dyn hostnet_dataplane::Dataplane) {
-        let after = Shared::of(st, None, None);
+    /// After an attach or detach (`self` made with the same `scope`):
+    /// make the kernel follow, best effort (what fails is logged and redone
+    /// by the next reconcile).
+    pub(crate) fn follow(
+        &self,
+        st: &State,
+        dp: &dyn hostnet_dataplane::Dataplane,
+        scope: Scope<'_>,
+    ) {
+        let after = Shared::of(st, None, None, scope);
         if after == *self {
             return;
         }
@@ -204,7 +264,47 @@ mod tests {
                 .iter()
                 .map(|(ns, a)| (PathBuf::from(ns), Ipv4Addr::from(*a)))
                 .collect(),
+            preserve_dip: Default::default(),
         }
+    }
+
+    fn lb(vip: &str, backends: &[&str], pm_flags: u32, flags: u32) -> LoadBalancerSpec {
+        let body = serde_json::json!({
+            "HostComputeEndpoints": backends.iter().map(|b| format!("{b}-0000-4000-8000-000000000000")).collect::<Vec<_>>(),
+            "FrontendVIPs": [vip],
+            "PortMappings": [{ "Protocol": 6, "InternalPort": 80, "ExternalPort": 80, "Flags": pm_flags }],
+            "Flags": flags,
+        });
+        let wire = serde_json::from_value(body).unwrap();
+        hostnet_model::validate_load_balancer(&wire).unwrap()
+    }
+
+    #[test]
+    fn a_change_takes_only_the_lbs_sharing_its_vips() {
+        let changed = lb("10.96.0.1", &["00000001"], 8, 0);
+        let scope = Scope::Lb(None, Some(&changed));
+        assert!(
+            scope.takes(&lb("10.96.0.1", &["00000009"], 0, 1)),
+            "same VIP"
+        );
+        assert!(
+            !scope.takes(&lb("10.96.0.2", &["00000001"], 8, 0)),
+            "a shared backend: its port is kept by keep_ports, the LB not taken"
+        );
+        assert!(
+            !scope.takes(&lb("10.96.0.2", &["00000001"], 0, 1)),
+            "DSR elsewhere"
+        );
+        assert!(
+            !scope.takes(&lb("10.96.0.2", &["00000002"], 8, 0)),
+            "unrelated"
+        );
+        let dsr = lb("10.96.0.3", &["00000003"], 0, 1);
+        assert!(Scope::Lb(Some(&dsr), None).takes(&lb("10.96.0.4", &["00000004"], 0, 1)));
+        let ep = Uuid::parse_str("00000001-0000-4000-8000-000000000000").unwrap();
+        assert!(Scope::Endpoint(&ep).takes(&changed));
+        assert!(!Scope::Endpoint(&ep).takes(&lb("10.96.0.2", &["00000002"], 8, 0)));
+        assert!(Scope::All.takes(&changed));
     }
 
     #[test]

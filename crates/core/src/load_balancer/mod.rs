@@ -11,6 +11,7 @@
 
 mod check;
 mod dsr;
+mod preserve_dip;
 mod program;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -29,7 +30,7 @@ use crate::service::{Service, State};
 use crate::reprogram::Delta;
 pub(crate) use check::port_owner;
 use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
-pub(crate) use dsr::Shared as DsrShared;
+pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
 pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
 
@@ -45,9 +46,9 @@ pub(crate) struct LoadBalancerRec {
 pub(crate) struct LoadBalancers {
     by_id: BTreeMap<Uuid, LoadBalancerRec>,
     by_frontend: HashMap<FrontendKey, Uuid>,
-    /// The LBs with direct server return, whose shared state
-    /// ([`dsr::Shared`]) every change recomputes: only these.
-    dsr: BTreeSet<Uuid>,
+    /// The LBs with direct server return or PreserveDip, whose shared
+    /// state ([`dsr::Shared`]) every change recomputes: only these.
+    shared: BTreeSet<Uuid>,
 }
 
 impl LoadBalancers {
@@ -69,8 +70,8 @@ impl LoadBalancers {
         for k in frontend_keys(&rec.spec) {
             self.by_frontend.insert(k, id);
         }
-        if dsr::is_dsr(&rec.spec) {
-            self.dsr.insert(id);
+        if dsr::is_dsr(&rec.spec) || preserve_dip::is_preserve_dip(&rec.spec) {
+            self.shared.insert(id);
         }
         self.by_id.insert(id, rec);
     }
@@ -80,13 +81,13 @@ impl LoadBalancers {
         for k in frontend_keys(&rec.spec) {
             self.by_frontend.remove(&k);
         }
-        self.dsr.remove(id);
+        self.shared.remove(id);
         Some(rec)
     }
 
-    /// The LBs with direct server return.
-    fn dsr(&self) -> impl Iterator<Item = (&Uuid, &LoadBalancerRec)> {
-        self.dsr
+    /// The LBs with direct server return or PreserveDip.
+    fn shared(&self) -> impl Iterator<Item = (&Uuid, &LoadBalancerRec)> {
+        self.shared
             .iter()
             .filter_map(|id| Some((id, self.by_id.get(id)?)))
     }
@@ -233,8 +234,10 @@ fn stored_object(
 /// An LB's element change with the shared DSR state's change around it:
 /// VIPs onto backends and client ports hooked first, the rest after.
 fn with_shared(st: &State, id: &Uuid, spec: Option<&LoadBalancerSpec>, op: Op) -> Vec<Op> {
-    let before = dsr::Shared::of(st, None, None);
-    let after = dsr::Shared::of(st, Some((id, spec)), None);
+    let old = st.load_balancers.get(id).map(|lb| &lb.spec);
+    let scope = dsr::Scope::Lb(old, spec);
+    let before = dsr::Shared::of(st, None, None, scope);
+    let after = dsr::Shared::of(st, Some((id, spec)), None, scope);
     let (mut ops, later) = before.ops_to(&after);
     ops.push(op);
     ops.extend(later);

@@ -20,6 +20,7 @@ use crate::service::State;
 /// Port mapping flag bits that say who reaches a frontend.
 const PM_ILB: u32 = 1;
 const PM_LOCAL_ROUTED_VIP: u32 = 2;
+use super::preserve_dip::FLAG as PM_PRESERVE_DIP;
 
 /// The `lb` layer of a container's port, for trace: a group per load
 /// balancer with a rule per VIP frontend, and per node port one rule for
@@ -45,6 +46,7 @@ pub(crate) fn client_groups(st: &State, host_addresses: &[Ipv4Addr]) -> Vec<host
                             backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
                             affinity: f.pick != Pick::Random,
                             source_vip: f.source_vip.map(IpAddr::V4),
+                            preserve_dip: f.preserve_dip,
                         })
                 })
                 .collect();
@@ -98,8 +100,9 @@ impl BackendRemoval {
             after.extend(lb_elements(st, &spec));
             updates.push((*id, obj, spec));
         }
-        let shared = super::dsr::Shared::of(st, None, None);
-        let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep)));
+        let scope = super::dsr::Scope::Endpoint(ep);
+        let shared = super::dsr::Shared::of(st, None, None, scope);
+        let (mut ops, later) = shared.ops_to(&super::dsr::Shared::of(st, None, Some(ep), scope));
         let op = Delta::replace(before, after);
         if !matches!(&op, Op::ReplaceElements { delete, add } if delete.is_empty() && add.is_empty())
         {
@@ -172,6 +175,7 @@ fn frontends(st: &State, spec: &LoadBalancerSpec) -> Vec<Frontend> {
                 reach: reach(m.flags),
                 source_vip,
                 backends: backends.clone(),
+                preserve_dip: m.flags & PM_PRESERVE_DIP != 0,
             });
         }
     }

@@ -3,7 +3,7 @@
 //! ```text
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
-//!     [--no-datapath] [--no-programming]
+//!     [--no-datapath] [--no-programming] [--preserve-dip]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -24,7 +24,8 @@
 //! * **Load-balancer ladder**: with N of `--lbs` load balancers present
 //!   (10 backends each), the flow through one more load balancer's VIP
 //!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
-//!   one linear nat chain, the flow's rule last.
+//!   one linear nat chain, the flow's rule last. And the same flow through
+//!   a VIP with `EnablePreserveDip` against the plain VIP (its control).
 //! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
 //!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
 //!   against a plain container's masqueraded flow.
@@ -55,6 +56,8 @@ const SUBNET: &str = "10.80.0.0/16";
 const VIP_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 /// The measured load balancer's VIP, outside the others' range.
 const MEASURED_VIP: &str = "10.95.0.1";
+/// The same load balancer with EnablePreserveDip (port mapping flag 8).
+const PRESERVE_DIP_VIP: &str = "10.95.0.2";
 const ECHO_PORT: u16 = 80;
 const IPERF_PORT: u16 = 5201;
 const IPERF_SECONDS: u32 = 3;
@@ -71,12 +74,14 @@ struct Args {
     runs: usize,
     json: bool,
     datapath: bool,
+    /// Port mapping flags of the programming part's LBs (`--preserve-dip`: 8).
+    lb_flags: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
-         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] \
+         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] \
          [--no-programming]"
     );
     std::process::exit(2)
@@ -92,6 +97,7 @@ fn parse_args() -> Args {
         runs: 3,
         json: false,
         datapath: true,
+        lb_flags: 0,
     };
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_else(|| usage())
@@ -112,6 +118,7 @@ fn parse_args() -> Args {
             "--json" => a.json = true,
             "--no-datapath" => a.datapath = false,
             "--no-programming" => a.programming = 0,
+            "--preserve-dip" => a.lb_flags = 8,
             _ => usage(),
         }
     }
@@ -409,12 +416,12 @@ fn vip(i: usize) -> String {
     std::net::Ipv4Addr::from(VIP_BASE + 1 + i as u32).to_string()
 }
 
-fn load_balancer(vip: &str, backends: &[String]) -> Value {
+fn load_balancer(vip: &str, backends: &[String], flags: u32) -> Value {
     json!({
         "SchemaVersion": { "Major": 2, "Minor": 0 },
         "HostComputeEndpoints": backends,
         "FrontendVIPs": [vip],
-        "PortMappings": [{ "Protocol": 6, "InternalPort": ECHO_PORT, "ExternalPort": ECHO_PORT }],
+        "PortMappings": [{ "Protocol": 6, "InternalPort": ECHO_PORT, "ExternalPort": ECHO_PORT, "Flags": flags }],
     })
 }
 
@@ -423,7 +430,7 @@ fn load_balancer(vip: &str, backends: &[String]) -> Value {
 fn has_load_balancers(c: &Client, backend: &str) -> bool {
     match c.create(
         Kind::LoadBalancers,
-        &load_balancer("10.94.0.1", std::slice::from_ref(&backend.to_string())),
+        &load_balancer("10.94.0.1", std::slice::from_ref(&backend.to_string()), 0),
     ) {
         Ok(lb) => {
             c.delete(Kind::LoadBalancers, &id(&lb))
@@ -439,13 +446,22 @@ fn has_load_balancers(c: &Client, backend: &str) -> bool {
 
 /// Create load balancers `from..to` over `backends`; their IDs and each
 /// create's latency.
-fn create_lbs(c: &Client, from: usize, to: usize, backends: &[String]) -> (Vec<String>, Samples) {
+fn create_lbs(
+    c: &Client,
+    from: usize,
+    to: usize,
+    backends: &[String],
+    flags: u32,
+) -> (Vec<String>, Samples) {
     let mut took = Samples::default();
     let ids = (from..to)
         .map(|i| {
             let t = Instant::now();
             let lb = c
-                .create(Kind::LoadBalancers, &load_balancer(&vip(i), backends))
+                .create(
+                    Kind::LoadBalancers,
+                    &load_balancer(&vip(i), backends, flags),
+                )
                 .expect("create LB");
             took.push(t.elapsed());
             id(&lb)
@@ -482,14 +498,14 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
         return Vec::new();
     }
     let pool = backend_pool(w, backends);
-    // The measured LB: both ports of the flow to the one server.
-    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+    // The measured LB: both ports of the flow to the one server; and the
+    // same with PreserveDip on a VIP of its own.
+    let measured: Vec<String> = [(MEASURED_VIP, 0), (PRESERVE_DIP_VIP, 8)]
         .iter()
-        .map(|&port| {
-            let mut doc =
-                load_balancer(MEASURED_VIP, std::slice::from_ref(&server.container.ep_id));
-            doc["PortMappings"] =
-                json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port }]);
+        .flat_map(|&(vip, flags)| [(vip, flags, ECHO_PORT), (vip, flags, IPERF_PORT)])
+        .map(|(vip, flags, port)| {
+            let mut doc = load_balancer(vip, std::slice::from_ref(&server.container.ep_id), 0);
+            doc["PortMappings"] = json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port, "Flags": flags }]);
             id(&c
                 .create(Kind::LoadBalancers, &doc)
                 .expect("create measured LB"))
@@ -498,12 +514,24 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
     let mut out = Vec::new();
     let mut present: Vec<String> = Vec::new();
     for &n in lbs {
-        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids);
+        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0);
         present.extend(more);
         out.push(Rung::take("hostnet load balancers", n, runs, || {
             (measure(&from, &ctl), measure(&from, MEASURED_VIP))
         }));
     }
+    // PreserveDip's own cost: its VIP against the plain one, same server.
+    out.push(Rung::take(
+        "PreserveDip VIP vs the same LB without",
+        present.len(),
+        runs,
+        || {
+            (
+                measure(&from, MEASURED_VIP),
+                measure(&from, PRESERVE_DIP_VIP),
+            )
+        },
+    ));
     for lb in present.iter().chain(&measured) {
         c.delete(Kind::LoadBalancers, lb).expect("delete LB");
     }
@@ -587,7 +615,8 @@ impl Programming {
     }
 }
 
-fn programming(w: &mut World, n: usize, backends: usize) -> Option<Programming> {
+/// `flags`: the port mapping flags of every LB made (8: PreserveDip).
+fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<Programming> {
     let c = w.api();
     let server = Server::new(&c, &w.net, Vec::new());
     if !has_load_balancers(&c, &server.container.ep_id) {
@@ -599,7 +628,7 @@ fn programming(w: &mut World, n: usize, backends: usize) -> Option<Programming> 
         "programming: creating {n} load balancers with {backends} backends each"
     ));
     let t = Instant::now();
-    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids);
+    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags);
     let create_all = t.elapsed();
     let tenth = (n / 10).max(1);
     let (first_tenth, last_tenth) = (each.slice(0, tenth), each.slice(n - tenth, n));
@@ -611,7 +640,10 @@ fn programming(w: &mut World, n: usize, backends: usize) -> Option<Programming> 
     for i in 0..CHURN_SAMPLES {
         let t = Instant::now();
         let lb = c
-            .create(Kind::LoadBalancers, &load_balancer(&vip(n + i), &pool.ids))
+            .create(
+                Kind::LoadBalancers,
+                &load_balancer(&vip(n + i), &pool.ids, flags),
+            )
             .expect("create LB");
         create_one.push(t.elapsed());
         let victim = ids.swap_remove(i * 7919 % ids.len());
@@ -624,7 +656,11 @@ fn programming(w: &mut World, n: usize, backends: usize) -> Option<Programming> 
     let kept_lb = id(&c
         .create(
             Kind::LoadBalancers,
-            &load_balancer(MEASURED_VIP, std::slice::from_ref(&server.container.ep_id)),
+            &load_balancer(
+                MEASURED_VIP,
+                std::slice::from_ref(&server.container.ep_id),
+                flags,
+            ),
         )
         .expect("create LB"));
     let mut session = Session::open(&w.client.netns, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
@@ -673,7 +709,7 @@ fn main() {
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
     let prog = (args.programming > 0)
-        .then(|| programming(&mut w, args.programming, args.backends))
+        .then(|| programming(&mut w, args.programming, args.backends, args.lb_flags))
         .flatten();
     let report = json!({
         "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),

@@ -12,6 +12,10 @@
 //!                            first, print what comes back ("" on timeout)
 //! tcp-echo-to ADDR:PORT      connect, echo every line back
 //! udp-serve ADDR:PORT        answer each datagram with "peer IP:PORT"
+//! tcp-whoami ADDR:PORT       answer each connection with "peer IP:PORT local IP:PORT"
+//!                            (the address the connection arrived for)
+//! udp-whoami ADDR:PORT       the same per datagram (its destination from
+//!                            IP_PKTINFO), answered from that address
 //! udp-get ADDR:PORT          send a datagram, print the answer
 //! udp-sink ADDR:PORT         print "got N bytes from IP:PORT" per datagram; never answer
 //! udp-send ADDR:PORT N SIZE  send N datagrams of SIZE bytes, each from a new
@@ -25,6 +29,12 @@
 //!                            once the client has closed it
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
 //! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
+//! sctp-init DST:PORT [SPORT]  send an SCTP INIT from SPORT (5000) (raw socket:
+//!                            this kernel has no SCTP sockets)
+//! sctp-init-ack SRC DST:PORT  send the INIT ACK answering it, from SRC:8080
+//! checksum-offload IFACE off  compute and verify checksums in software on
+//!                            IFACE (ethtool -K IFACE rx off tx off), so
+//!                            wrong checksums show on the wire and are dropped
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,6 +56,8 @@ fn main() {
         "tcp-push" => tcp_push(a(1)),
         "tcp-echo-to" => tcp_echo_to(a(1)),
         "udp-serve" => udp_serve(a(1)),
+        "tcp-whoami" => tcp_whoami(a(1)),
+        "udp-whoami" => udp_whoami(a(1)),
         "udp-get" => udp_get(a(1)),
         "udp-sink" => udp_sink(a(1)),
         "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
@@ -54,6 +66,14 @@ fn main() {
         "ping" => ping(a(1), args.get(2).map(|s| number(s))),
         "tcp-sink" => tcp_sink(a(1)),
         "tcp-send" => tcp_send(a(1), number(a(2))),
+        "sctp-init" => sctp_send(
+            None,
+            args.get(2).map_or(5000, |p| number(p) as u16),
+            a(1),
+            hostnet_testbed::sctp::init,
+        ),
+        "sctp-init-ack" => sctp_send(Some(a(1)), 8080, a(2), hostnet_testbed::sctp::init_ack),
+        "checksum-offload" if a(2) == "off" => checksum_offload_off(a(1)),
         "dns" => dns(
             a(1),
             a(2),
@@ -239,6 +259,211 @@ fn udp_serve(at: &str) -> std::io::Result<()> {
         say(&format!("peer {peer}"));
         s.send_to(format!("peer {peer}").as_bytes(), peer)?;
     }
+}
+
+/// Which address did a connection arrive for (`getsockname`)?
+fn tcp_whoami(at: &str) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr(at)?)?;
+    ready();
+    for conn in l.incoming() {
+        let mut c = conn?;
+        let line = format!("peer {} local {}", c.peer_addr()?, c.local_addr()?);
+        say(&line);
+        let _ = writeln!(c, "{line}");
+    }
+    Ok(())
+}
+
+/// Which address did a datagram arrive for? Answered from it, as a UDP
+/// server bound to a wildcard should (IP_PKTINFO both ways).
+fn udp_whoami(at: &str) -> std::io::Result<()> {
+    let s = UdpSocket::bind(addr(at)?)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    ready();
+    loop {
+        let (peer, info) = recv_pktinfo(fd)?;
+        let local = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+        let line = format!("peer {peer} local {local}:{}", s.local_addr()?.port());
+        say(&line);
+        send_from(fd, line.as_bytes(), peer, &info)?;
+    }
+}
+
+/// Ancillary buffer large enough for one `in_pktinfo`.
+#[repr(C, align(8))]
+struct Cmsg([u8; 64]);
+
+fn recv_pktinfo(fd: libc::c_int) -> std::io::Result<(SocketAddr, libc::in_pktinfo)> {
+    let mut buf = [0u8; 1500];
+    let mut from = sockaddr(Ipv4Addr::UNSPECIFIED);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = Cmsg([0; 64]);
+    // SAFETY: msghdr points at live buffers of the lengths given; the
+    // control messages are walked with the kernel's CMSG macros.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        if libc::recvmsg(fd, &mut msg, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
+                let peer = SocketAddr::from((
+                    Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
+                    u16::from_be(from.sin_port),
+                ));
+                return Ok((peer, info));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Err(std::io::Error::other("no IP_PKTINFO on a datagram"))
+}
+
+fn send_from(
+    fd: libc::c_int,
+    payload: &[u8],
+    to: SocketAddr,
+    info: &libc::in_pktinfo,
+) -> std::io::Result<()> {
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    let mut dst = sockaddr(*to.ip());
+    dst.sin_port = to.port().to_be();
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    let mut control = Cmsg([0; 64]);
+    let reply = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: info.ipi_addr,
+        ipi_addr: info.ipi_addr,
+    };
+    // SAFETY: as in recv_pktinfo; one control message of in_pktinfo.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut dst as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::IPPROTO_IP;
+        (*c).cmsg_type = libc::IP_PKTINFO;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>(), reply);
+        if libc::sendmsg(fd, &msg, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `ethtool -K IFACE rx off tx off` through the legacy SIOCETHTOOL
+/// commands (Debian's ethtool is not installed here).
+fn checksum_offload_off(iface: &str) -> std::io::Result<()> {
+    const ETHTOOL_SRXCSUM: u32 = 0x15;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    if iface.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other("interface name too long"));
+    }
+    // SAFETY: a socket we own, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut result = Ok(());
+    for cmd in [ETHTOOL_SRXCSUM, ETHTOOL_STXCSUM] {
+        let mut value = EthtoolValue { cmd, data: 0 };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: &mut value,
+            _pad: [0; 16],
+        };
+        req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+        // SAFETY: SIOCETHTOOL reads an ifreq whose data points at `value`,
+        // both alive for the call.
+        if unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) } != 0 {
+            result = Err(std::io::Error::last_os_error());
+            break;
+        }
+    }
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    result?;
+    say(&format!("{iface} checksums in software"));
+    Ok(())
+}
+
+/// One SCTP packet made by `make(sport, dport)` to `to`, from `from` if
+/// given (a raw socket bound to it).
+fn sctp_send(
+    from: Option<&str>,
+    sport: u16,
+    to: &str,
+    make: fn(u16, u16) -> Vec<u8>,
+) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    let raw = Raw::new(libc::IPPROTO_SCTP)?;
+    if let Some(from) = from {
+        let sa = sockaddr(ipv4(from)?);
+        // SAFETY: a sockaddr_in of the right size on our own socket.
+        let rc = unsafe {
+            libc::bind(
+                raw.0,
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    raw.send(*to.ip(), &make(sport, to.port()))?;
+    say("sent");
+    Ok(())
 }
 
 fn udp_get(to: &str) -> std::io::Result<()> {
