@@ -8,10 +8,11 @@
 //! extended ack points at the offending element attribute; the offsets
 //! recorded while building map that back to the element, so errors name it.
 //!
-//! A [`Data::Device`] element hooks a netdev base chain on one device: it
-//! travels as a `NEWCHAIN` (add) or `DELCHAIN` (delete) message naming the
-//! chain's hook and that one device, in the same batch, which changes the
-//! chain's device list and nothing else.
+//! A [`Data::Device`] element hooks one device through a base chain of its
+//! own (`hostnet_nft::hook`): added, it travels as `NEWCHAIN` (the chain,
+//! hooked on that device), `DELRULE` (flushing it, so adding twice leaves
+//! one rule) and `NEWRULE` (`goto` the shared rules); deleted, as one
+//! `DELCHAIN`, rules and all. All in the same batch as the set elements.
 //!
 //! Loading whole tables is rare (start-up, resync) and needs nft's parser,
 //! so it runs the `nft` binary, inside the dataplane's namespace.
@@ -33,6 +34,8 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 /// Like DELSETELEM but a missing element is not an error (Linux 6.3+).
@@ -59,9 +62,19 @@ const NFTA_CHAIN_HOOK: u16 = 4;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_HOOK_DEVS: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_DEVICE_NAME: u16 = 1;
-/// The priority of hostnet's netdev chains (`hostnet_nft::tables`).
-const NETDEV_PRIORITY: i32 = 0;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+/// `NFT_REG_VERDICT`: an immediate into it is a verdict.
+const NFT_REG_VERDICT: u32 = 0;
+const NF_ACCEPT: u32 = 1;
 
 /// Elements per set message; keeps each message far below socket limits.
 pub const ELEMENTS_PER_MESSAGE: usize = 1000;
@@ -99,20 +112,6 @@ impl Change {
             Change::Add => ack | (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
             Change::Destroy | Change::Delete => ack,
         }
-    }
-
-    /// For a chain's device: update the existing chain (never EXCL: adding
-    /// a device it has is a no-op), or delete the device from it (a
-    /// missing device is `ENOENT`, with or without DESTROY). The kernel
-    /// would make a missing chain of the message (a base chain without
-    /// rules); the chains are `hostnet_nft`'s, loaded before any change.
-    fn chain_message(self) -> (u16, u16) {
-        let ack = libc::NLM_F_ACK as u16;
-        let (kind, flags) = match self {
-            Change::Add => (NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16),
-            Change::Destroy | Change::Delete => (NFT_MSG_DELCHAIN, ack),
-        };
-        ((NFNL_SUBSYS_NFTABLES << 8) | kind, flags)
     }
 }
 
@@ -262,13 +261,14 @@ fn send_batch(
     let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
     let mut sent = Vec::with_capacity(messages.len());
     for (change, indices) in messages {
-        let seq = sock.next_seq();
-        let (msg, offsets) = set_message(*change, all, indices);
-        bytes.extend_from_slice(&msg.finish(seq));
-        sent.push(Sent {
-            seq,
-            elements: offsets,
-        });
+        for (msg, offsets) in set_messages(*change, all, indices) {
+            let seq = sock.next_seq();
+            bytes.extend_from_slice(&msg.finish(seq));
+            sent.push(Sent {
+                seq,
+                elements: offsets,
+            });
+        }
     }
     let end_seq = sock.next_seq();
     bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end_seq));
@@ -323,6 +323,21 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     [family, 0, id[0], id[1]]
 }
 
+/// The messages for one group of [`group`]: a device's chain messages, or
+/// one set message.
+fn set_messages(
+    change: Change,
+    all: &[SetElement],
+    indices: &[usize],
+) -> Vec<(Message, Vec<(u32, usize)>)> {
+    let i = indices[0];
+    match change {
+        _ if all[i].device_hook().is_none() => vec![set_message(change, all, indices)],
+        Change::Add => device_chain_add(&all[i], i),
+        Change::Destroy | Change::Delete => vec![device_chain_delete(&all[i], i)],
+    }
+}
+
 /// One `*SETELEM` message for elements of a single set, and the offset of
 /// each element's attribute within it.
 fn set_message(
@@ -331,9 +346,6 @@ fn set_message(
     indices: &[usize],
 ) -> (Message, Vec<(u32, usize)>) {
     let first = &all[indices[0]];
-    if let Some(hook) = first.device_hook() {
-        return chain_device_message(change, first, hook, indices[0]);
-    }
     let mut msg = Message::new(change.message_type(), change.flags());
     msg.header(&nfgenmsg(first.family.nfproto(), 0))
         .attr_str(NFTA_SET_ELEM_LIST_TABLE, first.table)
@@ -387,27 +399,75 @@ fn set_message(
     (msg, offsets)
 }
 
-/// A `NEWCHAIN` or `DELCHAIN` for one device of a netdev base chain: the
-/// hook (number and priority must be the chain's) with that device alone.
-fn chain_device_message(
-    change: Change,
-    e: &SetElement,
-    hook: hostnet_nft::NetdevHook,
-    index: usize,
-) -> (Message, Vec<(u32, usize)>) {
-    let (kind, flags) = change.chain_message();
-    let device = String::from_utf8_lossy(&e.key);
-    let device = device.trim_end_matches('\0');
-    let mut msg = Message::new(kind, flags);
-    msg.header(&nfgenmsg(e.family.nfproto(), 0))
+fn nftables_message(kind: u16, flags: u16, e: &SetElement) -> Message {
+    let mut msg = Message::new((NFNL_SUBSYS_NFTABLES << 8) | kind, flags);
+    msg.header(&nfgenmsg(e.family.nfproto(), 0));
+    msg
+}
+
+/// A device element's base chain, hooked on the device, with one rule,
+/// `goto` its rules chain: `NEWCHAIN` (an existing one with the same hook
+/// is left as it is), `DELRULE` flushing it, `NEWRULE`. Each message is
+/// recorded against element `index`, so a failure names it.
+fn device_chain_add(e: &SetElement, index: usize) -> Vec<(Message, Vec<(u32, usize)>)> {
+    let (name, hook) = hostnet_nft::hook::chain_of(e).expect("a device element");
+    let ack = libc::NLM_F_ACK as u16;
+    let mut chain = nftables_message(NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16, e);
+    chain
         .attr_str(NFTA_CHAIN_TABLE, e.table)
-        .attr_str(NFTA_CHAIN_NAME, e.set)
+        .attr_str(NFTA_CHAIN_NAME, &name)
         .begin_nest(NFTA_CHAIN_HOOK)
         .attr(NFTA_HOOK_HOOKNUM, &hook.number().to_be_bytes())
-        .attr(NFTA_HOOK_PRIORITY, &NETDEV_PRIORITY.to_be_bytes())
+        .attr(
+            NFTA_HOOK_PRIORITY,
+            &hostnet_nft::hook::PRIORITY.to_be_bytes(),
+        )
         .begin_nest(NFTA_HOOK_DEVS);
+    let offset = chain.offset() as u32;
+    chain
+        .attr_str(NFTA_DEVICE_NAME, &hostnet_nft::hook::device(e))
+        .end_nest()
+        .end_nest()
+        .attr(NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes())
+        .attr_str(NFTA_CHAIN_TYPE, "filter");
+    let mut flush = nftables_message(NFT_MSG_DELRULE, ack, e);
+    flush
+        .attr_str(NFTA_RULE_TABLE, e.table)
+        .attr_str(NFTA_RULE_CHAIN, &name);
+    let append = (libc::NLM_F_CREATE | libc::NLM_F_APPEND) as u16;
+    let mut rule = nftables_message(NFT_MSG_NEWRULE, ack | append, e);
+    rule.attr_str(NFTA_RULE_TABLE, e.table)
+        .attr_str(NFTA_RULE_CHAIN, &name)
+        .begin_nest(NFTA_RULE_EXPRESSIONS)
+        .begin_nest(NFTA_LIST_ELEM)
+        .attr_str(NFTA_EXPR_NAME, "immediate")
+        .begin_nest(NFTA_EXPR_DATA)
+        .attr(NFTA_IMMEDIATE_DREG, &NFT_REG_VERDICT.to_be_bytes())
+        .begin_nest(NFTA_IMMEDIATE_DATA)
+        .begin_nest(NFTA_DATA_VERDICT)
+        .attr(NFTA_VERDICT_CODE, &NFT_GOTO.to_be_bytes())
+        .attr_str(NFTA_VERDICT_CHAIN, e.set)
+        .end_nest()
+        .end_nest()
+        .end_nest()
+        .end_nest()
+        .end_nest();
+    vec![
+        (chain, vec![(offset, index)]),
+        (flush, vec![(0, index)]),
+        (rule, vec![(0, index)]),
+    ]
+}
+
+/// `DELCHAIN` of a device element's base chain, its rule with it. A
+/// missing chain is `ENOENT` (on Linux 6.1 the kernel deleted it with its
+/// device).
+fn device_chain_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usize)>) {
+    let (name, _) = hostnet_nft::hook::chain_of(e).expect("a device element");
+    let mut msg = nftables_message(NFT_MSG_DELCHAIN, libc::NLM_F_ACK as u16, e);
+    msg.attr_str(NFTA_CHAIN_TABLE, e.table);
     let offset = msg.offset() as u32;
-    msg.attr_str(NFTA_DEVICE_NAME, device).end_nest().end_nest();
+    msg.attr_str(NFTA_CHAIN_NAME, &name);
     (msg, vec![(offset, index)])
 }
 
@@ -417,7 +477,7 @@ fn element_bytes(e: &SetElement) -> usize {
         Some(Data::Value(v)) => v.len(),
         Some(Data::Goto(chain)) => chain.len() + 16,
         Some(Data::Drop | Data::Return) => 16,
-        Some(Data::Device(_)) => e.set.len() + 64,
+        Some(Data::Device(_)) => 2 * e.set.len() + 256,
         None => 0,
     };
     e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48
