@@ -256,6 +256,12 @@ impl Service {
         // rebuilt below, a device gone while hostnetd was down) are hooked
         // once the links are back (`hostnet_nft::hook`).
         let (unhooked, elements) = absent_devices(dp, elements)?;
+        let bridged = "ACLs do not judge traffic between endpoints of one bridge";
+        match dp.bridge_netfilter() {
+            Ok(true) => {}
+            Ok(false) => log::warn!("bridge-nf-call-iptables is 0: {bridged}"),
+            Err(e) => log::warn!("{e}: {bridged}"),
+        }
         dp.load_tables(&hostnet_nft::tables(&elements))
             .map_err(|e| internal("loading the nftables tables", e))?;
 
