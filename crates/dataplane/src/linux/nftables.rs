@@ -484,7 +484,34 @@ fn element_bytes(e: &SetElement) -> usize {
 }
 
 /// Runs `nft -f -` with `script` on stdin, in the namespace `netns`.
+///
+/// `nft -f` is one transaction, so a failed run changed nothing and may be
+/// run again. It is, up to [`LOAD_TRIES`] times, when nft failed before
+/// sending anything ("cache initialization failed: Invalid argument", its
+/// dump of what is there): seen twice on Linux 6.1 in the tier-3 VM, both
+/// times when two hostnetds started at once right after boot (the kernel
+/// loading nf_tables' modules for the first time), never later or alone.
+/// The cause is not pinned down; running again is safe.
 pub fn load_tables(netns: &File, script: &str) -> Result<(), DataplaneError> {
+    let mut tries = 1;
+    loop {
+        match load_tables_once(netns, script) {
+            Err(e) if tries < LOAD_TRIES && e.message.contains(CACHE_FAILED) => {
+                log::warn!("{e}; trying again");
+                std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often [`load_tables`] runs `nft -f` when its cache dump fails.
+const LOAD_TRIES: u64 = 3;
+/// nft's message when dumping the ruleset before the batch failed.
+const CACHE_FAILED: &str = "cache initialization failed";
+
+fn load_tables_once(netns: &File, script: &str) -> Result<(), DataplaneError> {
     let fail = |m: String| DataplaneError::new("load tables", m);
     let ns = netns.as_raw_fd();
     let mut cmd = Command::new("nft");
