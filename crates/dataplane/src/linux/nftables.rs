@@ -580,3 +580,133 @@ mod tests {
         }
     }
 }
+
+/// What hooking a device costs with a base chain per device (today) and
+/// with one base chain listing every device (what Linux 6.16+ alone allows:
+/// a `NEWCHAIN` adding one device to the list), measured in one run on
+/// the same 1000 veths of a scratch namespace, the two variants interleaved
+/// (docs/benchmarks.md, "Hooking devices"). Run it with
+/// `cargo test --release -p hostnet-dataplane hook_cost -- --ignored --nocapture`.
+#[cfg(test)]
+mod hook_cost {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::linux::{run_in_netns, LinuxDataplane};
+    use crate::{Dataplane, Op};
+
+    const N: usize = 1000;
+
+    /// The device-list variant's update: `NEWCHAIN` naming the chain's
+    /// hook with the one device to add (Linux 6.16+ updates the list).
+    fn list_add(sock: &mut Socket, device: &str) {
+        let e = hostnet_nft::endpoint_port(device);
+        let ack = libc::NLM_F_ACK as u16;
+        let mut msg = nftables_message(NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16, &e);
+        msg.attr_str(NFTA_CHAIN_TABLE, "bench_list")
+            .attr_str(NFTA_CHAIN_NAME, "ports")
+            .begin_nest(NFTA_CHAIN_HOOK)
+            .attr(NFTA_HOOK_HOOKNUM, &1u32.to_be_bytes())
+            .attr(NFTA_HOOK_PRIORITY, &0i32.to_be_bytes())
+            .begin_nest(NFTA_HOOK_DEVS)
+            .attr_str(NFTA_DEVICE_NAME, device)
+            .end_nest()
+            .end_nest();
+        let begin = sock.next_seq();
+        let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin);
+        let seq = sock.next_seq();
+        bytes.extend_from_slice(&msg.finish(seq));
+        let end = sock.next_seq();
+        bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end));
+        let results = sock.batch(&bytes, begin, &[seq]).expect("batch");
+        for (_, r) in results {
+            r.expect("add a device to the list");
+        }
+    }
+
+    fn p50(v: &mut [f64]) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// (p50 of the first 100, p50 of the last 100) in µs.
+    fn summary(times: &[f64]) -> (f64, f64) {
+        let mut first = times[..100].to_vec();
+        let mut last = times[times.len() - 100..].to_vec();
+        (p50(&mut first), p50(&mut last))
+    }
+
+    #[test]
+    #[ignore = "a measurement: cargo test --release -p hostnet-dataplane hook_cost -- --ignored --nocapture"]
+    fn hook_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = dir.path().join("ns");
+        crate::linux::create_netns(&ns).unwrap();
+        let script: String = (0..N)
+            .map(|i| format!("link add hb{i} type veth peer name hbp{i}\n"))
+            .collect();
+        let mut ip = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["ip", "-batch", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ip.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(ip.wait().unwrap().success());
+        let devices: Vec<String> = (0..N).map(|i| format!("hb{i}")).collect();
+        let report = run_in_netns(&ns, || {
+            let dp = LinuxDataplane::new().unwrap();
+            let mut lines = Vec::new();
+            for round in 0..2 {
+                dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
+                let mut chains = Vec::new();
+                for d in &devices {
+                    let t = Instant::now();
+                    dp.execute(&Op::AddElements(vec![hostnet_nft::endpoint_port(d)]))
+                        .unwrap();
+                    chains.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                let mut unhook = Vec::new();
+                for d in &devices {
+                    let t = Instant::now();
+                    dp.execute(&Op::DeleteElements(vec![hostnet_nft::endpoint_port(d)]))
+                        .unwrap();
+                    unhook.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                dp.load_tables(
+                    "table netdev bench_list { chain ports { type filter hook egress devices = { \"hostnet-none\" } priority 0; policy accept; }\n}\n",
+                )
+                .unwrap();
+                let mut list = Vec::new();
+                let mut sock = dp.netfilter();
+                for d in &devices {
+                    let t = Instant::now();
+                    list_add(&mut sock, d);
+                    list.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                drop(sock);
+                dp.load_tables("delete table netdev bench_list\n").unwrap();
+                for (what, v) in [
+                    ("chain per device, hook", &chains),
+                    ("chain per device, unhook", &unhook),
+                    ("device list, hook", &list),
+                ] {
+                    let (first, last) = summary(v);
+                    lines.push(format!(
+                        "round {round}: {what}: first 100 p50 {first:.1} µs, last 100 p50 {last:.1} µs"
+                    ));
+                }
+            }
+            lines
+        })
+        .unwrap();
+        crate::linux::delete_netns(&ns).unwrap();
+        for l in report {
+            println!("{l}");
+        }
+    }
+}
