@@ -15,6 +15,7 @@ use hostnet_drivers::{bridge, names, transparent};
 use hostnet_model::domain::NetworkKind;
 use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
 use hostnet_model::{ErrorCode, HcnError};
+use hostnet_nft::SetElement;
 use hostnet_store::{Collection, Txn};
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
@@ -254,6 +255,16 @@ impl Service {
             }
         }
         elements.extend(crate::load_balancer::all_elements(&st));
+        // Linux 6.1 hooks only devices that exist: the others (a veth
+        // rebuilt below, a device gone while hostnetd was down) are hooked
+        // once the links are back (`hostnet_nft::hook`).
+        let (unhooked, elements) = absent_devices(dp, elements)?;
+        let bridged = "ACLs do not judge traffic between endpoints of one bridge";
+        match dp.bridge_netfilter() {
+            Ok(true) => {}
+            Ok(false) => log::warn!("bridge-nf-call-iptables is 0: {bridged}"),
+            Err(e) => log::warn!("{e}: {bridged}"),
+        }
         dp.load_tables(&hostnet_nft::tables(&elements))
             .map_err(|e| internal("loading the nftables tables", e))?;
 
@@ -417,6 +428,7 @@ impl Service {
                 wanted.insert(name);
             }
         }
+        self.hook_rebuilt_devices(unhooked)?;
         // DSR VIPs on backends' loopbacks, now that namespaces are back.
         for e in teardown(dp, &crate::load_balancer::dsr_addresses(&st)) {
             log::warn!("{e}");
@@ -448,6 +460,25 @@ impl Service {
                     log::warn!("{e}");
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Hooks the devices of `unhooked` that exist now (veths just
+    /// rebuilt); the rest stay unhooked, and say so.
+    fn hook_rebuilt_devices(&self, unhooked: Vec<SetElement>) -> Result<(), HcnError> {
+        let (missing, back) = absent_devices(self.dp.as_ref(), unhooked)?;
+        for e in &missing {
+            log::warn!(
+                "device {} is missing: not hooked on {} {}",
+                hostnet_nft::hook::device(e),
+                e.table,
+                e.set
+            );
+        }
+        if !back.is_empty() {
+            apply(self.dp.as_ref(), &[Op::AddElements(back)])
+                .map_err(|e| internal("hooking rebuilt devices", e))?;
         }
         Ok(())
     }
@@ -513,4 +544,23 @@ fn load_endpoint(
 fn id_of(obj: &Map<String, Value>) -> Result<Uuid, HcnError> {
     let id = obj.get("ID").and_then(|v| v.as_str()).unwrap_or_default();
     hostnet_model::parse_guid(id)
+}
+
+/// Splits `elements` into the device elements whose device does not exist
+/// (first) and everything else.
+fn absent_devices(
+    dp: &dyn hostnet_dataplane::Dataplane,
+    elements: Vec<SetElement>,
+) -> Result<(Vec<SetElement>, Vec<SetElement>), HcnError> {
+    if !elements.iter().any(|e| e.device_hook().is_some()) {
+        return Ok((Vec::new(), elements));
+    }
+    let links: HashSet<String> = dp
+        .links_with_prefix("")
+        .map_err(|e| internal("listing links", e))?
+        .into_iter()
+        .collect();
+    Ok(elements
+        .into_iter()
+        .partition(|e| e.device_hook().is_some() && !links.contains(&hostnet_nft::hook::device(e))))
 }

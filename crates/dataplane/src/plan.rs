@@ -80,6 +80,14 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported("default route interface"))
     }
 
+    /// Makes bridged IPv4 reach the `inet` hooks where the kernel can
+    /// (`br_netfilter`, loaded if it is a module not loaded yet, as on
+    /// Debian's stock kernel); whether it does in the daemon's namespace
+    /// (`bridge-nf-call-iptables`). ACLs judge bridged traffic there.
+    fn bridge_netfilter(&self) -> Result<bool, DataplaneError> {
+        Ok(true)
+    }
+
     /// Every address of every link of the daemon's namespace: where its
     /// node ports answer (`fib daddr type local`).
     fn local_addresses(&self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
@@ -195,6 +203,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn default_route_interface(&self) -> Result<Option<String>, DataplaneError> {
         (**self).default_route_interface()
+    }
+
+    fn bridge_netfilter(&self) -> Result<bool, DataplaneError> {
+        (**self).bridge_netfilter()
     }
 
     fn address_owner(&self, addr: std::net::IpAddr) -> Result<Option<Adapter>, DataplaneError> {

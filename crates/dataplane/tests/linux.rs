@@ -1179,49 +1179,67 @@ fn adapter_move_round_trips_every_kind_of_address_and_route() {
     sources_unchanged();
 }
 
-/// The devices of hostnet's netdev chains, as `nft` lists them.
-fn chain_devices(ns: &Path, table: &str, chain: &str) -> String {
-    let out = run_in(ns, &["nft", "list", "chain", "netdev", table, chain]);
-    out.lines()
-        .find(|l| l.contains("hook"))
-        .unwrap_or_default()
-        .to_string()
+/// The base chain hooking `device` on the rules chain `rules`, as `nft`
+/// lists it (empty if there is none).
+fn device_chain(ns: &Path, table: &str, rules: &str, device: &str) -> String {
+    let chain = hostnet_nft::hook::chain_name(rules, device);
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["nft", "list", "chain", "netdev", table, &chain])
+        .output()
+        .expect("run nsenter");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
-fn chain_devices_are_added_and_removed_one_message_each() {
+fn devices_are_hooked_and_unhooked_one_batch_each() {
     let Some(tb) = Testbed::new() else { return };
     let host = &tb.host;
+    for (a, b) in [("hnvetest1", "p1"), ("hnvetest2", "p2"), ("hnuplink", "p3")] {
+        run_in(
+            host,
+            &["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+        );
+    }
     tb.in_host(|| {
         let dp = LinuxDataplane::new().unwrap();
         let port = hostnet_nft::endpoint_port("hnvetest1");
         let nat_port = hostnet_nft::nat_endpoint_port("hnvetest2");
-        // The real tables, with one device already in place.
+        // The real tables, with one device already hooked.
         dp.load_tables(&hostnet_nft::tables(std::slice::from_ref(&port)))
             .unwrap();
-        let egress = |chain| chain_devices(host, hostnet_nft::EGRESS_TABLE, chain);
-        assert!(egress("endpoint_inbound").contains("hnvetest1"));
+        let egress = |rules, dev| device_chain(host, hostnet_nft::EGRESS_TABLE, rules, dev);
+        let chain = egress("endpoint_inbound", "hnvetest1");
+        assert!(
+            chain.contains("hook egress device \"hnvetest1\""),
+            "{chain}"
+        );
+        assert!(chain.contains("goto endpoint_inbound"), "{chain}");
 
-        // Devices that do not exist (yet) are hooked by name; an element
-        // batch may mix them with set elements; adding twice is a no-op.
+        // An element batch may mix devices with set elements; adding
+        // twice leaves one rule.
         let uplink = hostnet_nft::l2::uplink("hnuplink", [2, 0, 0, 0, 0, 1]);
         let mut batch = vec![nat_port.clone()];
         batch.extend(uplink.clone());
         dp.execute(&Op::AddElements(batch.clone())).unwrap();
         dp.execute(&Op::AddElements(vec![nat_port.clone()]))
             .unwrap();
-        assert!(egress("nat_endpoint_inbound").contains("hnvetest2"));
-        assert!(egress("to_uplink").contains("hnuplink"));
-        let ingress = chain_devices(host, hostnet_nft::INGRESS_TABLE, "from_uplink");
-        assert!(ingress.contains("hnuplink"), "{ingress}");
+        let nat = egress("nat_endpoint_inbound", "hnvetest2");
+        assert_eq!(nat.matches("goto nat_endpoint_inbound").count(), 1, "{nat}");
+        assert!(egress("to_uplink", "hnuplink").contains("goto to_uplink"));
+        let ingress = device_chain(host, hostnet_nft::INGRESS_TABLE, "from_uplink", "hnuplink");
+        assert!(
+            ingress.contains("hook ingress device \"hnuplink\""),
+            "{ingress}"
+        );
 
-        // Deleting takes the device off and leaves the rule and the other
-        // devices; deleting a device the chain lacks is not an error.
+        // Deleting takes the device's chain away and leaves the shared
+        // rules and the other devices; deleting twice is not an error.
         dp.execute(&Op::DeleteElements(batch.clone())).unwrap();
         dp.execute(&Op::DeleteElements(batch)).unwrap();
-        assert!(!egress("nat_endpoint_inbound").contains("hnvetest2"));
-        assert!(!egress("to_uplink").contains("hnuplink"));
-        assert!(egress("endpoint_inbound").contains("hnvetest1"));
+        assert_eq!(egress("nat_endpoint_inbound", "hnvetest2"), "");
+        assert_eq!(egress("to_uplink", "hnuplink"), "");
+        assert!(egress("endpoint_inbound", "hnvetest1").contains("goto"));
         let rules = run_in(
             host,
             &[
@@ -1235,10 +1253,18 @@ fn chain_devices_are_added_and_removed_one_message_each() {
         );
         assert!(rules.contains("drop"), "{rules}");
 
-        // A missing table is an error that names it. (A missing chain is
-        // not: the kernel makes a base chain of the message, empty. The
-        // chains are `hostnet_nft`'s constants, loaded before any change.)
-        let mut stray = port;
+        // A device deleted first: Linux 6.1 deletes its chain with it,
+        // 6.16+ keeps it hooked on nothing; either way the element's
+        // delete leaves no chain and no error.
+        let veth = dp.execute(&Op::DeleteLink {
+            name: "hnvetest1".into(),
+        });
+        veth.unwrap();
+        dp.execute(&Op::DeleteElements(vec![port.clone()])).unwrap();
+        assert_eq!(egress("endpoint_inbound", "hnvetest1"), "");
+
+        // A missing table is an error that names it.
+        let mut stray = nat_port;
         stray.table = "nosuchtable";
         let err = dp.execute(&Op::AddElements(vec![stray])).unwrap_err();
         assert!(err.to_string().contains("netdev nosuchtable"), "{err}");

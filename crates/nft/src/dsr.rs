@@ -20,14 +20,15 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
-use crate::ruleset::{port, NO_DEVICE};
+use crate::ruleset::port;
 use crate::{Data, Family, NetdevHook, SetElement};
 
 /// hostnet's netdev table for DSR: a table of its own, because the kernel
 /// refuses to hook one device on two chains of one table, and L2 ports are
 /// on `hostnet_ingress` chains already.
 pub const TABLE: &str = "hostnet_dsr";
-/// The ingress base chain the clients' ports are hooked on.
+/// The rules of the clients' ports, each hooked at ingress on a base
+/// chain of its own ([`crate::hook`]).
 pub const PORTS: &str = "dsr_ports";
 /// `vip . proto . port : goto dsr_{flow,source}_N`.
 const FRONTENDS: &str = "dsr_frontends4";
@@ -60,7 +61,7 @@ fn pick_chain(affinity: bool, n: usize) -> &'static str {
     names[usize::from(affinity) * MAX_BACKENDS + n - 1].as_str()
 }
 
-/// The table, hooked on no device until ports are added.
+/// The table; ports are hooked as they are added.
 pub fn table() -> String {
     let key = "ip daddr . meta l4proto . th dport";
     let mut s = format!(
@@ -68,7 +69,6 @@ pub fn table() -> String {
 	map {FRONTENDS} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
 	map {SLOTS} {{ typeof {key} . numgen random mod {MAX_BACKENDS} : ether daddr; }}
 	chain {PORTS} {{
-		type filter hook ingress devices = {{ "{NO_DEVICE}" }} priority 0; policy accept;
 		ether type ip {key} vmap @{FRONTENDS}
 	}}
 "#

@@ -41,11 +41,11 @@ impl Family {
 /// error messages. `key_end` closes the range of an element of an
 /// interval set (the last key the element covers).
 ///
-/// A [`Data::Device`] element is one device of a netdev base chain: `set`
-/// names the chain and `key` the device. The kernel keeps a base chain's
-/// devices as a list that a `NEWCHAIN`/`DELCHAIN` message changes one
-/// device at a time, without touching its rules, so hooking an endpoint's
-/// port is as incremental as adding a set element.
+/// A [`Data::Device`] element hooks a device on a netdev rules chain:
+/// `set` names the chain and `key` the device. It is a base chain of the
+/// device's own whose one rule goes to `set` ([`crate::hook`]), created and
+/// deleted in the same batch as set elements, so hooking an endpoint's port
+/// is as incremental as adding a set element.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SetElement {
     pub family: Family,
@@ -68,8 +68,8 @@ pub enum Data {
     Drop,
     /// A verdict map's `return` (back to the chain that jumped here).
     Return,
-    /// Not a set element: the key is a device the netdev base chain named
-    /// by `set` is hooked on, at this hook.
+    /// Not a set element: the key is a device hooked, at this hook, on the
+    /// rules chain named by `set` (through a base chain of its own).
     Device(NetdevHook),
 }
 

@@ -13,6 +13,7 @@ pub mod acl;
 pub mod counters;
 pub mod dsr;
 mod element;
+pub mod hook;
 pub mod l2;
 pub mod lb;
 pub mod onat;

@@ -35,8 +35,7 @@ use crate::{Data, Family, NetdevHook, SetElement};
 /// hostnet's netdev tables for PreserveDip, egress and ingress: their own,
 /// so hooking a backend's port never clashes with the chains of
 /// `hostnet_ingress`/`_egress` or `hostnet_dsr` that may hook the same
-/// device; two, because the kernel refuses a chain update that hooks a
-/// device already hooked by another chain of the table (EEXIST).
+/// device (each port's base chains are its own, [`crate::hook`]).
 pub const TABLE: &str = "hostnet_pdip";
 /// See [`TABLE`].
 pub const REPLY_TABLE: &str = "hostnet_pdip_replies";
@@ -68,21 +67,19 @@ pub fn inet_skeleton() -> String {
     )
 }
 
-/// The netdev tables, hooked on no device until backends' ports are added.
+/// The netdev tables; each backend's port gets base chains of its own
+/// that go to these rules ([`crate::hook`]).
 pub fn tables() -> String {
-    let none = crate::ruleset::NO_DEVICE;
     format!(
         r#"table netdev {TABLE} {{
 	map {MARK_VIPS} {{ type mark : ipv4_addr; }}
 	chain {TO_BACKENDS} {{
-		type filter hook egress devices = {{ "{none}" }} priority 0; policy accept;
 		ether type ip ip daddr set meta mark map @{MARK_VIPS}
 	}}
 }}
 table netdev {REPLY_TABLE} {{
 	map {REPLIES} {{ type ifname . ipv4_addr . inet_proto . inet_service : ipv4_addr; }}
 	chain {FROM_BACKENDS} {{
-		type filter hook ingress devices = {{ "{none}" }} priority 0; policy accept;
 		ether type ip ip saddr set iifname . ip saddr . meta l4proto . th sport map @{REPLIES}
 	}}
 }}

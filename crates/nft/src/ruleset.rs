@@ -11,9 +11,10 @@
 //! in a namespace, every frame every bridge there forwards passes it, and
 //! `hostnet-bench --paths` showed three such chains cost bridged round
 //! trips 7-8% (docs/benchmarks.md). A netdev chain costs only the frames of
-//! the devices it is hooked on. Which chain a device is hooked on *is* the
-//! dispatch: no per-frame map lookup picks the rules. Hooking a device is a
-//! [`Data::Device`] element, one chain-update message, rules untouched.
+//! the devices it is hooked on. Which chain a device's base chain goes to
+//! *is* the dispatch: no per-frame map lookup picks the rules. Hooking a
+//! device is a [`Data::Device`] element, a base chain of its own and one
+//! rule, shared rules untouched.
 //!
 //! There is no bridge conntrack here (`nf_conntrack_bridge`), and netdev
 //! chains cannot read conntrack state, so the endpoint firewall judges
@@ -25,9 +26,10 @@
 //! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
 //! ICMP, ICMPv6 and IGMP, deny every other protocol.
 //!
-//! Needs Linux 6.16 or later: a netdev chain may name devices that do not
-//! exist (yet, or any more), which [`NO_DEVICE`] and the reload after a
-//! crash rely on.
+//! Each hooked device has a base chain of its own whose one rule goes to
+//! the shared rules ([`crate::hook`]): so hooking works alike on Linux 6.1
+//! (which neither hooks missing devices nor changes a chain's devices, and
+//! deletes a chain with its device) and on 6.16+.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -94,7 +96,8 @@ pub const L2_PORT_GATEWAYS: &str = "l2_port_gateways";
 /// of the bridge; the mark tells them apart, so only routed traffic is NATed.
 pub const ROUTED_MARK: u32 = 0x0100_0000;
 
-/// Netdev base chains; their devices are [`Data::Device`] elements.
+/// Netdev rules chains; the devices whose base chains go to them are
+/// [`Data::Device`] elements ([`crate::hook`]).
 /// Egress of Transparent and L2 endpoint ports: the endpoint firewall
 /// defaults, on every frame (bridged, routed or sent by the host).
 pub const ENDPOINT_INBOUND: &str = "endpoint_inbound";
@@ -117,17 +120,6 @@ pub const TUNNEL_PORTS: &str = "tunnel_ports";
 /// Ingress of L2Tunnel ports with outbound NAT: NATed to the host, the rest
 /// to the gateway.
 pub const TUNNEL_OUTBOUND_NAT_PORTS: &str = "tunnel_outbound_nat_ports";
-
-/// The device every netdev base chain is written with, besides its real
-/// ones: nft 1.0.6 cannot write one without a device, and the kernel hooks
-/// a chain on names, not on devices that exist. No link is ever called
-/// this (hostnet's are `hn…`), so a chain with only this device is hooked
-/// on nothing, and deleting a chain's last real device leaves it valid.
-pub const NO_DEVICE: &str = "hostnet-none";
-
-/// Devices per `add chain` statement of [`tables`]: the kernel takes at
-/// most 256 in one message, any number in a chain.
-const DEVICES_PER_STATEMENT: usize = 200;
 
 /// Protocols an endpoint accepts unsolicited (seed: TCP, UDP, ICMP, IGMP).
 const INBOUND_ALLOWED: &str = "{ tcp, udp, icmp, icmpv6, igmp }";
@@ -166,9 +158,12 @@ pub struct HostPort {
     pub target_port: u16,
 }
 
-/// The skeleton of both tables, replacing any previous version atomically,
-/// with `elements` already in place. `nft -f` runs the whole text as one
-/// transaction, so established connections (conntrack) are untouched.
+/// The skeleton of hostnet's tables, replacing any previous version
+/// atomically, with `elements` already in place. Device elements become
+/// their base chains ([`crate::hook`]): on Linux 6.1 only devices that
+/// exist can be hooked, so the caller passes only those. `nft -f` runs the
+/// whole text as one transaction, so established connections (conntrack)
+/// are untouched.
 pub fn tables(elements: &[SetElement]) -> String {
     let mut s = String::new();
     // The bridge table is what older versions used: removed on upgrade.
@@ -196,16 +191,12 @@ pub fn tables(elements: &[SetElement]) -> String {
 }
 
 /// `elements` as `nft -f` statements: set elements as `add element`, a
-/// chain's devices as `add chain` with them.
+/// hooked device as its own base chain ([`crate::hook`]).
 pub(crate) fn element_statements(elements: &[SetElement]) -> String {
     let mut s = String::new();
-    let mut devices: Vec<(&str, &str, NetdevHook, Vec<&str>)> = Vec::new();
     for e in elements {
-        if let Some(hook) = e.device_hook() {
-            match devices.iter_mut().find(|(_, chain, ..)| *chain == e.set) {
-                Some((.., names)) => names.push(&e.text),
-                None => devices.push((e.table, e.set, hook, vec![&e.text])),
-            }
+        if e.device_hook().is_some() {
+            s.push_str(&crate::hook::chain_text(e));
             continue;
         }
         let _ = writeln!(
@@ -216,16 +207,6 @@ pub(crate) fn element_statements(elements: &[SetElement]) -> String {
             e.set,
             e.text
         );
-    }
-    for (table, chain, hook, names) in devices {
-        for chunk in names.chunks(DEVICES_PER_STATEMENT) {
-            let _ = writeln!(
-                s,
-                "add chain netdev {table} {chain} {{ type filter hook {} devices = {{ {} }} priority 0; }}",
-                hook.keyword(),
-                chunk.join(", ")
-            );
-        }
     }
     s
 }
@@ -327,17 +308,7 @@ fn inet_table() -> String {
     )
 }
 
-/// A netdev base chain's hook line, hooked on [`NO_DEVICE`] until devices
-/// are added.
-fn base(hook: NetdevHook) -> String {
-    format!(
-        "type filter hook {} devices = {{ \"{NO_DEVICE}\" }} priority 0; policy accept;",
-        hook.keyword()
-    )
-}
-
 fn ingress_table() -> String {
-    let ingress = base(NetdevHook::Ingress);
     format!(
         r#"table netdev {INGRESS_TABLE} {{
 	map {L2_ENDPOINTS4} {{ type ifname . ipv4_addr : ether_addr; }}
@@ -347,21 +318,17 @@ fn ingress_table() -> String {
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 
 	chain {FROM_UPLINK} {{
-		{ingress}
 		meta pkttype != host return
 		ether type ip ether daddr set iifname . ip daddr map @{L2_ENDPOINTS4} meta pkttype set other
 		ether type arp arp daddr ether set iifname . arp daddr ip map @{L2_ENDPOINTS4} ether daddr set iifname . arp daddr ip map @{L2_ENDPOINTS4} meta pkttype set other
 	}}
 	chain {OUTBOUND_NAT_PORTS} {{
-		{ingress}
 		jump outbound_nat
 	}}
 	chain {TUNNEL_PORTS} {{
-		{ingress}
 		jump tunnel
 	}}
 	chain {TUNNEL_OUTBOUND_NAT_PORTS} {{
-		{ingress}
 		jump outbound_nat
 		meta pkttype host return
 		jump tunnel
@@ -380,7 +347,6 @@ fn ingress_table() -> String {
 }
 
 fn egress_table() -> String {
-    let egress = base(NetdevHook::Egress);
     let counter_sets = crate::counters::egress_sets();
     let count_drop = crate::counters::count_port_drop();
     let endpoint_inbound = endpoint_inbound_chain();
@@ -390,14 +356,12 @@ fn egress_table() -> String {
 {counter_sets}
 {endpoint_inbound}
 	chain {NAT_ENDPOINT_INBOUND} {{
-		{egress}
 		meta l4proto {INBOUND_ALLOWED} accept
 		meta pkttype host accept
 		meta l4proto != {INBOUND_ALLOWED} {count_drop}
 		meta l4proto != {INBOUND_ALLOWED} drop
 	}}
 	chain {TO_UPLINK} {{
-		{egress}
 		ether type 0x8100 return
 		ether saddr set oifname map @{L2_UPLINK_MACS}
 		ether type arp arp saddr ether set oifname map @{L2_UPLINK_MACS}
@@ -412,11 +376,9 @@ fn egress_table() -> String {
 /// egress table has it, and so does an overlay router's
 /// ([`crate::router`]), where overlay endpoints' ports are.
 pub(crate) fn endpoint_inbound_chain() -> String {
-    let egress = base(NetdevHook::Egress);
     let count_drop = crate::counters::count_port_drop();
     format!(
         r#"	chain {ENDPOINT_INBOUND} {{
-		{egress}
 		meta l4proto {INBOUND_ALLOWED} accept
 		meta l4proto != {INBOUND_ALLOWED} {count_drop}
 		meta l4proto != {INBOUND_ALLOWED} drop
@@ -605,17 +567,22 @@ mod tests {
     }
 
     #[test]
-    fn chain_devices_are_added_in_statements_the_kernel_takes() {
-        let ports: Vec<SetElement> = (0..450)
+    fn each_device_gets_a_base_chain_going_to_the_shared_rules() {
+        let ports: Vec<SetElement> = (0..3)
             .map(|i| endpoint_port(&format!("hnve{i:06}")))
             .collect();
         let s = tables(&ports);
-        let adds: Vec<&str> = s
+        let chains: Vec<&str> = s
             .lines()
-            .filter(|l| l.starts_with("add chain netdev hostnet_egress endpoint_inbound"))
+            .filter(|l| l.starts_with("add chain netdev hostnet_egress endpoint_inbound/"))
             .collect();
-        assert_eq!(adds.len(), 3, "450 devices, at most 200 a statement");
-        assert!(adds[0].contains("type filter hook egress devices = { \"hnve000000\", "));
+        assert_eq!(chains.len(), 3);
+        assert!(chains[1].contains("hook egress device \"hnve000001\" priority 0;"));
+        assert!(s.contains(
+            "add rule netdev hostnet_egress endpoint_inbound/hnve000002 goto endpoint_inbound\n"
+        ));
         assert!(!s.contains("add element netdev"));
+        // The shared rules chains are not hooked themselves.
+        assert!(!s.contains("devices ="));
     }
 }

@@ -56,7 +56,13 @@ impl Daemon {
             .expect("spawn hostnetd");
         self.child = Some(child);
         let client = self.client();
-        let up = wait_until(Duration::from_secs(20), || {
+        // Under qemu's TCG (the tier-3 guest) everything runs many times
+        // slower: the first `nft -f` alone autoloads a dozen modules.
+        let limit = match crate::tier3::in_guest() {
+            true => Duration::from_secs(120),
+            false => Duration::from_secs(20),
+        };
+        let up = wait_until(limit, || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     panic!("hostnetd exited with {status}:\n{}", self.log());

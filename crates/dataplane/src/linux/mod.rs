@@ -12,6 +12,7 @@
 //! socket-bound (sysctl files, the `nft` child process). So any thread, in
 //! any namespace, may call it.
 
+mod bridge_netfilter;
 mod conntrack;
 mod counters;
 mod link;
@@ -689,6 +690,10 @@ fn netns_sysctl(netns: &Path, key: &str, value: &str) -> Result<(), DataplaneErr
 }
 
 impl Dataplane for LinuxDataplane {
+    fn bridge_netfilter(&self) -> Result<bool, DataplaneError> {
+        bridge_netfilter::ensure(|f| self.in_home(f))
+    }
+
     fn execute(&self, op: &Op) -> Result<(), DataplaneError> {
         match op {
             Op::CreateBridge {

@@ -14,7 +14,7 @@ use super::{libs, which, GUEST_ENV};
 /// Tools the testbed and hostnetd run by name (`nft` loads tables, the
 /// testbed drives `ip`). Missing optional ones are left out.
 const REQUIRED_TOOLS: &[&str] = &["ip", "nft"];
-const OPTIONAL_TOOLS: &[&str] = &["nsenter", "tcpdump", "iperf3"];
+const OPTIONAL_TOOLS: &[&str] = &["nsenter", "tcpdump", "iperf3", "bridge"];
 /// Loaded at boot; the rest (nftables expressions, conntrack) the kernel
 /// loads on demand through `/sbin/modprobe`.
 const BOOT_MODULES: &[&str] = &["veth", "bridge", "vxlan", "tun", "8021q", "bonding"];
@@ -96,9 +96,15 @@ pub fn build(img: &Image) -> Result<u64, String> {
     a.copy("/bin/busybox", 0o755, &busybox()?).map_err(io)?;
     a.file("/init", 0o755, init_script(img.filters).as_bytes())
         .map_err(io)?;
-    a.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+    // tcpdump drops privileges to its own user after opening the capture.
+    a.file(
+        "/etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\ntcpdump:x:100:100::/nonexistent:/bin/false\n",
+    )
+    .map_err(io)?;
+    a.file("/etc/group", 0o644, b"root:x:0:\ntcpdump:x:100:\n")
         .map_err(io)?;
-    a.file("/etc/group", 0o644, b"root:x:0:\n").map_err(io)?;
     a.file("/etc/hosts", 0o644, b"127.0.0.1 localhost\n")
         .map_err(io)?;
     let mut made = std::collections::BTreeSet::new();

@@ -65,10 +65,20 @@ impl World {
 
     /// The elements of one set or map (`kind` is "set" or "map") of a
     /// hostnet table, as the kernel lists them; with `kind` "chain", the
-    /// devices of a netdev base chain. `family` may name the table after
-    /// a space ("netdev hostnet_egress"); the default is `hostnet`.
+    /// devices hooked on a netdev rules chain, as `devices = { … }` (each
+    /// has a base chain of its own going to it: `hostnet_nft::hook`).
+    /// `family` may name the table after a space ("netdev
+    /// hostnet_egress"); the default is `hostnet`.
     pub fn nft_elements(&self, family: &str, kind: &str, name: &str) -> String {
         let (family, table) = family.split_once(' ').unwrap_or((family, "hostnet"));
+        if kind == "chain" {
+            let out = self.host.output("nft", &["list", "table", family, table]);
+            let devices = hooked_devices(&String::from_utf8_lossy(&out.stdout), name);
+            return match devices.is_empty() {
+                true => String::new(),
+                false => format!("devices = {{ {} }}", devices.join(", ")),
+            };
+        }
         let out = self
             .host
             .output("nft", &["list", kind, family, table, name]);
@@ -89,6 +99,23 @@ impl World {
             .filter(|n| n.starts_with("hn"))
             .collect()
     }
+}
+
+/// The devices (quoted, as nft lists them) whose base chains in `table`
+/// (`nft list table` text) are named for the rules chain `rules`.
+pub fn hooked_devices(table: &str, rules: &str) -> Vec<String> {
+    let prefix = format!("chain {rules}/");
+    let mut devices = Vec::new();
+    let mut inside = false;
+    for line in table.lines().map(str::trim) {
+        if line.starts_with("chain ") {
+            inside = line.starts_with(&prefix);
+        } else if let (true, Some((_, rest))) = (inside, line.split_once(" device ")) {
+            devices.extend(rest.split(' ').next().map(str::to_string));
+            inside = false;
+        }
+    }
+    devices
 }
 
 pub fn port_mapping(proto: u32, internal: u16, external: u16) -> Value {

@@ -1,0 +1,100 @@
+//! One netdev base chain per hooked device.
+//!
+//! A device's frames pay for a netdev chain only while the device is
+//! hooked on it, so hostnet hooks each device it filters (an endpoint's
+//! port, an L2 uplink, a DSR client) on a base chain of its own, named
+//! after the device and the rules it gets ([`chain_name`]). That chain
+//! holds one rule, `goto` the regular chain with the rules (a `SetElement`
+//! with [`Data::Device`]'s `set`), which every such device shares.
+//!
+//! Why not one base chain listing all its devices: Linux 6.1 (Debian 12)
+//! neither hooks a device that does not exist nor changes an existing
+//! chain's devices (a `NEWCHAIN` naming other devices is `EEXIST`), so
+//! every endpoint would reload the chain; only 6.16 and later keep hooks by
+//! name and update the list in place. A chain per device is created with
+//! its device, in the same batch as the device's other elements, and
+//! behaves alike on both: on 6.1 the kernel deletes it with its device (and
+//! hostnet's own delete then finds nothing, which it skips), on 6.16+ it
+//! stays, hooked on nothing, until hostnet deletes it. At start-up only
+//! devices that exist get their chains ([`crate::tables`] is given only
+//! those); the others are hooked once they are made.
+//!
+//! [`Data::Device`]: crate::Data::Device
+
+use crate::{NetdevHook, SetElement};
+
+/// The priority of every hostnet netdev base chain.
+pub const PRIORITY: i32 = 0;
+
+/// The base chain hooking `device` on the rules of chain `rules`:
+/// `rules/device`, the device escaped to what nft's parser takes as a
+/// chain name (letters, digits, `.` and `-` as they are; every other byte,
+/// `_` included, as `_` and two hex digits). `/` never occurs in a rules
+/// chain's name or an escaped device, so no two pairs share a name.
+pub fn chain_name(rules: &str, device: &str) -> String {
+    let mut name = format!("{rules}/");
+    for b in device.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' => name.push(b as char),
+            _ => name.push_str(&format!("_{b:02x}")),
+        }
+    }
+    name
+}
+
+/// The device of a [`crate::Data::Device`] element, as the kernel names it.
+pub fn device(e: &SetElement) -> String {
+    let name = String::from_utf8_lossy(&e.key);
+    name.trim_end_matches('\0').to_string()
+}
+
+/// The base chain of a device element: its name and hook, or None if `e`
+/// is a set element.
+pub fn chain_of(e: &SetElement) -> Option<(String, NetdevHook)> {
+    let hook = e.device_hook()?;
+    Some((chain_name(e.set, &device(e)), hook))
+}
+
+/// `nft -f` text creating the base chain of a device element and its one
+/// rule (the element must be one: `chain_of` is Some).
+pub fn chain_text(e: &SetElement) -> String {
+    let (name, hook) = chain_of(e).expect("a device element");
+    let table = e.table;
+    format!(
+        "add chain netdev {table} {name} {{ type filter hook {} device \"{}\" priority {PRIORITY}; policy accept; }}\nadd rule netdev {table} {name} goto {}\n",
+        hook.keyword(),
+        device(e),
+        e.set
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_what_nft_parses_and_escape_the_rest() {
+        assert_eq!(
+            chain_name("endpoint_inbound", "hnve0123456789"),
+            "endpoint_inbound/hnve0123456789"
+        );
+        assert_eq!(chain_name("to_uplink", "trunk.11"), "to_uplink/trunk.11");
+        assert_eq!(chain_name("to_uplink", "a_b c"), "to_uplink/a_5fb_20c");
+        // `_` itself is escaped, so an escape cannot be forged.
+        assert_ne!(chain_name("x", "a_20"), chain_name("x", "a "));
+    }
+
+    #[test]
+    fn a_device_chain_goes_to_the_shared_rules() {
+        let e = crate::endpoint_port("hnve01");
+        assert_eq!(
+            chain_of(&e),
+            Some(("endpoint_inbound/hnve01".to_string(), NetdevHook::Egress))
+        );
+        assert_eq!(
+            chain_text(&e),
+            "add chain netdev hostnet_egress endpoint_inbound/hnve01 { type filter hook egress device \"hnve01\" priority 0; policy accept; }\nadd rule netdev hostnet_egress endpoint_inbound/hnve01 goto endpoint_inbound\n"
+        );
+        assert_eq!(chain_of(&crate::nat_source([10, 0, 0, 2].into())), None);
+    }
+}
