@@ -102,7 +102,10 @@ mod tests {
         assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
         assert!(t.contains("oifname @port_drops drop"));
         assert!(t.contains(
-            "add chain netdev hostnet_egress endpoint_inbound { type filter hook egress devices = { \"hnve0123\" }"
+            "add chain netdev hostnet_egress endpoint_inbound/hnve0123 { type filter hook egress device \"hnve0123\""
+        ));
+        assert!(t.contains(
+            "add rule netdev hostnet_egress endpoint_inbound/hnve0123 goto endpoint_inbound"
         ));
         assert!(t.contains("add element netdev hostnet_egress port_drops { \"hnve0123\" }"));
     }
