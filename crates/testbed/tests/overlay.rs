@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use hostnet_api::Kind;
+use hostnet_testbed::capture::Capture;
 use hostnet_testbed::physical::{id, Container, Host, OUTSIDE};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe};
 
@@ -458,84 +459,6 @@ fn container_mtu(c: &Container) -> u32 {
     words.next().and_then(|m| m.parse().ok()).expect("an mtu")
 }
 
-/// `tcpdump` writing every frame of one switch port to a file; stopped
-/// (and the file complete) by [`Capture::stop`].
-struct Capture {
-    child: std::process::Child,
-    file: Option<Pcap>,
-}
-
-/// A capture file, removed on drop.
-struct Pcap(PathBuf);
-
-impl Drop for Pcap {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl Capture {
-    fn start(phys: &PhysicalNet, port: &str) -> Self {
-        use std::io::BufRead;
-        let file =
-            Pcap(std::env::temp_dir().join(format!("{}.pcap", hostnet_testbed::unique("wire"))));
-        let mut child = ns_command(phys.switch.path(), "tcpdump")
-            .args(["-i", port, "-n", "-U", "-w"])
-            .arg(&file.0)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("tcpdump (Debian package tcpdump)");
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).expect("tcpdump stderr");
-        assert!(line.contains("listening"), "tcpdump: {line}");
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Capture {
-            child,
-            file: Some(file),
-        }
-    }
-
-    /// Stop capturing; `count(filter)` then reads the file.
-    fn stop(mut self) -> Captured {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        Captured(self.file.take().expect("once"))
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Captured(Pcap);
-
-impl Captured {
-    /// The frames matching a pcap `filter`, one line each.
-    fn frames(&self, filter: &str) -> Vec<String> {
-        let out = std::process::Command::new("tcpdump")
-            .args(["-n", "-r"])
-            .arg(&self.0 .0)
-            .arg(filter)
-            .output()
-            .expect("tcpdump -r");
-        assert!(
-            out.status.success(),
-            "tcpdump -r {filter}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
 #[test]
 fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
     let test = "overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas";
@@ -545,7 +468,7 @@ fn overlay_mtu_fits_the_underlay_and_the_wire_carries_only_vxlan_between_pas() {
     let (h1, h2) = (p.phys.host(0), p.phys.host(1));
     assert_eq!(container_mtu(&p.a), 1450, "1500 underlay - 50 of VXLAN");
     assert_eq!(container_mtu(&p.b), 1450);
-    let capture = Capture::start(&p.phys, "host1");
+    let capture = Capture::start(p.phys.switch.path(), "host1");
 
     // The largest ICMP echo that fits, DF set, crosses hosts in both
     // subnets: 1450 - 20 (IP) - 8 (ICMP).

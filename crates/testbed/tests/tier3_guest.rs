@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{port_mapping, World, HOST, INTERNET};
 use hostnet_api::Kind;
+use hostnet_testbed::capture::Capture;
 use hostnet_testbed::firewall::assert_defaults_hold;
 use hostnet_testbed::inspect::{ip_out, mac, neighbour, word_after};
 use hostnet_testbed::physical::{id, Container, Host, GATEWAY, OUTSIDE};
@@ -167,83 +167,6 @@ fn vlan_links(host: &Host) -> String {
     ip_out(host.path(), &["-d", "-o", "link", "show", "type", "vlan"])
 }
 
-/// `tcpdump -e` of one switch port into a file, read back with filters.
-struct Capture {
-    child: std::process::Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(phys: &PhysicalNet, port: &str) -> Self {
-        use std::io::BufRead;
-        let file = std::env::temp_dir().join(format!("{}.pcap", unique("trunk")));
-        let mut child = Probe::command(phys.switch.path(), "tcpdump")
-            .args(["-i", port, "-n", "-U", "-w"])
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("tcpdump");
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).expect("tcpdump stderr");
-        assert!(line.contains("listening"), "tcpdump: {line}");
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Capture { child, file }
-    }
-
-    /// Whether the capture holds a frame matching `filter`, within a
-    /// deadline (tcpdump `-U` writes each frame as it takes it in).
-    fn saw(&self, filter: &str) -> bool {
-        wait_until(Duration::from_secs(10), || {
-            std::process::Command::new("tcpdump")
-                .args(["-n", "-r"])
-                .arg(&self.file)
-                .arg(filter)
-                .output()
-                .is_ok_and(|o| !o.stdout.is_empty())
-        })
-    }
-
-    /// Stop capturing (the file is complete afterwards).
-    fn stop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-    }
-
-    /// The frames matching a pcap `filter`, with their link-level headers
-    /// (`tcpdump -e`: source and destination MAC first, then 802.1Q tags),
-    /// one a line. (`vlan` in a filter shifts the offsets of what follows
-    /// it: write it first to match tagged frames' contents, last to test
-    /// untagged ones.)
-    fn frames(&self, filter: &str) -> Vec<String> {
-        let out = std::process::Command::new("tcpdump")
-            .args(["-e", "-n", "-t", "-r"])
-            .arg(&self.file)
-            .arg(filter)
-            .output()
-            .expect("tcpdump -r");
-        assert!(
-            out.status.success(),
-            "tcpdump -r {filter}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-    }
-}
-
 /// Issue 7's VLAN isolation on a trunk (the switch port of each host
 /// carries every VLAN): hosts 1 and 2 each have a Transparent network on
 /// VLAN 11 (10.11.0.0/24) and an L2Bridge network on VLAN 12
@@ -299,7 +222,7 @@ fn vlans_isolate_networks_across_hosts_on_one_trunk() {
     let c3 = at(h3, "w12", "10.11.0.13");
     let u2 = at(h2, "plain", "192.0.2.52");
 
-    let mut trunk = Capture::start(&phys, "host1");
+    let trunk = Capture::start(phys.switch.path(), "host1");
     assert!(reaches(&a1, &a2.ip), "VLAN 11 (Transparent) across hosts");
     assert!(reaches(&b1, &b2.ip), "VLAN 12 (L2Bridge) across hosts");
     assert!(
@@ -322,16 +245,16 @@ fn vlans_isolate_networks_across_hosts_on_one_trunk() {
     for filter in ["vlan 11 and icmp", "vlan 12 and icmp"] {
         assert!(trunk.saw(filter), "the capture got no {filter}");
     }
-    trunk.stop();
+    let trunk = trunk.stop();
 
     let h1_mac = mac(h1.path(), "eth0");
     let h2_mac = mac(h2.path(), "eth0");
-    let v11 = trunk.frames("vlan 11 and icmp");
+    let v11 = trunk.frames_with_macs("vlan 11 and icmp");
     assert!(
         v11.iter().any(|l| l.contains("10.11.0.11 > 10.11.0.12")),
         "no VLAN 11 echo on the trunk: {v11:?}"
     );
-    let v12 = trunk.frames("vlan 12 and icmp");
+    let v12 = trunk.frames_with_macs("vlan 12 and icmp");
     assert!(
         v12.iter().any(|l| l.contains("10.12.0.11 > 10.12.0.12")),
         "no VLAN 12 echo on the trunk: {v12:?}"
@@ -343,7 +266,7 @@ fn vlans_isolate_networks_across_hosts_on_one_trunk() {
             "a VLAN 12 frame with a container's MAC: {l}"
         );
     }
-    let arp12 = trunk.frames("vlan 12 and arp");
+    let arp12 = trunk.frames_with_macs("vlan 12 and arp");
     assert!(
         arp12
             .iter()
@@ -363,7 +286,7 @@ fn vlans_isolate_networks_across_hosts_on_one_trunk() {
             .any(|l| l.starts_with(&a2_mac) && l.contains("10.11.0.12 > 10.11.0.11")),
         "A2's echo reply did not keep A2's MAC {a2_mac}: {v11:?}"
     );
-    let untagged = trunk.frames("(net 10.11.0.0/24 or net 10.12.0.0/24) and not vlan");
+    let untagged = trunk.frames_with_macs("(net 10.11.0.0/24 or net 10.12.0.0/24) and not vlan");
     assert!(
         untagged.is_empty(),
         "VLAN traffic untagged on the trunk: {untagged:?}"
@@ -446,7 +369,7 @@ fn an_overlay_vsid_is_not_a_vlan() {
     }
     let a1 = at(h1, "v11", "10.11.0.11");
     let a2 = at(h2, "v11", "10.11.0.12");
-    let mut trunk = Capture::start(&phys, "host1");
+    let trunk = Capture::start(phys.switch.path(), "host1");
     assert!(reaches(&o1, &o2.ip), "overlay VSID 11 across hosts");
     assert!(reaches(&a1, &a2.ip), "VLAN 11 across hosts");
     // Under emulation tcpdump may not have written these yet, and what is
@@ -454,17 +377,17 @@ fn an_overlay_vsid_is_not_a_vlan() {
     for filter in ["udp port 4789", "vlan 11 and icmp"] {
         assert!(trunk.saw(filter), "the capture got no {filter}");
     }
-    trunk.stop();
-    let vxlan = trunk.frames("udp port 4789");
+    let trunk = trunk.stop();
+    let vxlan = trunk.frames_with_macs("udp port 4789");
     assert!(
         vxlan
             .iter()
             .any(|l| l.contains(&format!("{}.", h1.addr)) && l.contains(&format!("{}.", h2.addr))),
         "no VXLAN between the hosts' addresses: {vxlan:?}"
     );
-    let tagged_vxlan = trunk.frames("vlan and udp port 4789");
+    let tagged_vxlan = trunk.frames_with_macs("vlan and udp port 4789");
     assert!(tagged_vxlan.is_empty(), "VXLAN tagged: {tagged_vxlan:?}");
-    let v11 = trunk.frames("vlan 11 and icmp");
+    let v11 = trunk.frames_with_macs("vlan 11 and icmp");
     assert!(!v11.is_empty(), "VLAN 11's echo not tagged 11");
     assert!(
         v11.iter().all(|l| !l.contains("10.31.0.")),

@@ -40,7 +40,7 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
         .map(|e| e.plan.mac)
         .collect();
     let mut out = Vec::new();
-    for vip in spec.frontend_vips.iter().filter_map(v4) {
+    for vip in super::frontend_vips4(spec) {
         for m in &spec.port_mappings {
             out.extend(hostnet_nft::dsr::elements(&hostnet_nft::dsr::Frontend {
                 vip,
@@ -150,7 +150,7 @@ impl Shared {
                     continue;
                 }
                 if spec.endpoints.contains(id) {
-                    for vip in spec.frontend_vips.iter().filter_map(v4) {
+                    for vip in super::frontend_vips4(spec) {
                         out.vips.insert((ns.path.clone(), vip));
                     }
                 } else {
@@ -243,13 +243,6 @@ impl Shared {
         for e in hostnet_dataplane::teardown(dp, &ops) {
             log::warn!("direct server return: {e} (left for the next reconcile)");
         }
-    }
-}
-
-fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(*a),
-        IpAddr::V6(_) => None,
     }
 }
 

@@ -32,7 +32,16 @@ pub(crate) use check::port_owner;
 use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
 pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
+
 pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
+
+/// The IPv4 frontend VIPs of `spec` (the data path is IPv4 only).
+fn frontend_vips4(spec: &LoadBalancerSpec) -> impl Iterator<Item = std::net::Ipv4Addr> + '_ {
+    spec.frontend_vips.iter().filter_map(|a| match a {
+        std::net::IpAddr::V4(a) => Some(*a),
+        std::net::IpAddr::V6(_) => None,
+    })
+}
 
 /// A load balancer as stored and as programmed.
 pub(crate) struct LoadBalancerRec {

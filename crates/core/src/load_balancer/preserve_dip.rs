@@ -55,9 +55,7 @@ pub(super) fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
 /// no two LBs may share one.
 fn reply_keys(spec: &LoadBalancerSpec) -> BTreeSet<(Ipv4Addr, u8, u16)> {
     let dsr = super::dsr::is_dsr(spec);
-    spec.frontend_vips
-        .iter()
-        .filter_map(v4)
+    super::frontend_vips4(spec)
         .flat_map(|vip| {
             spec.port_mappings
                 .iter()
@@ -119,7 +117,7 @@ impl Shared {
         if !is_preserve_dip(spec) {
             return;
         }
-        let vips: Vec<Ipv4Addr> = spec.frontend_vips.iter().filter_map(v4).collect();
+        let vips: Vec<Ipv4Addr> = super::frontend_vips4(spec).collect();
         self.vips.extend(&vips);
         for id in spec.endpoints.iter().filter(|e| Some(*e) != gone) {
             let Some(ep) = st.endpoints.get(id) else {
@@ -217,13 +215,6 @@ pub(super) fn ops(add: Vec<SetElement>, delete: Vec<SetElement>) -> (Option<Op>,
         (!add.is_empty()).then_some(Op::AddElements(add)),
         (!delete.is_empty()).then_some(Op::DeleteElements(delete)),
     )
-}
-
-fn v4(a: &IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(*a),
-        IpAddr::V6(_) => None,
-    }
 }
 
 #[cfg(test)]
