@@ -219,6 +219,16 @@ impl EtcdCluster {
         format!("{scheme}://{}", list.join(","))
     }
 
+    /// `hostnetd` on host `i` of `phys` as a member of this cluster (host
+    /// ID `host<i+1>`), with `extra` arguments.
+    pub fn daemon_on(&self, phys: &PhysicalNet, i: usize, extra: &[&str]) -> crate::Daemon {
+        let host_id = format!("host{}", i + 1);
+        let store = self.endpoints();
+        let mut args = vec!["--store", &store, "--host-id", &host_id];
+        args.extend_from_slice(extra);
+        crate::Daemon::start(phys.host(i).netns.path(), &args)
+    }
+
     /// The namespace of member `i` (0-based).
     pub fn netns(&self, i: usize) -> &Path {
         self.members[i].netns.path()

@@ -7,6 +7,7 @@
 //! directory is owned by a guard that removes it on drop, on panic too.
 //! `hostnet-testbed sweep` removes leftovers of killed runs.
 
+pub mod bench_args;
 pub mod capture;
 pub mod cni;
 mod container;

@@ -65,13 +65,10 @@ fn world(test: &str) -> Option<World> {
 }
 
 fn daemon(phys: &PhysicalNet, cluster: &EtcdCluster, i: usize) -> Daemon {
-    Daemon::start(
-        phys.host(i).netns.path(),
+    cluster.daemon_on(
+        phys,
+        i,
         &[
-            "--store",
-            &cluster.endpoints(),
-            "--host-id",
-            &format!("host{}", i + 1),
             "--host-lease-ttl",
             &LEASE_TTL.to_string(),
             "--no-default-network",

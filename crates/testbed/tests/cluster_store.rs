@@ -37,15 +37,10 @@ fn world(test: &str) -> Option<(PhysicalNet, EtcdCluster)> {
 
 /// `hostnetd --store <cluster>` on host `i`, as `host<i+1>`.
 fn daemon(phys: &PhysicalNet, cluster: &EtcdCluster, i: usize) -> Daemon {
-    let host_id = format!("host{}", i + 1);
-    let store = cluster.endpoints();
-    Daemon::start(
-        phys.host(i).netns.path(),
+    cluster.daemon_on(
+        phys,
+        i,
         &[
-            "--store",
-            &store,
-            "--host-id",
-            &host_id,
             "--host-lease-ttl",
             LEASE_TTL,
             "--default-subnet",

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostnet_api::{Client, Kind};
+use hostnet_testbed::bench_args;
 use hostnet_testbed::samples::Samples;
 use hostnet_testbed::{id, run_in, wait_until, Container, Daemon, EtcdCluster, PhysicalNet};
 use serde_json::json;
@@ -36,26 +37,8 @@ use serde_json::json;
 const VNI: u32 = 5000;
 const PORT: u16 = 9000;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
-
 fn daemon(phys: &PhysicalNet, cluster: &EtcdCluster, i: usize) -> Daemon {
-    Daemon::start(
-        phys.host(i).netns.path(),
-        &[
-            "--store",
-            &cluster.endpoints(),
-            "--host-id",
-            &format!("host{}", i + 1),
-            "--no-default-network",
-        ],
-    )
+    cluster.daemon_on(phys, i, &["--no-default-network"])
 }
 
 /// The address of the bench's `i`th convergence sample (10.1.4.0 on).
@@ -129,8 +112,8 @@ fn converge_once(c1: &Client, net: &str, ip: &str, sender: &Container) -> Durati
 }
 
 fn main() {
-    let n = arg("--n", 200);
-    let concurrent = arg("--concurrent", 500);
+    let n = bench_args::number("--n", 200);
+    let concurrent = bench_args::number("--concurrent", 500);
     let mut phys = PhysicalNet::new("cb", 3);
     let cluster = EtcdCluster::on_switch(&mut phys, 3);
     let daemons: Vec<Daemon> = (0..3).map(|i| daemon(&phys, &cluster, i)).collect();

@@ -15,18 +15,10 @@
 use std::time::Instant;
 
 use hostnet_api::{Client, Kind};
+use hostnet_testbed::bench_args;
 use hostnet_testbed::samples::Samples;
 use hostnet_testbed::{Daemon, EtcdCluster, PhysicalNet};
 use serde_json::json;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
 
 /// Creates `n` endpoints on `nat`, timing each create; deletes them after.
 fn churn(client: &Client, n: usize, samples: &mut Samples) {
@@ -52,8 +44,8 @@ fn churn(client: &Client, n: usize, samples: &mut Samples) {
 }
 
 fn main() {
-    let n = arg("--n", 200);
-    let rounds = arg("--rounds", 2);
+    let n = bench_args::number("--n", 200);
+    let rounds = bench_args::number("--rounds", 2);
     let mut phys = PhysicalNet::new("sb", 2);
     let cluster = EtcdCluster::on_switch(&mut phys, 3);
     let subnet = ["--default-subnet", "10.88.0.0/16"];
