@@ -20,6 +20,7 @@ mod netns;
 pub mod physical;
 mod privilege;
 mod probe;
+pub mod process_cpu;
 pub mod samples;
 pub mod sctp;
 pub mod tier3;
