@@ -133,7 +133,7 @@ fn cpu_json(c: CpuTime) -> Value {
 /// container a veth whose peer is born in the container's namespace as
 /// `eth0` and whose host end is a bridge port, both up, the address and
 /// default route inside. What grows here with N is the kernel's cost of a
-/// bridge with N ports and N namespaces, whoever asks. (Not twinned: the
+/// bridge with N ports among N namespaces, whoever asks. (Not twinned: the
 /// port's netdev chain. `nft -f` lists every chain of the table before it
 /// adds one, a cost of its own that hostnet's netlink batch does not pay;
 /// `hostnet-dataplane`'s `attach_cost` measures that batch instead.) Each
@@ -234,10 +234,12 @@ impl KernelTwin {
     }
 }
 
-/// `ip -batch -` inside `ns`.
+/// `ip -batch -` inside `ns`, entered by `setns` alone: `ip -n` would
+/// also copy the mount namespace, whose thousands of `ip netns` mounts
+/// cost more the more containers there are (a cost no runtime's ADD has).
 fn ip_batch(ns: &Netns) -> Command {
-    let mut cmd = Command::new("ip");
-    cmd.args(["-n", &ns.name, "-batch", "-"]);
+    let mut cmd = ns.command("ip");
+    cmd.args(["-batch", "-"]);
     cmd
 }
 
