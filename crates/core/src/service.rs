@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::object::{bytes, Kind};
+use crate::registry::{Indexed, Registry};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
@@ -76,14 +77,29 @@ pub(crate) struct NamespaceRec {
     pub external: bool,
 }
 
+impl Indexed for EndpointRec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Indexed for NamespaceRec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn netns(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
+    }
+}
+
 /// Where the daemon finds its own (the host's) network namespace.
 pub(crate) const HOST_NETNS: &str = "/proc/self/ns/net";
 
 #[derive(Default)]
 pub(crate) struct State {
     pub networks: BTreeMap<Uuid, NetworkRec>,
-    pub endpoints: BTreeMap<Uuid, EndpointRec>,
-    pub namespaces: BTreeMap<Uuid, NamespaceRec>,
+    pub endpoints: Registry<EndpointRec>,
+    pub namespaces: Registry<NamespaceRec>,
     pub load_balancers: crate::load_balancer::LoadBalancers,
     pub routes: BTreeMap<Uuid, crate::route::RouteRec>,
     /// Cluster mode: other hosts' endpoints on overlay networks, from the
