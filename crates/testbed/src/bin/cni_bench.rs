@@ -4,7 +4,7 @@
 //! mapping; and a flow through a published port of each.
 //!
 //! ```text
-//! sudo target/release/hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic]
+//! sudo target/release/hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic] [--no-reference] [--no-twin]
 //! ```
 //!
 //! For each N, two worlds like the NAT tests' (a host namespace joined to an
@@ -15,6 +15,9 @@
 //! same time; likewise DEL. A runtime's ADD is what is timed: for hostnet
 //! one execution of hostnet-cni, for the reference chain bridge then portmap
 //! with the first's result as `prevResult`, as libcni runs a conflist.
+//! To tell the kernel's growth with N from hostnet's, it also reads
+//! hostnetd's CPU time per ADD and times a kernel twin ([`KernelTwin`]:
+//! the same links by hand, no daemon) alongside.
 //! Everything lives in `hnt-<pid>-…` namespaces owned by drop guards;
 //! `hostnet-testbed sweep` removes what a killed run leaves. What the
 //! numbers mean and today's values: docs/benchmarks.md.
