@@ -640,7 +640,8 @@ pub(crate) fn publisher(
     except: Option<&Uuid>,
 ) -> Option<Uuid> {
     st.endpoints
-        .iter()
+        .publishing(proto, port)
+        .into_iter()
         .filter(|(id, _)| Some(*id) != except)
         .find(|(_, e)| {
             e.mappings.iter().any(|x| {

@@ -1,7 +1,8 @@
-//! Endpoints and namespaces by ID, indexed by name (and namespaces by the
-//! netns they name), so what a create or an attach checks against every
-//! other object (no other of that name; how many NICs that netns holds
-//! already) costs the same with 10 objects or 1000. Scanning them all made
+//! Endpoints and namespaces by ID, indexed by name (namespaces also by the
+//! netns they name, endpoints by the host ports they publish), so what a
+//! create or an attach checks against every other object (no other of
+//! that name; how many NICs that netns holds already; who publishes that
+//! port) costs the same with 10 objects or 1000. Scanning them all made
 //! each CNI ADD slower the more containers the host had
 //! (docs/benchmarks.md, "Where hostnet-cni's ADD time goes").
 
@@ -11,13 +12,18 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-/// What a record is indexed by. Both are fixed when the record is made:
-/// [`Registry::get_mut`] hands out records whose name and netns must stay.
+/// What a record is indexed by. All are fixed while the record is in the
+/// registry: [`Registry::get_mut`] hands out records whose name, netns and
+/// host ports must stay (a change is a new record, [`Registry::insert`]ed).
 pub(crate) trait Indexed {
     fn name(&self) -> &str;
     /// The netns a namespace is; None for other records.
     fn netns(&self) -> Option<&Path> {
         None
+    }
+    /// The (IP protocol, host port) pairs an endpoint publishes.
+    fn host_ports(&self) -> Vec<(u8, u16)> {
+        Vec::new()
     }
 }
 
@@ -27,6 +33,7 @@ pub(crate) struct Registry<T> {
     /// Non-empty names; several IDs only if a store holds duplicates.
     by_name: HashMap<String, Vec<Uuid>>,
     by_netns: HashMap<PathBuf, Vec<Uuid>>,
+    by_host_port: HashMap<(u8, u16), Vec<Uuid>>,
 }
 
 impl<T> Default for Registry<T> {
@@ -35,6 +42,7 @@ impl<T> Default for Registry<T> {
             by_id: BTreeMap::new(),
             by_name: HashMap::new(),
             by_netns: HashMap::new(),
+            by_host_port: HashMap::new(),
         }
     }
 }
@@ -63,6 +71,12 @@ impl<T: Indexed> Registry<T> {
                 .or_default()
                 .push(id);
         }
+        for port in rec.host_ports() {
+            let ids = self.by_host_port.entry(port).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         self.by_id.insert(id, rec);
         old
     }
@@ -72,6 +86,9 @@ impl<T: Indexed> Registry<T> {
         unlink(&mut self.by_name, &rec.name().to_string(), id);
         if let Some(path) = rec.netns() {
             unlink(&mut self.by_netns, &path.to_path_buf(), id);
+        }
+        for port in rec.host_ports() {
+            unlink(&mut self.by_host_port, &port, id);
         }
         Some(rec)
     }
@@ -85,6 +102,20 @@ impl<T: Indexed> Registry<T> {
             .flatten()
             .filter_map(|id| self.by_id.get_key_value(id))
             .map(|(id, rec)| (id, rec.name()))
+    }
+
+    /// The records that publish host port `port` of IP protocol `proto`,
+    /// in ID order.
+    pub fn publishing(&self, proto: u8, port: u16) -> Vec<(&Uuid, &T)> {
+        let mut found: Vec<(&Uuid, &T)> = self
+            .by_host_port
+            .get(&(proto, port))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get_key_value(id))
+            .collect();
+        found.sort_by_key(|(id, _)| **id);
+        found
     }
 
     /// The records whose netns is `path` (paths compared component by
@@ -163,6 +194,20 @@ mod tests {
         fn netns(&self) -> Option<&Path> {
             self.1.map(Path::new)
         }
+        fn host_ports(&self) -> Vec<(u8, u16)> {
+            match self.0 {
+                "web" => vec![(6, 80), (6, 80), (17, 53)],
+                "db" => vec![(6, 5432)],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    fn publishers(r: &Registry<Rec>, proto: u8, port: u16) -> Vec<Uuid> {
+        r.publishing(proto, port)
+            .iter()
+            .map(|(id, _)| **id)
+            .collect()
     }
 
     fn ids(r: &Registry<Rec>, name: &str) -> Vec<Uuid> {
@@ -178,12 +223,16 @@ mod tests {
         r.insert(c, Rec("", None));
         assert_eq!(ids(&r, "web"), vec![a]);
         assert!(ids(&r, "").is_empty(), "unnamed records are not indexed");
+        assert_eq!(publishers(&r, 6, 80), vec![a], "listed once per record");
+        assert_eq!(publishers(&r, 17, 53), vec![a]);
         assert_eq!(r.in_netns(Path::new("/run/netns/x")).count(), 2);
 
         // Replacing a record re-indexes it.
         r.insert(a, Rec("db", Some("/run/netns/y")));
         assert!(ids(&r, "web").is_empty());
         assert_eq!(ids(&r, "db"), vec![a]);
+        assert!(publishers(&r, 6, 80).is_empty());
+        assert_eq!(publishers(&r, 6, 5432), vec![a]);
         assert_eq!(r.in_netns(Path::new("/run/netns/x")).count(), 1);
         assert_eq!(r.in_netns(Path::new("/run/netns/y")).count(), 1);
 
@@ -191,7 +240,7 @@ mod tests {
         r.remove(&b);
         assert!(ids(&r, "db").is_empty());
         assert_eq!(r.in_netns(Path::new("/run/netns/x")).count(), 0);
-        assert!(r.by_name.is_empty() && r.by_netns.is_empty());
+        assert!(r.by_name.is_empty() && r.by_netns.is_empty() && r.by_host_port.is_empty());
         assert_eq!(r.iter().count(), 1);
     }
 }

@@ -81,6 +81,12 @@ impl Indexed for EndpointRec {
     fn name(&self) -> &str {
         &self.name
     }
+    fn host_ports(&self) -> Vec<(u8, u16)> {
+        self.mappings
+            .iter()
+            .map(|m| (m.protocol.number(), m.external_port))
+            .collect()
+    }
 }
 
 impl Indexed for NamespaceRec {

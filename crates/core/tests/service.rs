@@ -518,11 +518,11 @@ fn dns_hears_one_endpoint_at_a_time() {
     );
 }
 
-/// Names and shared runtime namespaces are looked up in indexes, not by
-/// going over every object (docs/benchmarks.md): the indexes must follow
-/// creates, deletes and a restart.
+/// Names, host ports and shared runtime namespaces are looked up in
+/// indexes, not by going over every object (docs/benchmarks.md): the
+/// indexes must follow creates, deletes and a restart.
 #[test]
-fn names_stay_unique_and_nics_of_one_netns_stay_counted() {
+fn names_and_host_ports_stay_unique_and_nics_of_one_netns_stay_counted() {
     let store = Arc::new(MemoryStore::new());
     let f = start(store.clone());
     let runtime_ns = std::env::temp_dir().join(format!(
@@ -576,16 +576,31 @@ fn names_stay_unique_and_nics_of_one_netns_stay_counted() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::AlreadyExists);
 
-    // A deleted endpoint's name is free again; after a restart the names
-    // in the store are taken.
-    f.svc
-        .delete(Kind::Endpoint, web["ID"].as_str().unwrap())
-        .unwrap();
+    // Host ports likewise.
+    let published = endpoint(&f, mapping(8080)).unwrap();
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PortAlreadyExists);
+    assert!(
+        err.message.contains(published["ID"].as_str().unwrap()),
+        "{}",
+        err.message
+    );
+
+    // A deleted endpoint's name and ports are free again; after a restart
+    // the names and ports in the store are taken.
+    for gone in [&web, &published] {
+        f.svc
+            .delete(Kind::Endpoint, gone["ID"].as_str().unwrap())
+            .unwrap();
+    }
     endpoint(&f, json!({ "Name": "web" })).unwrap();
+    endpoint(&f, mapping(8080)).unwrap();
     drop(f);
     let f = start(store);
     let err = endpoint(&f, json!({ "Name": "web" })).unwrap_err();
     assert_eq!(err.code, ErrorCode::AlreadyExists);
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PortAlreadyExists);
     let err = f
         .svc
         .create(
