@@ -41,8 +41,9 @@ impl Service {
             &spec.name,
             st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
+        let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let binding = match spec.kind.binds_adapter() {
-            true => Some(self.free_adapter(st, &spec, vlan)?),
+            true => Some(self.free_adapter(st, &id, &spec, vlan)?),
             false => None,
         };
         let overlay = spec.kind == NetworkKind::Overlay;
@@ -72,9 +73,11 @@ impl Service {
         if let Some(b) = &binding {
             crate::adapter::check_subnets_fit(&b.uplink, &subnets)?;
         }
-        let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let mut obj = to_object(wire);
         fill_network(&mut obj, &id, &subnets, spec.kind);
+        if let Some((b, t)) = binding.as_ref().and_then(|b| Some((b, b.team.as_ref()?))) {
+            obj.insert("Team".into(), crate::adapter::team_json(t, &b.uplink.name));
+        }
         if dhcp {
             obj.insert("Ipams".into(), json!([{ "Type": "Dhcp" }]));
         }
@@ -250,7 +253,7 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     // HostRoute asks that the host and its endpoints reach each other; the
     // host's stack is a port of every bridge here, so that always holds.
     let allowed = |p: &NetworkPolicy| match p {
-        NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
+        NetworkPolicy::NetAdapterName { .. } => kind.binds_adapter(),
         NetworkPolicy::HostRoute => true,
         // The gateway DNS proxy: on NAT networks unless Enable is false,
         // on Overlay networks when Enable is true (crate::dns).
@@ -316,10 +319,10 @@ pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
         }
         return ops;
     }
-    let vlan = rec.vlan.as_ref();
+    let (vlan, team) = (rec.vlan.as_ref(), rec.team.as_ref());
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a, vlan),
-        (Some(a), false) => transparent::network_up(&rec.plan.id, a, vlan),
+        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a, vlan, team),
+        (Some(a), false) => transparent::network_up(&rec.plan.id, a, vlan, team),
         (None, _) => nat::network_up(&rec.plan),
     }
 }
@@ -329,10 +332,10 @@ pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
     if let Some(o) = &rec.overlay {
         return hostnet_drivers::overlay::network_down(o);
     }
-    let vlan = rec.vlan.as_ref();
+    let (vlan, team) = (rec.vlan.as_ref(), rec.team.as_ref());
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a, vlan),
-        (Some(a), false) => transparent::network_down(&rec.plan.id, a, vlan),
+        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a, vlan, team),
+        (Some(a), false) => transparent::network_down(&rec.plan.id, a, vlan, team),
         (None, _) => nat::network_down(&rec.plan.id),
     }
 }
@@ -460,9 +463,9 @@ pub(crate) fn network_rec(
     mtu: u32,
     binding: Option<crate::adapter::Binding>,
 ) -> NetworkRec {
-    let (adapter, vlan) = match binding {
-        Some(b) => (Some(b.uplink), b.vlan),
-        None => (None, None),
+    let (adapter, vlan, team) = match binding {
+        Some(b) => (Some(b.uplink), b.vlan, b.team),
+        None => (None, None, None),
     };
     let gateways = match adapter {
         Some(_) => Vec::new(),
@@ -512,6 +515,7 @@ pub(crate) fn network_rec(
         spec,
         adapter,
         vlan,
+        team,
         plan,
         overlay: None,
         pools,

@@ -275,7 +275,7 @@ impl Service {
                 log::info!("giving adapter {} back its addresses", b.adapter_name());
                 for e in teardown(
                     dp,
-                    &transparent::network_down(&id, &b.uplink, b.vlan.as_ref()),
+                    &transparent::network_down(&id, &b.uplink, b.vlan.as_ref(), b.team.as_ref()),
                 ) {
                     log::warn!("{e}");
                 }
@@ -303,12 +303,17 @@ impl Service {
             // it is there, made again if the kernel lost it.
             let sub = net.vlan.as_ref().and(net.adapter.as_ref()).map(|u| &u.name);
             let sub_lost = sub.is_some_and(|s| !links.contains(s));
+            // So is a team's bond; its members are enslaved again if they
+            // left it (enslaving skips those still in it).
+            let bond = net.team.as_ref().and(net.adapter.as_ref()).map(|u| &u.name);
+            let bond_lost = bond.is_some_and(|b| !links.contains(b));
             let ops: Vec<Op> = if !links.contains(&name) {
                 log::info!("rebuilding bridge {name} of network {}", guid(&net.plan.id));
                 up.into_iter()
                     .filter(|op| match op {
                         Op::AddElements(_) => false,
                         Op::CreateVlan { .. } => sub_lost,
+                        Op::CreateBond { .. } => bond_lost,
                         _ => true,
                     })
                     .collect()
@@ -317,8 +322,12 @@ impl Service {
                 // the adapter is still bound (Transparent); both idempotent.
                 up.into_iter()
                     .filter(|op| match op {
-                        Op::Sysctl { .. } | Op::SetMaster { .. } | Op::MoveAddresses { .. } => true,
+                        Op::Sysctl { .. }
+                        | Op::SetMaster { .. }
+                        | Op::MoveAddresses { .. }
+                        | Op::EnslaveToBond { .. } => true,
                         Op::CreateVlan { .. } => sub_lost,
+                        Op::CreateBond { .. } => bond_lost,
                         _ => false,
                     })
                     .collect()
@@ -326,6 +335,7 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
             wanted.extend(sub.cloned());
+            wanted.extend(bond.cloned());
         }
         for ep in st.endpoints.values() {
             if let Some(net) = st.networks.get(&ep.network) {

@@ -30,6 +30,8 @@ pub(crate) struct NetworkRec {
     /// The VLAN of a bound network on one (its uplink is then the
     /// sub-interface).
     pub vlan: Option<hostnet_drivers::vlan::Vlan>,
+    /// The adapters a teamed network took (its uplink is then their bond).
+    pub team: Option<hostnet_drivers::team::Team>,
     pub plan: bridge::Network,
     /// An Overlay network's plan (docs/drivers/overlay.md); None otherwise.
     pub overlay: Option<hostnet_drivers::overlay::Overlay>,
@@ -43,6 +45,7 @@ impl NetworkRec {
         self.adapter.as_ref().map(|uplink| crate::adapter::Binding {
             uplink: uplink.clone(),
             vlan: self.vlan.clone(),
+            team: self.team.clone(),
         })
     }
 }

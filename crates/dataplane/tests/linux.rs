@@ -907,6 +907,7 @@ fn adapter_binding_keeps_the_host_connected() {
                 uplink_route("198.18.0.0/15", 50)
             ],
             master: None,
+            up: true,
         }
     );
     assert_eq!(

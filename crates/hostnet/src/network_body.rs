@@ -55,10 +55,11 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
     }
     let mut policies = Vec::new();
     if let Some(adapter) = &options.interface {
-        policies.push(json!({
-            "Type": "NetAdapterName",
-            "Settings": {"NetworkAdapterName": adapter},
-        }));
+        let mut settings = json!({"NetworkAdapterName": adapter});
+        if let Some(mode) = &options.teaming_mode {
+            settings["TeamingMode"] = json!(mode);
+        }
+        policies.push(json!({"Type": "NetAdapterName", "Settings": settings}));
     }
     if options.disable_gateway_dns {
         policies.push(json!({"Type": "AutomaticDNS", "Settings": {"Enable": false}}));
@@ -314,6 +315,28 @@ mod tests {
                 },
             })
         );
+    }
+
+    #[test]
+    fn a_comma_list_of_interfaces_is_a_team_with_its_mode() {
+        let mut a = args("team", "transparent");
+        a.options = strings(&[
+            "com.docker.network.windowsshim.interface=eth1,eth2",
+            "hostnet.teaming_mode=balance-tlb",
+        ]);
+        let body = network_body(&a).unwrap();
+        assert_eq!(
+            body["Policies"],
+            json!([{"Type":"NetAdapterName","Settings":{"NetworkAdapterName":"eth1,eth2","TeamingMode":"balance-tlb"}}])
+        );
+        assert_eq!(body["Options"]["hostnet.teaming_mode"], "balance-tlb");
+        a.options = strings(&["interface=eth1", "teaming_mode=active-backup"]);
+        let e = network_body(&a).unwrap_err();
+        assert!(e.contains("hostnet.teaming_mode applies to a team"), "{e}");
+        a.driver = "nat".into();
+        a.options = strings(&["interface=eth1,eth2", "teaming_mode=active-backup"]);
+        let e = network_body(&a).unwrap_err();
+        assert!(e.contains("does not apply to nat networks"), "{e}");
     }
 
     #[test]

@@ -183,6 +183,128 @@ impl LinuxDataplane {
         Ok(())
     }
 
+    fn create_bond(
+        &self,
+        name: &str,
+        mode: crate::BondMode,
+        mtu: u32,
+        mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
+        let what = format!("create {} bond {name}", mode.kernel_name());
+        let fail = |m: String| DataplaneError::new(what.clone(), m);
+        let mut sock = self.route();
+        link::create_bond(&mut sock, name, mode, crate::BOND_MIIMON_MS, mtu, mac).map_err(
+            |e| match e.errno {
+                libc::EOPNOTSUPP => DataplaneError::unsupported(
+                    what.clone(),
+                    "this kernel has no bonding driver, which teaming adapters needs: load module bonding (modprobe bonding), or use a kernel built with CONFIG_BONDING",
+                ),
+                libc::EEXIST => fail(format!("link {name} exists already")),
+                _ => fail(e.to_string()),
+            },
+        )?;
+        let link = LinkConfig {
+            addresses: &[],
+            routes: &[],
+            ipv6: false,
+        };
+        if let Err(m) = configure_link(&mut sock, name, &link) {
+            undo_link(&mut sock, name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    /// See [`Op::EnslaveToBond`]. A member that vanished since it was
+    /// recorded (reconcile after an adapter was unplugged) is skipped with
+    /// a warning, as long as one is left: the bond serves with the rest.
+    fn enslave_to_bond(
+        &self,
+        bond: &str,
+        members: &[crate::BondMember],
+    ) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("enslave members to {bond}"), m);
+        let mut sock = self.route();
+        let bond_index = link::index(&mut sock, bond)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("bond {bond} does not exist")))?;
+        let mut enslaved = Vec::new();
+        let mut present = 0;
+        let mut result = Ok(());
+        for m in members {
+            let info = match link::info(&mut sock, LinkRef::Name(&m.name)) {
+                Ok(Some(info)) => info,
+                Ok(None) => {
+                    log::warn!("member {} of {bond} does not exist: left out", m.name);
+                    continue;
+                }
+                Err(e) => {
+                    result = Err(fail(format!("look up {}: {e}", m.name)));
+                    break;
+                }
+            };
+            present += 1;
+            if info.master == Some(bond_index) {
+                continue;
+            }
+            let step = link::set_state(&mut sock, info.index, false)
+                .and_then(|()| link::set_master(&mut sock, info.index, bond_index));
+            enslaved.push(m.clone());
+            if let Err(e) = step {
+                result = Err(fail(format!("{}: {e}", m.name)));
+                break;
+            }
+        }
+        if result.is_ok() && present == 0 {
+            result = Err(fail("none of its members exists".into()));
+        }
+        if let Err(e) = result {
+            drop(sock);
+            let problems = self.release_from_bond(bond, &enslaved);
+            return Err(match problems.is_empty() {
+                true => e,
+                false => fail(format!("{e}; giving back failed: {}", problems.join("; "))),
+            });
+        }
+        Ok(())
+    }
+
+    /// See [`Op::ReleaseFromBond`]; returns what could not be given back.
+    fn release_from_bond(&self, bond: &str, members: &[crate::BondMember]) -> Vec<String> {
+        let mut sock = self.route();
+        let bond_index = link::index(&mut sock, bond).ok().flatten();
+        let mut problems = Vec::new();
+        for m in members {
+            let info = match link::info(&mut sock, LinkRef::Name(&m.name)) {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(format!("look up {}: {e}", m.name));
+                    continue;
+                }
+            };
+            let mut step = |what: &str, r: Result<(), NetlinkError>| {
+                if let Err(e) = r {
+                    problems.push(format!("{} {what}: {e}", m.name));
+                }
+            };
+            if info.master.is_some() && info.master == bond_index {
+                step("release", link::set_master(&mut sock, info.index, 0));
+            }
+            if info.mac.as_slice() != m.mac || info.mtu != m.mtu {
+                step(
+                    "restore MAC and MTU",
+                    link::set_mac_and_mtu(&mut sock, info.index, m.mac, m.mtu),
+                );
+            }
+            step(
+                "restore state",
+                link::set_state(&mut sock, info.index, m.up),
+            );
+        }
+        problems
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_veth(
         &self,
@@ -710,6 +832,23 @@ impl Dataplane for LinuxDataplane {
                 mtu,
                 mac,
             } => self.create_vlan(name, parent, *id, *mtu, *mac),
+            Op::CreateBond {
+                name,
+                mode,
+                mtu,
+                mac,
+            } => self.create_bond(name, *mode, *mtu, *mac),
+            Op::EnslaveToBond { bond, members } => self.enslave_to_bond(bond, members),
+            Op::ReleaseFromBond { bond, members } => {
+                let problems = self.release_from_bond(bond, members);
+                match problems.is_empty() {
+                    true => Ok(()),
+                    false => Err(DataplaneError::new(
+                        format!("give the members of {bond} back"),
+                        problems.join("; "),
+                    )),
+                }
+            }
             Op::DeleteLink { name } => link::delete(&mut self.route(), name)
                 .map_err(|e| DataplaneError::new(format!("delete link {name}"), e.to_string())),
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {
@@ -932,6 +1071,7 @@ impl Dataplane for LinuxDataplane {
             addresses,
             routes,
             master,
+            up: info.up,
         }))
     }
 
