@@ -52,7 +52,7 @@ fn a_vm_nic_is_a_tap_with_its_ports_elements_until_deleted() {
         json!(format!("/proc/{}/ns/net", std::process::id()))
     );
     let ops = f.dp.take();
-    assert_eq!(taps(&ops), [tap.clone()], "{ops:?}");
+    assert_eq!(taps(&ops), std::slice::from_ref(&tap), "{ops:?}");
     assert!(
         hooks(&ops, &tap),
         "no firewall defaults on the tap: {ops:?}"
@@ -74,7 +74,7 @@ fn a_vm_nic_is_a_tap_with_its_ports_elements_until_deleted() {
     // (its elements are in the reloaded tables).
     let g = start(store);
     let ops = g.dp.take();
-    assert_eq!(taps(&ops), [tap.clone()], "{ops:?}");
+    assert_eq!(taps(&ops), std::slice::from_ref(&tap), "{ops:?}");
     assert_eq!(
         g.svc.get(Kind::Endpoint, &id).unwrap()["InterfaceName"],
         json!(tap)

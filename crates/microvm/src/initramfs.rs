@@ -24,6 +24,9 @@ pub struct Guest<'a> {
     pub argv: &'a [String],
     /// The command's program on this machine ([`resolve_program`]).
     pub program: &'a Path,
+    /// More programs or files of this machine the guest gets at the same
+    /// paths, with their libraries.
+    pub extra: &'a [PathBuf],
     /// A static busybox ([`find_busybox`]).
     pub busybox: &'a Path,
     /// The guest kernel's modules directory (`…/lib/modules/<version>`)
@@ -37,8 +40,16 @@ pub struct Guest<'a> {
 pub fn build(g: &Guest, out: &Path) -> Result<u64, String> {
     let io = |e: std::io::Error| format!("initramfs {}: {e}", out.display());
     let mut programs = vec![g.program.to_path_buf()];
-    if let Some(interpreter) = interpreter_of(g.program) {
-        programs.push(interpreter);
+    programs.extend(g.extra.iter().cloned());
+    let interpreters: Vec<PathBuf> = programs.iter().filter_map(|p| interpreter_of(p)).collect();
+    programs.extend(interpreters);
+    for p in &programs {
+        if !p.is_absolute() || !p.is_file() {
+            return Err(format!(
+                "{} is not a file given by its absolute path",
+                p.display()
+            ));
+        }
     }
     let libraries = libs::closure(&programs)?;
     let mut t = Tree {
@@ -51,7 +62,11 @@ pub fn build(g: &Guest, out: &Path) -> Result<u64, String> {
     t.dir("/hostnet/bin")?;
     t.copy("/hostnet/busybox", 0o755, g.busybox)?;
     t.file("/init", 0o755, init_script().as_bytes())?;
-    t.file("/hostnet/cmd", 0o755, command_script(g.argv).as_bytes())?;
+    t.file(
+        "/hostnet/cmd",
+        0o755,
+        command_script(g.program, g.argv).as_bytes(),
+    )?;
     t.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
     t.file("/etc/group", 0o644, b"root:x:0:\n")?;
     t.file("/etc/hosts", 0o644, b"127.0.0.1 localhost\n")?;
@@ -76,8 +91,9 @@ pub fn build(g: &Guest, out: &Path) -> Result<u64, String> {
     Ok(std::fs::metadata(out).map_err(io)?.len())
 }
 
-/// The program `argv0` names: itself if it holds a `/`, else the first
-/// executable of that name on `PATH`.
+/// The program `argv0` names, as an absolute path (not resolving
+/// symlinks: the guest has the program at that path): itself if it holds
+/// a `/`, else the first executable of that name on `PATH`.
 pub fn resolve_program(argv0: &str) -> Option<PathBuf> {
     let executable = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
@@ -85,8 +101,8 @@ pub fn resolve_program(argv0: &str) -> Option<PathBuf> {
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if argv0.contains('/') {
-        let p = PathBuf::from(argv0);
-        return executable(&p).then(|| p.canonicalize().ok()).flatten();
+        let p = std::env::current_dir().ok()?.join(argv0);
+        return executable(&p).then_some(p);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -155,22 +171,24 @@ done
 stty -F /dev/ttyS1 raw -echo
 stty -F /dev/ttyS2 raw -echo
 cd /
+echo "hostnet-microvm: command starts {uptime_at}$(cut -d' ' -f1 /proc/uptime) s" >/dev/ttyS0
 /hostnet/busybox sh /hostnet/cmd </dev/null >/dev/ttyS1 2>/dev/ttyS2
 echo "{exit}$?" >/dev/ttyS0
 poweroff -f
 "#,
         error = ERROR_MARKER,
+        uptime_at = "at uptime ",
         exit = EXIT_MARKER,
     )
 }
 
-/// `exec` of the command line, each argument quoted for the shell.
-fn command_script(argv: &[String]) -> String {
-    let quoted: Vec<String> = argv
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect();
-    format!("exec {}\n", quoted.join(" "))
+/// `exec` of the command line, each argument quoted for the shell; the
+/// program by the path it has in the guest.
+fn command_script(program: &Path, argv: &[String]) -> String {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let mut words = vec![quote(&program.to_string_lossy())];
+    words.extend(argv.iter().skip(1).map(|a| quote(a)));
+    format!("exec {}\n", words.join(" "))
 }
 
 /// An archive that makes each file's parent directories once.
@@ -223,7 +241,10 @@ mod tests {
     #[test]
     fn the_command_is_quoted_for_the_shell() {
         let argv = ["sh".to_string(), "-c".into(), "echo it's".into()];
-        assert_eq!(command_script(&argv), "exec 'sh' '-c' 'echo it'\\''s'\n");
+        assert_eq!(
+            command_script(Path::new("/usr/bin/sh"), &argv),
+            "exec '/usr/bin/sh' '-c' 'echo it'\\''s'\n"
+        );
     }
 
     #[test]
@@ -255,6 +276,7 @@ mod tests {
         let g = Guest {
             argv: &argv,
             program: &program,
+            extra: &[],
             busybox: &busybox,
             modules: None,
             resolv_conf: Some("nameserver 10.88.0.1\n"),

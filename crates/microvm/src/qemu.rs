@@ -20,36 +20,37 @@ pub enum Accel {
 }
 
 impl Accel {
-    /// KVM when `/dev/kvm` can create a VM with a vCPU (nested KVM that
-    /// cannot is common in cloud VMs), else TCG.
-    pub fn detect() -> Self {
-        const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
-        const KVM_CREATE_VCPU: libc::c_ulong = 0xAE41;
-        let Ok(kvm) = std::fs::OpenOptions::new()
+    /// KVM when `/dev/kvm` opens and qemu can start a (paused) KVM
+    /// machine with the host's CPU, else TCG. A usable-looking `/dev/kvm`
+    /// is not enough: nested KVM in cloud VMs often refuses the vCPU's
+    /// MSRs, and qemu aborts (as it does on this project's test machine).
+    pub fn detect(qemu: &str) -> Self {
+        let kvm = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open("/dev/kvm")
-        else {
+            .open("/dev/kvm");
+        if kvm.is_err() {
+            return Accel::Tcg;
+        }
+        let probe = std::process::Command::new(qemu)
+            .args([
+                "-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", "32",
+            ])
+            .args(["-nodefaults", "-display", "none", "-S", "-monitor", "stdio"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut probe) = probe else {
             return Accel::Tcg;
         };
-        use std::os::fd::AsRawFd;
-        // SAFETY: KVM ioctls on descriptors we own; each returns a new
-        // descriptor (closed below) or -1.
-        unsafe {
-            let vm = libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM, 0 as libc::c_ulong);
-            if vm < 0 {
-                return Accel::Tcg;
-            }
-            let vcpu = libc::ioctl(vm, KVM_CREATE_VCPU, 0 as libc::c_ulong);
-            if vcpu >= 0 {
-                libc::close(vcpu);
-            }
-            libc::close(vm);
-            if vcpu < 0 {
-                return Accel::Tcg;
-            }
+        if let Some(mut stdin) = probe.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, b"quit\n");
         }
-        Accel::Kvm
+        match probe.wait() {
+            Ok(status) if status.success() => Accel::Kvm,
+            _ => Accel::Tcg,
+        }
     }
 }
 
