@@ -5,6 +5,9 @@
 //! guest, the tap port gets the firewall defaults a veth port gets (GRE in
 //! dropped, ICMP passes), a hostnetd restart keeps the running VM's tap,
 //! and after the run, or a SIGTERM to it, no tap, qemu or endpoint is left.
+//! Without a boot: a VmNic endpoint's tap in the kernel (rebuilt by
+//! reconcile, refused by namespace attach), and bad input (no kernel, no
+//! such command, no modules.dep, --keep) refused before anything exists.
 //!
 //! Each boot costs seconds of software emulation, so the checks share few
 //! boots. The CLI runs from the test process (it enters the tap's
@@ -306,8 +309,8 @@ fn all_links(w: &World) -> String {
 }
 
 #[test]
-fn isolation_vm_without_a_kernel_is_refused_and_creates_nothing() {
-    let Some(w) = World::new("vm_isolation_no_kernel") else {
+fn isolation_vm_bad_input_is_refused_and_creates_nothing() {
+    let Some(w) = World::new("vm_isolation_bad_input") else {
         return;
     };
     let start = w.snapshot();
@@ -344,6 +347,85 @@ fn isolation_vm_without_a_kernel_is_refused_and_creates_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
     assert!(err.contains("/nonexistent/vmlinuz"), "{err}");
+    // With a kernel: a modules directory without modules.dep, and a
+    // command this host does not have (127, as docker run).
+    if let Some(kernel) = kernel() {
+        let refused = |args: &[&str], exit: i32, mentions: &str| {
+            let mut full = vec!["run", "--isolation", "vm", "--vm-kernel", &kernel];
+            full.extend_from_slice(args);
+            let out = w.daemon.cli(&full).output().expect("run hostnet");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(exit), "{args:?}: {err}");
+            assert!(
+                err.starts_with("hostnet: ") && err.contains(mentions),
+                "{err}"
+            );
+        };
+        refused(
+            &["--vm-modules", "/nonexistent", "--", "true"],
+            125,
+            "modules.dep",
+        );
+        refused(&["--", "/nonexistent/program"], 127, "/nonexistent/program");
+        refused(&["--keep", "--", "true"], 125, "--keep");
+    }
     assert_eq!(w.snapshot(), start, "a refused run changed something");
     assert_eq!(all_links(&w), links_before);
+}
+
+/// The API side alone (no boot): a VmNic endpoint is a persistent tap on
+/// the bridge with the port's firewall defaults; it cannot join a
+/// namespace; hostnetd rebuilds it when the kernel lost it while the
+/// daemon was down; deleting the endpoint removes it.
+#[test]
+fn a_vm_nic_endpoint_is_a_tap_kept_by_reconcile_and_removed_with_it() {
+    let Some(mut w) = World::new("vm_nic_endpoint") else {
+        return;
+    };
+    let start = w.snapshot();
+    let c = w.client();
+    let ep = c
+        .create(
+            Kind::Endpoints,
+            &json!({ "HostComputeNetwork": w.network("nat"), "VmNic": true }),
+        )
+        .expect("create a VmNic endpoint");
+    let id = ep["ID"].as_str().unwrap().to_string();
+    let tap = ep["InterfaceName"].as_str().unwrap().to_string();
+    let is_tap = |w: &World| {
+        let out = w.host.output("ip", &["-d", "link", "show", &tap]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("tun type tap") && text.contains("master hnbr")
+    };
+    assert!(is_tap(&w), "no tap {tap} on the bridge");
+    let hooked = |w: &World| {
+        w.elements("netdev hostnet_egress", "chain", "nat_endpoint_inbound")
+            .contains(&format!("\"{tap}\""))
+    };
+    assert!(hooked(&w), "the tap has no firewall defaults");
+
+    // Not for a namespace; nothing changes.
+    let ns = c.create(Kind::Namespaces, &json!({})).expect("namespace");
+    let ns_id = ns["ID"].as_str().unwrap().to_string();
+    let before = w.snapshot();
+    assert_eq!(
+        code(c.attach_endpoint(&ns_id, &id)),
+        0x803B_0014,
+        "HCN_E_ENDPOINT_ALREADY_ATTACHED"
+    );
+    assert_eq!(w.snapshot(), before);
+    c.delete(Kind::Namespaces, &ns_id)
+        .expect("delete namespace");
+
+    // Lost behind hostnetd's back while it was down: rebuilt, hooked again.
+    w.daemon
+        .kill9_and_restart_with(|| w.host.ip(&["link", "del", &tap]));
+    assert!(is_tap(&w), "the restart did not rebuild the tap");
+    assert!(hooked(&w), "the rebuilt tap has no firewall defaults");
+
+    w.client()
+        .delete(Kind::Endpoints, &id)
+        .expect("delete the endpoint");
+    assert!(!w.links().contains(&tap), "the tap outlived its endpoint");
+    assert_eq!(w.snapshot(), start);
 }
