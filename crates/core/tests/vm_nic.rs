@@ -107,3 +107,50 @@ fn a_vm_nic_in_a_namespace_or_on_another_host_is_refused() {
     assert!(f.dp.take().is_empty());
     assert!(f.svc.list(Kind::Endpoint, None).unwrap().is_empty());
 }
+
+/// What acts inside an endpoint's namespace (route objects, DSR and
+/// PreserveDip backends) is refused for a VM NIC rather than ignored; a
+/// plain load balancer takes it as a backend.
+#[test]
+fn namespace_only_features_refuse_a_vm_nic_and_a_plain_load_balancer_takes_it() {
+    let f = fresh();
+    let ep = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({ "HostComputeNetwork": f.nat(), "VmNic": true })),
+        )
+        .unwrap();
+    let id = ep["ID"].as_str().unwrap();
+    f.dp.take();
+    let route = json!({
+        "HostComputeEndpoints": [id],
+        "Routes": [{ "DestinationPrefix": "198.18.0.0/15", "NextHop": "10.88.0.1" }]
+    });
+    let e = f.svc.create(Kind::Route, &body(route)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidEndpoint, "{e}");
+    assert!(e.message.contains("VM NIC"), "{e}");
+    let lb = |flags: u32, pm_flags: u32| {
+        json!({
+            "HostComputeEndpoints": [id],
+            "FrontendVIPs": ["10.96.0.10"],
+            "Flags": flags,
+            "PortMappings": [{ "Protocol": 6, "InternalPort": 80, "ExternalPort": 80, "Flags": pm_flags }],
+        })
+    };
+    for (flags, pm_flags) in [(1, 0), (0, 8)] {
+        let e = f
+            .svc
+            .create(Kind::LoadBalancer, &body(lb(flags, pm_flags)))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestUnsupported, "{e}");
+        assert!(e.message.contains("VM NIC"), "{e}");
+    }
+    assert!(
+        f.dp.take().is_empty(),
+        "a refused request changed the kernel"
+    );
+    f.svc
+        .create(Kind::LoadBalancer, &body(lb(0, 0)))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
