@@ -259,7 +259,8 @@ impl Service {
                 "NestedIpSet": true,
                 "DSR": true,
                 "IPv6DualStack": false,
-                "ModifyLoadbalancer": true
+                "ModifyLoadbalancer": true,
+                "VmNic": true
             }
         })
     }

@@ -43,6 +43,7 @@ fn a_vm_nic_is_a_tap_with_its_ports_elements_until_deleted() {
             &body(json!({ "HostComputeNetwork": f.nat(), "VmNic": true })),
         )
         .unwrap();
+    assert_eq!(f.svc.version()["Features"]["VmNic"], json!(true));
     let id = ep["ID"].as_str().unwrap().to_string();
     let tap = ep["InterfaceName"].as_str().unwrap().to_string();
     assert!(tap.starts_with("hnve"), "{ep}");
