@@ -123,9 +123,6 @@ impl Service {
         };
         let mut obj = to_object(&wire);
         fill_endpoint(&mut obj, &id, &net_id, address, mac, gateway, net);
-        if spec.vm_nic {
-            fill_vm_nic(&mut obj, &id, net);
-        }
         let rec = EndpointRec {
             obj,
             name: spec.name.clone(),
@@ -141,6 +138,9 @@ impl Service {
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);
         rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
+        if rec.vm_nic {
+            fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
+        }
 
         let undo_alloc = |net: &mut NetworkRec| {
             release_address(net, address.addr());
@@ -856,18 +856,26 @@ pub(crate) fn fill_endpoint(
     obj.insert("State".into(), json!(1));
 }
 
-/// The output fields of a VM NIC: its tap (`InterfaceName`) and the
-/// network namespace the tap is in (`TapNetNsPath`), which a VM monitor
-/// must run in to open the tap by name: the daemon's own, or an overlay
-/// network's router namespace. The daemon's is named by its process ID,
-/// so it is refreshed when the endpoint is loaded after a restart.
-pub(crate) fn fill_vm_nic(obj: &mut Map<String, Value>, id: &Uuid, net: &NetworkRec) {
+/// The output fields of a VM NIC: its tap (`InterfaceName`), the network
+/// namespace the tap is in (`TapNetNsPath`), which a VM monitor must run
+/// in to open the tap by name (the daemon's own, or an overlay network's
+/// router namespace), and the MTU the guest must give its NIC (`TapMtu`:
+/// a veth's peer gets it from hostnetd, a guest only from this). The
+/// daemon's namespace is named by its process ID, so the fields are
+/// refreshed when the endpoint is loaded after a restart.
+pub(crate) fn fill_vm_nic(
+    obj: &mut Map<String, Value>,
+    id: &Uuid,
+    net: &NetworkRec,
+    ep: &bridge::Endpoint,
+) {
     let netns = match &net.plan.port_netns {
         Some(router) => router.display().to_string(),
         None => format!("/proc/{}/ns/net", std::process::id()),
     };
     obj.insert("InterfaceName".into(), json!(names::host_veth(id)));
     obj.insert("TapNetNsPath".into(), json!(netns));
+    obj.insert("TapMtu".into(), json!(ep.mtu.unwrap_or(net.plan.mtu)));
 }
 
 /// The driver's view of an endpoint.

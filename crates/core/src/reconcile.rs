@@ -108,7 +108,7 @@ impl Service {
                     rec.plan.acl = crate::policy::walks_acls(&rec, net);
                     rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
                     if rec.vm_nic {
-                        crate::endpoint::fill_vm_nic(&mut rec.obj, &id, net);
+                        crate::endpoint::fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
                     }
                     (id, rec)
                 })

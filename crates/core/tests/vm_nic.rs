@@ -48,6 +48,7 @@ fn a_vm_nic_is_a_tap_with_its_ports_elements_until_deleted() {
     let tap = ep["InterfaceName"].as_str().unwrap().to_string();
     assert!(tap.starts_with("hnve"), "{ep}");
     assert_eq!(ep["VmNic"], json!(true));
+    assert_eq!(ep["TapMtu"], json!(1500));
     assert_eq!(
         ep["TapNetNsPath"],
         json!(format!("/proc/{}/ns/net", std::process::id()))

@@ -17,11 +17,13 @@ pub struct GuestNet {
     /// Routes: destination and next hop (None: on-link). A default route
     /// is one of them.
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
+    /// The port's MTU (hostnetd's `TapMtu`), if it says.
+    pub mtu: Option<u32>,
 }
 
 impl GuestNet {
     /// From an endpoint document: `MacAddress`, the first
-    /// `IpConfigurations` entry and `Routes`.
+    /// `IpConfigurations` entry, `Routes` and `TapMtu`.
     pub fn from_endpoint(ep: &Value) -> Result<Self, String> {
         let mac = ep["MacAddress"]
             .as_str()
@@ -60,22 +62,27 @@ impl GuestNet {
             };
             routes.push((destination, via));
         }
+        let mtu = ep["TapMtu"].as_u64().map(|m| m as u32);
         Ok(Self {
             mac,
             address,
             routes,
+            mtu,
         })
     }
 
     /// The kernel command-line parameters `/init` reads: `hostnet.mac`,
-    /// `hostnet.addr` and one `hostnet.route=DEST@VIA` (VIA empty when
-    /// on-link) per route, more specific routes first so a gateway's own
-    /// subnet route exists before routes through it.
+    /// `hostnet.addr`, `hostnet.mtu` and one `hostnet.route=DEST@VIA` (VIA
+    /// empty when on-link) per route, more specific routes first so a
+    /// gateway's own subnet route exists before routes through it.
     pub fn kernel_args(&self) -> Vec<String> {
         let mut args = vec![
             format!("hostnet.mac={}", self.mac),
             format!("hostnet.addr={}", self.address),
         ];
+        if let Some(mtu) = self.mtu {
+            args.push(format!("hostnet.mtu={mtu}"));
+        }
         let mut routes = self.routes.clone();
         routes.sort_by_key(|(d, via)| (via.is_some(), std::cmp::Reverse(d.prefix_len())));
         for (dest, via) in routes {
@@ -96,6 +103,7 @@ mod tests {
         let ep = json!({
             "MacAddress": "00-15-5D-3A-00-05",
             "IpConfigurations": [{ "IpAddress": "10.88.0.5", "PrefixLength": 16 }],
+            "TapMtu": 1450,
             "Routes": [
                 { "NextHop": "10.88.0.1", "DestinationPrefix": "0.0.0.0/0" },
                 { "DestinationPrefix": "192.0.2.0/24" },
@@ -108,6 +116,7 @@ mod tests {
             [
                 "hostnet.mac=00:15:5d:3a:00:05",
                 "hostnet.addr=10.88.0.5/16",
+                "hostnet.mtu=1450",
                 "hostnet.route=192.0.2.0/24@",
                 "hostnet.route=198.18.0.0/15@10.88.0.9",
                 "hostnet.route=0.0.0.0/0@10.88.0.1",

@@ -144,11 +144,12 @@ mount -t tmpfs run /run
 fail() {{ echo "{error}$*" >/dev/ttyS0; poweroff -f; }}
 while read -r m; do insmod "$m" || fail "insmod $m failed"; done </hostnet/modules.order
 ip link set lo up
-mac=; addr=; routes=
+mac=; addr=; mtu=; routes=
 for a in $(cat /proc/cmdline); do
   case "$a" in
     hostnet.mac=*) mac="${{a#*=}}" ;;
     hostnet.addr=*) addr="${{a#*=}}" ;;
+    hostnet.mtu=*) mtu="${{a#*=}}" ;;
     hostnet.route=*) routes="$routes ${{a#*=}}" ;;
   esac
 done
@@ -161,6 +162,7 @@ for i in $(seq 100); do
   sleep 0.05
 done
 [ -n "$nic" ] || fail "no NIC with MAC $mac: the kernel has no virtio-net driver (give its modules)"
+[ -z "$mtu" ] || ip link set "$nic" mtu "$mtu" || fail "cannot give $nic MTU $mtu"
 ip link set "$nic" up || fail "cannot set $nic up"
 ip addr add "$addr" dev "$nic" || fail "cannot give $nic $addr"
 for r in $routes; do

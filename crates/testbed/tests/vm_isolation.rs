@@ -9,6 +9,9 @@
 //! reconcile, refused by namespace attach), and bad input (no kernel, no
 //! such command, no modules.dep, --keep) refused before anything exists.
 //!
+//! On an Overlay network the tap is in the router namespace and the guest
+//! gets the overlay's MTU, and a VM reaches another host's container.
+//!
 //! Each boot costs seconds of software emulation, so the checks share few
 //! boots. The CLI runs from the test process (it enters the tap's
 //! namespace for qemu itself); the kernel comes from the tier-3 cache.
@@ -428,4 +431,137 @@ fn a_vm_nic_endpoint_is_a_tap_kept_by_reconcile_and_removed_with_it() {
         .expect("delete the endpoint");
     assert!(!w.links().contains(&tap), "the tap outlived its endpoint");
     assert_eq!(w.snapshot(), start);
+}
+
+/// On an Overlay network the tap is in the network's router namespace
+/// (`TapNetNsPath`), and the guest gets the overlay's smaller MTU: a VM on
+/// host 1 reaches a container on host 2 across VXLAN with its own address.
+#[test]
+fn a_vm_on_an_overlay_network_reaches_a_container_on_another_host() {
+    if !hostnet_testbed::require_privileges("vm_isolation_overlay") {
+        return;
+    }
+    let Some(kernel) = kernel() else {
+        return;
+    };
+    let mut phys = hostnet_testbed::PhysicalNet::new("vmov", 2);
+    phys.start_daemons(&["--no-default-network"]);
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    let network = json!({
+        "Name": "ov", "Type": "Overlay",
+        "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": "10.0.1.0/24",
+            "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4100}}]}]}],
+        "SchemaVersion": {"Major": 2, "Minor": 0}
+    });
+    for h in [h1, h2] {
+        h.client()
+            .create(Kind::Networks, &network)
+            .expect("create overlay network");
+    }
+    let b = h2.container_with(
+        "ov",
+        json!({"IpConfigurations": [{"IpAddress": "10.0.1.20"}]}),
+    );
+    let _web = b.serve(&["tcp-serve", "0.0.0.0:80"]);
+    // Each host learns the other's endpoint as a remote one, as
+    // kube-proxy or flannel would tell it: host 1 learns B now.
+    let b_ep = h2.client().get(Kind::Endpoints, &b.ep_id).expect("B");
+    let remote_of =
+        |host: &hostnet_testbed::physical::Host, ip: &str, mac: &serde_json::Value, pa: &str| {
+            host.client()
+            .create(
+                Kind::Endpoints,
+                &json!({
+                    "HostComputeNetwork": host.network("ov"), "Flags": 1,
+                    "IpConfigurations": [{"IpAddress": ip}],
+                    "MacAddress": mac,
+                    "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": pa}}],
+                }),
+            )
+            .expect("remote endpoint")
+        };
+    remote_of(h1, "10.0.1.20", &b_ep["MacAddress"], &h2.addr);
+    let probe = Probe::binary().display().to_string();
+    let script = format!(
+        "i=0; until {probe} tcp-get 10.0.1.20:80; do i=$((i+1)); [ $i -lt 20 ] || exit 9; sleep 0.2; done
+echo mtu $(cat /sys/class/net/eth0/mtu)"
+    );
+    let mut cmd = h1.daemon().cli(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--vm-kernel",
+        &kernel,
+        "--network",
+        "ov",
+        "--ip",
+        "10.0.1.10",
+        "--vm-add",
+        &probe,
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut run = Running(cmd.spawn().expect("spawn hostnet run"));
+
+    let mut ep = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            ep = h1
+                .client()
+                .list(Kind::Endpoints, None)
+                .ok()
+                .and_then(|l| l.into_iter().find(|e| e["VmNic"] == json!(true)));
+            ep.is_some()
+        }),
+        "no VmNic endpoint appeared"
+    );
+    let ep = ep.unwrap();
+    let netns = ep["TapNetNsPath"].as_str().unwrap().to_string();
+    assert!(
+        netns.contains("/router-"),
+        "the tap is not in the router: {ep}"
+    );
+    let tap = ep["InterfaceName"].as_str().unwrap();
+    let in_router = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "-d", "link", "show", tap])
+        .output()
+        .expect("nsenter");
+    assert!(
+        String::from_utf8_lossy(&in_router.stdout).contains("tun type tap"),
+        "no tap {tap} in {netns}"
+    );
+    // And host 2 the VM.
+    let remote = remote_of(h2, "10.0.1.10", &ep["MacAddress"], &h1.addr);
+
+    let (code, out, err) = run.finish(BOOT);
+    assert_eq!(code, Some(0), "stdout {out}\nstderr {err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("peer 10.0.1.10:")),
+        "host 2's container did not see the VM's address: {out}"
+    );
+    let mtu = ep["TapMtu"].as_u64().expect("TapMtu");
+    assert!(
+        mtu < 1500,
+        "an overlay port's MTU leaves room for VXLAN: {ep}"
+    );
+    assert!(
+        out.contains(&format!("mtu {mtu}")),
+        "the guest's MTU: {out}"
+    );
+    assert!(users_of(tap).is_empty(), "qemu still runs");
+    assert!(h1
+        .client()
+        .list(Kind::Endpoints, None)
+        .unwrap()
+        .iter()
+        .all(|e| e["VmNic"] != json!(true)));
+    h2.client()
+        .delete(Kind::Endpoints, remote["ID"].as_str().unwrap())
+        .expect("delete the remote endpoint");
 }
