@@ -313,3 +313,80 @@ fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> RunArgs {
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        match cli.command {
+            crate::cli::Command::Run(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn no_kernel_or_keep_is_refused_before_anything() {
+        let mut a = args(&["hostnet", "run", "--isolation", "vm", "--", "true"]);
+        a.vm_kernel = None;
+        let e = GuestParts::check(&a).unwrap_err();
+        assert_eq!(e.exit_code, 125);
+        assert!(e.message.contains("--vm-kernel") && e.message.contains("HOSTNET_VM_KERNEL"));
+        let a = args(&[
+            "hostnet",
+            "run",
+            "--isolation",
+            "vm",
+            "--keep",
+            "--",
+            "true",
+        ]);
+        let e = GuestParts::check(&a).unwrap_err();
+        assert!(e.message.contains("--keep"), "{e}");
+    }
+
+    /// A Debian-style tree: `ROOT/boot/vmlinuz-V` finds `ROOT/lib/modules/V`
+    /// and virtio-net's modules in load order; a tree without modules
+    /// gives none (the kernel must have the driver built in).
+    #[test]
+    fn modules_are_found_beside_a_debian_style_kernel() {
+        let root = std::env::temp_dir().join(format!("hostnet-run-vm-test-{}", std::process::id()));
+        let boot = root.join("boot");
+        let modules = root.join("lib/modules/6.1.0-test");
+        std::fs::create_dir_all(&boot).unwrap();
+        let kernel = boot.join("vmlinuz-6.1.0-test");
+        std::fs::write(&kernel, b"").unwrap();
+        assert!(nic_modules(&kernel, None).unwrap().is_none());
+        std::fs::create_dir_all(&modules).unwrap();
+        std::fs::write(
+            modules.join("modules.dep"),
+            "kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko\nkernel/net/core/failover.ko:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            modules.join("modules.builtin"),
+            "kernel/drivers/virtio/virtio_pci.ko\n",
+        )
+        .unwrap();
+        let (dir, order) = nic_modules(&kernel, None).unwrap().unwrap();
+        assert_eq!(dir, modules);
+        assert_eq!(
+            order,
+            [
+                "kernel/net/core/failover.ko",
+                "kernel/drivers/net/virtio_net.ko"
+            ]
+        );
+        let e = nic_modules(&kernel, Some(Path::new("/nonexistent"))).unwrap_err();
+        assert!(e.message.contains("modules.dep"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_last_lines_of_a_console_say_why_a_guest_stopped() {
+        assert_eq!(last_lines("a\n\nb\nc\nd\n", 2), "c | d");
+        assert_eq!(last_lines("", 3), "");
+    }
+}
