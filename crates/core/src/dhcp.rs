@@ -256,6 +256,7 @@ impl Service {
             tiers: Vec::new(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
+            vm_nic: false,
         };
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);

@@ -81,6 +81,15 @@ impl Service {
             &policies.tiers,
         )?;
         check_ports(&st, &mappings, None)?;
+        if spec.vm_nic && st.networks[&net_id].is_dhcp() {
+            return Err(HcnError::new(
+                ErrorCode::RequestUnsupported,
+                format!(
+                    "network {} takes its addresses from DHCP, which hostnet runs inside a namespace; a VM NIC has none: use a network with a subnet of its own (NAT, L2Bridge, Overlay...) for VmNic endpoints",
+                    guid(&net_id)
+                ),
+            ));
+        }
         if st.networks[&net_id].is_dhcp() {
             return self.create_dhcp_endpoint(st, &wire, &spec).map(Some);
         }
@@ -124,10 +133,14 @@ impl Service {
             tiers: policies.tiers.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
+            vm_nic: spec.vm_nic,
         };
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);
         rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
+        if rec.vm_nic {
+            fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
+        }
 
         let undo_alloc = |net: &mut NetworkRec| {
             release_address(net, address.addr());
@@ -144,6 +157,9 @@ impl Service {
         let mut create = host_forwarding(net, &rec.plan);
         create.push(Op::AddElements(elements.clone()));
         create.extend(crate::overlay::endpoint_up(net, &rec));
+        if rec.vm_nic {
+            create.extend(bridge::vm_nic_plug(&net.plan, &rec.plan));
+        }
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
             return Err(internal("programming the endpoint", e));
@@ -153,7 +169,11 @@ impl Service {
         let claim = claim_key(&net_id, address.addr());
         txn.claim(Collection::AddressClaims, &claim, guid(&id).into_bytes());
         if let Err(e) = self.store.commit(txn) {
-            let mut undo = crate::overlay::endpoint_down(net, &rec);
+            let mut undo = Vec::new();
+            if rec.vm_nic {
+                undo.extend(bridge::endpoint_detach(&net.plan, &rec.plan, false));
+            }
+            undo.extend(crate::overlay::endpoint_down(net, &rec));
             undo.push(Op::DeleteElements(elements));
             teardown(self.dp.as_ref(), &undo);
             let requested = !spec.ip_configs.is_empty();
@@ -231,6 +251,9 @@ impl Service {
             if let Some(ns) = ep.namespace {
                 let host = st.namespaces.get(&ns).is_some_and(|n| n.host);
                 ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, host));
+            }
+            if ep.vm_nic {
+                ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, false));
             }
             let mut els = endpoint_elements(net, &ep.plan);
             els.extend(crate::policy::acl_elements(&id, &ep, net).unwrap_or_default());
@@ -831,6 +854,28 @@ pub(crate) fn fill_endpoint(
         obj.insert("Dns".into(), dns);
     }
     obj.insert("State".into(), json!(1));
+}
+
+/// The output fields of a VM NIC: its tap (`InterfaceName`), the network
+/// namespace the tap is in (`TapNetNsPath`), which a VM monitor must run
+/// in to open the tap by name (the daemon's own, or an overlay network's
+/// router namespace), and the MTU the guest must give its NIC (`TapMtu`:
+/// a veth's peer gets it from hostnetd, a guest only from this). The
+/// daemon's namespace is named by its process ID, so the fields are
+/// refreshed when the endpoint is loaded after a restart.
+pub(crate) fn fill_vm_nic(
+    obj: &mut Map<String, Value>,
+    id: &Uuid,
+    net: &NetworkRec,
+    ep: &bridge::Endpoint,
+) {
+    let netns = match &net.plan.port_netns {
+        Some(router) => router.display().to_string(),
+        None => format!("/proc/{}/ns/net", std::process::id()),
+    };
+    obj.insert("InterfaceName".into(), json!(names::host_veth(id)));
+    obj.insert("TapNetNsPath".into(), json!(netns));
+    obj.insert("TapMtu".into(), json!(ep.mtu.unwrap_or(net.plan.mtu)));
 }
 
 /// The driver's view of an endpoint.

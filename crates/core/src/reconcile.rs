@@ -26,7 +26,7 @@ use crate::config::DEFAULT_NETWORK_NAME;
 use crate::endpoint::{endpoint_elements, endpoint_policies, plan, sdn_routes, DEFAULT_IFNAME};
 use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
-use crate::service::{EndpointRec, NamespaceRec, Service};
+use crate::service::{EndpointRec, NamespaceRec, NetworkRec, Service, State};
 use crate::subnet::{self, Resolved};
 
 const INITIALIZED: &str = "initialized";
@@ -100,12 +100,16 @@ impl Service {
                         tiers: policies.tiers.clone(),
                         namespace: spec.namespace,
                         ifname,
+                        vm_nic: spec.vm_nic,
                         obj,
                     },
                 ))
                 .map(|(id, mut rec)| {
                     rec.plan.acl = crate::policy::walks_acls(&rec, net);
                     rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
+                    if rec.vm_nic {
+                        crate::endpoint::fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
+                    }
                     (id, rec)
                 })
             });
@@ -249,9 +253,8 @@ impl Service {
                 Err(e) => log::error!("endpoint {}: {e}", guid(id)),
             }
             // An overlay's ports are its router's (crate::reconcile_overlay).
-            let ns = ep.namespace.and_then(|n| st.namespaces.get(&n));
-            if let (Some(ns), None) = (ns, &net.plan.port_netns) {
-                elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
+            if let (Some(host), None) = (ep.plugged(&st.namespaces), &net.plan.port_netns) {
+                elements.extend(bridge::port_elements(&net.plan, &ep.plan, host));
             }
         }
         elements.extend(crate::load_balancer::all_elements(&st));
@@ -373,6 +376,10 @@ impl Service {
             }
         }
         for (id, ep) in &st.endpoints {
+            if ep.vm_nic {
+                reconcile_vm_nic(dp, &st, id, ep, &links, &routers, &mut wanted);
+                continue;
+            }
             let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
                 continue;
             };
@@ -416,23 +423,7 @@ impl Service {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
             } else if replug {
-                let bridge = net.plan.bridge_for(ep.plan.address.addr());
-                log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
-                let plug = Op::SetMaster {
-                    link: name.clone(),
-                    master: Some(bridge),
-                    previous: None,
-                };
-                let plug = match &net.plan.port_netns {
-                    Some(netns) => Op::InNetns {
-                        netns: netns.clone(),
-                        op: Box::new(plug),
-                    },
-                    None => plug,
-                };
-                if let Err(e) = apply(dp, &[plug]) {
-                    log::error!("endpoint {}: {e}", guid(id));
-                }
+                replug_port(dp, id, ep, net);
             }
             if !routers.contains_key(&ep.network) {
                 wanted.insert(name);
@@ -531,6 +522,70 @@ fn adds_elements(op: &Op) -> bool {
     match op {
         Op::InNetns { op, .. } => adds_elements(op),
         op => matches!(op, Op::AddElements(_)),
+    }
+}
+
+/// Rebuilds a VM NIC's tap if the kernel lost it (its elements are in the
+/// tables already loaded; a VM that had it open lost its link and must be
+/// restarted), or plugs it into its rebuilt bridge; marks it wanted.
+fn reconcile_vm_nic(
+    dp: &dyn hostnet_dataplane::Dataplane,
+    st: &State,
+    id: &Uuid,
+    ep: &EndpointRec,
+    links: &HashSet<String>,
+    routers: &HashMap<Uuid, crate::reconcile_overlay::Router>,
+    wanted: &mut HashSet<String>,
+) {
+    let Some(net) = st.networks.get(&ep.network) else {
+        return;
+    };
+    let name = names::host_veth(id);
+    let (present, replug) = match routers.get(&ep.network) {
+        Some(r) => (r.links.contains(&name), r.replug),
+        None => (links.contains(&name), false),
+    };
+    if !present {
+        log::info!("rebuilding the tap of VM NIC endpoint {}", guid(id));
+        let ops: Vec<Op> = bridge::vm_nic_plug(&net.plan, &ep.plan)
+            .into_iter()
+            .filter(|op| !adds_elements(op))
+            .collect();
+        if let Err(e) = apply(dp, &ops) {
+            log::error!("endpoint {}: {e}", guid(id));
+        }
+    } else if replug {
+        replug_port(dp, id, ep, net);
+    }
+    if !routers.contains_key(&ep.network) {
+        wanted.insert(name);
+    }
+}
+
+/// Enslaves an endpoint's port (veth or tap) that survived to its
+/// network's rebuilt bridge.
+fn replug_port(
+    dp: &dyn hostnet_dataplane::Dataplane,
+    id: &Uuid,
+    ep: &EndpointRec,
+    net: &NetworkRec,
+) {
+    let bridge = net.plan.bridge_for(ep.plan.address.addr());
+    log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
+    let plug = Op::SetMaster {
+        link: names::host_veth(id),
+        master: Some(bridge),
+        previous: None,
+    };
+    let plug = match &net.plan.port_netns {
+        Some(netns) => Op::InNetns {
+            netns: netns.clone(),
+            op: Box::new(plug),
+        },
+        None => plug,
+    };
+    if let Err(e) = apply(dp, &[plug]) {
+        log::error!("endpoint {}: {e}", guid(id));
     }
 }
 

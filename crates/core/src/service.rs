@@ -64,6 +64,24 @@ pub(crate) struct EndpointRec {
     pub tiers: Vec<hostnet_model::domain::TierAcl>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
+    /// A VM's NIC (`VmNic`): its port is a tap, made with the endpoint,
+    /// and it is never attached to a namespace.
+    pub vm_nic: bool,
+}
+
+impl EndpointRec {
+    /// Whether the endpoint has a port on its network's switch, and if so
+    /// whether it is a host endpoint's (an address on the bridge, no port
+    /// elements): a veth while attached to a namespace, a VM NIC's tap
+    /// always, nothing while detached.
+    pub(crate) fn plugged(&self, namespaces: &BTreeMap<Uuid, NamespaceRec>) -> Option<bool> {
+        if self.vm_nic {
+            return Some(false);
+        }
+        self.namespace
+            .and_then(|n| namespaces.get(&n))
+            .map(|n| n.host)
+    }
 }
 
 /// A namespace: a netns bind-mounted at `path`, or the host's own
@@ -244,7 +262,8 @@ impl Service {
                 "NestedIpSet": true,
                 "DSR": true,
                 "IPv6DualStack": false,
-                "ModifyLoadbalancer": true
+                "ModifyLoadbalancer": true,
+                "VmNic": true
             }
         })
     }

@@ -80,10 +80,7 @@ impl Service {
                 .networks
                 .get(&ep.network)
                 .ok_or_else(|| Kind::Network.not_found(&guid(&ep.network)))?;
-            let host = ep
-                .namespace
-                .and_then(|n| st.namespaces.get(&n))
-                .map(|n| n.host);
+            let host = ep.plugged(&st.namespaces);
             Snapshot {
                 id: uuid,
                 port: crate::policy::endpoint_port(&uuid, ep, net),

@@ -178,6 +178,14 @@ pub enum Op {
         /// As for [`Op::CreateBridge`], for both ends.
         ipv6: bool,
     },
+    /// A persistent tap `name` in the daemon's namespace, enslaved to
+    /// `bridge`, with `mtu`, up: a VM NIC's port on the switch. A VM monitor
+    /// opens it by name; until then it has no carrier.
+    CreateTap {
+        name: String,
+        bridge: String,
+        mtu: u32,
+    },
     /// Add elements to hostnet's sets and maps, all in one nfnetlink
     /// transaction. Adding an element that exists is an error.
     AddElements(Vec<SetElement>),
@@ -371,6 +379,7 @@ impl Op {
             Op::CreateVeth { host_name, .. } => Some(Op::DeleteLink {
                 name: host_name.clone(),
             }),
+            Op::CreateTap { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::AddElements(e) => Some(Op::DeleteElements(e.clone())),
             Op::ReplaceElements { delete, add } => Some(Op::ReplaceElements {

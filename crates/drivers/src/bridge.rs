@@ -149,6 +149,23 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
     in_port_netns(net, ops)
 }
 
+/// Plug a VM's NIC in: a persistent tap on the bridge, then the same port
+/// elements (firewall defaults, drop counters, detours) as a veth's. The
+/// tap takes the name the endpoint's host veth would have, so everything
+/// that addresses an endpoint's port by name (ACL and counter chains,
+/// statistics, unplugging with [`endpoint_detach`]) finds it unchanged.
+pub fn vm_nic_plug(net: &Network, ep: &Endpoint) -> Vec<Op> {
+    let ops = vec![
+        Op::CreateTap {
+            name: names::host_veth(&ep.id),
+            bridge: net.bridge_for(ep.address.addr()),
+            mtu: ep.mtu.unwrap_or(net.mtu),
+        },
+        Op::AddElements(port_elements(net, ep, false)),
+    ];
+    in_port_netns(net, ops)
+}
+
 /// `ops` where the network's ports are: in its port namespace, if any.
 fn in_port_netns(net: &Network, ops: Vec<Op>) -> Vec<Op> {
     match &net.port_netns {
@@ -293,5 +310,33 @@ pub(crate) mod tests {
             routes[0].metric, 100,
             "a second NIC's default route must not collide"
         );
+    }
+
+    #[test]
+    fn a_vm_nic_is_a_tap_with_the_ports_elements_and_unplugs_like_a_veth() {
+        let net = Network {
+            id: Uuid::from_u128(0x12345678_0000_4000_8000_000000000000),
+            gateways: vec!["172.31.0.1/16".parse().unwrap()],
+            mtu: 1450,
+            l2: None,
+            nat: true,
+            bound_mac: None,
+            subnet_bridges: vec![],
+            port_netns: None,
+        };
+        let ep = endpoint();
+        let ops = vm_nic_plug(&net, &ep);
+        assert_eq!(
+            ops[0],
+            Op::CreateTap {
+                name: "hnveabcdef0123".into(),
+                bridge: "hnbr12345678".into(),
+                mtu: 1450,
+            }
+        );
+        assert_eq!(ops[1], Op::AddElements(port_elements(&net, &ep, false)));
+        let unplug = endpoint_detach(&net, &ep, false);
+        assert_eq!(ops[1].undo(), Some(unplug[0].clone()));
+        assert_eq!(ops[0].undo(), Some(unplug[1].clone()));
     }
 }

@@ -219,6 +219,15 @@ pub enum NamespaceCommand {
     },
 }
 
+/// Where `hostnet run` runs its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// A network namespace on this host (Windows: process isolation).
+    Process,
+    /// A microVM on the endpoint's tap (Windows: Hyper-V isolation).
+    Vm,
+}
+
 /// `hostnet run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -237,6 +246,27 @@ pub struct RunArgs {
     /// Keep the namespace and endpoint after CMD exits (their IDs go to stderr).
     #[arg(long)]
     pub keep: bool,
+    /// How CMD is isolated: in a network namespace (process) or in a
+    /// microVM whose NIC is the endpoint (vm; needs --vm-kernel).
+    #[arg(long, value_enum, default_value = "process")]
+    pub isolation: Isolation,
+    /// The guest kernel for --isolation vm (e.g. Debian's
+    /// linux-image-cloud-amd64 /boot/vmlinuz-VERSION).
+    #[arg(long, env = "HOSTNET_VM_KERNEL", value_name = "PATH")]
+    pub vm_kernel: Option<PathBuf>,
+    /// The guest kernel's modules directory (lib/modules/VERSION), for a
+    /// kernel whose virtio-net driver is a module; by default the one
+    /// beside the kernel (KERNEL/../../lib/modules/VERSION).
+    #[arg(long, env = "HOSTNET_VM_MODULES", value_name = "DIR")]
+    pub vm_modules: Option<PathBuf>,
+    /// A program or file of this host the guest also gets, at the same
+    /// path, with its shared libraries (repeatable; CMD's own program is
+    /// always added).
+    #[arg(long, value_name = "PATH")]
+    pub vm_add: Vec<PathBuf>,
+    /// The guest's memory in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub vm_memory: u32,
     /// The command and its arguments.
     #[arg(
         required = true,

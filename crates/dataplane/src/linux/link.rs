@@ -677,6 +677,13 @@ pub fn set_master(sock: &mut Socket, index: u32, master: u32) -> Result<(), Netl
     sock.request(msg, |_| {})
 }
 
+/// Sets link `index`'s MTU.
+pub fn set_mtu(sock: &mut Socket, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0)).attr_u32(IFLA_MTU, mtu);
+    sock.request(msg, |_| {})
+}
+
 /// Adds (`add`) or deletes a host's route via link `index`. Adding an
 /// existing route fails with EEXIST, deleting a missing one with ESRCH. A
 /// delete matches the route whatever its protocol and scope.

@@ -19,6 +19,7 @@ mod link;
 mod netlink;
 mod netns;
 mod nftables;
+mod tap;
 mod vxlan;
 
 use std::collections::HashMap;
@@ -357,6 +358,48 @@ impl LinuxDataplane {
             .and_then(|()| configure_peer(&ns, peer_name, &peer));
         if let Err(m) = configured {
             undo_link(&mut self.route(), host_name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    /// A persistent tap `name`: made in the dataplane's namespace, then
+    /// given `mtu`, enslaved to `bridge`, without IPv6 link-local (a bridge
+    /// port), up. A failure after the tap exists removes it.
+    fn create_tap(&self, name: &str, bridge: &str, mtu: u32) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("create tap {name}"), m);
+        let mut sock = self.route();
+        let master = link::index(&mut sock, bridge)
+            .map_err(|e| fail(format!("look up bridge {bridge}: {e}")))?
+            .ok_or_else(|| fail(format!("bridge {bridge} not found")))?;
+        // TUNSETIFF on an existing tap would silently take it over.
+        if link::index(&mut sock, name)
+            .map_err(|e| fail(e.to_string()))?
+            .is_some()
+        {
+            return Err(fail(format!("link {name} exists already")));
+        }
+        self.in_home(|| tap::create_persistent(name))
+            .and_then(|r| r)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENODEV) => fail(format!(
+                    "{e}: this kernel has no tun/tap driver (modprobe tun)"
+                )),
+                _ => fail(e.to_string()),
+            })?;
+        let configured = (|| {
+            let index = link::index(&mut sock, name)
+                .map_err(|e| format!("look up {name}: {e}"))?
+                .ok_or_else(|| format!("{name} vanished after creation"))?;
+            link::set_mtu(&mut sock, index, mtu).map_err(|e| format!("set MTU {mtu}: {e}"))?;
+            link::set_master(&mut sock, index, master)
+                .map_err(|e| format!("enslave to {bridge}: {e}"))?;
+            link::disable_ipv6_link_local(&mut sock, index)
+                .map_err(|e| format!("turn off IPv6 link-local: {e}"))?;
+            link::set_up(&mut sock, index).map_err(|e| format!("set up: {e}"))
+        })();
+        if let Err(m) = configured {
+            undo_link(&mut sock, name);
             return Err(fail(m));
         }
         Ok(())
@@ -879,6 +922,7 @@ impl Dataplane for LinuxDataplane {
             } => self.create_veth(
                 host_name, bridge, *mtu, netns, peer_name, *peer_mac, addresses, routes, *ipv6,
             ),
+            Op::CreateTap { name, bridge, mtu } => self.create_tap(name, bridge, *mtu),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
             Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
