@@ -140,7 +140,12 @@ impl LinuxDataplane {
             routes: &[],
             ipv6,
         };
-        if let Err(m) = configure_link(&mut sock, name, &link) {
+        let configured = match has_ipv6(addresses) {
+            true => skip_dad(name, |f| self.in_home(f)),
+            false => Ok(()),
+        }
+        .and_then(|()| configure_link(&mut sock, name, &link));
+        if let Err(m) = configured {
             undo_link(&mut sock, name);
             return Err(fail(m));
         }
@@ -232,6 +237,10 @@ impl LinuxDataplane {
             ipv6,
         };
         let configured = configure_link(&mut self.route(), host_name, &host_end)
+            .and_then(|()| match has_ipv6(addresses) {
+                true => skip_dad(peer_name, |f| run_in_netns_fd(ns.as_fd(), f)),
+                false => Ok(()),
+            })
             .and_then(|()| configure_peer(&ns, peer_name, &peer));
         if let Err(m) = configured {
             undo_link(&mut self.route(), host_name);
@@ -1194,6 +1203,33 @@ fn describe(r: &AdapterRoute) -> String {
         Some(via) => format!("{} via {via} metric {}", r.destination, r.metric),
         None => format!("{} on-link metric {}", r.destination, r.metric),
     }
+}
+
+/// A link hostnet gives IPv6 addresses at creation (a dual-stack NAT
+/// network's bridge, its endpoints' veth peers) skips duplicate address
+/// detection for its link-local address too (`accept_dad` 0, set while the
+/// link is down; its global ones are added NODAD already): hostnet's IPAM
+/// made the addresses unique, and the link-local comes from a MAC hostnet
+/// made unique. Until DAD ends the kernel sends no neighbour solicitation
+/// for traffic it forwards out of a link whose link-local is tentative,
+/// so a container was unreachable on IPv6 for the first second or two.
+/// `run_there` runs the write in the link's namespace.
+fn skip_dad(
+    name: &str,
+    run_there: impl FnOnce(Box<dyn FnOnce() -> io::Result<()> + Send>) -> io::Result<io::Result<()>>,
+) -> Result<(), String> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    let write = {
+        let path = path.clone();
+        Box::new(move || std::fs::write(path, "0"))
+    };
+    run_there(write)
+        .and_then(|r| r)
+        .map_err(|e| format!("write 0 to {path}: {e}"))
+}
+
+fn has_ipv6(addresses: &[IpNet]) -> bool {
+    addresses.iter().any(|a| a.addr().is_ipv6())
 }
 
 /// How to configure a link after its creation.
