@@ -338,3 +338,42 @@ fn the_cli_creates_dual_stack_networks_and_endpoints() {
     assert!(out.starts_with(&format!("peer [{HOST6}]:")), "{out}");
     assert!(server.next_line().is_some());
 }
+
+/// The gateway DNS proxy (on the network's IPv4 gateway) answers a
+/// dual-stack endpoint's name with both records: A and AAAA.
+#[test]
+fn the_gateway_dns_answers_aaaa_for_dual_stack_endpoints() {
+    let Some(w) = World::dual_stack("the_gateway_dns_answers_aaaa_for_dual_stack_endpoints") else {
+        return;
+    };
+    // IPv6 subnet first: the proxy still listens on the IPv4 gateway.
+    w.client()
+        .create(
+            Kind::Networks,
+            &json!({ "Name": "dual", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": [
+                { "IpAddressPrefix": V6 }, { "IpAddressPrefix": V4 }
+            ] }] }),
+        )
+        .expect("dual-stack network");
+    let web = Container::create(&w.client(), &w.network("dual"), json!({ "Name": "web6" }));
+    let web6 = ip6(&w, &web);
+    let client = w.container("dual", json!([]));
+    let gateway = "10.77.0.1";
+    let ask = |ty: &str| {
+        let mut said = String::new();
+        let answered = hostnet_testbed::wait_until(std::time::Duration::from_secs(5), || {
+            said = client.run(&["dns", gateway, "web6", ty]).1;
+            said.starts_with("NOERROR")
+        });
+        assert!(answered, "{ty} web6: {said}");
+        said
+    };
+    let aaaa = ask("AAAA");
+    assert!(aaaa.contains(&web6) && !aaaa.contains(&web.ip), "{aaaa}");
+    let a = ask("A");
+    assert!(a.contains(&web.ip) && !a.contains(&web6), "{a}");
+    // Deleting the endpoint takes both records.
+    w.client().delete(Kind::Endpoints, &web.ep_id).unwrap();
+    let gone = client.run(&["dns", gateway, "web6", "AAAA"]).1;
+    assert!(!gone.contains(&web6), "{gone}");
+}
