@@ -304,3 +304,55 @@ fn dual_stack_endpoints_refuse_what_would_leave_ipv6_unguarded() {
     assert!(err.message.contains("dual-stack"), "{}", err.message);
     assert!(f.dp.take().is_empty());
 }
+
+#[test]
+fn a_mapping_publishes_on_the_families_its_vip_and_flags_name() {
+    let f = fresh();
+    let net = dual(&f, "d", "10.90.0.0/24", "fd00:90::/64").unwrap();
+    let pm = |ext: u16, extra: Value| {
+        let mut s = json!({ "Protocol": 6, "InternalPort": 80, "ExternalPort": ext });
+        if let (Some(o), Some(e)) = (s.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        json!({ "Type": "PortMapping", "Settings": s })
+    };
+    f.dp.take();
+    endpoint(
+        &f,
+        &net,
+        json!({ "Policies": [
+            pm(8081, json!({ "VIP": "0.0.0.0" })),
+            pm(8082, json!({ "VIP": "::", "Flags": 2 })),
+            pm(8083, json!({ "VIP": "fd00:90::1" })),
+            pm(8084, json!({ "VIP": "10.90.0.1" })),
+        ] }),
+    )
+    .unwrap();
+    let ops = f.dp.take();
+    let [Op::AddElements(els)] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    let ports: Vec<String> = els
+        .iter()
+        .filter(|e| e.set.contains("ports"))
+        .map(|e| format!("{} {}", e.set, e.text))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            "ports4 tcp . 8081 : 10.90.0.2 . 80",
+            "ports6 tcp . 8082 : fd00:90::2 . 80",
+            "vip_ports6 fd00:90::1 . tcp . 8083 : fd00:90::2 . 80",
+            "vip_ports4 10.90.0.1 . tcp . 8084 : 10.90.0.2 . 80",
+        ]
+    );
+    // The IPv6 flag with an IPv4 VIP contradicts itself.
+    let err = endpoint(
+        &f,
+        &net,
+        json!({ "Policies": [pm(8085, json!({ "VIP": "10.90.0.1", "Flags": 2 }))] }),
+    )
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidPolicy, "{}", err.message);
+    assert!(f.dp.take().is_empty());
+}
