@@ -275,8 +275,11 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
 /// the host (another overlay network with the same subnet).
 fn drop_counters(ep: &Endpoint, by_address: bool) -> Vec<SetElement> {
     let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
-    if let (IpAddr::V4(addr), true) = (ep.address.addr(), by_address) {
-        els.push(nft::counters::inbound_drops(addr));
+    if by_address && ep.address.addr().is_ipv4() {
+        els.extend(
+            ep.addresses()
+                .map(|a| nft::counters::inbound_drops(a.addr())),
+        );
     }
     els
 }

@@ -206,7 +206,14 @@ fn ipv6_isolation_and_firewall_defaults_mirror_ipv4() {
     );
 
     // Inbound, only TCP, UDP, ICMP(v6) and IGMP: GRE and SCTP are dropped,
-    // routed from the host and bridged from a sibling alike.
+    // routed from the host and bridged from a sibling alike, each drop
+    // counted once against the endpoint.
+    let dropped = || {
+        w.client().endpoint_stats(&a.ep_id).unwrap()["DroppedPacketsIncoming"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = dropped();
     for proto in ["47", "132"] {
         let listen = a.serve(&["raw6-listen", proto]);
         // The host's own send fails with EPERM: its output hook drops it.
@@ -223,6 +230,11 @@ fn ipv6_isolation_and_firewall_defaults_mirror_ipv4() {
             "IPv6 protocol {proto} reached the container"
         );
     }
+    assert_eq!(
+        dropped() - before,
+        4,
+        "two protocols, from the host and a sibling"
+    );
 }
 
 #[test]
