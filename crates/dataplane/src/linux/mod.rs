@@ -459,7 +459,16 @@ impl LinuxDataplane {
         let path = sysctl_path(key).map_err(fail)?;
         self.in_home(|| std::fs::write(&path, value))
             .and_then(|r| r)
-            .map_err(|e| fail(format!("write {value} to {path}: {e}")))
+            .map_err(|e| match e.kind() {
+                // No /proc/sys/net/ipv6: the host runs without IPv6.
+                io::ErrorKind::NotFound if path.starts_with("/proc/sys/net/ipv6/") => {
+                    DataplaneError::unsupported(
+                        format!("sysctl {key}"),
+                        "IPv6 is disabled on this host (ipv6.disable=1): IPv6 subnets need it",
+                    )
+                }
+                _ => fail(format!("write {value} to {path}: {e}")),
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
