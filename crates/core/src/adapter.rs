@@ -334,7 +334,7 @@ pub(crate) fn check_subnets_fit(
     subnets: &[crate::subnet::Resolved],
 ) -> Result<(), HcnError> {
     for s in subnets {
-        let subnet = IpNet::V4(s.prefix);
+        let subnet = s.prefix;
         for own in &adapter.addresses {
             let host_subnet = own.trunc();
             let overlaps =
@@ -348,7 +348,7 @@ pub(crate) fn check_subnets_fit(
                     ),
                 ));
             }
-            if IpAddr::V4(s.gateway) == own.addr() {
+            if s.gateway == own.addr() {
                 return Err(HcnError::new(
                     ErrorCode::InvalidSubnet,
                     format!(

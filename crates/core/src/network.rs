@@ -70,6 +70,9 @@ impl Service {
             true => Vec::new(),
             false => subnet::resolve(&spec, &taken, &host_routes)?,
         };
+        if subnets.iter().any(|s| s.prefix.addr().is_ipv6()) {
+            crate::network_change::no_acls_on_dual_stack(&spec.policies)?;
+        }
         if let Some(b) = &binding {
             crate::adapter::check_subnets_fit(&b.uplink, &subnets)?;
         }
@@ -437,18 +440,27 @@ fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved], k
                     .expect("subnets are objects")
                     .entry("Routes")
                     .or_insert_with(|| json!([]));
+                let default = default_route_of(r.gateway);
                 let has_default = routes.as_array().is_some_and(|a| {
                     a.iter().any(|x| {
-                        x.get("DestinationPrefix").and_then(|d| d.as_str()) == Some("0.0.0.0/0")
+                        x.get("DestinationPrefix").and_then(|d| d.as_str()) == Some(default)
                     })
                 });
                 if !has_default {
                     if let Some(a) = routes.as_array_mut() {
-                        a.push(json!({ "NextHop": r.gateway.to_string(), "DestinationPrefix": "0.0.0.0/0" }));
+                        a.push(json!({ "NextHop": r.gateway.to_string(), "DestinationPrefix": default }));
                     }
                 }
             }
         }
+    }
+}
+
+/// The default route's `DestinationPrefix` for a gateway's family.
+pub(crate) fn default_route_of(gateway: std::net::IpAddr) -> &'static str {
+    match gateway {
+        std::net::IpAddr::V4(_) => "0.0.0.0/0",
+        std::net::IpAddr::V6(_) => "::/0",
     }
 }
 
@@ -471,9 +483,7 @@ pub(crate) fn network_rec(
         Some(_) => Vec::new(),
         None => subnets
             .iter()
-            .map(|s| {
-                IpNet::new(s.gateway.into(), s.prefix.prefix_len()).expect("prefix length is valid")
-            })
+            .map(|s| IpNet::new(s.gateway, s.prefix.prefix_len()).expect("prefix length is valid"))
             .collect(),
     };
     let l2 = match (spec.kind, &adapter) {
@@ -500,7 +510,7 @@ pub(crate) fn network_rec(
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()
-        .map(|s| SubnetPool::new(IpNet::V4(s.prefix), Some(s.gateway.into())))
+        .map(|s| SubnetPool::new(s.prefix, Some(s.gateway)))
         .collect();
     for own in adapter.iter().flat_map(|a| &a.addresses) {
         if let Some(pool) = pools.iter_mut().find(|p| p.contains(own.addr())) {

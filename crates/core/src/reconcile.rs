@@ -23,13 +23,51 @@ use uuid::Uuid;
 
 use crate::adapter::Binding;
 use crate::config::DEFAULT_NETWORK_NAME;
-use crate::endpoint::{endpoint_elements, endpoint_policies, plan, sdn_routes, DEFAULT_IFNAME};
+use crate::endpoint::{
+    endpoint_elements, endpoint_policies, plan, sdn_routes, Addresses, DEFAULT_IFNAME,
+};
 use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
 use crate::service::{EndpointRec, NamespaceRec, NetworkRec, Service, State};
 use crate::subnet::{self, Resolved};
 
 const INITIALIZED: &str = "initialized";
+
+/// A stored endpoint's addresses (its `IpConfigurations`: the IPv4 one
+/// first, on a dual-stack network also its IPv6 one), taken again from
+/// the network's pools.
+fn loaded_addresses(
+    net: &mut NetworkRec,
+    spec: &hostnet_model::domain::EndpointSpec,
+    key: &str,
+) -> Result<Addresses, HcnError> {
+    let mut take = |address: std::net::IpAddr| {
+        let pool = net
+            .pools
+            .iter_mut()
+            .find(|p| p.contains(address))
+            .ok_or_else(|| {
+                HcnError::new(ErrorCode::InvalidIp, "its address is outside the network")
+            })?;
+        let holds_gateway = pool.gateway() == Some(address);
+        if let (Err(e), false) = (pool.reserve(address), holds_gateway) {
+            log::warn!("endpoint {key}: {e}");
+        }
+        let prefixed = IpNet::new(address, pool.prefix().prefix_len()).expect("valid");
+        Ok::<_, HcnError>((prefixed, pool.gateway().filter(|_| !holds_gateway)))
+    };
+    let first = spec
+        .ip_configs
+        .first()
+        .ok_or_else(|| HcnError::new(ErrorCode::InvalidEndpoint, "it has no address"))?;
+    let (address, gateway) = take(first.address)?;
+    let mut out = Addresses::single(address, gateway);
+    if let Some(c) = spec.ip_configs.iter().skip(1).find(|c| c.address.is_ipv6()) {
+        let (a, g) = take(c.address)?;
+        (out.address6, out.gateway6) = (Some(a), g);
+    }
+    Ok(out)
+}
 
 impl Service {
     /// Read every stored object into memory.
@@ -50,30 +88,13 @@ impl Service {
                 let net = st.networks.get_mut(&spec.network).ok_or_else(|| {
                     HcnError::new(ErrorCode::NetworkNotFound, "its network is gone")
                 })?;
-                let (address, gateway) = if net.is_dhcp() {
-                    crate::dhcp::loaded_address(leases.get(&id), &spec)?
+                let taken = if net.is_dhcp() {
+                    let (address, gateway) = crate::dhcp::loaded_address(leases.get(&id), &spec)?;
+                    Addresses::single(address, gateway)
                 } else {
-                    let cfg = spec.ip_configs.first().ok_or_else(|| {
-                        HcnError::new(ErrorCode::InvalidEndpoint, "it has no address")
-                    })?;
-                    let pool = net
-                        .pools
-                        .iter_mut()
-                        .find(|p| p.contains(cfg.address))
-                        .ok_or_else(|| {
-                            HcnError::new(
-                                ErrorCode::InvalidIp,
-                                "its address is outside the network",
-                            )
-                        })?;
-                    let holds_gateway = pool.gateway() == Some(cfg.address);
-                    if let (Err(e), false) = (pool.reserve(cfg.address), holds_gateway) {
-                        log::warn!("endpoint {key}: {e}");
-                    }
-                    let address =
-                        IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
-                    (address, pool.gateway().filter(|_| !holds_gateway))
+                    loaded_addresses(net, &spec, &key)?
                 };
+                let address = taken.address;
                 let mac = spec
                     .mac
                     .map(|m| m.0)
@@ -94,7 +115,7 @@ impl Service {
                     EndpointRec {
                         name: spec.name.clone(),
                         network: spec.network,
-                        plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
+                        plan: plan(&id, &taken, mac, &spec, &policies, sdn),
                         mappings,
                         acls: policies.acls.clone(),
                         tiers: policies.tiers.clone(),

@@ -40,6 +40,12 @@ pub(crate) struct NetworkRec {
 }
 
 impl NetworkRec {
+    /// A NAT network with an IPv6 subnet next to its IPv4 ones: its
+    /// endpoints get an address of each family.
+    pub(crate) fn is_dual_stack(&self) -> bool {
+        self.pools.iter().any(|p| p.prefix().addr().is_ipv6())
+    }
+
     /// What a bound network took (None: it binds no adapter).
     pub(crate) fn binding(&self) -> Option<crate::adapter::Binding> {
         self.adapter.as_ref().map(|uplink| crate::adapter::Binding {

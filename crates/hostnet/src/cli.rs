@@ -134,6 +134,10 @@ pub struct NetworkCreateArgs {
     /// Gateway of the subnet containing it (repeatable).
     #[arg(long, value_name = "IP")]
     pub gateway: Vec<String>,
+    /// Dual stack (Docker's --ipv6): checks that an IPv6 --subnet is given
+    /// (hostnet does not pick IPv6 subnets). NAT networks only.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Docker option com.docker.network.windowsshim.KEY=VALUE (repeatable).
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
     pub opt: Vec<String>,
@@ -165,6 +169,9 @@ pub struct EndpointCreateArgs {
     /// IP address (allocated by the daemon when omitted).
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (allocated when omitted).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// MAC address (allocated by the daemon when omitted).
     #[arg(long)]
     pub mac: Option<String>,
@@ -237,6 +244,9 @@ pub struct RunArgs {
     /// IP address (allocated by the daemon when omitted).
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (allocated when omitted).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,

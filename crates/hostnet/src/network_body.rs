@@ -26,6 +26,8 @@ pub struct NetworkArgs {
     pub gateways: Vec<String>,
     /// `-o KEY=VALUE` options.
     pub options: Vec<String>,
+    /// `--ipv6`: dual stack asked for; an IPv6 `--subnet` must be given.
+    pub ipv6: bool,
 }
 
 /// Builds the `POST /v2/networks` body.
@@ -49,6 +51,13 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
         "Type": driver,
         "SchemaVersion": {"Major": 2, "Minor": 0},
     });
+    let has_ipv6_subnet = args
+        .subnets
+        .iter()
+        .any(|s| s.trim().parse::<IpNet>().is_ok_and(|p| p.addr().is_ipv6()));
+    if args.ipv6 && !has_ipv6_subnet {
+        return Err("--ipv6 needs an IPv6 --subnet (such as fd00:1::/64) next to the IPv4 one: hostnet does not pick IPv6 subnets".into());
+    }
     let subnets = subnets(args, &options)?;
     if !subnets.is_empty() {
         body["Ipams"] = json!([{"Type": "Static", "Subnets": subnets}]);
@@ -216,6 +225,20 @@ mod tests {
         assert_eq!(
             network_body(&args("nat1", "nat")).unwrap(),
             json!({"Name":"nat1","Type":"nat","SchemaVersion":{"Major":2,"Minor":0}})
+        );
+    }
+
+    #[test]
+    fn ipv6_needs_an_ipv6_subnet() {
+        let mut a = args("d", "nat");
+        a.ipv6 = true;
+        a.subnets = strings(&["10.1.0.0/24"]);
+        assert!(network_body(&a).unwrap_err().contains("IPv6 --subnet"));
+        a.subnets = strings(&["10.1.0.0/24", "fd00:1::/64"]);
+        let body = network_body(&a).unwrap();
+        assert_eq!(
+            body["Ipams"][0]["Subnets"][1]["IpAddressPrefix"],
+            "fd00:1::/64"
         );
     }
 

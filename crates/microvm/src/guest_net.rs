@@ -12,8 +12,9 @@ use serde_json::Value;
 pub struct GuestNet {
     /// The endpoint's MAC, `aa:bb:cc:dd:ee:ff` (qemu's and Linux's spelling).
     pub mac: String,
-    /// The endpoint's address with its prefix length.
-    pub address: IpNet,
+    /// The endpoint's addresses with their prefix lengths, in its
+    /// `IpConfigurations` order (IPv4 first on a dual-stack network).
+    pub addresses: Vec<IpNet>,
     /// Routes: destination and next hop (None: on-link). A default route
     /// is one of them.
     pub routes: Vec<(IpNet, Option<IpAddr>)>,
@@ -22,8 +23,8 @@ pub struct GuestNet {
 }
 
 impl GuestNet {
-    /// From an endpoint document: `MacAddress`, the first
-    /// `IpConfigurations` entry, `Routes` and `TapMtu`.
+    /// From an endpoint document: `MacAddress`, every `IpConfigurations`
+    /// entry, `Routes` and `TapMtu`.
     pub fn from_endpoint(ep: &Value) -> Result<Self, String> {
         let mac = ep["MacAddress"]
             .as_str()
@@ -36,16 +37,32 @@ impl GuestNet {
         {
             return Err(format!("the endpoint's MacAddress {mac} is not a MAC"));
         }
-        let cfg = &ep["IpConfigurations"][0];
-        let ip: IpAddr = cfg["IpAddress"]
-            .as_str()
+        let mut addresses = Vec::new();
+        for (i, cfg) in ep["IpConfigurations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let ip: IpAddr = cfg["IpAddress"]
+                .as_str()
+                .ok_or(format!(
+                    "the endpoint's IpConfigurations[{i}] has no IpAddress"
+                ))?
+                .parse()
+                .map_err(|e| format!("the endpoint's IpConfigurations[{i}].IpAddress: {e}"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix = cfg["PrefixLength"].as_u64().unwrap_or(max as u64) as u8;
+            addresses.push(
+                IpNet::new(ip, prefix).map_err(|e| {
+                    format!("the endpoint's IpConfigurations[{i}].PrefixLength: {e}")
+                })?,
+            );
+        }
+        let ip = addresses
+            .first()
             .ok_or("the endpoint has no IpConfigurations")?
-            .parse()
-            .map_err(|e| format!("the endpoint's IpAddress: {e}"))?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = cfg["PrefixLength"].as_u64().unwrap_or(max as u64) as u8;
-        let address =
-            IpNet::new(ip, prefix).map_err(|e| format!("the endpoint's PrefixLength: {e}"))?;
+            .addr();
         let mut routes = Vec::new();
         for (i, r) in ep["Routes"].as_array().into_iter().flatten().enumerate() {
             let destination: IpNet = r["DestinationPrefix"]
@@ -65,21 +82,19 @@ impl GuestNet {
         let mtu = ep["TapMtu"].as_u64().map(|m| m as u32);
         Ok(Self {
             mac,
-            address,
+            addresses,
             routes,
             mtu,
         })
     }
 
     /// The kernel command-line parameters `/init` reads: `hostnet.mac`,
-    /// `hostnet.addr`, `hostnet.mtu` and one `hostnet.route=DEST@VIA` (VIA
+    /// one `hostnet.addr` per address, `hostnet.mtu` and one `hostnet.route=DEST@VIA` (VIA
     /// empty when on-link) per route, more specific routes first so a
     /// gateway's own subnet route exists before routes through it.
     pub fn kernel_args(&self) -> Vec<String> {
-        let mut args = vec![
-            format!("hostnet.mac={}", self.mac),
-            format!("hostnet.addr={}", self.address),
-        ];
+        let mut args = vec![format!("hostnet.mac={}", self.mac)];
+        args.extend(self.addresses.iter().map(|a| format!("hostnet.addr={a}")));
         if let Some(mtu) = self.mtu {
             args.push(format!("hostnet.mtu={mtu}"));
         }
@@ -120,6 +135,31 @@ mod tests {
                 "hostnet.route=192.0.2.0/24@",
                 "hostnet.route=198.18.0.0/15@10.88.0.9",
                 "hostnet.route=0.0.0.0/0@10.88.0.1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_endpoint_gives_both_addresses_and_both_default_routes() {
+        let ep = json!({
+            "MacAddress": "00-15-5D-3A-00-05",
+            "IpConfigurations": [
+                { "IpAddress": "10.88.0.5", "PrefixLength": 16 },
+                { "IpAddress": "fd00:77::5", "PrefixLength": 64 }
+            ],
+            "Routes": [
+                { "NextHop": "10.88.0.1", "DestinationPrefix": "0.0.0.0/0" },
+                { "NextHop": "fd00:77::1", "DestinationPrefix": "::/0" }
+            ]
+        });
+        let args = GuestNet::from_endpoint(&ep).unwrap().kernel_args();
+        assert_eq!(
+            args[1..],
+            [
+                "hostnet.addr=10.88.0.5/16",
+                "hostnet.addr=fd00:77::5/64",
+                "hostnet.route=0.0.0.0/0@10.88.0.1",
+                "hostnet.route=::/0@fd00:77::1",
             ]
         );
     }

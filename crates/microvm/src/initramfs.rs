@@ -144,11 +144,11 @@ mount -t tmpfs run /run
 fail() {{ echo "{error}$*" >/dev/ttyS0; poweroff -f; }}
 while read -r m; do insmod "$m" || fail "insmod $m failed"; done </hostnet/modules.order
 ip link set lo up
-mac=; addr=; mtu=; routes=
+mac=; addrs=; mtu=; routes=
 for a in $(cat /proc/cmdline); do
   case "$a" in
     hostnet.mac=*) mac="${{a#*=}}" ;;
-    hostnet.addr=*) addr="${{a#*=}}" ;;
+    hostnet.addr=*) addrs="$addrs ${{a#*=}}" ;;
     hostnet.mtu=*) mtu="${{a#*=}}" ;;
     hostnet.route=*) routes="$routes ${{a#*=}}" ;;
   esac
@@ -163,8 +163,13 @@ for i in $(seq 100); do
 done
 [ -n "$nic" ] || fail "no NIC with MAC $mac: the kernel has no virtio-net driver (give its modules)"
 [ -z "$mtu" ] || ip link set "$nic" mtu "$mtu" || fail "cannot give $nic MTU $mtu"
+# No duplicate address detection: the address is the endpoint's, hostnet
+# gave it to no one else, and DAD would hold IPv6 back for a second.
+echo 0 >"/proc/sys/net/ipv6/conf/$nic/accept_dad" 2>/dev/null
 ip link set "$nic" up || fail "cannot set $nic up"
-ip addr add "$addr" dev "$nic" || fail "cannot give $nic $addr"
+for addr in $addrs; do
+  ip addr add "$addr" dev "$nic" || fail "cannot give $nic $addr"
+done
 for r in $routes; do
   dest="${{r%@*}}"; via="${{r#*@}}"
   if [ -n "$via" ]; then ip route replace "$dest" via "$via" dev "$nic"
@@ -254,6 +259,7 @@ mod tests {
         let s = init_script();
         assert!(s.starts_with("#!/hostnet/busybox sh\n"));
         assert!(s.contains(r#"ip addr add "$addr" dev "$nic""#));
+        assert!(s.contains("for addr in $addrs; do"));
         assert!(s.contains(">/dev/ttyS1 2>/dev/ttyS2"));
         assert!(s.contains(&format!("echo \"{EXIT_MARKER}$?\" >/dev/ttyS0")));
         assert!(s.trim_end().ends_with("poweroff -f"));

@@ -268,28 +268,54 @@ exit 7",
 }
 
 #[test]
-fn sigterm_stops_the_vm_and_removes_its_endpoint() {
+fn sigterm_stops_a_dual_stack_vm_and_removes_its_endpoint() {
     let Some(w) = World::new("vm_isolation_sigterm") else {
         return;
     };
     let Some(kernel) = kernel() else {
         return;
     };
+    // A dual-stack network: the guest configures both of its endpoint's
+    // addresses and default routes.
+    w.client()
+        .create(
+            Kind::Networks,
+            &json!({ "Name": "dual", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": [
+                { "IpAddressPrefix": "10.79.0.0/24" }, { "IpAddressPrefix": "fd00:79::/64" }
+            ] }] }),
+        )
+        .expect("dual-stack network");
+    let process = w.container("dual", json!([]));
     let start = w.snapshot();
     let busybox = hostnet_microvm::initramfs::find_busybox().expect("busybox");
     let busybox = busybox.display().to_string();
     let mut run = Running(
-        vm_run(&w, &kernel, &["--", &busybox, "sleep", "600"])
-            .spawn()
-            .expect("spawn hostnet run"),
+        vm_run(
+            &w,
+            &kernel,
+            &["--network", "dual", "--", &busybox, "sleep", "600"],
+        )
+        .spawn()
+        .expect("spawn hostnet run"),
     );
-    let mut tap = String::new();
+    let mut ep = None;
     assert!(wait_until(Duration::from_secs(10), || {
-        tap = vm_endpoint(&w)
-            .map(|e| e["InterfaceName"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default();
-        !tap.is_empty() && !users_of(&tap).is_empty()
+        ep = vm_endpoint(&w);
+        ep.as_ref()
+            .and_then(|e| e["InterfaceName"].as_str())
+            .is_some_and(|tap| !users_of(tap).is_empty())
     }));
+    let ep = ep.unwrap();
+    let tap = ep["InterfaceName"].as_str().unwrap().to_string();
+    let vm_ip6 = ep["IpConfigurations"][1]["IpAddress"]
+        .as_str()
+        .expect("the VM's endpoint has an IPv6 address")
+        .to_string();
+    assert!(vm_ip6.starts_with("fd00:79::"), "{ep}");
+    assert!(
+        wait_until(BOOT, || process.run(&["ping", &vm_ip6]).0),
+        "the guest never answered on its IPv6 address {vm_ip6}"
+    );
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
     let (code, out, err) = run.finish(Duration::from_secs(20));

@@ -141,7 +141,12 @@ impl LinuxDataplane {
             routes: &[],
             ipv6,
         };
-        if let Err(m) = configure_link(&mut sock, name, &link) {
+        let configured = match has_ipv6(addresses) {
+            true => skip_dad(name, |f| self.in_home(f)),
+            false => Ok(()),
+        }
+        .and_then(|()| configure_link(&mut sock, name, &link));
+        if let Err(m) = configured {
             undo_link(&mut sock, name);
             return Err(fail(m));
         }
@@ -355,6 +360,10 @@ impl LinuxDataplane {
             ipv6,
         };
         let configured = configure_link(&mut self.route(), host_name, &host_end)
+            .and_then(|()| match has_ipv6(addresses) {
+                true => skip_dad(peer_name, |f| run_in_netns_fd(ns.as_fd(), f)),
+                false => Ok(()),
+            })
             .and_then(|()| configure_peer(&ns, peer_name, &peer));
         if let Err(m) = configured {
             undo_link(&mut self.route(), host_name);
@@ -615,7 +624,16 @@ impl LinuxDataplane {
         let path = sysctl_path(key).map_err(fail)?;
         self.in_home(|| std::fs::write(&path, value))
             .and_then(|r| r)
-            .map_err(|e| fail(format!("write {value} to {path}: {e}")))
+            .map_err(|e| match e.kind() {
+                // No /proc/sys/net/ipv6: the host runs without IPv6.
+                io::ErrorKind::NotFound if path.starts_with("/proc/sys/net/ipv6/") => {
+                    DataplaneError::unsupported(
+                        format!("sysctl {key}"),
+                        "IPv6 is disabled on this host (ipv6.disable=1): IPv6 subnets need it",
+                    )
+                }
+                _ => fail(format!("write {value} to {path}: {e}")),
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1378,6 +1396,33 @@ fn describe(r: &AdapterRoute) -> String {
         Some(via) => format!("{} via {via} metric {}", r.destination, r.metric),
         None => format!("{} on-link metric {}", r.destination, r.metric),
     }
+}
+
+/// A link hostnet gives IPv6 addresses at creation (a dual-stack NAT
+/// network's bridge, its endpoints' veth peers) skips duplicate address
+/// detection for its link-local address too (`accept_dad` 0, set while the
+/// link is down; its global ones are added NODAD already): hostnet's IPAM
+/// made the addresses unique, and the link-local comes from a MAC hostnet
+/// made unique. Until DAD ends the kernel sends no neighbour solicitation
+/// for traffic it forwards out of a link whose link-local is tentative,
+/// so a container was unreachable on IPv6 for the first second or two.
+/// `run_there` runs the write in the link's namespace.
+fn skip_dad(
+    name: &str,
+    run_there: impl FnOnce(Box<dyn FnOnce() -> io::Result<()> + Send>) -> io::Result<io::Result<()>>,
+) -> Result<(), String> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    let write = {
+        let path = path.clone();
+        Box::new(move || std::fs::write(path, "0"))
+    };
+    run_there(write)
+        .and_then(|r| r)
+        .map_err(|e| format!("write 0 to {path}: {e}"))
+}
+
+fn has_ipv6(addresses: &[IpNet]) -> bool {
+    addresses.iter().any(|a| a.addr().is_ipv6())
 }
 
 /// How to configure a link after its creation.

@@ -159,6 +159,7 @@ fn build(
     let mut spec = EndpointSpec {
         name: args.name.as_deref(),
         ip: args.ip.as_deref(),
+        ip6: args.ip6.as_deref(),
         mac: None,
         publish: &args.publish,
         inherited: Vec::new(),

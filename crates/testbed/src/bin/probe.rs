@@ -26,10 +26,13 @@
 //!                            then "sent N echoed M longest-gap-ms G" (the
 //!                            longest wait between two echoes: an outage)
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
-//! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
+//! raw6-listen PROTO          print "got SRC" for each IPv6 packet of PROTO
+//! raw-send PROTO DST         send one IPv4 (or, DST being IPv6, IPv6) packet
+//!                            of protocol PROTO
 //! ping DST [SIZE]            ICMP echo; exit 0 on a reply. With SIZE (bytes of
 //!                            ICMP payload) the packet has DF set and is never
-//!                            fragmented: too big for the path fails at once
+//!                            fragmented: too big for the path fails at once.
+//!                            DST IPv6: ICMPv6 echo (no SIZE)
 //! tcp-sink ADDR:PORT         print "got N bytes from IP:PORT" per connection,
 //!                            once the client has closed it
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
@@ -69,8 +72,15 @@ fn main() {
         "udp-stream" => udp_stream(a(1), number(a(2)) as u64, number(a(3)) as u64),
         "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
         "raw-listen" => raw_listen(proto(a(1))),
-        "raw-send" => raw_send(proto(a(1)), a(2)),
-        "ping" => ping(a(1), args.get(2).map(|s| number(s))),
+        "raw6-listen" => hostnet_testbed::raw6::listen(proto(a(1)), ready, say),
+        "raw-send" => match a(2).parse::<std::net::Ipv6Addr>() {
+            Ok(dst) => hostnet_testbed::raw6::send(proto(a(1)), dst),
+            Err(_) => raw_send(proto(a(1)), a(2)),
+        },
+        "ping" => match a(1).parse::<std::net::Ipv6Addr>() {
+            Ok(dst) => hostnet_testbed::raw6::ping(dst, TIMEOUT),
+            Err(_) => ping(a(1), args.get(2).map(|s| number(s))),
+        },
         "tcp-sink" => tcp_sink(a(1)),
         "tcp-send" => tcp_send(a(1), number(a(2))),
         "sctp-init" => sctp_send(
@@ -121,7 +131,7 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | tcp-sink ADDR:PORT | tcp-send ADDR:PORT BYTES | raw-listen PROTO | raw-send PROTO DST | ping DST [SIZE] | dns SERVER NAME TYPE [tcp]");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | tcp-sink ADDR:PORT | tcp-send ADDR:PORT BYTES | raw-listen PROTO | raw6-listen PROTO | raw-send PROTO DST | ping DST [SIZE] | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 
