@@ -89,24 +89,31 @@ pub fn endpoint_body(conf: &NetConf, network_id: &str, name: &str) -> Result<Val
             .collect();
         body["Policies"] = json!(policies);
     }
-    match conf.ips.as_slice() {
-        [] => {}
-        [(addr, prefix)] => {
-            let mut ip = json!({ "IpAddress": addr.to_string() });
-            if let Some(p) = prefix {
-                ip["PrefixLength"] = json!(p);
-            }
-            body["IpConfigurations"] = json!([ip]);
-        }
-        more => {
-            return Err(CniError::new(
-                codes::INVALID_CONFIG,
-                format!(
-                    "runtimeConfig.ips asks for {} addresses: a hostnet endpoint has one address per network; ask for one",
-                    more.len()
-                ),
-            ))
-        }
+    // One address per IP family: a dual-stack NAT network's endpoint
+    // takes an IPv4 and an IPv6 one.
+    let v4 = conf.ips.iter().filter(|(a, _)| a.is_ipv4()).count();
+    if v4 > 1 || conf.ips.len() - v4 > 1 {
+        return Err(CniError::new(
+            codes::INVALID_CONFIG,
+            format!(
+                "runtimeConfig.ips asks for {} addresses: a hostnet endpoint has one address per IP family (an IPv6 one only on a dual-stack network); ask for one of each at most",
+                conf.ips.len()
+            ),
+        ));
+    }
+    if !conf.ips.is_empty() {
+        let configs: Vec<Value> = conf
+            .ips
+            .iter()
+            .map(|(addr, prefix)| {
+                let mut ip = json!({ "IpAddress": addr.to_string() });
+                if let Some(p) = prefix {
+                    ip["PrefixLength"] = json!(p);
+                }
+                ip
+            })
+            .collect();
+        body["IpConfigurations"] = json!(configs);
     }
     if let Some(mac) = &conf.mac {
         body["MacAddress"] = json!(mac.replace(':', "-").to_ascii_uppercase());
@@ -300,6 +307,11 @@ mod tests {
         assert_eq!(
             endpoint_body(&two, "N", "n").unwrap_err().code,
             codes::INVALID_CONFIG
+        );
+        let dual = conf(json!({"runtimeConfig": {"ips": ["10.89.0.9", "fd00:89::9/64"]}}));
+        assert_eq!(
+            endpoint_body(&dual, "N", "n").unwrap()["IpConfigurations"],
+            json!([{"IpAddress":"10.89.0.9"}, {"IpAddress":"fd00:89::9","PrefixLength":64}])
         );
         let plain = endpoint_body(&conf(json!({})), "N", "n").unwrap();
         assert_eq!(plain.as_object().unwrap().len(), 3);

@@ -11,11 +11,16 @@
 //! A network with a VLAN binds its VLAN's sub-interface instead (see
 //! `hostnet_drivers::vlan`): the record then holds that uplink (no
 //! addresses: the host's stay on the adapter) and the VLAN, under `Vlan`.
+//!
+//! A network that teams adapters (`NetworkAdapterName` "eth1,eth2") binds
+//! a bond of them (see `hostnet_drivers::team`): the record holds the bond
+//! as uplink and, under `Team`, every member as it was (addresses, routes,
+//! MAC, MTU, up/down), which is what giving them back restores.
 
 use std::net::IpAddr;
 
-use hostnet_dataplane::{Adapter, AdapterRoute};
-use hostnet_drivers::{names, vlan::Vlan};
+use hostnet_dataplane::{Adapter, AdapterRoute, BondMode};
+use hostnet_drivers::{names, team::Team, vlan::Vlan};
 use hostnet_model::domain::{Mac, NetworkPolicy, NetworkSpec};
 use hostnet_model::{ErrorCode, HcnError};
 use hostnet_store::{Collection, Txn};
@@ -35,16 +40,31 @@ const KEY_PREFIX: &str = "adapter:";
 pub(crate) struct Binding {
     pub uplink: Adapter,
     pub vlan: Option<Vlan>,
+    /// The members when the uplink is a team's bond.
+    pub team: Option<Team>,
 }
 
 impl Binding {
-    /// The host adapter this binding uses (the trunk, with a VLAN).
+    /// The host adapter this binding uses (the trunk, with a VLAN; the
+    /// bond, with a team).
     pub fn adapter_name(&self) -> &str {
         self.vlan
             .as_ref()
             .map_or(self.uplink.name.as_str(), |v| v.parent.as_str())
     }
+
+    /// Every host adapter this binding uses: a team's members, else
+    /// [`Binding::adapter_name`].
+    pub fn adapter_names(&self) -> Vec<&str> {
+        match &self.team {
+            Some(t) => t.member_names().collect(),
+            None => vec![self.adapter_name()],
+        }
+    }
 }
+
+/// The teaming modes, by the name `TeamingMode` gives them (the kernel's).
+const TEAMING_MODES: [BondMode; 2] = [BondMode::ActiveBackup, BondMode::BalanceTlb];
 
 /// The store key of a network's adapter record.
 pub fn key(network: &Uuid) -> String {
@@ -66,15 +86,28 @@ impl Service {
     pub(crate) fn free_adapter(
         &self,
         st: &State,
+        network: &Uuid,
         spec: &NetworkSpec,
         vlan: Option<u16>,
     ) -> Result<Binding, HcnError> {
         let named = spec.policies.iter().find_map(|p| match p {
-            NetworkPolicy::NetAdapterName(n) => Some(n.clone()),
+            NetworkPolicy::NetAdapterName { name, teaming_mode } => {
+                Some((name.clone(), teaming_mode.clone()))
+            }
             _ => None,
         });
+        if let Some((list, mode)) = &named {
+            let members: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            if members.len() > 1 || mode.is_some() {
+                return self.free_team(st, network, &members, mode.as_deref(), vlan);
+            }
+        }
         let name = match named {
-            Some(n) => n,
+            Some((n, _)) => n.trim().to_string(),
             None => self
                 .dp
                 .default_route_interface()
@@ -86,6 +119,15 @@ impl Service {
                     )
                 })?,
         };
+        if let Some(id) = teamed_by(st, &name) {
+            return Err(HcnError::new(
+                ErrorCode::InvalidNetwork,
+                format!(
+                    "adapter {name} is a member of network {}'s team: free it (delete that network) or name another adapter",
+                    guid(&id)
+                ),
+            ));
+        }
         let adapter = self
             .dp
             .adapter(&name)
@@ -129,6 +171,7 @@ impl Service {
             None => Binding {
                 uplink: adapter,
                 vlan: None,
+                team: None,
             },
             Some(id) => {
                 let v = Vlan {
@@ -139,8 +182,106 @@ impl Service {
                 Binding {
                     uplink: v.uplink(&adapter),
                     vlan: Some(v),
+                    team: None,
                 }
             }
+        })
+    }
+
+    /// The team a network asks for: at least two adapters, each existing,
+    /// named once, and free (no other network uses it in any way, and it
+    /// is no other link's port); the mode one of [`TEAMING_MODES`].
+    fn free_team(
+        &self,
+        st: &State,
+        network: &Uuid,
+        members: &[&str],
+        mode: Option<&str>,
+        vlan: Option<u16>,
+    ) -> Result<Binding, HcnError> {
+        let mode = match mode.map(str::trim) {
+            None => BondMode::ActiveBackup,
+            Some(m) => BondMode::from_kernel_name(m).ok_or_else(|| {
+                let valid: Vec<&str> = TEAMING_MODES.iter().map(|m| m.kernel_name()).collect();
+                HcnError::new(
+                    ErrorCode::InvalidPolicy,
+                    format!(
+                        "TeamingMode {m:?} is not a teaming mode: give one of {} (default active-backup)",
+                        valid.join(", ")
+                    ),
+                )
+            })?,
+        };
+        if members.len() < 2 {
+            return Err(HcnError::new(
+                ErrorCode::InvalidPolicy,
+                format!(
+                    "TeamingMode applies to a team, and NetworkAdapterName {:?} names one adapter: name two or more, comma-separated (eth1,eth2), or drop TeamingMode",
+                    members.join(",")
+                ),
+            ));
+        }
+        if let Some(v) = vlan {
+            return Err(HcnError::new(
+                ErrorCode::RequestUnsupported,
+                format!(
+                    "VLAN {v} on a team of adapters ({}) is not supported yet: give the network one adapter for its VLAN, or drop the VLAN policy to team",
+                    members.join(",")
+                ),
+            ));
+        }
+        let mut adapters: Vec<Adapter> = Vec::new();
+        for (i, name) in members.iter().enumerate() {
+            if members[..i].contains(name) {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidPolicy,
+                    format!(
+                        "adapter {name} is named twice in NetworkAdapterName {:?}: name each team member once",
+                        members.join(",")
+                    ),
+                ));
+            }
+            let adapter = self
+                .dp
+                .adapter(name)
+                .map_err(|e| internal("reading the adapter", e))?
+                .ok_or_else(|| {
+                    HcnError::new(
+                        ErrorCode::AdapterNotFound,
+                        format!("team member {name:?} does not exist on this host: name existing interfaces in NetworkAdapterName"),
+                    )
+                })?;
+            let user = st.networks.iter().find(|(_, n)| {
+                n.binding()
+                    .is_some_and(|b| b.adapter_names().contains(name))
+            });
+            if let Some((id, _)) = user {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidNetwork,
+                    format!(
+                        "team member {name} is already network {}'s adapter: a team member serves its team only; delete that network or name another adapter",
+                        guid(id)
+                    ),
+                ));
+            }
+            if let Some(master) = &adapter.master {
+                return Err(HcnError::new(
+                    ErrorCode::InvalidNetwork,
+                    format!(
+                        "team member {name} is already a port of {master}: free it or name another adapter"
+                    ),
+                ));
+            }
+            adapters.push(adapter);
+        }
+        let team = Team {
+            mode,
+            members: adapters,
+        };
+        Ok(Binding {
+            uplink: team.uplink(network),
+            vlan: None,
+            team: Some(team),
         })
     }
 
@@ -193,7 +334,7 @@ pub(crate) fn check_subnets_fit(
     subnets: &[crate::subnet::Resolved],
 ) -> Result<(), HcnError> {
     for s in subnets {
-        let subnet = IpNet::V4(s.prefix);
+        let subnet = s.prefix;
         for own in &adapter.addresses {
             let host_subnet = own.trunc();
             let overlaps =
@@ -207,7 +348,7 @@ pub(crate) fn check_subnets_fit(
                     ),
                 ));
             }
-            if IpAddr::V4(s.gateway) == own.addr() {
+            if s.gateway == own.addr() {
                 return Err(HcnError::new(
                     ErrorCode::InvalidSubnet,
                     format!(
@@ -221,8 +362,24 @@ pub(crate) fn check_subnets_fit(
     Ok(())
 }
 
+/// The team as `hostnet network inspect` shows it (hostnet's `Team` key
+/// of the network object).
+pub(crate) fn team_json(t: &Team, bond: &str) -> Value {
+    json!({
+        "Bond": bond,
+        "Mode": t.mode.kernel_name(),
+        "Members": t.member_names().collect::<Vec<_>>(),
+    })
+}
+
 fn binding_json(b: &Binding) -> Value {
     let mut v = to_json(&b.uplink);
+    if let Some(t) = &b.team {
+        v["Team"] = json!({
+            "Mode": t.mode.kernel_name(),
+            "Members": t.members.iter().map(to_json).collect::<Vec<_>>(),
+        });
+    }
     if let Some(vlan) = &b.vlan {
         v["Vlan"] = json!({
             "Parent": vlan.parent,
@@ -242,9 +399,21 @@ fn binding_from_json(v: &Value) -> Option<Binding> {
             id: vl["Id"].as_u64()?.try_into().ok()?,
         }),
     };
+    let team = match v.get("Team") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(Team {
+            mode: BondMode::from_kernel_name(t["Mode"].as_str()?)?,
+            members: t["Members"]
+                .as_array()?
+                .iter()
+                .map(from_json)
+                .collect::<Option<Vec<_>>>()?,
+        }),
+    };
     Some(Binding {
         uplink: from_json(v)?,
         vlan,
+        team,
     })
 }
 
@@ -254,6 +423,7 @@ fn to_json(a: &Adapter) -> Value {
         "Index": a.index,
         "MacAddress": Mac(a.mac).to_string(),
         "Mtu": a.mtu,
+        "Up": a.up,
         "Addresses": a.addresses.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "Routes": a.routes.iter().map(|r| json!({
             "DestinationPrefix": r.destination.to_string(),
@@ -296,7 +466,21 @@ fn from_json(v: &Value) -> Option<Adapter> {
             .collect::<Option<Vec<_>>>()?,
         routes,
         master: None,
+        // Records from before teaming did not say: their adapters were up.
+        up: v["Up"].as_bool().unwrap_or(true),
     })
+}
+
+/// The network whose team has adapter `name`, if one has.
+fn teamed_by(st: &State, name: &str) -> Option<Uuid> {
+    st.networks
+        .iter()
+        .find(|(_, n)| {
+            n.team
+                .as_ref()
+                .is_some_and(|t| t.member_names().any(|m| m == name))
+        })
+        .map(|(id, _)| *id)
 }
 
 #[cfg(test)]
@@ -324,11 +508,13 @@ mod tests {
                 src: None,
             }],
             master: None,
+            up: true,
         };
         assert_eq!(from_json(&to_json(&a)), Some(a.clone()));
         let untagged = Binding {
             uplink: a.clone(),
             vlan: None,
+            team: None,
         };
         assert_eq!(binding_from_json(&binding_json(&untagged)), Some(untagged));
         let v = Vlan {
@@ -339,10 +525,29 @@ mod tests {
         let tagged = Binding {
             uplink: v.uplink(&a),
             vlan: Some(v),
+            team: None,
         };
         assert_eq!(tagged.adapter_name(), "eth0");
         assert_eq!(binding_from_json(&binding_json(&tagged)), Some(tagged));
+        let eth2 = Adapter {
+            name: "eth2".into(),
+            up: false,
+            addresses: Vec::new(),
+            routes: Vec::new(),
+            ..a.clone()
+        };
+        let team = Team {
+            mode: BondMode::BalanceTlb,
+            members: vec![a.clone(), eth2],
+        };
         let id = Uuid::new_v4();
+        let teamed = Binding {
+            uplink: team.uplink(&id),
+            vlan: None,
+            team: Some(team),
+        };
+        assert_eq!(teamed.adapter_names(), ["eth0", "eth2"]);
+        assert_eq!(binding_from_json(&binding_json(&teamed)), Some(teamed));
         assert_eq!(network_of(&key(&id)), Some(id));
         assert_eq!(network_of("initialized"), None);
     }

@@ -26,7 +26,9 @@ use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::endpoint::{endpoint_elements, fill_endpoint, new_endpoint_id, plan, DEFAULT_IFNAME};
+use crate::endpoint::{
+    endpoint_elements, fill_endpoint, new_endpoint_id, plan, Addresses, DEFAULT_IFNAME,
+};
 use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
 use crate::service::{EndpointRec, NetworkRec, Service, State};
 
@@ -224,7 +226,8 @@ impl Service {
         let id = new_endpoint_id(&st);
         let net = st.networks.get_mut(&net_id).expect("checked above");
         let mut obj = to_object(wire);
-        fill_endpoint(&mut obj, &id, &net_id, address, mac, gateway, net);
+        let taken = Addresses::single(address, gateway);
+        fill_endpoint(&mut obj, &id, &net_id, &taken, mac, net);
         if has_no_dns(&obj) && !lease.dns.is_empty() {
             let mut dns = json!({
                 "ServerList": lease.dns.iter().map(|a| a.to_string()).collect::<Vec<_>>()
@@ -238,20 +241,13 @@ impl Service {
             obj,
             name: spec.name.clone(),
             network: net_id,
-            plan: plan(
-                &id,
-                address,
-                mac,
-                gateway,
-                spec,
-                &Default::default(),
-                Vec::new(),
-            ),
+            plan: plan(&id, &taken, mac, spec, &Default::default(), Vec::new()),
             mappings: Vec::new(),
             acls: Vec::new(),
             tiers: Vec::new(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
+            vm_nic: false,
         };
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);

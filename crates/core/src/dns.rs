@@ -46,8 +46,10 @@ pub struct DnsNetwork {
 pub struct DnsEndpoint {
     /// The endpoint's `Name`.
     pub name: String,
-    /// Its address.
+    /// Its address (an A record).
     pub address: IpAddr,
+    /// A dual-stack endpoint's IPv6 address (an AAAA record).
+    pub address6: Option<IpAddr>,
     /// Its `Dns.Domain`.
     pub domain: Option<String>,
 }
@@ -175,6 +177,7 @@ fn dns_endpoint(e: &EndpointRec) -> DnsEndpoint {
     DnsEndpoint {
         name: e.name.clone(),
         address: e.plan.address.addr(),
+        address6: e.plan.address6.map(|a| a.addr()),
         domain: e
             .obj
             .get("Dns")
@@ -210,7 +213,12 @@ fn proxy_place(net: &NetworkRec) -> Option<(Vec<IpAddr>, Option<PathBuf>)> {
     });
     match net.kind {
         NetworkKind::Nat if setting != Some(false) => {
-            let gateway = net.pools.iter().find_map(|p| p.gateway())?;
+            // The IPv4 gateway, also on a dual-stack network.
+            let gateway = net
+                .pools
+                .iter()
+                .filter(|p| p.prefix().addr().is_ipv4())
+                .find_map(|p| p.gateway())?;
             Some((vec![gateway], None))
         }
         NetworkKind::Overlay if setting == Some(true) => {

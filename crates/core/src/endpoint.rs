@@ -6,7 +6,8 @@ use hostnet_dataplane::{apply, teardown, Op, RouteSpec};
 use hostnet_drivers::{bridge, l2bridge, names, nat, transparent};
 use hostnet_ipam::IpamError;
 use hostnet_model::domain::{
-    EndpointPolicy, EndpointSpec, Mac, NatFlags, NetworkKind, OutboundNat, PortMapping, Protocol,
+    EndpointPolicy, EndpointSpec, IpConfigSpec, Mac, NatFlags, NetworkKind, OutboundNat,
+    PortMapping, Protocol,
 };
 use hostnet_model::wire::{HostComputeEndpoint, ModifyRequest};
 use hostnet_model::{ErrorCode, HcnError};
@@ -77,6 +78,15 @@ impl Service {
             &policies.tiers,
         )?;
         check_ports(&st, &mappings, None)?;
+        if spec.vm_nic && st.networks[&net_id].is_dhcp() {
+            return Err(HcnError::new(
+                ErrorCode::RequestUnsupported,
+                format!(
+                    "network {} takes its addresses from DHCP, which hostnet runs inside a namespace; a VM NIC has none: use a network with a subnet of its own (NAT, L2Bridge, Overlay...) for VmNic endpoints",
+                    guid(&net_id)
+                ),
+            ));
+        }
         if st.networks[&net_id].is_dhcp() {
             return self.create_dhcp_endpoint(st, &wire, &spec).map(Some);
         }
@@ -92,41 +102,46 @@ impl Service {
         };
         let net = st.networks.get_mut(&net_id).expect("checked above");
         check_next_hops(net, &spec)?;
-        let (address, gateway) = take_address(net, &spec, gateway_taken)?;
+        let taken = take_addresses(net, &spec, gateway_taken)?;
+        let address = taken.address;
         let mac = match take_mac(net, &spec, address.addr()) {
             Ok(m) => m,
             Err(e) => {
-                release_address(net, address.addr());
+                release_addresses(net, &taken);
                 return Err(e);
             }
         };
         let sdn = match sdn_routes(net, address, &policies) {
             Ok(r) => r,
             Err(e) => {
-                release_address(net, address.addr());
+                release_addresses(net, &taken);
                 net.macs.release(mac);
                 return Err(e);
             }
         };
         let mut obj = to_object(&wire);
-        fill_endpoint(&mut obj, &id, &net_id, address, mac, gateway, net);
+        fill_endpoint(&mut obj, &id, &net_id, &taken, mac, net);
         let rec = EndpointRec {
             obj,
             name: spec.name.clone(),
             network: net_id,
-            plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
+            plan: plan(&id, &taken, mac, &spec, &policies, sdn),
             mappings,
             acls: policies.acls.clone(),
             tiers: policies.tiers.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
+            vm_nic: spec.vm_nic,
         };
         let mut rec = rec;
         rec.plan.acl = crate::policy::walks_acls(&rec, net);
         rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
+        if rec.vm_nic {
+            fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
+        }
 
         let undo_alloc = |net: &mut NetworkRec| {
-            release_address(net, address.addr());
+            release_addresses(net, &taken);
             net.macs.release(mac);
         };
         let mut elements = endpoint_elements(net, &rec.plan);
@@ -140,6 +155,9 @@ impl Service {
         let mut create = host_forwarding(net, &rec.plan);
         create.push(Op::AddElements(elements.clone()));
         create.extend(crate::overlay::endpoint_up(net, &rec));
+        if rec.vm_nic {
+            create.extend(bridge::vm_nic_plug(&net.plan, &rec.plan));
+        }
         if let Err(e) = apply(self.dp.as_ref(), &create) {
             undo_alloc(net);
             return Err(internal("programming the endpoint", e));
@@ -147,16 +165,28 @@ impl Service {
         let mut txn = Txn::new();
         txn.put(Kind::Endpoint.collection(), &guid(&id), bytes(&rec.obj));
         let claim = claim_key(&net_id, address.addr());
-        txn.claim(Collection::AddressClaims, &claim, guid(&id).into_bytes());
+        for a in taken.all() {
+            txn.claim(
+                Collection::AddressClaims,
+                &claim_key(&net_id, a.addr()),
+                guid(&id).into_bytes(),
+            );
+        }
         if let Err(e) = self.store.commit(txn) {
-            let mut undo = crate::overlay::endpoint_down(net, &rec);
+            let mut undo = Vec::new();
+            if rec.vm_nic {
+                undo.extend(bridge::endpoint_detach(&net.plan, &rec.plan, false));
+            }
+            undo.extend(crate::overlay::endpoint_down(net, &rec));
             undo.push(Op::DeleteElements(elements));
             teardown(self.dp.as_ref(), &undo);
             let requested = !spec.ip_configs.is_empty();
             match e {
                 StoreError::Conflict { .. } if !requested => {
                     net.macs.release(mac);
-                    crate::cluster::scatter_after_collision(net, address.addr());
+                    for a in taken.all() {
+                        crate::cluster::scatter_after_collision(net, a.addr());
+                    }
                     log::info!("address {claim} is claimed by another host; picking another");
                     return Ok(None);
                 }
@@ -189,10 +219,9 @@ impl Service {
         };
         let mut txn = Txn::new();
         txn.delete(Kind::Endpoint.collection(), &guid(&id));
-        txn.delete(
-            Collection::AddressClaims,
-            &claim_key(&ep.network, ep.plan.address.addr()),
-        );
+        for a in ep.plan.addresses() {
+            txn.delete(Collection::AddressClaims, &claim_key(&ep.network, a.addr()));
+        }
         // It leaves every load balancer's backends in the same transaction.
         let lbs = crate::load_balancer::BackendRemoval::plan(&st, &id);
         lbs.stage(&mut txn);
@@ -228,6 +257,9 @@ impl Service {
                 let host = st.namespaces.get(&ns).is_some_and(|n| n.host);
                 ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, host));
             }
+            if ep.vm_nic {
+                ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, false));
+            }
             let mut els = endpoint_elements(net, &ep.plan);
             els.extend(crate::policy::acl_elements(&id, &ep, net).unwrap_or_default());
             ops.push(Op::DeleteElements(els));
@@ -243,7 +275,9 @@ impl Service {
             }
         }
         if let Some(net) = st.networks.get_mut(&ep.network) {
-            release_address(net, ep.plan.address.addr());
+            for a in ep.plan.addresses() {
+                release_address(net, a.addr());
+            }
             net.macs.release(ep.plan.mac);
         }
         Ok(())
@@ -438,6 +472,12 @@ pub(crate) fn check_policies_allowed(
             "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
         ));
     }
+    if net.is_dual_stack() && (!p.acls.is_empty() || !p.tiers.is_empty()) {
+        return Err(HcnError::new(
+            ErrorCode::InvalidPolicyType,
+            "ACL and TierAcl policies are not supported on dual-stack endpoints yet (the compiled ACLs judge IPv4, and IPv6 would pass unjudged): remove them, or use a network without an IPv6 subnet",
+        ));
+    }
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
     crate::vlan::check_endpoint(net, p.vlan)?;
     let refused = if p.outbound_nat.is_some() {
@@ -538,7 +578,7 @@ pub(crate) fn check_mappings_allowed(
             ),
         ));
     }
-    Ok(())
+    check_ipv6_mappings(net, mappings)
 }
 
 fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
@@ -560,13 +600,40 @@ fn port_mapping(p: &EndpointPolicy) -> Result<PortMapping, HcnError> {
             ),
         ));
     }
-    if m.flags.0 & 2 != 0 || matches!(m.vip, Some(IpAddr::V6(_))) {
+    if m.flags.0 & NatFlags::IPV6 != 0 && matches!(m.vip, Some(IpAddr::V4(_))) {
         return Err(HcnError::new(
-            ErrorCode::RequestUnsupported,
-            "IPv6 port mappings are not supported yet: remove the IPv6 flag or VIP",
+            ErrorCode::InvalidPolicy,
+            format!(
+                "PortMapping has the IPv6 flag and an IPv4 VirtualIP {}: give an IPv6 VirtualIP or drop the flag",
+                m.vip.expect("matched")
+            ),
         ));
     }
     Ok(*m)
+}
+
+/// Whether a mapping asks for IPv6 only (HCN's IPv6 flag, or an IPv6 VIP).
+pub(crate) fn is_ipv6_mapping(m: &PortMapping) -> bool {
+    m.flags.0 & NatFlags::IPV6 != 0 || matches!(m.vip, Some(IpAddr::V6(_)))
+}
+
+/// IPv6 mappings need the endpoint's IPv6 address: a dual-stack NAT
+/// network's endpoint.
+pub(crate) fn check_ipv6_mappings(
+    net: &NetworkRec,
+    mappings: &[PortMapping],
+) -> Result<(), HcnError> {
+    match mappings.iter().find(|m| is_ipv6_mapping(m)) {
+        Some(m) if !net.is_dual_stack() => Err(HcnError::new(
+            ErrorCode::MappingNotSupported,
+            format!(
+                "PortMapping of host port {} is IPv6 (Flags 2 or an IPv6 VirtualIP), but network {} has no IPv6 subnet: publish it on IPv4, or create a dual-stack NAT network",
+                m.external_port,
+                net.name
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
@@ -576,12 +643,14 @@ pub(crate) fn nat_mapping(m: &PortMapping) -> nat::PortMapping {
         } else {
             L4Proto::Tcp
         },
-        host_addr: match m.vip {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => None,
-        },
+        host_addr: m.vip.filter(|a| !a.is_unspecified()),
         host_port: m.external_port,
         container_port: m.internal_port,
+        families: match m.vip {
+            _ if is_ipv6_mapping(m) => nat::Families::Ipv6,
+            Some(IpAddr::V4(_)) => nat::Families::Ipv4,
+            _ => nat::Families::Both,
+        },
     }
 }
 
@@ -668,18 +737,97 @@ pub(crate) fn new_endpoint_id(st: &State) -> Uuid {
     }
 }
 
-/// The endpoint's address (static and checked, or allocated) with its
-/// subnet's prefix length, and the subnet's gateway.
-fn take_address(
+/// An endpoint's addresses, each with its subnet's prefix length, and the
+/// gateways of their subnets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Addresses {
+    /// IPv4 (on NAT networks and every other but an IPv6 DHCP one, none).
+    pub address: IpNet,
+    pub gateway: Option<IpAddr>,
+    /// The IPv6 address on a dual-stack NAT network.
+    pub address6: Option<IpNet>,
+    pub gateway6: Option<IpAddr>,
+}
+
+impl Addresses {
+    /// Single-stack: one address and its gateway.
+    pub(crate) fn single(address: IpNet, gateway: Option<IpAddr>) -> Self {
+        Addresses {
+            address,
+            gateway,
+            address6: None,
+            gateway6: None,
+        }
+    }
+
+    pub(crate) fn all(&self) -> impl Iterator<Item = IpNet> {
+        std::iter::once(self.address).chain(self.address6)
+    }
+}
+
+/// The endpoint's addresses: one per family the network has (its IPv4
+/// subnets, and a dual-stack NAT network's IPv6 one), each static and
+/// checked or allocated. Nothing stays taken when it fails.
+fn take_addresses(
     net: &mut NetworkRec,
     spec: &EndpointSpec,
     gateway_taken: bool,
+) -> Result<Addresses, HcnError> {
+    let (v6, v4): (Vec<&IpConfigSpec>, Vec<&IpConfigSpec>) =
+        spec.ip_configs.iter().partition(|c| c.address.is_ipv6());
+    let dual = net.is_dual_stack();
+    if let (false, Some(c)) = (dual, v6.first()) {
+        let subnets: Vec<String> = net.pools.iter().map(|p| p.prefix().to_string()).collect();
+        return Err(HcnError::new(
+            ErrorCode::InvalidIp,
+            format!(
+                "IpAddress {} is IPv6, and network {} has no IPv6 subnet ({}): give an IPv4 address, or create a dual-stack NAT network with an IPv6 subnet",
+                c.address,
+                guid(&spec.network),
+                subnets.join(", ")
+            ),
+        ));
+    }
+    if v4.len() > 1 || v6.len() > 1 {
+        let per_family = if dual {
+            "one IPv4 and one IPv6"
+        } else {
+            "one (IPv4)"
+        };
+        return Err(HcnError::new(
+            ErrorCode::InvalidEndpoint,
+            format!("an endpoint takes one IpConfiguration per IP family ({per_family}): remove the others"),
+        ));
+    }
+    let (address, gateway) = take_address(net, spec, v4.first().copied(), gateway_taken, false)?;
+    let mut out = Addresses::single(address, gateway);
+    if dual {
+        match take_address(net, spec, v6.first().copied(), false, true) {
+            Ok((a, g)) => (out.address6, out.gateway6) = (Some(a), g),
+            Err(e) => {
+                release_address(net, address.addr());
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One address of the endpoint from the network's pools of one family
+/// (`v6`): `cfg`'s (checked), or allocated; with its subnet's prefix
+/// length, and the subnet's gateway.
+fn take_address(
+    net: &mut NetworkRec,
+    spec: &EndpointSpec,
+    cfg: Option<&IpConfigSpec>,
+    gateway_taken: bool,
+    v6: bool,
 ) -> Result<(IpNet, Option<IpAddr>), HcnError> {
     let net_name = guid(&spec.network);
     // On an L2 network with a custom subnet, the gateway is the host
     // endpoint the user creates with the gateway's address (the pools keep
     // it from every other endpoint).
-    if let [cfg] = spec.ip_configs.as_slice() {
+    if let Some(cfg) = cfg {
         if is_gateway(net, cfg.address) && !gateway_taken {
             let pool = net
                 .pools
@@ -690,10 +838,14 @@ fn take_address(
             return Ok((IpNet::new(cfg.address, len).expect("valid"), None));
         }
     }
-    match spec.ip_configs.as_slice() {
-        [] => {
+    let mut pools = net
+        .pools
+        .iter_mut()
+        .filter(|p| p.prefix().addr().is_ipv6() == v6);
+    match cfg {
+        None => {
             let mut last = None;
-            for pool in net.pools.iter_mut() {
+            for pool in pools {
                 match pool.allocate() {
                     Ok(ip) => {
                         let prefix = IpNet::new(ip, pool.prefix().prefix_len()).expect("valid");
@@ -705,14 +857,15 @@ fn take_address(
             Err(HcnError::new(
                 ErrorCode::PoolExhausted,
                 format!(
-                    "network {net_name} has no free address ({}): delete endpoints or use a larger subnet",
+                    "network {net_name} has no free {} address ({}): delete endpoints or use a larger subnet",
+                    if v6 { "IPv6" } else { "IPv4" },
                     last.map(|e| e.to_string()).unwrap_or_default()
                 ),
             ))
         }
-        [cfg] => {
+        Some(cfg) => {
             let ip = cfg.address;
-            let Some(pool) = net.pools.iter_mut().find(|p| p.contains(ip)) else {
+            let Some(pool) = pools.find(|p| p.contains(ip)) else {
                 let subnets: Vec<String> =
                     net.pools.iter().map(|p| p.prefix().to_string()).collect();
                 return Err(HcnError::new(
@@ -742,10 +895,6 @@ fn take_address(
             })?;
             Ok((IpNet::new(ip, len).expect("valid"), pool.gateway()))
         }
-        _ => Err(HcnError::new(
-            ErrorCode::InvalidEndpoint,
-            "NAT endpoints take one IpConfiguration (IPv4): remove the others",
-        )),
     }
 }
 
@@ -772,6 +921,12 @@ fn check_next_hops(net: &NetworkRec, spec: &EndpointSpec) -> Result<(), HcnError
         }
     }
     Ok(())
+}
+
+fn release_addresses(net: &mut NetworkRec, taken: &Addresses) {
+    for a in taken.all() {
+        release_address(net, a.addr());
+    }
 }
 
 fn release_address(net: &mut NetworkRec, ip: IpAddr) {
@@ -802,45 +957,71 @@ fn take_mac(net: &mut NetworkRec, spec: &EndpointSpec, ip: IpAddr) -> Result<[u8
 }
 
 /// The service-filled fields of an endpoint.
+/// The service-filled fields of an endpoint: as Windows shows a
+/// dual-stack endpoint, an `IpConfigurations` entry and a default route
+/// (`0.0.0.0/0`, `::/0`) per family.
 pub(crate) fn fill_endpoint(
     obj: &mut Map<String, Value>,
     id: &Uuid,
     net_id: &Uuid,
-    address: IpNet,
+    taken: &Addresses,
     mac: [u8; 6],
-    gateway: Option<IpAddr>,
     net: &NetworkRec,
 ) {
     obj.insert("ID".into(), json!(guid(id)));
     obj.insert("HostComputeNetwork".into(), json!(guid(net_id)));
     obj.remove("HostComputeNamespace");
-    obj.insert(
-        "IpConfigurations".into(),
-        json!([{ "IpAddress": address.addr().to_string(), "PrefixLength": address.prefix_len() }]),
-    );
+    let configs: Vec<Value> = taken
+        .all()
+        .map(|a| json!({ "IpAddress": a.addr().to_string(), "PrefixLength": a.prefix_len() }))
+        .collect();
+    obj.insert("IpConfigurations".into(), json!(configs));
     obj.insert("MacAddress".into(), json!(Mac(mac).to_string()));
     let no_routes = obj
         .get("Routes")
         .and_then(|v| v.as_array())
         .is_none_or(|a| a.is_empty());
-    if let (true, Some(gw)) = (no_routes, gateway) {
-        obj.insert(
-            "Routes".into(),
-            json!([{ "NextHop": gw.to_string(), "DestinationPrefix": "0.0.0.0/0" }]),
-        );
+    let defaults: Vec<Value> = [taken.gateway, taken.gateway6]
+        .into_iter()
+        .flatten()
+        .map(|gw| json!({ "NextHop": gw.to_string(), "DestinationPrefix": crate::network::default_route_of(gw) }))
+        .collect();
+    if no_routes && !defaults.is_empty() {
+        obj.insert("Routes".into(), json!(defaults));
     }
-    if let Some(dns) = crate::dns::endpoint_dns(obj, net, address.addr()) {
+    if let Some(dns) = crate::dns::endpoint_dns(obj, net, taken.address.addr()) {
         obj.insert("Dns".into(), dns);
     }
     obj.insert("State".into(), json!(1));
 }
 
+/// The output fields of a VM NIC: its tap (`InterfaceName`), the network
+/// namespace the tap is in (`TapNetNsPath`), which a VM monitor must run
+/// in to open the tap by name (the daemon's own, or an overlay network's
+/// router namespace), and the MTU the guest must give its NIC (`TapMtu`:
+/// a veth's peer gets it from hostnetd, a guest only from this). The
+/// daemon's namespace is named by its process ID, so the fields are
+/// refreshed when the endpoint is loaded after a restart.
+pub(crate) fn fill_vm_nic(
+    obj: &mut Map<String, Value>,
+    id: &Uuid,
+    net: &NetworkRec,
+    ep: &bridge::Endpoint,
+) {
+    let netns = match &net.plan.port_netns {
+        Some(router) => router.display().to_string(),
+        None => format!("/proc/{}/ns/net", std::process::id()),
+    };
+    obj.insert("InterfaceName".into(), json!(names::host_veth(id)));
+    obj.insert("TapNetNsPath".into(), json!(netns));
+    obj.insert("TapMtu".into(), json!(ep.mtu.unwrap_or(net.plan.mtu)));
+}
+
 /// The driver's view of an endpoint.
 pub(crate) fn plan(
     id: &Uuid,
-    address: IpNet,
+    taken: &Addresses,
     mac: [u8; 6],
-    gateway: Option<IpAddr>,
     spec: &EndpointSpec,
     policies: &EndpointPolicies,
     sdn_routes: Vec<RouteSpec>,
@@ -858,9 +1039,11 @@ pub(crate) fn plan(
     routes.extend(sdn_routes);
     bridge::Endpoint {
         id: *id,
-        address,
+        address: taken.address,
+        address6: taken.address6,
         mac,
-        gateway,
+        gateway: taken.gateway,
+        gateway6: taken.gateway6,
         routes,
         port_mappings: policies.mappings.iter().map(nat_mapping).collect(),
         outbound_nat: policies.outbound_nat.clone(),

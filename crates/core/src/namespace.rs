@@ -172,6 +172,16 @@ impl Service {
                 format!("endpoint {} is a remote endpoint (it lives on another host): attach a local endpoint instead", guid(&ep_id)),
             ));
         }
+        if ep.vm_nic {
+            return Err(HcnError::new(
+                ErrorCode::EndpointAlreadyAttached,
+                format!(
+                    "endpoint {} is a VM NIC: its tap {} is its port on the switch, for a VM to open; create an endpoint without VmNic to attach to a namespace",
+                    guid(&ep_id),
+                    names::host_veth(&ep_id)
+                ),
+            ));
+        }
         // A host endpoint is the host's address on the network's bridge.
         let ifname = match (ifname, ns.host) {
             (_, true) => names::bridge(&ep.network),

@@ -41,8 +41,9 @@ impl Service {
             &spec.name,
             st.networks.iter().map(|(id, n)| (id, n.name.as_str())),
         )?;
+        let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let binding = match spec.kind.binds_adapter() {
-            true => Some(self.free_adapter(st, &spec, vlan)?),
+            true => Some(self.free_adapter(st, &id, &spec, vlan)?),
             false => None,
         };
         let overlay = spec.kind == NetworkKind::Overlay;
@@ -69,12 +70,17 @@ impl Service {
             true => Vec::new(),
             false => subnet::resolve(&spec, &taken, &host_routes)?,
         };
+        if subnets.iter().any(|s| s.prefix.addr().is_ipv6()) {
+            crate::network_change::no_acls_on_dual_stack(&spec.policies)?;
+        }
         if let Some(b) = &binding {
             crate::adapter::check_subnets_fit(&b.uplink, &subnets)?;
         }
-        let id = shared_id.unwrap_or_else(|| new_network_id(st));
         let mut obj = to_object(wire);
         fill_network(&mut obj, &id, &subnets, spec.kind);
+        if let Some((b, t)) = binding.as_ref().and_then(|b| Some((b, b.team.as_ref()?))) {
+            obj.insert("Team".into(), crate::adapter::team_json(t, &b.uplink.name));
+        }
         if dhcp {
             obj.insert("Ipams".into(), json!([{ "Type": "Dhcp" }]));
         }
@@ -250,7 +256,7 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
     // HostRoute asks that the host and its endpoints reach each other; the
     // host's stack is a port of every bridge here, so that always holds.
     let allowed = |p: &NetworkPolicy| match p {
-        NetworkPolicy::NetAdapterName(_) => kind.binds_adapter(),
+        NetworkPolicy::NetAdapterName { .. } => kind.binds_adapter(),
         NetworkPolicy::HostRoute => true,
         // The gateway DNS proxy: on NAT networks unless Enable is false,
         // on Overlay networks when Enable is true (crate::dns).
@@ -316,10 +322,10 @@ pub(crate) fn network_up(rec: &NetworkRec) -> Vec<Op> {
         }
         return ops;
     }
-    let vlan = rec.vlan.as_ref();
+    let (vlan, team) = (rec.vlan.as_ref(), rec.team.as_ref());
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a, vlan),
-        (Some(a), false) => transparent::network_up(&rec.plan.id, a, vlan),
+        (Some(a), true) => l2bridge::network_up(&rec.plan.id, a, vlan, team),
+        (Some(a), false) => transparent::network_up(&rec.plan.id, a, vlan, team),
         (None, _) => nat::network_up(&rec.plan),
     }
 }
@@ -329,10 +335,10 @@ pub(crate) fn network_down(rec: &NetworkRec) -> Vec<Op> {
     if let Some(o) = &rec.overlay {
         return hostnet_drivers::overlay::network_down(o);
     }
-    let vlan = rec.vlan.as_ref();
+    let (vlan, team) = (rec.vlan.as_ref(), rec.team.as_ref());
     match (&rec.adapter, rec.plan.l2.is_some()) {
-        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a, vlan),
-        (Some(a), false) => transparent::network_down(&rec.plan.id, a, vlan),
+        (Some(a), true) => l2bridge::network_down(&rec.plan.id, a, vlan, team),
+        (Some(a), false) => transparent::network_down(&rec.plan.id, a, vlan, team),
         (None, _) => nat::network_down(&rec.plan.id),
     }
 }
@@ -434,18 +440,27 @@ fn fill_network(obj: &mut Map<String, Value>, id: &Uuid, subnets: &[Resolved], k
                     .expect("subnets are objects")
                     .entry("Routes")
                     .or_insert_with(|| json!([]));
+                let default = default_route_of(r.gateway);
                 let has_default = routes.as_array().is_some_and(|a| {
                     a.iter().any(|x| {
-                        x.get("DestinationPrefix").and_then(|d| d.as_str()) == Some("0.0.0.0/0")
+                        x.get("DestinationPrefix").and_then(|d| d.as_str()) == Some(default)
                     })
                 });
                 if !has_default {
                     if let Some(a) = routes.as_array_mut() {
-                        a.push(json!({ "NextHop": r.gateway.to_string(), "DestinationPrefix": "0.0.0.0/0" }));
+                        a.push(json!({ "NextHop": r.gateway.to_string(), "DestinationPrefix": default }));
                     }
                 }
             }
         }
+    }
+}
+
+/// The default route's `DestinationPrefix` for a gateway's family.
+pub(crate) fn default_route_of(gateway: std::net::IpAddr) -> &'static str {
+    match gateway {
+        std::net::IpAddr::V4(_) => "0.0.0.0/0",
+        std::net::IpAddr::V6(_) => "::/0",
     }
 }
 
@@ -460,17 +475,15 @@ pub(crate) fn network_rec(
     mtu: u32,
     binding: Option<crate::adapter::Binding>,
 ) -> NetworkRec {
-    let (adapter, vlan) = match binding {
-        Some(b) => (Some(b.uplink), b.vlan),
-        None => (None, None),
+    let (adapter, vlan, team) = match binding {
+        Some(b) => (Some(b.uplink), b.vlan, b.team),
+        None => (None, None, None),
     };
     let gateways = match adapter {
         Some(_) => Vec::new(),
         None => subnets
             .iter()
-            .map(|s| {
-                IpNet::new(s.gateway.into(), s.prefix.prefix_len()).expect("prefix length is valid")
-            })
+            .map(|s| IpNet::new(s.gateway, s.prefix.prefix_len()).expect("prefix length is valid"))
             .collect(),
     };
     let l2 = match (spec.kind, &adapter) {
@@ -497,7 +510,7 @@ pub(crate) fn network_rec(
     };
     let mut pools: Vec<SubnetPool> = subnets
         .iter()
-        .map(|s| SubnetPool::new(IpNet::V4(s.prefix), Some(s.gateway.into())))
+        .map(|s| SubnetPool::new(s.prefix, Some(s.gateway)))
         .collect();
     for own in adapter.iter().flat_map(|a| &a.addresses) {
         if let Some(pool) = pools.iter_mut().find(|p| p.contains(own.addr())) {
@@ -512,6 +525,7 @@ pub(crate) fn network_rec(
         spec,
         adapter,
         vlan,
+        team,
         plan,
         overlay: None,
         pools,

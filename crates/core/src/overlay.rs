@@ -228,12 +228,14 @@ pub(crate) fn plan(
         .unwrap_or(DEFAULT_VXLAN_PORT);
     Overlay {
         id,
+        // Overlay subnets are IPv4 (crate::subnet refuses others).
         segments: subnets
             .iter()
+            .filter_map(Resolved::v4)
             .zip(vnis(spec))
-            .map(|(s, vni)| Segment {
+            .map(|((prefix, gateway), vni)| Segment {
                 vni,
-                gateway: Ipv4Net::new(s.gateway, s.prefix.prefix_len()).expect("valid"),
+                gateway: Ipv4Net::new(gateway, prefix.prefix_len()).expect("valid"),
             })
             .collect(),
         port,

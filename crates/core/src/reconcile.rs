@@ -23,13 +23,51 @@ use uuid::Uuid;
 
 use crate::adapter::Binding;
 use crate::config::DEFAULT_NETWORK_NAME;
-use crate::endpoint::{endpoint_elements, endpoint_policies, plan, sdn_routes, DEFAULT_IFNAME};
+use crate::endpoint::{
+    endpoint_elements, endpoint_policies, plan, sdn_routes, Addresses, DEFAULT_IFNAME,
+};
 use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
-use crate::service::{EndpointRec, NamespaceRec, Service};
+use crate::service::{EndpointRec, NamespaceRec, NetworkRec, Service, State};
 use crate::subnet::{self, Resolved};
 
 const INITIALIZED: &str = "initialized";
+
+/// A stored endpoint's addresses (its `IpConfigurations`: the IPv4 one
+/// first, on a dual-stack network also its IPv6 one), taken again from
+/// the network's pools.
+fn loaded_addresses(
+    net: &mut NetworkRec,
+    spec: &hostnet_model::domain::EndpointSpec,
+    key: &str,
+) -> Result<Addresses, HcnError> {
+    let mut take = |address: std::net::IpAddr| {
+        let pool = net
+            .pools
+            .iter_mut()
+            .find(|p| p.contains(address))
+            .ok_or_else(|| {
+                HcnError::new(ErrorCode::InvalidIp, "its address is outside the network")
+            })?;
+        let holds_gateway = pool.gateway() == Some(address);
+        if let (Err(e), false) = (pool.reserve(address), holds_gateway) {
+            log::warn!("endpoint {key}: {e}");
+        }
+        let prefixed = IpNet::new(address, pool.prefix().prefix_len()).expect("valid");
+        Ok::<_, HcnError>((prefixed, pool.gateway().filter(|_| !holds_gateway)))
+    };
+    let first = spec
+        .ip_configs
+        .first()
+        .ok_or_else(|| HcnError::new(ErrorCode::InvalidEndpoint, "it has no address"))?;
+    let (address, gateway) = take(first.address)?;
+    let mut out = Addresses::single(address, gateway);
+    if let Some(c) = spec.ip_configs.iter().skip(1).find(|c| c.address.is_ipv6()) {
+        let (a, g) = take(c.address)?;
+        (out.address6, out.gateway6) = (Some(a), g);
+    }
+    Ok(out)
+}
 
 impl Service {
     /// Read every stored object into memory.
@@ -50,30 +88,13 @@ impl Service {
                 let net = st.networks.get_mut(&spec.network).ok_or_else(|| {
                     HcnError::new(ErrorCode::NetworkNotFound, "its network is gone")
                 })?;
-                let (address, gateway) = if net.is_dhcp() {
-                    crate::dhcp::loaded_address(leases.get(&id), &spec)?
+                let taken = if net.is_dhcp() {
+                    let (address, gateway) = crate::dhcp::loaded_address(leases.get(&id), &spec)?;
+                    Addresses::single(address, gateway)
                 } else {
-                    let cfg = spec.ip_configs.first().ok_or_else(|| {
-                        HcnError::new(ErrorCode::InvalidEndpoint, "it has no address")
-                    })?;
-                    let pool = net
-                        .pools
-                        .iter_mut()
-                        .find(|p| p.contains(cfg.address))
-                        .ok_or_else(|| {
-                            HcnError::new(
-                                ErrorCode::InvalidIp,
-                                "its address is outside the network",
-                            )
-                        })?;
-                    let holds_gateway = pool.gateway() == Some(cfg.address);
-                    if let (Err(e), false) = (pool.reserve(cfg.address), holds_gateway) {
-                        log::warn!("endpoint {key}: {e}");
-                    }
-                    let address =
-                        IpNet::new(cfg.address, pool.prefix().prefix_len()).expect("valid");
-                    (address, pool.gateway().filter(|_| !holds_gateway))
+                    loaded_addresses(net, &spec, &key)?
                 };
+                let address = taken.address;
                 let mac = spec
                     .mac
                     .map(|m| m.0)
@@ -94,18 +115,22 @@ impl Service {
                     EndpointRec {
                         name: spec.name.clone(),
                         network: spec.network,
-                        plan: plan(&id, address, mac, gateway, &spec, &policies, sdn),
+                        plan: plan(&id, &taken, mac, &spec, &policies, sdn),
                         mappings,
                         acls: policies.acls.clone(),
                         tiers: policies.tiers.clone(),
                         namespace: spec.namespace,
                         ifname,
+                        vm_nic: spec.vm_nic,
                         obj,
                     },
                 ))
                 .map(|(id, mut rec)| {
                     rec.plan.acl = crate::policy::walks_acls(&rec, net);
                     rec.plan.mtu = crate::overlay::endpoint_mtu(net, policies.encap_overhead);
+                    if rec.vm_nic {
+                        crate::endpoint::fill_vm_nic(&mut rec.obj, &id, net, &rec.plan);
+                    }
                     (id, rec)
                 })
             });
@@ -249,9 +274,8 @@ impl Service {
                 Err(e) => log::error!("endpoint {}: {e}", guid(id)),
             }
             // An overlay's ports are its router's (crate::reconcile_overlay).
-            let ns = ep.namespace.and_then(|n| st.namespaces.get(&n));
-            if let (Some(ns), None) = (ns, &net.plan.port_netns) {
-                elements.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
+            if let (Some(host), None) = (ep.plugged(&st.namespaces), &net.plan.port_netns) {
+                elements.extend(bridge::port_elements(&net.plan, &ep.plan, host));
             }
         }
         elements.extend(crate::load_balancer::all_elements(&st));
@@ -275,7 +299,7 @@ impl Service {
                 log::info!("giving adapter {} back its addresses", b.adapter_name());
                 for e in teardown(
                     dp,
-                    &transparent::network_down(&id, &b.uplink, b.vlan.as_ref()),
+                    &transparent::network_down(&id, &b.uplink, b.vlan.as_ref(), b.team.as_ref()),
                 ) {
                     log::warn!("{e}");
                 }
@@ -303,12 +327,17 @@ impl Service {
             // it is there, made again if the kernel lost it.
             let sub = net.vlan.as_ref().and(net.adapter.as_ref()).map(|u| &u.name);
             let sub_lost = sub.is_some_and(|s| !links.contains(s));
+            // So is a team's bond; its members are enslaved again if they
+            // left it (enslaving skips those still in it).
+            let bond = net.team.as_ref().and(net.adapter.as_ref()).map(|u| &u.name);
+            let bond_lost = bond.is_some_and(|b| !links.contains(b));
             let ops: Vec<Op> = if !links.contains(&name) {
                 log::info!("rebuilding bridge {name} of network {}", guid(&net.plan.id));
                 up.into_iter()
                     .filter(|op| match op {
                         Op::AddElements(_) => false,
                         Op::CreateVlan { .. } => sub_lost,
+                        Op::CreateBond { .. } => bond_lost,
                         _ => true,
                     })
                     .collect()
@@ -317,8 +346,12 @@ impl Service {
                 // the adapter is still bound (Transparent); both idempotent.
                 up.into_iter()
                     .filter(|op| match op {
-                        Op::Sysctl { .. } | Op::SetMaster { .. } | Op::MoveAddresses { .. } => true,
+                        Op::Sysctl { .. }
+                        | Op::SetMaster { .. }
+                        | Op::MoveAddresses { .. }
+                        | Op::EnslaveToBond { .. } => true,
                         Op::CreateVlan { .. } => sub_lost,
+                        Op::CreateBond { .. } => bond_lost,
                         _ => false,
                     })
                     .collect()
@@ -326,6 +359,7 @@ impl Service {
             apply(dp, &ops).map_err(|e| internal("rebuilding a network", e))?;
             wanted.insert(name);
             wanted.extend(sub.cloned());
+            wanted.extend(bond.cloned());
         }
         for ep in st.endpoints.values() {
             if let Some(net) = st.networks.get(&ep.network) {
@@ -363,6 +397,10 @@ impl Service {
             }
         }
         for (id, ep) in &st.endpoints {
+            if ep.vm_nic {
+                reconcile_vm_nic(dp, &st, id, ep, &links, &routers, &mut wanted);
+                continue;
+            }
             let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
                 continue;
             };
@@ -406,23 +444,7 @@ impl Service {
                     log::error!("endpoint {}: {e}", guid(id));
                 }
             } else if replug {
-                let bridge = net.plan.bridge_for(ep.plan.address.addr());
-                log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
-                let plug = Op::SetMaster {
-                    link: name.clone(),
-                    master: Some(bridge),
-                    previous: None,
-                };
-                let plug = match &net.plan.port_netns {
-                    Some(netns) => Op::InNetns {
-                        netns: netns.clone(),
-                        op: Box::new(plug),
-                    },
-                    None => plug,
-                };
-                if let Err(e) = apply(dp, &[plug]) {
-                    log::error!("endpoint {}: {e}", guid(id));
-                }
+                replug_port(dp, id, ep, net);
             }
             if !routers.contains_key(&ep.network) {
                 wanted.insert(name);
@@ -521,6 +543,70 @@ fn adds_elements(op: &Op) -> bool {
     match op {
         Op::InNetns { op, .. } => adds_elements(op),
         op => matches!(op, Op::AddElements(_)),
+    }
+}
+
+/// Rebuilds a VM NIC's tap if the kernel lost it (its elements are in the
+/// tables already loaded; a VM that had it open lost its link and must be
+/// restarted), or plugs it into its rebuilt bridge; marks it wanted.
+fn reconcile_vm_nic(
+    dp: &dyn hostnet_dataplane::Dataplane,
+    st: &State,
+    id: &Uuid,
+    ep: &EndpointRec,
+    links: &HashSet<String>,
+    routers: &HashMap<Uuid, crate::reconcile_overlay::Router>,
+    wanted: &mut HashSet<String>,
+) {
+    let Some(net) = st.networks.get(&ep.network) else {
+        return;
+    };
+    let name = names::host_veth(id);
+    let (present, replug) = match routers.get(&ep.network) {
+        Some(r) => (r.links.contains(&name), r.replug),
+        None => (links.contains(&name), false),
+    };
+    if !present {
+        log::info!("rebuilding the tap of VM NIC endpoint {}", guid(id));
+        let ops: Vec<Op> = bridge::vm_nic_plug(&net.plan, &ep.plan)
+            .into_iter()
+            .filter(|op| !adds_elements(op))
+            .collect();
+        if let Err(e) = apply(dp, &ops) {
+            log::error!("endpoint {}: {e}", guid(id));
+        }
+    } else if replug {
+        replug_port(dp, id, ep, net);
+    }
+    if !routers.contains_key(&ep.network) {
+        wanted.insert(name);
+    }
+}
+
+/// Enslaves an endpoint's port (veth or tap) that survived to its
+/// network's rebuilt bridge.
+fn replug_port(
+    dp: &dyn hostnet_dataplane::Dataplane,
+    id: &Uuid,
+    ep: &EndpointRec,
+    net: &NetworkRec,
+) {
+    let bridge = net.plan.bridge_for(ep.plan.address.addr());
+    log::info!("plugging endpoint {} into the rebuilt {bridge}", guid(id));
+    let plug = Op::SetMaster {
+        link: names::host_veth(id),
+        master: Some(bridge),
+        previous: None,
+    };
+    let plug = match &net.plan.port_netns {
+        Some(netns) => Op::InNetns {
+            netns: netns.clone(),
+            op: Box::new(plug),
+        },
+        None => plug,
+    };
+    if let Err(e) = apply(dp, &[plug]) {
+        log::error!("endpoint {}: {e}", guid(id));
     }
 }
 

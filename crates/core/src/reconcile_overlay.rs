@@ -128,11 +128,7 @@ impl Service {
             .endpoints
             .values()
             .filter(|e| e.network == net.plan.id)
-            .filter(|e| {
-                e.namespace
-                    .and_then(|n| st.namespaces.get(&n))
-                    .is_some_and(|n| !n.host)
-            })
+            .filter(|e| e.plugged(&st.namespaces) == Some(false))
             .flat_map(|e| bridge::port_elements(&net.plan, &e.plan, false))
             .collect();
         ops.push(Op::LoadNetnsTables {

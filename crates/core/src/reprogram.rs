@@ -25,9 +25,8 @@ pub(crate) fn owned_elements(
 ) -> Result<Vec<SetElement>, HcnError> {
     let mut els = endpoint_elements(net, &ep.plan);
     els.extend(crate::policy::acl_elements(id, ep, net)?);
-    let ns = ep.namespace.and_then(|n| st.namespaces.get(&n));
-    if let (Some(ns), None) = (ns, &net.plan.port_netns) {
-        els.extend(bridge::port_elements(&net.plan, &ep.plan, ns.host));
+    if let (Some(host), None) = (ep.plugged(&st.namespaces), &net.plan.port_netns) {
+        els.extend(bridge::port_elements(&net.plan, &ep.plan, host));
     }
     Ok(els)
 }

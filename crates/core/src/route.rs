@@ -311,6 +311,12 @@ fn resolve(st: &State, spec: &RouteObjectSpec) -> Result<Vec<(Uuid, Vec<RouteSpe
                 format!("endpoint {} is a host endpoint: its routes would be the host's own; name container endpoints", guid(ep_id)),
             ));
         }
+        if ep.vm_nic {
+            return Err(HcnError::new(
+                ErrorCode::InvalidEndpoint,
+                format!("endpoint {} is a VM NIC: its routes are the guest's, which hostnet does not reach into; give the guest its routes itself, or name container endpoints", guid(ep_id)),
+            ));
+        }
         let net = &st.networks[&ep.network];
         let mut routes: Vec<RouteSpec> = Vec::new();
         for r in &spec.routes {

@@ -31,6 +31,8 @@ pub(crate) struct NetworkRec {
     /// The VLAN of a bound network on one (its uplink is then the
     /// sub-interface).
     pub vlan: Option<hostnet_drivers::vlan::Vlan>,
+    /// The adapters a teamed network took (its uplink is then their bond).
+    pub team: Option<hostnet_drivers::team::Team>,
     pub plan: bridge::Network,
     /// An Overlay network's plan (docs/drivers/overlay.md); None otherwise.
     pub overlay: Option<hostnet_drivers::overlay::Overlay>,
@@ -39,11 +41,18 @@ pub(crate) struct NetworkRec {
 }
 
 impl NetworkRec {
+    /// A NAT network with an IPv6 subnet next to its IPv4 ones: its
+    /// endpoints get an address of each family.
+    pub(crate) fn is_dual_stack(&self) -> bool {
+        self.pools.iter().any(|p| p.prefix().addr().is_ipv6())
+    }
+
     /// What a bound network took (None: it binds no adapter).
     pub(crate) fn binding(&self) -> Option<crate::adapter::Binding> {
         self.adapter.as_ref().map(|uplink| crate::adapter::Binding {
             uplink: uplink.clone(),
             vlan: self.vlan.clone(),
+            team: self.team.clone(),
         })
     }
 }
@@ -62,6 +71,24 @@ pub(crate) struct EndpointRec {
     pub tiers: Vec<hostnet_model::domain::TierAcl>,
     pub namespace: Option<Uuid>,
     pub ifname: String,
+    /// A VM's NIC (`VmNic`): its port is a tap, made with the endpoint,
+    /// and it is never attached to a namespace.
+    pub vm_nic: bool,
+}
+
+impl EndpointRec {
+    /// Whether the endpoint has a port on its network's switch, and if so
+    /// whether it is a host endpoint's (an address on the bridge, no port
+    /// elements): a veth while attached to a namespace, a VM NIC's tap
+    /// always, nothing while detached.
+    pub(crate) fn plugged(&self, namespaces: &Registry<NamespaceRec>) -> Option<bool> {
+        if self.vm_nic {
+            return Some(false);
+        }
+        self.namespace
+            .and_then(|n| namespaces.get(&n))
+            .map(|n| n.host)
+    }
 }
 
 /// A namespace: a netns bind-mounted at `path`, or the host's own
@@ -263,7 +290,8 @@ impl Service {
                 "NestedIpSet": true,
                 "DSR": true,
                 "IPv6DualStack": false,
-                "ModifyLoadbalancer": true
+                "ModifyLoadbalancer": true,
+                "VmNic": true
             }
         })
     }

@@ -31,6 +31,8 @@ struct Snapshot {
     id: Uuid,
     port: Port,
     addr: Option<Ipv4Addr>,
+    /// A dual-stack endpoint's IPv6 address: its inet drops count apart.
+    addr6: Option<IpAddr>,
     /// The host side of its veth, when attached to a container namespace.
     veth: Option<String>,
     /// Where that veth and its port's counters are when not in the
@@ -80,10 +82,7 @@ impl Service {
                 .networks
                 .get(&ep.network)
                 .ok_or_else(|| Kind::Network.not_found(&guid(&ep.network)))?;
-            let host = ep
-                .namespace
-                .and_then(|n| st.namespaces.get(&n))
-                .map(|n| n.host);
+            let host = ep.plugged(&st.namespaces);
             Snapshot {
                 id: uuid,
                 port: crate::policy::endpoint_port(&uuid, ep, net),
@@ -91,6 +90,7 @@ impl Service {
                     IpAddr::V4(a) => Some(a),
                     IpAddr::V6(_) => None,
                 },
+                addr6: ep.plan.address6.map(|a| a.addr()),
                 veth: (host == Some(false)).then(|| names::host_veth(&uuid)),
                 port_netns: net.plan.port_netns.clone(),
                 instance: ep.namespace,
@@ -121,8 +121,14 @@ fn read(dp: &dyn Dataplane, snap: &Snapshot) -> Result<Reading, DataplaneError> 
     let Some(addr) = snap.addr else {
         return Ok(reading);
     };
-    let drops = counters::inbound_drops(addr);
+    let drops = counters::inbound_drops(addr.into());
     reading.inbound_drops = one(dp, drops.family, drops.table, drops.set, &drops.key)?;
+    if let Some(addr6) = snap.addr6 {
+        let drops = counters::inbound_drops(addr6);
+        let six = one(dp, drops.family, drops.table, drops.set, &drops.key)?;
+        reading.inbound_drops.packets += six.packets;
+        reading.inbound_drops.bytes += six.bytes;
+    }
     // The same compilation that programmed the endpoint says which
     // elements are its rules'.
     let tagged = hostnet_nft::acl::rule_elements(addr, &snap.port)

@@ -1,20 +1,33 @@
-//! Choosing and checking a NAT network's subnet.
+//! Choosing and checking a network's subnets: IPv4, plus on NAT networks
+//! one IPv6 subnet (dual stack).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use hostnet_model::domain::NetworkSpec;
+use hostnet_model::domain::{NetworkKind, NetworkSpec};
 use hostnet_model::{ErrorCode, HcnError};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// A subnet with its gateway, fixed.
+/// A subnet with its gateway, fixed; both of one family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resolved {
-    pub prefix: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    pub prefix: IpNet,
+    pub gateway: IpAddr,
 }
 
-/// The subnets of a NAT network: as given, or one picked from the private
-/// ranges that neither another network nor a host route uses.
+impl Resolved {
+    /// The subnet and gateway if IPv4 (every subnet but a NAT network's
+    /// IPv6 one).
+    pub fn v4(&self) -> Option<(Ipv4Net, Ipv4Addr)> {
+        match (self.prefix, self.gateway) {
+            (IpNet::V4(p), IpAddr::V4(g)) => Some((p, g)),
+            _ => None,
+        }
+    }
+}
+
+/// The subnets of a network: as given, or for a NAT network without any,
+/// one picked from the private ranges that neither another network nor a
+/// host route uses.
 pub fn resolve(
     spec: &NetworkSpec,
     taken: &[IpNet],
@@ -23,50 +36,25 @@ pub fn resolve(
     if spec.subnets.is_empty() {
         return pick(taken, host_routes).map(|r| vec![r]);
     }
-    let mut out = Vec::new();
+    check_families(spec)?;
+    let mut out: Vec<Resolved> = Vec::new();
     for (i, s) in spec.subnets.iter().enumerate() {
-        let IpNet::V4(prefix) = s.prefix else {
-            return Err(HcnError::new(
-                ErrorCode::RequestUnsupported,
-                format!(
-                    "subnet {} is IPv6: NAT networks are IPv4-only in this hostnet; give an IPv4 subnet",
-                    s.prefix
-                ),
-            ));
-        };
+        let prefix = s.prefix;
+        check_room(prefix)?;
         let gateway = match s.gateway {
-            Some(IpAddr::V4(g)) => g,
-            Some(IpAddr::V6(g)) => {
+            Some(g) if g.is_ipv4() != prefix.addr().is_ipv4() => {
                 return Err(HcnError::new(
                     ErrorCode::InvalidSubnet,
-                    format!("gateway {g} of subnet {prefix} is not IPv4"),
+                    format!("gateway {g} of subnet {prefix} is of the other IP family: give a gateway inside the subnet"),
                 ))
             }
-            None => match hostnet_ipam::default_gateway(IpNet::V4(prefix)) {
-                Some(IpAddr::V4(g)) => g,
-                _ => {
-                    return Err(HcnError::new(
-                        ErrorCode::InvalidSubnet,
-                        format!("subnet {prefix} has no room for a gateway and endpoints: use a prefix of /30 or shorter"),
-                    ))
-                }
-            },
+            Some(g) => g,
+            None => hostnet_ipam::default_gateway(prefix).ok_or_else(|| no_room(prefix))?,
         };
-        if prefix.prefix_len() > 30 {
-            return Err(HcnError::new(
-                ErrorCode::InvalidSubnet,
-                format!("subnet {prefix} has no room for a gateway and endpoints: use a prefix of /30 or shorter"),
-            ));
-        }
         if let Some(other) = taken
             .iter()
-            .chain(
-                out.iter()
-                    .map(|r: &Resolved| IpNet::V4(r.prefix))
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .find(|t| overlaps(t, &IpNet::V4(prefix)))
+            .chain(out.iter().map(|r| &r.prefix))
+            .find(|t| overlaps(t, &prefix))
         {
             return Err(HcnError::new(
                 ErrorCode::InvalidSubnet,
@@ -76,6 +64,82 @@ pub fn resolve(
         out.push(Resolved { prefix, gateway });
     }
     Ok(out)
+}
+
+/// IPv6 subnets only on NAT networks, at most one, next to an IPv4 one
+/// (endpoints there are dual-stack; IPv6-only endpoints are not supported).
+fn check_families(spec: &NetworkSpec) -> Result<(), HcnError> {
+    let v6: Vec<IpNet> = spec
+        .subnets
+        .iter()
+        .map(|s| s.prefix)
+        .filter(|p| p.addr().is_ipv6())
+        .collect();
+    let Some(first) = v6.first() else {
+        return Ok(());
+    };
+    if spec.kind != NetworkKind::Nat {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!(
+                "subnet {first} is IPv6: {} networks are IPv4-only in this hostnet (dual stack is supported on NAT networks); give IPv4 subnets only",
+                spec.kind
+            ),
+        ));
+    }
+    if v6.len() > 1 {
+        return Err(HcnError::new(
+            ErrorCode::InvalidSubnet,
+            format!(
+                "subnets {} are all IPv6: a dual-stack NAT network takes one IPv6 subnet (and its IPv4 ones); keep one",
+                v6.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if spec.subnets.len() == v6.len() {
+        return Err(HcnError::new(
+            ErrorCode::RequestUnsupported,
+            format!("subnet {first} is IPv6 and the network has no IPv4 subnet: IPv6-only NAT networks are not supported yet; add an IPv4 subnet (dual stack)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A subnet must hold a gateway and endpoints (IPv4 /30 or shorter, IPv6
+/// /126 or shorter) and, if IPv6, be unicast (not link-local, multicast,
+/// loopback or IPv4-mapped).
+fn check_room(prefix: IpNet) -> Result<(), HcnError> {
+    match prefix {
+        IpNet::V4(p) if p.prefix_len() > 30 => Err(no_room(prefix)),
+        IpNet::V6(p) if p.prefix_len() > 126 => Err(no_room(prefix)),
+        IpNet::V6(p) if !is_unicast_subnet(p) => Err(HcnError::new(
+            ErrorCode::InvalidSubnet,
+            format!("subnet {p} is not a unicast IPv6 range (link-local, multicast, loopback, IPv4-mapped or ::/0): give a unique local (fd00::/8) or global /64 such as fd00:1::/64"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn is_unicast_subnet(p: Ipv6Net) -> bool {
+    let reserved: [Ipv6Net; 4] = [
+        "fe80::/10".parse().expect("literal"),
+        "ff00::/8".parse().expect("literal"),
+        "::ffff:0:0/96".parse().expect("literal"),
+        "::/96".parse().expect("literal"),
+    ];
+    p.prefix_len() > 0
+        && p.network() != Ipv6Addr::LOCALHOST
+        && !reserved
+            .iter()
+            .any(|r| r.contains(&p.network()) || p.contains(&r.network()))
+}
+
+fn no_room(prefix: IpNet) -> HcnError {
+    let longest = if prefix.addr().is_ipv4() { 30 } else { 126 };
+    HcnError::new(
+        ErrorCode::InvalidSubnet,
+        format!("subnet {prefix} has no room for a gateway and endpoints: use a prefix of /{longest} or shorter"),
+    )
 }
 
 /// The first /16 of 172.17-31 (then /24s of 192.168) that overlaps nothing.
@@ -93,11 +157,13 @@ fn pick(taken: &[IpNet], host_routes: &[IpNet]) -> Result<Resolved, HcnError> {
                 .filter(|r| r.prefix_len() > 0)
                 .any(|r| overlaps(r, &net));
         if !busy {
-            let gateway = match hostnet_ipam::default_gateway(net) {
-                Some(IpAddr::V4(g)) => g,
-                _ => continue,
+            let Some(gateway) = hostnet_ipam::default_gateway(net) else {
+                continue;
             };
-            return Ok(Resolved { prefix, gateway });
+            return Ok(Resolved {
+                prefix: net,
+                gateway,
+            });
         }
     }
     Err(HcnError::new(
@@ -128,6 +194,18 @@ mod tests {
         .unwrap();
         assert_eq!(r.prefix.to_string(), "172.19.0.0/16");
         assert_eq!(r.gateway.to_string(), "172.19.0.1");
+    }
+
+    #[test]
+    fn ipv6_subnets_must_be_unicast() {
+        for bad in ["fe80::/64", "ff02::/64", "::ffff:0:0/96", "::/64", "::/0"] {
+            assert!(!is_unicast_subnet(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["fd00:1::/64", "2001:db8::/48", "fd00::/120"] {
+            assert!(is_unicast_subnet(good.parse().unwrap()), "{good}");
+        }
+        assert!(check_room(net("fd00::/127")).is_err());
+        assert!(check_room(net("fd00::/126")).is_ok());
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn rule_and_drop_counts_add_up_the_endpoints_elements_only() {
         other.key_end.as_mut().unwrap()[..4].copy_from_slice(&[10, 88, 0, 99]);
         counted(&dp, &other, 1000, 1000);
     }
-    let addr = ep["IpConfigurations"][0]["IpAddress"]
+    let addr: std::net::IpAddr = ep["IpConfigurations"][0]["IpAddress"]
         .as_str()
         .unwrap()
         .parse()

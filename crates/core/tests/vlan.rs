@@ -25,6 +25,7 @@ fn eth0() -> hostnet_dataplane::Adapter {
         addresses: vec!["192.0.2.11/24".parse().unwrap()],
         routes: Vec::new(),
         master: None,
+        up: true,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Adapter {
     pub routes: Vec<AdapterRoute>,
     /// The link this one is enslaved to (a bridge), if any.
     pub master: Option<String>,
+    /// Administratively up (`IFF_UP`): a team member is given back in
+    /// the state it was found in.
+    pub up: bool,
 }
 
 /// A route of a host adapter, with what it takes to re-create it on
@@ -51,6 +54,48 @@ pub struct AdapterRoute {
     pub scope: u8,
     /// Preferred source address.
     pub src: Option<IpAddr>,
+}
+
+/// How a bond spreads frames over its members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BondMode {
+    /// One member carries everything; another takes over when its carrier
+    /// goes. Works with any switch.
+    ActiveBackup,
+    /// Outgoing flows are spread over the members by a layer 2+3 hash;
+    /// incoming frames arrive on the active member only, so the switch
+    /// needs no configuration either.
+    BalanceTlb,
+}
+
+impl BondMode {
+    /// The kernel's name of the mode (`ip link ... type bond mode NAME`).
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            BondMode::ActiveBackup => "active-backup",
+            BondMode::BalanceTlb => "balance-tlb",
+        }
+    }
+
+    /// The mode with that kernel name.
+    pub fn from_kernel_name(name: &str) -> Option<Self> {
+        [BondMode::ActiveBackup, BondMode::BalanceTlb]
+            .into_iter()
+            .find(|m| m.kernel_name() == name)
+    }
+}
+
+/// How often a bond polls its members' carrier: a member whose carrier
+/// goes is out of service within this many milliseconds.
+pub const BOND_MIIMON_MS: u32 = 50;
+
+/// A bond member as it was before it joined: what giving it back restores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BondMember {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub up: bool,
 }
 
 /// One kernel change. Each creating op has an inverse ([`Op::undo`]) so a
@@ -84,6 +129,35 @@ pub enum Op {
     },
     /// Delete a link in the daemon's namespace. Missing is not an error.
     DeleteLink { name: String },
+    /// A bond `name` in the daemon's namespace, with no members yet: `mode`,
+    /// carrier polled every [`BOND_MIIMON_MS`], `mtu` and `mac` (the first
+    /// member's), no IPv6 link-local address (it is a bridge port), up. A
+    /// kernel without bonding answers with an unsupported error before
+    /// anything is made.
+    CreateBond {
+        name: String,
+        mode: BondMode,
+        mtu: u32,
+        mac: [u8; 6],
+    },
+    /// Enslave `members` to bond `bond`: each is set down (the kernel
+    /// enslaves only down links) and given to the bond, which brings it up
+    /// with the bond's MTU (and, active-backup, its MAC). Members already
+    /// in the bond are skipped, so repeating the op (reconcile) is
+    /// harmless. If one fails, those enslaved are released as
+    /// [`Op::ReleaseFromBond`] would.
+    EnslaveToBond {
+        bond: String,
+        members: Vec<BondMember>,
+    },
+    /// Give `members` back as they were before [`Op::EnslaveToBond`]:
+    /// released from `bond` if they are in it, then their MAC, MTU and
+    /// up/down state as recorded. A missing bond or member is skipped (the
+    /// rest are still given back).
+    ReleaseFromBond {
+        bond: String,
+        members: Vec<BondMember>,
+    },
     /// A new network namespace bind-mounted at `path` (its loopback up).
     CreateNetns { path: PathBuf },
     /// Unmount and remove a namespace made by `CreateNetns`. Missing is not an error.
@@ -103,6 +177,14 @@ pub enum Op {
         routes: Vec<RouteSpec>,
         /// As for [`Op::CreateBridge`], for both ends.
         ipv6: bool,
+    },
+    /// A persistent tap `name` in the daemon's namespace, enslaved to
+    /// `bridge`, with `mtu`, up: a VM NIC's port on the switch. A VM monitor
+    /// opens it by name; until then it has no carrier.
+    CreateTap {
+        name: String,
+        bridge: String,
+        mtu: u32,
     },
     /// Add elements to hostnet's sets and maps, all in one nfnetlink
     /// transaction. Adding an element that exists is an error.
@@ -297,6 +379,7 @@ impl Op {
             Op::CreateVeth { host_name, .. } => Some(Op::DeleteLink {
                 name: host_name.clone(),
             }),
+            Op::CreateTap { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
             Op::CreateNetns { path } => Some(Op::DeleteNetns { path: path.clone() }),
             Op::AddElements(e) => Some(Op::DeleteElements(e.clone())),
             Op::ReplaceElements { delete, add } => Some(Op::ReplaceElements {
@@ -355,6 +438,15 @@ impl Op {
                 routes: routes.clone(),
             }),
             Op::CreateVlan { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
+            Op::CreateBond { name, .. } => Some(Op::DeleteLink { name: name.clone() }),
+            Op::EnslaveToBond { bond, members } => Some(Op::ReleaseFromBond {
+                bond: bond.clone(),
+                members: members.clone(),
+            }),
+            Op::ReleaseFromBond { bond, members } => Some(Op::EnslaveToBond {
+                bond: bond.clone(),
+                members: members.clone(),
+            }),
             Op::CreateVxlan { name, netns, .. } => {
                 let delete = Op::DeleteLink { name: name.clone() };
                 Some(match netns {

@@ -169,6 +169,7 @@ mod tests {
             addresses: vec!["192.0.2.11/24".parse().unwrap()],
             routes: vec![],
             master: None,
+            up: true,
         };
         rec.set_adapter(eth0.clone());
         rec.set_default_route(Some("eth0"));

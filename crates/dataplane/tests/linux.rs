@@ -907,6 +907,7 @@ fn adapter_binding_keeps_the_host_connected() {
                 uplink_route("198.18.0.0/15", 50)
             ],
             master: None,
+            up: true,
         }
     );
     assert_eq!(
@@ -1568,4 +1569,42 @@ fn vxlan_down(router: &Path) -> Op {
             name: "hnvx00002a".into(),
         }),
     }
+}
+
+/// A VM NIC's port: a persistent tap (it outlives the descriptor that
+/// made it, for qemu to open by name), with the MTU asked for, on the
+/// bridge, up, without IPv6 link-local; never taken over when a link of
+/// its name exists; nothing left when its bridge is missing; gone with
+/// `DeleteLink`.
+#[test]
+fn a_persistent_tap_on_a_bridge_until_deleted() {
+    let Some(tb) = Testbed::new() else { return };
+    tb.in_host(|| {
+        let dp = LinuxDataplane::new().unwrap();
+        dp.execute(&bridge("hnbr0", &["10.99.0.1/24"])).unwrap();
+        let tap = |name: &str, bridge: &str| Op::CreateTap {
+            name: name.into(),
+            bridge: bridge.into(),
+            mtu: 1400,
+        };
+        dp.execute(&tap("hnve1", "hnbr0")).unwrap();
+        let shown = run_in(&tb.host, &["ip", "-d", "link", "show", "hnve1"]);
+        for want in ["tun type tap", "persist on", "master hnbr0", "mtu 1400"] {
+            assert!(shown.contains(want), "no {want:?} in {shown}");
+        }
+        let addrs = run_in(&tb.host, &["ip", "-6", "addr", "show", "hnve1"]);
+        assert!(!addrs.contains("fe80"), "{addrs}");
+
+        let again = dp.execute(&tap("hnve1", "hnbr0")).unwrap_err();
+        assert!(again.to_string().contains("exists already"), "{again}");
+        let orphan = dp.execute(&tap("hnve2", "hnbr9")).unwrap_err();
+        assert!(orphan.to_string().contains("hnbr9"), "{orphan}");
+        assert_eq!(dp.link_index("hnve2").unwrap(), None);
+
+        dp.execute(&Op::DeleteLink {
+            name: "hnve1".into(),
+        })
+        .unwrap();
+        assert_eq!(dp.link_index("hnve1").unwrap(), None);
+    });
 }

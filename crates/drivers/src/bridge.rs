@@ -3,7 +3,7 @@
 //! inside the endpoint's namespace, with the endpoint firewall defaults (and
 //! on L2 networks the port's detours, see [`hostnet_nft::l2`]) on the port.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use hostnet_dataplane::{Op, RouteSpec};
@@ -66,19 +66,53 @@ pub struct L2 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortMapping {
     pub proto: L4Proto,
-    pub host_addr: Option<Ipv4Addr>,
+    /// The one host address it is published on (its family decides the
+    /// mapping's); None: every host address.
+    pub host_addr: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
+    pub families: Families,
+}
+
+/// The host address families a port mapping is published on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Families {
+    /// IPv4, and IPv6 too when the endpoint has an IPv6 address (as
+    /// Docker publishes a port without a host IP).
+    Both,
+    /// An IPv4 host address was given (`0.0.0.0` included).
+    Ipv4,
+    /// HCN's IPv6 flag, or an IPv6 host address (`::` included).
+    Ipv6,
+}
+
+impl PortMapping {
+    /// Whether the mapping is published on IPv4.
+    pub fn on_ipv4(&self) -> bool {
+        self.families != Families::Ipv6
+    }
+
+    /// Whether the mapping is published on IPv6 (given the endpoint has an
+    /// IPv6 address).
+    pub fn on_ipv6(&self) -> bool {
+        self.families != Families::Ipv4
+    }
 }
 
 /// An endpoint as the driver needs it: its address, MAC and mappings fixed.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     pub id: Uuid,
-    /// The endpoint's address with its subnet's prefix length.
+    /// The endpoint's address with its subnet's prefix length (on a
+    /// dual-stack network the IPv4 one).
     pub address: IpNet,
+    /// A dual-stack NAT endpoint's IPv6 address, with its subnet's prefix
+    /// length; None on single-stack networks.
+    pub address6: Option<IpNet>,
     pub mac: [u8; 6],
     pub gateway: Option<IpAddr>,
+    /// The IPv6 default route's next hop (the network's IPv6 gateway).
+    pub gateway6: Option<IpAddr>,
     pub routes: Vec<RouteSpec>,
     pub port_mappings: Vec<PortMapping>,
     /// `OutBoundNAT` policies, as given ([`hostnet_nft::onat`] orders
@@ -91,6 +125,13 @@ pub struct Endpoint {
     /// The endpoint's own MTU, below its network's (an overlay endpoint's
     /// `EncapOverhead`); None: the network's.
     pub mtu: Option<u32>,
+}
+
+impl Endpoint {
+    /// Its addresses: the (IPv4) address, and the IPv6 one if dual-stack.
+    pub fn addresses(&self) -> impl Iterator<Item = IpNet> {
+        std::iter::once(self.address).chain(self.address6)
+    }
 }
 
 /// Where an endpoint is plugged in: the namespace, the interface name
@@ -111,14 +152,17 @@ pub struct Plug<'a> {
 /// Plug an endpoint into a namespace: its veth, then its firewall defaults.
 pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> {
     if plug.host {
-        return vec![Op::AddAddress {
-            link: names::bridge(&net.id),
-            address: ep.address,
-        }];
+        return ep
+            .addresses()
+            .map(|address| Op::AddAddress {
+                link: names::bridge(&net.id),
+                address,
+            })
+            .collect();
     }
     let host_name = names::host_veth(&ep.id);
     let mut routes = ep.routes.clone();
-    if let Some(gw) = ep.gateway {
+    for gw in ep.gateway.into_iter().chain(ep.gateway6) {
         let default = match gw {
             IpAddr::V4(_) => "0.0.0.0/0",
             IpAddr::V6(_) => "::/0",
@@ -132,6 +176,7 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             });
         }
     }
+    let addresses: Vec<IpNet> = std::iter::once(ep.address).chain(ep.address6).collect();
     let ops = vec![
         Op::CreateVeth {
             host_name: host_name.clone(),
@@ -140,11 +185,28 @@ pub fn endpoint_attach(net: &Network, ep: &Endpoint, plug: Plug<'_>) -> Vec<Op> 
             netns: plug.netns.to_path_buf(),
             peer_name: plug.ifname.to_string(),
             peer_mac: ep.mac,
-            addresses: vec![ep.address],
+            ipv6: addresses.iter().any(|a| a.addr().is_ipv6()),
+            addresses,
             routes,
-            ipv6: ep.address.addr().is_ipv6(),
         },
         Op::AddElements(port_elements(net, ep, plug.host)),
+    ];
+    in_port_netns(net, ops)
+}
+
+/// Plug a VM's NIC in: a persistent tap on the bridge, then the same port
+/// elements (firewall defaults, drop counters, detours) as a veth's. The
+/// tap takes the name the endpoint's host veth would have, so everything
+/// that addresses an endpoint's port by name (ACL and counter chains,
+/// statistics, unplugging with [`endpoint_detach`]) finds it unchanged.
+pub fn vm_nic_plug(net: &Network, ep: &Endpoint) -> Vec<Op> {
+    let ops = vec![
+        Op::CreateTap {
+            name: names::host_veth(&ep.id),
+            bridge: net.bridge_for(ep.address.addr()),
+            mtu: ep.mtu.unwrap_or(net.mtu),
+        },
+        Op::AddElements(port_elements(net, ep, false)),
     ];
     in_port_netns(net, ops)
 }
@@ -167,10 +229,13 @@ fn in_port_netns(net: &Network, ops: Vec<Op>) -> Vec<Op> {
 /// first, then the link.
 pub fn endpoint_detach(net: &Network, ep: &Endpoint, host: bool) -> Vec<Op> {
     if host {
-        return vec![Op::DeleteAddress {
-            link: names::bridge(&net.id),
-            address: ep.address,
-        }];
+        return ep
+            .addresses()
+            .map(|address| Op::DeleteAddress {
+                link: names::bridge(&net.id),
+                address,
+            })
+            .collect();
     }
     let ops = vec![
         Op::DeleteElements(port_elements(net, ep, host)),
@@ -227,8 +292,11 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
 /// the host (another overlay network with the same subnet).
 fn drop_counters(ep: &Endpoint, by_address: bool) -> Vec<SetElement> {
     let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
-    if let (IpAddr::V4(addr), true) = (ep.address.addr(), by_address) {
-        els.push(nft::counters::inbound_drops(addr));
+    if by_address && ep.address.addr().is_ipv4() {
+        els.extend(
+            ep.addresses()
+                .map(|a| nft::counters::inbound_drops(a.addr())),
+        );
     }
     els
 }
@@ -242,14 +310,17 @@ pub(crate) mod tests {
         Endpoint {
             id: Uuid::from_u128(0xabcdef01_2345_4000_8000_000000000001),
             address: "172.31.0.2/16".parse().unwrap(),
+            address6: None,
             mac: [2, 0x4e, 172, 31, 0, 2],
             gateway: Some("172.31.0.1".parse().unwrap()),
+            gateway6: None,
             routes: vec![],
             port_mappings: vec![PortMapping {
                 proto: L4Proto::Tcp,
                 host_addr: None,
                 host_port: 8080,
                 container_port: 80,
+                families: Families::Both,
             }],
             outbound_nat: None,
             acl: false,
@@ -293,5 +364,59 @@ pub(crate) mod tests {
             routes[0].metric, 100,
             "a second NIC's default route must not collide"
         );
+
+        let dual = Endpoint {
+            address6: Some("fd00:31::2/64".parse().unwrap()),
+            gateway6: Some("fd00:31::1".parse().unwrap()),
+            ..endpoint()
+        };
+        let ops = endpoint_attach(&net, &dual, plug);
+        let Op::CreateVeth {
+            routes,
+            addresses,
+            ipv6,
+            ..
+        } = &ops[0]
+        else {
+            panic!("{ops:?}")
+        };
+        assert!(ipv6, "a dual-stack endpoint's link carries IPv6");
+        assert_eq!(addresses.len(), 2);
+        let defaults: Vec<String> = routes
+            .iter()
+            .map(|r| format!("{} via {}", r.destination, r.via.unwrap()))
+            .collect();
+        assert_eq!(
+            defaults,
+            ["0.0.0.0/0 via 172.31.0.1", "::/0 via fd00:31::1"]
+        );
+    }
+
+    #[test]
+    fn a_vm_nic_is_a_tap_with_the_ports_elements_and_unplugs_like_a_veth() {
+        let net = Network {
+            id: Uuid::from_u128(0x12345678_0000_4000_8000_000000000000),
+            gateways: vec!["172.31.0.1/16".parse().unwrap()],
+            mtu: 1450,
+            l2: None,
+            nat: true,
+            bound_mac: None,
+            subnet_bridges: vec![],
+            port_netns: None,
+        };
+        let ep = endpoint();
+        let ops = vm_nic_plug(&net, &ep);
+        assert_eq!(
+            ops[0],
+            Op::CreateTap {
+                name: "hnveabcdef0123".into(),
+                bridge: "hnbr12345678".into(),
+                mtu: 1450,
+            }
+        );
+        assert_eq!(ops[1], Op::AddElements(port_elements(&net, &ep, false)));
+        let unplug = endpoint_detach(&net, &ep, false);
+        assert_eq!(ops[1].undo(), Some(unplug[0].clone()));
+        assert_eq!(ops[0].undo(), Some(unplug[1].clone()));
     }
 }

@@ -25,25 +25,36 @@ use hostnet_nft::{self as nft, onat, SetElement};
 use uuid::Uuid;
 
 pub use crate::bridge::{Endpoint, Network, L2};
+use crate::team::Team;
 use crate::transparent;
 use crate::vlan::Vlan;
 
 /// Bind `uplink` (as Transparent does: the adapter, or a VLAN's
 /// sub-interface), then rewrite MACs at it. The host forwards, for
 /// outbound NAT and for host-endpoint gateways.
-pub fn network_up(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
+pub fn network_up(
+    id: &Uuid,
+    uplink: &Adapter,
+    vlan: Option<&Vlan>,
+    team: Option<&Team>,
+) -> Vec<Op> {
     let mut ops = vec![Op::Sysctl {
         key: "net/ipv4/ip_forward".into(),
         value: "1".into(),
     }];
-    ops.extend(transparent::network_up(id, uplink, vlan));
+    ops.extend(transparent::network_up(id, uplink, vlan, team));
     ops.push(Op::AddElements(nft::l2::uplink(&uplink.name, uplink.mac)));
     ops
 }
 
 /// The exact reverse of [`network_up`] (forwarding stays on).
-pub fn network_down(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
-    network_up(id, uplink, vlan)
+pub fn network_down(
+    id: &Uuid,
+    uplink: &Adapter,
+    vlan: Option<&Vlan>,
+    team: Option<&Team>,
+) -> Vec<Op> {
+    network_up(id, uplink, vlan, team)
         .iter()
         .rev()
         .filter_map(|op| op.undo())
@@ -78,9 +89,9 @@ mod tests {
     #[test]
     fn uplink_rewrite_goes_last_and_comes_off_first() {
         let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
-        let up = network_up(&id, &adapter(), None);
+        let up = network_up(&id, &adapter(), None, None);
         assert!(matches!(up.last(), Some(Op::AddElements(e)) if e.len() == 3));
-        let down = network_down(&id, &adapter(), None);
+        let down = network_down(&id, &adapter(), None, None);
         assert!(matches!(down.first(), Some(Op::DeleteElements(e)) if e.len() == 3));
         assert!(matches!(down.last(), Some(Op::DeleteLink { .. })));
     }
@@ -94,7 +105,7 @@ mod tests {
             id: 12,
         };
         let uplink = vlan.uplink(&adapter());
-        let up = network_up(&id, &uplink, Some(&vlan));
+        let up = network_up(&id, &uplink, Some(&vlan), None);
         assert_eq!(
             up.last(),
             Some(&Op::AddElements(nft::l2::uplink("hnq00122", adapter().mac)))

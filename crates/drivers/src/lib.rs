@@ -13,5 +13,6 @@ pub mod l2bridge;
 pub mod names;
 pub mod nat;
 pub mod overlay;
+pub mod team;
 pub mod transparent;
 pub mod vlan;

@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub const LINK_PREFIX: &str = "hn";
 /// Prefix of network bridges: `hnbr` + 8 hex digits of the network ID.
 pub const BRIDGE_PREFIX: &str = "hnbr";
+/// Prefix of teams' bonds: `hnbd` + 8 hex digits of the network ID.
+pub const BOND_PREFIX: &str = "hnbd";
 /// Prefix of VLAN sub-interfaces of adapters ([`crate::vlan::link_name`]).
 pub const VLAN_PREFIX: &str = "hnq";
 /// Prefix of endpoints' host-side veths: `hnve` + 10 hex digits of the endpoint ID.
@@ -18,6 +20,11 @@ pub const VETH_PREFIX: &str = "hnve";
 /// The bridge of a network.
 pub fn bridge(network: &Uuid) -> String {
     format!("{BRIDGE_PREFIX}{}", &hex(network)[..8])
+}
+
+/// The bond of a network that teams adapters.
+pub fn bond(network: &Uuid) -> String {
+    format!("{BOND_PREFIX}{}", &hex(network)[..8])
 }
 
 /// Bytes of the endpoint ID spelled (in hex) in its host veth's name.
@@ -62,6 +69,7 @@ mod tests {
     fn names_fit_ifnamsiz() {
         let id = Uuid::new_v4();
         assert!(bridge(&id).len() <= 15);
+        assert!(bond(&id).len() <= 15 && bond(&id).starts_with(LINK_PREFIX));
         assert!(host_veth(&id).len() <= 15);
         assert!(bridge(&id).starts_with(LINK_PREFIX));
     }

@@ -156,7 +156,7 @@ fn transit_router(o: &Overlay) -> Ipv4Addr {
 /// network's, the router's transit address masqueraded.
 pub fn host_elements(o: &Overlay) -> Vec<SetElement> {
     let mut els = nft::nat_bridge(&names::bridge(&o.id));
-    els.push(nft::nat_source(transit_router(o)));
+    els.push(nft::nat_source(transit_router(o).into()));
     els
 }
 

@@ -16,14 +16,21 @@ use uuid::Uuid;
 
 pub use crate::bridge::Endpoint;
 use crate::names;
+use crate::team::Team;
 use crate::vlan::Vlan;
 
 /// Bind `uplink` to the network's bridge without cutting the host off.
 /// Without a VLAN the uplink is the adapter, whose addresses and routes
 /// move to the bridge; with one it is the VLAN's sub-interface
 /// ([`Vlan::uplink`]), made here, and the host keeps its addresses on the
-/// adapter.
-pub fn network_up(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
+/// adapter; with a team it is the team's bond ([`Team::uplink`]), made
+/// here of the members, whose addresses move to the bridge.
+pub fn network_up(
+    id: &Uuid,
+    uplink: &Adapter,
+    vlan: Option<&Vlan>,
+    team: Option<&Team>,
+) -> Vec<Op> {
     let bridge = names::bridge(id);
     let mut ops = vec![Op::CreateBridge {
         name: bridge.clone(),
@@ -33,12 +40,15 @@ pub fn network_up(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
         ipv6: true,
     }];
     ops.extend(vlan.map(|v| v.create(uplink)));
+    if let Some(t) = team {
+        ops.extend(t.bind(uplink, &bridge));
+    }
     ops.push(Op::SetMaster {
         link: uplink.name.clone(),
         master: Some(bridge.clone()),
         previous: None,
     });
-    if vlan.is_none() {
+    if vlan.is_none() && team.is_none() {
         ops.push(Op::MoveAddresses {
             from: uplink.name.clone(),
             to: bridge,
@@ -64,8 +74,13 @@ pub fn endpoint_elements(ep: &Endpoint) -> Vec<SetElement> {
 /// Give the host's addresses and routes back to the adapter, release it
 /// (or delete the VLAN sub-interface), and remove the bridge: the exact
 /// reverse of [`network_up`].
-pub fn network_down(id: &Uuid, uplink: &Adapter, vlan: Option<&Vlan>) -> Vec<Op> {
-    network_up(id, uplink, vlan)
+pub fn network_down(
+    id: &Uuid,
+    uplink: &Adapter,
+    vlan: Option<&Vlan>,
+    team: Option<&Team>,
+) -> Vec<Op> {
+    network_up(id, uplink, vlan, team)
         .iter()
         .rev()
         .filter_map(|op| op.undo())
@@ -86,6 +101,7 @@ pub(crate) mod tests {
             addresses: vec!["192.0.2.11/24".parse().unwrap()],
             routes: Vec::new(),
             master: None,
+            up: true,
         }
     }
 
@@ -93,7 +109,7 @@ pub(crate) mod tests {
     fn down_reverses_up() {
         let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
         let adapter = adapter();
-        let down = network_down(&id, &adapter, None);
+        let down = network_down(&id, &adapter, None, None);
         let [Op::MoveAddresses { from, to, .. }, Op::SetMaster { link, master, .. }, Op::DeleteLink { name }] =
             down.as_slice()
         else {
@@ -114,7 +130,7 @@ pub(crate) mod tests {
             id: 11,
         };
         let uplink = vlan.uplink(&adapter);
-        let up = network_up(&id, &uplink, Some(&vlan));
+        let up = network_up(&id, &uplink, Some(&vlan), None);
         let [Op::CreateBridge { mac, mtu, .. }, Op::CreateVlan {
             name,
             parent,
@@ -133,12 +149,34 @@ pub(crate) mod tests {
             (link.as_str(), master.as_deref()),
             ("hnq00112", Some("hnbr12345678"))
         );
-        let down = network_down(&id, &uplink, Some(&vlan));
+        let down = network_down(&id, &uplink, Some(&vlan), None);
         let [Op::SetMaster { master: None, .. }, Op::DeleteLink { name: sub }, Op::DeleteLink { name: br }] =
             down.as_slice()
         else {
             panic!("{down:?}")
         };
         assert_eq!((sub.as_str(), br.as_str()), ("hnq00112", "hnbr12345678"));
+    }
+
+    #[test]
+    fn a_teams_members_are_given_back_before_their_addresses() {
+        let id = Uuid::from_u128(0x12345678_0000_4000_8000_000000000000);
+        let team = crate::team::tests::team();
+        let uplink = team.uplink(&id);
+        let down = network_down(&id, &uplink, None, Some(&team));
+        let [Op::SetMaster {
+            link, master: None, ..
+        }, Op::ReleaseFromBond { members, .. }, Op::DeleteLink { name: bond }, Op::MoveAddresses { from, to, .. }, Op::DeleteLink { name: br }] =
+            down.as_slice()
+        else {
+            panic!("{down:?}")
+        };
+        assert_eq!(link, "hnbd12345678");
+        assert_eq!(members.len(), 2);
+        assert_eq!((from.as_str(), to.as_str()), ("hnbr12345678", "eth0"));
+        assert_eq!(
+            (bond.as_str(), br.as_str()),
+            ("hnbd12345678", "hnbr12345678")
+        );
     }
 }

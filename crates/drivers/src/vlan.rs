@@ -42,6 +42,7 @@ impl Vlan {
             addresses: Vec::new(),
             routes: Vec::new(),
             master: None,
+            up: true,
         }
     }
 

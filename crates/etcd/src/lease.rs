@@ -35,11 +35,19 @@ impl Client {
     pub fn lease_keepalive(&self, id: i64) -> Result<Option<i64>, Error> {
         // The gateway's keepalive is a stream; one request in the body gets
         // one `{"result": ...}` and the stream ends. Renewing twice is harmless.
-        let v = self.call(
+        let v = match self.call(
             "/v3/lease/keepalive",
             &json!({"ID": id.to_string()}),
             Idempotent::Yes,
-        )?;
+        ) {
+            // etcd usually answers TTL 0 for a lease it no longer has, but
+            // a member forwarding to a new leader may say so as an error:
+            // both mean "expired", and the caller must register again.
+            Err(Error::Refused { message, .. }) if message.contains("lease not found") => {
+                return Ok(None)
+            }
+            other => other?,
+        };
         let ttl = v.get("result").map(|r| int(r, "TTL")).unwrap_or(0);
         Ok((ttl > 0).then_some(ttl))
     }

@@ -134,6 +134,10 @@ pub struct NetworkCreateArgs {
     /// Gateway of the subnet containing it (repeatable).
     #[arg(long, value_name = "IP")]
     pub gateway: Vec<String>,
+    /// Dual stack (Docker's --ipv6): checks that an IPv6 --subnet is given
+    /// (hostnet does not pick IPv6 subnets). NAT networks only.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Docker option com.docker.network.windowsshim.KEY=VALUE (repeatable).
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
     pub opt: Vec<String>,
@@ -165,6 +169,9 @@ pub struct EndpointCreateArgs {
     /// IP address (allocated by the daemon when omitted).
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (allocated when omitted).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// MAC address (allocated by the daemon when omitted).
     #[arg(long)]
     pub mac: Option<String>,
@@ -219,6 +226,15 @@ pub enum NamespaceCommand {
     },
 }
 
+/// Where `hostnet run` runs its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// A network namespace on this host (Windows: process isolation).
+    Process,
+    /// A microVM on the endpoint's tap (Windows: Hyper-V isolation).
+    Vm,
+}
+
 /// `hostnet run`
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -228,6 +244,9 @@ pub struct RunArgs {
     /// IP address (allocated by the daemon when omitted).
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address on a dual-stack network (allocated when omitted).
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -237,6 +256,27 @@ pub struct RunArgs {
     /// Keep the namespace and endpoint after CMD exits (their IDs go to stderr).
     #[arg(long)]
     pub keep: bool,
+    /// How CMD is isolated: in a network namespace (process) or in a
+    /// microVM whose NIC is the endpoint (vm; needs --vm-kernel).
+    #[arg(long, value_enum, default_value = "process")]
+    pub isolation: Isolation,
+    /// The guest kernel for --isolation vm (e.g. Debian's
+    /// linux-image-cloud-amd64 /boot/vmlinuz-VERSION).
+    #[arg(long, env = "HOSTNET_VM_KERNEL", value_name = "PATH")]
+    pub vm_kernel: Option<PathBuf>,
+    /// The guest kernel's modules directory (lib/modules/VERSION), for a
+    /// kernel whose virtio-net driver is a module; by default the one
+    /// beside the kernel (KERNEL/../../lib/modules/VERSION).
+    #[arg(long, env = "HOSTNET_VM_MODULES", value_name = "DIR")]
+    pub vm_modules: Option<PathBuf>,
+    /// A program or file of this host the guest also gets, at the same
+    /// path, with its shared libraries (repeatable; CMD's own program is
+    /// always added).
+    #[arg(long, value_name = "PATH")]
+    pub vm_add: Vec<PathBuf>,
+    /// The guest's memory in MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub vm_memory: u32,
     /// The command and its arguments.
     #[arg(
         required = true,

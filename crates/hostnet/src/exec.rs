@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// PID of the running command, 0 when none.
@@ -134,13 +134,19 @@ pub fn run_in_netns(
     }
     let mut child = command.spawn().map_err(StartError::Spawn)?;
     drop(ns);
+    wait_relayed(&mut child).map_err(StartError::Spawn)
+}
+
+/// Waits for `child`, relaying the signals the installed [`SignalRelay`]
+/// receives meanwhile to it.
+pub fn wait_relayed(child: &mut Child) -> io::Result<ExitStatus> {
     let pid = child.id() as libc::pid_t;
     CHILD.store(pid, Ordering::SeqCst);
     wait_exited_keep_zombie(pid);
     // The child is still a zombie here, so its PID cannot have been reused by
     // a process a late relayed signal would hit.
     CHILD.store(0, Ordering::SeqCst);
-    child.wait().map_err(StartError::Spawn)
+    child.wait()
 }
 
 /// In the child before exec: a mount namespace of its own whose mounts do

@@ -26,6 +26,8 @@ pub struct NetworkArgs {
     pub gateways: Vec<String>,
     /// `-o KEY=VALUE` options.
     pub options: Vec<String>,
+    /// `--ipv6`: dual stack asked for; an IPv6 `--subnet` must be given.
+    pub ipv6: bool,
 }
 
 /// Builds the `POST /v2/networks` body.
@@ -49,16 +51,24 @@ pub fn network_body(args: &NetworkArgs) -> Result<Value, String> {
         "Type": driver,
         "SchemaVersion": {"Major": 2, "Minor": 0},
     });
+    let has_ipv6_subnet = args
+        .subnets
+        .iter()
+        .any(|s| s.trim().parse::<IpNet>().is_ok_and(|p| p.addr().is_ipv6()));
+    if args.ipv6 && !has_ipv6_subnet {
+        return Err("--ipv6 needs an IPv6 --subnet (such as fd00:1::/64) next to the IPv4 one: hostnet does not pick IPv6 subnets".into());
+    }
     let subnets = subnets(args, &options)?;
     if !subnets.is_empty() {
         body["Ipams"] = json!([{"Type": "Static", "Subnets": subnets}]);
     }
     let mut policies = Vec::new();
     if let Some(adapter) = &options.interface {
-        policies.push(json!({
-            "Type": "NetAdapterName",
-            "Settings": {"NetworkAdapterName": adapter},
-        }));
+        let mut settings = json!({"NetworkAdapterName": adapter});
+        if let Some(mode) = &options.teaming_mode {
+            settings["TeamingMode"] = json!(mode);
+        }
+        policies.push(json!({"Type": "NetAdapterName", "Settings": settings}));
     }
     if options.disable_gateway_dns {
         policies.push(json!({"Type": "AutomaticDNS", "Settings": {"Enable": false}}));
@@ -219,6 +229,20 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_needs_an_ipv6_subnet() {
+        let mut a = args("d", "nat");
+        a.ipv6 = true;
+        a.subnets = strings(&["10.1.0.0/24"]);
+        assert!(network_body(&a).unwrap_err().contains("IPv6 --subnet"));
+        a.subnets = strings(&["10.1.0.0/24", "fd00:1::/64"]);
+        let body = network_body(&a).unwrap();
+        assert_eq!(
+            body["Ipams"][0]["Subnets"][1]["IpAddressPrefix"],
+            "fd00:1::/64"
+        );
+    }
+
+    #[test]
     fn subnets_and_gateways() {
         let mut a = args("dual", "l2bridge");
         a.subnets = strings(&["10.1.0.0/24", "fd00:1::/64", "10.2.0.0/24"]);
@@ -314,6 +338,28 @@ mod tests {
                 },
             })
         );
+    }
+
+    #[test]
+    fn a_comma_list_of_interfaces_is_a_team_with_its_mode() {
+        let mut a = args("team", "transparent");
+        a.options = strings(&[
+            "com.docker.network.windowsshim.interface=eth1,eth2",
+            "hostnet.teaming_mode=balance-tlb",
+        ]);
+        let body = network_body(&a).unwrap();
+        assert_eq!(
+            body["Policies"],
+            json!([{"Type":"NetAdapterName","Settings":{"NetworkAdapterName":"eth1,eth2","TeamingMode":"balance-tlb"}}])
+        );
+        assert_eq!(body["Options"]["hostnet.teaming_mode"], "balance-tlb");
+        a.options = strings(&["interface=eth1", "teaming_mode=active-backup"]);
+        let e = network_body(&a).unwrap_err();
+        assert!(e.contains("hostnet.teaming_mode applies to a team"), "{e}");
+        a.driver = "nat".into();
+        a.options = strings(&["interface=eth1,eth2", "teaming_mode=active-backup"]);
+        let e = network_body(&a).unwrap_err();
+        assert!(e.contains("does not apply to nat networks"), "{e}");
     }
 
     #[test]

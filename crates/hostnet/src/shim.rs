@@ -20,9 +20,12 @@ use std::net::IpAddr;
 pub const PREFIX: &str = "com.docker.network.windowsshim.";
 /// The prefix of docker's overlay driver options (`vxlanid_list`).
 pub const OVERLAY_PREFIX: &str = "com.docker.network.driver.overlay.";
+/// The prefix of hostnet's own options (`teaming_mode`), which docker's
+/// namespaces have no key for.
+pub const HOSTNET_PREFIX: &str = "hostnet.";
 
 /// Keys that hostnet acts on.
-const SUPPORTED: [&str; 11] = [
+const SUPPORTED: [&str; 12] = [
     "networkname",
     "interface",
     "vlanid",
@@ -34,6 +37,7 @@ const SUPPORTED: [&str; 11] = [
     "outboundnat_exceptions",
     "disable_gatewaydns",
     "vxlanid_list",
+    "teaming_mode",
 ];
 
 /// Docker's full key for a short one: the overlay driver's own options
@@ -41,6 +45,7 @@ const SUPPORTED: [&str; 11] = [
 pub fn full_key(short: &str) -> String {
     match short {
         "vxlanid_list" => format!("{OVERLAY_PREFIX}{short}"),
+        "teaming_mode" => format!("{HOSTNET_PREFIX}{short}"),
         _ => format!("{PREFIX}{short}"),
     }
 }
@@ -56,8 +61,12 @@ const NOT_YET: [&str; 4] = ["hnsid", "hnsowned", "routingdomain", "sourcemac"];
 pub struct ShimOptions {
     /// `networkname`: the HCN network name.
     pub network_name: Option<String>,
-    /// `interface`: host adapter to bind (NetAdapterName policy).
+    /// `interface`: host adapter to bind (NetAdapterName policy); a comma
+    /// list teams them.
     pub interface: Option<String>,
+    /// hostnet's `teaming_mode`: how a team of adapters spreads frames
+    /// (the policy's `TeamingMode`; hostnetd checks the value).
+    pub teaming_mode: Option<String>,
     /// `vlanid`: VLAN policy on every subnet.
     pub vlan_id: Option<u32>,
     /// `vsid`: VSID policy on every subnet.
@@ -173,6 +182,7 @@ impl ShimOptions {
             let short = key
                 .strip_prefix(PREFIX)
                 .or_else(|| key.strip_prefix(OVERLAY_PREFIX))
+                .or_else(|| key.strip_prefix(HOSTNET_PREFIX))
                 .unwrap_or(key);
             if NOT_YET.contains(&short) {
                 return Err(format!("option {PREFIX}{short} is not supported yet"));
@@ -188,6 +198,17 @@ impl ShimOptions {
                 }
             })?;
             parsed.given.insert(short.to_string(), value.to_string());
+        }
+        if parsed.teaming_mode.is_some()
+            && !parsed.interface.as_deref().is_some_and(|i| i.contains(','))
+        {
+            return Err(with_hcn_code(
+                format!(
+                    "option {} applies to a team: give {PREFIX}interface two or more adapters, comma-separated (eth1,eth2)",
+                    full_key("teaming_mode")
+                ),
+                HCN_E_INVALID_POLICY,
+            ));
         }
         if parsed.given.contains_key("outboundnat_exceptions") && !parsed.outbound_nat {
             return Err(with_hcn_code(
@@ -223,6 +244,7 @@ impl ShimOptions {
         match key {
             "networkname" => self.network_name = Some(non_empty(value)?),
             "interface" => self.interface = Some(non_empty(value)?),
+            "teaming_mode" => self.teaming_mode = Some(non_empty(value)?),
             "vlanid" => {
                 let vlan = parse_u32(key, value)?;
                 if !(1..=4094).contains(&vlan) {

@@ -31,6 +31,10 @@ fn applies_to(key: &str) -> Option<(&'static [&'static str], &'static str)> {
             &["transparent", "l2bridge", "l2tunnel", "overlay"],
             "it binds the network to a host adapter",
         ),
+        "teaming_mode" => (
+            &["transparent", "l2bridge", "l2tunnel"],
+            "it says how a team of host adapters spreads frames",
+        ),
         "vlanid" => (
             &["transparent", "l2bridge"],
             "it tags the network's frames on the host adapter",

@@ -199,7 +199,7 @@ impl Keeper {
     /// every publication change.
     fn run(&self, lease: &std::sync::Mutex<Option<i64>>, stop: &AtomicBool) {
         let period = Duration::from_millis((self.ttl as u64 * 1000 / 3).max(300));
-        let mut unreachable_since: Option<std::time::Instant> = None;
+        let mut last_renewal_error: Option<String> = None;
         let mut next_renewal = std::time::Instant::now() + period;
         let mut publish_failed = false;
         while !stop.load(Ordering::SeqCst) {
@@ -247,15 +247,18 @@ impl Keeper {
                         );
                         self.publications.forget_published();
                     }
-                    if unreachable_since.take().is_some() {
+                    if last_renewal_error.take().is_some() {
                         log::info!("etcd answers again; the host registration is current");
                     }
                     *lease.lock().unwrap_or_else(|p| p.into_inner()) = id;
                 }
                 Err(e) => {
-                    if unreachable_since.is_none() {
-                        log::warn!("renewing the host registration: {e}; retrying");
-                        unreachable_since = Some(std::time::Instant::now());
+                    // Each new reason is logged once, so a host that stays
+                    // unregistered says why without flooding the log.
+                    let reason = e.to_string();
+                    if last_renewal_error.as_deref() != Some(reason.as_str()) {
+                        log::warn!("renewing the host registration: {reason}; retrying");
+                        last_renewal_error = Some(reason);
                     }
                 }
             }

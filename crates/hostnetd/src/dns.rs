@@ -15,20 +15,28 @@ impl DnsObserver for ProxyObserver {
     }
 
     fn endpoint_added(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
-        self.0.add_host(&network_id(network), &host(endpoint));
+        for h in hosts(endpoint) {
+            self.0.add_host(&network_id(network), &h);
+        }
     }
 
     fn endpoint_removed(&self, network: &DnsNetwork, endpoint: &DnsEndpoint) {
-        self.0.remove_host(&network_id(network), &host(endpoint));
+        for h in hosts(endpoint) {
+            self.0.remove_host(&network_id(network), &h);
+        }
     }
 }
 
-fn host(e: &DnsEndpoint) -> Host {
-    Host {
-        name: e.name.clone(),
-        address: e.address,
-        domain: e.domain.clone(),
-    }
+/// An endpoint's name with each of its addresses: A, and AAAA when it is
+/// dual-stack.
+fn hosts(e: &DnsEndpoint) -> impl Iterator<Item = Host> + '_ {
+    std::iter::once(e.address)
+        .chain(e.address6)
+        .map(|address| Host {
+            name: e.name.clone(),
+            address,
+            domain: e.domain.clone(),
+        })
 }
 
 fn network_id(n: &DnsNetwork) -> String {
@@ -41,6 +49,6 @@ fn zone(n: &DnsNetwork) -> Zone {
         listen: n.gateways.clone(),
         netns: n.netns.clone(),
         domain: n.domain.clone(),
-        hosts: n.endpoints.iter().map(host).collect(),
+        hosts: n.endpoints.iter().flat_map(hosts).collect(),
     }
 }

@@ -12,7 +12,7 @@
 //! The ACL verdict maps ([`crate::acl`]) are declared with `counter` too,
 //! so every compiled element counts the packets that hit it.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::ruleset::{ifname, EGRESS_TABLE, TABLE};
 use crate::{Family, SetElement};
@@ -21,6 +21,8 @@ use crate::{Family, SetElement};
 /// them that the inet table drops (the seed's inbound defaults, with or
 /// without ACLs, and a NAT network's isolation) count here.
 pub const INBOUND_DROPS4: &str = "inbound_drops4";
+/// [`INBOUND_DROPS4`] for a dual-stack endpoint's IPv6 address.
+pub const INBOUND_DROPS6: &str = "inbound_drops6";
 /// Host-side veths of attached endpoints (`netdev` egress table, with
 /// counters): frames the port's firewall defaults drop count here.
 pub const PORT_DROPS: &str = "port_drops";
@@ -28,7 +30,9 @@ pub const PORT_DROPS: &str = "port_drops";
 /// The declaration of [`INBOUND_DROPS4`] in `table inet hostnet` (part of
 /// [`crate::acl::skeleton`], whose defaults chain uses it).
 pub(crate) fn inet_sets() -> String {
-    format!("\tset {INBOUND_DROPS4} {{ type ipv4_addr; counter; }}\n")
+    format!(
+        "\tset {INBOUND_DROPS4} {{ type ipv4_addr; counter; }}\n\tset {INBOUND_DROPS6} {{ type ipv6_addr; counter; }}\n"
+    )
 }
 
 /// The declaration of [`PORT_DROPS`] in the egress table.
@@ -39,7 +43,7 @@ pub(crate) fn egress_sets() -> String {
 /// The statement an inet drop rule begins with: count the drop against the
 /// endpoint the packet was for (no element: the following plain `drop`).
 pub(crate) fn count_inbound_drop() -> String {
-    format!("ip daddr @{INBOUND_DROPS4} drop")
+    format!("ip daddr @{INBOUND_DROPS4} drop\n\t\tip6 daddr @{INBOUND_DROPS6} drop")
 }
 
 /// The same for a netdev egress chain, by the port the frame leaves on.
@@ -47,13 +51,17 @@ pub(crate) fn count_port_drop() -> String {
     format!("oifname @{PORT_DROPS} drop")
 }
 
-/// Endpoint `addr`'s counter of inbound drops in the inet table.
-pub fn inbound_drops(addr: Ipv4Addr) -> SetElement {
+/// Endpoint `addr`'s counter of inbound drops in the inet table (each of
+/// a dual-stack endpoint's addresses has one).
+pub fn inbound_drops(addr: IpAddr) -> SetElement {
     SetElement {
         family: Family::Inet,
         table: TABLE,
-        set: INBOUND_DROPS4,
-        key: addr.octets().to_vec(),
+        set: match addr {
+            IpAddr::V4(_) => INBOUND_DROPS4,
+            IpAddr::V6(_) => INBOUND_DROPS6,
+        },
+        key: crate::ruleset::octets(addr),
         key_end: None,
         data: None,
         text: addr.to_string(),
@@ -80,12 +88,14 @@ mod tests {
 
     #[test]
     fn drop_counters_are_keyed_by_the_endpoint() {
-        let a = inbound_drops(Ipv4Addr::new(10, 0, 0, 2));
+        let a = inbound_drops(std::net::Ipv4Addr::new(10, 0, 0, 2).into());
         assert_eq!(a.key, vec![10, 0, 0, 2]);
         assert_eq!(
             (a.family, a.table, a.set),
             (Family::Inet, TABLE, INBOUND_DROPS4)
         );
+        let six = inbound_drops("fd00::2".parse().unwrap());
+        assert_eq!((six.set, six.key.len()), (INBOUND_DROPS6, 16));
         let p = port_drops("hnve0123456789");
         assert_eq!(p.key.len(), 16);
         assert_eq!(p.table, EGRESS_TABLE);
@@ -96,6 +106,7 @@ mod tests {
     fn every_drop_is_counted_before_it_is_dropped() {
         let s = crate::tables(&[]);
         assert!(s.contains("set inbound_drops4 { type ipv4_addr; counter; }"));
+        assert!(s.contains("set inbound_drops6 { type ipv6_addr; counter; }"));
         assert!(s.contains("set port_drops { type ifname; counter; }"));
         for chain in [
             "endpoint_inbound",
@@ -104,7 +115,9 @@ mod tests {
         ] {
             let body = chain_body(&s, "table inet hostnet", chain);
             assert!(
-                body.contains("ip daddr @inbound_drops4 drop\n\t\tdrop"),
+                body.contains(
+                    "ip daddr @inbound_drops4 drop\n\t\tip6 daddr @inbound_drops6 drop\n\t\tdrop"
+                ),
                 "{chain}: {body}"
             );
         }

@@ -32,7 +32,7 @@
 //! deletes a chain with its device) and on 6.16+.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::{Data, Family, NetdevHook, SetElement};
 
@@ -55,10 +55,17 @@ pub const NAT_BRIDGES: &str = "nat_bridges";
 pub const NAT_BRIDGE_PAIRS: &str = "nat_bridge_pairs";
 /// IPv4 addresses of NAT endpoints: routed traffic from them is masqueraded.
 pub const NAT_SOURCES4: &str = "nat_sources4";
+/// IPv6 addresses of NAT endpoints (dual-stack NAT networks): masqueraded
+/// to the host's IPv6 address (NAT66, as Docker's ip6tables rules do).
+pub const NAT_SOURCES6: &str = "nat_sources6";
 /// Port mappings on every local address: `proto . port : addr . port`.
 pub const PORTS4: &str = "ports4";
 /// Port mappings on one local address: `addr . proto . port : addr . port`.
 pub const VIP_PORTS4: &str = "vip_ports4";
+/// [`PORTS4`] for IPv6: every local IPv6 address, to an endpoint's IPv6 address.
+pub const PORTS6: &str = "ports6";
+/// [`VIP_PORTS4`] for IPv6: one local IPv6 address.
+pub const VIP_PORTS6: &str = "vip_ports6";
 /// IPv4 addresses of endpoints with ACL policies: their traffic walks the
 /// compiled ACL chains ([`crate::acl`]), which end in the seed's defaults,
 /// statefully; the protocol-only defaults elsewhere leave them alone. A TCP
@@ -148,13 +155,14 @@ impl L4Proto {
 }
 
 /// A published port: traffic to `host_port` (on `host_addr`, or on every
-/// local address) goes to `target:target_port`.
+/// local address of `target`'s family) goes to `target:target_port`.
+/// `host_addr`, when given, is of `target`'s family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HostPort {
     pub proto: L4Proto,
-    pub host_addr: Option<Ipv4Addr>,
+    pub host_addr: Option<IpAddr>,
     pub host_port: u16,
-    pub target: Ipv4Addr,
+    pub target: IpAddr,
     pub target_port: u16,
 }
 
@@ -217,8 +225,11 @@ fn inet_table() -> String {
 	set {NAT_BRIDGES} {{ type ifname; }}
 	set {NAT_BRIDGE_PAIRS} {{ type ifname . ifname; }}
 	set {NAT_SOURCES4} {{ type ipv4_addr; }}
+	set {NAT_SOURCES6} {{ type ipv6_addr; }}
 	map {PORTS4} {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 	map {VIP_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
+	map {PORTS6} {{ type inet_proto . inet_service : ipv6_addr . inet_service; }}
+	map {VIP_PORTS6} {{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }}
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
@@ -258,15 +269,19 @@ fn inet_table() -> String {
 	chain host_ports {{
 		meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @{VIP_PORTS4}
 		meta nfproto ipv4 dnat ip to meta l4proto . th dport map @{PORTS4}
+		meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @{VIP_PORTS6}
+		meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @{PORTS6}
 	}}
 	chain postrouting {{
 		type nat hook postrouting priority srcnat; policy accept;
 		ct status dnat jump {lb_postrouting}
 		ip saddr @{ONAT_SOURCES4} meta mark & {ROUTED_MARK:#010x} != 0 jump outbound_nat
 		ct status dnat ip saddr @{NAT_SOURCES4} masquerade
+		ct status dnat ip6 saddr @{NAT_SOURCES6} masquerade
 		oifname @{NAT_BRIDGES} return
 		ip saddr @{ONAT_SOURCES4} ip saddr @{NAT_SOURCES4} goto outbound_nat
 		ip saddr @{NAT_SOURCES4} masquerade
+		ip6 saddr @{NAT_SOURCES6} masquerade
 	}}
 	chain outbound_nat {{
 		ip saddr . ip daddr @{ONAT_EXCEPTIONS4} return
@@ -426,16 +441,28 @@ pub fn acl_endpoint(addr: Ipv4Addr) -> SetElement {
     }
 }
 
-/// The address of a NAT endpoint, whose outgoing routed traffic is masqueraded.
-pub fn nat_source(addr: Ipv4Addr) -> SetElement {
+/// An address of a NAT endpoint, whose outgoing routed traffic is
+/// masqueraded (IPv4 or IPv6, each to the host's address of its family).
+pub fn nat_source(addr: IpAddr) -> SetElement {
     SetElement {
         family: Family::Inet,
         table: TABLE,
-        set: NAT_SOURCES4,
-        key: addr.octets().to_vec(),
+        set: match addr {
+            IpAddr::V4(_) => NAT_SOURCES4,
+            IpAddr::V6(_) => NAT_SOURCES6,
+        },
+        key: octets(addr),
         key_end: None,
         data: None,
         text: addr.to_string(),
+    }
+}
+
+/// An address in the kernel's layout: 4 or 16 bytes, network order.
+pub(crate) fn octets(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
     }
 }
 
@@ -467,24 +494,25 @@ pub(crate) fn device(chain: &'static str, hook: NetdevHook, name: &str) -> SetEl
     }
 }
 
-/// A published port.
+/// A published port, in the maps of its target's family.
 pub fn host_port(p: &HostPort) -> SetElement {
-    let mut key = Vec::with_capacity(12);
+    let mut key = Vec::with_capacity(24);
     if let Some(a) = p.host_addr {
-        key.extend_from_slice(&a.octets());
+        key.extend_from_slice(&octets(a));
     }
     key.extend_from_slice(&[p.proto.number(), 0, 0, 0]);
     key.extend_from_slice(&port(p.host_port));
-    let mut data = p.target.octets().to_vec();
+    let mut data = octets(p.target);
     data.extend_from_slice(&port(p.target_port));
     let target = format!("{} . {}", p.target, p.target_port);
+    let v6 = p.target.is_ipv6();
     let (set, text) = match p.host_addr {
         Some(a) => (
-            VIP_PORTS4,
+            if v6 { VIP_PORTS6 } else { VIP_PORTS4 },
             format!("{a} . {} . {} : {target}", p.proto.keyword(), p.host_port),
         ),
         None => (
-            PORTS4,
+            if v6 { PORTS6 } else { PORTS4 },
             format!("{} . {} : {target}", p.proto.keyword(), p.host_port),
         ),
     };
@@ -522,7 +550,7 @@ mod tests {
             proto: L4Proto::Tcp,
             host_addr: None,
             host_port: 8080,
-            target: Ipv4Addr::new(10, 0, 0, 2),
+            target: Ipv4Addr::new(10, 0, 0, 2).into(),
             target_port: 80,
         });
         assert_eq!(e.set, PORTS4);
@@ -535,14 +563,47 @@ mod tests {
     fn host_port_one_address_layout() {
         let e = host_port(&HostPort {
             proto: L4Proto::Udp,
-            host_addr: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            host_addr: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
             host_port: 53,
-            target: Ipv4Addr::new(10, 0, 0, 3),
+            target: Ipv4Addr::new(10, 0, 0, 3).into(),
             target_port: 5353,
         });
         assert_eq!(e.set, VIP_PORTS4);
         assert_eq!(e.key, vec![192, 0, 2, 1, 17, 0, 0, 0, 0, 53, 0, 0]);
         assert_eq!(e.text, "192.0.2.1 . udp . 53 : 10.0.0.3 . 5353");
+    }
+
+    #[test]
+    fn host_port_ipv6_layout() {
+        let target: IpAddr = "fd00:1::2".parse().unwrap();
+        let e = host_port(&HostPort {
+            proto: L4Proto::Tcp,
+            host_addr: None,
+            host_port: 8080,
+            target,
+            target_port: 80,
+        });
+        assert_eq!(e.set, PORTS6);
+        assert_eq!(e.key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        let mut data = octets(target);
+        data.extend_from_slice(&[0, 80, 0, 0]);
+        assert_eq!(e.data, Some(Data::Value(data)));
+        assert_eq!(e.text, "tcp . 8080 : fd00:1::2 . 80");
+        let vip: IpAddr = "2001:db8::2".parse().unwrap();
+        let e = host_port(&HostPort {
+            host_addr: Some(vip),
+            ..HostPort {
+                proto: L4Proto::Udp,
+                host_addr: None,
+                host_port: 53,
+                target,
+                target_port: 53,
+            }
+        });
+        assert_eq!(e.set, VIP_PORTS6);
+        assert_eq!(e.key.len(), 16 + 4 + 4);
+        assert_eq!(e.text, "2001:db8::2 . udp . 53 : fd00:1::2 . 53");
+        assert_eq!(nat_source(target).set, NAT_SOURCES6);
     }
 
     #[test]
@@ -557,7 +618,7 @@ mod tests {
     #[test]
     fn tables_replace_atomically_and_carry_elements() {
         let mut els = nat_bridge("hnbr1");
-        els.push(nat_source(Ipv4Addr::new(10, 0, 0, 2)));
+        els.push(nat_source(Ipv4Addr::new(10, 0, 0, 2).into()));
         let s = tables(&els);
         assert!(s.starts_with("table inet hostnet\ndelete table inet hostnet\n"));
         assert!(s.contains("add element inet hostnet nat_bridges { \"hnbr1\" }"));

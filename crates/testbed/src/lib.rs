@@ -21,6 +21,7 @@ pub mod physical;
 mod privilege;
 mod probe;
 pub mod process_cpu;
+pub mod raw6;
 pub mod samples;
 pub mod sctp;
 pub mod tier3;
@@ -36,7 +37,7 @@ pub use netns::{ip, run_in, Netns};
 pub use physical::PhysicalNet;
 pub use privilege::{require_installed, require_privileges, Privileges};
 pub use probe::{Probe, Session};
-pub use uplink::{Uplink, HOST, INTERNET, OUTSIDE};
+pub use uplink::{Uplink, HOST, HOST6, INTERNET, INTERNET6, OUTSIDE, OUTSIDE6};
 pub use upstream_dns::UpstreamDns;
 pub use wait::wait_until;
 

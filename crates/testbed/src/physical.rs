@@ -206,6 +206,48 @@ impl PhysicalNet {
         ns.ip(&["link", "set", "eth0", "up"]);
     }
 
+    /// Give host `i` (0-based) one more uplink to the switch, `ifname` in
+    /// the host (up, no address), for teaming two adapters. Returns the
+    /// switch's port for it (`host1-eth1`); setting that port down is
+    /// the cable pulled at the switch (the host's end loses carrier). The
+    /// host's `eth0` is on port `host1` ([`PhysicalNet::switch_port`]).
+    pub fn add_uplink(&self, i: usize, ifname: &str) -> String {
+        let host = &self.hosts[i];
+        let port = format!("host{}-{ifname}", i + 1);
+        host.netns.ip(&[
+            "link",
+            "add",
+            ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch.name,
+        ]);
+        self.switch
+            .ip(&["link", "set", &port, "master", "sw0", "up"]);
+        host.netns.ip(&["link", "set", ifname, "up"]);
+        port
+    }
+
+    /// The switch's port for host `i`'s `ifname` (`eth0`, or one made by
+    /// [`PhysicalNet::add_uplink`]).
+    pub fn switch_port(&self, i: usize, ifname: &str) -> String {
+        match ifname {
+            "eth0" => format!("host{}", i + 1),
+            other => format!("host{}-{other}", i + 1),
+        }
+    }
+
+    /// Set a port of the switch up or down (down: the host's end loses
+    /// carrier, as when its cable is pulled).
+    pub fn set_switch_port(&self, port: &str, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.switch.ip(&["link", "set", port, state]);
+    }
+
     /// How many packets the router has forwarded so far (the kernel's
     /// `Ip: ForwDatagrams`), to show that a path really went through it.
     pub fn router_forwarded(&self) -> u64 {

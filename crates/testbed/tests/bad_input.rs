@@ -20,6 +20,7 @@ const INVALID_POLICY_TYPE: u32 = 0x803B_000E;
 const INVALID_NETWORK_TYPE: u32 = 0x803B_000B;
 const NETWORK_ALREADY_EXISTS: u32 = 0x803B_0010;
 const PORT_ALREADY_EXISTS: u32 = 0x803B_0013;
+const MAPPING_NOT_SUPPORTED: u32 = 0x803B_0016;
 const REQUEST_UNSUPPORTED: u32 = 0x803B_0015;
 const GUID_CONVERSION: u32 = 0x803B_0019;
 const INVALID_IP: u32 = 0x803B_001E;
@@ -915,4 +916,87 @@ fn a_namespace_takes_a_second_endpoint() {
     );
     let (ok, said) = a.run(&["tcp-get", &format!("{INTERNET}:7000")]);
     assert!(ok, "{said}");
+}
+
+/// IPv6 where this increment does not take it (dual-stack NAT networks
+/// only: docs/drivers.md), malformed IPv6 prefixes, a second IPv6 subnet,
+/// and IPv6 endpoint requests on an IPv4 network: each refused with its
+/// HCN error, nothing changed (the IPv6 sets included).
+#[test]
+fn ipv6_where_it_is_not_taken_is_refused() {
+    let Some(w) = World::new("ipv6_where_it_is_not_taken_is_refused") else {
+        return;
+    };
+    let subnets = |v6: &str| {
+        json!([{ "IpAddressPrefix": "10.120.0.0/24",
+                 "Routes": [{ "NextHop": "10.120.0.1", "DestinationPrefix": "0.0.0.0/0" }] },
+               { "IpAddressPrefix": v6 }])
+    };
+    for driver in ["Transparent", "L2Bridge", "L2Tunnel", "Overlay"] {
+        let net = json!({ "Name": "v6", "Type": driver,
+            "Policies": [{ "Type": "NetAdapterName", "Settings": { "NetworkAdapterName": "up0" } }],
+            "Ipams": [{ "Subnets": subnets("fd00:120::/64") }] });
+        let net = match driver {
+            // An overlay binds no adapter; its own checks come first.
+            "Overlay" => json!({ "Name": "v6", "Type": driver,
+                "Ipams": [{ "Subnets": [{ "IpAddressPrefix": "fd00:120::/64",
+                    "Policies": [{ "Type": "VSID", "Settings": { "IsolationId": 4100 } }] }] }] }),
+            _ => net,
+        };
+        refused_create(
+            &w,
+            "networks",
+            &net,
+            (501, REQUEST_UNSUPPORTED),
+            &["fd00:120::/64", "IPv6"],
+        );
+    }
+    let nat =
+        |subnets: Value| json!({ "Name": "v6", "Type": "nat", "Ipams": [{ "Subnets": subnets }] });
+    let cases = [
+        (subnets("fd00:120:::/64"), INVALID_SUBNET, "fd00:120:::/64"),
+        (subnets("fd00:120::1/64"), INVALID_SUBNET, "fd00:120::1/64"),
+        (subnets("fd00:120::/200"), INVALID_SUBNET, "fd00:120::/200"),
+        (subnets("fe80::/64"), INVALID_SUBNET, "fe80::/64"),
+        (subnets("fd00:120::/127"), INVALID_SUBNET, "/126"),
+        (
+            json!([{ "IpAddressPrefix": "10.120.0.0/24" }, { "IpAddressPrefix": "fd00:120::/64" },
+                   { "IpAddressPrefix": "fd00:121::/64" }]),
+            INVALID_SUBNET,
+            "one IPv6 subnet",
+        ),
+        (
+            json!([{ "IpAddressPrefix": "fd00:120::/64" }]),
+            REQUEST_UNSUPPORTED,
+            "IPv6-only",
+        ),
+    ];
+    for (subnets, code, mention) in cases {
+        let status = if code == REQUEST_UNSUPPORTED {
+            501
+        } else {
+            400
+        };
+        refused_create(&w, "networks", &nat(subnets), (status, code), &[mention]);
+    }
+    // The IPv4 default network takes no IPv6 address or mapping.
+    let nat_id = w.network("nat");
+    let ep =
+        json!({ "HostComputeNetwork": nat_id, "IpConfigurations": [{ "IpAddress": "fd00::5" }] });
+    refused_create(
+        &w,
+        "endpoints",
+        &ep,
+        (400, INVALID_IP),
+        &["fd00::5", "no IPv6 subnet"],
+    );
+    let pm = json!({ "Type": "PortMapping", "Settings": { "Protocol": 6, "InternalPort": 80, "ExternalPort": 8080, "Flags": 2 } });
+    let ep = json!({ "HostComputeNetwork": nat_id, "Policies": [pm] });
+    refused_create(
+        &w,
+        "endpoints",
+        &ep,
+        (400, MAPPING_NOT_SUPPORTED),
+        &["8080", "IPv6"],
+    );
 }

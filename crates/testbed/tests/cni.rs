@@ -596,3 +596,71 @@ fn an_interrupted_add_is_cleaned_up_by_the_next() {
     ok(cni(&w, "DEL", "again", Some(ns.path()), &conf), "DEL");
     assert_eq!(attachments(&w), Vec::<String>::new());
 }
+
+/// A dual-stack NAT network (made through the API) used by name: ADD
+/// gives the container an address of each family (one asked for in
+/// `runtimeConfig.ips`) with a gateway each, CHECK passes, the container
+/// reaches the outside over IPv6 through NAT66, DEL leaves nothing.
+#[test]
+fn a_dual_stack_network_gives_both_families() {
+    let Some(w) = World::dual_stack("a_dual_stack_network_gives_both_families") else {
+        return;
+    };
+    w.client()
+        .create(
+            Kind::Networks,
+            &json!({ "Name": "cnidual", "Type": "nat", "Ipams": [{ "Subnets": [
+                { "IpAddressPrefix": "10.91.0.0/24" }, { "IpAddressPrefix": "fd00:91::/64" }
+            ] }] }),
+        )
+        .expect("dual-stack network");
+    let conf = json!({
+        "cniVersion": "1.1.0", "name": "dual", "type": "hostnet-cni",
+        "network": "cnidual", "socket": w.daemon.socket,
+        "runtimeConfig": {"ips": ["fd00:91::77/64"]},
+    });
+    let ns = Netns::new(&unique("cnid"));
+    let add = ok(cni(&w, "ADD", "dual1", Some(ns.path()), &conf), "ADD");
+    let ips = &add.doc["ips"];
+    assert_eq!(
+        ips,
+        &json!([
+            {"address": "10.91.0.2/24", "gateway": "10.91.0.1", "interface": 1},
+            {"address": "fd00:91::77/64", "gateway": "fd00:91::1", "interface": 1}
+        ]),
+        "{}",
+        add.doc
+    );
+    ok(
+        cni(
+            &w,
+            "CHECK",
+            "dual1",
+            Some(ns.path()),
+            &with_prev(&conf, &add.doc),
+        ),
+        "CHECK",
+    );
+    let server = Probe::serve(
+        w.outside.path(),
+        &["tcp-serve", &format!("[{INTERNET6}]:7000")],
+    );
+    let (ok6, said) = Probe::run(ns.path(), &["tcp-get", &format!("[{INTERNET6}]:7000")]);
+    assert!(
+        ok6 && said.starts_with(&format!("peer [{HOST6}]:")),
+        "{said}"
+    );
+    assert!(server.next_line().is_some());
+    ok(
+        cni(
+            &w,
+            "DEL",
+            "dual1",
+            Some(ns.path()),
+            &with_prev(&conf, &add.doc),
+        ),
+        "DEL",
+    );
+    assert!(attachments(&w).is_empty(), "{:?}", attachments(&w));
+    assert!(host_veths(&w).is_empty(), "{:?}", host_veths(&w));
+}

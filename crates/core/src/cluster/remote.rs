@@ -77,6 +77,7 @@ fn dns_of(rec: &RemoteRec) -> Option<(Uuid, DnsEndpoint)> {
         DnsEndpoint {
             name: rec.endpoint.name.clone(),
             address: IpAddr::V4(rec.endpoint.ip),
+            address6: None,
             domain: None,
         },
     ))

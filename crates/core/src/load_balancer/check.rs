@@ -193,6 +193,22 @@ pub(super) fn check(
                 ),
             ));
         }
+        // DSR puts the VIP on a backend's loopback and PreserveDip hooks
+        // its namespace's port; a VM's are inside the guest.
+        let in_guest = spec.flags & LB_DSR != 0
+            || spec
+                .port_mappings
+                .iter()
+                .any(|m| m.flags & super::preserve_dip::FLAG != 0);
+        if rec.vm_nic && in_guest {
+            return Err(HcnError::new(
+                ErrorCode::RequestUnsupported,
+                format!(
+                    "HostComputeEndpoints[{i}] {} is a VM NIC: DSR and PreserveDip need the backend's namespace, and a VM's is inside the guest; use a load balancer without them for VM backends",
+                    guid(ep)
+                ),
+            ));
+        }
     }
     super::preserve_dip::check_against(st, spec, except)?;
     let mine = frontend_keys(spec);

@@ -96,5 +96,6 @@ pub fn adapter(name: &str, index: u32, cidr: &str) -> hostnet_dataplane::Adapter
         addresses: vec![cidr.parse().unwrap()],
         routes: Vec::new(),
         master: None,
+        up: true,
     }
 }

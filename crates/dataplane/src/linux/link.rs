@@ -38,6 +38,13 @@ const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const IFLA_VLAN_ID: u16 = 1;
+const IFLA_BOND_MODE: u16 = 1;
+const IFLA_BOND_MIIMON: u16 = 3;
+const IFLA_BOND_XMIT_HASH_POLICY: u16 = 14;
+const IFLA_BOND_TLB_DYNAMIC_LB: u16 = 27;
+const BOND_MODE_ACTIVEBACKUP: u8 = 1;
+const BOND_MODE_TLB: u8 = 5;
+const BOND_XMIT_POLICY_LAYER23: u8 = 2;
 const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 
 const IFA_ADDRESS: u16 = 1;
@@ -159,6 +166,64 @@ pub fn create_vlan(
         .attr(IFLA_VLAN_ID, &id.to_ne_bytes())
         .end_nest()
         .end_nest();
+    sock.request(msg, |_| {})
+}
+
+/// Creates bond `name`, down, with `mode`, carrier polled every
+/// `miimon_ms`, `mtu` and `mac`. balance-tlb hashes layer 2+3 (a flow of
+/// bridged frames keeps its member; a MAC-only hash would put every
+/// container behind one rewritten MAC on one member) and spreads by hash,
+/// not by measured load (which starts every flow on the first member and
+/// moves flows every 10 s). A kernel without bonding answers EOPNOTSUPP.
+pub fn create_bond(
+    sock: &mut Socket,
+    name: &str,
+    mode: crate::BondMode,
+    miimon_ms: u32,
+    mtu: u32,
+    mac: [u8; 6],
+) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, CREATE);
+    msg.header(&ifinfomsg(0, 0, 0))
+        .attr_str(IFLA_IFNAME, name)
+        .attr_u32(IFLA_MTU, mtu)
+        .attr(IFLA_ADDRESS, &mac)
+        .begin_nest(IFLA_LINKINFO)
+        .attr_str(IFLA_INFO_KIND, "bond")
+        .begin_nest(IFLA_INFO_DATA)
+        .attr_u32(IFLA_BOND_MIIMON, miimon_ms);
+    match mode {
+        crate::BondMode::ActiveBackup => {
+            msg.attr(IFLA_BOND_MODE, &[BOND_MODE_ACTIVEBACKUP]);
+        }
+        crate::BondMode::BalanceTlb => {
+            msg.attr(IFLA_BOND_MODE, &[BOND_MODE_TLB])
+                .attr(IFLA_BOND_XMIT_HASH_POLICY, &[BOND_XMIT_POLICY_LAYER23])
+                .attr(IFLA_BOND_TLB_DYNAMIC_LB, &[0]);
+        }
+    }
+    msg.end_nest().end_nest();
+    sock.request(msg, |_| {})
+}
+
+/// Sets link `index` up or down.
+pub fn set_state(sock: &mut Socket, index: u32, up: bool) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, if up { IFF_UP } else { 0 }, IFF_UP));
+    sock.request(msg, |_| {})
+}
+
+/// Sets link `index`'s MAC and MTU.
+pub fn set_mac_and_mtu(
+    sock: &mut Socket,
+    index: u32,
+    mac: [u8; 6],
+    mtu: u32,
+) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0))
+        .attr(IFLA_ADDRESS, &mac)
+        .attr_u32(IFLA_MTU, mtu);
     sock.request(msg, |_| {})
 }
 
@@ -403,6 +468,8 @@ pub struct LinkInfo {
     pub mtu: u32,
     /// Index of the link this one is enslaved to.
     pub master: Option<u32>,
+    /// `IFF_UP`.
+    pub up: bool,
 }
 
 /// Which link to ask about.
@@ -443,6 +510,7 @@ fn parse_link(p: &[u8]) -> Option<LinkInfo> {
         mac: Vec::new(),
         mtu: 0,
         master: None,
+        up: u32::from_ne_bytes(p.get(8..12)?.try_into().ok()?) & IFF_UP != 0,
     };
     for (kind, value) in attributes(p.get(16..)?) {
         match kind {
@@ -606,6 +674,13 @@ pub fn set_master(sock: &mut Socket, index: u32, master: u32) -> Result<(), Netl
     let mut msg = Message::new(RTM_NEWLINK, ACK);
     msg.header(&ifinfomsg(index, 0, 0))
         .attr_u32(IFLA_MASTER, master);
+    sock.request(msg, |_| {})
+}
+
+/// Sets link `index`'s MTU.
+pub fn set_mtu(sock: &mut Socket, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0)).attr_u32(IFLA_MTU, mtu);
     sock.request(msg, |_| {})
 }
 

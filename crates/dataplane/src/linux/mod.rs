@@ -19,6 +19,7 @@ mod link;
 mod netlink;
 mod netns;
 mod nftables;
+mod tap;
 mod vxlan;
 
 use std::collections::HashMap;
@@ -140,7 +141,12 @@ impl LinuxDataplane {
             routes: &[],
             ipv6,
         };
-        if let Err(m) = configure_link(&mut sock, name, &link) {
+        let configured = match has_ipv6(addresses) {
+            true => skip_dad(name, |f| self.in_home(f)),
+            false => Ok(()),
+        }
+        .and_then(|()| configure_link(&mut sock, name, &link));
+        if let Err(m) = configured {
             undo_link(&mut sock, name);
             return Err(fail(m));
         }
@@ -181,6 +187,128 @@ impl LinuxDataplane {
             return Err(fail(m));
         }
         Ok(())
+    }
+
+    fn create_bond(
+        &self,
+        name: &str,
+        mode: crate::BondMode,
+        mtu: u32,
+        mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
+        let what = format!("create {} bond {name}", mode.kernel_name());
+        let fail = |m: String| DataplaneError::new(what.clone(), m);
+        let mut sock = self.route();
+        link::create_bond(&mut sock, name, mode, crate::BOND_MIIMON_MS, mtu, mac).map_err(
+            |e| match e.errno {
+                libc::EOPNOTSUPP => DataplaneError::unsupported(
+                    what.clone(),
+                    "this kernel has no bonding driver, which teaming adapters needs: load module bonding (modprobe bonding), or use a kernel built with CONFIG_BONDING",
+                ),
+                libc::EEXIST => fail(format!("link {name} exists already")),
+                _ => fail(e.to_string()),
+            },
+        )?;
+        let link = LinkConfig {
+            addresses: &[],
+            routes: &[],
+            ipv6: false,
+        };
+        if let Err(m) = configure_link(&mut sock, name, &link) {
+            undo_link(&mut sock, name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    /// See [`Op::EnslaveToBond`]. A member that vanished since it was
+    /// recorded (reconcile after an adapter was unplugged) is skipped with
+    /// a warning, as long as one is left: the bond serves with the rest.
+    fn enslave_to_bond(
+        &self,
+        bond: &str,
+        members: &[crate::BondMember],
+    ) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("enslave members to {bond}"), m);
+        let mut sock = self.route();
+        let bond_index = link::index(&mut sock, bond)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("bond {bond} does not exist")))?;
+        let mut enslaved = Vec::new();
+        let mut present = 0;
+        let mut result = Ok(());
+        for m in members {
+            let info = match link::info(&mut sock, LinkRef::Name(&m.name)) {
+                Ok(Some(info)) => info,
+                Ok(None) => {
+                    log::warn!("member {} of {bond} does not exist: left out", m.name);
+                    continue;
+                }
+                Err(e) => {
+                    result = Err(fail(format!("look up {}: {e}", m.name)));
+                    break;
+                }
+            };
+            present += 1;
+            if info.master == Some(bond_index) {
+                continue;
+            }
+            let step = link::set_state(&mut sock, info.index, false)
+                .and_then(|()| link::set_master(&mut sock, info.index, bond_index));
+            enslaved.push(m.clone());
+            if let Err(e) = step {
+                result = Err(fail(format!("{}: {e}", m.name)));
+                break;
+            }
+        }
+        if result.is_ok() && present == 0 {
+            result = Err(fail("none of its members exists".into()));
+        }
+        if let Err(e) = result {
+            drop(sock);
+            let problems = self.release_from_bond(bond, &enslaved);
+            return Err(match problems.is_empty() {
+                true => e,
+                false => fail(format!("{e}; giving back failed: {}", problems.join("; "))),
+            });
+        }
+        Ok(())
+    }
+
+    /// See [`Op::ReleaseFromBond`]; returns what could not be given back.
+    fn release_from_bond(&self, bond: &str, members: &[crate::BondMember]) -> Vec<String> {
+        let mut sock = self.route();
+        let bond_index = link::index(&mut sock, bond).ok().flatten();
+        let mut problems = Vec::new();
+        for m in members {
+            let info = match link::info(&mut sock, LinkRef::Name(&m.name)) {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(e) => {
+                    problems.push(format!("look up {}: {e}", m.name));
+                    continue;
+                }
+            };
+            let mut step = |what: &str, r: Result<(), NetlinkError>| {
+                if let Err(e) = r {
+                    problems.push(format!("{} {what}: {e}", m.name));
+                }
+            };
+            if info.master.is_some() && info.master == bond_index {
+                step("release", link::set_master(&mut sock, info.index, 0));
+            }
+            if info.mac.as_slice() != m.mac || info.mtu != m.mtu {
+                step(
+                    "restore MAC and MTU",
+                    link::set_mac_and_mtu(&mut sock, info.index, m.mac, m.mtu),
+                );
+            }
+            step(
+                "restore state",
+                link::set_state(&mut sock, info.index, m.up),
+            );
+        }
+        problems
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -232,9 +360,55 @@ impl LinuxDataplane {
             ipv6,
         };
         let configured = configure_link(&mut self.route(), host_name, &host_end)
+            .and_then(|()| match has_ipv6(addresses) {
+                true => skip_dad(peer_name, |f| run_in_netns_fd(ns.as_fd(), f)),
+                false => Ok(()),
+            })
             .and_then(|()| configure_peer(&ns, peer_name, &peer));
         if let Err(m) = configured {
             undo_link(&mut self.route(), host_name);
+            return Err(fail(m));
+        }
+        Ok(())
+    }
+
+    /// A persistent tap `name`: made in the dataplane's namespace, then
+    /// given `mtu`, enslaved to `bridge`, without IPv6 link-local (a bridge
+    /// port), up. A failure after the tap exists removes it.
+    fn create_tap(&self, name: &str, bridge: &str, mtu: u32) -> Result<(), DataplaneError> {
+        let fail = |m: String| DataplaneError::new(format!("create tap {name}"), m);
+        let mut sock = self.route();
+        let master = link::index(&mut sock, bridge)
+            .map_err(|e| fail(format!("look up bridge {bridge}: {e}")))?
+            .ok_or_else(|| fail(format!("bridge {bridge} not found")))?;
+        // TUNSETIFF on an existing tap would silently take it over.
+        if link::index(&mut sock, name)
+            .map_err(|e| fail(e.to_string()))?
+            .is_some()
+        {
+            return Err(fail(format!("link {name} exists already")));
+        }
+        self.in_home(|| tap::create_persistent(name))
+            .and_then(|r| r)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENODEV) => fail(format!(
+                    "{e}: this kernel has no tun/tap driver (modprobe tun)"
+                )),
+                _ => fail(e.to_string()),
+            })?;
+        let configured = (|| {
+            let index = link::index(&mut sock, name)
+                .map_err(|e| format!("look up {name}: {e}"))?
+                .ok_or_else(|| format!("{name} vanished after creation"))?;
+            link::set_mtu(&mut sock, index, mtu).map_err(|e| format!("set MTU {mtu}: {e}"))?;
+            link::set_master(&mut sock, index, master)
+                .map_err(|e| format!("enslave to {bridge}: {e}"))?;
+            link::disable_ipv6_link_local(&mut sock, index)
+                .map_err(|e| format!("turn off IPv6 link-local: {e}"))?;
+            link::set_up(&mut sock, index).map_err(|e| format!("set up: {e}"))
+        })();
+        if let Err(m) = configured {
+            undo_link(&mut sock, name);
             return Err(fail(m));
         }
         Ok(())
@@ -450,7 +624,16 @@ impl LinuxDataplane {
         let path = sysctl_path(key).map_err(fail)?;
         self.in_home(|| std::fs::write(&path, value))
             .and_then(|r| r)
-            .map_err(|e| fail(format!("write {value} to {path}: {e}")))
+            .map_err(|e| match e.kind() {
+                // No /proc/sys/net/ipv6: the host runs without IPv6.
+                io::ErrorKind::NotFound if path.starts_with("/proc/sys/net/ipv6/") => {
+                    DataplaneError::unsupported(
+                        format!("sysctl {key}"),
+                        "IPv6 is disabled on this host (ipv6.disable=1): IPv6 subnets need it",
+                    )
+                }
+                _ => fail(format!("write {value} to {path}: {e}")),
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -710,6 +893,23 @@ impl Dataplane for LinuxDataplane {
                 mtu,
                 mac,
             } => self.create_vlan(name, parent, *id, *mtu, *mac),
+            Op::CreateBond {
+                name,
+                mode,
+                mtu,
+                mac,
+            } => self.create_bond(name, *mode, *mtu, *mac),
+            Op::EnslaveToBond { bond, members } => self.enslave_to_bond(bond, members),
+            Op::ReleaseFromBond { bond, members } => {
+                let problems = self.release_from_bond(bond, members);
+                match problems.is_empty() {
+                    true => Ok(()),
+                    false => Err(DataplaneError::new(
+                        format!("give the members of {bond} back"),
+                        problems.join("; "),
+                    )),
+                }
+            }
             Op::DeleteLink { name } => link::delete(&mut self.route(), name)
                 .map_err(|e| DataplaneError::new(format!("delete link {name}"), e.to_string())),
             Op::CreateNetns { path } => netns::create(path).map_err(|e| {
@@ -740,6 +940,7 @@ impl Dataplane for LinuxDataplane {
             } => self.create_veth(
                 host_name, bridge, *mtu, netns, peer_name, *peer_mac, addresses, routes, *ipv6,
             ),
+            Op::CreateTap { name, bridge, mtu } => self.create_tap(name, bridge, *mtu),
             Op::AddElements(elements) => self.change_elements(true, elements),
             Op::DeleteElements(elements) => self.change_elements(false, elements),
             Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
@@ -932,6 +1133,7 @@ impl Dataplane for LinuxDataplane {
             addresses,
             routes,
             master,
+            up: info.up,
         }))
     }
 
@@ -1194,6 +1396,33 @@ fn describe(r: &AdapterRoute) -> String {
         Some(via) => format!("{} via {via} metric {}", r.destination, r.metric),
         None => format!("{} on-link metric {}", r.destination, r.metric),
     }
+}
+
+/// A link hostnet gives IPv6 addresses at creation (a dual-stack NAT
+/// network's bridge, its endpoints' veth peers) skips duplicate address
+/// detection for its link-local address too (`accept_dad` 0, set while the
+/// link is down; its global ones are added NODAD already): hostnet's IPAM
+/// made the addresses unique, and the link-local comes from a MAC hostnet
+/// made unique. Until DAD ends the kernel sends no neighbour solicitation
+/// for traffic it forwards out of a link whose link-local is tentative,
+/// so a container was unreachable on IPv6 for the first second or two.
+/// `run_there` runs the write in the link's namespace.
+fn skip_dad(
+    name: &str,
+    run_there: impl FnOnce(Box<dyn FnOnce() -> io::Result<()> + Send>) -> io::Result<io::Result<()>>,
+) -> Result<(), String> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    let write = {
+        let path = path.clone();
+        Box::new(move || std::fs::write(path, "0"))
+    };
+    run_there(write)
+        .and_then(|r| r)
+        .map_err(|e| format!("write 0 to {path}: {e}"))
+}
+
+fn has_ipv6(addresses: &[IpNet]) -> bool {
+    addresses.iter().any(|a| a.addr().is_ipv6())
 }
 
 /// How to configure a link after its creation.

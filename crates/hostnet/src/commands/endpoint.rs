@@ -30,6 +30,8 @@ pub struct EndpointSpec<'a> {
     pub name: Option<&'a str>,
     /// Requested IP address.
     pub ip: Option<&'a str>,
+    /// Requested IPv6 address (a dual-stack network's endpoint).
+    pub ip6: Option<&'a str>,
     /// Requested MAC address.
     pub mac: Option<&'a str>,
     /// `-p` specs.
@@ -62,9 +64,24 @@ impl EndpointSpec<'_> {
         if let Some(name) = self.name {
             body["Name"] = json!(name);
         }
+        let mut configs = Vec::new();
         if let Some(ip) = self.ip {
-            let ip = parse_ip("--ip", ip)?;
-            body["IpConfigurations"] = json!([{ "IpAddress": ip.to_string() }]);
+            configs.push(json!({ "IpAddress": parse_ip("--ip", ip)?.to_string() }));
+        }
+        if let Some(ip6) = self.ip6 {
+            match parse_ip("--ip6", ip6)? {
+                ip @ std::net::IpAddr::V6(_) => {
+                    configs.push(json!({ "IpAddress": ip.to_string() }))
+                }
+                ip => {
+                    return Err(format!(
+                        "--ip6 {ip} is not an IPv6 address: give it with --ip"
+                    ))
+                }
+            }
+        }
+        if !configs.is_empty() {
+            body["IpConfigurations"] = json!(configs);
         }
         if let Some(mac) = self.mac {
             body["MacAddress"] = json!(check_mac("--mac", mac)?);
@@ -86,6 +103,7 @@ fn create(client: &Client, args: &EndpointCreateArgs) -> Result<u8, CliError> {
     let mut spec = EndpointSpec {
         name: args.name.as_deref(),
         ip: args.ip.as_deref(),
+        ip6: args.ip6.as_deref(),
         mac: args.mac.as_deref(),
         publish: &args.publish,
         inherited: Vec::new(),
@@ -164,11 +182,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ip6_is_a_second_ip_configuration() {
+        let spec = EndpointSpec {
+            ip: Some("172.20.0.5"),
+            ip6: Some("fd00:20::5"),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec.body("N1").unwrap()["IpConfigurations"],
+            json!([{"IpAddress":"172.20.0.5"}, {"IpAddress":"fd00:20::5"}])
+        );
+        let only6 = EndpointSpec {
+            ip6: Some("fd00:20::5"),
+            ..Default::default()
+        };
+        assert_eq!(
+            only6.body("N1").unwrap()["IpConfigurations"],
+            json!([{"IpAddress":"fd00:20::5"}])
+        );
+        let wrong = EndpointSpec {
+            ip6: Some("172.20.0.5"),
+            ..Default::default()
+        };
+        assert!(wrong.body("N1").unwrap_err().contains("not an IPv6"));
+    }
+
+    #[test]
     fn body() {
         let publish = ["8080:80".to_string(), "127.0.0.1:53:53/udp".to_string()];
         let spec = EndpointSpec {
             name: Some("web"),
             ip: Some("172.20.0.5"),
+            ip6: None,
             mac: Some("00-15-5D-52-C0-00"),
             publish: &publish,
             inherited: vec![json!({"Type":"OutBoundNAT","Settings":{}})],

@@ -9,6 +9,7 @@ mod endpoint_inspect;
 mod namespace;
 mod network;
 pub mod run;
+mod run_vm;
 mod trace;
 mod version;
 

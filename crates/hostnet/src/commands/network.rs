@@ -34,6 +34,7 @@ fn create(client: &Client, args: NetworkCreateArgs) -> Result<u8, CliError> {
         subnets: args.subnet,
         gateways: args.gateway,
         options: args.opt,
+        ipv6: args.ipv6,
     })?;
     let created = client.create(Kind::Networks, &body)?;
     print_created(Kind::Networks, &created)

@@ -5,10 +5,12 @@
 //! failure to start, and on SIGINT/SIGTERM. Like `docker run`, set-up
 //! failures exit 125, a command that cannot be found 127, one that cannot be
 //! executed 126, and otherwise the command's own status (128+signal).
+//! With `--isolation vm` the command runs in a microVM instead
+//! ([`super::run_vm`]), on a VM NIC endpoint and without a namespace.
 
 use super::endpoint::EndpointSpec;
 use super::namespace::namespace_body;
-use crate::cli::RunArgs;
+use crate::cli::{Isolation, RunArgs};
 use crate::error::CliError;
 use crate::exec::{exit_code, run_in_netns, signal_name, SignalRelay, StartError};
 use crate::view;
@@ -17,11 +19,11 @@ use std::io;
 use std::path::PathBuf;
 
 /// Exit status of a failure of hostnet itself.
-const EXIT_SETUP: u8 = 125;
+pub(super) const EXIT_SETUP: u8 = 125;
 /// Exit status when the command exists but cannot be executed.
 const EXIT_CANNOT_EXEC: u8 = 126;
 /// Exit status when the command does not exist.
-const EXIT_NOT_FOUND: u8 = 127;
+pub(super) const EXIT_NOT_FOUND: u8 = 127;
 
 /// What `run` created, so that exactly that is removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct Sandbox {
     /// The container's resolv.conf, from the endpoint's `Dns` (none when
     /// it names no server).
     pub resolv_conf: Option<String>,
+    /// The endpoint as hostnetd created it (a VM's NIC configuration).
+    pub endpoint: serde_json::Value,
 }
 
 /// Runs `hostnet run`.
@@ -44,6 +48,9 @@ pub fn run(client: &Client, args: &RunArgs) -> Result<u8, CliError> {
     let relay = SignalRelay::install().map_err(|e| {
         CliError::new(format!("cannot install signal handlers: {e}")).with_exit(EXIT_SETUP)
     })?;
+    if args.isolation == Isolation::Vm {
+        return super::run_vm::run(client, args, &relay);
+    }
     let sandbox = provision(client, args, || relay.received())?;
     let netns = sandbox
         .netns_path
@@ -152,6 +159,7 @@ fn build(
     let mut spec = EndpointSpec {
         name: args.name.as_deref(),
         ip: args.ip.as_deref(),
+        ip6: args.ip6.as_deref(),
         mac: None,
         publish: &args.publish,
         inherited: Vec::new(),
@@ -159,17 +167,34 @@ fn build(
     spec.validate()?;
     let network_id = spec.take_network(client, &args.network)?;
     check(interrupted)?;
+    let vm = args.isolation == Isolation::Vm;
 
-    let namespace = client.create(Kind::Namespaces, &namespace_body(args.name.as_deref()))?;
-    let namespace_id = created_id(Kind::Namespaces, &namespace)?;
-    sandbox.namespace_id = Some(namespace_id.clone());
-    check(interrupted)?;
+    // A VM's NIC is its own port on the switch: no namespace.
+    let namespace_id = match vm {
+        true => None,
+        false => {
+            let namespace =
+                client.create(Kind::Namespaces, &namespace_body(args.name.as_deref()))?;
+            let namespace_id = created_id(Kind::Namespaces, &namespace)?;
+            sandbox.namespace_id = Some(namespace_id.clone());
+            check(interrupted)?;
+            Some(namespace_id)
+        }
+    };
 
-    let endpoint = client.create(Kind::Endpoints, &spec.body(&network_id)?)?;
+    let mut body = spec.body(&network_id)?;
+    if vm {
+        body["VmNic"] = serde_json::json!(true);
+    }
+    let endpoint = client.create(Kind::Endpoints, &body)?;
     let endpoint_id = created_id(Kind::Endpoints, &endpoint)?;
     sandbox.endpoint_id = Some(endpoint_id.clone());
     sandbox.resolv_conf = crate::resolv_conf::render(&endpoint["Dns"]);
+    sandbox.endpoint = endpoint;
     check(interrupted)?;
+    let Some(namespace_id) = namespace_id else {
+        return Ok(());
+    };
 
     client.attach_endpoint(&namespace_id, &endpoint_id)?;
     sandbox.attached = true;
@@ -246,7 +271,7 @@ pub fn teardown(client: &Client, sandbox: &Sandbox) -> Vec<ApiError> {
 }
 
 /// [`teardown`], reporting each failure on stderr.
-fn clean_up(client: &Client, sandbox: &Sandbox) {
+pub(super) fn clean_up(client: &Client, sandbox: &Sandbox) {
     for e in teardown(client, sandbox) {
         eprintln!("hostnet: cleanup: {e}");
     }

@@ -66,6 +66,8 @@ pub struct EndpointSpec {
     pub policies: Vec<EndpointPolicy>,
     /// Namespace given on input (normally set by attach).
     pub namespace: Option<Uuid>,
+    /// A VM's NIC (hostnet's `VmNic`): a tap port, never in a namespace.
+    pub vm_nic: bool,
 }
 
 /// Validate an endpoint create document. `HostComputeNetwork` is required.
@@ -127,6 +129,22 @@ pub fn validate_endpoint(w: &wire::HostComputeEndpoint) -> Result<EndpointSpec, 
         .enumerate()
         .map(|(i, p)| parse_endpoint_policy(p).map_err(|e| e.context(format!("Policies[{i}]"))))
         .collect::<Result<_, _>>()?;
+    let flags = EndpointFlags(match w.is_remote_endpoint {
+        true => w.flags | EndpointFlags::REMOTE_ENDPOINT,
+        false => w.flags,
+    });
+    if w.vm_nic && flags.contains(EndpointFlags::REMOTE_ENDPOINT) {
+        return Err(HcnError::new(
+            code,
+            "VmNic and RemoteEndpoint exclude each other: a VM's NIC is a port on this host; drop one of them",
+        ));
+    }
+    if w.vm_nic && namespace.is_some() {
+        return Err(HcnError::new(
+            code,
+            "VmNic and HostComputeNamespace exclude each other: a VM's NIC is a tap for a VM, not an interface in a namespace; drop one of them",
+        ));
+    }
     Ok(EndpointSpec {
         name: w.name.clone().unwrap_or_default(),
         network,
@@ -134,11 +152,9 @@ pub fn validate_endpoint(w: &wire::HostComputeEndpoint) -> Result<EndpointSpec, 
         mac,
         dns: DnsSettings::from_wire(&w.dns, "Dns", code)?,
         routes,
-        flags: EndpointFlags(match w.is_remote_endpoint {
-            true => w.flags | EndpointFlags::REMOTE_ENDPOINT,
-            false => w.flags,
-        }),
+        flags,
         policies,
         namespace,
+        vm_nic: w.vm_nic,
     })
 }

@@ -40,8 +40,14 @@ pub const NETWORK_POLICY_TYPES: &[&str] = &[
 pub enum NetworkPolicy {
     /// `SourceMacAddress{SourceMacAddress}`.
     SourceMacAddress(Mac),
-    /// `NetAdapterName{NetworkAdapterName}`: bind to a host NIC.
-    NetAdapterName(String),
+    /// `NetAdapterName{NetworkAdapterName}`: bind to a host NIC, or to a
+    /// team of them (a comma list, as Windows' docker sends a SET team).
+    /// `TeamingMode` is hostnet's extension: how a team spreads frames
+    /// (the core checks the value; None is the default).
+    NetAdapterName {
+        name: String,
+        teaming_mode: Option<String>,
+    },
     /// `VSwitchExtension{ExtensionID, Enable}`.
     VSwitchExtension {
         /// Extension GUID.
@@ -103,7 +109,7 @@ impl NetworkPolicy {
     pub fn type_name(&self) -> &'static str {
         match self {
             NetworkPolicy::SourceMacAddress(_) => "SourceMacAddress",
-            NetworkPolicy::NetAdapterName(_) => "NetAdapterName",
+            NetworkPolicy::NetAdapterName { .. } => "NetAdapterName",
             NetworkPolicy::VSwitchExtension { .. } => "VSwitchExtension",
             NetworkPolicy::DrMacAddress(_) => "DrMacAddress",
             NetworkPolicy::AutomaticDns(_) => "AutomaticDNS",
@@ -255,6 +261,7 @@ struct NetworkPolicySettings {
     // One flat struct for the simple policy types; each arm reads its own keys.
     source_mac_address: Option<String>,
     network_adapter_name: Option<String>,
+    teaming_mode: Option<String>,
     #[serde(rename = "ExtensionID")]
     extension_id: Option<String>,
     enable: Option<bool>,
@@ -340,7 +347,10 @@ pub fn parse_network_policy(p: &wire::Policy) -> Result<NetworkPolicy, HcnError>
                 "NetworkAdapterName",
                 "the host interface name, e.g. eth0",
             )?;
-            NetworkPolicy::NetAdapterName(n)
+            NetworkPolicy::NetAdapterName {
+                name: n,
+                teaming_mode: s.teaming_mode,
+            }
         }
         "VSwitchExtension" => {
             let id = required(s.extension_id, ty, "ExtensionID", "the extension GUID")?;

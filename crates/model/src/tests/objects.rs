@@ -56,7 +56,10 @@ fn flannel_overlay_network() {
     assert_eq!(s.subnets[0].policies, vec![SubnetPolicy::Vsid(4096)]);
     assert_eq!(
         s.policies,
-        vec![NetworkPolicy::NetAdapterName("eth0".into())]
+        vec![NetworkPolicy::NetAdapterName {
+            name: "eth0".into(),
+            teaming_mode: None
+        }]
     );
     assert_eq!(s.mac_pool.unwrap().len(), 4096);
     assert_eq!(s.dns.servers, vec![ip("10.96.0.10")]);

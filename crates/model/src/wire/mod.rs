@@ -352,6 +352,12 @@ hcn_object! {
         /// overlay driver and older kube-proxy send.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub is_remote_endpoint: bool,
+        /// hostnet extension: the endpoint is a VM's NIC. Its switch port
+        /// is a tap (opened by a VM monitor by name) instead of a veth
+        /// into a namespace. HCN has no field for it: HCS adds a VM's port
+        /// with a separate `Port` request (`VmEndpointRequest`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub vm_nic: bool,
     }
 }
 

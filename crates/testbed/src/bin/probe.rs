@@ -20,11 +20,19 @@
 //! udp-sink ADDR:PORT         print "got N bytes from IP:PORT" per datagram; never answer
 //! udp-send ADDR:PORT N SIZE  send N datagrams of SIZE bytes, each from a new
 //!                            socket (a new flow); print "sent N" (refused sends count)
+//! udp-echo ADDR:PORT         send every datagram back to its sender
+//! udp-stream ADDR:PORT MS SECS  send a numbered datagram every MS ms for SECS s
+//!                            to a udp-echo; print "flowing" at the first echo,
+//!                            then "sent N echoed M longest-gap-ms G" (the
+//!                            longest wait between two echoes: an outage)
 //! raw-listen PROTO           print "got SRC" for each IPv4 packet of PROTO
-//! raw-send PROTO DST         send one IPv4 packet of protocol PROTO
+//! raw6-listen PROTO          print "got SRC" for each IPv6 packet of PROTO
+//! raw-send PROTO DST         send one IPv4 (or, DST being IPv6, IPv6) packet
+//!                            of protocol PROTO
 //! ping DST [SIZE]            ICMP echo; exit 0 on a reply. With SIZE (bytes of
 //!                            ICMP payload) the packet has DF set and is never
-//!                            fragmented: too big for the path fails at once
+//!                            fragmented: too big for the path fails at once.
+//!                            DST IPv6: ICMPv6 echo (no SIZE)
 //! tcp-sink ADDR:PORT         print "got N bytes from IP:PORT" per connection,
 //!                            once the client has closed it
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
@@ -60,10 +68,19 @@ fn main() {
         "udp-whoami" => udp_whoami(a(1)),
         "udp-get" => udp_get(a(1)),
         "udp-sink" => udp_sink(a(1)),
+        "udp-echo" => udp_echo(a(1)),
+        "udp-stream" => udp_stream(a(1), number(a(2)) as u64, number(a(3)) as u64),
         "udp-send" => udp_send(a(1), number(a(2)), number(a(3))),
         "raw-listen" => raw_listen(proto(a(1))),
-        "raw-send" => raw_send(proto(a(1)), a(2)),
-        "ping" => ping(a(1), args.get(2).map(|s| number(s))),
+        "raw6-listen" => hostnet_testbed::raw6::listen(proto(a(1)), ready, say),
+        "raw-send" => match a(2).parse::<std::net::Ipv6Addr>() {
+            Ok(dst) => hostnet_testbed::raw6::send(proto(a(1)), dst),
+            Err(_) => raw_send(proto(a(1)), a(2)),
+        },
+        "ping" => match a(1).parse::<std::net::Ipv6Addr>() {
+            Ok(dst) => hostnet_testbed::raw6::ping(dst, TIMEOUT),
+            Err(_) => ping(a(1), args.get(2).map(|s| number(s))),
+        },
         "tcp-sink" => tcp_sink(a(1)),
         "tcp-send" => tcp_send(a(1), number(a(2))),
         "sctp-init" => sctp_send(
@@ -114,7 +131,7 @@ fn dns(server: &str, name: &str, ty: &str, tcp: bool) -> std::io::Result<()> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | tcp-sink ADDR:PORT | tcp-send ADDR:PORT BYTES | raw-listen PROTO | raw-send PROTO DST | ping DST [SIZE] | dns SERVER NAME TYPE [tcp]");
+    eprintln!("usage: hostnet-probe tcp-serve|tcp-echo|tcp-get|tcp-session|udp-serve|udp-get|udp-sink ADDR:PORT | udp-send ADDR:PORT N SIZE | tcp-sink ADDR:PORT | tcp-send ADDR:PORT BYTES | raw-listen PROTO | raw6-listen PROTO | raw-send PROTO DST | ping DST [SIZE] | dns SERVER NAME TYPE [tcp]");
     std::process::exit(2)
 }
 
@@ -491,6 +508,79 @@ fn udp_sink(at: &str) -> std::io::Result<()> {
         let (n, peer) = s.recv_from(&mut buf)?;
         say(&format!("got {n} bytes from {peer}"));
     }
+}
+
+fn udp_echo(at: &str) -> std::io::Result<()> {
+    let s = UdpSocket::bind(addr(at)?)?;
+    ready();
+    let mut buf = [0u8; 1500];
+    loop {
+        let (n, peer) = s.recv_from(&mut buf)?;
+        s.send_to(&buf[..n], peer)?;
+    }
+}
+
+/// A steady stream through a path that is about to break and heal (a
+/// team losing a member): the longest silence between two echoes is how
+/// long the path was out, to within the interval.
+fn udp_stream(to: &str, interval_ms: u64, seconds: u64) -> std::io::Result<()> {
+    let to = addr(to)?;
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.connect(to)?;
+    let rx = s.try_clone()?;
+    rx.set_read_timeout(Some(Duration::from_millis(100)))?;
+    ready();
+    let interval = Duration::from_millis(interval_ms);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        let mut next = Instant::now();
+        while next < end {
+            // A send failing while the path is down is a lost datagram.
+            let _ = s.send(&sent.to_be_bytes());
+            sent += 1;
+            next += interval;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        sent
+    });
+    let grace = end + Duration::from_millis(500);
+    let (mut echoed, mut last, mut longest) = (0u64, None::<Instant>, Duration::ZERO);
+    let mut buf = [0u8; 64];
+    while Instant::now() < grace {
+        match rx.recv(&mut buf) {
+            Ok(8) => {
+                let now = Instant::now();
+                match last {
+                    None => say("flowing"),
+                    Some(t) => longest = longest.max(now - t),
+                }
+                last = Some(now);
+                echoed += 1;
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // A path that never came back is silent from its last echo on.
+    if let Some(t) = last {
+        longest = longest.max(end.saturating_duration_since(t));
+    }
+    let sent = sender.join().expect("sender");
+    say(&format!(
+        "sent {sent} echoed {echoed} longest-gap-ms {}",
+        longest.as_millis()
+    ));
+    Ok(())
 }
 
 /// Known traffic for counter tests: every datagram is a flow of its own,

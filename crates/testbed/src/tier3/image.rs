@@ -6,10 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::cpio::Archive;
+use hostnet_microvm::cpio::Archive;
+use hostnet_microvm::initramfs::find_busybox;
+use hostnet_microvm::libs;
+
 use super::kernel::Kernel;
 use super::vm::EXIT_MARKER;
-use super::{libs, which, GUEST_ENV};
+use super::{which, GUEST_ENV};
 
 /// Tools the testbed and hostnetd run by name (`nft` loads tables, the
 /// testbed drives `ip`). Missing optional ones are left out.
@@ -93,7 +96,8 @@ pub fn build(img: &Image) -> Result<u64, String> {
         a.dir(d, 0o755).map_err(io)?;
     }
     a.symlink("/var/run", "/run").map_err(io)?;
-    a.copy("/bin/busybox", 0o755, &busybox()?).map_err(io)?;
+    a.copy("/bin/busybox", 0o755, &find_busybox()?)
+        .map_err(io)?;
     a.file("/init", 0o755, init_script(img.filters).as_bytes())
         .map_err(io)?;
     // tcpdump drops privileges to its own user after opening the capture.
@@ -151,15 +155,6 @@ poweroff -f
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Debian's static busybox.
-fn busybox() -> Result<PathBuf, String> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| "busybox is not installed (apt-get install busybox-static)".into())
 }
 
 /// A copy of `binary` without debug information (hostnet's debug builds

@@ -8,10 +8,8 @@
 //! it under qemu, and reports each guest test's verdict, with the guest's
 //! console when something failed.
 
-mod cpio;
 mod image;
 pub mod kernel;
-mod libs;
 pub mod vm;
 
 pub use image::{build, Image};

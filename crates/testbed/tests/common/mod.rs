@@ -14,7 +14,7 @@ use hostnet_testbed::{require_privileges, Daemon, Netns, Uplink};
 use serde_json::{json, Value};
 
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use hostnet_testbed::{HOST, INTERNET, OUTSIDE};
+pub use hostnet_testbed::{HOST, HOST6, INTERNET, INTERNET6, OUTSIDE, OUTSIDE6};
 pub const SUBNET: &str = "10.88.0.0/16";
 
 pub struct World {
@@ -27,10 +27,24 @@ pub struct World {
 impl World {
     /// None (after printing `skipped:`) when privileges are missing.
     pub fn new(test: &str) -> Option<World> {
+        Self::with_uplink(test, false)
+    }
+
+    /// [`World::new`] whose uplink carries IPv6 too (`HOST6`, `OUTSIDE6`,
+    /// `INTERNET6`), for dual-stack networks.
+    pub fn dual_stack(test: &str) -> Option<World> {
+        Self::with_uplink(test, true)
+    }
+
+    fn with_uplink(test: &str, ipv6: bool) -> Option<World> {
         if !require_privileges(test) {
             return None;
         }
-        let Uplink { host, outside } = Uplink::new("");
+        let uplink = Uplink::new("");
+        if ipv6 {
+            uplink.add_ipv6();
+        }
+        let Uplink { host, outside } = uplink;
         let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
         Some(World {
             daemon,
@@ -147,10 +161,13 @@ pub struct Snapshot {
 
 /// The sets and maps a snapshot reads: (family, "set" or "map", name);
 /// "chain": the devices of a netdev chain (endpoint ports).
-pub const NFT_SETS: [(&str, &str, &str); 6] = [
+pub const NFT_SETS: [(&str, &str, &str); 9] = [
     ("inet", "map", "ports4"),
     ("inet", "map", "vip_ports4"),
     ("inet", "set", "nat_sources4"),
+    ("inet", "map", "ports6"),
+    ("inet", "map", "vip_ports6"),
+    ("inet", "set", "nat_sources6"),
     ("inet", "set", "nat_bridges"),
     ("netdev hostnet_egress", "chain", "nat_endpoint_inbound"),
     ("netdev hostnet_egress", "chain", "endpoint_inbound"),

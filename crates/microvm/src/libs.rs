@@ -1,6 +1,6 @@
-//! The shared libraries a dynamically linked program needs, so the guest
-//! gets this machine's `ip`, `nft` and hostnet's binaries with exactly the
-//! libraries they were linked against.
+//! The shared libraries a dynamically linked program needs, so a guest
+//! gets this machine's programs with exactly the libraries they were
+//! linked against.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
