@@ -201,11 +201,7 @@ impl Service {
                     format!("network {} was deleted while the endpoint's address was leased: nothing was created", guid(&net_id)),
                 ));
             }
-            ensure_unique_name(
-                Kind::Endpoint,
-                &spec.name,
-                st.endpoints.iter().map(|(id, e)| (id, e.name.as_str())),
-            )?;
+            ensure_unique_name(Kind::Endpoint, &spec.name, st.endpoints.named(&spec.name))?;
             let subnet = IpNet::new(IpAddr::V4(lease.address), lease.prefix_len)
                 .map_err(|e| internal("reading the lease", e))?;
             for (i, r) in spec.routes.iter().enumerate() {

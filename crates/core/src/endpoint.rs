@@ -66,11 +66,7 @@ impl Service {
                 ),
             ));
         }
-        ensure_unique_name(
-            Kind::Endpoint,
-            &spec.name,
-            st.endpoints.iter().map(|(id, e)| (id, e.name.as_str())),
-        )?;
+        ensure_unique_name(Kind::Endpoint, &spec.name, st.endpoints.named(&spec.name))?;
         check_mappings_allowed(&st.networks[&net_id], &mappings)?;
         check_policies_allowed(&st.networks[&net_id], &policies)?;
         if crate::overlay::is_remote(spec.flags) {
@@ -713,7 +709,8 @@ pub(crate) fn publisher(
     except: Option<&Uuid>,
 ) -> Option<Uuid> {
     st.endpoints
-        .iter()
+        .publishing(proto, port)
+        .into_iter()
         .filter(|(id, _)| Some(*id) != except)
         .find(|(_, e)| {
             e.mappings.iter().any(|x| {
@@ -729,7 +726,12 @@ pub(crate) fn publisher(
 pub(crate) fn new_endpoint_id(st: &State) -> Uuid {
     loop {
         let id = Uuid::new_v4();
-        if !st.endpoints.keys().any(|k| names::same_host_veth(k, &id)) {
+        if st
+            .endpoints
+            .range(names::same_host_veth(&id))
+            .next()
+            .is_none()
+        {
             return id;
         }
     }

@@ -28,6 +28,7 @@ mod policy_change;
 mod query;
 mod reconcile;
 mod reconcile_overlay;
+mod registry;
 mod reprogram;
 mod route;
 mod service;

@@ -26,16 +26,13 @@ impl Service {
         let wire: HostComputeNamespace = crate::object::parse_object(body)?;
         let spec = hostnet_model::validate_namespace(&wire)?;
         let mut st = self.lock();
-        ensure_unique_name(
-            Kind::Namespace,
-            &spec.name,
-            st.namespaces.iter().map(|(id, n)| (id, n.name.as_str())),
-        )?;
+        ensure_unique_name(Kind::Namespace, &spec.name, st.namespaces.named(&spec.name))?;
         let id = Uuid::new_v4();
         // The host's default namespace is the host's own: endpoints
         // attached to it are host endpoints (a host vNIC on the switch).
         let host = spec.kind == NamespaceKind::HostDefault;
-        if let Some((other, _)) = st.namespaces.iter().find(|(_, n)| n.host).filter(|_| host) {
+        let other_host = || st.namespaces.iter().find(|(_, n)| n.host);
+        if let Some((other, _)) = host.then(other_host).flatten() {
             return Err(HcnError::new(
                 ErrorCode::AlreadyExists,
                 format!(
@@ -205,12 +202,9 @@ impl Service {
         let net = &st.networks[&ep.network];
         // Runtimes may register one netns once per interface (CNI): count
         // every endpoint already in that netns, so routes get their own metric.
-        // Paths compare as bytes: `Path`'s `==` parses components, and this
-        // walks every namespace on every attach.
         let nic_index: usize = st
             .namespaces
-            .values()
-            .filter(|n| n.path.as_os_str() == ns.path.as_os_str())
+            .in_netns(&ns.path)
             .map(|n| n.endpoints.len())
             .sum();
         let plug = bridge::Plug {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::object::{bytes, Kind};
+use crate::registry::{Indexed, Registry};
 use crate::Config;
 
 /// A network and the address pools of its subnets.
@@ -80,7 +81,7 @@ impl EndpointRec {
     /// whether it is a host endpoint's (an address on the bridge, no port
     /// elements): a veth while attached to a namespace, a VM NIC's tap
     /// always, nothing while detached.
-    pub(crate) fn plugged(&self, namespaces: &BTreeMap<Uuid, NamespaceRec>) -> Option<bool> {
+    pub(crate) fn plugged(&self, namespaces: &Registry<NamespaceRec>) -> Option<bool> {
         if self.vm_nic {
             return Some(false);
         }
@@ -103,14 +104,35 @@ pub(crate) struct NamespaceRec {
     pub external: bool,
 }
 
+impl Indexed for EndpointRec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn host_ports(&self) -> Vec<(u8, u16)> {
+        self.mappings
+            .iter()
+            .map(|m| (m.protocol.number(), m.external_port))
+            .collect()
+    }
+}
+
+impl Indexed for NamespaceRec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn netns(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
+    }
+}
+
 /// Where the daemon finds its own (the host's) network namespace.
 pub(crate) const HOST_NETNS: &str = "/proc/self/ns/net";
 
 #[derive(Default)]
 pub(crate) struct State {
     pub networks: BTreeMap<Uuid, NetworkRec>,
-    pub endpoints: BTreeMap<Uuid, EndpointRec>,
-    pub namespaces: BTreeMap<Uuid, NamespaceRec>,
+    pub endpoints: Registry<EndpointRec>,
+    pub namespaces: Registry<NamespaceRec>,
     pub load_balancers: crate::load_balancer::LoadBalancers,
     pub routes: BTreeMap<Uuid, crate::route::RouteRec>,
     /// Cluster mode: other hosts' endpoints on overlay networks, from the

@@ -518,3 +518,97 @@ fn dns_hears_one_endpoint_at_a_time() {
         "the whole state once, then deltas"
     );
 }
+
+/// Names, host ports and shared runtime namespaces are looked up in
+/// indexes, not by going over every object (docs/benchmarks.md): the
+/// indexes must follow creates, deletes and a restart.
+#[test]
+fn names_and_host_ports_stay_unique_and_nics_of_one_netns_stay_counted() {
+    let store = Arc::new(MemoryStore::new());
+    let f = start(store.clone());
+    let runtime_ns = std::env::temp_dir().join(format!(
+        "hostnet-core-test-shared-ns-{}",
+        std::process::id()
+    ));
+    std::fs::write(&runtime_ns, b"").unwrap();
+    let path = runtime_ns.display().to_string();
+
+    let web = endpoint(&f, json!({ "Name": "web" })).unwrap();
+    let err = endpoint(&f, json!({ "Name": "web" })).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AlreadyExists);
+    assert!(
+        err.message.contains(web["ID"].as_str().unwrap()),
+        "{}",
+        err.message
+    );
+    endpoint(&f, json!({})).unwrap();
+    endpoint(&f, json!({})).unwrap();
+
+    // A CNI runtime registers its netns once per interface: the second
+    // NIC's default route gets the next metric.
+    let mut metrics = Vec::new();
+    for (name, ifname) in [("c1/eth0", "eth0"), ("c1/eth1", "eth1")] {
+        let ns = f
+            .svc
+            .create(
+                Kind::Namespace,
+                &body(json!({ "Name": name, "NetNsPath": path })),
+            )
+            .unwrap();
+        let ep = endpoint(&f, json!({})).unwrap();
+        f.dp.take();
+        let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add",
+            "Settings": { "EndpointId": ep["ID"], "InterfaceName": ifname } });
+        f.svc
+            .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
+            .unwrap();
+        metrics.extend(f.dp.take().iter().find_map(|op| match op {
+            Op::CreateVeth { routes, .. } => Some(routes[0].metric),
+            _ => None,
+        }));
+    }
+    assert_eq!(metrics, [0, 100]);
+    let err = f
+        .svc
+        .create(
+            Kind::Namespace,
+            &body(json!({ "Name": "c1/eth0", "NetNsPath": path })),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::AlreadyExists);
+
+    // Host ports likewise.
+    let published = endpoint(&f, mapping(8080)).unwrap();
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PortAlreadyExists);
+    assert!(
+        err.message.contains(published["ID"].as_str().unwrap()),
+        "{}",
+        err.message
+    );
+
+    // A deleted endpoint's name and ports are free again; after a restart
+    // the names and ports in the store are taken.
+    for gone in [&web, &published] {
+        f.svc
+            .delete(Kind::Endpoint, gone["ID"].as_str().unwrap())
+            .unwrap();
+    }
+    endpoint(&f, json!({ "Name": "web" })).unwrap();
+    endpoint(&f, mapping(8080)).unwrap();
+    drop(f);
+    let f = start(store);
+    let err = endpoint(&f, json!({ "Name": "web" })).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AlreadyExists);
+    let err = endpoint(&f, mapping(8080)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PortAlreadyExists);
+    let err = f
+        .svc
+        .create(
+            Kind::Namespace,
+            &body(json!({ "Name": "c1/eth1", "NetNsPath": path })),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::AlreadyExists);
+    std::fs::remove_file(&runtime_ns).unwrap();
+}

@@ -35,11 +35,16 @@ pub fn host_veth(endpoint: &Uuid) -> String {
     format!("{VETH_PREFIX}{}", &hex(endpoint)[..2 * VETH_ID_BYTES])
 }
 
-/// Whether two endpoints' host veths would have one name; compares the ID
-/// bytes the name is made of, without formatting names (it runs over every
-/// endpoint on each create).
-pub fn same_host_veth(a: &Uuid, b: &Uuid) -> bool {
-    a.as_bytes()[..VETH_ID_BYTES] == b.as_bytes()[..VETH_ID_BYTES]
+/// The IDs whose endpoints' host veths have `endpoint`'s name: those that
+/// share the leading ID bytes the name is made of. IDs order by their
+/// bytes, so this is one range of an ID-ordered map, and a create looks
+/// for a clash without going over every endpoint.
+pub fn same_host_veth(endpoint: &Uuid) -> std::ops::RangeInclusive<Uuid> {
+    let mut first = *endpoint.as_bytes();
+    first[VETH_ID_BYTES..].fill(0);
+    let mut last = first;
+    last[VETH_ID_BYTES..].fill(0xff);
+    Uuid::from_bytes(first)..=Uuid::from_bytes(last)
 }
 
 /// The MAC of a network's bridge when no adapter gives it one: locally
@@ -70,15 +75,20 @@ mod tests {
     }
 
     #[test]
-    fn veth_name_clashes_are_found_without_formatting() {
+    fn veth_name_clashes_are_one_range_of_ids() {
         let a = Uuid::new_v4();
+        let clashes = same_host_veth(&a);
+        assert!(clashes.contains(&a));
         let mut bytes = *a.as_bytes();
         bytes[15] ^= 1;
         let near = Uuid::from_bytes(bytes);
-        assert!(same_host_veth(&a, &near) && host_veth(&a) == host_veth(&near));
+        assert!(clashes.contains(&near) && host_veth(&a) == host_veth(&near));
         bytes[4] ^= 1;
         let far = Uuid::from_bytes(bytes);
-        assert!(!same_host_veth(&a, &far) && host_veth(&a) != host_veth(&far));
+        assert!(!clashes.contains(&far) && host_veth(&a) != host_veth(&far));
+        for edge in [*clashes.start(), *clashes.end()] {
+            assert_eq!(host_veth(&edge), host_veth(&a));
+        }
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl Daemon {
         assert!(up, "hostnetd did not answer in time:\n{}", self.log());
     }
 
+    /// The running hostnetd's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// A client of this daemon's API.
     pub fn client(&self) -> Client {
         Client::new(&self.socket)

@@ -20,6 +20,7 @@ mod netns;
 pub mod physical;
 mod privilege;
 mod probe;
+pub mod process_cpu;
 pub mod raw6;
 pub mod samples;
 pub mod sctp;

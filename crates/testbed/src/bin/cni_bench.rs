@@ -4,7 +4,7 @@
 //! mapping; and a flow through a published port of each.
 //!
 //! ```text
-//! sudo target/release/hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic]
+//! sudo target/release/hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic] [--no-reference] [--no-twin]
 //! ```
 //!
 //! For each N, two worlds like the NAT tests' (a host namespace joined to an
@@ -15,15 +15,20 @@
 //! same time; likewise DEL. A runtime's ADD is what is timed: for hostnet
 //! one execution of hostnet-cni, for the reference chain bridge then portmap
 //! with the first's result as `prevResult`, as libcni runs a conflist.
+//! To tell the kernel's growth with N from hostnet's, it also reads
+//! hostnetd's CPU time per ADD and times a kernel twin ([`KernelTwin`]:
+//! the same links by hand, no daemon) alongside.
 //! Everything lives in `hnt-<pid>-…` namespaces owned by drop guards;
 //! `hostnet-testbed sweep` removes what a killed run leaves. What the
 //! numbers mean and today's values: docs/benchmarks.md.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostnet_testbed::cni::{Chain, CniCall, CniOutput, REFERENCE_PLUGINS};
+use hostnet_testbed::process_cpu::CpuTime;
 use hostnet_testbed::samples::{round, Samples};
 use hostnet_testbed::traffic::Proc;
 use hostnet_testbed::{unique, wait_until, workspace_binary, Daemon, Netns, Uplink, HOST};
@@ -32,6 +37,7 @@ use serde_json::{json, Value};
 const FIRST_PORT: u16 = 20000;
 const HOSTNET_SUBNET: &str = "10.80.0.0/16";
 const REFERENCE_SUBNET: &str = "10.81.0.0/16";
+const TWIN_BRIDGE: &str = "cbtwin0";
 
 struct Args {
     ns: Vec<usize>,
@@ -39,6 +45,8 @@ struct Args {
     traffic: bool,
     /// Diagnosis: hostnet alone (the reference rows stay empty).
     reference: bool,
+    /// The kernel twin ([`KernelTwin`]).
+    twin: bool,
 }
 
 fn parse_args() -> Args {
@@ -47,6 +55,7 @@ fn parse_args() -> Args {
         json: false,
         traffic: true,
         reference: true,
+        twin: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,6 +71,7 @@ fn parse_args() -> Args {
             "--json" => a.json = true,
             "--no-traffic" => a.traffic = false,
             "--no-reference" => a.reference = false,
+            "--no-twin" => a.twin = false,
             _ => usage(),
         }
     }
@@ -69,7 +79,9 @@ fn parse_args() -> Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic] [--no-reference]");
+    eprintln!(
+        "usage: hostnet-cni-bench [--n 100,1000] [--json] [--no-traffic] [--no-reference] [--no-twin]"
+    );
     std::process::exit(2)
 }
 
@@ -83,6 +95,8 @@ struct Side {
     add: Samples,
     del: Samples,
     gbps: Option<f64>,
+    /// hostnetd's CPU time per ADD over the first and the last tenth.
+    daemon_cpu: Option<[CpuTime; 2]>,
 }
 
 impl Side {
@@ -92,6 +106,7 @@ impl Side {
             add: Samples::default(),
             del: Samples::default(),
             gbps: None,
+            daemon_cpu: None,
         }
     }
 
@@ -104,8 +119,131 @@ impl Side {
             "add_last_tenth": self.add.slice(n - tenth, n).to_json(),
             "del": self.del.to_json(),
             "published_port_gbit_s": self.gbps.map(round),
+            "daemon_cpu_ms_per_add": self.daemon_cpu.map(|[first, last]| json!({
+                "first_tenth": cpu_json(first), "last_tenth": cpu_json(last),
+            })),
         })
     }
+}
+
+fn cpu_json(c: CpuTime) -> Value {
+    json!({"user": round(c.user * 1e3), "system": round(c.system * 1e3)})
+}
+
+/// The kernel twin: in a namespace of its own, the links hostnetd makes
+/// for a NAT endpoint, built by hand with `ip`, no daemon: a bridge like
+/// hostnet's (fixed MAC, gateway address, no IPv6 link-local), and per
+/// container a veth whose peer is born in the container's namespace as
+/// `eth0` and whose host end is a bridge port, both up, the address and
+/// default route inside. What grows here with N is the kernel's cost of a
+/// bridge with N ports among N namespaces, whoever asks. (Not twinned: the
+/// port's netdev chain. `nft -f` lists every chain of the table before it
+/// adds one, a cost of its own that hostnet's netlink batch does not pay;
+/// `hostnet-dataplane`'s `attach_cost` measures that batch instead.) Each
+/// ADD is two processes (`ip -batch` in each namespace), timed, with
+/// their CPU time; starting them costs the same at any N.
+struct KernelTwin {
+    host: Netns,
+    add: Samples,
+    /// CPU seconds of each ADD's processes, kernel work included.
+    cpu: Samples,
+}
+
+fn feed(mut cmd: Command, input: &str) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl KernelTwin {
+    fn new() -> KernelTwin {
+        let host = Netns::new(&unique("cb-twin"));
+        feed(
+            ip_batch(&host),
+            &format!(
+                "link add {TWIN_BRIDGE} mtu 1500 address 02:42:0a:52:00:01 type bridge\n\
+                 link set {TWIN_BRIDGE} addrgenmode none\n\
+                 addr add 10.82.0.1/16 dev {TWIN_BRIDGE}\n\
+                 link set {TWIN_BRIDGE} up\n"
+            ),
+        );
+        KernelTwin {
+            host,
+            add: Samples::default(),
+            cpu: Samples::default(),
+        }
+    }
+
+    fn add(&mut self, i: usize, container: &Netns) {
+        let port = format!("cbt{i}");
+        let addr = format!("10.82.{}.{}/16", (i + 2) / 256, (i + 2) % 256);
+        let (t, cpu) = (Instant::now(), CpuTime::of_children());
+        feed(
+            ip_batch(&self.host),
+            &format!(
+                "link add {port} mtu 1500 master {TWIN_BRIDGE} type veth peer name eth0 netns {}\n\
+                 link set {port} addrgenmode none\n\
+                 link set {port} up\n",
+                container.name
+            ),
+        );
+        feed(
+            ip_batch(container),
+            &format!(
+                "link set eth0 addrgenmode none\n\
+                 addr add {addr} dev eth0\n\
+                 link set eth0 up\n\
+                 route add default via 10.82.0.1\n"
+            ),
+        );
+        self.add.push(t.elapsed());
+        self.cpu.0.push((CpuTime::of_children() - cpu).total());
+    }
+
+    /// p50 (ms) of the first and of the last tenth, wall and CPU.
+    fn tenths(&self) -> [f64; 4] {
+        let n = self.add.len();
+        let tenth = (n / 10).max(1).min(n);
+        [
+            self.add.slice(0, tenth).pct(50.0),
+            self.add.slice(n - tenth, n).pct(50.0),
+            self.cpu.slice(0, tenth).pct(50.0),
+            self.cpu.slice(n - tenth, n).pct(50.0),
+        ]
+    }
+
+    fn to_json(&self) -> Value {
+        let [first, last, first_cpu, last_cpu] = self.tenths();
+        json!({
+            "add": self.add.to_json(),
+            "add_first_tenth_p50_ms": round(first), "add_last_tenth_p50_ms": round(last),
+            "cpu_first_tenth_p50_ms": round(first_cpu), "cpu_last_tenth_p50_ms": round(last_cpu),
+        })
+    }
+}
+
+/// `ip -batch -` inside `ns`, entered by `setns` alone: `ip -n` would
+/// also copy the mount namespace, whose thousands of `ip netns` mounts
+/// cost more the more containers there are (a cost no runtime's ADD has).
+fn ip_batch(ns: &Netns) -> Command {
+    let mut cmd = ns.command("ip");
+    cmd.args(["-batch", "-"]);
+    cmd
 }
 
 /// A world with its runtime: how to ADD and DEL one container there.
@@ -248,7 +386,8 @@ fn published_port_gbps(rt: &dyn Runtime, container: &Netns) -> Option<f64> {
         .map(|b| b / 1e9)
 }
 
-fn run(n: usize, traffic: bool, with_reference: bool) -> (Side, Side) {
+fn run(n: usize, args: &Args) -> (Side, Side, Option<KernelTwin>) {
+    let (traffic, with_reference) = (args.traffic, args.reference);
     progress(&format!("N={n}: building both worlds"));
     let uplink = Uplink::new("cb-h");
     let daemon = Daemon::start(uplink.host.path(), &["--no-default-network"]);
@@ -268,16 +407,31 @@ fn run(n: usize, traffic: bool, with_reference: bool) -> (Side, Side) {
         (&reference, Side::new("reference")),
     ];
     let [(h_rt, mut h), (r_rt, mut r)] = worlds;
+    let mut twin = args.twin.then(KernelTwin::new);
+    let mut twin_containers = Vec::new();
+    let daemon_pid = hostnet.daemon.pid().expect("hostnetd runs");
+    let tenth = (n / 10).max(1).min(n);
+    let mut daemon_cpu = Vec::new();
     let mut containers: Vec<(String, Netns, Value, Netns, Value)> = Vec::with_capacity(n);
-    progress(&format!("N={n}: ADD, alternating hostnet and reference"));
+    progress(&format!(
+        "N={n}: ADD, alternating hostnet, reference and kernel twin"
+    ));
     for i in 0..n {
         let cid = format!("cb{i}");
         let port = FIRST_PORT + i as u16;
         let hns = Netns::new(&unique(&format!("cb-h{i}")));
         let rns = Netns::new(&unique(&format!("cb-r{i}")));
+        if [0, tenth, n - tenth].contains(&i) {
+            daemon_cpu.push(CpuTime::of_process(daemon_pid));
+        }
         let t = Instant::now();
         let hres = must(h_rt.add(&cid, hns.path(), port), "hostnet ADD");
         h.add.push(t.elapsed());
+        if let Some(twin) = twin.as_mut() {
+            let tns = Netns::new(&unique(&format!("cb-t{i}")));
+            twin.add(i, &tns);
+            twin_containers.push(tns);
+        }
         let mut rres = Value::Null;
         if with_reference {
             let t = Instant::now();
@@ -285,6 +439,14 @@ fn run(n: usize, traffic: bool, with_reference: bool) -> (Side, Side) {
             r.add.push(t.elapsed());
         }
         containers.push((cid, hns, hres, rns, rres));
+    }
+    daemon_cpu.push(CpuTime::of_process(daemon_pid));
+    if let [start, first_end, last_start, end] = daemon_cpu[..] {
+        let per_add = |c: CpuTime| CpuTime {
+            user: c.user / tenth as f64,
+            system: c.system / tenth as f64,
+        };
+        h.daemon_cpu = Some([per_add(first_end - start), per_add(end - last_start)]);
     }
     if traffic {
         progress(&format!("N={n}: a flow through each one's published port"));
@@ -308,7 +470,8 @@ fn run(n: usize, traffic: bool, with_reference: bool) -> (Side, Side) {
             r.del.push(t.elapsed());
         }
     }
-    (h, r)
+    drop(twin_containers);
+    (h, r, twin)
 }
 
 fn main() {
@@ -319,14 +482,15 @@ fn main() {
     }
     let mut runs = Vec::new();
     for &n in &args.ns {
-        let (h, r) = run(n, args.traffic, args.reference);
-        runs.push((n, h, r));
+        let (h, r, twin) = run(n, &args);
+        runs.push((n, h, r, twin));
     }
     if args.json {
         let doc: Vec<Value> = runs
             .iter()
-            .map(|(n, h, r)| {
+            .map(|(n, h, r, twin)| {
                 json!({"n": n, h.name: h.to_json(), r.name: r.to_json(),
+                    "kernel_twin": twin.as_ref().map(KernelTwin::to_json),
                     "add_p50_ratio_hostnet_over_reference": round(h.add.pct(50.0) / r.add.pct(50.0)),
                     "del_p50_ratio_hostnet_over_reference": round(h.del.pct(50.0) / r.del.pct(50.0))})
             })
@@ -347,7 +511,7 @@ fn main() {
         "ADD last 10%",
         "Gbit/s"
     );
-    for (n, h, r) in &runs {
+    for (n, h, r, _) in &runs {
         for s in [h, r] {
             let tenth = (n / 10).max(1);
             println!(
@@ -371,5 +535,43 @@ fn main() {
             "",
             h.del.pct(50.0) / r.del.pct(50.0)
         );
+    }
+    println!();
+    println!("What grows with N (ms; p50 of the first and of the last tenth of the ADDs)");
+    println!(
+        "{:>5}  {:<34} {:>9} {:>9} {:>9}",
+        "N", "", "1st 10%", "last 10%", "growth"
+    );
+    for (n, h, _, twin) in &runs {
+        let tenth = (n / 10).max(1);
+        let row = |what: &str, first: f64, last: f64| {
+            println!(
+                "{:>5}  {:<34} {:>9.2} {:>9.2} {:>+9.2}",
+                n,
+                what,
+                first,
+                last,
+                last - first
+            )
+        };
+        row(
+            "hostnet ADD, wall",
+            h.add.slice(0, tenth).pct(50.0),
+            h.add.slice(n - tenth, *n).pct(50.0),
+        );
+        if let Some([first, last]) = h.daemon_cpu {
+            // Means per ADD over each tenth (from hostnetd's clock ticks).
+            row("  hostnetd CPU, user", first.user * 1e3, last.user * 1e3);
+            row(
+                "  hostnetd CPU, system",
+                first.system * 1e3,
+                last.system * 1e3,
+            );
+        }
+        if let Some(twin) = twin {
+            let [first, last, first_cpu, last_cpu] = twin.tenths();
+            row("kernel twin (ip, no daemon), wall", first, last);
+            row("  its CPU, kernel work included", first_cpu, last_cpu);
+        }
     }
 }
