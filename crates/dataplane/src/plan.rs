@@ -123,9 +123,9 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported(format!("statistics of {name}")))
     }
 
-    /// The IPv4 connections conntrack tracks in the daemon's namespace
+    /// The connections (IPv4 and IPv6) conntrack tracks in the daemon's namespace
     /// that involve one of `addrs` (before or after NAT): one dump.
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<crate::Flow>, DataplaneError> {
         Err(not_supported(format!("list the connections of {addrs:?}")))
     }
 
@@ -229,7 +229,7 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
         (**self).link_stats(name)
     }
 
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<crate::Flow>, DataplaneError> {
         (**self).flows_of(addrs)
     }
 

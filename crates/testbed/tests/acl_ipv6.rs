@@ -10,7 +10,7 @@ use common::*;
 use hostnet_api::Kind;
 use std::time::Duration;
 
-use hostnet_testbed::{wait_until, Probe};
+use hostnet_testbed::{wait_until, Probe, Session};
 use serde_json::{json, Value};
 
 const V4: &str = "10.77.0.0/24";
@@ -302,4 +302,34 @@ fn counters_modify_and_kill9_cover_ipv6() {
         !c.run(&["tcp-get", &v6(&s6, 81)]).0,
         "IPv6 81 after a rebuild"
     );
+}
+
+#[test]
+fn a_narrowing_update_cuts_live_ipv6_connections_it_blocks() {
+    let Some(w) = World::dual_stack("a_narrowing_update_cuts_live_ipv6_connections_it_blocks")
+    else {
+        return;
+    };
+    dual_network(&w, "dual");
+    let s = w.container("dual", json!([open(80), open(81), deny_in()]));
+    let c = w.container("dual", json!([]));
+    let s6 = ip6(&w, &s);
+    let _e80 = s.serve(&["tcp-echo", &v6("::", 80)]);
+    let _e81 = s.serve(&["tcp-echo", &v6("::", 81)]);
+    let mut to80 = Session::open(&c.netns, &v6(&s6, 80));
+    let mut to81 = Session::open(&c.netns, &v6(&s6, 81));
+    let mut to81v4 = Session::open(&c.netns, &v4(&s.ip, 81));
+    assert_eq!(to80.say("a"), "a");
+    assert_eq!(to81.say("b"), "b");
+    assert_eq!(to81v4.say("c"), "c");
+    w.client()
+        .modify(
+            Kind::Endpoints,
+            &s.ep_id,
+            &change("Update", json!([open(80), deny_in()])),
+        )
+        .expect("narrowing update");
+    assert_eq!(to81.say("d"), "", "the IPv6 connection to 81 is cut");
+    assert_eq!(to81v4.say("e"), "", "the IPv4 connection to 81 is cut");
+    assert_eq!(to80.say("f"), "f", "the IPv6 connection to 80 stays");
 }
