@@ -80,10 +80,11 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported("default route interface"))
     }
 
-    /// Makes bridged IPv4 reach the `inet` hooks where the kernel can
-    /// (`br_netfilter`, loaded if it is a module not loaded yet, as on
-    /// Debian's stock kernel); whether it does in the daemon's namespace
-    /// (`bridge-nf-call-iptables`). ACLs judge bridged traffic there.
+    /// Makes bridged IPv4 and IPv6 reach the `inet` hooks where the kernel
+    /// can (`br_netfilter`, loaded if it is a module not loaded yet, as on
+    /// Debian's stock kernel); whether both do in the daemon's namespace
+    /// (`bridge-nf-call-iptables` and `-ip6tables`). ACLs judge bridged
+    /// traffic there.
     fn bridge_netfilter(&self) -> Result<bool, DataplaneError> {
         Ok(true)
     }

@@ -203,6 +203,24 @@ fn a_rule_judges_only_the_family_its_addresses_name() {
         .expect("trace");
     assert_eq!(t["Verdict"], "Allow", "{t}");
     assert!(c.run(&["ping", &s6]).0, "the kernel agrees on ICMPv6");
+    // The CLI takes `[v6]:port` sides (exit status 0 allowed, 1 blocked).
+    for (port, want) in [(80, 1), (83, 0)] {
+        let (code, out, err) = w.daemon.run_cli(&[
+            "trace",
+            "--endpoint",
+            &s.ep_id,
+            "--direction",
+            "in",
+            "--proto",
+            "tcp",
+            "--src",
+            &v6(&c6, 40000),
+            "--dst",
+            &v6(&s6, port),
+        ]);
+        assert_eq!(code, want, "trace to {port}: {out}{err}");
+        assert!(out.contains(&s6), "{out}");
+    }
     let err = w.client().trace(
         &s.ep_id,
         &json!({ "Direction": "In", "Protocol": "tcp", "Source": v4(&c.ip, 1), "Destination": v6(&s6, 80) }),
