@@ -472,12 +472,6 @@ pub(crate) fn check_policies_allowed(
             "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
         ));
     }
-    if net.is_dual_stack() && (!p.acls.is_empty() || !p.tiers.is_empty()) {
-        return Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            "ACL and TierAcl policies are not supported on dual-stack endpoints yet (the compiled ACLs judge IPv4, and IPv6 would pass unjudged): remove them, or use a network without an IPv6 subnet",
-        ));
-    }
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
     crate::vlan::check_endpoint(net, p.vlan)?;
     let refused = if p.outbound_nat.is_some() {

@@ -4,9 +4,10 @@
 //! blocks are deleted from conntrack; their next packets are new and
 //! meet the walk (a TCP segment that is not a SYN is then dropped, see
 //! `hostnet_nft::ruleset`). Each connection is judged as the walk saw its
-//! first packet, by the pure evaluator, so widening deletes nothing.
+//! first packet, by the pure evaluator, so widening deletes nothing. A
+//! dual-stack endpoint's IPv6 connections are judged and cut the same way.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use hostnet_dataplane::Flow;
 use hostnet_policy::{evaluate, Direction, Packet, Port, Proto, Verdict};
@@ -15,8 +16,9 @@ use uuid::Uuid;
 use crate::object::guid;
 use crate::service::{Service, State};
 
-/// The flows of `flows` that `port` (endpoint `addr`'s) blocks now.
-pub(crate) fn blocked(flows: &[Flow], addr: Ipv4Addr, port: &Port) -> Vec<Flow> {
+/// The flows of `flows` that `port` (of the endpoint with address `addr`)
+/// blocks now.
+pub(crate) fn blocked(flows: &[Flow], addr: IpAddr, port: &Port) -> Vec<Flow> {
     flows
         .iter()
         .filter(|f| {
@@ -34,12 +36,12 @@ pub(crate) fn blocked(flows: &[Flow], addr: Ipv4Addr, port: &Port) -> Vec<Flow> 
 /// A connection's first packet as the endpoint's walk met it: going out
 /// (before any source NAT), or coming in after a published port's DNAT
 /// (the endpoint's port is the reply's source port).
-fn first_packet(f: &Flow, addr: Ipv4Addr) -> Option<(Direction, Packet)> {
+fn first_packet(f: &Flow, addr: IpAddr) -> Option<(Direction, Packet)> {
     let proto = Proto(f.proto);
-    let packet = |src: Ipv4Addr, sport, dst: Ipv4Addr, dport| Packet {
+    let packet = |src: IpAddr, sport, dst: IpAddr, dport| Packet {
         proto,
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
+        src,
+        dst,
         src_port: sport,
         dst_port: dport,
     };
@@ -58,21 +60,19 @@ impl Service {
     /// now, from one conntrack dump. The policy change is done by then; a
     /// failure here is logged.
     pub(crate) fn cut_blocked_flows(&self, st: &State, ids: &[Uuid]) {
-        let ports: Vec<(Uuid, Ipv4Addr, Port)> = ids
+        let ports: Vec<(Uuid, Vec<IpAddr>, Port)> = ids
             .iter()
             .filter_map(|id| {
                 let ep = st.endpoints.get(id)?;
                 let net = st.networks.get(&ep.network)?;
-                match ep.plan.address.addr() {
-                    IpAddr::V4(a) => Some((*id, a, crate::policy::endpoint_port(id, ep, net))),
-                    IpAddr::V6(_) => None,
-                }
+                let addrs = crate::policy::acl_addresses(ep);
+                (!addrs.is_empty()).then(|| (*id, addrs, crate::policy::endpoint_port(id, ep, net)))
             })
             .collect();
         if ports.is_empty() {
             return;
         }
-        let addrs: Vec<Ipv4Addr> = ports.iter().map(|(_, a, _)| *a).collect();
+        let addrs: Vec<IpAddr> = ports.iter().flat_map(|(_, a, _)| a.clone()).collect();
         let flows = match self.dp.flows_of(&addrs) {
             Ok(f) => f,
             Err(e) => {
@@ -80,8 +80,8 @@ impl Service {
                 return;
             }
         };
-        for (id, addr, port) in &ports {
-            let cut = blocked(&flows, *addr, port);
+        for (id, own, port) in &ports {
+            let cut: Vec<Flow> = own.iter().flat_map(|a| blocked(&flows, *a, port)).collect();
             match self.dp.delete_flows(&cut) {
                 Ok(()) if cut.is_empty() => {}
                 Ok(()) => log::info!(
@@ -105,13 +105,14 @@ mod tests {
     use hostnet_policy::{
         lower, Action, Condition, Group, LayerName, Origin, PortKind, Rule, RuleId,
     };
+    use std::net::Ipv4Addr;
 
     const EP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 
     fn flow(o: (Ipv4Addr, u16, Ipv4Addr, u16), r: (Ipv4Addr, u16, Ipv4Addr, u16)) -> Flow {
         let t = |(src, sport, dst, dport): (Ipv4Addr, u16, Ipv4Addr, u16)| FlowTuple {
-            src,
-            dst,
+            src: src.into(),
+            dst: dst.into(),
             sport: Some(sport),
             dport: Some(dport),
         };
@@ -166,7 +167,32 @@ mod tests {
         // Out, masqueraded: outbound is not restricted.
         let out = flow((EP, 50000, outside, 81), (outside, 81, host, 50000));
         let flows = [published.clone(), direct.clone(), out];
-        assert_eq!(blocked(&flows, EP, &port_open_to(80)), vec![direct]);
-        assert_eq!(blocked(&flows, EP, &port_open_to(81)), vec![published]);
+        let ep = IpAddr::V4(EP);
+        assert_eq!(blocked(&flows, ep, &port_open_to(80)), vec![direct]);
+        assert_eq!(blocked(&flows, ep, &port_open_to(81)), vec![published]);
+    }
+
+    #[test]
+    fn ipv6_connections_are_judged_by_the_endpoints_ipv6_address() {
+        let (ep6, peer6): (IpAddr, IpAddr) =
+            ("fd00::2".parse().unwrap(), "fd00::3".parse().unwrap());
+        let t = |src, sport, dst, dport| FlowTuple {
+            src,
+            dst,
+            sport: Some(sport),
+            dport: Some(dport),
+        };
+        let to81 = Flow {
+            proto: 6,
+            original: t(peer6, 40000, ep6, 81),
+            reply: t(ep6, 81, peer6, 40000),
+            zone: 0,
+            key: Vec::new(),
+        };
+        let flows = [to81.clone()];
+        assert_eq!(blocked(&flows, ep6, &port_open_to(80)), vec![to81]);
+        assert!(blocked(&flows, ep6, &port_open_to(81)).is_empty());
+        // Not the IPv4 address's connection.
+        assert!(blocked(&flows, IpAddr::V4(EP), &port_open_to(80)).is_empty());
     }
 }

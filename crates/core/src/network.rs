@@ -70,9 +70,6 @@ impl Service {
             true => Vec::new(),
             false => subnet::resolve(&spec, &taken, &host_routes)?,
         };
-        if subnets.iter().any(|s| s.prefix.addr().is_ipv6()) {
-            crate::network_change::no_acls_on_dual_stack(&spec.policies)?;
-        }
         if let Some(b) = &binding {
             crate::adapter::check_subnets_fit(&b.uplink, &subnets)?;
         }

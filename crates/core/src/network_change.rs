@@ -48,23 +48,6 @@ pub(crate) fn check_acl_policies(
     sets.check_refs(named, network)
 }
 
-/// NetworkACLs are refused on dual-stack networks: the compiled ACLs
-/// judge IPv4, and the endpoints' IPv6 traffic would pass unjudged.
-pub(crate) fn no_acls_on_dual_stack<'a>(
-    policies: impl IntoIterator<Item = &'a NetworkPolicy>,
-) -> Result<(), HcnError> {
-    match policies
-        .into_iter()
-        .any(|p| matches!(p, NetworkPolicy::NetworkAcl(_)))
-    {
-        true => Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            "NetworkACL policies are not supported on dual-stack networks yet (the compiled ACLs judge IPv4, and IPv6 would pass unjudged): remove them, or the network's IPv6 subnet",
-        )),
-        false => Ok(()),
-    }
-}
-
 impl Service {
     pub(crate) fn change_network_policies(
         &self,
@@ -85,9 +68,6 @@ impl Service {
             })
             .collect::<Result<_, HcnError>>()?;
         let overlay = net.overlay.is_some();
-        if net.is_dual_stack() {
-            no_acls_on_dual_stack(given.iter().map(|(p, _)| p))?;
-        }
         if let Some((p, _)) = given.iter().find(|(p, _)| !changeable(p, overlay)) {
             return Err(HcnError::new(
                 ErrorCode::InvalidPolicyType,

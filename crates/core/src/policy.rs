@@ -103,25 +103,37 @@ fn model_onat(p: &OnatPolicy) -> OutboundNat {
 }
 
 /// The elements that make the kernel walk an endpoint's ACLs (none when it
-/// has none): its compiled groups, and its address among the ACL endpoints.
+/// has none): its compiled groups, and its addresses among the ACL
+/// endpoints, for each of its addresses (a dual-stack endpoint's IPv6 walks
+/// the IPv6 chains), so one transaction changes both families.
 pub(crate) fn acl_elements(
     id: &Uuid,
     ep: &EndpointRec,
     net: &NetworkRec,
 ) -> Result<Vec<hostnet_nft::SetElement>, HcnError> {
-    let IpAddr::V4(addr) = ep.plan.address.addr() else {
-        return Ok(Vec::new());
-    };
     if !walks_acls(ep, net) {
         return Ok(Vec::new());
     }
     let port = endpoint_port(id, ep, net);
-    let mut els = hostnet_nft::acl::elements(addr, &port).map_err(|e| {
-        HcnError::new(
-            ErrorCode::InvalidPolicy,
-            format!("the endpoint's ACLs cannot be programmed: {e}"),
-        )
-    })?;
-    els.push(hostnet_nft::acl_endpoint(addr));
+    let mut els = Vec::new();
+    for addr in acl_addresses(ep) {
+        els.extend(hostnet_nft::acl::elements(addr, &port).map_err(|e| {
+            HcnError::new(
+                ErrorCode::InvalidPolicy,
+                format!("the endpoint's ACLs cannot be programmed: {e}"),
+            )
+        })?);
+        els.push(hostnet_nft::acl_endpoint(addr));
+    }
     Ok(els)
+}
+
+/// The addresses whose traffic the compiled ACLs judge: the endpoint's
+/// IPv4 address and a dual-stack endpoint's IPv6 one. (An endpoint of an
+/// IPv6 DHCP network has no IPv4 address, and no ACLs.)
+pub(crate) fn acl_addresses(ep: &EndpointRec) -> Vec<IpAddr> {
+    let v4 = Some(ep.plan.address.addr()).filter(IpAddr::is_ipv4);
+    v4.into_iter()
+        .chain(v4.and(ep.plan.address6.map(|a| a.addr())))
+        .collect()
 }

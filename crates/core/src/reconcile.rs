@@ -286,7 +286,7 @@ impl Service {
         let bridged = "ACLs do not judge traffic between endpoints of one bridge";
         match dp.bridge_netfilter() {
             Ok(true) => {}
-            Ok(false) => log::warn!("bridge-nf-call-iptables is 0: {bridged}"),
+            Ok(false) => log::warn!("bridge-nf-call-iptables or -ip6tables is 0: {bridged}"),
             Err(e) => log::warn!("{e}: {bridged}"),
         }
         dp.load_tables(&hostnet_nft::tables(&elements))

@@ -78,7 +78,7 @@ mod tests {
     use super::*;
 
     fn el(n: u8) -> SetElement {
-        hostnet_nft::acl_endpoint(std::net::Ipv4Addr::new(10, 0, 0, n))
+        hostnet_nft::acl_endpoint(std::net::Ipv4Addr::new(10, 0, 0, n).into())
     }
 
     #[test]

@@ -130,9 +130,15 @@ fn read(dp: &dyn Dataplane, snap: &Snapshot) -> Result<Reading, DataplaneError> 
         reading.inbound_drops.bytes += six.bytes;
     }
     // The same compilation that programmed the endpoint says which
-    // elements are its rules'.
-    let tagged = hostnet_nft::acl::rule_elements(addr, &snap.port)
-        .map_err(|e| DataplaneError::new("compile the endpoint's ACLs", e.to_string()))?;
+    // elements are its rules' (of both families: a rule's count adds its
+    // IPv4 and IPv6 packets).
+    let mut tagged = Vec::new();
+    for a in std::iter::once(IpAddr::V4(addr)).chain(snap.addr6) {
+        tagged.extend(
+            hostnet_nft::acl::rule_elements(a, &snap.port)
+                .map_err(|e| DataplaneError::new("compile the endpoint's ACLs", e.to_string()))?,
+        );
+    }
     let mut dumped = BTreeMap::new();
     for t in &tagged {
         let set = SetRef {

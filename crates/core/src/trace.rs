@@ -3,12 +3,12 @@
 
 use std::net::IpAddr;
 
-use hostnet_model::HcnError;
+use hostnet_model::{ErrorCode, HcnError};
 use hostnet_policy::{evaluate, Direction, Packet, Proto, Verdict};
 use serde_json::{json, Value};
 
 use crate::object::{guid, Kind};
-use crate::service::{NetworkRec, Service};
+use crate::service::{EndpointRec, NetworkRec, Service};
 
 impl Service {
     /// Walk a packet through endpoint `id`'s policies.
@@ -25,10 +25,7 @@ impl Service {
             .get(&ep.network)
             .ok_or_else(|| Kind::Network.not_found(&guid(&ep.network)))?;
         let dir = Direction::from(req.direction);
-        // The endpoint's own side, when left out.
-        let own = (ep.plan.address.addr(), 40000);
-        let (src, sport) = req.source.unwrap_or(own);
-        let (dst, dport) = req.destination.unwrap_or(own);
+        let (src, sport, dst, dport) = packet_ends(req.source, req.destination, ep)?;
         let proto = Proto(req.protocol);
         let packet = Packet::new(proto, src, sport, dst, dport);
         let mut port = crate::policy::endpoint_port(&uuid, ep, net);
@@ -76,6 +73,36 @@ impl Service {
             }
         }
     }
+}
+
+/// The packet's source and destination. A side left out is the
+/// endpoint's own, in the family of the other side (a dual-stack endpoint
+/// has one of each); both sides must be of one family.
+fn packet_ends(
+    source: Option<(IpAddr, u16)>,
+    destination: Option<(IpAddr, u16)>,
+    ep: &EndpointRec,
+) -> Result<(IpAddr, u16, IpAddr, u16), HcnError> {
+    let given = source.or(destination).map(|(a, _)| a);
+    let own_addr = match given {
+        Some(IpAddr::V6(_)) => ep.plan.address6.map(|a| a.addr()).ok_or_else(|| {
+            HcnError::new(
+                ErrorCode::InvalidIp,
+                "the packet is IPv6, and the endpoint has no IPv6 address: give IPv4 addresses",
+            )
+        })?,
+        _ => ep.plan.address.addr(),
+    };
+    let own = (own_addr, 40000);
+    let (src, sport) = source.unwrap_or(own);
+    let (dst, dport) = destination.unwrap_or(own);
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(HcnError::new(
+            ErrorCode::InvalidIp,
+            format!("Source {src} and Destination {dst} are of different IP families: give both IPv4 or both IPv6"),
+        ));
+    }
+    Ok((src, sport, dst, dport))
 }
 
 /// The host's address a source NAT of this endpoint rewrites to: on a

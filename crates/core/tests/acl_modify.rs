@@ -207,8 +207,8 @@ fn a_failed_change_leaves_store_and_kernel_as_they_were() {
 
 fn tcp(o: (Ipv4Addr, u16, Ipv4Addr, u16), r: (Ipv4Addr, u16, Ipv4Addr, u16)) -> Flow {
     let t = |(src, sport, dst, dport): (Ipv4Addr, u16, Ipv4Addr, u16)| FlowTuple {
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         sport: Some(sport),
         dport: Some(dport),
     };

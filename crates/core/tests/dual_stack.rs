@@ -274,14 +274,10 @@ fn ipv6_requests_on_an_ipv4_network_are_refused() {
 }
 
 #[test]
-fn dual_stack_endpoints_refuse_what_would_leave_ipv6_unguarded() {
+fn dual_stack_endpoints_refuse_two_ipv6_addresses() {
     let f = fresh();
     let net = dual(&f, "d", "10.90.0.0/24", "fd00:90::/64").unwrap();
     f.dp.take();
-    let acl = json!({ "Type": "ACL", "Settings": { "Action": "Block", "Direction": "In", "Priority": 100 } });
-    let err = endpoint(&f, &net, json!({ "Policies": [acl] })).unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidPolicyType, "{}", err.message);
-    assert!(err.message.contains("dual-stack"), "{}", err.message);
     let err = endpoint(
         &f,
         &net,
@@ -290,19 +286,89 @@ fn dual_stack_endpoints_refuse_what_would_leave_ipv6_unguarded() {
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidEndpoint, "{}", err.message);
     assert!(f.dp.take().is_empty());
-    // A network ACL on a dual-stack network is refused at create.
-    let err = f
-        .svc
+}
+
+/// Every element text an op list adds (`set text`).
+fn added(ops: &[Op]) -> Vec<String> {
+    ops.iter()
+        .flat_map(|op| match op {
+            Op::AddElements(els) => els.clone(),
+            Op::ReplaceElements { add, .. } => add.clone(),
+            _ => Vec::new(),
+        })
+        .map(|e| format!("{} {}", e.set, e.text))
+        .collect()
+}
+
+#[test]
+fn acls_on_a_dual_stack_endpoint_judge_both_families() {
+    let f = fresh();
+    let net = dual(&f, "d", "10.90.0.0/24", "fd00:90::/64").unwrap();
+    f.dp.take();
+    let acl = |id: &str, action: &str, prio: u16, extra: Value| {
+        let mut s = json!({ "Id": id, "Action": action, "Direction": "In", "Priority": prio });
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "Type": "ACL", "Settings": s })
+    };
+    let web = acl(
+        "web",
+        "Allow",
+        100,
+        json!({ "Protocols": "6", "LocalPorts": "80" }),
+    );
+    let deny = acl("deny", "Block", 1000, json!({}));
+    let ep = endpoint(&f, &net, json!({ "Policies": [web, deny] })).unwrap();
+    let els = added(&f.dp.take());
+    for want in [
+        "acl_endpoints4 10.90.0.2",
+        "acl_endpoints6 fd00:90::2",
+        "acl_in_switch_0_s0 10.90.0.2 . 0.0.0.0-255.255.255.255 . 6-6 . 80-80 . 0-65535 : goto acl_in_host_0",
+        "acl6_in_switch_0_s0 fd00:90::2 . ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff . 6-6 . 80-80 . 0-65535 : goto acl6_in_host_0",
+    ] {
+        assert!(els.iter().any(|e| e == want), "no {want} in {els:#?}");
+    }
+    // An IPv6-only rule added by modify: IPv6 elements only, one transaction.
+    let only6 = acl(
+        "ssh6",
+        "Allow",
+        100,
+        json!({ "Protocols": "6", "LocalPorts": "22", "RemoteAddresses": "2001:db8::/32" }),
+    );
+    let id = ep["ID"].as_str().unwrap();
+    f.svc
+        .modify(
+            Kind::Endpoint,
+            id,
+            &body(json!({ "ResourceType": "Policy", "RequestType": "Add", "Settings": { "Policies": [only6] } })),
+        )
+        .unwrap();
+    let ops = f.dp.take();
+    assert!(
+        matches!(ops.as_slice(), [Op::ReplaceElements { .. }]),
+        "{ops:?}"
+    );
+    let els = added(&ops);
+    assert!(
+        els.iter()
+            .any(|e| e.contains("2001:db8::-2001:db8:ffff") && e.contains("22-22")),
+        "{els:#?}"
+    );
+    assert!(
+        !els.iter()
+            .any(|e| e.starts_with("acl_in") && e.contains("22-22")),
+        "{els:#?}"
+    );
+    // A NetworkACL on a dual-stack network is taken too.
+    f.svc
         .create(
             Kind::Network,
             &body(json!({ "Name": "a", "Type": "nat",
                 "Ipams": [{ "Subnets": [{ "IpAddressPrefix": "10.92.0.0/24" }, { "IpAddressPrefix": "fd00:92::/64" }] }],
                 "Policies": [{ "Type": "NetworkACL", "Settings": { "Action": "Block", "Direction": "In", "Priority": 100 } }] })),
         )
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidPolicyType, "{}", err.message);
-    assert!(err.message.contains("dual-stack"), "{}", err.message);
-    assert!(f.dp.take().is_empty());
+        .unwrap();
 }
 
 #[test]

@@ -1,19 +1,19 @@
 //! Tracked connections (conntrack entries), as the daemon needs them to
 //! cut the ones a narrowed policy no longer allows.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// One direction of a tracked connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowTuple {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     /// Ports of TCP, UDP, SCTP, DCCP and UDP-Lite; None for other protocols.
     pub sport: Option<u16>,
     pub dport: Option<u16>,
 }
 
-/// An IPv4 conntrack entry: its original direction (as its first packet
+/// A conntrack entry (IPv4 or IPv6): its original direction (as its first packet
 /// arrived, before NAT) and its reply direction (after NAT, reversed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
@@ -29,7 +29,7 @@ pub struct Flow {
 impl Flow {
     /// Whether one of `addrs` is one of the connection's ends, before or
     /// after NAT.
-    pub fn involves(&self, addrs: &[Ipv4Addr]) -> bool {
+    pub fn involves(&self, addrs: &[IpAddr]) -> bool {
         [self.original, self.reply]
             .iter()
             .any(|t| addrs.contains(&t.src) || addrs.contains(&t.dst))

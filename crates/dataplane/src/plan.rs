@@ -80,10 +80,11 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported("default route interface"))
     }
 
-    /// Makes bridged IPv4 reach the `inet` hooks where the kernel can
-    /// (`br_netfilter`, loaded if it is a module not loaded yet, as on
-    /// Debian's stock kernel); whether it does in the daemon's namespace
-    /// (`bridge-nf-call-iptables`). ACLs judge bridged traffic there.
+    /// Makes bridged IPv4 and IPv6 reach the `inet` hooks where the kernel
+    /// can (`br_netfilter`, loaded if it is a module not loaded yet, as on
+    /// Debian's stock kernel); whether both do in the daemon's namespace
+    /// (`bridge-nf-call-iptables` and `-ip6tables`). ACLs judge bridged
+    /// traffic there.
     fn bridge_netfilter(&self) -> Result<bool, DataplaneError> {
         Ok(true)
     }
@@ -123,9 +124,9 @@ pub trait Dataplane: Send + Sync {
         Err(not_supported(format!("statistics of {name}")))
     }
 
-    /// The IPv4 connections conntrack tracks in the daemon's namespace
+    /// The connections (IPv4 and IPv6) conntrack tracks in the daemon's namespace
     /// that involve one of `addrs` (before or after NAT): one dump.
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<crate::Flow>, DataplaneError> {
         Err(not_supported(format!("list the connections of {addrs:?}")))
     }
 
@@ -229,7 +230,7 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
         (**self).link_stats(name)
     }
 
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<crate::Flow>, DataplaneError> {
         (**self).flows_of(addrs)
     }
 

@@ -137,7 +137,7 @@ impl Dataplane for Recorder {
         Ok(self.links.lock().unwrap().get(name).copied())
     }
 
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<Flow>, DataplaneError> {
         let flows = self.flows.lock().unwrap();
         Ok(flows
             .iter()

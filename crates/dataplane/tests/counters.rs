@@ -129,9 +129,9 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
                 ],
             ),
         );
-        let tagged = hostnet_nft::acl::rule_elements(addr, &port).unwrap();
+        let tagged = hostnet_nft::acl::rule_elements(addr.into(), &port).unwrap();
         let mut els: Vec<_> = tagged.iter().map(|t| t.element.clone()).collect();
-        els.push(hostnet_nft::acl_endpoint(addr));
+        els.push(hostnet_nft::acl_endpoint(addr.into()));
         els.push(hostnet_nft::counters::inbound_drops(addr.into()));
         // Over netlink, without expressions: the kernel must attach the
         // sets' counters to the elements itself.

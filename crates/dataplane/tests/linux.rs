@@ -676,28 +676,33 @@ fn conntrack_flows_are_listed_and_deleted() {
         // A ct expression makes the namespace track connections.
         dp.load_tables("table inet hostnet {\n\tchain input {\n\t\ttype filter hook input priority 0; ct state new accept\n\t}\n}\n")
             .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let _a = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let _b = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let lo: std::net::Ipv4Addr = "127.0.0.1".parse().unwrap();
-        let ours = |dp: &LinuxDataplane| -> Vec<hostnet_dataplane::Flow> {
-            dp.flows_of(&[lo])
-                .unwrap()
-                .into_iter()
-                .filter(|f| f.proto == 6 && f.original.dport == Some(port))
-                .collect()
-        };
-        let flows = ours(&dp);
-        assert_eq!(flows.len(), 2, "{flows:?}");
-        assert_eq!(flows[0].reply.sport, Some(port));
-        assert!(dp.flows_of(&["192.0.2.1".parse().unwrap()]).unwrap().is_empty());
-        dp.delete_flows(&flows[..1]).unwrap();
-        let left = ours(&dp);
-        assert_eq!(left, flows[1..].to_vec());
-        // Gone already: skipped.
-        dp.delete_flows(&flows).unwrap();
-        assert!(ours(&dp).is_empty());
+        // IPv4 and IPv6 alike (a dual-stack endpoint's connections).
+        for lo in ["127.0.0.1", "::1"] {
+            let lo: std::net::IpAddr = lo.parse().unwrap();
+            let listener = TcpListener::bind((lo, 0)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _a = TcpStream::connect((lo, port)).unwrap();
+            let _b = TcpStream::connect((lo, port)).unwrap();
+            let ours = |dp: &LinuxDataplane| -> Vec<hostnet_dataplane::Flow> {
+                dp.flows_of(&[lo])
+                    .unwrap()
+                    .into_iter()
+                    .filter(|f| f.proto == 6 && f.original.dport == Some(port))
+                    .collect()
+            };
+            let flows = ours(&dp);
+            assert_eq!(flows.len(), 2, "{lo}: {flows:?}");
+            assert_eq!(flows[0].reply.sport, Some(port));
+            assert_eq!(flows[0].original.dst, lo);
+            assert!(dp.flows_of(&["192.0.2.1".parse().unwrap()]).unwrap().is_empty());
+            assert!(dp.flows_of(&["2001:db8::1".parse().unwrap()]).unwrap().is_empty());
+            dp.delete_flows(&flows[..1]).unwrap();
+            let left = ours(&dp);
+            assert_eq!(left, flows[1..].to_vec(), "{lo}");
+            // Gone already: skipped.
+            dp.delete_flows(&flows).unwrap();
+            assert!(ours(&dp).is_empty(), "{lo}");
+        }
     });
 }
 

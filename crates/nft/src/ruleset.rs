@@ -32,7 +32,7 @@
 //! deletes a chain with its device) and on 6.16+.
 
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::{Data, Family, NetdevHook, SetElement};
 
@@ -73,6 +73,13 @@ pub const VIP_PORTS6: &str = "vip_ports6";
 /// is not a SYN is dropped: a connection a narrowed ACL cut (its conntrack
 /// entry deleted) must not be picked up again mid-stream as a new one.
 pub const ACL_ENDPOINTS4: &str = "acl_endpoints4";
+/// [`ACL_ENDPOINTS4`] for dual-stack endpoints' IPv6 addresses: their IPv6
+/// walks the IPv6 ACL chains. Neighbour discovery is not judged (as ARP,
+/// which never reaches the inet hooks, is not for IPv4).
+pub const ACL_ENDPOINTS6: &str = "acl_endpoints6";
+/// ICMPv6 neighbour discovery (RFC 4861, hop limit 255: from the link
+/// itself), which IPv6 needs as IPv4 needs ARP; ACLs never judge it.
+const NEIGHBOUR_DISCOVERY: &str = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept";
 /// IPv4 addresses of endpoints with an `OutBoundNAT` policy (`inet`).
 pub const ONAT_SOURCES4: &str = "onat_sources4";
 /// `source . destination range` pairs an `OutBoundNAT` leaves alone (both
@@ -234,27 +241,39 @@ fn inet_table() -> String {
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
 	set {ACL_ENDPOINTS4} {{ type ipv4_addr; }}
+	set {ACL_ENDPOINTS6} {{ type ipv6_addr; }}
 {acl}
 {lb}
 	chain acl_forward {{
 		type filter hook forward priority filter + 10; policy accept;
 		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
 		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
 		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
+		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
 	}}
 	chain acl_output {{
 		type filter hook output priority filter + 10; policy accept;
 		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
 		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
 		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
 	}}
 	chain acl_input {{
 		type filter hook input priority filter + 10; policy accept;
 		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
 		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
 		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
+		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
 	}}
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
@@ -306,6 +325,7 @@ fn inet_table() -> String {
 	chain endpoint_inbound {{
 		ct state established,related accept
 		ip daddr @{ACL_ENDPOINTS4} accept
+		ip6 daddr @{ACL_ENDPOINTS6} accept
 		meta l4proto {INBOUND_ALLOWED} accept
 		{count_drop}
 		drop
@@ -320,6 +340,8 @@ fn inet_table() -> String {
         count_drop = crate::counters::count_inbound_drop(),
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
+        out_entry6 = crate::acl::OUT_ENTRY6,
+        in_entry6 = crate::acl::IN_ENTRY6,
     )
 }
 
@@ -428,13 +450,17 @@ pub fn nat_bridge(name: &str) -> Vec<SetElement> {
     ]
 }
 
-/// The address of an endpoint whose traffic walks its ACLs.
-pub fn acl_endpoint(addr: Ipv4Addr) -> SetElement {
+/// An address of an endpoint whose traffic walks its ACLs (each address
+/// of a dual-stack endpoint, in the set of its family).
+pub fn acl_endpoint(addr: IpAddr) -> SetElement {
     SetElement {
         family: Family::Inet,
         table: TABLE,
-        set: ACL_ENDPOINTS4,
-        key: addr.octets().to_vec(),
+        set: match addr {
+            IpAddr::V4(_) => ACL_ENDPOINTS4,
+            IpAddr::V6(_) => ACL_ENDPOINTS6,
+        },
+        key: octets(addr),
         key_end: None,
         data: None,
         text: addr.to_string(),
@@ -543,6 +569,7 @@ pub(crate) fn ifname(name: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn host_port_any_address_layout() {
@@ -625,6 +652,50 @@ mod tests {
         assert!(s.contains("add element inet hostnet nat_bridge_pairs { \"hnbr1\" . \"hnbr1\" }"));
         assert!(s.contains("add element inet hostnet nat_sources4 { 10.0.0.2 }"));
         assert!(s.contains("table bridge hostnet\ndelete table bridge hostnet\n"));
+    }
+
+    /// Each family's ACL endpoints enter their own family's walk, after
+    /// neighbour discovery, which no ACL judges (as ARP never reaches the
+    /// inet hooks).
+    #[test]
+    fn both_families_walk_their_acls_and_neighbour_discovery_passes() {
+        let s = tables(&[
+            acl_endpoint(Ipv4Addr::new(10, 0, 0, 2).into()),
+            acl_endpoint("fd00::2".parse().unwrap()),
+        ]);
+        assert!(s.contains("add element inet hostnet acl_endpoints4 { 10.0.0.2 }"));
+        assert!(s.contains("add element inet hostnet acl_endpoints6 { fd00::2 }"));
+        let body = |chain: &str| {
+            let c = &s[s.find(&format!("chain {chain} {{")).expect("chain")..];
+            c[..c.find("\n\t}").expect("end")].to_string()
+        };
+        for (chain, jumps) in [
+            (
+                "acl_forward",
+                vec![
+                    "ip saddr @acl_endpoints4 jump acl_out_host_0",
+                    "ip daddr @acl_endpoints4 jump acl_in_switch_0",
+                    "ip6 saddr @acl_endpoints6 jump acl6_out_host_0",
+                    "ip6 daddr @acl_endpoints6 jump acl6_in_switch_0",
+                ],
+            ),
+            (
+                "acl_output",
+                vec!["ip6 daddr @acl_endpoints6 jump acl6_in_switch_0"],
+            ),
+            (
+                "acl_input",
+                vec!["ip6 saddr @acl_endpoints6 jump acl6_out_host_0"],
+            ),
+        ] {
+            let b = body(chain);
+            let nd = b.find("nd-neighbor-solicit").expect("neighbour discovery");
+            for j in jumps {
+                let at = b.find(j).unwrap_or_else(|| panic!("{chain}: no {j}"));
+                assert!(nd < at, "{chain}: neighbour discovery after {j}");
+            }
+        }
+        assert!(body("endpoint_inbound").contains("ip6 daddr @acl_endpoints6 accept"));
     }
 
     #[test]

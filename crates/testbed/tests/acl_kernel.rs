@@ -74,7 +74,7 @@ fn compiled_acls_decide_real_packets_as_the_evaluator() {
         port.set_group(LayerName::AclHost, lower::firewall_defaults());
         port.set_group(LayerName::AclHost, Group::new("acl", 0, host_rules));
         port.set_group(LayerName::AclSwitch, Group::new("acl", 0, switch_rules));
-        let Ok(els) = acl::elements(ENDPOINT, &port) else {
+        let Ok(els) = acl::elements(ENDPOINT.into(), &port) else {
             return Ok(());
         };
         dp.execute(&Op::AddElements(els.clone()))

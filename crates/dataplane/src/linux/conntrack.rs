@@ -1,10 +1,10 @@
-//! Conntrack over ctnetlink: list IPv4 entries, delete chosen ones.
+//! Conntrack over ctnetlink: list IPv4 and IPv6 entries, delete chosen ones.
 //!
 //! The list is a dump of the namespace's whole table, filtered here (the
 //! kernel's dump filters cannot select by address on every kernel); a
 //! delete names an entry by its original tuple exactly as the dump gave it.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::netlink::{attributes, Message, NetlinkError, Reply, Socket};
 use crate::{Flow, FlowTuple};
@@ -19,6 +19,8 @@ const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
@@ -26,19 +28,42 @@ const NLA_F_NESTED: u16 = 1 << 15;
 /// A dump the kernel interrupted is asked again, this many times at most.
 const DUMP_ATTEMPTS: usize = 5;
 
-fn nfgenmsg() -> [u8; 4] {
-    [libc::AF_INET as u8, 0, 0, 0]
+/// The header of a message about entries of `family` (`AF_INET`, `AF_INET6`).
+fn nfgenmsg(family: i32) -> [u8; 4] {
+    [family as u8, 0, 0, 0]
 }
 
-/// Every IPv4 entry of the socket's namespace that involves one of `addrs`.
-pub fn flows_of(sock: &mut Socket, addrs: &[Ipv4Addr]) -> Result<Vec<Flow>, NetlinkError> {
+fn family_of(addr: IpAddr) -> i32 {
+    match addr {
+        IpAddr::V4(_) => libc::AF_INET,
+        IpAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+/// Every entry of the socket's namespace that involves one of `addrs`: one
+/// dump per family `addrs` has.
+pub fn flows_of(sock: &mut Socket, addrs: &[IpAddr]) -> Result<Vec<Flow>, NetlinkError> {
+    let mut out = Vec::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        if addrs.iter().any(|a| family_of(*a) == family) {
+            out.extend(flows_of_family(sock, family, addrs)?);
+        }
+    }
+    Ok(out)
+}
+
+fn flows_of_family(
+    sock: &mut Socket,
+    family: i32,
+    addrs: &[IpAddr],
+) -> Result<Vec<Flow>, NetlinkError> {
     for _ in 0..DUMP_ATTEMPTS {
         let mut out = Vec::new();
         let mut msg = Message::new(
             (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
             libc::NLM_F_DUMP as u16,
         );
-        msg.header(&nfgenmsg());
+        msg.header(&nfgenmsg(family));
         let complete = sock.dump(msg, |reply| {
             if let Some(f) = parse(reply).filter(|f| f.involves(addrs)) {
                 out.push(f);
@@ -60,7 +85,7 @@ pub fn delete(sock: &mut Socket, flows: &[Flow]) -> Result<(), NetlinkError> {
             (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
             libc::NLM_F_ACK as u16,
         );
-        msg.header(&nfgenmsg())
+        msg.header(&nfgenmsg(family_of(f.original.src)))
             .attr(CTA_TUPLE_ORIG | NLA_F_NESTED, &f.key);
         if f.zone != 0 {
             msg.attr(CTA_ZONE, &f.zone.to_be_bytes());
@@ -73,7 +98,7 @@ pub fn delete(sock: &mut Socket, flows: &[Flow]) -> Result<(), NetlinkError> {
     Ok(())
 }
 
-/// One dumped entry, if it is IPv4 and complete.
+/// One dumped entry, if it is complete.
 fn parse(reply: &Reply<'_>) -> Option<Flow> {
     let attrs = reply.payload.get(4..)?;
     let (mut original, mut reply_tuple, mut key, mut zone) = (None, None, None, 0);
@@ -106,10 +131,21 @@ fn tuple(data: &[u8]) -> Option<(u8, FlowTuple)> {
         match kind {
             CTA_TUPLE_IP => {
                 for (k, v) in attributes(value) {
-                    let a = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
+                    let v4 = || {
+                        <[u8; 4]>::try_from(v)
+                            .ok()
+                            .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+                    };
+                    let v6 = || {
+                        <[u8; 16]>::try_from(v)
+                            .ok()
+                            .map(|a| IpAddr::V6(Ipv6Addr::from(a)))
+                    };
                     match k {
-                        CTA_IP_V4_SRC => src = a,
-                        CTA_IP_V4_DST => dst = a,
+                        CTA_IP_V4_SRC => src = v4(),
+                        CTA_IP_V4_DST => dst = v4(),
+                        CTA_IP_V6_SRC => src = v6(),
+                        CTA_IP_V6_DST => dst = v6(),
                         _ => {}
                     }
                 }

@@ -1025,7 +1025,7 @@ impl Dataplane for LinuxDataplane {
         }
     }
 
-    fn flows_of(&self, addrs: &[std::net::Ipv4Addr]) -> Result<Vec<crate::Flow>, DataplaneError> {
+    fn flows_of(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<crate::Flow>, DataplaneError> {
         conntrack::flows_of(&mut self.netfilter(), addrs).map_err(|e| {
             DataplaneError::new(
                 format!("list the connections of {} addresses", addrs.len()),
