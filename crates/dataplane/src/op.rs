@@ -221,19 +221,25 @@ pub enum Op {
     AddAddress { link: String, address: IpNet },
     /// Take an address off `link` (not there: nothing to do).
     DeleteAddress { link: String, address: IpNet },
-    /// Give `link` of the namespace at `netns` one more address (already
-    /// there: nothing to do), e.g. a DSR VIP on a backend's loopback.
-    AddNetnsAddress {
+    /// Make the namespace at `netns` accept `addresses` as its own
+    /// without holding them as addresses: a `local ADDR/32 dev lo` route
+    /// each in its local table ("AnyIP"), e.g. a DSR or PreserveDip VIP on
+    /// a backend. Sockets bound to the wildcard get the connection with
+    /// the address as their local one, as with an address on loopback, but
+    /// adding one is a FIB insert instead of a walk of the device's address
+    /// list. Routes already there are kept; a `/32` address on loopback for
+    /// one of them (how earlier versions did it) is removed once its route
+    /// is in. If a route cannot be added, those added by the op are removed.
+    AddLocalRoutes {
         netns: PathBuf,
-        link: String,
-        address: IpNet,
+        addresses: Vec<Ipv4Addr>,
     },
-    /// Take an address off `link` of the namespace at `netns` (not there,
-    /// or the namespace gone: nothing to do).
-    DeleteNetnsAddress {
+    /// Undo [`Op::AddLocalRoutes`] (also a `/32` loopback address an earlier
+    /// version left for one of them); missing routes, and a missing
+    /// namespace, are nothing to do.
+    DeleteLocalRoutes {
         netns: PathBuf,
-        link: String,
-        address: IpNet,
+        addresses: Vec<Ipv4Addr>,
     },
     /// Routes via `link` in the namespace at `netns` (an endpoint's
     /// interface), each added or replaced, so repeating the op
@@ -354,7 +360,7 @@ impl Op {
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::DeleteAddress { .. }
-            | Op::DeleteNetnsAddress { .. }
+            | Op::DeleteLocalRoutes { .. }
             | Op::DeleteRoutes { .. }
             | Op::DeleteFdb { .. }
             | Op::DeleteNeighbour { .. }
@@ -401,14 +407,9 @@ impl Op {
                 link: link.clone(),
                 address: *address,
             }),
-            Op::AddNetnsAddress {
-                netns,
-                link,
-                address,
-            } => Some(Op::DeleteNetnsAddress {
+            Op::AddLocalRoutes { netns, addresses } => Some(Op::DeleteLocalRoutes {
                 netns: netns.clone(),
-                link: link.clone(),
-                address: *address,
+                addresses: addresses.clone(),
             }),
             Op::AddRoutes {
                 netns,
@@ -517,7 +518,7 @@ impl Op {
             | Op::LoadNetnsTables { .. }
             | Op::DeleteNetnsElements { .. }
             | Op::DeleteAddress { .. }
-            | Op::DeleteNetnsAddress { .. }
+            | Op::DeleteLocalRoutes { .. }
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,

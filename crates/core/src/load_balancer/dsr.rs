@@ -6,17 +6,17 @@
 //! by its difference: the client ports hooked on the DSR chain (endpoints
 //! attached on a DSR LB's network, except its backends, which reach their
 //! own service through the NAT path: a bridge never sends a frame back out
-//! of the port it came in on), and each DSR VIP on its backends' loopback.
+//! of the port it came in on), and each DSR VIP accepted by its backends (a
+//! local route in their namespaces).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use hostnet_dataplane::Op;
 use hostnet_drivers::names;
 use hostnet_model::domain::{Distribution, LoadBalancerSpec};
 use hostnet_nft::SetElement;
-use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::service::State;
@@ -54,13 +54,33 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
     out
 }
 
+/// One op per namespace adding (or deleting) the local routes that make
+/// it accept the VIPs: the pairs come sorted by namespace, so a start-up
+/// load opens each backend's namespace once.
+fn local_routes<'a>(vips: impl Iterator<Item = &'a (PathBuf, Ipv4Addr)>, add: bool) -> Vec<Op> {
+    let mut by_netns: Vec<(PathBuf, Vec<Ipv4Addr>)> = Vec::new();
+    for (ns, vip) in vips {
+        match by_netns.last_mut() {
+            Some((last, addresses)) if last == ns => addresses.push(*vip),
+            _ => by_netns.push((ns.clone(), vec![*vip])),
+        }
+    }
+    by_netns
+        .into_iter()
+        .map(|(netns, addresses)| match add {
+            true => Op::AddLocalRoutes { netns, addresses },
+            false => Op::DeleteLocalRoutes { netns, addresses },
+        })
+        .collect()
+}
+
 /// What all DSR LBs share in the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Shared {
     /// Host veths of client endpoints, hooked on the DSR chain.
     ports: BTreeSet<String>,
-    /// (backend's namespace, VIP) held on that namespace's loopback, for
-    /// DSR and PreserveDip LBs alike.
+    /// (backend's namespace, VIP) that namespace accepts as its own (a
+    /// local route), for DSR and PreserveDip LBs alike.
     vips: BTreeSet<(PathBuf, Ipv4Addr)>,
     /// What PreserveDip LBs share besides the VIPs.
     preserve_dip: super::preserve_dip::Shared,
@@ -69,7 +89,7 @@ pub(crate) struct Shared {
 /// Which DSR and PreserveDip LBs a change can touch the shared state of:
 /// [`Shared::of`] takes only those, so the difference before and after a
 /// change costs O(the LBs it touches), not O(all of them). VIPs on
-/// loopbacks, VIP marks and reply elements come from LBs with that VIP,
+/// backends, VIP marks and reply elements come from LBs with that VIP,
 /// which a scope takes whole; DSR's client ports from DSR LBs (all of
 /// them, as before); a backend's hooked port from any PreserveDip LB with
 /// that backend, so for the backends of the LBs taken the others are
@@ -166,27 +186,7 @@ impl Shared {
     /// (ports unhooked, VIPs off), so a backend never gets a steered
     /// packet for a VIP it does not hold.
     pub(crate) fn ops_to(&self, after: &Shared) -> (Vec<Op>, Vec<Op>) {
-        let vip = |(ns, a): &(PathBuf, Ipv4Addr), add: bool| {
-            let (netns, link, address) =
-                (ns.clone(), "lo".to_string(), IpNet::from(IpAddr::V4(*a)));
-            match add {
-                true => Op::AddNetnsAddress {
-                    netns,
-                    link,
-                    address,
-                },
-                false => Op::DeleteNetnsAddress {
-                    netns,
-                    link,
-                    address,
-                },
-            }
-        };
-        let mut before: Vec<Op> = after
-            .vips
-            .difference(&self.vips)
-            .map(|v| vip(v, true))
-            .collect();
+        let mut before = local_routes(after.vips.difference(&self.vips), true);
         let hook: Vec<SetElement> = after
             .ports
             .difference(&self.ports)
@@ -207,7 +207,7 @@ impl Shared {
         if !unhook.is_empty() {
             later.push(Op::DeleteElements(unhook));
         }
-        later.extend(self.vips.difference(&after.vips).map(|v| vip(v, false)));
+        later.extend(local_routes(self.vips.difference(&after.vips), false));
         (before, later)
     }
 
@@ -306,18 +306,50 @@ mod tests {
         let after = shared(&["hnveB"], &[("/ns/b2", [10, 96, 0, 10])]);
         let (first, later) = before.ops_to(&after);
         assert!(
-            matches!(&first[0], Op::AddNetnsAddress { netns, link, .. } if netns == &PathBuf::from("/ns/b2") && link == "lo")
+            matches!(&first[0], Op::AddLocalRoutes { netns, addresses } if netns == &PathBuf::from("/ns/b2") && addresses == &[Ipv4Addr::new(10, 96, 0, 10)])
         );
         assert!(
             matches!(&first[1], Op::AddElements(e) if e.len() == 1 && e[0].text == "\"hnveB\"")
         );
         assert!(matches!(&later[0], Op::DeleteElements(e) if e[0].text == "\"hnveA\""));
         assert!(
-            matches!(&later[1], Op::DeleteNetnsAddress { netns, .. } if netns == &PathBuf::from("/ns/b1"))
+            matches!(&later[1], Op::DeleteLocalRoutes { netns, .. } if netns == &PathBuf::from("/ns/b1"))
         );
         assert_eq!(first.len() + later.len(), 4);
         // No change, no ops.
         let (first, later) = after.ops_to(&after.clone());
         assert!(first.is_empty() && later.is_empty());
+    }
+
+    #[test]
+    fn local_routes_are_one_op_per_namespace() {
+        let s = shared(
+            &[],
+            &[
+                ("/ns/b1", [10, 96, 0, 1]),
+                ("/ns/b1", [10, 96, 0, 2]),
+                ("/ns/b2", [10, 96, 0, 1]),
+            ],
+        );
+        let (first, later) = Shared::default().ops_to(&s);
+        assert!(later.is_empty());
+        let [Op::AddLocalRoutes {
+            netns: n1,
+            addresses: a1,
+        }, Op::AddLocalRoutes {
+            netns: n2,
+            addresses: a2,
+        }] = &first[..]
+        else {
+            panic!("{first:?}");
+        };
+        assert_eq!((n1.to_str(), a1.len()), (Some("/ns/b1"), 2));
+        assert_eq!((n2.to_str(), a2.len()), (Some("/ns/b2"), 1));
+        let (first, later) = s.ops_to(&Shared::default());
+        assert!(first.is_empty());
+        assert!(matches!(
+            &later[..],
+            [Op::DeleteLocalRoutes { .. }, Op::DeleteLocalRoutes { .. }]
+        ));
     }
 }

@@ -33,7 +33,7 @@ use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
 pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
 
-pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
+pub(crate) use program::{all_elements, client_groups, dsr_local_routes, BackendRemoval};
 
 /// The IPv4 frontend VIPs of `spec` (the data path is IPv4 only).
 fn frontend_vips4(spec: &LoadBalancerSpec) -> impl Iterator<Item = std::net::Ipv4Addr> + '_ {

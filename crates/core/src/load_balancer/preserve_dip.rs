@@ -6,8 +6,9 @@
 //! changed by its difference along with DSR's ([`super::dsr::Shared`]):
 //! each VIP's mark, the backends' ports hooked on `hostnet_nft::preserve_dip`'s
 //! chains, one reply element per backend, VIP and target port, and each
-//! VIP on its backends' loopback (a set DSR shares: a VIP leaves a
-//! backend only when no DSR or PreserveDip LB still needs it there).
+//! VIP accepted by its backends, a local route in their namespaces (a set
+//! DSR shares: a VIP leaves a backend only when no DSR or PreserveDip LB
+//! still needs it there).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,7 +39,7 @@ pub(super) fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
     let unsupported = |m: &str| Err(HcnError::new(ErrorCode::RequestUnsupported, m));
     if spec.frontend_vips.is_empty() {
         return unsupported(
-            "EnablePreserveDip needs FrontendVIPs: a node port would have to put the host's own addresses on every backend's loopback, cutting the backends off from the host; give a VIP or remove the flag",
+            "EnablePreserveDip needs FrontendVIPs: a node port would have every backend accept the host's own addresses as its own, cutting the backends off from the host; give a VIP or remove the flag",
         );
     }
     if super::dsr::is_dsr(spec) {
@@ -106,13 +107,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Add LB `spec`'s part, without endpoint `gone`; the VIPs its
-    /// backends must hold go into `on_loopback`.
+    /// backends must accept go into `accepted`.
     pub(super) fn add(
         &mut self,
         st: &State,
         spec: &LoadBalancerSpec,
         gone: Option<&Uuid>,
-        on_loopback: &mut BTreeSet<(PathBuf, Ipv4Addr)>,
+        accepted: &mut BTreeSet<(PathBuf, Ipv4Addr)>,
     ) {
         if !is_preserve_dip(spec) {
             return;
@@ -124,7 +125,7 @@ impl Shared {
                 continue;
             };
             // Attached to a namespace of its own: a host endpoint's
-            // namespace is the host's, whose loopback must not get VIPs.
+            // namespace is the host's, which must not accept VIPs.
             let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
                 continue;
             };
@@ -136,7 +137,7 @@ impl Shared {
             }
             let port_name = names::host_veth(id);
             for &vip in &vips {
-                on_loopback.insert((ns.path.clone(), vip));
+                accepted.insert((ns.path.clone(), vip));
                 for m in spec.port_mappings.iter().filter(|m| m.flags & FLAG != 0) {
                     self.replies.insert(Reply {
                         port_name: port_name.clone(),

@@ -21,7 +21,7 @@ mod netns;
 mod nftables;
 mod vxlan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -891,16 +891,10 @@ impl Dataplane for LinuxDataplane {
                 routes,
             } => self.move_addresses(from, to, addresses, routes),
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
-            Op::AddNetnsAddress {
-                netns,
-                link,
-                address,
-            } => change_netns_address(true, netns, link, *address),
-            Op::DeleteNetnsAddress {
-                netns,
-                link,
-                address,
-            } => change_netns_address(false, netns, link, *address),
+            Op::AddLocalRoutes { netns, addresses } => change_local_routes(true, netns, addresses),
+            Op::DeleteLocalRoutes { netns, addresses } => {
+                change_local_routes(false, netns, addresses)
+            }
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
             Op::AddRoutes {
                 netns,
@@ -1367,19 +1361,24 @@ fn configure_link(sock: &mut Socket, name: &str, link: &LinkConfig<'_>) -> Resul
     Ok(())
 }
 
-/// Adds or deletes an address of a link inside the namespace at `path`,
-/// through a socket opened there. Idempotent; a namespace that is gone
-/// has no address to delete.
-fn change_netns_address(
+/// Adds or deletes the local routes of [`Op::AddLocalRoutes`] inside the
+/// namespace at `path`, through one socket opened there, then removes the
+/// `/32` loopback addresses an earlier version held for those addresses
+/// (one dump finds them). A failed add removes the routes it added; a
+/// namespace that is gone has nothing to delete.
+fn change_local_routes(
     add: bool,
     path: &Path,
-    link: &str,
-    address: IpNet,
+    addresses: &[std::net::Ipv4Addr],
 ) -> Result<(), DataplaneError> {
     let verb = if add { "add" } else { "delete" };
     let fail = |m: String| {
         DataplaneError::new(
-            format!("{verb} {address} on {link} in {}", path.display()),
+            format!(
+                "{verb} local routes of {} addresses on lo in {}",
+                addresses.len(),
+                path.display()
+            ),
             m,
         )
     };
@@ -1389,22 +1388,57 @@ fn change_netns_address(
         Err(e) => return Err(fail(format!("open the namespace: {e}"))),
     };
     let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
-    let index = link::index(&mut sock, link)
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail("no such link".into()))?;
     if add {
-        link::set_up(&mut sock, index).map_err(|e| fail(e.to_string()))?;
+        // A local route needs its device up (ENETDOWN otherwise).
+        link::set_up(&mut sock, LOOPBACK_INDEX).map_err(|e| fail(format!("set lo up: {e}")))?;
     }
-    let done = match add {
-        true => link::add_address(&mut sock, index, address),
-        false => link::delete_address(&mut sock, index, address),
-    };
-    match done {
-        Ok(()) => Ok(()),
-        Err(e) if add && e.errno == libc::EEXIST => Ok(()),
-        Err(e) if !add && e.errno == libc::EADDRNOTAVAIL => Ok(()),
-        Err(e) => Err(fail(e.to_string())),
+    for (i, &a) in addresses.iter().enumerate() {
+        let done = match add {
+            true => link::add_local_route(&mut sock, LOOPBACK_INDEX, a),
+            false => link::delete_local_route(&mut sock, LOOPBACK_INDEX, a),
+        };
+        match done {
+            Ok(()) => {}
+            Err(e) if add && e.errno == libc::EEXIST => {}
+            Err(e) if !add && e.errno == libc::ESRCH => {}
+            Err(e) => {
+                if add {
+                    for &undo in &addresses[..i] {
+                        let _ = link::delete_local_route(&mut sock, LOOPBACK_INDEX, undo);
+                    }
+                }
+                return Err(fail(format!("{a}: {e}")));
+            }
+        }
     }
+    remove_loopback_addresses(&mut sock, addresses).map_err(fail)
+}
+
+/// The kernel gives loopback index 1 in every namespace (it registers it
+/// first).
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Deletes the `/32` addresses on loopback among `addresses`: how earlier
+/// versions made a namespace accept a VIP, replaced by a local route.
+fn remove_loopback_addresses(
+    sock: &mut Socket,
+    addresses: &[std::net::Ipv4Addr],
+) -> Result<(), String> {
+    let held = link::addresses(sock).map_err(|e| format!("list addresses: {e}"))?;
+    let wanted: HashSet<std::net::IpAddr> = addresses.iter().map(|&a| a.into()).collect();
+    for a in held {
+        if a.index != LOOPBACK_INDEX || a.net.prefix_len() != 32 || !wanted.contains(&a.net.addr())
+        {
+            continue;
+        }
+        match link::delete_address(sock, LOOPBACK_INDEX, a.net) {
+            Err(e) if e.errno != libc::EADDRNOTAVAIL => {
+                return Err(format!("remove the old address {} from lo: {e}", a.net))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Configures a veth peer inside its namespace, through a socket opened
