@@ -15,6 +15,14 @@ pub struct RouteSpec {
     pub metric: u32,
 }
 
+/// Addresses a namespace accepts as its own through local routes (see
+/// [`Op::AddLocalRoutes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRoutes {
+    pub netns: PathBuf,
+    pub addresses: Vec<Ipv4Addr>,
+}
+
 /// A host adapter (a physical or virtual link of the daemon's namespace) as
 /// the kernel reports it: what a network bound to it must carry over to
 /// its bridge so the host keeps its connectivity.
@@ -221,26 +229,22 @@ pub enum Op {
     AddAddress { link: String, address: IpNet },
     /// Take an address off `link` (not there: nothing to do).
     DeleteAddress { link: String, address: IpNet },
-    /// Make the namespace at `netns` accept `addresses` as its own
-    /// without holding them as addresses: a `local ADDR/32 dev lo` route
-    /// each in its local table ("AnyIP"), e.g. a DSR or PreserveDip VIP on
-    /// a backend. Sockets bound to the wildcard get the connection with
-    /// the address as their local one, as with an address on loopback, but
+    /// Make each namespace accept its addresses as its own without
+    /// holding them as addresses: a `local ADDR/32 dev lo` route each in
+    /// its local table ("AnyIP"), e.g. DSR and PreserveDip VIPs on their
+    /// backends. Sockets bound to the wildcard get the connection with the
+    /// address as their local one, as with an address on loopback, but
     /// adding one is a FIB insert instead of a walk of the device's address
-    /// list. Routes already there are kept; a `/32` address on loopback for
-    /// one of them (how earlier versions did it) is removed once its route
-    /// is in. If a route cannot be added, those added by the op are removed.
-    AddLocalRoutes {
-        netns: PathBuf,
-        addresses: Vec<Ipv4Addr>,
-    },
+    /// list. One thread visits every namespace (a change touches all the
+    /// backends of an LB). Routes already there are kept; a `/32` address
+    /// on loopback for one of them (how earlier versions did it) is removed
+    /// once its route is in. If a route cannot be added, the op's routes
+    /// are removed again.
+    AddLocalRoutes(Vec<LocalRoutes>),
     /// Undo [`Op::AddLocalRoutes`] (also a `/32` loopback address an earlier
-    /// version left for one of them); missing routes, and a missing
-    /// namespace, are nothing to do.
-    DeleteLocalRoutes {
-        netns: PathBuf,
-        addresses: Vec<Ipv4Addr>,
-    },
+    /// version left for one of them); missing routes, and missing
+    /// namespaces, are nothing to do.
+    DeleteLocalRoutes(Vec<LocalRoutes>),
     /// Routes via `link` in the namespace at `netns` (an endpoint's
     /// interface), each added or replaced, so repeating the op
     /// (reconcile) is harmless. If one fails, those added are removed.
@@ -360,7 +364,7 @@ impl Op {
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::DeleteAddress { .. }
-            | Op::DeleteLocalRoutes { .. }
+            | Op::DeleteLocalRoutes(_)
             | Op::DeleteRoutes { .. }
             | Op::DeleteFdb { .. }
             | Op::DeleteNeighbour { .. }
@@ -407,10 +411,7 @@ impl Op {
                 link: link.clone(),
                 address: *address,
             }),
-            Op::AddLocalRoutes { netns, addresses } => Some(Op::DeleteLocalRoutes {
-                netns: netns.clone(),
-                addresses: addresses.clone(),
-            }),
+            Op::AddLocalRoutes(routes) => Some(Op::DeleteLocalRoutes(routes.clone())),
             Op::AddRoutes {
                 netns,
                 link,
@@ -518,7 +519,7 @@ impl Op {
             | Op::LoadNetnsTables { .. }
             | Op::DeleteNetnsElements { .. }
             | Op::DeleteAddress { .. }
-            | Op::DeleteLocalRoutes { .. }
+            | Op::DeleteLocalRoutes(_)
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,

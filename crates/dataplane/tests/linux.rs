@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hostnet_dataplane::linux::{create_netns, delete_netns, run_in_netns, LinuxDataplane};
-use hostnet_dataplane::{apply, Adapter, AdapterRoute, Dataplane, Op, RouteSpec};
+use hostnet_dataplane::{apply, Adapter, AdapterRoute, Dataplane, LocalRoutes, Op, RouteSpec};
 use hostnet_nft::{Family, SetElement};
 use ipnet::IpNet;
 
@@ -1441,10 +1441,10 @@ fn local_routes_accept_vips_and_replace_loopback_addresses() {
     let (mut served, _) = listener.accept().unwrap();
     assert_eq!(served.local_addr().unwrap().ip().to_string(), old);
 
-    let add = Op::AddLocalRoutes {
+    let add = Op::AddLocalRoutes(vec![LocalRoutes {
         netns: ep.clone(),
         addresses: vec![old.parse().unwrap(), new.parse().unwrap()],
-    };
+    }]);
     dp.execute(&add).unwrap();
     dp.execute(&add).expect("added again (reconcile)");
     let addresses = run_in(&ep, &["ip", "-4", "-o", "addr", "show", "dev", "lo"]);
@@ -1477,19 +1477,19 @@ fn local_routes_accept_vips_and_replace_loopback_addresses() {
     // there is an error.
     dp.execute(&add.undo().unwrap()).unwrap();
     let gone = tb.dir.path().join("no-such-ns");
-    let addresses = vec![new.parse().unwrap()];
-    dp.execute(&Op::DeleteLocalRoutes {
-        netns: gone.clone(),
-        addresses: addresses.clone(),
-    })
-    .unwrap();
+    let routes = |netns: &Path| LocalRoutes {
+        netns: netns.to_path_buf(),
+        addresses: vec![new.parse().unwrap()],
+    };
+    dp.execute(&Op::DeleteLocalRoutes(vec![routes(&gone), routes(&ep)]))
+        .unwrap();
+    // An add naming a namespace that is gone fails before it adds any.
     let err = dp
-        .execute(&Op::AddLocalRoutes {
-            netns: gone,
-            addresses,
-        })
+        .execute(&Op::AddLocalRoutes(vec![routes(&ep), routes(&gone)]))
         .unwrap_err();
     assert!(err.to_string().contains("no-such-ns"), "{err}");
+    let routes_left = run_in(&ep, &["ip", "-4", "route", "show", "table", "local"]);
+    assert!(!routes_left.contains(new), "{routes_left}");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use hostnet_dataplane::Op;
+use hostnet_dataplane::{LocalRoutes, Op};
 use hostnet_drivers::names;
 use hostnet_model::domain::{Distribution, LoadBalancerSpec};
 use hostnet_nft::SetElement;
@@ -54,24 +54,25 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
     out
 }
 
-/// One op per namespace adding (or deleting) the local routes that make
-/// it accept the VIPs: the pairs come sorted by namespace, so a start-up
-/// load opens each backend's namespace once.
+/// One op adding (or deleting) the local routes that make the backends'
+/// namespaces accept the VIPs, grouped by namespace (the pairs come sorted
+/// by it), so each namespace is visited once; none when there are none.
 fn local_routes<'a>(vips: impl Iterator<Item = &'a (PathBuf, Ipv4Addr)>, add: bool) -> Vec<Op> {
-    let mut by_netns: Vec<(PathBuf, Vec<Ipv4Addr>)> = Vec::new();
+    let mut by_netns: Vec<LocalRoutes> = Vec::new();
     for (ns, vip) in vips {
         match by_netns.last_mut() {
-            Some((last, addresses)) if last == ns => addresses.push(*vip),
-            _ => by_netns.push((ns.clone(), vec![*vip])),
+            Some(last) if &last.netns == ns => last.addresses.push(*vip),
+            _ => by_netns.push(LocalRoutes {
+                netns: ns.clone(),
+                addresses: vec![*vip],
+            }),
         }
     }
-    by_netns
-        .into_iter()
-        .map(|(netns, addresses)| match add {
-            true => Op::AddLocalRoutes { netns, addresses },
-            false => Op::DeleteLocalRoutes { netns, addresses },
-        })
-        .collect()
+    match (by_netns.is_empty(), add) {
+        (true, _) => Vec::new(),
+        (false, true) => vec![Op::AddLocalRoutes(by_netns)],
+        (false, false) => vec![Op::DeleteLocalRoutes(by_netns)],
+    }
 }
 
 /// What all DSR LBs share in the kernel.
@@ -249,6 +250,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn shared(ports: &[&str], vips: &[(&str, [u8; 4])]) -> Shared {
         Shared {
@@ -306,15 +308,13 @@ mod tests {
         let after = shared(&["hnveB"], &[("/ns/b2", [10, 96, 0, 10])]);
         let (first, later) = before.ops_to(&after);
         assert!(
-            matches!(&first[0], Op::AddLocalRoutes { netns, addresses } if netns == &PathBuf::from("/ns/b2") && addresses == &[Ipv4Addr::new(10, 96, 0, 10)])
+            matches!(&first[0], Op::AddLocalRoutes(r) if r[0].netns == Path::new("/ns/b2") && r[0].addresses == [Ipv4Addr::new(10, 96, 0, 10)])
         );
         assert!(
             matches!(&first[1], Op::AddElements(e) if e.len() == 1 && e[0].text == "\"hnveB\"")
         );
         assert!(matches!(&later[0], Op::DeleteElements(e) if e[0].text == "\"hnveA\""));
-        assert!(
-            matches!(&later[1], Op::DeleteLocalRoutes { netns, .. } if netns == &PathBuf::from("/ns/b1"))
-        );
+        assert!(matches!(&later[1], Op::DeleteLocalRoutes(r) if r[0].netns == Path::new("/ns/b1")));
         assert_eq!(first.len() + later.len(), 4);
         // No change, no ops.
         let (first, later) = after.ops_to(&after.clone());
@@ -322,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn local_routes_are_one_op_per_namespace() {
+    fn local_routes_are_one_op_grouped_by_namespace() {
         let s = shared(
             &[],
             &[
@@ -333,23 +333,16 @@ mod tests {
         );
         let (first, later) = Shared::default().ops_to(&s);
         assert!(later.is_empty());
-        let [Op::AddLocalRoutes {
-            netns: n1,
-            addresses: a1,
-        }, Op::AddLocalRoutes {
-            netns: n2,
-            addresses: a2,
-        }] = &first[..]
-        else {
+        let [Op::AddLocalRoutes(routes)] = &first[..] else {
             panic!("{first:?}");
         };
-        assert_eq!((n1.to_str(), a1.len()), (Some("/ns/b1"), 2));
-        assert_eq!((n2.to_str(), a2.len()), (Some("/ns/b2"), 1));
+        let grouped: Vec<(&str, usize)> = routes
+            .iter()
+            .map(|r| (r.netns.to_str().unwrap(), r.addresses.len()))
+            .collect();
+        assert_eq!(grouped, [("/ns/b1", 2), ("/ns/b2", 1)]);
         let (first, later) = s.ops_to(&Shared::default());
         assert!(first.is_empty());
-        assert!(matches!(
-            &later[..],
-            [Op::DeleteLocalRoutes { .. }, Op::DeleteLocalRoutes { .. }]
-        ));
+        assert!(matches!(&later[..], [Op::DeleteLocalRoutes(r)] if r.len() == 2));
     }
 }

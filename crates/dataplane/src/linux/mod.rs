@@ -891,10 +891,8 @@ impl Dataplane for LinuxDataplane {
                 routes,
             } => self.move_addresses(from, to, addresses, routes),
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
-            Op::AddLocalRoutes { netns, addresses } => change_local_routes(true, netns, addresses),
-            Op::DeleteLocalRoutes { netns, addresses } => {
-                change_local_routes(false, netns, addresses)
-            }
+            Op::AddLocalRoutes(routes) => change_local_routes(true, routes),
+            Op::DeleteLocalRoutes(routes) => change_local_routes(false, routes),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
             Op::AddRoutes {
                 netns,
@@ -1361,41 +1359,66 @@ fn configure_link(sock: &mut Socket, name: &str, link: &LinkConfig<'_>) -> Resul
     Ok(())
 }
 
-/// Adds or deletes the local routes of [`Op::AddLocalRoutes`] inside the
-/// namespace at `path`, through one socket opened there, then removes the
-/// `/32` loopback addresses an earlier version held for those addresses
-/// (one dump finds them). A failed add removes the routes it added; a
-/// namespace that is gone has nothing to delete.
-fn change_local_routes(
-    add: bool,
-    path: &Path,
-    addresses: &[std::net::Ipv4Addr],
-) -> Result<(), DataplaneError> {
+/// Adds or deletes the local routes of [`Op::AddLocalRoutes`], through
+/// sockets opened in every namespace by one thread. A failed add removes
+/// the routes it added, in every namespace; namespaces that are gone have
+/// nothing to delete.
+fn change_local_routes(add: bool, sets: &[crate::LocalRoutes]) -> Result<(), DataplaneError> {
     let verb = if add { "add" } else { "delete" };
-    let fail = |m: String| {
+    let fail = |path: &Path, m: String| {
         DataplaneError::new(
-            format!(
-                "{verb} local routes of {} addresses on lo in {}",
-                addresses.len(),
-                path.display()
-            ),
+            format!("{verb} the local routes of VIPs in {}", path.display()),
             m,
         )
     };
-    let ns = match File::open(path) {
-        Ok(f) => f,
-        Err(_) if !add => return Ok(()),
-        Err(e) => return Err(fail(format!("open the namespace: {e}"))),
-    };
-    let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
+    let mut open = Vec::with_capacity(sets.len());
+    for set in sets {
+        match File::open(&set.netns) {
+            Ok(f) => open.push((set, f)),
+            Err(_) if !add => {}
+            Err(e) => return Err(fail(&set.netns, format!("open the namespace: {e}"))),
+        }
+    }
+    let fds: Vec<_> = open.iter().map(|(_, f)| f.as_fd()).collect();
+    let mut sockets = netns::route_sockets_in(&fds).map_err(|e| {
+        let first = sets
+            .first()
+            .map(|s| s.netns.as_path())
+            .unwrap_or(Path::new("?"));
+        fail(first, e.to_string())
+    })?;
+    for (i, ((set, _), sock)) in open.iter().zip(sockets.iter_mut()).enumerate() {
+        if let Err(e) = change_local_routes_in(add, sock, &set.addresses) {
+            if add {
+                for ((earlier, _), sock) in open[..i].iter().zip(sockets.iter_mut()) {
+                    for &a in &earlier.addresses {
+                        let _ = link::delete_local_route(sock, LOOPBACK_INDEX, a);
+                    }
+                }
+            }
+            return Err(fail(&set.netns, e));
+        }
+    }
+    Ok(())
+}
+
+/// [`change_local_routes`] in one namespace, through `sock` opened there;
+/// then the `/32` loopback addresses an earlier version held for those
+/// addresses are removed (one dump finds them). A failed add removes the
+/// routes it added here.
+fn change_local_routes_in(
+    add: bool,
+    sock: &mut Socket,
+    addresses: &[std::net::Ipv4Addr],
+) -> Result<(), String> {
     if add {
-        // A local route needs its device up (ENETDOWN otherwise).
-        link::set_up(&mut sock, LOOPBACK_INDEX).map_err(|e| fail(format!("set lo up: {e}")))?;
+        // Local delivery goes through loopback: down, the route is dead.
+        link::set_up(sock, LOOPBACK_INDEX).map_err(|e| format!("set lo up: {e}"))?;
     }
     for (i, &a) in addresses.iter().enumerate() {
         let done = match add {
-            true => link::add_local_route(&mut sock, LOOPBACK_INDEX, a),
-            false => link::delete_local_route(&mut sock, LOOPBACK_INDEX, a),
+            true => link::add_local_route(sock, LOOPBACK_INDEX, a),
+            false => link::delete_local_route(sock, LOOPBACK_INDEX, a),
         };
         match done {
             Ok(()) => {}
@@ -1404,14 +1427,14 @@ fn change_local_routes(
             Err(e) => {
                 if add {
                     for &undo in &addresses[..i] {
-                        let _ = link::delete_local_route(&mut sock, LOOPBACK_INDEX, undo);
+                        let _ = link::delete_local_route(sock, LOOPBACK_INDEX, undo);
                     }
                 }
-                return Err(fail(format!("{a}: {e}")));
+                return Err(format!("{a}: {e}"));
             }
         }
     }
-    remove_loopback_addresses(&mut sock, addresses).map_err(fail)
+    remove_loopback_addresses(sock, addresses)
 }
 
 /// The kernel gives loopback index 1 in every namespace (it registers it
