@@ -116,6 +116,19 @@ impl Scope<'_> {
         }
     }
 
+    /// The LBs an LB change takes, from the VIP index (O(them)); None for
+    /// the other scopes, which ask [`Scope::takes`] of every LB.
+    fn indexed(&self, lbs: &super::LoadBalancers) -> Option<BTreeSet<Uuid>> {
+        match *self {
+            Scope::Lb(old, new) => {
+                let changed = || old.into_iter().chain(new);
+                let vips = changed().flat_map(|c| &c.frontend_vips);
+                Some(lbs.shared_with(vips, changed().any(is_dsr)))
+            }
+            Scope::All | Scope::Endpoint(_) => None,
+        }
+    }
+
     fn takes(&self, s: &LoadBalancerSpec) -> bool {
         match *self {
             Scope::All => true,
@@ -139,12 +152,36 @@ impl Shared {
         gone: Option<&Uuid>,
         scope: Scope<'_>,
     ) -> Shared {
-        let (mut specs, others): (Vec<&LoadBalancerSpec>, Vec<&LoadBalancerSpec>) = st
-            .load_balancers
-            .shared()
-            .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
-            .map(|(_, lb)| &lb.spec)
-            .partition(|s| scope.takes(s));
+        let lbs = &st.load_balancers;
+        let kept = |id: &Uuid| replacing.is_none_or(|(r, _)| r != id);
+        let indexed = scope.indexed(lbs);
+        let taken = |id: &Uuid, s: &LoadBalancerSpec| match &indexed {
+            Some(ids) => ids.contains(id),
+            None => scope.takes(s),
+        };
+        let mut specs: Vec<&LoadBalancerSpec> = match &indexed {
+            Some(ids) => ids
+                .iter()
+                .filter(|id| kept(id))
+                .filter_map(|id| lbs.get(id))
+                .map(|lb| &lb.spec)
+                .collect(),
+            None => lbs
+                .shared()
+                .filter(|(id, lb)| kept(id) && scope.takes(&lb.spec))
+                .map(|(_, lb)| &lb.spec)
+                .collect(),
+        };
+        // Whether a PreserveDip LB not taken has `ep` as a backend: asked
+        // only for the backends of the LBs taken, and it stops at the first.
+        let others_have = |ep: &Uuid| {
+            lbs.shared().any(|(id, lb)| {
+                kept(id)
+                    && !taken(id, &lb.spec)
+                    && super::preserve_dip::is_preserve_dip(&lb.spec)
+                    && lb.spec.endpoints.contains(ep)
+            })
+        };
         if let Some((_, Some(spec))) = replacing {
             specs.push(spec);
         }
@@ -153,7 +190,7 @@ impl Shared {
             out.preserve_dip.add(st, spec, gone, &mut out.vips);
         }
         let asked: Vec<&LoadBalancerSpec> = specs.iter().copied().chain(scope.changed()).collect();
-        out.preserve_dip.keep_ports(st, &asked, &others, gone);
+        out.preserve_dip.keep_ports(st, &asked, &others_have, gone);
         for spec in specs.into_iter().filter(|s| is_dsr(s)) {
             let Some(net) = spec
                 .endpoints
@@ -344,5 +381,50 @@ mod tests {
         let (first, later) = s.ops_to(&Shared::default());
         assert!(first.is_empty());
         assert!(matches!(&later[..], [Op::DeleteLocalRoutes(r)] if r.len() == 2));
+    }
+
+    #[test]
+    fn the_vip_index_takes_what_takes_says_and_forgets_removed_lbs() {
+        let specs = [
+            lb("10.96.0.1", &["00000009"], 0, 1),
+            lb("10.96.0.2", &["00000001"], 8, 0),
+            lb("10.96.0.2", &["00000001"], 0, 1),
+            lb("10.96.0.3", &["00000002"], 8, 0),
+            lb("10.96.0.1", &["00000003"], 0, 0),
+        ];
+        let mut lbs = super::super::LoadBalancers::default();
+        let ids: Vec<Uuid> = (1..=specs.len() as u128).map(Uuid::from_u128).collect();
+        for (id, spec) in ids.iter().zip(&specs) {
+            let rec = super::super::LoadBalancerRec {
+                obj: Default::default(),
+                spec: spec.clone(),
+            };
+            lbs.insert(*id, rec);
+        }
+        let check = |lbs: &super::super::LoadBalancers, changed: &LoadBalancerSpec| {
+            let scope = Scope::Lb(None, Some(changed));
+            let expected: BTreeSet<Uuid> = lbs
+                .shared()
+                .filter(|(_, lb)| scope.takes(&lb.spec))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(scope.indexed(lbs), Some(expected));
+        };
+        for changed in [
+            lb("10.96.0.1", &["00000001"], 8, 0),
+            lb("10.96.0.2", &["00000001"], 8, 0),
+            lb("10.96.0.4", &["00000001"], 0, 1),
+            lb("10.96.0.5", &["00000001"], 8, 0),
+        ] {
+            check(&lbs, &changed);
+        }
+        lbs.remove(&ids[0]);
+        lbs.remove(&ids[2]);
+        let changed = lb("10.96.0.2", &["00000001"], 0, 1);
+        check(&lbs, &changed);
+        assert_eq!(
+            Scope::Lb(None, Some(&changed)).indexed(&lbs),
+            Some(BTreeSet::from([ids[1]]))
+        );
     }
 }

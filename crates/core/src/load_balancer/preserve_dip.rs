@@ -68,7 +68,8 @@ fn reply_keys(spec: &LoadBalancerSpec) -> BTreeSet<(Ipv4Addr, u8, u16)> {
 
 /// A PreserveDip LB and a DSR LB (either may be `spec`) must not answer
 /// from one VIP, protocol and port: the backends' replies could not be
-/// told apart. O(the DSR and PreserveDip LBs).
+/// told apart. A reply key holds the VIP, so only the LBs sharing one are
+/// asked: O(them).
 pub(super) fn check_against(
     st: &State,
     spec: &LoadBalancerSpec,
@@ -78,8 +79,10 @@ pub(super) fn check_against(
     if mine.is_empty() {
         return Ok(());
     }
-    for (id, lb) in st.load_balancers.shared() {
-        if Some(id) == except || super::dsr::is_dsr(spec) == super::dsr::is_dsr(&lb.spec) {
+    let lbs = &st.load_balancers;
+    for id in lbs.shared_with(&spec.frontend_vips, false) {
+        let Some(lb) = lbs.get(&id) else { continue };
+        if Some(&id) == except || super::dsr::is_dsr(spec) == super::dsr::is_dsr(&lb.spec) {
             continue;
         }
         if let Some((vip, proto, port)) = reply_keys(&lb.spec).intersection(&mine).next() {
@@ -87,7 +90,7 @@ pub(super) fn check_against(
                 ErrorCode::RequestUnsupported,
                 format!(
                     "load balancer {} already has backends answer from {vip} protocol {proto} port {port} (one uses EnableDirectServerReturn, the other EnablePreserveDip), so their replies cannot be told apart: use another VIP or InternalPort",
-                    crate::object::guid(id)
+                    crate::object::guid(&id)
                 ),
             ));
         }
@@ -153,24 +156,16 @@ impl Shared {
     }
 
     /// The ports of the backends of the `asked` LBs that PreserveDip LBs
-    /// not taken (`others`) still have: those stay hooked whatever the
-    /// taken ones do. Only those backends are looked up, so nothing of the
-    /// others is built.
+    /// not taken still have (`others_have`): those stay hooked whatever
+    /// the taken ones do. Only those backends are asked about, so nothing
+    /// of the others is built.
     pub(super) fn keep_ports(
         &mut self,
         st: &State,
         asked: &[&LoadBalancerSpec],
-        others: &[&LoadBalancerSpec],
+        others_have: &dyn Fn(&Uuid) -> bool,
         gone: Option<&Uuid>,
     ) {
-        let others: Vec<&LoadBalancerSpec> = others
-            .iter()
-            .copied()
-            .filter(|s| is_preserve_dip(s))
-            .collect();
-        if others.is_empty() {
-            return;
-        }
         let candidates: BTreeSet<&Uuid> = asked
             .iter()
             .filter(|s| is_preserve_dip(s))
@@ -183,7 +178,7 @@ impl Shared {
                 .get(id)
                 .and_then(|ep| ep.namespace.and_then(|n| st.namespaces.get(&n)))
                 .is_some_and(|ns| !ns.host);
-            if attached && others.iter().any(|s| s.endpoints.contains(id)) {
+            if attached && others_have(id) {
                 self.ports.insert(names::host_veth(id));
             }
         }
