@@ -451,8 +451,10 @@ impl Service {
             }
         }
         self.hook_rebuilt_devices(unhooked)?;
-        // DSR VIPs on backends' loopbacks, now that namespaces are back.
-        for e in teardown(dp, &crate::load_balancer::dsr_addresses(&st)) {
+        // DSR and PreserveDip VIPs' local routes in backends' namespaces,
+        // now that namespaces are back (also replacing the loopback
+        // addresses an earlier version made for them).
+        for e in teardown(dp, &crate::load_balancer::dsr_local_routes(&st)) {
             log::warn!("{e}");
         }
         self.reconcile_routes(&st);

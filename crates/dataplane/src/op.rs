@@ -15,6 +15,14 @@ pub struct RouteSpec {
     pub metric: u32,
 }
 
+/// Addresses a namespace accepts as its own through local routes (see
+/// [`Op::AddLocalRoutes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRoutes {
+    pub netns: PathBuf,
+    pub addresses: Vec<Ipv4Addr>,
+}
+
 /// A host adapter (a physical or virtual link of the daemon's namespace) as
 /// the kernel reports it: what a network bound to it must carry over to
 /// its bridge so the host keeps its connectivity.
@@ -229,20 +237,22 @@ pub enum Op {
     AddAddress { link: String, address: IpNet },
     /// Take an address off `link` (not there: nothing to do).
     DeleteAddress { link: String, address: IpNet },
-    /// Give `link` of the namespace at `netns` one more address (already
-    /// there: nothing to do), e.g. a DSR VIP on a backend's loopback.
-    AddNetnsAddress {
-        netns: PathBuf,
-        link: String,
-        address: IpNet,
-    },
-    /// Take an address off `link` of the namespace at `netns` (not there,
-    /// or the namespace gone: nothing to do).
-    DeleteNetnsAddress {
-        netns: PathBuf,
-        link: String,
-        address: IpNet,
-    },
+    /// Make each namespace accept its addresses as its own without
+    /// holding them as addresses: a `local ADDR/32 dev lo` route each in
+    /// its local table ("AnyIP"), e.g. DSR and PreserveDip VIPs on their
+    /// backends. Sockets bound to the wildcard get the connection with the
+    /// address as their local one, as with an address on loopback, but
+    /// adding one is a FIB insert instead of a walk of the device's address
+    /// list. One thread visits every namespace (a change touches all the
+    /// backends of an LB). Routes already there are kept; a `/32` address
+    /// on loopback for one of them (how earlier versions did it) is removed
+    /// once its route is in. If a route cannot be added, the op's routes
+    /// are removed again.
+    AddLocalRoutes(Vec<LocalRoutes>),
+    /// Undo [`Op::AddLocalRoutes`] (also a `/32` loopback address an earlier
+    /// version left for one of them); missing routes, and missing
+    /// namespaces, are nothing to do.
+    DeleteLocalRoutes(Vec<LocalRoutes>),
     /// Routes via `link` in the namespace at `netns` (an endpoint's
     /// interface), each added or replaced, so repeating the op
     /// (reconcile) is harmless. If one fails, those added are removed.
@@ -362,7 +372,7 @@ impl Op {
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::DeleteAddress { .. }
-            | Op::DeleteNetnsAddress { .. }
+            | Op::DeleteLocalRoutes(_)
             | Op::DeleteRoutes { .. }
             | Op::DeleteFdb { .. }
             | Op::DeleteNeighbour { .. }
@@ -410,15 +420,7 @@ impl Op {
                 link: link.clone(),
                 address: *address,
             }),
-            Op::AddNetnsAddress {
-                netns,
-                link,
-                address,
-            } => Some(Op::DeleteNetnsAddress {
-                netns: netns.clone(),
-                link: link.clone(),
-                address: *address,
-            }),
+            Op::AddLocalRoutes(routes) => Some(Op::DeleteLocalRoutes(routes.clone())),
             Op::AddRoutes {
                 netns,
                 link,
@@ -526,7 +528,7 @@ impl Op {
             | Op::LoadNetnsTables { .. }
             | Op::DeleteNetnsElements { .. }
             | Op::DeleteAddress { .. }
-            | Op::DeleteNetnsAddress { .. }
+            | Op::DeleteLocalRoutes(_)
             | Op::DeleteNetns { .. }
             | Op::DeleteElements(_)
             | Op::Sysctl { .. } => None,

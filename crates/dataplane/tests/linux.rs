@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hostnet_dataplane::linux::{create_netns, delete_netns, run_in_netns, LinuxDataplane};
-use hostnet_dataplane::{apply, Adapter, AdapterRoute, Dataplane, Op, RouteSpec};
+use hostnet_dataplane::{apply, Adapter, AdapterRoute, Dataplane, LocalRoutes, Op, RouteSpec};
 use hostnet_nft::{Family, SetElement};
 use ipnet::IpNet;
 
@@ -1415,6 +1415,86 @@ fn routes_are_added_again_harmlessly_and_deleted_leniently() {
         };
         dp.execute(&gone_ns).unwrap();
     });
+}
+
+/// Local routes make a namespace accept VIPs (AnyIP): a wildcard listener
+/// gets the connection with the VIP as its local address; they replace
+/// the loopback addresses of earlier versions without breaking the
+/// connections those carry, and go away again leniently.
+#[test]
+fn local_routes_accept_vips_and_replace_loopback_addresses() {
+    let Some(tb) = Testbed::new() else { return };
+    let dp = tb.in_host(|| LinuxDataplane::new().unwrap());
+    let ep = tb.ns_path("ep-vips");
+    dp.execute(&Op::CreateNetns { path: ep.clone() }).unwrap();
+    let (old, new) = ("10.96.0.10", "10.96.0.11");
+    // An earlier version's state: the VIP as an address, a connection to it.
+    run_in(
+        &ep,
+        &["ip", "addr", "add", &format!("{old}/32"), "dev", "lo"],
+    );
+    let listener = run_in_netns(&ep, || TcpListener::bind("0.0.0.0:0").unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = |vip: &str| {
+        let to: SocketAddr = format!("{vip}:{port}").parse().unwrap();
+        run_in_netns(&ep, || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(2))
+        })
+        .unwrap()
+    };
+    let mut before = connect(old).expect("connect to the address");
+    let (mut served, _) = listener.accept().unwrap();
+    assert_eq!(served.local_addr().unwrap().ip().to_string(), old);
+
+    let add = Op::AddLocalRoutes(vec![LocalRoutes {
+        netns: ep.clone(),
+        addresses: vec![old.parse().unwrap(), new.parse().unwrap()],
+    }]);
+    dp.execute(&add).unwrap();
+    dp.execute(&add).expect("added again (reconcile)");
+    let addresses = run_in(&ep, &["ip", "-4", "-o", "addr", "show", "dev", "lo"]);
+    assert!(
+        !addresses.contains(old),
+        "the old address stays: {addresses}"
+    );
+    let routes = run_in(&ep, &["ip", "-4", "route", "show", "table", "local"]);
+    for vip in [old, new] {
+        let line = format!("local {vip} dev lo proto static scope host");
+        assert_eq!(routes.matches(&line).count(), 1, "{routes}");
+    }
+    // The connection made to the address goes on; new ones, to either VIP,
+    // reach the wildcard listener with the VIP as their local address.
+    before.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    served.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    for vip in [old, new] {
+        let _client = connect(vip).expect("connect to the VIP");
+        let (conn, _) = listener.accept().unwrap();
+        assert_eq!(conn.local_addr().unwrap().ip().to_string(), vip);
+    }
+
+    dp.execute(&add.undo().unwrap()).unwrap();
+    let routes = run_in(&ep, &["ip", "-4", "route", "show", "table", "local"]);
+    assert!(!routes.contains(old) && !routes.contains(new), "{routes}");
+    assert!(connect(new).is_err(), "the VIP is still accepted");
+    // Deleting again, or in a namespace that is gone, is done; adding
+    // there is an error.
+    dp.execute(&add.undo().unwrap()).unwrap();
+    let gone = tb.dir.path().join("no-such-ns");
+    let routes = |netns: &Path| LocalRoutes {
+        netns: netns.to_path_buf(),
+        addresses: vec![new.parse().unwrap()],
+    };
+    dp.execute(&Op::DeleteLocalRoutes(vec![routes(&gone), routes(&ep)]))
+        .unwrap();
+    // An add naming a namespace that is gone fails before it adds any.
+    let err = dp
+        .execute(&Op::AddLocalRoutes(vec![routes(&ep), routes(&gone)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-ns"), "{err}");
+    let routes_left = run_in(&ep, &["ip", "-4", "route", "show", "table", "local"]);
+    assert!(!routes_left.contains(new), "{routes_left}");
 }
 
 #[test]

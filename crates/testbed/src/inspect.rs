@@ -62,3 +62,24 @@ pub fn learnt_macs(ns: &Path) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().next().map(str::to_lowercase))
         .collect()
 }
+
+/// Whether `ns` accepts `vip` as its own the way hostnet makes a DSR or
+/// PreserveDip backend do it: a `local` route on loopback in the local
+/// table (`proto static`). Panics if `vip` is an address on loopback
+/// instead (how earlier versions did it).
+pub fn accepts_vip(ns: &Path, vip: &str) -> bool {
+    let addresses = ip_out(ns, &["-4", "-o", "addr", "show", "dev", "lo"]);
+    assert!(
+        !addresses.contains(&format!(" {vip}/")),
+        "{vip} as an address on lo of {}: {addresses}",
+        ns.display()
+    );
+    let routes = ip_out(
+        ns,
+        &["-4", "route", "show", "table", "local", "proto", "static"],
+    );
+    routes.lines().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words.get(..2) == Some(&["local", vip][..]) && words.windows(2).any(|w| w == ["dev", "lo"])
+    })
+}

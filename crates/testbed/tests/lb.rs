@@ -592,13 +592,7 @@ fn dsr_delivers_the_clients_packets_to_a_backend_holding_the_vip() {
         .create(Kind::LoadBalancers, &body)
         .expect("dsr lb");
     let late = w.container("nat", json!([]));
-    let holds_vip = |c: &Container| {
-        let out = Probe::command(&c.netns, "ip")
-            .args(["-4", "-o", "addr", "show", "dev", "lo"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/32"))
-    };
+    let holds_vip = |c: &Container| hostnet_testbed::inspect::accepts_vip(&c.netns, VIP);
     assert!(
         tcp.containers.iter().all(holds_vip),
         "backends lack the VIP"

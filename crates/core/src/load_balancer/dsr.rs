@@ -6,17 +6,17 @@
 //! by its difference: the client ports hooked on the DSR chain (endpoints
 //! attached on a DSR LB's network, except its backends, which reach their
 //! own service through the NAT path: a bridge never sends a frame back out
-//! of the port it came in on), and each DSR VIP on its backends' loopback.
+//! of the port it came in on), and each DSR VIP accepted by its backends (a
+//! local route in their namespaces).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use hostnet_dataplane::Op;
+use hostnet_dataplane::{LocalRoutes, Op};
 use hostnet_drivers::names;
 use hostnet_model::domain::{Distribution, LoadBalancerSpec};
 use hostnet_nft::SetElement;
-use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::service::State;
@@ -54,13 +54,34 @@ pub(super) fn elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
     out
 }
 
+/// One op adding (or deleting) the local routes that make the backends'
+/// namespaces accept the VIPs, grouped by namespace (the pairs come sorted
+/// by it), so each namespace is visited once; none when there are none.
+fn local_routes<'a>(vips: impl Iterator<Item = &'a (PathBuf, Ipv4Addr)>, add: bool) -> Vec<Op> {
+    let mut by_netns: Vec<LocalRoutes> = Vec::new();
+    for (ns, vip) in vips {
+        match by_netns.last_mut() {
+            Some(last) if &last.netns == ns => last.addresses.push(*vip),
+            _ => by_netns.push(LocalRoutes {
+                netns: ns.clone(),
+                addresses: vec![*vip],
+            }),
+        }
+    }
+    match (by_netns.is_empty(), add) {
+        (true, _) => Vec::new(),
+        (false, true) => vec![Op::AddLocalRoutes(by_netns)],
+        (false, false) => vec![Op::DeleteLocalRoutes(by_netns)],
+    }
+}
+
 /// What all DSR LBs share in the kernel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Shared {
     /// Host veths of client endpoints, hooked on the DSR chain.
     ports: BTreeSet<String>,
-    /// (backend's namespace, VIP) held on that namespace's loopback, for
-    /// DSR and PreserveDip LBs alike.
+    /// (backend's namespace, VIP) that namespace accepts as its own (a
+    /// local route), for DSR and PreserveDip LBs alike.
     vips: BTreeSet<(PathBuf, Ipv4Addr)>,
     /// What PreserveDip LBs share besides the VIPs.
     preserve_dip: super::preserve_dip::Shared,
@@ -69,7 +90,7 @@ pub(crate) struct Shared {
 /// Which DSR and PreserveDip LBs a change can touch the shared state of:
 /// [`Shared::of`] takes only those, so the difference before and after a
 /// change costs O(the LBs it touches), not O(all of them). VIPs on
-/// loopbacks, VIP marks and reply elements come from LBs with that VIP,
+/// backends, VIP marks and reply elements come from LBs with that VIP,
 /// which a scope takes whole; DSR's client ports from DSR LBs (all of
 /// them, as before); a backend's hooked port from any PreserveDip LB with
 /// that backend, so for the backends of the LBs taken the others are
@@ -92,6 +113,19 @@ impl Scope<'_> {
         match *self {
             Scope::Lb(old, new) => old.into_iter().chain(new),
             Scope::All | Scope::Endpoint(_) => None.into_iter().chain(None),
+        }
+    }
+
+    /// The LBs an LB change takes, from the VIP index (O(them)); None for
+    /// the other scopes, which ask [`Scope::takes`] of every LB.
+    fn indexed(&self, lbs: &super::LoadBalancers) -> Option<BTreeSet<Uuid>> {
+        match *self {
+            Scope::Lb(old, new) => {
+                let changed = || old.into_iter().chain(new);
+                let vips = changed().flat_map(|c| &c.frontend_vips);
+                Some(lbs.shared_with(vips, changed().any(is_dsr)))
+            }
+            Scope::All | Scope::Endpoint(_) => None,
         }
     }
 
@@ -118,12 +152,36 @@ impl Shared {
         gone: Option<&Uuid>,
         scope: Scope<'_>,
     ) -> Shared {
-        let (mut specs, others): (Vec<&LoadBalancerSpec>, Vec<&LoadBalancerSpec>) = st
-            .load_balancers
-            .shared()
-            .filter(|(id, _)| replacing.is_none_or(|(r, _)| r != *id))
-            .map(|(_, lb)| &lb.spec)
-            .partition(|s| scope.takes(s));
+        let lbs = &st.load_balancers;
+        let kept = |id: &Uuid| replacing.is_none_or(|(r, _)| r != id);
+        let indexed = scope.indexed(lbs);
+        let taken = |id: &Uuid, s: &LoadBalancerSpec| match &indexed {
+            Some(ids) => ids.contains(id),
+            None => scope.takes(s),
+        };
+        let mut specs: Vec<&LoadBalancerSpec> = match &indexed {
+            Some(ids) => ids
+                .iter()
+                .filter(|id| kept(id))
+                .filter_map(|id| lbs.get(id))
+                .map(|lb| &lb.spec)
+                .collect(),
+            None => lbs
+                .shared()
+                .filter(|(id, lb)| kept(id) && scope.takes(&lb.spec))
+                .map(|(_, lb)| &lb.spec)
+                .collect(),
+        };
+        // Whether a PreserveDip LB not taken has `ep` as a backend: asked
+        // only for the backends of the LBs taken, and it stops at the first.
+        let others_have = |ep: &Uuid| {
+            lbs.shared().any(|(id, lb)| {
+                kept(id)
+                    && !taken(id, &lb.spec)
+                    && super::preserve_dip::is_preserve_dip(&lb.spec)
+                    && lb.spec.endpoints.contains(ep)
+            })
+        };
         if let Some((_, Some(spec))) = replacing {
             specs.push(spec);
         }
@@ -132,7 +190,7 @@ impl Shared {
             out.preserve_dip.add(st, spec, gone, &mut out.vips);
         }
         let asked: Vec<&LoadBalancerSpec> = specs.iter().copied().chain(scope.changed()).collect();
-        out.preserve_dip.keep_ports(st, &asked, &others, gone);
+        out.preserve_dip.keep_ports(st, &asked, &others_have, gone);
         for spec in specs.into_iter().filter(|s| is_dsr(s)) {
             let Some(net) = spec
                 .endpoints
@@ -166,27 +224,7 @@ impl Shared {
     /// (ports unhooked, VIPs off), so a backend never gets a steered
     /// packet for a VIP it does not hold.
     pub(crate) fn ops_to(&self, after: &Shared) -> (Vec<Op>, Vec<Op>) {
-        let vip = |(ns, a): &(PathBuf, Ipv4Addr), add: bool| {
-            let (netns, link, address) =
-                (ns.clone(), "lo".to_string(), IpNet::from(IpAddr::V4(*a)));
-            match add {
-                true => Op::AddNetnsAddress {
-                    netns,
-                    link,
-                    address,
-                },
-                false => Op::DeleteNetnsAddress {
-                    netns,
-                    link,
-                    address,
-                },
-            }
-        };
-        let mut before: Vec<Op> = after
-            .vips
-            .difference(&self.vips)
-            .map(|v| vip(v, true))
-            .collect();
+        let mut before = local_routes(after.vips.difference(&self.vips), true);
         let hook: Vec<SetElement> = after
             .ports
             .difference(&self.ports)
@@ -207,7 +245,7 @@ impl Shared {
         if !unhook.is_empty() {
             later.push(Op::DeleteElements(unhook));
         }
-        later.extend(self.vips.difference(&after.vips).map(|v| vip(v, false)));
+        later.extend(local_routes(self.vips.difference(&after.vips), false));
         (before, later)
     }
 
@@ -249,6 +287,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn shared(ports: &[&str], vips: &[(&str, [u8; 4])]) -> Shared {
         Shared {
@@ -306,18 +345,86 @@ mod tests {
         let after = shared(&["hnveB"], &[("/ns/b2", [10, 96, 0, 10])]);
         let (first, later) = before.ops_to(&after);
         assert!(
-            matches!(&first[0], Op::AddNetnsAddress { netns, link, .. } if netns == &PathBuf::from("/ns/b2") && link == "lo")
+            matches!(&first[0], Op::AddLocalRoutes(r) if r[0].netns == Path::new("/ns/b2") && r[0].addresses == [Ipv4Addr::new(10, 96, 0, 10)])
         );
         assert!(
             matches!(&first[1], Op::AddElements(e) if e.len() == 1 && e[0].text == "\"hnveB\"")
         );
         assert!(matches!(&later[0], Op::DeleteElements(e) if e[0].text == "\"hnveA\""));
-        assert!(
-            matches!(&later[1], Op::DeleteNetnsAddress { netns, .. } if netns == &PathBuf::from("/ns/b1"))
-        );
+        assert!(matches!(&later[1], Op::DeleteLocalRoutes(r) if r[0].netns == Path::new("/ns/b1")));
         assert_eq!(first.len() + later.len(), 4);
         // No change, no ops.
         let (first, later) = after.ops_to(&after.clone());
         assert!(first.is_empty() && later.is_empty());
+    }
+
+    #[test]
+    fn local_routes_are_one_op_grouped_by_namespace() {
+        let s = shared(
+            &[],
+            &[
+                ("/ns/b1", [10, 96, 0, 1]),
+                ("/ns/b1", [10, 96, 0, 2]),
+                ("/ns/b2", [10, 96, 0, 1]),
+            ],
+        );
+        let (first, later) = Shared::default().ops_to(&s);
+        assert!(later.is_empty());
+        let [Op::AddLocalRoutes(routes)] = &first[..] else {
+            panic!("{first:?}");
+        };
+        let grouped: Vec<(&str, usize)> = routes
+            .iter()
+            .map(|r| (r.netns.to_str().unwrap(), r.addresses.len()))
+            .collect();
+        assert_eq!(grouped, [("/ns/b1", 2), ("/ns/b2", 1)]);
+        let (first, later) = s.ops_to(&Shared::default());
+        assert!(first.is_empty());
+        assert!(matches!(&later[..], [Op::DeleteLocalRoutes(r)] if r.len() == 2));
+    }
+
+    #[test]
+    fn the_vip_index_takes_what_takes_says_and_forgets_removed_lbs() {
+        let specs = [
+            lb("10.96.0.1", &["00000009"], 0, 1),
+            lb("10.96.0.2", &["00000001"], 8, 0),
+            lb("10.96.0.2", &["00000001"], 0, 1),
+            lb("10.96.0.3", &["00000002"], 8, 0),
+            lb("10.96.0.1", &["00000003"], 0, 0),
+        ];
+        let mut lbs = super::super::LoadBalancers::default();
+        let ids: Vec<Uuid> = (1..=specs.len() as u128).map(Uuid::from_u128).collect();
+        for (id, spec) in ids.iter().zip(&specs) {
+            let rec = super::super::LoadBalancerRec {
+                obj: Default::default(),
+                spec: spec.clone(),
+            };
+            lbs.insert(*id, rec);
+        }
+        let check = |lbs: &super::super::LoadBalancers, changed: &LoadBalancerSpec| {
+            let scope = Scope::Lb(None, Some(changed));
+            let expected: BTreeSet<Uuid> = lbs
+                .shared()
+                .filter(|(_, lb)| scope.takes(&lb.spec))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(scope.indexed(lbs), Some(expected));
+        };
+        for changed in [
+            lb("10.96.0.1", &["00000001"], 8, 0),
+            lb("10.96.0.2", &["00000001"], 8, 0),
+            lb("10.96.0.4", &["00000001"], 0, 1),
+            lb("10.96.0.5", &["00000001"], 8, 0),
+        ] {
+            check(&lbs, &changed);
+        }
+        lbs.remove(&ids[0]);
+        lbs.remove(&ids[2]);
+        let changed = lb("10.96.0.2", &["00000001"], 0, 1);
+        check(&lbs, &changed);
+        assert_eq!(
+            Scope::Lb(None, Some(&changed)).indexed(&lbs),
+            Some(BTreeSet::from([ids[1]]))
+        );
     }
 }

@@ -33,7 +33,7 @@ use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
 pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
 
-pub(crate) use program::{all_elements, client_groups, dsr_addresses, BackendRemoval};
+pub(crate) use program::{all_elements, client_groups, dsr_local_routes, BackendRemoval};
 
 /// The IPv4 frontend VIPs of `spec` (the data path is IPv4 only).
 fn frontend_vips4(spec: &LoadBalancerSpec) -> impl Iterator<Item = std::net::Ipv4Addr> + '_ {
@@ -58,6 +58,12 @@ pub(crate) struct LoadBalancers {
     /// The LBs with direct server return or PreserveDip, whose shared
     /// state ([`dsr::Shared`]) every change recomputes: only these.
     shared: BTreeSet<Uuid>,
+    /// Those of `shared` by frontend VIP, so a change finds the LBs it
+    /// shares state with in O(them), not O(all of `shared`).
+    shared_by_vip: HashMap<std::net::IpAddr, BTreeSet<Uuid>>,
+    /// Those of `shared` with direct server return (they share the
+    /// client ports).
+    dsr: BTreeSet<Uuid>,
 }
 
 impl LoadBalancers {
@@ -81,6 +87,12 @@ impl LoadBalancers {
         }
         if dsr::is_dsr(&rec.spec) || preserve_dip::is_preserve_dip(&rec.spec) {
             self.shared.insert(id);
+            for vip in &rec.spec.frontend_vips {
+                self.shared_by_vip.entry(*vip).or_default().insert(id);
+            }
+            if dsr::is_dsr(&rec.spec) {
+                self.dsr.insert(id);
+            }
         }
         self.by_id.insert(id, rec);
     }
@@ -90,7 +102,17 @@ impl LoadBalancers {
         for k in frontend_keys(&rec.spec) {
             self.by_frontend.remove(&k);
         }
-        self.shared.remove(id);
+        if self.shared.remove(id) {
+            for vip in &rec.spec.frontend_vips {
+                if let Some(ids) = self.shared_by_vip.get_mut(vip) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.shared_by_vip.remove(vip);
+                    }
+                }
+            }
+            self.dsr.remove(id);
+        }
         Some(rec)
     }
 
@@ -99,6 +121,25 @@ impl LoadBalancers {
         self.shared
             .iter()
             .filter_map(|id| Some((id, self.by_id.get(id)?)))
+    }
+
+    /// The DSR and PreserveDip LBs with one of `vips` as a frontend, and
+    /// every DSR LB too when `all_dsr` says so.
+    fn shared_with<'a>(
+        &self,
+        vips: impl IntoIterator<Item = &'a std::net::IpAddr>,
+        all_dsr: bool,
+    ) -> BTreeSet<Uuid> {
+        let mut out: BTreeSet<Uuid> = vips
+            .into_iter()
+            .filter_map(|v| self.shared_by_vip.get(v))
+            .flatten()
+            .copied()
+            .collect();
+        if all_dsr {
+            out.extend(&self.dsr);
+        }
+        out
     }
 
     fn owner(&self, key: &FrontendKey) -> Option<&Uuid> {

@@ -6,8 +6,9 @@
 //! changed by its difference along with DSR's ([`super::dsr::Shared`]):
 //! each VIP's mark, the backends' ports hooked on `hostnet_nft::preserve_dip`'s
 //! chains, one reply element per backend, VIP and target port, and each
-//! VIP on its backends' loopback (a set DSR shares: a VIP leaves a
-//! backend only when no DSR or PreserveDip LB still needs it there).
+//! VIP accepted by its backends, a local route in their namespaces (a set
+//! DSR shares: a VIP leaves a backend only when no DSR or PreserveDip LB
+//! still needs it there).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,7 +39,7 @@ pub(super) fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
     let unsupported = |m: &str| Err(HcnError::new(ErrorCode::RequestUnsupported, m));
     if spec.frontend_vips.is_empty() {
         return unsupported(
-            "EnablePreserveDip needs FrontendVIPs: a node port would have to put the host's own addresses on every backend's loopback, cutting the backends off from the host; give a VIP or remove the flag",
+            "EnablePreserveDip needs FrontendVIPs: a node port would have every backend accept the host's own addresses as its own, cutting the backends off from the host; give a VIP or remove the flag",
         );
     }
     if super::dsr::is_dsr(spec) {
@@ -67,7 +68,8 @@ fn reply_keys(spec: &LoadBalancerSpec) -> BTreeSet<(Ipv4Addr, u8, u16)> {
 
 /// A PreserveDip LB and a DSR LB (either may be `spec`) must not answer
 /// from one VIP, protocol and port: the backends' replies could not be
-/// told apart. O(the DSR and PreserveDip LBs).
+/// told apart. A reply key holds the VIP, so only the LBs sharing one are
+/// asked: O(them).
 pub(super) fn check_against(
     st: &State,
     spec: &LoadBalancerSpec,
@@ -77,8 +79,10 @@ pub(super) fn check_against(
     if mine.is_empty() {
         return Ok(());
     }
-    for (id, lb) in st.load_balancers.shared() {
-        if Some(id) == except || super::dsr::is_dsr(spec) == super::dsr::is_dsr(&lb.spec) {
+    let lbs = &st.load_balancers;
+    for id in lbs.shared_with(&spec.frontend_vips, false) {
+        let Some(lb) = lbs.get(&id) else { continue };
+        if Some(&id) == except || super::dsr::is_dsr(spec) == super::dsr::is_dsr(&lb.spec) {
             continue;
         }
         if let Some((vip, proto, port)) = reply_keys(&lb.spec).intersection(&mine).next() {
@@ -86,7 +90,7 @@ pub(super) fn check_against(
                 ErrorCode::RequestUnsupported,
                 format!(
                     "load balancer {} already has backends answer from {vip} protocol {proto} port {port} (one uses EnableDirectServerReturn, the other EnablePreserveDip), so their replies cannot be told apart: use another VIP or InternalPort",
-                    crate::object::guid(id)
+                    crate::object::guid(&id)
                 ),
             ));
         }
@@ -106,13 +110,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Add LB `spec`'s part, without endpoint `gone`; the VIPs its
-    /// backends must hold go into `on_loopback`.
+    /// backends must accept go into `accepted`.
     pub(super) fn add(
         &mut self,
         st: &State,
         spec: &LoadBalancerSpec,
         gone: Option<&Uuid>,
-        on_loopback: &mut BTreeSet<(PathBuf, Ipv4Addr)>,
+        accepted: &mut BTreeSet<(PathBuf, Ipv4Addr)>,
     ) {
         if !is_preserve_dip(spec) {
             return;
@@ -124,7 +128,7 @@ impl Shared {
                 continue;
             };
             // Attached to a namespace of its own: a host endpoint's
-            // namespace is the host's, whose loopback must not get VIPs.
+            // namespace is the host's, which must not accept VIPs.
             let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
                 continue;
             };
@@ -136,7 +140,7 @@ impl Shared {
             }
             let port_name = names::host_veth(id);
             for &vip in &vips {
-                on_loopback.insert((ns.path.clone(), vip));
+                accepted.insert((ns.path.clone(), vip));
                 for m in spec.port_mappings.iter().filter(|m| m.flags & FLAG != 0) {
                     self.replies.insert(Reply {
                         port_name: port_name.clone(),
@@ -152,24 +156,16 @@ impl Shared {
     }
 
     /// The ports of the backends of the `asked` LBs that PreserveDip LBs
-    /// not taken (`others`) still have: those stay hooked whatever the
-    /// taken ones do. Only those backends are looked up, so nothing of the
-    /// others is built.
+    /// not taken still have (`others_have`): those stay hooked whatever
+    /// the taken ones do. Only those backends are asked about, so nothing
+    /// of the others is built.
     pub(super) fn keep_ports(
         &mut self,
         st: &State,
         asked: &[&LoadBalancerSpec],
-        others: &[&LoadBalancerSpec],
+        others_have: &dyn Fn(&Uuid) -> bool,
         gone: Option<&Uuid>,
     ) {
-        let others: Vec<&LoadBalancerSpec> = others
-            .iter()
-            .copied()
-            .filter(|s| is_preserve_dip(s))
-            .collect();
-        if others.is_empty() {
-            return;
-        }
         let candidates: BTreeSet<&Uuid> = asked
             .iter()
             .filter(|s| is_preserve_dip(s))
@@ -182,7 +178,7 @@ impl Shared {
                 .get(id)
                 .and_then(|ep| ep.namespace.and_then(|n| st.namespaces.get(&n)))
                 .is_some_and(|ns| !ns.host);
-            if attached && others.iter().any(|s| s.endpoints.contains(id)) {
+            if attached && others_have(id) {
                 self.ports.insert(names::host_veth(id));
             }
         }

@@ -67,9 +67,9 @@ pub(crate) fn all_elements(st: &State) -> Vec<SetElement> {
     out
 }
 
-/// The DSR VIPs on backends' loopbacks, for the start-up reconcile (once
-/// the namespaces are back).
-pub(crate) fn dsr_addresses(st: &State) -> Vec<Op> {
+/// The DSR and PreserveDip VIPs' local routes in backends' namespaces, for
+/// the start-up reconcile (once the namespaces are back).
+pub(crate) fn dsr_local_routes(st: &State) -> Vec<Op> {
     super::dsr::Shared::all(st).1
 }
 

@@ -63,10 +63,12 @@ const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_UNSPEC: u8 = 0;
 const RT_TABLE_MAIN: u8 = 254;
+const RT_TABLE_LOCAL: u8 = 255;
 const RTPROT_KERNEL: u8 = 2;
 const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_HOST: u8 = 254;
 /// In a delete request: match routes of any scope.
 const RT_SCOPE_NOWHERE: u8 = 255;
 const RTN_UNICAST: u8 = 1;
@@ -387,6 +389,45 @@ fn route_message(kind: u16, flags: u16, index: u32, route: &RouteSpec) -> Messag
     if route.metric != 0 {
         msg.attr_u32(RTA_PRIORITY, route.metric);
     }
+    msg
+}
+
+/// Adds `local ADDR/32 dev lo` to the local table (`index`: loopback's),
+/// so the namespace accepts `addr` as its own without holding it as an
+/// address. Not exclusive: the route sits beside the kernel's own route of
+/// an address `addr` (which has a source and the kernel's protocol), so the
+/// address can be removed afterwards without a moment where `addr` is not
+/// local. The kernel answers EEXIST if this very route is there.
+pub fn add_local_route(sock: &mut Socket, index: u32, addr: Ipv4Addr) -> Result<(), NetlinkError> {
+    let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE) as u16;
+    sock.request(
+        local_route_message(RTM_NEWROUTE, flags, index, addr),
+        |_| {},
+    )
+}
+
+/// Deletes what [`add_local_route`] added, not the kernel's route of an
+/// address (another protocol); ESRCH when it is not there.
+pub fn delete_local_route(
+    sock: &mut Socket,
+    index: u32,
+    addr: Ipv4Addr,
+) -> Result<(), NetlinkError> {
+    sock.request(local_route_message(RTM_DELROUTE, ACK, index, addr), |_| {})
+}
+
+fn local_route_message(kind: u16, flags: u16, index: u32, addr: Ipv4Addr) -> Message {
+    let mut hdr = [0u8; 12];
+    hdr[0] = libc::AF_INET as u8;
+    hdr[1] = 32;
+    hdr[4] = RT_TABLE_LOCAL;
+    hdr[5] = RTPROT_STATIC;
+    hdr[6] = RT_SCOPE_HOST;
+    hdr[7] = RTN_LOCAL;
+    let mut msg = Message::new(kind, flags);
+    msg.header(&hdr)
+        .attr(RTA_DST, &addr.octets())
+        .attr_u32(RTA_OIF, index);
     msg
 }
 

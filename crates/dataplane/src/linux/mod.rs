@@ -22,7 +22,7 @@ mod nftables;
 mod tap;
 mod vxlan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -953,16 +953,8 @@ impl Dataplane for LinuxDataplane {
                 routes,
             } => self.move_addresses(from, to, addresses, routes),
             Op::AddAddress { link, address } => self.change_address(true, link, *address),
-            Op::AddNetnsAddress {
-                netns,
-                link,
-                address,
-            } => change_netns_address(true, netns, link, *address),
-            Op::DeleteNetnsAddress {
-                netns,
-                link,
-                address,
-            } => change_netns_address(false, netns, link, *address),
+            Op::AddLocalRoutes(routes) => change_local_routes(true, routes),
+            Op::DeleteLocalRoutes(routes) => change_local_routes(false, routes),
             Op::DeleteAddress { link, address } => self.change_address(false, link, *address),
             Op::AddRoutes {
                 netns,
@@ -1456,44 +1448,109 @@ fn configure_link(sock: &mut Socket, name: &str, link: &LinkConfig<'_>) -> Resul
     Ok(())
 }
 
-/// Adds or deletes an address of a link inside the namespace at `path`,
-/// through a socket opened there. Idempotent; a namespace that is gone
-/// has no address to delete.
-fn change_netns_address(
-    add: bool,
-    path: &Path,
-    link: &str,
-    address: IpNet,
-) -> Result<(), DataplaneError> {
+/// Adds or deletes the local routes of [`Op::AddLocalRoutes`], through
+/// sockets opened in every namespace by one thread. A failed add removes
+/// the routes it added, in every namespace; namespaces that are gone have
+/// nothing to delete.
+fn change_local_routes(add: bool, sets: &[crate::LocalRoutes]) -> Result<(), DataplaneError> {
     let verb = if add { "add" } else { "delete" };
-    let fail = |m: String| {
+    let fail = |path: &Path, m: String| {
         DataplaneError::new(
-            format!("{verb} {address} on {link} in {}", path.display()),
+            format!("{verb} the local routes of VIPs in {}", path.display()),
             m,
         )
     };
-    let ns = match File::open(path) {
-        Ok(f) => f,
-        Err(_) if !add => return Ok(()),
-        Err(e) => return Err(fail(format!("open the namespace: {e}"))),
-    };
-    let mut sock = netns::route_socket_in(ns.as_fd()).map_err(|e| fail(e.to_string()))?;
-    let index = link::index(&mut sock, link)
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail("no such link".into()))?;
+    let mut open = Vec::with_capacity(sets.len());
+    for set in sets {
+        match File::open(&set.netns) {
+            Ok(f) => open.push((set, f)),
+            Err(_) if !add => {}
+            Err(e) => return Err(fail(&set.netns, format!("open the namespace: {e}"))),
+        }
+    }
+    let fds: Vec<_> = open.iter().map(|(_, f)| f.as_fd()).collect();
+    let mut sockets = netns::route_sockets_in(&fds).map_err(|e| {
+        let first = sets
+            .first()
+            .map(|s| s.netns.as_path())
+            .unwrap_or(Path::new("?"));
+        fail(first, e.to_string())
+    })?;
+    for (i, ((set, _), sock)) in open.iter().zip(sockets.iter_mut()).enumerate() {
+        if let Err(e) = change_local_routes_in(add, sock, &set.addresses) {
+            if add {
+                for ((earlier, _), sock) in open[..i].iter().zip(sockets.iter_mut()) {
+                    for &a in &earlier.addresses {
+                        let _ = link::delete_local_route(sock, LOOPBACK_INDEX, a);
+                    }
+                }
+            }
+            return Err(fail(&set.netns, e));
+        }
+    }
+    Ok(())
+}
+
+/// [`change_local_routes`] in one namespace, through `sock` opened there;
+/// then the `/32` loopback addresses an earlier version held for those
+/// addresses are removed (one dump finds them). A failed add removes the
+/// routes it added here.
+fn change_local_routes_in(
+    add: bool,
+    sock: &mut Socket,
+    addresses: &[std::net::Ipv4Addr],
+) -> Result<(), String> {
     if add {
-        link::set_up(&mut sock, index).map_err(|e| fail(e.to_string()))?;
+        // Local delivery goes through loopback: down, the route is dead.
+        link::set_up(sock, LOOPBACK_INDEX).map_err(|e| format!("set lo up: {e}"))?;
     }
-    let done = match add {
-        true => link::add_address(&mut sock, index, address),
-        false => link::delete_address(&mut sock, index, address),
-    };
-    match done {
-        Ok(()) => Ok(()),
-        Err(e) if add && e.errno == libc::EEXIST => Ok(()),
-        Err(e) if !add && e.errno == libc::EADDRNOTAVAIL => Ok(()),
-        Err(e) => Err(fail(e.to_string())),
+    for (i, &a) in addresses.iter().enumerate() {
+        let done = match add {
+            true => link::add_local_route(sock, LOOPBACK_INDEX, a),
+            false => link::delete_local_route(sock, LOOPBACK_INDEX, a),
+        };
+        match done {
+            Ok(()) => {}
+            Err(e) if add && e.errno == libc::EEXIST => {}
+            Err(e) if !add && e.errno == libc::ESRCH => {}
+            Err(e) => {
+                if add {
+                    for &undo in &addresses[..i] {
+                        let _ = link::delete_local_route(sock, LOOPBACK_INDEX, undo);
+                    }
+                }
+                return Err(format!("{a}: {e}"));
+            }
+        }
     }
+    remove_loopback_addresses(sock, addresses)
+}
+
+/// The kernel gives loopback index 1 in every namespace (it registers it
+/// first).
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Deletes the `/32` addresses on loopback among `addresses`: how earlier
+/// versions made a namespace accept a VIP, replaced by a local route.
+fn remove_loopback_addresses(
+    sock: &mut Socket,
+    addresses: &[std::net::Ipv4Addr],
+) -> Result<(), String> {
+    let held = link::addresses(sock).map_err(|e| format!("list addresses: {e}"))?;
+    let wanted: HashSet<std::net::IpAddr> = addresses.iter().map(|&a| a.into()).collect();
+    for a in held {
+        if a.index != LOOPBACK_INDEX || a.net.prefix_len() != 32 || !wanted.contains(&a.net.addr())
+        {
+            continue;
+        }
+        match link::delete_address(sock, LOOPBACK_INDEX, a.net) {
+            Err(e) if e.errno != libc::EADDRNOTAVAIL => {
+                return Err(format!("remove the old address {} from lo: {e}", a.net))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Configures a veth peer inside its namespace, through a socket opened

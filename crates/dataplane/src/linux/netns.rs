@@ -49,6 +49,27 @@ pub fn route_socket_in(ns: BorrowedFd<'_>) -> io::Result<Socket> {
     run_in_netns_fd(ns, || Socket::open(libc::NETLINK_ROUTE))?
 }
 
+/// Opens a `NETLINK_ROUTE` socket inside each of `namespaces`, from one
+/// thread that enters them in turn: a change touching many namespaces
+/// pays for one thread, not one each.
+pub fn route_sockets_in(namespaces: &[BorrowedFd<'_>]) -> io::Result<Vec<Socket>> {
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            namespaces
+                .iter()
+                .map(|ns| {
+                    enter(*ns)?;
+                    Socket::open(libc::NETLINK_ROUTE)
+                })
+                .collect()
+        });
+        match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Moves the calling thread into the network namespace `ns`.
 fn enter(ns: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: setns(2) on a valid descriptor; affects only this thread.
