@@ -177,16 +177,7 @@ impl LinuxDataplane {
             )),
             _ => fail(e.to_string()),
         })?;
-        let link = LinkConfig {
-            addresses: &[],
-            routes: &[],
-            ipv6: false,
-        };
-        if let Err(m) = configure_link(&mut sock, name, &link) {
-            undo_link(&mut sock, name);
-            return Err(fail(m));
-        }
-        Ok(())
+        bring_up_uplink_port(&mut sock, name).map_err(fail)
     }
 
     fn create_bond(
@@ -209,16 +200,7 @@ impl LinuxDataplane {
                 _ => fail(e.to_string()),
             },
         )?;
-        let link = LinkConfig {
-            addresses: &[],
-            routes: &[],
-            ipv6: false,
-        };
-        if let Err(m) = configure_link(&mut sock, name, &link) {
-            undo_link(&mut sock, name);
-            return Err(fail(m));
-        }
-        Ok(())
+        bring_up_uplink_port(&mut sock, name).map_err(fail)
     }
 
     /// See [`Op::EnslaveToBond`]. A member that vanished since it was
@@ -1629,6 +1611,18 @@ fn change_routes(
         }
     }
     Ok(())
+}
+
+/// Sets a just-made uplink link (a VLAN sub-interface, a bond) up as a
+/// bridge port: no addresses, no IPv6 link-local address. If that fails
+/// the link is deleted again, so the op leaves nothing behind.
+fn bring_up_uplink_port(sock: &mut Socket, name: &str) -> Result<(), String> {
+    let port = LinkConfig {
+        addresses: &[],
+        routes: &[],
+        ipv6: false,
+    };
+    configure_link(sock, name, &port).inspect_err(|_| undo_link(sock, name))
 }
 
 /// Rollback: deletes a link made by a failing op, logging if that fails.
