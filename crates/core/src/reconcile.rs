@@ -28,7 +28,7 @@ use crate::endpoint::{
 };
 use crate::network::{network_rec, network_up};
 use crate::object::{guid, internal};
-use crate::service::{EndpointRec, NamespaceRec, NetworkRec, Service, State};
+use crate::service::{EndpointRec, NamespaceRec, NetworkRec, Service};
 use crate::subnet::{self, Resolved};
 
 const INITIALIZED: &str = "initialized";
@@ -397,14 +397,20 @@ impl Service {
             }
         }
         for (id, ep) in &st.endpoints {
+            let ports = KernelPorts {
+                links: &links,
+                routers: &routers,
+            };
             if ep.vm_nic {
-                reconcile_vm_nic(dp, &st, id, ep, &links, &routers, &mut wanted);
+                if let Some(net) = st.networks.get(&ep.network) {
+                    let plug = || bridge::vm_nic_plug(&net.plan, &ep.plan);
+                    wanted.extend(restore_port(dp, &ports, id, ep, net, plug));
+                }
                 continue;
             }
             let Some(ns) = ep.namespace.and_then(|n| st.namespaces.get(&n)) else {
                 continue;
             };
-            let name = names::host_veth(id);
             if ns.host {
                 // A host endpoint is an address on the bridge.
                 let net = &st.networks[&ep.network];
@@ -422,33 +428,17 @@ impl Service {
             if ns.external && !dp.netns_exists(&ns.path) {
                 continue;
             }
-            let (present, replug) = match routers.get(&ep.network) {
-                Some(r) => (r.links.contains(&name), r.replug),
-                None => (links.contains(&name), false),
-            };
             let net = &st.networks[&ep.network];
-            if !present {
-                log::info!("rebuilding the veth of endpoint {}", guid(id));
+            let plug = || {
                 let plug = bridge::Plug {
                     netns: &ns.path,
                     ifname: &ep.ifname,
                     nic_index: ns.endpoints.iter().position(|e| e == id).unwrap_or(0) as u32,
                     host: ns.host,
                 };
-                // Its elements are in the tables loaded above.
-                let ops: Vec<Op> = bridge::endpoint_attach(&net.plan, &ep.plan, plug)
-                    .into_iter()
-                    .filter(|op| !adds_elements(op))
-                    .collect();
-                if let Err(e) = apply(dp, &ops) {
-                    log::error!("endpoint {}: {e}", guid(id));
-                }
-            } else if replug {
-                replug_port(dp, id, ep, net);
-            }
-            if !routers.contains_key(&ep.network) {
-                wanted.insert(name);
-            }
+                bridge::endpoint_attach(&net.plan, &ep.plan, plug)
+            };
+            wanted.extend(restore_port(dp, &ports, id, ep, net, plug));
         }
         self.hook_rebuilt_devices(unhooked)?;
         // DSR and PreserveDip VIPs' local routes in backends' namespaces,
@@ -548,41 +538,47 @@ fn adds_elements(op: &Op) -> bool {
     }
 }
 
-/// Rebuilds a VM NIC's tap if the kernel lost it (its elements are in the
-/// tables already loaded; a VM that had it open lost its link and must be
-/// restarted), or plugs it into its rebuilt bridge; marks it wanted.
-fn reconcile_vm_nic(
+/// The endpoint ports the kernel has: the host's links, and each overlay
+/// router's (which also says whether its bridges were rebuilt).
+struct KernelPorts<'a> {
+    links: &'a HashSet<String>,
+    routers: &'a HashMap<Uuid, crate::reconcile_overlay::Router>,
+}
+
+/// Brings an endpoint's port (a veth, or a VM NIC's tap) back: rebuilt
+/// with `plug`'s ops if the kernel lost it (less their elements, which are
+/// in the tables loaded already; a VM that had its tap open lost its link
+/// and must be restarted), or plugged into its rebuilt bridge. Returns the
+/// port's name when it is a link of the host namespace (to keep).
+fn restore_port(
     dp: &dyn hostnet_dataplane::Dataplane,
-    st: &State,
+    ports: &KernelPorts<'_>,
     id: &Uuid,
     ep: &EndpointRec,
-    links: &HashSet<String>,
-    routers: &HashMap<Uuid, crate::reconcile_overlay::Router>,
-    wanted: &mut HashSet<String>,
-) {
-    let Some(net) = st.networks.get(&ep.network) else {
-        return;
-    };
+    net: &NetworkRec,
+    plug: impl FnOnce() -> Vec<Op>,
+) -> Option<String> {
     let name = names::host_veth(id);
-    let (present, replug) = match routers.get(&ep.network) {
+    let router = ports.routers.get(&ep.network);
+    let (present, replug) = match router {
         Some(r) => (r.links.contains(&name), r.replug),
-        None => (links.contains(&name), false),
+        None => (ports.links.contains(&name), false),
     };
     if !present {
-        log::info!("rebuilding the tap of VM NIC endpoint {}", guid(id));
-        let ops: Vec<Op> = bridge::vm_nic_plug(&net.plan, &ep.plan)
-            .into_iter()
-            .filter(|op| !adds_elements(op))
-            .collect();
+        let what = if ep.vm_nic {
+            "tap of VM NIC"
+        } else {
+            "veth of"
+        };
+        log::info!("rebuilding the {what} endpoint {}", guid(id));
+        let ops: Vec<Op> = plug().into_iter().filter(|op| !adds_elements(op)).collect();
         if let Err(e) = apply(dp, &ops) {
             log::error!("endpoint {}: {e}", guid(id));
         }
     } else if replug {
         replug_port(dp, id, ep, net);
     }
-    if !routers.contains_key(&ep.network) {
-        wanted.insert(name);
-    }
+    router.is_none().then_some(name)
 }
 
 /// Enslaves an endpoint's port (veth or tap) that survived to its
