@@ -16,11 +16,6 @@ use crate::endpoint::remove_resource;
 use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
 use crate::service::{EndpointRec, NamespaceRec, Service, State, HOST_NETNS};
 
-/// The undo of each op, last first.
-fn undo_all(ops: &[Op]) -> Vec<Op> {
-    ops.iter().rev().filter_map(Op::undo).collect()
-}
-
 impl Service {
     pub(crate) fn create_namespace(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
         let wire: HostComputeNamespace = crate::object::parse_object(body)?;
@@ -62,7 +57,7 @@ impl Service {
         let mut txn = Txn::new();
         txn.put(Kind::Namespace.collection(), &guid(&id), bytes(&obj));
         if let Err(e) = self.commit(txn) {
-            teardown(self.dp.as_ref(), &undo_all(&create));
+            teardown(self.dp.as_ref(), &Op::reverse_plan(&create));
             return Err(e);
         }
         st.namespaces.insert(

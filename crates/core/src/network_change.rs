@@ -120,7 +120,7 @@ impl Service {
         apply(self.dp.as_ref(), &ops)
             .map_err(|e| internal("programming the network and its endpoints", e))?;
         if let Err(e) = self.save(Kind::Network, &id, &changed.obj) {
-            let undo: Vec<Op> = ops.iter().rev().filter_map(Op::undo).collect();
+            let undo: Vec<Op> = Op::reverse_plan(&ops);
             teardown(self.dp.as_ref(), &undo);
             return Err(e);
         }

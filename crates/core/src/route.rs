@@ -110,7 +110,7 @@ impl Service {
         let mut txn = Txn::new();
         txn.delete(Kind::Route.collection(), &guid(&id));
         if let Err(e) = self.commit(txn) {
-            let undo: Vec<Op> = ops.iter().rev().filter_map(Op::undo).collect();
+            let undo: Vec<Op> = Op::reverse_plan(&ops);
             if let Err(u) = apply(self.dp.as_ref(), &undo) {
                 log::error!("route {}: {u} (reinstalled at the next start)", guid(&id));
             }

@@ -382,6 +382,12 @@ impl Op {
         }
     }
 
+    /// The ops that take `plan` back, last first: the "down" that mirrors
+    /// an "up" plan (ops without an inverse are left out).
+    pub fn reverse_plan(plan: &[Op]) -> Vec<Op> {
+        plan.iter().rev().filter_map(Op::undo).collect()
+    }
+
     /// The op that reverses this one, if it has one.
     pub fn undo(&self) -> Option<Op> {
         match self {

@@ -54,11 +54,7 @@ pub fn network_down(
     vlan: Option<&Vlan>,
     team: Option<&Team>,
 ) -> Vec<Op> {
-    network_up(id, uplink, vlan, team)
-        .iter()
-        .rev()
-        .filter_map(|op| op.undo())
-        .collect()
+    Op::reverse_plan(&network_up(id, uplink, vlan, team))
 }
 
 /// The elements an endpoint owns from its creation: its entry behind the

@@ -225,7 +225,7 @@ impl Service {
     ) -> Result<(), HcnError> {
         apply(self.dp.as_ref(), ops).map_err(|e| internal(what, e))?;
         if let Err(e) = commit() {
-            let undo: Vec<Op> = ops.iter().rev().filter_map(Op::undo).collect();
+            let undo: Vec<Op> = Op::reverse_plan(ops);
             teardown(self.dp.as_ref(), &undo);
             return Err(e);
         }
