@@ -115,7 +115,8 @@ pub struct Frontend {
     pub preserve_dip: bool,
 }
 
-const VIP_GUESTS: &str = "lb_vip_guests4";
+/// `vip . proto . port : kind`: the VIP frontends containers reach.
+pub const VIP_GUESTS: &str = "lb_vip_guests4";
 const VIP_OUTSIDE: &str = "lb_vip_outside4";
 const VIP_HOST: &str = "lb_vip_host4";
 const NODE_GUESTS: &str = "lb_node_guests4";
@@ -213,8 +214,11 @@ fn pick_chain(node: bool, pick: Pick, slots: Option<usize>) -> &'static str {
     names[pick_index(node, pick, slots)].as_str()
 }
 
-/// The load balancers' maps and chains, inside `table inet hostnet`.
-pub fn skeleton() -> String {
+/// The frontend, slot, bucket, mark and SNAT maps, the static pick
+/// chains and their dispatch map [`PICKS`]: what every table that load
+/// balances holds (the host's, and an overlay router's:
+/// [`crate::router`]), whose entry chains then differ.
+pub fn maps_and_picks() -> String {
     let mut s = String::new();
     let vip_key = "ip daddr . meta l4proto . th dport";
     let node_key = "meta l4proto . th dport";
@@ -292,6 +296,14 @@ pub fn skeleton() -> String {
         "\tmap {PICKS} {{ type mark : verdict; elements = {{ {} }}; }}",
         picks.join(", ")
     );
+    s
+}
+
+/// The load balancers' maps and chains, inside `table inet hostnet`.
+pub fn skeleton() -> String {
+    let mut s = maps_and_picks();
+    let vip_key = "ip daddr . meta l4proto . th dport";
+    let node_key = "meta l4proto . th dport";
     let _ = write!(
         s,
         r#"	chain {PREROUTING} {{

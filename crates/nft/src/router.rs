@@ -15,6 +15,8 @@
 //! ([`crate::endpoint_port`], [`crate::counters::port_drops`] program
 //! both).
 
+use std::net::Ipv4Addr;
+
 use crate::{SetElement, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
 
 /// The router's link to the host.
@@ -52,8 +54,10 @@ table inet {TABLE} {{
 	set {ONAT_SOURCES4} {{ type ipv4_addr; }}
 	set {ONAT_EXCEPTIONS4} {{ type ipv4_addr . ipv4_addr; flags interval; }}
 	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
+	set {LB_SOURCES} {{ type ipv4_addr; }}
 	chain prerouting {{
 		type filter hook prerouting priority raw; policy accept;
+		ip daddr @{LB_SOURCES} accept
 		iifname != \"{TRANSIT_LINK}\" fib daddr oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain output {{
@@ -76,9 +80,49 @@ table inet {TABLE} {{
 		snat ip to ip saddr . ip daddr map @{ONAT_VIPS4}
 		masquerade
 	}}
-}}
-"
+{lb}}}
+",
+        lb = lb_chains(),
     )
+}
+
+/// The set of SourceVIPs the router holds for its load balancers: replies
+/// to them come back over the overlay, and must be tracked (not
+/// `notrack`ed as other overlay traffic is) for conntrack to un-NAT them.
+pub const LB_SOURCES: &str = "lb_router_sources4";
+
+/// Load balancers on the overlay (docs/load-balancers.md#on-overlay-networks):
+/// the host table's maps and pick chains ([`crate::lb::maps_and_picks`],
+/// so [`crate::lb::elements`] programs both), entered from the overlay's
+/// bridges, with every connection SNATed to its SourceVIP. Kept in chains
+/// of their own.
+fn lb_chains() -> String {
+    use crate::lb::{PICKS, VIP_GUESTS, VIP_MARK, VIP_SNAT};
+    format!(
+        "{maps}\tchain lb_router_prerouting {{
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname != \"{TRANSIT_LINK}\" ct mark set ip daddr . meta l4proto . th dport map @{VIP_GUESTS} ct mark vmap @{PICKS}
+	}}
+	chain lb_router_postrouting {{
+		type nat hook postrouting priority srcnat - 10; policy accept;
+		ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
+	}}
+",
+        maps = crate::lb::maps_and_picks(),
+    )
+}
+
+/// The element that has the router track replies to `source_vip`.
+pub fn lb_source(source_vip: Ipv4Addr) -> SetElement {
+    SetElement {
+        family: crate::Family::Inet,
+        table: TABLE,
+        set: LB_SOURCES,
+        key: source_vip.octets().to_vec(),
+        key_end: None,
+        data: None,
+        text: source_vip.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +137,41 @@ mod tests {
         // its bridges) is not tracked either.
         assert!(t.contains("oifname != \"transit\" notrack"));
         assert!(t.starts_with("table inet hostnet {}\ndelete table inet hostnet\n"));
+    }
+
+    #[test]
+    fn load_balancers_enter_from_the_overlay_and_leave_from_their_source_vip() {
+        let vip = crate::lb::Frontend {
+            vip: Some(std::net::Ipv4Addr::new(10, 96, 0, 10)),
+            proto: 6,
+            port: 80,
+            target_port: 8080,
+            pick: crate::lb::Pick::Random,
+            reach: crate::lb::Reach {
+                guests: true,
+                ..Default::default()
+            },
+            source_vip: Some(std::net::Ipv4Addr::new(10, 0, 1, 2)),
+            backends: vec![std::net::Ipv4Addr::new(10, 0, 1, 11)],
+            preserve_dip: false,
+        };
+        let mut els = crate::lb::elements(&vip);
+        els.push(super::lb_source(std::net::Ipv4Addr::new(10, 0, 1, 2)));
+        let t = super::tables(&els);
+        // Replies to a SourceVIP skip the raw notrack, before it.
+        let accept = t.find("ip daddr @lb_router_sources4 accept").unwrap();
+        assert!(accept < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
+        assert!(t.contains("chain lb_vip_random_1 {"));
+        assert!(t.contains(
+            "iifname != \"transit\" ct mark set ip daddr . meta l4proto . th dport map @lb_vip_guests4 ct mark vmap @lb_picks"
+        ));
+        assert!(t.contains(
+            "snat ip to ct original ip daddr . meta l4proto . ct mark map @lb_vip_snat4"
+        ));
+        assert!(t.contains("add element inet hostnet lb_vip_guests4 { 10.96.0.10 . tcp . 80 :"));
+        assert!(t.contains("add element inet hostnet lb_router_sources4 { 10.0.1.2 }"));
+        // The host's entry chains are not the router's.
+        assert!(!t.contains("lb_from_outside"));
     }
 
     #[test]
