@@ -124,17 +124,21 @@ impl Service {
                 }
             };
         // The router's tables with every attached port's firewall defaults.
-        let elements: Vec<_> = st
+        let mut elements: Vec<_> = st
             .endpoints
             .values()
             .filter(|e| e.network == net.plan.id)
             .filter(|e| e.plugged(&st.namespaces) == Some(false))
             .flat_map(|e| bridge::port_elements(&net.plan, &e.plan, false))
             .collect();
+        // Its load balancers, and the SourceVIPs it holds for them.
+        let (lb_elements, lb_sources) = crate::load_balancer::router_state(st, o);
+        elements.extend(lb_elements);
         ops.push(Op::LoadNetnsTables {
             netns: o.router.clone(),
             script: hostnet_nft::router::tables(&elements),
         });
+        ops.extend(lb_sources);
         if let Err(e) = apply(dp, &ops) {
             log::error!("overlay network {}: {e}", guid(&o.id));
         }
