@@ -416,3 +416,135 @@ fn overlay_cluster_ip_balances_over_local_and_remote_backends() {
         .delete(Kind::Endpoints, &source_ep)
         .expect("delete the SourceVIP endpoint");
 }
+
+/// flannel's shape: one overlay network per host holding that host's
+/// subnet of the cluster CIDR (10.244.(i+1).0/24, VNI 4096), and a
+/// `RemoteSubnetRoute` to each other host's.
+fn flannel_network(i: usize, routes: Vec<Value>) -> Value {
+    json!({
+        "Name": "vxlan0", "Type": "Overlay",
+        "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": format!("10.244.{}.0/24", i + 1),
+            "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4096}}]}]}],
+        "Policies": routes,
+        "SchemaVersion": {"Major": 2, "Minor": 0}
+    })
+}
+
+/// A route to host `i`'s subnet, with the PA and DR MAC its GET shows.
+fn route_to(phys: &PhysicalNet, i: usize) -> Value {
+    let h = phys.host(i);
+    let net = h
+        .client()
+        .get(Kind::Networks, &h.network("vxlan0"))
+        .unwrap();
+    let setting = |t: &str, key: &str| {
+        net["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["Type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {net}"))["Settings"][key]
+            .clone()
+    };
+    json!({"Type": "RemoteSubnetRoute", "Settings": {
+        "DestinationPrefix": format!("10.244.{}.0/24", i + 1), "IsolationId": 4096,
+        "ProviderAddress": setting("ProviderAddress", "ProviderAddress"),
+        "DistributedRouterMacAddress": setting("DrMacAddress", "Address")}})
+}
+
+#[test]
+fn flannel_cluster_ip_reaches_another_hosts_pods_through_its_subnet_route() {
+    let test = "flannel_cluster_ip_reaches_another_hosts_pods_through_its_subnet_route";
+    let Some(mut phys) = world(test) else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    h2.client()
+        .create(Kind::Networks, &flannel_network(1, vec![]))
+        .expect("host 2's network");
+    h1.client()
+        .create(
+            Kind::Networks,
+            &flannel_network(0, vec![route_to(&phys, 1)]),
+        )
+        .expect("host 1's network, with a route to host 2");
+    let back = json!({"ResourceType": "Policy", "RequestType": "Add",
+        "Settings": {"Policies": [route_to(&phys, 0)]}});
+    h2.client()
+        .modify(Kind::Networks, &h2.network("vxlan0"), &back)
+        .expect("host 2's route to host 1");
+    let on = |h: &Host, ip: &str| {
+        h.container_with("vxlan0", json!({"IpConfigurations": [{"IpAddress": ip}]}))
+    };
+    let client = on(h1, "10.244.1.10");
+    let local = on(h1, "10.244.1.11");
+    let far = on(h2, "10.244.2.20");
+    let far_mac = h2.client().get(Kind::Endpoints, &far.ep_id).unwrap()["MacAddress"].clone();
+    // kube-proxy's remote endpoint for a pod of host 2: outside host 1's
+    // subnet, inside its route to host 2. One outside every route is
+    // refused.
+    let remote_at = |ip: &str| {
+        h1.client().create(
+            Kind::Endpoints,
+            &json!({"HostComputeNetwork": h1.network("vxlan0"), "Flags": 1,
+                "IpConfigurations": [{"IpAddress": ip}], "MacAddress": far_mac,
+                "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": h2.addr}}]}),
+        )
+    };
+    let err = remote_at("10.244.7.20").unwrap_err().to_string();
+    assert!(err.contains("RemoteSubnetRoute"), "{err}");
+    let far_on_1 = id(&remote_at("10.244.2.20").expect("remote endpoint"));
+    let source = "10.244.1.2";
+    h1.client()
+        .create(
+            Kind::Endpoints,
+            &json!({"HostComputeNetwork": h1.network("vxlan0"),
+                    "IpConfigurations": [{"IpAddress": source}]}),
+        )
+        .expect("the SourceVIP endpoint");
+    let servers = [
+        local.serve(&["tcp-serve", "0.0.0.0:8080"]),
+        far.serve(&["tcp-serve", "0.0.0.0:8080"]),
+    ];
+    let mut body = lb_body(VIP, 6, 80, 8080, &[&local.ep_id, &far_on_1]);
+    body["SourceVIP"] = json!(source);
+    let lb = id(&h1
+        .client()
+        .create(Kind::LoadBalancers, &body)
+        .expect("create"));
+    let check = |client: &Container, n: usize| {
+        let said = connect_many(client, &["tcp-get", &format!("{VIP}:80")], n);
+        assert!(
+            said.iter()
+                .all(|s| s.starts_with(&format!("peer {source}:"))),
+            "{said:?}"
+        );
+        served(&[&servers[0], &servers[1]], n)
+    };
+    let seen = check(&client, 30);
+    assert!(seen.iter().all(|s| s.len() >= 3), "both backends: {seen:?}");
+
+    // The remote endpoint outside the subnets is reloaded at a restart.
+    phys.hosts[0].daemon_mut().kill9_and_restart();
+    let h1 = phys.host(0);
+    let shown = h1.client().get(Kind::LoadBalancers, &lb).unwrap();
+    assert_eq!(
+        shown["HostComputeEndpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+    let seen = check(&client, 30);
+    assert!(
+        seen.iter().all(|s| s.len() >= 3),
+        "both after a restart: {seen:?}"
+    );
+
+    h1.client()
+        .delete(Kind::Endpoints, &far_on_1)
+        .expect("delete remote");
+    let seen = check(&client, 10);
+    assert_eq!((seen[0].len(), seen[1].len()), (10, 0), "{seen:?}");
+    h1.client()
+        .delete(Kind::LoadBalancers, &lb)
+        .expect("delete");
+}
