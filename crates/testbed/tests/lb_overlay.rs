@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hostnet_api::Kind;
+use hostnet_testbed::capture::Capture;
 use hostnet_testbed::physical::{id, Container, Host};
 use hostnet_testbed::{require_privileges, wait_until, PhysicalNet, Probe, Session};
 use serde_json::{json, Value};
@@ -324,6 +325,47 @@ fn overlay_cluster_ip_balances_over_local_and_remote_backends() {
     );
     let seen = served(&[&udp[0], &udp[1]], 20);
     assert!(seen.iter().all(|s| !s.is_empty()), "UDP on both: {seen:?}");
+
+    // SCTP (no SCTP sockets on this kernel: INITs by hand). The firewall
+    // defaults let no SCTP into an endpoint, so the router's side of the
+    // bridges shows where each INIT went: DNATed to a backend, from the
+    // SourceVIP.
+    h1.client()
+        .create(Kind::LoadBalancers, &lb_body(VIP, 132, 80, 8080, &backends))
+        .expect("create SCTP");
+    // The VNI bridges (hostnet_drivers::overlay::vni_bridge).
+    let wires = [
+        Capture::start(&router, &format!("hnvb{:06x}", 4100)),
+        Capture::start(&router, &format!("hnvb{:06x}", 4101)),
+    ];
+    for sport in 5000..5012 {
+        let (ok, said) = client.run(&["sctp-init", &format!("{VIP}:80"), &sport.to_string()]);
+        assert!(ok, "{said}");
+    }
+    // The capture has caught up once the client's last INIT is in it.
+    assert!(wires[0].saw(&format!("sctp and src host {CLIENT} and src port 5011")));
+    let frames: Vec<String> = wires
+        .into_iter()
+        .flat_map(|w| w.stop().frames("sctp"))
+        .collect();
+    let to = |backend: &str| {
+        frames
+            .iter()
+            .filter(|f| f.contains(&format!("> {backend}.8080: sctp")))
+            .collect::<Vec<_>>()
+    };
+    let (near, remote) = (to(LOCAL), to(REMOTE));
+    assert_eq!(near.len() + remote.len(), 12, "{frames:#?}");
+    assert!(
+        !near.is_empty() && !remote.is_empty(),
+        "SCTP on both: {frames:#?}"
+    );
+    assert!(
+        near.iter()
+            .chain(&remote)
+            .all(|f| f.contains(&format!("IP {SOURCE_VIP}.50"))),
+        "from the SourceVIP: {frames:#?}"
+    );
 
     // Source-IP affinity: each client's connections go to one backend.
     let mut affine = lb_body("10.96.0.11", 6, 80, 8080, &backends);
