@@ -433,3 +433,60 @@ fn an_overlay_lbs_source_vip_is_not_attached_and_its_network_not_deleted_under_i
         .unwrap();
     f.svc.delete(Kind::Network, &net).unwrap();
 }
+
+#[test]
+fn a_remote_backend_in_another_hosts_subnet_needs_a_route_to_it() {
+    let f = fresh();
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
+    f.dp.set_default_route(Some("eth0"));
+    let route = json!({"Type": "RemoteSubnetRoute", "Settings": {
+        "DestinationPrefix": "10.244.2.0/24", "IsolationId": 4096,
+        "ProviderAddress": "192.0.2.12", "DistributedRouterMacAddress": "02-11-c0-00-02-0c"}});
+    let net = f
+        .svc
+        .create(
+            Kind::Network,
+            &body(json!({"Name": "vxlan0", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": "10.244.1.0/24",
+                    "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4096}}]}]}],
+                "Policies": [route]})),
+        )
+        .unwrap();
+    let remote = |ip: &str| {
+        f.svc.create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"], "Flags": 1,
+                "IpConfigurations": [{"IpAddress": ip}], "MacAddress": "02-11-0a-f4-02-14",
+                "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": "192.0.2.12"}}]})),
+        )
+    };
+    let e = remote("10.244.3.20").unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIp);
+    assert!(e.to_string().contains("RemoteSubnetRoute"), "{e}");
+    // A local endpoint gets no such leave.
+    let e = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"],
+                "IpConfigurations": [{"IpAddress": "10.244.2.21"}]})),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIp);
+    f.dp.take();
+    let ep = remote("10.244.2.20").unwrap();
+    // Its peer entries are on the route's VNI, in the router.
+    let ops = format!("{:?}", f.dp.take());
+    assert!(
+        ops.contains("hnvx001000") && ops.contains("10.244.2.20"),
+        "{ops}"
+    );
+    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.244.2.20");
+    // Reloaded by a restart on the same store.
+    let again = start(f.store.clone());
+    let back = again
+        .svc
+        .get(Kind::Endpoint, ep["ID"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(back["IpConfigurations"][0]["IpAddress"], "10.244.2.20");
+}
