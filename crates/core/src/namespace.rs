@@ -167,8 +167,13 @@ impl Service {
                 format!("endpoint {} is a remote endpoint (it lives on another host): attach a local endpoint instead", guid(&ep_id)),
             ));
         }
-        if let Some(lb) =
-            crate::load_balancer::holding_source_vip(&st, ep.network, ep.plan.address.addr())
+        // (Only overlay LBs have their SourceVIP held: no scan elsewhere.)
+        let overlay = st.networks[&ep.network].overlay.is_some();
+        if let Some(lb) = overlay
+            .then(|| {
+                crate::load_balancer::holding_source_vip(&st, ep.network, ep.plan.address.addr())
+            })
+            .flatten()
         {
             return Err(HcnError::new(
                 ErrorCode::InvalidEndpoint,
