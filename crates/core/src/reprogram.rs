@@ -27,7 +27,7 @@ pub(crate) fn owned_elements(
 ) -> Result<Vec<SetElement>, HcnError> {
     let mut els = endpoint_elements(net, &ep.plan);
     els.extend(crate::policy::acl_elements(id, ep, net)?);
-    if net.overlay.is_some() && crate::overlay::remote_peer(net, ep).is_none() {
+    if net.overlay.is_some() && !crate::overlay::stored_remote(ep) {
         if let std::net::IpAddr::V4(a) = ep.plan.address.addr() {
             els.extend(hostnet_drivers::overlay::endpoint_router_elements(
                 a,
