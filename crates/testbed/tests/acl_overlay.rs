@@ -361,6 +361,37 @@ fn modify_narrows_and_cuts_counters_count_and_kill9_keeps_it_all() {
         "the block counted the 7"
     );
     assert_eq!(dropped(h1, &w.a) - drop0, 7, "A's drops: the 7 blocked");
+    // `hostnet endpoint inspect` shows the same, from the router.
+    let out = std::process::Command::new(hostnet_testbed::workspace_binary("hostnet"))
+        .arg("--socket")
+        .arg(&h1.daemon().socket)
+        .args(["endpoint", "inspect", &w.a.ep_id, "--format", "json"])
+        .env_remove("HOSTNET_SOCKET")
+        .output()
+        .expect("run hostnet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rule = |stats: &Value, id: &str| {
+        stats["Rules"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["Id"] == id))
+            .map(|r| (r["Packets"].as_u64(), r["Bytes"].as_u64()))
+    };
+    let shown = &shown[0]["Stats"];
+    assert_eq!(
+        rule(shown, "open-17-5000"),
+        Some((Some(allow1.0), Some(allow1.1))),
+        "{shown}"
+    );
+    assert_eq!(
+        rule(shown, "block-udp-6000"),
+        Some((Some(block1.0), Some(block1.1))),
+        "{shown}"
+    );
 
     // Live sessions from across hosts (bridged over VXLAN) and from the
     // other subnet (routed), to 80 and 81.
