@@ -123,18 +123,33 @@ impl Service {
                     (ops, !whole)
                 }
             };
-        // The router's tables with every attached port's firewall defaults.
-        let elements: Vec<_> = st
-            .endpoints
-            .values()
-            .filter(|e| e.network == net.plan.id)
-            .filter(|e| e.plugged(&st.namespaces) == Some(false))
-            .flat_map(|e| bridge::port_elements(&net.plan, &e.plan, false))
+        // The router's tables with every attached port's firewall defaults
+        // and every endpoint's ACLs, in one transaction: an ACL endpoint's
+        // walk never lapses, and its tracked connections carry on.
+        let mine = || {
+            st.endpoints
+                .iter()
+                .filter(|(_, e)| e.network == net.plan.id)
+        };
+        let mut elements: Vec<_> = mine()
+            .filter(|(_, e)| e.plugged(&st.namespaces) == Some(false))
+            .flat_map(|(_, e)| bridge::port_elements(&net.plan, &e.plan, false))
             .collect();
+        for (id, e) in mine() {
+            match crate::policy::acl_elements(id, e, net) {
+                Ok(acl) => elements.extend(acl),
+                Err(err) => log::error!("endpoint {}: {err}", guid(id)),
+            }
+        }
         ops.push(Op::LoadNetnsTables {
             netns: o.router.clone(),
             script: hostnet_nft::router::tables(&elements),
         });
+        // Only the subnets of endpoints with ACLs hand bridged frames to
+        // the router's IP hooks (bridges may have been rebuilt, endpoints
+        // deleted while the daemon was down).
+        let filtered = crate::overlay_acl::filtered_vnis(net, mine().map(|(_, e)| e));
+        ops.extend(crate::overlay_acl::filtering(net, &filtered));
         if let Err(e) = apply(dp, &ops) {
             log::error!("overlay network {}: {e}", guid(&o.id));
         }

@@ -14,8 +14,18 @@
 //! netdev egress chain and per-port drop counters as the host's
 //! ([`crate::endpoint_port`], [`crate::counters::port_drops`] program
 //! both).
+//!
+//! Endpoints with ACLs walk the same compiled chains and maps as on the
+//! host ([`crate::acl`]; one router per network, so its address-keyed maps
+//! never see another network's addresses). Their traffic, and only
+//! theirs, is tracked: the raw chains leave addresses in
+//! `acl_endpoints4` to conntrack, and the VNI bridges of their subnets
+//! hand bridged frames to the IP hooks (`Op::BridgeNfCallIptables`).
 
-use crate::{SetElement, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
+use crate::{
+    SetElement, ACL_ENDPOINTS4, ACL_ENDPOINTS6, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4,
+    ONAT_VIPS4, TABLE,
+};
 
 /// The router's link to the host.
 pub const TRANSIT_LINK: &str = "transit";
@@ -54,10 +64,13 @@ table inet {TABLE} {{
 	map {ONAT_VIPS4} {{ type ipv4_addr . ipv4_addr : ipv4_addr; flags interval; }}
 	chain prerouting {{
 		type filter hook prerouting priority raw; policy accept;
+		ip saddr @{ACL_ENDPOINTS4} return
+		ip daddr @{ACL_ENDPOINTS4} return
 		iifname != \"{TRANSIT_LINK}\" fib daddr oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain output {{
 		type filter hook output priority raw; policy accept;
+		ip daddr @{ACL_ENDPOINTS4} return
 		oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain forward {{
@@ -76,8 +89,19 @@ table inet {TABLE} {{
 		snat ip to ip saddr . ip daddr map @{ONAT_VIPS4}
 		masquerade
 	}}
-}}
-"
+{acl}}}
+",
+        acl = acl_part(),
+    )
+}
+
+/// The ACL walk of the router's endpoints: the host's maps and chains
+/// (overlay addresses are IPv4; the IPv6 half stays empty).
+fn acl_part() -> String {
+    format!(
+        "\tset {ACL_ENDPOINTS4} {{ type ipv4_addr; }}\n\tset {ACL_ENDPOINTS6} {{ type ipv6_addr; }}\n{}{}",
+        crate::acl::skeleton(),
+        crate::ruleset::acl_base_chains("ct state untracked accept"),
     )
 }
 
@@ -93,6 +117,24 @@ mod tests {
         // its bridges) is not tracked either.
         assert!(t.contains("oifname != \"transit\" notrack"));
         assert!(t.starts_with("table inet hostnet {}\ndelete table inet hostnet\n"));
+    }
+
+    #[test]
+    fn acl_endpoints_are_tracked_and_walk_the_compiled_acls() {
+        let addr = std::net::Ipv4Addr::new(10, 0, 1, 2).into();
+        let t = super::tables(&[crate::acl_endpoint(addr)]);
+        // Their traffic skips the notrack rules, both ways.
+        let pre = t.find("ip saddr @acl_endpoints4 return").unwrap();
+        assert!(pre < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
+        assert!(t.contains("ip daddr @acl_endpoints4 return\n\t\toifname != \"transit\" notrack"));
+        // The host's walk, entered from the router's base chains; the rest
+        // (untracked) leaves them at once.
+        assert!(t.contains(&crate::acl::skeleton()));
+        assert!(t.contains(
+            "chain acl_forward {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n\t\tct state untracked accept\n"
+        ));
+        assert!(t.contains("ip daddr @acl_endpoints4 jump acl_in_switch_0"));
+        assert!(t.contains("add element inet hostnet acl_endpoints4 { 10.0.1.2 }"));
     }
 
     #[test]

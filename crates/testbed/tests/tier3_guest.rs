@@ -1097,3 +1097,67 @@ fn a_balance_tlb_team_spreads_flows_over_both_members() {
         "the adapters were not given back as they were"
     );
 }
+
+/// ACLs on an overlay endpoint on Linux 6.1 (docs/drivers/overlay.md
+/// "ACLs"): the router hands its subnet's bridged frames to the IP hooks
+/// by the bridge's own `nf_call_iptables` (`br_netfilter` is a module
+/// there, which hostnetd loads), so a default-deny ladder judges a sibling
+/// on the same host and a peer over VXLAN, and replies of the endpoint's
+/// own connections come back.
+#[test]
+#[ignore = "runs in the tier-3 VM: cargo test -p hostnet-testbed --test tier3"]
+fn stock_kernel_overlay_acls_judge_bridged_and_vxlan_traffic() {
+    in_vm("stock_kernel_overlay_acls_judge_bridged_and_vxlan_traffic");
+    let mut phys = PhysicalNet::new("t3a", 2);
+    phys.start_daemons(&["--no-default-network"]);
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    let overlay = json!({ "Name": "ov", "Type": "Overlay",
+        "Ipams": [{ "Type": "Static", "Subnets": [{ "IpAddressPrefix": "10.32.0.0/24",
+            "Policies": [{ "Type": "VSID", "Settings": { "IsolationId": 4200 } }] }] }] });
+    for h in [h1, h2] {
+        create_network(h, overlay.clone());
+    }
+    let acl = |id: &str, action: &str, prio: u32, extra: Value| {
+        let mut s = json!({ "Id": id, "Action": action, "Direction": "In", "Priority": prio });
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "Type": "ACL", "Settings": s })
+    };
+    let ladder = json!([
+        acl(
+            "open-80",
+            "Allow",
+            100,
+            json!({ "Protocols": "6", "LocalPorts": "80" })
+        ),
+        acl("deny", "Block", 1000, json!({}))
+    ]);
+    let a = h1.container_with(
+        "ov",
+        json!({ "IpConfigurations": [{ "IpAddress": "10.32.0.10" }], "Policies": ladder }),
+    );
+    let sibling = at(h1, "ov", "10.32.0.11");
+    let b = at(h2, "ov", "10.32.0.20");
+    for (host, of, c) in [(h1, h2, &b), (h2, h1, &a), (h2, h1, &sibling)] {
+        let ep = of.client().get(Kind::Endpoints, &c.ep_id).expect("get");
+        let body = json!({ "HostComputeNetwork": host.network("ov"), "Flags": 1,
+            "IpConfigurations": [{ "IpAddress": c.ip }], "MacAddress": ep["MacAddress"],
+            "Policies": [{ "Type": "ProviderAddress", "Settings": { "ProviderAddress": of.addr } }] });
+        host.client()
+            .create(Kind::Endpoints, &body)
+            .expect("remote endpoint");
+    }
+    let _web = a.serve(&["tcp-serve", "0.0.0.0:80"]);
+    let _alt = a.serve(&["tcp-serve", "0.0.0.0:81"]);
+    let get = |from: &Container, port: u16| {
+        Probe::run(&from.netns, &["tcp-get", &format!("{}:{port}", a.ip)]).0
+    };
+    for from in [&sibling, &b] {
+        assert!(get(from, 80), "{} -> A:80", from.ip);
+        assert!(!get(from, 81), "{} -> A:81 through the deny", from.ip);
+    }
+    let _b_web = b.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let (ok, said) = a.run(&["tcp-get", &format!("{}:8080", b.ip)]);
+    assert!(ok, "A's own connection to B came back: {said}");
+}
