@@ -67,7 +67,8 @@ fn frontend() -> impl Strategy<Value = Frontend> {
         .prop_map(
             |((v, proto), (port, target_port), pick, (snat, outside, preserve_dip), (n, first))| {
                 Frontend {
-                    vip: Some(VIPS[v]),
+                    family: lb::IpFamily::V4,
+                    vip: Some(IpAddr::V4(VIPS[v])),
                     proto,
                     port,
                     target_port,
@@ -77,8 +78,8 @@ fn frontend() -> impl Strategy<Value = Frontend> {
                         outside,
                         host: false,
                     },
-                    source_vip: snat.then_some(SOURCE_VIP),
-                    backends: (first..first + n).map(backend).collect(),
+                    source_vip: snat.then_some(IpAddr::V4(SOURCE_VIP)),
+                    backends: (first..first + n).map(|i| IpAddr::V4(backend(i))).collect(),
                     // Marks the connection; the VIP comes back only on a
                     // backend's port, which this test does not have.
                     preserve_dip,
@@ -117,13 +118,13 @@ fn client_port(fronts: &[Frontend]) -> Port {
     let mut port = Port::new("client", PortKind::Endpoint);
     for (i, f) in fronts.iter().enumerate().filter(|(_, f)| f.reach.outside) {
         let model = hostnet_policy::lb::Frontend {
-            vip: IpAddr::V4(f.vip.expect("VIP frontends only")),
+            vip: f.vip.expect("VIP frontends only"),
             proto: f.proto,
             port: f.port,
             target_port: f.target_port,
-            backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
+            backends: f.backends.clone(),
             affinity: f.pick != Pick::Random,
-            source_vip: f.source_vip.map(IpAddr::V4),
+            source_vip: f.source_vip,
             preserve_dip: f.preserve_dip,
         };
         port.set_group(
@@ -220,9 +221,9 @@ fn compiled_load_balancers_rewrite_real_packets_as_the_evaluator() {
             let (i, f) = fronts
                 .iter()
                 .enumerate()
-                .find(|(_, f)| f.vip == Some(v4(p.dst)) && f.proto == p.proto.0 && Some(f.port) == p.dst_port)
+                .find(|(_, f)| f.vip == Some(p.dst) && f.proto == p.proto.0 && Some(f.port) == p.dst_port)
                 .expect("the evaluator rewrote it: a frontend matched");
-            let ok = f.backends.contains(&got.dst)
+            let ok = f.backends.contains(&IpAddr::V4(got.dst))
                 && dport == Some(f.target_port)
                 && got.src == v4(want.src)
                 && want.dst_port == Some(f.target_port);
@@ -250,7 +251,13 @@ fn compiled_load_balancers_rewrite_real_packets_as_the_evaluator() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    for map in [lb::VIP_SLOTS, lb::VIP_BACKENDS, lb::VIP_MARKS, lb::VIP_SNAT] {
+    let maps = &lb::MAPS4;
+    for map in [
+        maps.vip_slots,
+        maps.vip_backends,
+        maps.vip_marks,
+        maps.vip_snat,
+    ] {
         let out = w
             .host
             .output("nft", &["list", "map", "inet", "hostnet", map]);
