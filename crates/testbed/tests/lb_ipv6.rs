@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use hostnet_api::Kind;
-use hostnet_testbed::{wait_until, Probe, Session};
+use hostnet_testbed::capture::Capture;
+use hostnet_testbed::{require_installed, wait_until, Probe, Session};
 use serde_json::{json, Value};
 
 const VIP6: &str = "fd00:96::10";
@@ -427,4 +428,59 @@ fn ipv6_backends_leave_with_their_endpoints_and_connections_survive_a_restart() 
             "{map} kept elements"
         );
     }
+}
+
+/// SCTP (no SCTP sockets on this kernel: an association's INIT and INIT
+/// ACK by hand, over raw IPv6): the INIT from outside reaches the backend
+/// at its IPv6 address and InternalPort, the answer comes back from the
+/// VIP and ExternalPort, so conntrack matched it.
+#[test]
+fn ipv6_sctp_reaches_a_backend_and_is_answered_from_the_vip() {
+    let test = "ipv6_sctp_reaches_a_backend_and_is_answered_from_the_vip";
+    if !require_installed(test, &["/usr/bin/tcpdump"], "tcpdump") {
+        return;
+    }
+    let Some(w) = World::dual_stack(test) else {
+        return;
+    };
+    dual_network(&w);
+    // The firewall defaults let only TCP, UDP and ICMP into an endpoint.
+    let allow_sctp = json!({ "Type": "ACL", "Settings": {
+        "Id": "sctp", "Action": "Allow", "Direction": "In", "Priority": 100, "Protocols": "132", "RuleType": "Host" } });
+    let backend = w.container("dual", json!([allow_sctp]));
+    let b6 = ip6(&w, &backend);
+    w.client()
+        .create(
+            Kind::LoadBalancers,
+            &lb6(&[VIP6], 132, 80, 8080, std::slice::from_ref(&backend.ep_id)),
+        )
+        .expect("SCTP LB");
+    w.outside
+        .ip(&["-6", "route", "add", "fd00:96::/64", "via", HOST6]);
+    let at_backend = Capture::start(&backend.netns, "eth0");
+    let at_outside = Capture::start(w.outside.path(), "up0");
+    let run = |netns: &std::path::Path, args: &[&str]| {
+        let (ok, said) = Probe::run(netns, args);
+        assert!(ok, "{args:?}: {said}");
+    };
+    run(w.outside.path(), &["sctp-init", &at(VIP6, 80)]);
+    assert!(
+        at_backend.saw(&format!(
+            "sctp and src host {OUTSIDE6} and src port 5000 and dst host {b6} and dst port 8080"
+        )),
+        "the INIT did not reach the backend"
+    );
+    run(&backend.netns, &["sctp-init-ack", &b6, &at(OUTSIDE6, 5000)]);
+    assert!(
+        at_outside.saw(&format!(
+            "sctp and src host {VIP6} and src port 80 and dst host {OUTSIDE6} and dst port 5000"
+        )),
+        "the INIT ACK did not come back from the frontend"
+    );
+    // Nothing arrived untranslated: the backend saw no packet to the VIP.
+    let untranslated = at_backend
+        .stop()
+        .frames(&format!("sctp and dst host {VIP6}"));
+    assert!(untranslated.is_empty(), "{untranslated:?}");
+    at_outside.stop();
 }
