@@ -3,7 +3,7 @@
 //! ```text
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
-//!     [--no-datapath] [--no-programming] [--preserve-dip]
+//!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -26,6 +26,9 @@
 //!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
 //!   one linear nat chain, the flow's rule last. And the same flow through
 //!   a VIP with `EnablePreserveDip` against the plain VIP (its control).
+//! * **IPv6 load-balancer ladder**: the same on a dual-stack network, with
+//!   N of `--lbs6` IPv6 load balancers (`Flags` 2) present: the flow
+//!   through one more IPv6 VIP against the server's own IPv6 address.
 //! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
 //!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
 //!   against a plain container's masqueraded flow.
@@ -58,6 +61,12 @@ const VIP_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 const MEASURED_VIP: &str = "10.95.0.1";
 /// The same load balancer with EnablePreserveDip (port mapping flag 8).
 const PRESERVE_DIP_VIP: &str = "10.95.0.2";
+/// The dual-stack network of the IPv6 ladder.
+const DUAL_SUBNETS: [&str; 2] = ["10.81.0.0/16", "fd00:80::/64"];
+/// Frontend VIPs of the IPv6 load balancers present.
+const VIP6_BASE: u128 = 0xfd00_0096 << 96;
+/// The measured IPv6 load balancer's VIP, outside the others' range.
+const MEASURED_VIP6: &str = "fd00:95::1";
 const ECHO_PORT: u16 = 80;
 const IPERF_PORT: u16 = 5201;
 const IPERF_SECONDS: u32 = 3;
@@ -68,6 +77,7 @@ const CHURN_SAMPLES: usize = 200;
 struct Args {
     rules: Vec<usize>,
     lbs: Vec<usize>,
+    lbs6: Vec<usize>,
     onat: Vec<usize>,
     programming: usize,
     backends: usize,
@@ -81,7 +91,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
-         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] \
+         [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] \
          [--no-programming]"
     );
     std::process::exit(2)
@@ -91,6 +101,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         rules: vec![0, 1000, 10000],
         lbs: vec![0, 1000, 10000],
+        lbs6: vec![0, 1000, 10000],
         onat: vec![0, 2000],
         programming: 10000,
         backends: 10,
@@ -111,6 +122,7 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--rules" => a.rules = list(it.next()),
             "--lbs" => a.lbs = list(it.next()),
+            "--lbs6" => a.lbs6 = list(it.next()),
             "--onat" => a.onat = list(it.next()),
             "--programming" => a.programming = list(it.next())[0],
             "--backends" => a.backends = list(it.next())[0].max(1),
@@ -216,7 +228,12 @@ struct Flow {
 }
 
 fn measure(from: &Path, to: &str) -> Flow {
-    let addr: SocketAddr = format!("{to}:{ECHO_PORT}").parse().expect("addr");
+    let addr: SocketAddr = match to.contains(':') {
+        true => format!("[{to}]:{ECHO_PORT}"),
+        false => format!("{to}:{ECHO_PORT}"),
+    }
+    .parse()
+    .expect("addr");
     Flow {
         gbps: iperf_client(from, to, IPERF_PORT, IPERF_SECONDS),
         conns: connection_rate(from, addr, RATE_TIME),
@@ -416,6 +433,10 @@ fn vip(i: usize) -> String {
     std::net::Ipv4Addr::from(VIP_BASE + 1 + i as u32).to_string()
 }
 
+fn vip6(i: usize) -> String {
+    std::net::Ipv6Addr::from(VIP6_BASE + 1 + i as u128).to_string()
+}
+
 fn load_balancer(vip: &str, backends: &[String], flags: u32) -> Value {
     json!({
         "SchemaVersion": { "Major": 2, "Minor": 0 },
@@ -444,25 +465,28 @@ fn has_load_balancers(c: &Client, backend: &str) -> bool {
     }
 }
 
-/// Create load balancers `from..to` over `backends`; their IDs and each
-/// create's latency.
+/// Create load balancers `from..to` over `backends` (IPv6 ones, `Flags`
+/// 2, with `ipv6`); their IDs and each create's latency.
 fn create_lbs(
     c: &Client,
     from: usize,
     to: usize,
     backends: &[String],
     flags: u32,
+    ipv6: bool,
 ) -> (Vec<String>, Samples) {
     let mut took = Samples::default();
     let ids = (from..to)
         .map(|i| {
+            let mut doc = match ipv6 {
+                false => load_balancer(&vip(i), backends, flags),
+                true => load_balancer(&vip6(i), backends, flags),
+            };
+            if ipv6 {
+                doc["Flags"] = json!(2);
+            }
             let t = Instant::now();
-            let lb = c
-                .create(
-                    Kind::LoadBalancers,
-                    &load_balancer(&vip(i), backends, flags),
-                )
-                .expect("create LB");
+            let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
             took.push(t.elapsed());
             id(&lb)
         })
@@ -497,7 +521,7 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
         server.remove(&c);
         return Vec::new();
     }
-    let pool = backend_pool(w, backends);
+    let pool = backend_pool(w, &w.net, backends);
     // The measured LB: both ports of the flow to the one server; and the
     // same with PreserveDip on a VIP of its own.
     let measured: Vec<String> = [(MEASURED_VIP, 0), (PRESERVE_DIP_VIP, 8)]
@@ -514,7 +538,7 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
     let mut out = Vec::new();
     let mut present: Vec<String> = Vec::new();
     for &n in lbs {
-        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0);
+        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0, false);
         present.extend(more);
         out.push(Rung::take("hostnet load balancers", n, runs, || {
             (measure(&from, &ctl), measure(&from, MEASURED_VIP))
@@ -557,6 +581,78 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
     out
 }
 
+/// The IPv6 ladder: IPv6 load balancers present on a dual-stack network,
+/// the flow through one more IPv6 VIP against the server's own IPv6
+/// address (no LB), each from an IPv6 client on that network.
+fn lb6_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Vec<Rung> {
+    if lbs.is_empty() {
+        return Vec::new();
+    }
+    let c = w.api();
+    let subnets: Vec<Value> = DUAL_SUBNETS
+        .iter()
+        .map(|s| json!({ "IpAddressPrefix": s }))
+        .collect();
+    let net = id(&c
+        .create(
+            Kind::Networks,
+            &json!({ "Name": "bench6", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": subnets }] }),
+        )
+        .expect("dual-stack network"));
+    let client = Container::create(&c, &net, json!({}));
+    let control = Server::new(&c, &net, Vec::new());
+    let server = Server::new(&c, &net, Vec::new());
+    let ipv6_of = |x: &Container| -> String {
+        let ep = c.get(Kind::Endpoints, &x.ep_id).expect("endpoint");
+        ep["IpConfigurations"][1]["IpAddress"]
+            .as_str()
+            .expect("an IPv6 address")
+            .to_string()
+    };
+    let ctl6 = ipv6_of(&control.container);
+    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+        .iter()
+        .map(|&port| {
+            let mut doc = load_balancer(
+                MEASURED_VIP6,
+                std::slice::from_ref(&server.container.ep_id),
+                0,
+            );
+            doc["Flags"] = json!(2);
+            doc["PortMappings"][0]["InternalPort"] = json!(port);
+            doc["PortMappings"][0]["ExternalPort"] = json!(port);
+            id(&c
+                .create(Kind::LoadBalancers, &doc)
+                .expect("create measured IPv6 LB"))
+        })
+        .collect();
+    let pool = backend_pool(w, &net, backends);
+    let mut out = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    for &n in lbs {
+        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0, true);
+        present.extend(more);
+        out.push(Rung::take("hostnet IPv6 load balancers", n, runs, || {
+            (
+                measure(&client.netns, &ctl6),
+                measure(&client.netns, MEASURED_VIP6),
+            )
+        }));
+    }
+    for lb in present.iter().chain(&measured) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    pool.remove(&c);
+    server.remove(&c);
+    control.remove(&c);
+    c.delete(Kind::Endpoints, &client.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &client.ns_id)
+        .expect("delete namespace");
+    c.delete(Kind::Networks, &net).expect("delete network");
+    out
+}
+
 /// Backend endpoints for the load balancers present (containers with no
 /// servers: the bench's flows never reach them).
 struct Pool {
@@ -564,10 +660,10 @@ struct Pool {
     ids: Vec<String>,
 }
 
-fn backend_pool(w: &World, n: usize) -> Pool {
+fn backend_pool(w: &World, net: &str, n: usize) -> Pool {
     let c = w.api();
     let containers: Vec<Container> = (0..n)
-        .map(|_| Container::create(&c, &w.net, json!({})))
+        .map(|_| Container::create(&c, net, json!({})))
         .collect();
     let ids = containers.iter().map(|x| x.ep_id.clone()).collect();
     Pool { containers, ids }
@@ -623,12 +719,12 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
         server.remove(&c);
         return None;
     }
-    let pool = backend_pool(w, backends);
+    let pool = backend_pool(w, &w.net, backends);
     progress(&format!(
         "programming: creating {n} load balancers with {backends} backends each"
     ));
     let t = Instant::now();
-    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags);
+    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags, false);
     let create_all = t.elapsed();
     let tenth = (n / 10).max(1);
     let (first_tenth, last_tenth) = (each.slice(0, tenth), each.slice(n - tenth, n));
@@ -706,6 +802,7 @@ fn main() {
     if args.datapath {
         rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
         rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
+        rungs.extend(lb6_ladder_rungs(&w, &args.lbs6, args.backends, args.runs));
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
     let prog = (args.programming > 0)
