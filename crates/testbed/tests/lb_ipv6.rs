@@ -197,6 +197,15 @@ fn ipv6_cluster_ip_spreads_connections_from_containers_the_host_and_outside() {
     all_from(&said, OUTSIDE6, "from outside");
     both_used(&tcp.served(20), "from outside");
 
+    // An internal LB (ILB) is reached from containers, not from outside.
+    let mut ilb = lb6(&["fd00:96::20"], 6, 90, 8080, &tcp.ids());
+    ilb["PortMappings"][0]["Flags"] = json!(1);
+    w.client().create(Kind::LoadBalancers, &ilb).expect("ILB");
+    connect_many(&client.netns, &["tcp-get", &at("fd00:96::20", 90)], 3);
+    tcp.served(3);
+    let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &at("fd00:96::20", 90)]);
+    assert!(!ok, "the outside reached an internal LB: {said}");
+
     // The service's IPv4 twin on the same backends (kube-proxy makes one
     // LB per family for a dual-stack service): each family to its own.
     w.client()
