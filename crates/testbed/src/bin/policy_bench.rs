@@ -3,7 +3,7 @@
 //! ```text
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
-//!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip]
+//!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip] [--ipv6]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -37,7 +37,8 @@
 //!   creating and deleting one with all of them present, and a restart of
 //!   `hostnetd` with all of them: time until it answers (it programs the
 //!   kernel from its store before it serves), with a TCP connection through
-//!   a VIP open across the restart.
+//!   a VIP open across the restart. With `--ipv6` the same with IPv6 load
+//!   balancers (`Flags` 2) on a dual-stack network.
 //!
 //! Load balancer parts are skipped, saying so, when the daemon answers that
 //! it has no load balancers.
@@ -86,12 +87,14 @@ struct Args {
     datapath: bool,
     /// Port mapping flags of the programming part's LBs (`--preserve-dip`: 8).
     lb_flags: u32,
+    /// The programming part's LBs are IPv6 (`--ipv6`).
+    ipv6: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
-         [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] \
+         [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] [--ipv6] \
          [--no-programming]"
     );
     std::process::exit(2)
@@ -109,6 +112,7 @@ fn parse_args() -> Args {
         json: false,
         datapath: true,
         lb_flags: 0,
+        ipv6: false,
     };
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_else(|| usage())
@@ -131,6 +135,7 @@ fn parse_args() -> Args {
             "--no-datapath" => a.datapath = false,
             "--no-programming" => a.programming = 0,
             "--preserve-dip" => a.lb_flags = 8,
+            "--ipv6" => a.ipv6 = true,
             _ => usage(),
         }
     }
@@ -446,6 +451,40 @@ fn load_balancer(vip: &str, backends: &[String], flags: u32) -> Value {
     })
 }
 
+/// [`load_balancer`], an IPv6 one (`Flags` 2) with `ipv6`.
+fn load_balancer_of(vip: &str, backends: &[String], flags: u32, ipv6: bool) -> Value {
+    let mut doc = load_balancer(vip, backends, flags);
+    if ipv6 {
+        doc["Flags"] = json!(2);
+    }
+    doc
+}
+
+/// A dual-stack network and a client container on it, for IPv6 flows:
+/// (network ID, client).
+fn dual_stack_site(c: &Client, name: &str) -> (String, Container) {
+    let subnets: Vec<Value> = DUAL_SUBNETS
+        .iter()
+        .map(|s| json!({ "IpAddressPrefix": s }))
+        .collect();
+    let net = id(&c
+        .create(
+            Kind::Networks,
+            &json!({ "Name": name, "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": subnets }] }),
+        )
+        .expect("dual-stack network"));
+    let client = Container::create(c, &net, json!({}));
+    (net, client)
+}
+
+fn remove_site(c: &Client, net: &str, client: Container) {
+    c.delete(Kind::Endpoints, &client.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &client.ns_id)
+        .expect("delete namespace");
+    c.delete(Kind::Networks, net).expect("delete network");
+}
+
 /// Whether this daemon has load balancers: a create of one the daemon
 /// refuses as unsupported (501) says no.
 fn has_load_balancers(c: &Client, backend: &str) -> bool {
@@ -478,13 +517,10 @@ fn create_lbs(
     let mut took = Samples::default();
     let ids = (from..to)
         .map(|i| {
-            let mut doc = match ipv6 {
+            let doc = match ipv6 {
                 false => load_balancer(&vip(i), backends, flags),
-                true => load_balancer(&vip6(i), backends, flags),
+                true => load_balancer_of(&vip6(i), backends, flags, true),
             };
-            if ipv6 {
-                doc["Flags"] = json!(2);
-            }
             let t = Instant::now();
             let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
             took.push(t.elapsed());
@@ -589,17 +625,7 @@ fn lb6_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> V
         return Vec::new();
     }
     let c = w.api();
-    let subnets: Vec<Value> = DUAL_SUBNETS
-        .iter()
-        .map(|s| json!({ "IpAddressPrefix": s }))
-        .collect();
-    let net = id(&c
-        .create(
-            Kind::Networks,
-            &json!({ "Name": "bench6", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": subnets }] }),
-        )
-        .expect("dual-stack network"));
-    let client = Container::create(&c, &net, json!({}));
+    let (net, client) = dual_stack_site(&c, "bench6");
     let control = Server::new(&c, &net, Vec::new());
     let server = Server::new(&c, &net, Vec::new());
     let ipv6_of = |x: &Container| -> String {
@@ -613,12 +639,12 @@ fn lb6_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> V
     let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
         .iter()
         .map(|&port| {
-            let mut doc = load_balancer(
+            let mut doc = load_balancer_of(
                 MEASURED_VIP6,
                 std::slice::from_ref(&server.container.ep_id),
                 0,
+                true,
             );
-            doc["Flags"] = json!(2);
             doc["PortMappings"][0]["InternalPort"] = json!(port);
             doc["PortMappings"][0]["ExternalPort"] = json!(port);
             id(&c
@@ -645,11 +671,7 @@ fn lb6_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> V
     pool.remove(&c);
     server.remove(&c);
     control.remove(&c);
-    c.delete(Kind::Endpoints, &client.ep_id)
-        .expect("delete endpoint");
-    c.delete(Kind::Namespaces, &client.ns_id)
-        .expect("delete namespace");
-    c.delete(Kind::Networks, &net).expect("delete network");
+    remove_site(&c, &net, client);
     out
 }
 
@@ -711,20 +733,40 @@ impl Programming {
     }
 }
 
-/// `flags`: the port mapping flags of every LB made (8: PreserveDip).
-fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<Programming> {
+/// `flags`: the port mapping flags of every LB made (8: PreserveDip);
+/// `ipv6`: IPv6 LBs on a dual-stack network.
+fn programming(
+    w: &mut World,
+    n: usize,
+    backends: usize,
+    flags: u32,
+    ipv6: bool,
+) -> Option<Programming> {
     let c = w.api();
-    let server = Server::new(&c, &w.net, Vec::new());
+    let site = ipv6.then(|| dual_stack_site(&c, "bench6p"));
+    let net = site.as_ref().map_or(w.net.clone(), |(net, _)| net.clone());
+    let client_netns = site
+        .as_ref()
+        .map_or(w.client.netns.clone(), |(_, client)| client.netns.clone());
+    let (vip_of, kept_vip, kept_at): (fn(usize) -> String, &str, String) = match ipv6 {
+        false => (vip, MEASURED_VIP, format!("{MEASURED_VIP}:{ECHO_PORT}")),
+        true => (
+            vip6,
+            MEASURED_VIP6,
+            format!("[{MEASURED_VIP6}]:{ECHO_PORT}"),
+        ),
+    };
+    let server = Server::new(&c, &net, Vec::new());
     if !has_load_balancers(&c, &server.container.ep_id) {
         server.remove(&c);
         return None;
     }
-    let pool = backend_pool(w, &w.net, backends);
+    let pool = backend_pool(w, &net, backends);
     progress(&format!(
         "programming: creating {n} load balancers with {backends} backends each"
     ));
     let t = Instant::now();
-    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags, false);
+    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags, ipv6);
     let create_all = t.elapsed();
     let tenth = (n / 10).max(1);
     let (first_tenth, last_tenth) = (each.slice(0, tenth), each.slice(n - tenth, n));
@@ -738,7 +780,7 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
         let lb = c
             .create(
                 Kind::LoadBalancers,
-                &load_balancer(&vip(n + i), &pool.ids, flags),
+                &load_balancer_of(&vip_of(n + i), &pool.ids, flags, ipv6),
             )
             .expect("create LB");
         create_one.push(t.elapsed());
@@ -752,14 +794,15 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
     let kept_lb = id(&c
         .create(
             Kind::LoadBalancers,
-            &load_balancer(
-                MEASURED_VIP,
+            &load_balancer_of(
+                kept_vip,
                 std::slice::from_ref(&server.container.ep_id),
                 flags,
+                ipv6,
             ),
         )
         .expect("create LB"));
-    let mut session = Session::open(&w.client.netns, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
+    let mut session = Session::open(&client_netns, &kept_at);
     assert_eq!(session.say("before"), "before", "echo through the VIP");
     progress("programming: restarting hostnetd");
     let t = Instant::now();
@@ -777,6 +820,9 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
     }
     pool.remove(&c);
     server.remove(&c);
+    if let Some((net, client)) = site {
+        remove_site(&c, &net, client);
+    }
     Some(Programming {
         n,
         backends,
@@ -806,7 +852,15 @@ fn main() {
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
     let prog = (args.programming > 0)
-        .then(|| programming(&mut w, args.programming, args.backends, args.lb_flags))
+        .then(|| {
+            programming(
+                &mut w,
+                args.programming,
+                args.backends,
+                args.lb_flags,
+                args.ipv6,
+            )
+        })
         .flatten();
     let report = json!({
         "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),
