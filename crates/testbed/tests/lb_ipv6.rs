@@ -193,9 +193,25 @@ fn ipv6_cluster_ip_spreads_connections_from_containers_the_host_and_outside() {
     // The outside, with the VIP's prefix routed to the host, is the client.
     w.outside
         .ip(&["-6", "route", "add", "fd00:96::/64", "via", HOST6]);
+    let received = |c: &Container| {
+        let stats = w.client().endpoint_stats(&c.ep_id).expect("stats");
+        stats["PacketsReceived"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{stats}"))
+    };
+    let before = received(&tcp.containers[0]);
     let said = connect_many(w.outside.path(), &["tcp-get", &at(VIP6, 80)], 20);
     all_from(&said, OUTSIDE6, "from outside");
-    both_used(&tcp.served(20), "from outside");
+    let counts = tcp.served(20);
+    both_used(&counts, "from outside");
+    // The endpoint's counters count what the LB sent it: a SYN, an ACK and
+    // a FIN at least per connection.
+    let got = received(&tcp.containers[0]) - before;
+    assert!(
+        got >= 3 * counts[0] as u64,
+        "{got} packets for {} connections",
+        counts[0]
+    );
 
     // An internal LB (ILB) is reached from containers, not from outside.
     let mut ilb = lb6(&["fd00:96::20"], 6, 90, 8080, &tcp.ids());
