@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{port_mapping, World, HOST, INTERNET};
+use common::{port_mapping, World, HOST, HOST6, INTERNET, OUTSIDE6};
 use hostnet_api::Kind;
 use hostnet_testbed::capture::Capture;
 use hostnet_testbed::firewall::assert_defaults_hold;
@@ -679,6 +679,64 @@ fn stock_kernel_nat_network_end_to_end() {
         .expect("delete b");
     let hooked = w.nft_elements("netdev hostnet_egress", "chain", "nat_endpoint_inbound");
     assert!(!hooked.contains(&gone), "{hooked}");
+}
+
+/// IPv6 load balancers on the stock kernel (Debian 12's 6.1): the IPv6
+/// maps and the pick chains' IPv6 rules balance a VIP from a container
+/// and from outside, and a node port on the host's IPv6 address.
+#[test]
+#[ignore = "runs in the tier-3 VM: cargo test -p hostnet-testbed --test tier3"]
+fn stock_kernel_ipv6_load_balancers() {
+    in_vm("stock_kernel_ipv6_load_balancers");
+    let w = World::dual_stack("stock_kernel_ipv6_load_balancers").expect("root in the VM");
+    let c = w.client();
+    c.create(
+        Kind::Networks,
+        &json!({ "Name": "dual", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": [
+            { "IpAddressPrefix": "10.77.0.0/24" }, { "IpAddressPrefix": "fd00:77::/64" }
+        ] }] }),
+    )
+    .expect("dual-stack network");
+    let backends: Vec<_> = (0..2).map(|_| w.container("dual", json!([]))).collect();
+    let servers: Vec<Probe> = backends
+        .iter()
+        .map(|b| b.serve(&["tcp-serve", "[::]:8080"]))
+        .collect();
+    let ids: Vec<&str> = backends.iter().map(|b| b.ep_id.as_str()).collect();
+    let lb6 = |vips: &[&str], port: u16| {
+        json!({ "HostComputeEndpoints": ids, "FrontendVIPs": vips, "Flags": 2,
+            "PortMappings": [{ "Protocol": 6, "InternalPort": 8080, "ExternalPort": port }] })
+    };
+    c.create(Kind::LoadBalancers, &lb6(&["fd00:96::10"], 80))
+        .expect("IPv6 VIP");
+    c.create(Kind::LoadBalancers, &lb6(&[], 30080))
+        .expect("IPv6 node port");
+    let served = |n: usize| {
+        let mut counts = vec![0; servers.len()];
+        let all = wait_until(Duration::from_secs(10), || {
+            for (count, s) in counts.iter_mut().zip(&servers) {
+                *count += s.drain().len();
+            }
+            counts.iter().sum::<usize>() >= n
+        });
+        assert!(all, "only {counts:?} of {n} arrived");
+        counts
+    };
+    let client = w.container("dual", json!([]));
+    for _ in 0..16 {
+        let (ok, said) = client.run(&["tcp-get", "[fd00:96::10]:80"]);
+        assert!(ok, "container to the IPv6 VIP: {said}");
+    }
+    let counts = served(16);
+    assert!(counts.iter().all(|&n| n > 0), "not spread: {counts:?}");
+    w.outside
+        .ip(&["-6", "route", "add", "fd00:96::/64", "via", HOST6]);
+    for to in ["[fd00:96::10]:80".to_string(), format!("[{HOST6}]:30080")] {
+        let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &to]);
+        assert!(ok, "outside to {to}: {said}");
+        assert!(said.starts_with(&format!("peer [{OUTSIDE6}]:")), "{said}");
+        served(1);
+    }
 }
 
 /// Container addresses on the physical subnet, hosts 1 and 2.
