@@ -92,6 +92,7 @@ impl Service {
         }
 
         let id = new_endpoint_id(&st);
+        let st = &mut *st;
         // Only a request for a gateway's address looks at who holds it.
         let gateway_taken = match spec.ip_configs.as_slice() {
             [cfg] if is_gateway(&st.networks[&net_id], cfg.address) => st
@@ -145,16 +146,32 @@ impl Service {
             net.macs.release(mac);
         };
         let mut elements = endpoint_elements(net, &rec.plan);
-        match crate::policy::acl_elements(&id, &rec, net) {
-            Ok(acl) => elements.extend(acl),
+        let acl = match crate::policy::acl_elements(&id, &rec, net) {
+            Ok(acl) => acl,
             Err(e) => {
                 undo_alloc(net);
                 return Err(e);
             }
-        }
+        };
+        // An overlay endpoint's ACLs are its router's (crate::overlay_acl).
+        let router_acl = match crate::overlay_acl::acl_netns(net) {
+            None => {
+                elements.extend(acl);
+                Vec::new()
+            }
+            Some(_) => crate::overlay_acl::router_elements(net, acl),
+        };
+        let siblings = || st.endpoints.values().filter(|e| e.network == net_id);
+        let filtering = crate::overlay_acl::filtering_changes(
+            net,
+            &crate::overlay_acl::filtered_vnis(net, siblings()),
+            &crate::overlay_acl::filtered_vnis(net, siblings().chain([&rec])),
+        );
         let mut create = host_forwarding(net, &rec.plan);
         create.push(Op::AddElements(elements.clone()));
         create.extend(crate::overlay::endpoint_up(net, &rec));
+        create.extend(router_acl.iter().cloned());
+        create.extend(filtering.iter().cloned());
         if rec.vm_nic {
             create.extend(bridge::vm_nic_plug(&net.plan, &rec.plan));
         }
@@ -177,6 +194,8 @@ impl Service {
             if rec.vm_nic {
                 undo.extend(bridge::endpoint_detach(&net.plan, &rec.plan, false));
             }
+            undo.extend(Op::reverse_plan(&filtering));
+            undo.extend(Op::reverse_plan(&router_acl));
             undo.extend(crate::overlay::endpoint_down(net, &rec));
             undo.push(Op::DeleteElements(elements));
             teardown(self.dp.as_ref(), &undo);
@@ -261,7 +280,21 @@ impl Service {
                 ops.extend(bridge::endpoint_detach(&net.plan, &ep.plan, false));
             }
             let mut els = endpoint_elements(net, &ep.plan);
-            els.extend(crate::policy::acl_elements(&id, &ep, net).unwrap_or_default());
+            let acl = crate::policy::acl_elements(&id, &ep, net).unwrap_or_default();
+            match crate::overlay_acl::acl_netns(net) {
+                None => els.extend(acl),
+                Some(_) => {
+                    let siblings = || st.endpoints.values().filter(|e| e.network == ep.network);
+                    ops.extend(Op::reverse_plan(&crate::overlay_acl::router_elements(
+                        net, acl,
+                    )));
+                    ops.extend(crate::overlay_acl::filtering_changes(
+                        net,
+                        &crate::overlay_acl::filtered_vnis(net, siblings().chain([&ep])),
+                        &crate::overlay_acl::filtered_vnis(net, siblings()),
+                    ));
+                }
+            }
             ops.push(Op::DeleteElements(els));
             ops.extend(crate::overlay::endpoint_down(net, &ep));
         }
@@ -460,12 +493,6 @@ pub(crate) fn check_policies_allowed(
     net: &NetworkRec,
     p: &EndpointPolicies,
 ) -> Result<(), HcnError> {
-    if net.kind == NetworkKind::Overlay && (!p.acls.is_empty() || !p.tiers.is_empty()) {
-        return Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            "ACL and TierAcl policies are not supported on Overlay endpoints yet: remove them (the firewall defaults still apply)",
-        ));
-    }
     if net.kind == NetworkKind::Overlay && !p.sdn_routes.is_empty() {
         return Err(HcnError::new(
             ErrorCode::InvalidPolicyType,

@@ -61,34 +61,59 @@ impl Service {
         check_routes_kept(&before, &after)?;
 
         let changed = changed_endpoint(ep, net, &list, &after);
-        let mut delta = Delta::default();
+        let mut delta = Delta::of(net);
         delta.push(
             owned_elements(&st, &id, ep, net)?,
             owned_elements(&st, &id, &changed, net)?,
         );
         let op = delta.op();
+        let siblings = || {
+            st.endpoints
+                .iter()
+                .filter(|(eid, e)| e.network == ep.network && **eid != id)
+                .map(|(_, e)| e)
+        };
+        let filtering = crate::overlay_acl::filtering_changes(
+            net,
+            &crate::overlay_acl::filtered_vnis(net, siblings().chain([ep])),
+            &crate::overlay_acl::filtered_vnis(net, siblings().chain([&changed])),
+        );
+        let elements_changed = op.is_some();
+        // A bridge starts handing frames to the IP hooks before the walk's
+        // elements arrive, and stops after they left.
+        let ops: Vec<Op> = filtering
+            .iter()
+            .filter(|f| turns_on(f))
+            .cloned()
+            .chain(op)
+            .chain(filtering.iter().filter(|f| !turns_on(f)).cloned())
+            .collect();
         // OutBoundNAT added on a Transparent network: the host must forward.
         apply(
             self.dp.as_ref(),
             &crate::endpoint::host_forwarding(net, &changed.plan),
         )
         .map_err(|e| internal("turning forwarding on", e))?;
-        if let Some(op) = &op {
-            apply(self.dp.as_ref(), std::slice::from_ref(op))
-                .map_err(|e| internal("programming the endpoint's policies", e))?;
-        }
+        apply(self.dp.as_ref(), &ops)
+            .map_err(|e| internal("programming the endpoint's policies", e))?;
         if let Err(e) = self.save(Kind::Endpoint, &id, &changed.obj) {
-            if let Some(undo) = op.as_ref().and_then(Op::undo) {
-                teardown(self.dp.as_ref(), &[undo]);
-            }
+            teardown(self.dp.as_ref(), &Op::reverse_plan(&ops));
             return Err(e);
         }
         let out = changed.obj.clone();
         st.endpoints.insert(id, changed);
-        if op.is_some() {
+        if elements_changed {
             self.cut_blocked_flows(&st, &[id]);
         }
         Ok(out)
+    }
+}
+
+/// Whether `op` turns a bridge's filtering on (crate::overlay_acl).
+fn turns_on(op: &Op) -> bool {
+    match op {
+        Op::InNetns { op, .. } => turns_on(op),
+        op => matches!(op, Op::BridgeNfCallIptables { on: true, .. }),
     }
 }
 

@@ -7,9 +7,11 @@
 //! first packet, by the pure evaluator, so widening deletes nothing. A
 //! dual-stack endpoint's IPv6 connections are judged and cut the same way.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use hostnet_dataplane::Flow;
+use hostnet_dataplane::{Dataplane, Flow};
 use hostnet_policy::{evaluate, Direction, Packet, Port, Proto, Verdict};
 use uuid::Uuid;
 
@@ -60,40 +62,76 @@ impl Service {
     /// now, from one conntrack dump. The policy change is done by then; a
     /// failure here is logged.
     pub(crate) fn cut_blocked_flows(&self, st: &State, ids: &[Uuid]) {
-        let ports: Vec<(Uuid, Vec<IpAddr>, Port)> = ids
-            .iter()
-            .filter_map(|id| {
-                let ep = st.endpoints.get(id)?;
-                let net = st.networks.get(&ep.network)?;
-                let addrs = crate::policy::acl_addresses(ep);
-                (!addrs.is_empty()).then(|| (*id, addrs, crate::policy::endpoint_port(id, ep, net)))
-            })
-            .collect();
-        if ports.is_empty() {
+        // Each namespace's conntrack apart: the daemon's, and each overlay
+        // router's (whose addresses may repeat another network's).
+        let mut by_netns: BTreeMap<Option<PathBuf>, Vec<Uuid>> = BTreeMap::new();
+        for id in ids {
+            if let Some(net) = st
+                .endpoints
+                .get(id)
+                .and_then(|e| st.networks.get(&e.network))
+            {
+                by_netns
+                    .entry(crate::overlay_acl::acl_netns(net))
+                    .or_default()
+                    .push(*id);
+            }
+        }
+        for (netns, ids) in by_netns {
+            let there;
+            let dp = match &netns {
+                None => self.dp.as_ref(),
+                Some(netns) => match self.dp.in_netns(netns) {
+                    Ok(d) => {
+                        there = d;
+                        there.as_ref()
+                    }
+                    Err(e) => {
+                        log::warn!("cutting the connections policies block now: {e}");
+                        continue;
+                    }
+                },
+            };
+            cut_in(dp, st, &ids);
+        }
+    }
+}
+
+/// [`Service::cut_blocked_flows`] in one namespace, through its `dp`.
+fn cut_in(dp: &dyn Dataplane, st: &State, ids: &[Uuid]) {
+    let ports: Vec<(Uuid, Vec<IpAddr>, Port)> = ids
+        .iter()
+        .filter_map(|id| {
+            let ep = st.endpoints.get(id)?;
+            let net = st.networks.get(&ep.network)?;
+            let addrs = crate::policy::acl_addresses(ep);
+            (!addrs.is_empty()).then(|| (*id, addrs, crate::policy::endpoint_port(id, ep, net)))
+        })
+        .collect();
+    if ports.is_empty() {
+        return;
+    }
+    let addrs: Vec<IpAddr> = ports.iter().flat_map(|(_, a, _)| a.clone()).collect();
+    let flows = match dp.flows_of(&addrs) {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("listing connections to cut the ones policies block now: {e}");
             return;
         }
-        let addrs: Vec<IpAddr> = ports.iter().flat_map(|(_, a, _)| a.clone()).collect();
-        let flows = match self.dp.flows_of(&addrs) {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!("listing connections to cut the ones policies block now: {e}");
-                return;
-            }
-        };
-        for (id, own, port) in &ports {
-            let cut: Vec<Flow> = own.iter().flat_map(|a| blocked(&flows, *a, port)).collect();
-            match self.dp.delete_flows(&cut) {
-                Ok(()) if cut.is_empty() => {}
-                Ok(()) => log::info!(
-                    "endpoint {}: cut {} connection(s) its policy blocks now",
-                    guid(id),
-                    cut.len()
-                ),
-                Err(e) => log::warn!(
-                    "endpoint {}: cutting the connections its policy blocks now: {e}",
-                    guid(id)
-                ),
-            }
+    };
+    for (id, own, port) in &ports {
+        let cut: Vec<Flow> = own.iter().flat_map(|a| blocked(&flows, *a, port)).collect();
+        match dp.delete_flows(&cut) {
+            Ok(()) if cut.is_empty() => {}
+            Ok(()) => log::info!(
+                "endpoint {}: cut {} connection(s) its policy blocks now",
+                guid(id),
+                cut.len()
+            ),
+            Err(e) => log::warn!(
+                "endpoint {}: cutting the connections its policy blocks now: {e}",
+                guid(id)
+            ),
         }
     }
 }

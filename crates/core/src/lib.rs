@@ -23,6 +23,7 @@ mod network;
 mod network_change;
 mod object;
 mod overlay;
+mod overlay_acl;
 mod policy;
 mod policy_change;
 mod query;

@@ -273,7 +273,7 @@ fn check_supported(spec: &NetworkSpec) -> Result<(), HcnError> {
         // on Overlay networks when Enable is true (crate::dns).
         NetworkPolicy::AutomaticDns(_) => kind == NetworkKind::Nat || overlay,
         // Merged into every endpoint's ACLs (crate::network_change).
-        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => !overlay,
+        NetworkPolicy::NetworkAcl(_) | NetworkPolicy::SetPolicy { .. } => true,
         // The overlay's own (crate::overlay).
         NetworkPolicy::ProviderAddress(_)
         | NetworkPolicy::DrMacAddress(_)

@@ -98,7 +98,7 @@ impl Service {
             .filter(|(_, e)| e.network == id)
             .map(|(eid, _)| *eid)
             .collect();
-        let mut delta = Delta::default();
+        let mut delta = Delta::of(net);
         let mut endpoints = Vec::with_capacity(users.len());
         for eid in &users {
             let ep = &st.endpoints[eid];
@@ -116,7 +116,17 @@ impl Service {
         }
         let elements = delta.op();
         let acl_changed = elements.is_some();
-        let ops: Vec<Op> = route_ops.into_iter().chain(elements).collect();
+        let before = st.endpoints.values().filter(|e| e.network == id);
+        let filtering = crate::overlay_acl::filtering_changes(
+            net,
+            &crate::overlay_acl::filtered_vnis(net, before),
+            &crate::overlay_acl::filtered_vnis(&changed, endpoints.iter().map(|(_, e)| e)),
+        );
+        let ops: Vec<Op> = route_ops
+            .into_iter()
+            .chain(filtering)
+            .chain(elements)
+            .collect();
         apply(self.dp.as_ref(), &ops)
             .map_err(|e| internal("programming the network and its endpoints", e))?;
         if let Err(e) = self.save(Kind::Network, &id, &changed.obj) {

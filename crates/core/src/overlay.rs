@@ -512,12 +512,18 @@ pub(crate) fn check_remote(
     Ok(pa)
 }
 
+/// Whether a stored endpoint is another host's (`Flags: 1`, or v1's
+/// `IsRemoteEndpoint`): two field reads, no policy parsed.
+pub(crate) fn stored_remote(ep: &EndpointRec) -> bool {
+    let flags = ep.obj.get("Flags").and_then(Value::as_u64).unwrap_or(0);
+    let v1 = ep.obj.get("IsRemoteEndpoint").and_then(Value::as_bool) == Some(true);
+    flags & u64::from(EndpointFlags::REMOTE_ENDPOINT) != 0 || v1
+}
+
 /// A stored remote endpoint as the driver programs it; None for a local one.
 pub(crate) fn remote_peer(net: &NetworkRec, ep: &EndpointRec) -> Option<RemotePeer> {
     let o = net.overlay.as_ref()?;
-    let flags = ep.obj.get("Flags").and_then(Value::as_u64).unwrap_or(0);
-    let v1 = ep.obj.get("IsRemoteEndpoint").and_then(Value::as_bool) == Some(true);
-    if flags & u64::from(EndpointFlags::REMOTE_ENDPOINT) == 0 && !v1 {
+    if !stored_remote(ep) {
         return None;
     }
     let pa = ep

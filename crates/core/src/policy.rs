@@ -23,9 +23,12 @@ pub(crate) fn network_acls(net: &NetworkRec) -> impl Iterator<Item = &AclRule> {
 }
 
 /// Whether an endpoint's traffic walks the compiled ACL chains: it has
-/// `ACL`s or `TierAcl`s, or its network has `NetworkACL`s.
+/// `ACL`s or `TierAcl`s, or its network has `NetworkACL`s. A remote
+/// overlay endpoint never does here: its own host judges its traffic.
 pub(crate) fn walks_acls(ep: &EndpointRec, net: &NetworkRec) -> bool {
-    !ep.acls.is_empty() || !ep.tiers.is_empty() || network_acls(net).next().is_some()
+    let remote = net.overlay.is_some() && crate::overlay::stored_remote(ep);
+    let has = !ep.acls.is_empty() || !ep.tiers.is_empty() || network_acls(net).next().is_some();
+    has && !remote
 }
 
 /// An endpoint's port as the model sees it: its ACLs merged with its

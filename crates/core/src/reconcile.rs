@@ -275,11 +275,13 @@ impl Service {
                 continue;
             };
             elements.extend(endpoint_elements(net, &ep.plan));
+            // An overlay's ACLs and ports are its router's
+            // (crate::reconcile_overlay).
             match crate::policy::acl_elements(id, ep, net) {
+                Ok(_) if net.plan.port_netns.is_some() => {}
                 Ok(acl) => elements.extend(acl),
                 Err(e) => log::error!("endpoint {}: {e}", guid(id)),
             }
-            // An overlay's ports are its router's (crate::reconcile_overlay).
             if let (Some(host), None) = (ep.plugged(&st.namespaces), &net.plan.port_netns) {
                 elements.extend(bridge::port_elements(&net.plan, &ep.plan, host));
             }

@@ -123,14 +123,24 @@ impl Service {
                     (ops, !whole)
                 }
             };
-        // The router's tables with every attached port's firewall defaults.
-        let mut elements: Vec<_> = st
-            .endpoints
-            .values()
-            .filter(|e| e.network == net.plan.id)
-            .filter(|e| e.plugged(&st.namespaces) == Some(false))
-            .flat_map(|e| bridge::port_elements(&net.plan, &e.plan, false))
+        // The router's tables with every attached port's firewall defaults
+        // and every endpoint's ACLs, in one transaction: an ACL endpoint's
+        // walk never lapses, and its tracked connections carry on.
+        let mine = || {
+            st.endpoints
+                .iter()
+                .filter(|(_, e)| e.network == net.plan.id)
+        };
+        let mut elements: Vec<_> = mine()
+            .filter(|(_, e)| e.plugged(&st.namespaces) == Some(false))
+            .flat_map(|(_, e)| bridge::port_elements(&net.plan, &e.plan, false))
             .collect();
+        for (id, e) in mine() {
+            match crate::policy::acl_elements(id, e, net) {
+                Ok(acl) => elements.extend(acl),
+                Err(err) => log::error!("endpoint {}: {err}", guid(id)),
+            }
+        }
         // Its load balancers, and the SourceVIPs it holds for them.
         let (lb_elements, lb_sources) = crate::load_balancer::router_state(st, o);
         elements.extend(lb_elements);
@@ -139,6 +149,11 @@ impl Service {
             script: hostnet_nft::router::tables(&elements),
         });
         ops.extend(lb_sources);
+        // Only the subnets of endpoints with ACLs hand bridged frames to
+        // the router's IP hooks (bridges may have been rebuilt, endpoints
+        // deleted while the daemon was down).
+        let filtered = crate::overlay_acl::filtered_vnis(net, mine().map(|(_, e)| e));
+        ops.extend(crate::overlay_acl::filtering(net, &filtered));
         if let Err(e) = apply(dp, &ops) {
             log::error!("overlay network {}: {e}", guid(&o.id));
         }

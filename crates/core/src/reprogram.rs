@@ -14,9 +14,11 @@ use uuid::Uuid;
 use crate::endpoint::endpoint_elements;
 use crate::service::{EndpointRec, NetworkRec, State};
 
-/// Every element endpoint `id` owns in the host's tables: its driver's,
-/// its compiled ACLs, and while plugged in, its port's (unless the port is
-/// in another namespace: an overlay router's, which reloads its own).
+/// Every element endpoint `id` owns in the tables of its network's
+/// namespace ([`Delta::of`]): its driver's, its compiled ACLs, and while
+/// plugged in, its port's. An overlay endpoint's are all in its router:
+/// its OutBoundNAT, ACLs and port (a port whose ACLs come or go loses or
+/// regains the protocol-only defaults the walk replaces).
 pub(crate) fn owned_elements(
     st: &State,
     id: &Uuid,
@@ -25,20 +27,39 @@ pub(crate) fn owned_elements(
 ) -> Result<Vec<SetElement>, HcnError> {
     let mut els = endpoint_elements(net, &ep.plan);
     els.extend(crate::policy::acl_elements(id, ep, net)?);
-    if let (Some(host), None) = (ep.plugged(&st.namespaces), &net.plan.port_netns) {
+    if net.overlay.is_some() && !crate::overlay::stored_remote(ep) {
+        if let std::net::IpAddr::V4(a) = ep.plan.address.addr() {
+            els.extend(hostnet_drivers::overlay::endpoint_router_elements(
+                a,
+                ep.plan.outbound_nat.as_deref(),
+            ));
+        }
+    }
+    if let Some(host) = ep.plugged(&st.namespaces) {
         els.extend(bridge::port_elements(&net.plan, &ep.plan, host));
     }
     Ok(els)
 }
 
-/// The elements to delete and to add for a set of endpoint changes.
+/// The elements to delete and to add for a set of endpoint changes, in
+/// the tables of one namespace.
 #[derive(Debug, Default)]
 pub(crate) struct Delta {
     pub delete: Vec<SetElement>,
     pub add: Vec<SetElement>,
+    /// None: the daemon's; else an overlay router's.
+    pub netns: Option<std::path::PathBuf>,
 }
 
 impl Delta {
+    /// A delta of the elements of `net`'s endpoints ([`owned_elements`]).
+    pub(crate) fn of(net: &NetworkRec) -> Self {
+        Delta {
+            netns: crate::overlay_acl::acl_netns(net),
+            ..Delta::default()
+        }
+    }
+
     /// Adds one endpoint's change from `before` to `after` (elements in
     /// both stay untouched in the kernel).
     pub(crate) fn push(&mut self, before: Vec<SetElement>, after: Vec<SetElement>) {
@@ -66,9 +87,16 @@ impl Delta {
         if self.delete.is_empty() && self.add.is_empty() {
             return None;
         }
-        Some(Op::ReplaceElements {
+        let op = Op::ReplaceElements {
             delete: self.delete,
             add: self.add,
+        };
+        Some(match self.netns {
+            None => op,
+            Some(netns) => Op::InNetns {
+                netns,
+                op: Box::new(op),
+            },
         })
     }
 }

@@ -289,7 +289,7 @@ impl Service {
                 "SetPolicy": true,
                 "NestedIpSet": true,
                 "DSR": true,
-                "IPv6DualStack": false,
+                "IPv6DualStack": true,
                 "ModifyLoadbalancer": true,
                 "VmNic": true
             }

@@ -35,8 +35,8 @@ struct Snapshot {
     addr6: Option<IpAddr>,
     /// The host side of its veth, when attached to a container namespace.
     veth: Option<String>,
-    /// Where that veth and its port's counters are when not in the
-    /// daemon's namespace (an overlay router).
+    /// Where that veth, its port's counters and its ACLs' are when not in
+    /// the daemon's namespace (an overlay router).
     port_netns: Option<std::path::PathBuf>,
     /// The namespace it is attached to (HNS's `InstanceId`).
     instance: Option<Uuid>,
@@ -105,18 +105,18 @@ impl Service {
 /// Reads what the kernel counted for `snap`'s endpoint.
 fn read(dp: &dyn Dataplane, snap: &Snapshot) -> Result<Reading, DataplaneError> {
     let mut reading = Reading::default();
+    let there;
+    let dp = match &snap.port_netns {
+        Some(netns) => {
+            there = dp.in_netns(netns)?;
+            there.as_ref()
+        }
+        None => dp,
+    };
     if let Some(veth) = &snap.veth {
-        let there;
-        let port_dp = match &snap.port_netns {
-            Some(netns) => {
-                there = dp.in_netns(netns)?;
-                there.as_ref()
-            }
-            None => dp,
-        };
-        reading.link = port_dp.link_stats(veth)?;
+        reading.link = dp.link_stats(veth)?;
         let port = counters::port_drops(veth);
-        reading.port_drops = one(port_dp, port.family, port.table, port.set, &port.key)?;
+        reading.port_drops = one(dp, port.family, port.table, port.set, &port.key)?;
     }
     let Some(addr) = snap.addr else {
         return Ok(reading);

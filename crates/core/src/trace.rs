@@ -55,16 +55,17 @@ impl Service {
 
 impl Service {
     /// The addresses a container reaches the host's node ports on: every
-    /// IPv4 address of the host but loopback ones (a container's own
-    /// loopback is its own). Empty when the kernel cannot say: the trace
-    /// then shows no node ports rather than failing.
-    fn node_port_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+    /// address of the host but loopback ones (a container's own loopback
+    /// is its own) and IPv6 link-local ones (its own link's, not routed).
+    /// Empty when the kernel cannot say: the trace then shows no node
+    /// ports rather than failing.
+    fn node_port_addresses(&self) -> Vec<IpAddr> {
         match self.dp.local_addresses() {
             Ok(all) => all
                 .into_iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(a) if !a.is_loopback() => Some(a),
-                    _ => None,
+                .filter(|a| match a {
+                    IpAddr::V4(a) => !a.is_loopback(),
+                    IpAddr::V6(a) => !a.is_loopback() && !a.is_unicast_link_local(),
                 })
                 .collect(),
             Err(e) => {

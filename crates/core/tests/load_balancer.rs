@@ -228,6 +228,251 @@ fn a_node_port_is_traced_on_the_host_addresses() {
     }
 }
 
+/// A dual-stack NAT network and two endpoints on it: (network, [(ID,
+/// IPv4, IPv6)]).
+fn dual_stack_backends(f: &Fixture) -> (Value, Vec<(String, String, String)>) {
+    let net = f
+        .svc
+        .create(
+            Kind::Network,
+            &body(
+                json!({ "Name": "dual", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": [
+                { "IpAddressPrefix": "10.90.0.0/24" }, { "IpAddressPrefix": "fd00:90::/64" }
+            ] }] }),
+            ),
+        )
+        .unwrap();
+    let eps = (0..2)
+        .map(|_| {
+            let ep = f
+                .svc
+                .create(
+                    Kind::Endpoint,
+                    &body(json!({ "HostComputeNetwork": net["ID"] })),
+                )
+                .unwrap();
+            let ip = |i: usize| {
+                ep["IpConfigurations"][i]["IpAddress"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            (ep["ID"].as_str().unwrap().to_string(), ip(0), ip(1))
+        })
+        .collect();
+    (net, eps)
+}
+
+fn lb6(vips: &[&str], port: u16, backends: &[&str]) -> Value {
+    let mut v = lb(vips, port, backends);
+    v["Flags"] = json!(2);
+    v
+}
+
+/// An IPv6 LB programs the IPv6 maps with the backends' IPv6 addresses,
+/// one op per change like an IPv4 one; an IPv4 and an IPv6 LB of one
+/// dual-stack service share the node port; the trace shows the rewrite.
+#[test]
+fn an_ipv6_load_balancer_uses_the_backends_ipv6_addresses() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let (_, eps) = dual_stack_backends(&f);
+    let [(a, _, a6), (b, _, b6)] = [eps[0].clone(), eps[1].clone()];
+    f.dp.take();
+    let made = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(lb6(&["fd00:96::10"], 80, &[a.as_str(), b.as_str()])),
+        )
+        .unwrap();
+    assert_eq!(made["Flags"], 2);
+    let id = made["ID"].as_str().unwrap().to_string();
+    let ops = f.dp.take();
+    let [Op::AddElements(els)] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    let texts: Vec<String> = els
+        .iter()
+        .map(|e| format!("{} {}", e.set, e.text))
+        .collect();
+    let kind = |chain: &str| format!("{:#010x}", hostnet_nft::lb::kind_of_chain(chain).unwrap());
+    assert_eq!(
+        texts,
+        [
+            format!(
+                "lb_vip_guests6 fd00:96::10 . tcp . 80 : {}",
+                kind("lb_vip_random_2")
+            ),
+            format!(
+                "lb_vip_outside6 fd00:96::10 . tcp . 80 : {}",
+                kind("lb_vip_random_2")
+            ),
+            format!("lb_vip_slots6 fd00:96::10 . tcp . 80 . 0 : {a6} . 8080"),
+            format!("lb_vip_slots6 fd00:96::10 . tcp . 80 . 1 : {b6} . 8080"),
+        ]
+    );
+
+    // The same service's IPv4 twin and two node ports, one per family.
+    f.svc
+        .create(
+            Kind::LoadBalancer,
+            &body(lb(&["10.96.0.10"], 80, &[b.as_str()])),
+        )
+        .unwrap();
+    f.svc
+        .create(Kind::LoadBalancer, &body(lb(&[], 30080, &[b.as_str()])))
+        .unwrap();
+    f.dp.take();
+    f.svc
+        .create(Kind::LoadBalancer, &body(lb6(&[], 30080, &[b.as_str()])))
+        .unwrap();
+    let ops = f.dp.take();
+    let [Op::AddElements(els)] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    assert!(els.iter().all(|e| e.set.ends_with('6')), "{els:?}");
+    assert!(els
+        .iter()
+        .any(|e| e.text == format!("tcp . 30080 . 0 : {b6} . 8080")));
+    // A third node port on 30080 clashes, whatever its family.
+    for doc in [
+        lb(&[], 30080, &[a.as_str()]),
+        lb6(&[], 30080, &[a.as_str()]),
+    ] {
+        let e = f.svc.create(Kind::LoadBalancer, &body(doc)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PortAlreadyExists, "{e}");
+    }
+    let e = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(lb6(&["fd00:96::10"], 80, &[a.as_str()])),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PortAlreadyExists);
+    assert!(e.to_string().contains("TCP [fd00:96::10]:80"), "{e}");
+
+    // The trace of a container's IPv6 packet to the VIP names the rule and
+    // rewrites to an IPv6 backend.
+    let req = json!({ "Direction": "Out", "Protocol": "tcp", "Destination": "[fd00:96::10]:80" });
+    let t = f.svc.trace_endpoint(&a, &body(req)).unwrap();
+    let text = t["Text"].as_str().unwrap();
+    assert!(text.contains("rule lb:fd00:96::10:6:80"), "{text}");
+    let after = t["PacketAfter"].as_str().unwrap();
+    assert!(
+        after.ends_with(&format!("[{a6}]:8080")) || after.ends_with(&format!("[{b6}]:8080")),
+        "{t}"
+    );
+
+    // Deleting endpoint a leaves b in the IPv6 LB, by its IPv6 address.
+    f.dp.take();
+    f.svc.delete(Kind::Endpoint, &a).unwrap();
+    assert_eq!(
+        f.svc.get(Kind::LoadBalancer, &id).unwrap()["HostComputeEndpoints"],
+        json!([b])
+    );
+    let ops = f.dp.take();
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, Op::ReplaceElements { add, .. }
+            if add.iter().any(|e| e.text == format!("fd00:96::10 . tcp . 80 . 0 : {b6} . 8080")))),
+        "{ops:?}"
+    );
+}
+
+/// Mixed families, backends without an IPv6 address, DSR and PreserveDip
+/// with IPv6: refused by name, nothing stored or programmed, and a modify
+/// refused the same way keeps the LB as it was.
+#[test]
+fn bad_ipv6_load_balancers_change_nothing() {
+    let f = start(Arc::new(MemoryStore::new()));
+    let (_, eps) = dual_stack_backends(&f);
+    let dual = eps[0].0.clone();
+    let nets = f.svc.list(Kind::Network, None).unwrap();
+    let v4_net = nets.iter().find(|n| n["Name"] != "dual").unwrap();
+    let v4_only = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({ "HostComputeNetwork": v4_net["ID"] })),
+        )
+        .unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.dp.take();
+    let pdip = {
+        let mut v = lb6(&["fd00:96::10"], 80, &[dual.as_str()]);
+        v["PortMappings"][0]["Flags"] = json!(8);
+        v
+    };
+    let dsr = {
+        let mut v = lb(&["fd00:96::10"], 8080, &[dual.as_str()]);
+        v["Flags"] = json!(3);
+        v
+    };
+    let cases = [
+        (
+            lb6(&["10.96.0.10"], 80, &[dual.as_str()]),
+            ErrorCode::InvalidIp,
+            "is IPv4 but LoadBalancerFlags has IPv6",
+        ),
+        (
+            lb(&["fd00:96::10"], 80, &[dual.as_str()]),
+            ErrorCode::InvalidIp,
+            "set LoadBalancerFlags IPv6 (2)",
+        ),
+        (
+            lb6(&["fd00:96::10", "10.96.0.10"], 80, &[dual.as_str()]),
+            ErrorCode::InvalidIp,
+            "FrontendVIPs[1]",
+        ),
+        (
+            lb6(&["fd00:96::10"], 80, &[v4_only.as_str()]),
+            ErrorCode::InvalidEndpoint,
+            "has no IPv6 address",
+        ),
+        (pdip, ErrorCode::RequestUnsupported, "EnablePreserveDip"),
+        (
+            dsr,
+            ErrorCode::RequestUnsupported,
+            "EnableDirectServerReturn",
+        ),
+    ];
+    for (doc, code, word) in &cases {
+        let e = f.svc.create(Kind::LoadBalancer, &body(doc)).unwrap_err();
+        assert_eq!(e.code, *code, "{doc}: {e}");
+        assert!(e.to_string().contains(word), "{e}");
+    }
+    assert_eq!(stored_lbs(&f), 0);
+    assert!(f.dp.take().is_empty(), "nothing programmed");
+
+    let made = f
+        .svc
+        .create(
+            Kind::LoadBalancer,
+            &body(lb6(&["fd00:96::10"], 80, &[dual.as_str()])),
+        )
+        .unwrap();
+    let id = made["ID"].as_str().unwrap();
+    f.dp.take();
+    for (doc, code, _) in &cases {
+        let e = f
+            .svc
+            .modify(Kind::LoadBalancer, id, &body(doc))
+            .unwrap_err();
+        assert_eq!(e.code, *code);
+    }
+    assert!(f.dp.take().is_empty());
+    assert_eq!(f.svc.get(Kind::LoadBalancer, id).unwrap(), made);
+}
+
+#[test]
+fn version_says_ipv6_dual_stack_works() {
+    let f = start(Arc::new(MemoryStore::new()));
+    assert_eq!(f.svc.version()["Features"]["IPv6DualStack"], true);
+}
+
 /// An overlay network on a host whose PA is 192.0.2.11, and endpoints
 /// on it: (network id, local backend, remote backend, SourceVIP endpoint).
 fn overlay_host(f: &Fixture) -> (String, String, String, String) {

@@ -355,6 +355,14 @@ pub enum Op {
         netns: PathBuf,
         elements: Vec<SetElement>,
     },
+    /// Whether IPv4 frames bridge `bridge` forwards pass the IP hooks
+    /// (`br_netfilter`, the bridge's own `nf_call_iptables`, which it ORs
+    /// with the namespace's `bridge-nf-call-iptables`): an overlay router
+    /// turns it on for the VNI bridges of endpoints with ACLs only, so
+    /// their bridged frames meet the ACL walk and conntrack and the other
+    /// subnets' frames pay nothing. A missing bridge is nothing to do when
+    /// turning it off.
+    BridgeNfCallIptables { bridge: String, on: bool },
     /// `op` carried out in the namespace at `netns` instead of the
     /// daemon's, as the dataplane would there: links, tables and entries
     /// of an overlay network's router. A removal in a namespace that is
@@ -465,6 +473,10 @@ impl Op {
                     None => delete,
                 })
             }
+            Op::BridgeNfCallIptables { bridge, on } => Some(Op::BridgeNfCallIptables {
+                bridge: bridge.clone(),
+                on: !on,
+            }),
             Op::InNetns { netns, op } => op.undo().map(|undo| Op::InNetns {
                 netns: netns.clone(),
                 op: Box::new(undo),

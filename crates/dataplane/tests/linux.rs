@@ -1288,6 +1288,7 @@ fn replace_elements_is_one_atomic_batch() {
         let dp = LinuxDataplane::new().unwrap();
         dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
         let frontend = |backends: &[[u8; 4]]| Frontend {
+            family: hostnet_nft::lb::IpFamily::V4,
             vip: Some([10, 96, 0, 10].into()),
             proto: 6,
             port: 80,

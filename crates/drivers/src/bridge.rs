@@ -260,7 +260,10 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
         nft::endpoint_port(&host_name)
     };
     let mut els = if ep.acl { Vec::new() } else { vec![port] };
-    els.extend(drop_counters(ep, net.subnet_bridges.is_empty()));
+    els.extend(drop_counters(
+        ep,
+        net.subnet_bridges.is_empty() || net.port_netns.is_some(),
+    ));
     let nat = ep.outbound_nat.is_some() && ep.address.addr().is_ipv4();
     let host_mac = net
         .l2
@@ -288,8 +291,9 @@ pub fn port_elements(net: &Network, ep: &Endpoint, host: bool) -> Vec<SetElement
 
 /// An attached endpoint's drop counters (`hostnet_nft::counters`): they
 /// do not depend on its ACLs, so changing those leaves them counting.
-/// `by_address`: false on overlay networks, whose addresses may repeat on
-/// the host (another overlay network with the same subnet).
+/// `by_address`: false where addresses may repeat in the tables' namespace
+/// (the host's, for overlay networks with the same subnet); an overlay's
+/// ports are in its own router, whose tables see its addresses only.
 fn drop_counters(ep: &Endpoint, by_address: bool) -> Vec<SetElement> {
     let mut els = vec![nft::counters::port_drops(&names::host_veth(&ep.id))];
     if by_address && ep.address.addr().is_ipv4() {

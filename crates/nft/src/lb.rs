@@ -17,11 +17,17 @@
 //! other interface), from the host itself (the output hook). Creating,
 //! changing or deleting an LB is a handful of element changes; no chain
 //! or rule is ever made or removed.
+//!
+//! IPv6 frontends have maps of their own (`…6`, keyed by `ipv6_addr`)
+//! and share the pick chains: each pick chain has an IPv4 and an IPv6
+//! rule for its marks and its DNAT, guarded by `meta nfproto`, so a
+//! packet still costs the same lookups whatever its family.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
+pub use crate::acl::IpFamily;
 use crate::ruleset::{port, TABLE};
 use crate::{Data, Family, SetElement};
 
@@ -57,11 +63,13 @@ pub enum Pick {
 }
 
 impl Pick {
-    fn hash(self) -> &'static str {
+    /// The hash over all buckets, for packets of `family`.
+    fn hash(self, family: IpFamily) -> String {
+        let ip = nft_keyword(family);
         match self {
-            Pick::Random => "numgen random mod 65536",
-            Pick::SourceIp => "jhash ip saddr mod 65536",
-            Pick::SourceIpProtocol => "jhash ip saddr . meta l4proto mod 65536",
+            Pick::Random => "numgen random mod 65536".into(),
+            Pick::SourceIp => format!("jhash {ip} saddr mod 65536"),
+            Pick::SourceIpProtocol => format!("jhash {ip} saddr . meta l4proto mod 65536"),
         }
     }
 
@@ -74,8 +82,8 @@ impl Pick {
     }
 
     /// The same hash taken modulo `n`: a slot of the hash map.
-    fn slot_hash(self, n: usize) -> String {
-        let hash = self.hash();
+    fn slot_hash(self, family: IpFamily, n: usize) -> String {
+        let hash = self.hash(family);
         format!("{} mod {n}", &hash[..hash.len() - " mod 65536".len()])
     }
 
@@ -94,11 +102,14 @@ pub struct Reach {
 }
 
 /// One frontend of a load balancer, with its backends: what the kernel
-/// holds for it.
+/// holds for it. Its addresses (VIP, SourceVIP, backends) are all of
+/// `family`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Frontend {
-    /// The VIP; None: every local address of the host (NodePort).
-    pub vip: Option<Ipv4Addr>,
+    /// IPv4, or IPv6 (an LB with the IPv6 flag): which maps it is in.
+    pub family: IpFamily,
+    /// The VIP; None: every local address of the host of `family` (NodePort).
+    pub vip: Option<IpAddr>,
     /// IP protocol number (6, 17 or 132).
     pub proto: u8,
     pub port: u16,
@@ -107,37 +118,125 @@ pub struct Frontend {
     pub pick: Pick,
     pub reach: Reach,
     /// Source address of connections to the backends (SourceVIP).
-    pub source_vip: Option<Ipv4Addr>,
+    pub source_vip: Option<IpAddr>,
     /// Backend addresses, in the order given (bucket ranges follow it).
-    pub backends: Vec<Ipv4Addr>,
+    pub backends: Vec<IpAddr>,
     /// EnablePreserveDip: the backends receive the VIP as destination
     /// ([`crate::preserve_dip`]); VIP frontends only.
     pub preserve_dip: bool,
 }
 
-/// `vip . proto . port : kind`: the VIP frontends containers reach.
-pub const VIP_GUESTS: &str = "lb_vip_guests4";
-const VIP_OUTSIDE: &str = "lb_vip_outside4";
-const VIP_HOST: &str = "lb_vip_host4";
-const NODE_GUESTS: &str = "lb_node_guests4";
-const NODE_OUTSIDE: &str = "lb_node_outside4";
-const NODE_HOST: &str = "lb_node_host4";
-/// `vip . proto . port . bucket : backend . port` (interval).
-pub const VIP_BACKENDS: &str = "lb_vip_backends4";
-/// `proto . port . bucket : backend . port` (interval).
-pub const NODE_BACKENDS: &str = "lb_node_backends4";
-/// `vip . proto . port . slot : backend . port` (hash).
-pub const VIP_SLOTS: &str = "lb_vip_slots4";
-/// `proto . port . slot : backend . port` (hash).
-pub const NODE_SLOTS: &str = "lb_node_slots4";
-/// `vip . proto . port : ct mark`, for frontends with a SourceVIP.
-pub const VIP_MARKS: &str = "lb_vip_marks4";
-/// `proto . port : ct mark`, for node ports with a SourceVIP.
-pub const NODE_MARKS: &str = "lb_node_marks4";
-/// `vip . proto . ct mark : source`.
-pub const VIP_SNAT: &str = "lb_vip_snat4";
-/// `proto . ct mark : source`.
-pub const NODE_SNAT: &str = "lb_node_snat4";
+/// The maps of one IP family (names end in `4` or `6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Maps {
+    /// `vip . proto . port : kind`, for who reaches a VIP: guests,
+    /// outside, host.
+    pub vip_reach: [&'static str; 3],
+    /// `proto . port : kind`, for who reaches a node port.
+    pub node_reach: [&'static str; 3],
+    /// `vip . proto . port . bucket : backend . port` (interval).
+    pub vip_backends: &'static str,
+    /// `proto . port . bucket : backend . port` (interval).
+    pub node_backends: &'static str,
+    /// `vip . proto . port . slot : backend . port` (hash).
+    pub vip_slots: &'static str,
+    /// `proto . port . slot : backend . port` (hash).
+    pub node_slots: &'static str,
+    /// `vip . proto . port : ct mark`, for frontends with a SourceVIP.
+    pub vip_marks: &'static str,
+    /// `proto . port : ct mark`, for node ports with a SourceVIP.
+    pub node_marks: &'static str,
+    /// `vip . proto . ct mark : source`.
+    pub vip_snat: &'static str,
+    /// `proto . ct mark : source`.
+    pub node_snat: &'static str,
+}
+
+/// The IPv4 frontends' maps.
+pub const MAPS4: Maps = Maps {
+    vip_reach: ["lb_vip_guests4", "lb_vip_outside4", "lb_vip_host4"],
+    node_reach: ["lb_node_guests4", "lb_node_outside4", "lb_node_host4"],
+    vip_backends: "lb_vip_backends4",
+    node_backends: "lb_node_backends4",
+    vip_slots: "lb_vip_slots4",
+    node_slots: "lb_node_slots4",
+    vip_marks: "lb_vip_marks4",
+    node_marks: "lb_node_marks4",
+    vip_snat: "lb_vip_snat4",
+    node_snat: "lb_node_snat4",
+};
+
+/// The IPv6 frontends' maps: the same shapes keyed by `ipv6_addr`.
+pub const MAPS6: Maps = Maps {
+    vip_reach: ["lb_vip_guests6", "lb_vip_outside6", "lb_vip_host6"],
+    node_reach: ["lb_node_guests6", "lb_node_outside6", "lb_node_host6"],
+    vip_backends: "lb_vip_backends6",
+    node_backends: "lb_node_backends6",
+    vip_slots: "lb_vip_slots6",
+    node_slots: "lb_node_slots6",
+    vip_marks: "lb_vip_marks6",
+    node_marks: "lb_node_marks6",
+    vip_snat: "lb_vip_snat6",
+    node_snat: "lb_node_snat6",
+};
+
+impl Maps {
+    /// The maps of `family`.
+    pub fn of(family: IpFamily) -> &'static Maps {
+        match family {
+            IpFamily::V4 => &MAPS4,
+            IpFamily::V6 => &MAPS6,
+        }
+    }
+
+    /// Every map of a family, for listing them.
+    pub fn all(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self.vip_reach.into_iter().chain(self.node_reach).collect();
+        v.extend([
+            self.vip_backends,
+            self.node_backends,
+            self.vip_slots,
+            self.node_slots,
+            self.vip_marks,
+            self.node_marks,
+            self.vip_snat,
+            self.node_snat,
+        ]);
+        v
+    }
+}
+
+/// `ip` or `ip6`: the header keyword of `family`.
+fn nft_keyword(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    }
+}
+
+/// `ipv4` or `ipv6`: the `meta nfproto` of `family`.
+fn nfproto(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ipv4",
+        IpFamily::V6 => "ipv6",
+    }
+}
+
+/// The nft type of an address of `family`.
+fn addr_type(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ipv4_addr",
+        IpFamily::V6 => "ipv6_addr",
+    }
+}
+
+/// An address in the kernel's layout (network order, 4 or 16 bytes).
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
 
 /// The chain the pre-routing NAT hook jumps to first.
 pub const PREROUTING: &str = "lb_prerouting";
@@ -214,72 +313,128 @@ fn pick_chain(node: bool, pick: Pick, slots: Option<usize>) -> &'static str {
     names[pick_index(node, pick, slots)].as_str()
 }
 
-/// The frontend, slot, bucket, mark and SNAT maps, the static pick
-/// chains and their dispatch map [`PICKS`]: what every table that load
-/// balances holds (the host's, and an overlay router's:
+/// The keys a frontend's packet is looked up by: (VIP, node port), for
+/// `family`.
+fn keys(family: IpFamily) -> (String, &'static str) {
+    let ip = nft_keyword(family);
+    (
+        format!("{ip} daddr . meta l4proto . th dport"),
+        "meta l4proto . th dport",
+    )
+}
+
+/// The maps of one family.
+fn family_maps(s: &mut String, family: IpFamily) {
+    let m = Maps::of(family);
+    let (vip_key, node_key) = keys(family);
+    let (ip, addr) = (nft_keyword(family), addr_type(family));
+    for map in m.vip_reach {
+        let _ = writeln!(
+            s,
+            "\tmap {map} {{ type {addr} . inet_proto . inet_service : mark; }}"
+        );
+    }
+    for map in m.node_reach {
+        let _ = writeln!(
+            s,
+            "\tmap {map} {{ type inet_proto . inet_service : mark; }}"
+        );
+    }
+    let value = format!("{ip} daddr . th dport");
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof {vip_key} . numgen random mod 65536 : {value}; flags interval; }}",
+        m.vip_backends
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof {node_key} . numgen random mod 65536 : {value}; flags interval; }}",
+        m.node_backends
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof {vip_key} . numgen random mod {MAX_SLOTS} : {value}; }}",
+        m.vip_slots
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof {node_key} . numgen random mod {MAX_SLOTS} : {value}; }}",
+        m.node_slots
+    );
+    let _ = writeln!(s, "\tmap {} {{ typeof {vip_key} : ct mark; }}", m.vip_marks);
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof {node_key} : ct mark; }}",
+        m.node_marks
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof ct original {ip} daddr . meta l4proto . ct mark : {ip} saddr; }}",
+        m.vip_snat
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {} {{ typeof meta l4proto . ct mark : {ip} saddr; }}",
+        m.node_snat
+    );
+}
+
+/// A pick chain's rules for one family: the SourceVIP mark, then the DNAT.
+fn pick_rules(s: &mut String, family: IpFamily, node: bool, pick: Pick, slots: Option<usize>) {
+    let m = Maps::of(family);
+    let (vip_key, node_key) = keys(family);
+    let (ip, proto) = (nft_keyword(family), nfproto(family));
+    let (key, marks) = match node {
+        false => (vip_key.as_str(), m.vip_marks),
+        true => (node_key, m.node_marks),
+    };
+    let (hash, map) = match (slots, node) {
+        (None, false) => (pick.hash(family), m.vip_backends),
+        (None, true) => (pick.hash(family), m.node_backends),
+        (Some(n), false) => (pick.slot_hash(family, n), m.vip_slots),
+        (Some(n), true) => (pick.slot_hash(family, n), m.node_slots),
+    };
+    let _ = write!(
+        s,
+        "\t\tmeta nfproto {proto} ct mark set {key} map @{marks}\n\
+         \t\tmeta nfproto {proto} meta l4proto {{ tcp, udp, sctp }} dnat {ip} to {key} . {hash} map @{map}\n"
+    );
+}
+
+/// The dispatch rules of one family for one reach (0 guests, 1 outside,
+/// 2 host): the VIP lookup, then the node port one on local addresses.
+fn dispatch_rules(s: &mut String, family: IpFamily, reach: usize) {
+    let m = Maps::of(family);
+    let (vip_key, node_key) = keys(family);
+    let proto = nfproto(family);
+    let _ = write!(
+        s,
+        "\t\tmeta nfproto {proto} ct mark set {vip_key} map @{vip} ct mark vmap @{PICKS}\n\
+         \t\tmeta nfproto {proto} fib daddr type local ct mark set {node_key} map @{node} ct mark vmap @{PICKS}\n",
+        vip = m.vip_reach[reach],
+        node = m.node_reach[reach],
+    );
+}
+
+/// The frontend, slot, bucket, mark and SNAT maps of both families, the
+/// static pick chains and their dispatch map [`PICKS`]: what every table
+/// that load balances holds (the host's, and an overlay router's:
 /// [`crate::router`]), whose entry chains then differ.
 pub fn maps_and_picks() -> String {
     let mut s = String::new();
-    let vip_key = "ip daddr . meta l4proto . th dport";
-    let node_key = "meta l4proto . th dport";
-    for m in [VIP_GUESTS, VIP_OUTSIDE, VIP_HOST] {
+    for family in IpFamily::ALL {
+        family_maps(&mut s, family);
+    }
+    for (node, pick, slots) in all_picks() {
         let _ = writeln!(
             s,
-            "\tmap {m} {{ type ipv4_addr . inet_proto . inet_service : mark; }}"
+            "\tchain {} {{\n\t\tct mark set 0",
+            pick_chain(node, pick, slots)
         );
-    }
-    for m in [NODE_GUESTS, NODE_OUTSIDE, NODE_HOST] {
-        let _ = writeln!(s, "\tmap {m} {{ type inet_proto . inet_service : mark; }}");
-    }
-    let _ = writeln!(
-        s,
-        "\tmap {VIP_BACKENDS} {{ typeof {vip_key} . numgen random mod 65536 : ip daddr . th dport; flags interval; }}"
-    );
-    let _ = writeln!(
-        s,
-        "\tmap {NODE_BACKENDS} {{ typeof {node_key} . numgen random mod 65536 : ip daddr . th dport; flags interval; }}"
-    );
-    let _ = writeln!(
-        s,
-        "\tmap {VIP_SLOTS} {{ typeof {vip_key} . numgen random mod {MAX_SLOTS} : ip daddr . th dport; }}"
-    );
-    let _ = writeln!(
-        s,
-        "\tmap {NODE_SLOTS} {{ typeof {node_key} . numgen random mod {MAX_SLOTS} : ip daddr . th dport; }}"
-    );
-    let _ = writeln!(s, "\tmap {VIP_MARKS} {{ typeof {vip_key} : ct mark; }}");
-    let _ = writeln!(s, "\tmap {NODE_MARKS} {{ typeof {node_key} : ct mark; }}");
-    let _ = writeln!(
-        s,
-        "\tmap {VIP_SNAT} {{ typeof ct original ip daddr . meta l4proto . ct mark : ip saddr; }}"
-    );
-    let _ = writeln!(
-        s,
-        "\tmap {NODE_SNAT} {{ typeof meta l4proto . ct mark : ip saddr; }}"
-    );
-    for pick in Pick::ALL {
-        for slots in std::iter::once(None).chain((1..=MAX_SLOTS).map(Some)) {
-            let (hash, vip_map, node_map) = match slots {
-                None => (pick.hash().to_string(), VIP_BACKENDS, NODE_BACKENDS),
-                Some(n) => (pick.slot_hash(n), VIP_SLOTS, NODE_SLOTS),
-            };
-            let _ = write!(
-                s,
-                r#"	chain {vip} {{
-		ct mark set 0
-		ct mark set {vip_key} map @{VIP_MARKS}
-		meta l4proto {{ tcp, udp, sctp }} dnat ip to {vip_key} . {hash} map @{vip_map}
-	}}
-	chain {node} {{
-		ct mark set 0
-		ct mark set {node_key} map @{NODE_MARKS}
-		meta l4proto {{ tcp, udp, sctp }} dnat ip to {node_key} . {hash} map @{node_map}
-	}}
-"#,
-                vip = pick_chain(false, pick, slots),
-                node = pick_chain(true, pick, slots),
-            );
+        for family in IpFamily::ALL {
+            pick_rules(&mut s, family, node, pick, slots);
         }
+        s.push_str("\t}\n");
     }
     // The kinds, after the chains they go to, before the rules using them.
     let picks: Vec<String> = std::iter::once(format!("{KIND_BASE:#010x} : drop"))
@@ -302,8 +457,6 @@ pub fn maps_and_picks() -> String {
 /// The load balancers' maps and chains, inside `table inet hostnet`.
 pub fn skeleton() -> String {
     let mut s = maps_and_picks();
-    let vip_key = "ip daddr . meta l4proto . th dport";
-    let node_key = "meta l4proto . th dport";
     let _ = write!(
         s,
         r#"	chain {PREROUTING} {{
@@ -311,25 +464,32 @@ pub fn skeleton() -> String {
 		iifname "{BRIDGE_GLOB}" goto lb_from_guests
 		goto lb_from_outside
 	}}
-	chain lb_from_guests {{
-		ct mark set {vip_key} map @{VIP_GUESTS} ct mark vmap @{PICKS}
-		fib daddr type local ct mark set {node_key} map @{NODE_GUESTS} ct mark vmap @{PICKS}
-	}}
-	chain lb_from_outside {{
-		ct mark set {vip_key} map @{VIP_OUTSIDE} ct mark vmap @{PICKS}
-		fib daddr type local ct mark set {node_key} map @{NODE_OUTSIDE} ct mark vmap @{PICKS}
-	}}
-	chain {OUTPUT} {{
-		ct mark set {vip_key} map @{VIP_HOST} ct mark vmap @{PICKS}
-		fib daddr type local ct mark set {node_key} map @{NODE_HOST} ct mark vmap @{PICKS}
-	}}
-	chain {POSTROUTING} {{
-		ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
-		ct mark & 0xffff0000 == {NODE_MARK:#010x} snat ip to meta l4proto . ct mark map @{NODE_SNAT}
-	}}
 "#,
         steered = crate::dsr::STEERED_MARK,
     );
+    for (reach, chain) in ["lb_from_guests", "lb_from_outside", OUTPUT]
+        .into_iter()
+        .enumerate()
+    {
+        let _ = writeln!(s, "\tchain {chain} {{");
+        for family in IpFamily::ALL {
+            dispatch_rules(&mut s, family, reach);
+        }
+        s.push_str("\t}\n");
+    }
+    let _ = writeln!(s, "\tchain {POSTROUTING} {{");
+    for family in IpFamily::ALL {
+        let m = Maps::of(family);
+        let (ip, proto) = (nft_keyword(family), nfproto(family));
+        let _ = write!(
+            s,
+            "\t\tmeta nfproto {proto} ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat {ip} to ct original {ip} daddr . meta l4proto . ct mark map @{vip_snat}\n\
+             \t\tmeta nfproto {proto} ct mark & 0xffff0000 == {NODE_MARK:#010x} snat {ip} to meta l4proto . ct mark map @{node_snat}\n",
+            vip_snat = m.vip_snat,
+            node_snat = m.node_snat,
+        );
+    }
+    s.push_str("\t}\n");
     s.push_str(&crate::preserve_dip::inet_skeleton());
     s
 }
@@ -338,9 +498,18 @@ pub fn skeleton() -> String {
 /// its elements before and after, in one transaction.
 pub fn elements(f: &Frontend) -> Vec<SetElement> {
     let node = f.vip.is_none();
-    let mut frontend_key = Vec::with_capacity(12);
+    let m = Maps::of(f.family);
+    debug_assert!(
+        f.vip
+            .iter()
+            .chain(&f.source_vip)
+            .chain(&f.backends)
+            .all(|a| IpFamily::of(*a) == f.family),
+        "a frontend's addresses are all of its family: {f:?}"
+    );
+    let mut frontend_key = Vec::with_capacity(24);
     if let Some(vip) = f.vip {
-        frontend_key.extend_from_slice(&vip.octets());
+        frontend_key.extend_from_slice(&addr_bytes(vip));
     }
     frontend_key.extend_from_slice(&[f.proto, 0, 0, 0]);
     frontend_key.extend_from_slice(&port(f.port));
@@ -351,8 +520,8 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
 
     let mut out = Vec::new();
     let maps = match node {
-        false => [VIP_GUESTS, VIP_OUTSIDE, VIP_HOST],
-        true => [NODE_GUESTS, NODE_OUTSIDE, NODE_HOST],
+        false => m.vip_reach,
+        true => m.node_reach,
     };
     // No backend: new connections to the frontend are dropped rather
     // than routed on to the VIP as if there were no service.
@@ -374,19 +543,22 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             format!("{frontend_text} : {kind_text}"),
         ));
     }
+    let backend_value = |backend: IpAddr| {
+        let mut value = addr_bytes(backend);
+        value.extend_from_slice(&port(f.target_port));
+        Data::Value(value)
+    };
     if slotted {
-        let slots_map = if node { NODE_SLOTS } else { VIP_SLOTS };
+        let slots_map = if node { m.node_slots } else { m.vip_slots };
         for (i, backend) in f.backends.iter().enumerate() {
             // The slot is the hash's register as is: host-endian.
             let mut key = frontend_key.clone();
             key.extend_from_slice(&(i as u32).to_ne_bytes());
-            let mut value = backend.octets().to_vec();
-            value.extend_from_slice(&port(f.target_port));
             out.push(element(
                 slots_map,
                 key,
                 None,
-                Some(Data::Value(value)),
+                Some(backend_value(*backend)),
                 format!("{frontend_text} . {i} : {backend} . {}", f.target_port),
             ));
         }
@@ -396,20 +568,22 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
     } else {
         bucket_ranges(n)
     };
-    let backends_map = if node { NODE_BACKENDS } else { VIP_BACKENDS };
+    let backends_map = if node {
+        m.node_backends
+    } else {
+        m.vip_backends
+    };
     for (i, (first, last)) in ranges.into_iter().enumerate() {
         let backend = f.backends[i];
         let mut key = frontend_key.clone();
         key.extend_from_slice(&first.to_be_bytes());
         let mut key_end = frontend_key.clone();
         key_end.extend_from_slice(&last.to_be_bytes());
-        let mut value = backend.octets().to_vec();
-        value.extend_from_slice(&port(f.target_port));
         out.push(element(
             backends_map,
             key,
             Some(key_end),
-            Some(Data::Value(value)),
+            Some(backend_value(backend)),
             format!(
                 "{frontend_text} . {first}-{last} : {backend} . {}",
                 f.target_port
@@ -425,7 +599,7 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
         };
         let mark = if node { NODE_MARK } else { VIP_MARK } | pdip | u32::from(f.port);
         // A mark is host-endian, in keys and data alike.
-        let marks = if node { NODE_MARKS } else { VIP_MARKS };
+        let marks = if node { m.node_marks } else { m.vip_marks };
         out.push(element(
             marks,
             frontend_key.clone(),
@@ -436,7 +610,7 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
         let Some(src) = f.source_vip else {
             return out;
         };
-        let snat = if node { NODE_SNAT } else { VIP_SNAT };
+        let snat = if node { m.node_snat } else { m.vip_snat };
         let mut key = frontend_key[..frontend_key.len() - 4].to_vec();
         key.extend_from_slice(&mark.to_ne_bytes());
         let snat_text = match f.vip {
@@ -447,7 +621,7 @@ pub fn elements(f: &Frontend) -> Vec<SetElement> {
             snat,
             key,
             None,
-            Some(Data::Value(src.octets().to_vec())),
+            Some(Data::Value(addr_bytes(src))),
             format!("{snat_text} : {src}"),
         ));
     }
@@ -505,10 +679,12 @@ fn element(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn cluster_ip(backends: &[[u8; 4]]) -> Frontend {
         Frontend {
-            vip: Some(Ipv4Addr::new(10, 96, 0, 10)),
+            family: IpFamily::V4,
+            vip: Some(Ipv4Addr::new(10, 96, 0, 10).into()),
             proto: 6,
             port: 80,
             target_port: 8080,
@@ -519,7 +695,7 @@ mod tests {
                 host: false,
             },
             source_vip: None,
-            backends: backends.iter().map(|&b| Ipv4Addr::from(b)).collect(),
+            backends: backends.iter().map(|&b| Ipv4Addr::from(b).into()).collect(),
             preserve_dip: false,
         }
     }
@@ -549,7 +725,12 @@ mod tests {
         let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
         assert_eq!(
             sets,
-            [VIP_GUESTS, VIP_OUTSIDE, VIP_SLOTS, VIP_SLOTS],
+            [
+                MAPS4.vip_reach[0],
+                MAPS4.vip_reach[1],
+                MAPS4.vip_slots,
+                MAPS4.vip_slots
+            ],
             "not reachable from the host without LocalRoutedVip"
         );
         assert_eq!(els[0].key, vec![10, 96, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0]);
@@ -597,9 +778,9 @@ mod tests {
                     .to_vec()
             ))
         );
-        let ranges: Vec<&SetElement> = els.iter().filter(|e| e.set == VIP_BACKENDS).collect();
+        let ranges: Vec<&SetElement> = els.iter().filter(|e| e.set == MAPS4.vip_backends).collect();
         assert_eq!(ranges.len(), MAX_SLOTS + 1);
-        assert!(els.iter().all(|e| e.set != VIP_SLOTS));
+        assert!(els.iter().all(|e| e.set != MAPS4.vip_slots));
         let b = ranges[1];
         assert_eq!(
             b.key,
@@ -626,18 +807,18 @@ mod tests {
         f.proto = 17;
         f.pick = Pick::SourceIp;
         f.reach.host = true;
-        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1));
+        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1).into());
         let els = elements(&f);
         let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
         assert_eq!(
             sets,
             [
-                NODE_GUESTS,
-                NODE_OUTSIDE,
-                NODE_HOST,
-                NODE_SLOTS,
-                NODE_MARKS,
-                NODE_SNAT
+                MAPS4.node_reach[0],
+                MAPS4.node_reach[1],
+                MAPS4.node_reach[2],
+                MAPS4.node_slots,
+                MAPS4.node_marks,
+                MAPS4.node_snat
             ]
         );
         assert_eq!(els[0].key, vec![17, 0, 0, 0, 0, 80, 0, 0]);
@@ -668,16 +849,16 @@ mod tests {
         let mut f = cluster_ip(&[[10, 88, 0, 2]]);
         f.preserve_dip = true;
         let els = elements(&f);
-        let marks: Vec<&SetElement> = els.iter().filter(|e| e.set == VIP_MARKS).collect();
+        let marks: Vec<&SetElement> = els.iter().filter(|e| e.set == MAPS4.vip_marks).collect();
         assert_eq!(marks.len(), 1);
         assert_eq!(marks[0].text, "10.96.0.10 . tcp . 80 : 0x4c430050");
         assert!(
-            els.iter().all(|e| e.set != VIP_SNAT),
+            els.iter().all(|e| e.set != MAPS4.vip_snat),
             "no SourceVIP, no SNAT"
         );
-        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1));
+        f.source_vip = Some(Ipv4Addr::new(10, 88, 0, 1).into());
         let els = elements(&f);
-        let snat = els.iter().find(|e| e.set == VIP_SNAT).expect("SNAT");
+        let snat = els.iter().find(|e| e.set == MAPS4.vip_snat).expect("SNAT");
         assert_eq!(snat.text, "10.96.0.10 . tcp . 0x4c430050 : 10.88.0.1");
         // The SNAT rule takes both marks.
         assert!(skeleton().contains("ct mark & 0xfffe0000 == 0x4c420000 snat"));
@@ -702,6 +883,143 @@ mod tests {
             host: false,
         };
         let sets: Vec<&str> = elements(&f).iter().map(|e| e.set).collect();
-        assert_eq!(sets, [VIP_GUESTS, VIP_SLOTS]);
+        assert_eq!(sets, [MAPS4.vip_reach[0], MAPS4.vip_slots]);
+    }
+
+    fn cluster_ip6(backends: &[&str]) -> Frontend {
+        Frontend {
+            family: IpFamily::V6,
+            vip: Some("fd00:96::10".parse().unwrap()),
+            backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+            ..cluster_ip(&[])
+        }
+    }
+
+    #[test]
+    fn an_ipv6_frontend_has_maps_of_its_own_keyed_by_16_byte_addresses() {
+        let mut f = cluster_ip6(&["fd00:77::2", "fd00:77::3"]);
+        f.source_vip = Some("fd00:77::1".parse().unwrap());
+        let els = elements(&f);
+        let sets: Vec<&str> = els.iter().map(|e| e.set).collect();
+        assert_eq!(
+            sets,
+            [
+                "lb_vip_guests6",
+                "lb_vip_outside6",
+                "lb_vip_slots6",
+                "lb_vip_slots6",
+                "lb_vip_marks6",
+                "lb_vip_snat6"
+            ]
+        );
+        let vip = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10).octets();
+        let mut key = vip.to_vec();
+        key.extend_from_slice(&[6, 0, 0, 0, 0, 80, 0, 0]);
+        assert_eq!(els[0].key, key);
+        let kind = kind_of_chain("lb_vip_random_2").unwrap();
+        assert_eq!(
+            els[0].data,
+            Some(Data::Value(kind.to_ne_bytes().to_vec())),
+            "the pick chains are shared with IPv4"
+        );
+        assert_eq!(
+            els[0].text,
+            format!("fd00:96::10 . tcp . 80 : {kind:#010x}")
+        );
+        let mut slot = key.clone();
+        slot.extend_from_slice(&1u32.to_ne_bytes());
+        assert_eq!(els[3].key, slot);
+        let mut value = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 3)
+            .octets()
+            .to_vec();
+        value.extend_from_slice(&[0x1f, 0x90, 0, 0]);
+        assert_eq!(els[3].data, Some(Data::Value(value)));
+        assert_eq!(
+            els[3].text,
+            "fd00:96::10 . tcp . 80 . 1 : fd00:77::3 . 8080"
+        );
+        assert_eq!(els[4].text, "fd00:96::10 . tcp . 80 : 0x4c420050");
+        let mut snat_key = vip.to_vec();
+        snat_key.extend_from_slice(&[6, 0, 0, 0]);
+        snat_key.extend_from_slice(&0x4c42_0050u32.to_ne_bytes());
+        assert_eq!(els[5].key, snat_key);
+        assert_eq!(els[5].text, "fd00:96::10 . tcp . 0x4c420050 : fd00:77::1");
+        assert_eq!(
+            els[5].data,
+            Some(Data::Value(
+                Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1)
+                    .octets()
+                    .to_vec()
+            ))
+        );
+    }
+
+    #[test]
+    fn ipv6_node_ports_and_bucket_ranges_use_the_ipv6_maps() {
+        let mut f = cluster_ip6(&["fd00:77::2"]);
+        f.vip = None;
+        f.reach.host = true;
+        let sets: Vec<&str> = elements(&f).iter().map(|e| e.set).collect();
+        assert_eq!(
+            sets,
+            [
+                "lb_node_guests6",
+                "lb_node_outside6",
+                "lb_node_host6",
+                "lb_node_slots6"
+            ]
+        );
+        assert_eq!(elements(&f)[0].key, vec![6, 0, 0, 0, 0, 80, 0, 0]);
+        let many: Vec<String> = (0..=MAX_SLOTS)
+            .map(|i| format!("fd00:77::{:x}", i + 2))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let els = elements(&cluster_ip6(&many));
+        let ranges: Vec<&SetElement> = els.iter().filter(|e| e.set == MAPS6.vip_backends).collect();
+        assert_eq!(ranges.len(), MAX_SLOTS + 1);
+        assert_eq!(ranges[1].key.len(), 16 + 4 + 4 + 4);
+        assert_eq!(&ranges[1].key[24..], &1008u32.to_be_bytes());
+        assert_eq!(
+            &ranges[1].key_end.as_ref().unwrap()[24..],
+            &2015u32.to_be_bytes()
+        );
+        assert_eq!(
+            ranges[1].text,
+            "fd00:96::10 . tcp . 80 . 1008-2015 : fd00:77::3 . 8080"
+        );
+    }
+
+    #[test]
+    fn each_rule_of_the_shared_chains_is_for_one_family() {
+        let s = skeleton();
+        for family_rule in [
+            "meta nfproto ipv6 meta l4proto { tcp, udp, sctp } dnat ip6 to ip6 daddr . meta l4proto . th dport . jhash ip6 saddr mod 3 map @lb_vip_slots6",
+            "meta nfproto ipv4 meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 3 map @lb_vip_slots4",
+            "meta nfproto ipv6 meta l4proto { tcp, udp, sctp } dnat ip6 to meta l4proto . th dport . jhash ip6 saddr . meta l4proto mod 65536 map @lb_node_backends6",
+            "meta nfproto ipv6 ct mark set meta l4proto . th dport map @lb_node_marks6",
+            "meta nfproto ipv4 fib daddr type local ct mark set meta l4proto . th dport map @lb_node_guests4 ct mark vmap @lb_picks",
+            "meta nfproto ipv6 fib daddr type local ct mark set meta l4proto . th dport map @lb_node_host6 ct mark vmap @lb_picks",
+            "meta nfproto ipv6 ct mark set ip6 daddr . meta l4proto . th dport map @lb_vip_outside6 ct mark vmap @lb_picks",
+            "meta nfproto ipv6 ct mark & 0xfffe0000 == 0x4c420000 snat ip6 to ct original ip6 daddr . meta l4proto . ct mark map @lb_vip_snat6",
+            "meta nfproto ipv6 ct mark & 0xffff0000 == 0x4e500000 snat ip6 to meta l4proto . ct mark map @lb_node_snat6",
+            "map lb_vip_guests6 { type ipv6_addr . inet_proto . inet_service : mark; }",
+            "map lb_vip_slots6 { typeof ip6 daddr . meta l4proto . th dport . numgen random mod 64 : ip6 daddr . th dport; }",
+        ] {
+            assert!(s.contains(family_rule), "{family_rule}");
+        }
+        // Every chain rule that reads or rewrites an address names its family.
+        for line in s.lines().map(str::trim) {
+            let addresses = line.contains("daddr")
+                || line.contains("saddr")
+                || line.contains("dnat")
+                || line.contains("snat");
+            if addresses
+                && !line.starts_with("map ")
+                && line.contains("lb_")
+                && !line.contains("pdip")
+            {
+                assert!(line.starts_with("meta nfproto ipv"), "{line}");
+            }
+        }
     }
 }

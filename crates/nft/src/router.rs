@@ -14,10 +14,20 @@
 //! netdev egress chain and per-port drop counters as the host's
 //! ([`crate::endpoint_port`], [`crate::counters::port_drops`] program
 //! both).
+//!
+//! Endpoints with ACLs walk the same compiled chains and maps as on the
+//! host ([`crate::acl`]; one router per network, so its address-keyed maps
+//! never see another network's addresses). Their traffic, and only
+//! theirs, is tracked: the raw chains leave addresses in
+//! `acl_endpoints4` to conntrack, and the VNI bridges of their subnets
+//! hand bridged frames to the IP hooks (`Op::BridgeNfCallIptables`).
 
 use std::net::Ipv4Addr;
 
-use crate::{SetElement, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4, ONAT_VIPS4, TABLE};
+use crate::{
+    SetElement, ACL_ENDPOINTS4, ACL_ENDPOINTS6, EGRESS_TABLE, ONAT_EXCEPTIONS4, ONAT_SOURCES4,
+    ONAT_VIPS4, TABLE,
+};
 
 /// The router's link to the host.
 pub const TRANSIT_LINK: &str = "transit";
@@ -58,10 +68,13 @@ table inet {TABLE} {{
 	chain prerouting {{
 		type filter hook prerouting priority raw; policy accept;
 		ip daddr @{LB_SOURCES} accept
+		ip saddr @{ACL_ENDPOINTS4} return
+		ip daddr @{ACL_ENDPOINTS4} return
 		iifname != \"{TRANSIT_LINK}\" fib daddr oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain output {{
 		type filter hook output priority raw; policy accept;
+		ip daddr @{ACL_ENDPOINTS4} return
 		oifname != \"{TRANSIT_LINK}\" notrack
 	}}
 	chain forward {{
@@ -80,8 +93,9 @@ table inet {TABLE} {{
 		snat ip to ip saddr . ip daddr map @{ONAT_VIPS4}
 		masquerade
 	}}
-{lb}}}
+{acl}{lb}}}
 ",
+        acl = acl_part(),
         lb = lb_chains(),
     )
 }
@@ -95,20 +109,22 @@ pub const LB_SOURCES: &str = "lb_router_sources4";
 /// the host table's maps and pick chains ([`crate::lb::maps_and_picks`],
 /// so [`crate::lb::elements`] programs both), entered from the overlay's
 /// bridges, with every connection SNATed to its SourceVIP. Kept in chains
-/// of their own.
+/// of their own. IPv4 only (overlay addresses are IPv4).
 fn lb_chains() -> String {
-    use crate::lb::{PICKS, VIP_GUESTS, VIP_MARK, VIP_SNAT};
+    use crate::lb::{MAPS4, PICKS, VIP_MARK};
     format!(
         "{maps}\tchain lb_router_prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
-		iifname != \"{TRANSIT_LINK}\" ct mark set ip daddr . meta l4proto . th dport map @{VIP_GUESTS} ct mark vmap @{PICKS}
+		iifname != \"{TRANSIT_LINK}\" meta nfproto ipv4 ct mark set ip daddr . meta l4proto . th dport map @{guests} ct mark vmap @{PICKS}
 	}}
 	chain lb_router_postrouting {{
 		type nat hook postrouting priority srcnat - 10; policy accept;
-		ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{VIP_SNAT}
+		meta nfproto ipv4 ct mark & 0xfffe0000 == {VIP_MARK:#010x} snat ip to ct original ip daddr . meta l4proto . ct mark map @{snat}
 	}}
 ",
         maps = crate::lb::maps_and_picks(),
+        guests = MAPS4.vip_reach[0],
+        snat = MAPS4.vip_snat,
     )
 }
 
@@ -123,6 +139,16 @@ pub fn lb_source(source_vip: Ipv4Addr) -> SetElement {
         data: None,
         text: source_vip.to_string(),
     }
+}
+
+/// The ACL walk of the router's endpoints: the host's maps and chains
+/// (overlay addresses are IPv4; the IPv6 half stays empty).
+fn acl_part() -> String {
+    format!(
+        "\tset {ACL_ENDPOINTS4} {{ type ipv4_addr; }}\n\tset {ACL_ENDPOINTS6} {{ type ipv6_addr; }}\n{}{}",
+        crate::acl::skeleton(),
+        crate::ruleset::acl_base_chains("ct state untracked accept"),
+    )
 }
 
 #[cfg(test)]
@@ -141,8 +167,10 @@ mod tests {
 
     #[test]
     fn load_balancers_enter_from_the_overlay_and_leave_from_their_source_vip() {
+        let ip = |a: [u8; 4]| std::net::IpAddr::from(a);
         let vip = crate::lb::Frontend {
-            vip: Some(std::net::Ipv4Addr::new(10, 96, 0, 10)),
+            family: crate::acl::IpFamily::V4,
+            vip: Some(ip([10, 96, 0, 10])),
             proto: 6,
             port: 80,
             target_port: 8080,
@@ -151,8 +179,8 @@ mod tests {
                 guests: true,
                 ..Default::default()
             },
-            source_vip: Some(std::net::Ipv4Addr::new(10, 0, 1, 2)),
-            backends: vec![std::net::Ipv4Addr::new(10, 0, 1, 11)],
+            source_vip: Some(ip([10, 0, 1, 2])),
+            backends: vec![ip([10, 0, 1, 11])],
             preserve_dip: false,
         };
         let mut els = crate::lb::elements(&vip);
@@ -163,7 +191,7 @@ mod tests {
         assert!(accept < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
         assert!(t.contains("chain lb_vip_random_1 {"));
         assert!(t.contains(
-            "iifname != \"transit\" ct mark set ip daddr . meta l4proto . th dport map @lb_vip_guests4 ct mark vmap @lb_picks"
+            "iifname != \"transit\" meta nfproto ipv4 ct mark set ip daddr . meta l4proto . th dport map @lb_vip_guests4 ct mark vmap @lb_picks"
         ));
         assert!(t.contains(
             "snat ip to ct original ip daddr . meta l4proto . ct mark map @lb_vip_snat4"
@@ -172,6 +200,24 @@ mod tests {
         assert!(t.contains("add element inet hostnet lb_router_sources4 { 10.0.1.2 }"));
         // The host's entry chains are not the router's.
         assert!(!t.contains("lb_from_outside"));
+    }
+
+    #[test]
+    fn acl_endpoints_are_tracked_and_walk_the_compiled_acls() {
+        let addr = std::net::Ipv4Addr::new(10, 0, 1, 2).into();
+        let t = super::tables(&[crate::acl_endpoint(addr)]);
+        // Their traffic skips the notrack rules, both ways.
+        let pre = t.find("ip saddr @acl_endpoints4 return").unwrap();
+        assert!(pre < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
+        assert!(t.contains("ip daddr @acl_endpoints4 return\n\t\toifname != \"transit\" notrack"));
+        // The host's walk, entered from the router's base chains; the rest
+        // (untracked) leaves them at once.
+        assert!(t.contains(&crate::acl::skeleton()));
+        assert!(t.contains(
+            "chain acl_forward {\n\t\ttype filter hook forward priority filter + 10; policy accept;\n\t\tct state untracked accept\n"
+        ));
+        assert!(t.contains("ip daddr @acl_endpoints4 jump acl_in_switch_0"));
+        assert!(t.contains("add element inet hostnet acl_endpoints4 { 10.0.1.2 }"));
     }
 
     #[test]

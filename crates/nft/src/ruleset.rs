@@ -244,38 +244,7 @@ fn inet_table() -> String {
 	set {ACL_ENDPOINTS6} {{ type ipv6_addr; }}
 {acl}
 {lb}
-	chain acl_forward {{
-		type filter hook forward priority filter + 10; policy accept;
-		ct state established,related accept
-		{NEIGHBOUR_DISCOVERY}
-		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
-		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
-		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
-		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
-		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
-		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
-		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
-		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
-	}}
-	chain acl_output {{
-		type filter hook output priority filter + 10; policy accept;
-		ct state established,related accept
-		{NEIGHBOUR_DISCOVERY}
-		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
-		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
-		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
-		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
-	}}
-	chain acl_input {{
-		type filter hook input priority filter + 10; policy accept;
-		ct state established,related accept
-		{NEIGHBOUR_DISCOVERY}
-		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
-		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
-		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
-		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
-	}}
-	chain prerouting {{
+{acl_chains}	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
 		jump {lb_prerouting}
 		fib daddr type local jump host_ports
@@ -333,11 +302,59 @@ fn inet_table() -> String {
 }}
 "#,
         acl = crate::acl::skeleton(),
+        acl_chains = acl_base_chains(""),
         lb = crate::lb::skeleton(),
         lb_prerouting = crate::lb::PREROUTING,
         lb_output = crate::lb::OUTPUT,
         lb_postrouting = crate::lb::POSTROUTING,
         count_drop = crate::counters::count_inbound_drop(),
+    )
+}
+
+/// The base chains that send ACL endpoints' new connections through the
+/// compiled walk ([`crate::acl`]): forwarded, sent to them by this
+/// namespace, and sent by them to it. The host's inet table has them, and
+/// so has an overlay router's ([`crate::router`]), which passes `first`
+/// before anything else in each (its untracked traffic is never an ACL
+/// endpoint's).
+pub(crate) fn acl_base_chains(first: &str) -> String {
+    let first = match first {
+        "" => String::new(),
+        f => format!("\t\t{f}\n"),
+    };
+    format!(
+        r#"	chain acl_forward {{
+		type filter hook forward priority filter + 10; policy accept;
+{first}		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
+		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
+		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
+		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
+	}}
+	chain acl_output {{
+		type filter hook output priority filter + 10; policy accept;
+{first}		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
+		tcp flags & (fin | syn | rst | ack) != syn ip daddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 daddr @{ACL_ENDPOINTS6} drop
+		ip daddr @{ACL_ENDPOINTS4} jump {in_entry}
+		ip6 daddr @{ACL_ENDPOINTS6} jump {in_entry6}
+	}}
+	chain acl_input {{
+		type filter hook input priority filter + 10; policy accept;
+{first}		ct state established,related accept
+		{NEIGHBOUR_DISCOVERY}
+		tcp flags & (fin | syn | rst | ack) != syn ip saddr @{ACL_ENDPOINTS4} drop
+		tcp flags & (fin | syn | rst | ack) != syn ip6 saddr @{ACL_ENDPOINTS6} drop
+		ip saddr @{ACL_ENDPOINTS4} jump {out_entry}
+		ip6 saddr @{ACL_ENDPOINTS6} jump {out_entry6}
+	}}
+"#,
         out_entry = crate::acl::OUT_ENTRY,
         in_entry = crate::acl::IN_ENTRY,
         out_entry6 = crate::acl::OUT_ENTRY6,

@@ -19,6 +19,23 @@ impl Raw6 {
         Ok(Raw6(fd))
     }
 
+    /// Send from `addr` (an address of this namespace).
+    pub fn bind(&self, addr: Ipv6Addr) -> std::io::Result<()> {
+        let sa = sockaddr6(addr);
+        // SAFETY: a sockaddr_in6 of the right size on our own socket.
+        let rc = unsafe {
+            libc::bind(
+                self.0,
+                (&sa as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     pub fn send(&self, dst: Ipv6Addr, payload: &[u8]) -> std::io::Result<()> {
         let sa = sockaddr6(dst);
         // SAFETY: valid buffer and sockaddr_in6 of the right size.

@@ -119,8 +119,8 @@ pub fn pin_to_cpu0() -> std::io::Result<()> {
     Ok(())
 }
 
-/// `hostnet-probe tcp-echo 0.0.0.0:PORT` in `netns`, pinned to CPU 0, once
-/// it listens.
+/// `hostnet-probe tcp-echo [::]:PORT` in `netns` (one dual-stack socket:
+/// IPv4 clients too), pinned to CPU 0, once it listens.
 pub fn echo_server(netns: &Path, port: u16) -> Proc {
     let bin = Probe::binary();
     let mut cmd = Probe::command(netns, &bin.to_string_lossy());
@@ -129,7 +129,7 @@ pub fn echo_server(netns: &Path, port: u16) -> Proc {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, pin_to_cpu0);
     }
     let mut child = cmd
-        .args(["tcp-echo", &format!("0.0.0.0:{port}")])
+        .args(["tcp-echo", &format!("[::]:{port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -324,9 +324,9 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &["NetAdapterName"],
     );
 
-    // IPv6 load balancers are refused, not accepted and ignored (more in
-    // lb.rs); a route whose next hop the endpoint cannot reach too (more
-    // in routes.rs).
+    // An IPv6 load balancer with an IPv4 VIP is refused, not accepted and
+    // ignored (more in lb.rs and lb_ipv6.rs); a route whose next hop the
+    // endpoint cannot reach too (more in routes.rs).
     let ep = w.container("nat", json!([]));
     let lb = json!({
         "HostComputeEndpoints": [ep.ep_id],
@@ -339,8 +339,8 @@ fn network_conflicts_and_unsupported_requests_are_refused() {
         &w,
         "loadbalancers",
         &lb,
-        (501, REQUEST_UNSUPPORTED),
-        &["IPv6"],
+        (400, INVALID_IP),
+        &["10.96.0.10 is IPv4 but LoadBalancerFlags has IPv6"],
     );
     let route = json!({
         "HostComputeEndpoints": [ep.ep_id],

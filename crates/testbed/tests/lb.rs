@@ -449,13 +449,22 @@ fn bad_load_balancers_are_refused_and_change_nothing() {
             0x803B_000C,
         ),
         (
-            "IPv6 flag",
+            "IPv6 flag with an IPv4 VIP",
             {
                 let mut b = lb_body(&["10.96.0.11"], 6, 80, 8080, &ids);
                 b["Flags"] = json!(2);
                 b
             },
-            0x803B_0015,
+            0x803B_001E,
+        ),
+        (
+            "IPv6 with backends that have no IPv6 address",
+            {
+                let mut b = lb_body(&["fd00:96::11"], 6, 80, 8080, &ids);
+                b["Flags"] = json!(2);
+                b
+            },
+            0x803B_000C,
         ),
         (
             "PreserveDip on a node port",

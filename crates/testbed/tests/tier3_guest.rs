@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{port_mapping, World, HOST, INTERNET};
+use common::{port_mapping, World, HOST, HOST6, INTERNET, OUTSIDE6};
 use hostnet_api::Kind;
 use hostnet_testbed::capture::Capture;
 use hostnet_testbed::firewall::assert_defaults_hold;
@@ -681,6 +681,64 @@ fn stock_kernel_nat_network_end_to_end() {
     assert!(!hooked.contains(&gone), "{hooked}");
 }
 
+/// IPv6 load balancers on the stock kernel (Debian 12's 6.1): the IPv6
+/// maps and the pick chains' IPv6 rules balance a VIP from a container
+/// and from outside, and a node port on the host's IPv6 address.
+#[test]
+#[ignore = "runs in the tier-3 VM: cargo test -p hostnet-testbed --test tier3"]
+fn stock_kernel_ipv6_load_balancers() {
+    in_vm("stock_kernel_ipv6_load_balancers");
+    let w = World::dual_stack("stock_kernel_ipv6_load_balancers").expect("root in the VM");
+    let c = w.client();
+    c.create(
+        Kind::Networks,
+        &json!({ "Name": "dual", "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": [
+            { "IpAddressPrefix": "10.77.0.0/24" }, { "IpAddressPrefix": "fd00:77::/64" }
+        ] }] }),
+    )
+    .expect("dual-stack network");
+    let backends: Vec<_> = (0..2).map(|_| w.container("dual", json!([]))).collect();
+    let servers: Vec<Probe> = backends
+        .iter()
+        .map(|b| b.serve(&["tcp-serve", "[::]:8080"]))
+        .collect();
+    let ids: Vec<&str> = backends.iter().map(|b| b.ep_id.as_str()).collect();
+    let lb6 = |vips: &[&str], port: u16| {
+        json!({ "HostComputeEndpoints": ids, "FrontendVIPs": vips, "Flags": 2,
+            "PortMappings": [{ "Protocol": 6, "InternalPort": 8080, "ExternalPort": port }] })
+    };
+    c.create(Kind::LoadBalancers, &lb6(&["fd00:96::10"], 80))
+        .expect("IPv6 VIP");
+    c.create(Kind::LoadBalancers, &lb6(&[], 30080))
+        .expect("IPv6 node port");
+    let served = |n: usize| {
+        let mut counts = vec![0; servers.len()];
+        let all = wait_until(Duration::from_secs(10), || {
+            for (count, s) in counts.iter_mut().zip(&servers) {
+                *count += s.drain().len();
+            }
+            counts.iter().sum::<usize>() >= n
+        });
+        assert!(all, "only {counts:?} of {n} arrived");
+        counts
+    };
+    let client = w.container("dual", json!([]));
+    for _ in 0..16 {
+        let (ok, said) = client.run(&["tcp-get", "[fd00:96::10]:80"]);
+        assert!(ok, "container to the IPv6 VIP: {said}");
+    }
+    let counts = served(16);
+    assert!(counts.iter().all(|&n| n > 0), "not spread: {counts:?}");
+    w.outside
+        .ip(&["-6", "route", "add", "fd00:96::/64", "via", HOST6]);
+    for to in ["[fd00:96::10]:80".to_string(), format!("[{HOST6}]:30080")] {
+        let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &to]);
+        assert!(ok, "outside to {to}: {said}");
+        assert!(said.starts_with(&format!("peer [{OUTSIDE6}]:")), "{said}");
+        served(1);
+    }
+}
+
 /// Container addresses on the physical subnet, hosts 1 and 2.
 const A: &str = "192.0.2.50";
 const D: &str = "192.0.2.60";
@@ -1096,4 +1154,68 @@ fn a_balance_tlb_team_spreads_flows_over_both_members() {
         after, before,
         "the adapters were not given back as they were"
     );
+}
+
+/// ACLs on an overlay endpoint on Linux 6.1 (docs/drivers/overlay.md
+/// "ACLs"): the router hands its subnet's bridged frames to the IP hooks
+/// by the bridge's own `nf_call_iptables` (`br_netfilter` is a module
+/// there, which hostnetd loads), so a default-deny ladder judges a sibling
+/// on the same host and a peer over VXLAN, and replies of the endpoint's
+/// own connections come back.
+#[test]
+#[ignore = "runs in the tier-3 VM: cargo test -p hostnet-testbed --test tier3"]
+fn stock_kernel_overlay_acls_judge_bridged_and_vxlan_traffic() {
+    in_vm("stock_kernel_overlay_acls_judge_bridged_and_vxlan_traffic");
+    let mut phys = PhysicalNet::new("t3a", 2);
+    phys.start_daemons(&["--no-default-network"]);
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    let overlay = json!({ "Name": "ov", "Type": "Overlay",
+        "Ipams": [{ "Type": "Static", "Subnets": [{ "IpAddressPrefix": "10.32.0.0/24",
+            "Policies": [{ "Type": "VSID", "Settings": { "IsolationId": 4200 } }] }] }] });
+    for h in [h1, h2] {
+        create_network(h, overlay.clone());
+    }
+    let acl = |id: &str, action: &str, prio: u32, extra: Value| {
+        let mut s = json!({ "Id": id, "Action": action, "Direction": "In", "Priority": prio });
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "Type": "ACL", "Settings": s })
+    };
+    let ladder = json!([
+        acl(
+            "open-80",
+            "Allow",
+            100,
+            json!({ "Protocols": "6", "LocalPorts": "80" })
+        ),
+        acl("deny", "Block", 1000, json!({}))
+    ]);
+    let a = h1.container_with(
+        "ov",
+        json!({ "IpConfigurations": [{ "IpAddress": "10.32.0.10" }], "Policies": ladder }),
+    );
+    let sibling = at(h1, "ov", "10.32.0.11");
+    let b = at(h2, "ov", "10.32.0.20");
+    for (host, of, c) in [(h1, h2, &b), (h2, h1, &a), (h2, h1, &sibling)] {
+        let ep = of.client().get(Kind::Endpoints, &c.ep_id).expect("get");
+        let body = json!({ "HostComputeNetwork": host.network("ov"), "Flags": 1,
+            "IpConfigurations": [{ "IpAddress": c.ip }], "MacAddress": ep["MacAddress"],
+            "Policies": [{ "Type": "ProviderAddress", "Settings": { "ProviderAddress": of.addr } }] });
+        host.client()
+            .create(Kind::Endpoints, &body)
+            .expect("remote endpoint");
+    }
+    let _web = a.serve(&["tcp-serve", "0.0.0.0:80"]);
+    let _alt = a.serve(&["tcp-serve", "0.0.0.0:81"]);
+    let get = |from: &Container, port: u16| {
+        Probe::run(&from.netns, &["tcp-get", &format!("{}:{port}", a.ip)]).0
+    };
+    for from in [&sibling, &b] {
+        assert!(get(from, 80), "{} -> A:80", from.ip);
+        assert!(!get(from, 81), "{} -> A:81 through the deny", from.ip);
+    }
+    let _b_web = b.serve(&["tcp-serve", "0.0.0.0:8080"]);
+    let (ok, said) = a.run(&["tcp-get", &format!("{}:8080", b.ip)]);
+    assert!(ok, "A's own connection to B came back: {said}");
 }

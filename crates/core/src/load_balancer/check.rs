@@ -1,5 +1,5 @@
 //! Is a load balancer document one hostnet can program, against the
-//! state: what the IPv4 data path does not do is refused by name, and
+//! state: what the data path does not do is refused by name, and
 //! references and frontend conflicts are checked before anything changes.
 
 use std::collections::BTreeSet;
@@ -18,8 +18,23 @@ use crate::service::State;
 const LB_DSR: u32 = 1;
 const LB_IPV6: u32 = 2;
 
-/// (VIP, or None for a node port; protocol; frontend port).
-pub(super) type FrontendKey = (Option<IpAddr>, u8, u16);
+/// Where a frontend listens: a VIP, or every local address of one family
+/// (a node port; an IPv4 and an IPv6 LB may share one, as kube-proxy's
+/// dual-stack services do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Listen {
+    Vip(IpAddr),
+    NodePort { ipv6: bool },
+}
+
+/// (where, protocol, frontend port).
+pub(super) type FrontendKey = (Listen, u8, u16);
+
+/// Whether an LB is IPv6 (`LoadBalancerFlags` 2): its addresses, its
+/// backends' addresses and its node ports are all IPv6.
+pub(super) fn is_ipv6(spec: &LoadBalancerSpec) -> bool {
+    spec.flags & LB_IPV6 != 0
+}
 
 /// Parse and validate an LB document, refusing what hostnet cannot do.
 pub(super) fn parse(body: &[u8]) -> Result<(HostComputeLoadBalancer, LoadBalancerSpec), HcnError> {
@@ -50,14 +65,9 @@ pub(super) fn unwrap_modify(body: &[u8]) -> Result<Vec<u8>, HcnError> {
     }
 }
 
-/// What the IPv4 data path does not do is refused by name.
+/// What the data path does not do is refused by name.
 fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
-    let unsupported = |m: String| HcnError::new(ErrorCode::RequestUnsupported, m);
-    if spec.flags & LB_IPV6 != 0 {
-        return Err(unsupported(
-            "LoadBalancerFlags IPv6 (2) is not supported: hostnet's load balancers are IPv4 only; remove the flag and give IPv4 FrontendVIPs".into(),
-        ));
-    }
+    check_family(spec)?;
     if spec.flags & LB_DSR != 0 {
         check_dsr(spec)?;
     }
@@ -69,16 +79,6 @@ fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
                 spec.flags
             ),
         ));
-    }
-    let v6 = spec
-        .frontend_vips
-        .iter()
-        .chain(spec.source_vip.iter())
-        .find(|a| a.is_ipv6());
-    if let Some(a) = v6 {
-        return Err(unsupported(format!(
-            "address {a} is IPv6: hostnet's load balancers are IPv4 only; give IPv4 FrontendVIPs and SourceVIP"
-        )));
     }
     if spec.port_mappings.is_empty() {
         return Err(HcnError::new(
@@ -107,6 +107,48 @@ fn check_supported(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
                 guid(dup)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Every address of an LB is of the family its IPv6 flag says (kube-proxy
+/// makes a second LB with the flag for a dual-stack service's IPv6 VIP);
+/// DSR and PreserveDip are IPv4 only.
+fn check_family(spec: &LoadBalancerSpec) -> Result<(), HcnError> {
+    let ipv6 = is_ipv6(spec);
+    let named = spec
+        .frontend_vips
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("FrontendVIPs[{i}]"), a))
+        .chain(spec.source_vip.iter().map(|a| ("SourceVIP".to_string(), a)));
+    for (what, a) in named {
+        if a.is_ipv6() != ipv6 {
+            let msg = match ipv6 {
+                true => format!(
+                    "{what} {a} is IPv4 but LoadBalancerFlags has IPv6 (2): give IPv6 addresses, or make a separate load balancer without the flag for IPv4"
+                ),
+                false => format!(
+                    "{what} {a} is IPv6: set LoadBalancerFlags IPv6 (2) for an IPv6 load balancer, with IPv6 addresses only (one load balancer per family)"
+                ),
+            };
+            return Err(HcnError::new(ErrorCode::InvalidIp, msg));
+        }
+    }
+    let unsupported = |m: &str| Err(HcnError::new(ErrorCode::RequestUnsupported, m));
+    if ipv6 && spec.flags & LB_DSR != 0 {
+        return unsupported(
+            "EnableDirectServerReturn (1) with IPv6 (2) is not supported: hostnet's direct server return is IPv4 only; remove the DSR flag",
+        );
+    }
+    let pdip = spec
+        .port_mappings
+        .iter()
+        .any(|m| m.flags & super::preserve_dip::FLAG != 0);
+    if ipv6 && pdip {
+        return unsupported(
+            "EnablePreserveDip (port mapping flag 8) with IPv6 (2) is not supported: hostnet preserves the VIP for IPv4 only; remove the flag",
+        );
     }
     Ok(())
 }
@@ -184,11 +226,20 @@ pub(super) fn check(
             }
             Some(_) => {}
         }
-        if !rec.plan.address.addr().is_ipv4() {
+        if is_ipv6(spec) && rec.plan.address6.is_none() {
             return Err(HcnError::new(
                 ErrorCode::InvalidEndpoint,
                 format!(
-                    "HostComputeEndpoints[{i}] {} has no IPv4 address: load balancers are IPv4 only",
+                    "HostComputeEndpoints[{i}] {} has no IPv6 address: an IPv6 load balancer's backends must be on a dual-stack network; give endpoints with an IPv6 address or remove the IPv6 flag",
+                    guid(ep)
+                ),
+            ));
+        }
+        if !is_ipv6(spec) && !rec.plan.address.addr().is_ipv4() {
+            return Err(HcnError::new(
+                ErrorCode::InvalidEndpoint,
+                format!(
+                    "HostComputeEndpoints[{i}] {} has no IPv4 address: give endpoints with an IPv4 address, or set LoadBalancerFlags IPv6 (2) with IPv6 addresses",
                     guid(ep)
                 ),
             ));
@@ -231,8 +282,12 @@ pub(super) fn check(
         ));
     }
     // A node port takes the port on every host address, as a published
-    // port of an endpoint does.
-    for k in mine.iter().filter(|k| k.0.is_none()) {
+    // port of an endpoint does (of either family: published ports
+    // without a VIP are on both).
+    for k in mine
+        .iter()
+        .filter(|k| matches!(k.0, Listen::NodePort { .. }))
+    {
         if let Some(ep) = crate::endpoint::publisher(st, k.1, k.2, None, None) {
             return Err(HcnError::new(
                 ErrorCode::PortAlreadyExists,
@@ -252,19 +307,31 @@ pub(super) fn check(
 /// for the error.
 pub(crate) fn port_owner(st: &State, m: &hostnet_model::domain::PortMapping) -> Option<String> {
     let (proto, port) = (m.protocol.number(), m.external_port);
-    // A VIP is not a host address: only the same VIP clashes.
-    let owner = st.load_balancers.owner(&(None, proto, port)).or_else(|| {
+    // A VIP is not a host address: only the same VIP clashes. A node port
+    // of either family clashes (a mapping without a VIP is on both).
+    let node = |ipv6| {
+        st.load_balancers
+            .owner(&(Listen::NodePort { ipv6 }, proto, port))
+    };
+    let owner = node(false).or_else(|| node(true)).or_else(|| {
         m.vip
-            .and_then(|v| st.load_balancers.owner(&(Some(v), proto, port)))
+            .and_then(|v| st.load_balancers.owner(&(Listen::Vip(v), proto, port)))
     })?;
     Some(format!("{} {}", Kind::LoadBalancer.noun(), guid(owner)))
 }
 
-/// (VIP or None for a node port, protocol, frontend port) of each frontend.
+/// (where, protocol, frontend port) of each frontend.
 pub(super) fn frontend_keys(spec: &LoadBalancerSpec) -> BTreeSet<FrontendKey> {
-    let vips: Vec<Option<IpAddr>> = match spec.frontend_vips.is_empty() {
-        true => vec![None],
-        false => spec.frontend_vips.iter().copied().map(Some).collect(),
+    let vips: Vec<Listen> = match spec.frontend_vips.is_empty() {
+        true => vec![Listen::NodePort {
+            ipv6: is_ipv6(spec),
+        }],
+        false => spec
+            .frontend_vips
+            .iter()
+            .copied()
+            .map(Listen::Vip)
+            .collect(),
     };
     vips.iter()
         .flat_map(|v| {
@@ -275,7 +342,7 @@ pub(super) fn frontend_keys(spec: &LoadBalancerSpec) -> BTreeSet<FrontendKey> {
         .collect()
 }
 
-fn describe_key(k: &(Option<IpAddr>, u8, u16)) -> String {
+fn describe_key(k: &FrontendKey) -> String {
     let proto = match k.1 {
         6 => "TCP".to_string(),
         17 => "UDP".to_string(),
@@ -283,8 +350,10 @@ fn describe_key(k: &(Option<IpAddr>, u8, u16)) -> String {
         n => format!("protocol {n}"),
     };
     match k.0 {
-        Some(vip) => format!("{proto} {vip}:{}", k.2),
-        None => format!("{proto} node port {}", k.2),
+        Listen::Vip(vip @ IpAddr::V4(_)) => format!("{proto} {vip}:{}", k.2),
+        Listen::Vip(vip) => format!("{proto} [{vip}]:{}", k.2),
+        Listen::NodePort { ipv6: false } => format!("{proto} node port {}", k.2),
+        Listen::NodePort { ipv6: true } => format!("{proto} IPv6 node port {}", k.2),
     }
 }
 
@@ -299,10 +368,8 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_name() {
         let pm = r#""PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]"#;
-        for (flags, word) in [(2, "IPv6"), (4, "unknown")] {
-            let e = spec(&format!(r#"{{{pm},"Flags":{flags}}}"#)).unwrap_err();
-            assert!(e.to_string().contains(word), "{e}");
-        }
+        let e = spec(&format!(r#"{{{pm},"Flags":4}}"#)).unwrap_err();
+        assert!(e.to_string().contains("unknown"), "{e}");
         let e = spec(r#"{"FrontendVIPs":["10.96.0.1"],"PortMappings":[{"Protocol":6,"InternalPort":8080,"ExternalPort":80}],"Flags":1}"#)
             .unwrap_err();
         assert!(e.to_string().contains("must equal ExternalPort"), "{e}");
@@ -323,12 +390,63 @@ mod tests {
         );
         let e = spec(r#"{"FrontendVIPs":["fd00::1"],"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]}"#)
             .unwrap_err();
-        assert!(e.to_string().contains("IPv4 only"), "{e}");
+        assert_eq!(e.code, ErrorCode::InvalidIp);
+        assert!(
+            e.to_string().contains("set LoadBalancerFlags IPv6 (2)"),
+            "{e}"
+        );
         let e = spec(r#"{"PortMappings":[{"Protocol":1,"InternalPort":80,"ExternalPort":80}]}"#)
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidPolicy);
         let e = spec(r#"{"HostComputeEndpoints":[]}"#).unwrap_err();
         assert!(e.to_string().contains("PortMappings"), "{e}");
+    }
+
+    #[test]
+    fn an_ipv6_load_balancer_takes_ipv6_addresses_only() {
+        let pm = r#""PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80}]"#;
+        let ok = spec(&format!(
+            r#"{{"FrontendVIPs":["fd00:96::1"],"SourceVIP":"fd00:77::1",{pm},"Flags":2}}"#
+        ))
+        .unwrap();
+        assert!(is_ipv6(&ok));
+        assert!(
+            spec(&format!(r#"{{{pm},"Flags":2}}"#)).is_ok(),
+            "IPv6 node port"
+        );
+        for (body, word) in [
+            (
+                r#""FrontendVIPs":["10.96.0.1"],"Flags":2"#,
+                "FrontendVIPs[0] 10.96.0.1 is IPv4",
+            ),
+            (
+                r#""FrontendVIPs":["fd00:96::1"],"SourceVIP":"10.0.0.1","Flags":2"#,
+                "SourceVIP 10.0.0.1 is IPv4",
+            ),
+            (
+                r#""FrontendVIPs":["10.96.0.1"],"SourceVIP":"fd00::1""#,
+                "SourceVIP fd00::1 is IPv6",
+            ),
+        ] {
+            let e = spec(&format!("{{{pm},{body}}}")).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidIp, "{body}");
+            assert!(e.to_string().contains(word), "{e}");
+        }
+        let e = spec(&format!(
+            r#"{{"FrontendVIPs":["fd00:96::1"],{pm},"Flags":3}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestUnsupported);
+        assert!(e.to_string().contains("DSR"), "{e}");
+        let e = spec(r#"{"FrontendVIPs":["fd00:96::1"],"PortMappings":[{"Protocol":6,"InternalPort":80,"ExternalPort":80,"Flags":8}],"Flags":2}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestUnsupported);
+        assert!(e.to_string().contains("EnablePreserveDip"), "{e}");
+        let v4 = frontend_keys(&spec(&format!("{{{pm}}}")).unwrap());
+        let v6 = frontend_keys(&spec(&format!(r#"{{{pm},"Flags":2}}"#)).unwrap());
+        assert!(
+            v4.is_disjoint(&v6),
+            "node ports of two families do not clash"
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ use program::lb_elements;
 pub(crate) use overlay::{holding_source_vip, pinned_to, router_state};
 pub(crate) use program::{all_elements, client_groups, dsr_local_routes, BackendRemoval};
 
-/// The IPv4 frontend VIPs of `spec` (the data path is IPv4 only).
+/// The IPv4 frontend VIPs of `spec`: what DSR and PreserveDip, which are
+/// IPv4 only, work with.
 fn frontend_vips4(spec: &LoadBalancerSpec) -> impl Iterator<Item = std::net::Ipv4Addr> + '_ {
     spec.frontend_vips.iter().filter_map(|a| match a {
         std::net::IpAddr::V4(a) => Some(*a),

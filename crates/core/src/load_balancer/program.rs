@@ -2,11 +2,11 @@
 //! groups, both from one list of frontends; and the one transaction from
 //! an LB's elements before to after.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use hostnet_dataplane::{teardown, Op};
 use hostnet_model::domain::{Distribution, LoadBalancerSpec};
-use hostnet_nft::lb::{Frontend, Pick, Reach};
+use hostnet_nft::lb::{Frontend, IpFamily, Pick, Reach};
 use hostnet_nft::SetElement;
 use hostnet_store::Txn;
 use serde_json::{Map, Value};
@@ -24,9 +24,9 @@ use super::preserve_dip::FLAG as PM_PRESERVE_DIP;
 
 /// The `lb` layer of a container's port, for trace: a group per load
 /// balancer with a rule per VIP frontend, and per node port one rule for
-/// each of `host_addresses` (containers reach every frontend). Built from
-/// the same [`frontends`] as the kernel elements.
-pub(crate) fn client_groups(st: &State, host_addresses: &[Ipv4Addr]) -> Vec<hostnet_policy::Group> {
+/// each of `host_addresses` of its family (containers reach every
+/// frontend). Built from the same [`frontends`] as the kernel elements.
+pub(crate) fn client_groups(st: &State, host_addresses: &[IpAddr]) -> Vec<hostnet_policy::Group> {
     st.load_balancers
         .iter()
         // An overlay's LBs are its router's, which trace does not model.
@@ -35,19 +35,23 @@ pub(crate) fn client_groups(st: &State, host_addresses: &[Ipv4Addr]) -> Vec<host
             let fronts: Vec<hostnet_policy::lb::Frontend> = frontends(st, &lb.spec)
                 .into_iter()
                 .flat_map(|f| {
-                    let vips = match f.vip {
+                    let vips: Vec<IpAddr> = match f.vip {
                         Some(vip) => vec![vip],
-                        None => host_addresses.to_vec(),
+                        None => host_addresses
+                            .iter()
+                            .copied()
+                            .filter(|a| IpFamily::of(*a) == f.family)
+                            .collect(),
                     };
                     vips.into_iter()
                         .map(move |vip| hostnet_policy::lb::Frontend {
-                            vip: IpAddr::V4(vip),
+                            vip,
                             proto: f.proto,
                             port: f.port,
                             target_port: f.target_port,
-                            backends: f.backends.iter().map(|&b| IpAddr::V4(b)).collect(),
+                            backends: f.backends.clone(),
                             affinity: f.pick != Pick::Random,
-                            source_vip: f.source_vip.map(IpAddr::V4),
+                            source_vip: f.source_vip,
                             preserve_dip: f.preserve_dip,
                         })
                 })
@@ -140,36 +144,40 @@ impl BackendRemoval {
 }
 
 /// The frontends an LB programs: each VIP (or the host's addresses) times
-/// each port mapping, with the backends' current addresses.
+/// each port mapping, with the backends' current addresses of the LB's
+/// family (an IPv6 LB's backends are their endpoints' IPv6 addresses).
 pub(super) fn frontends(st: &State, spec: &LoadBalancerSpec) -> Vec<Frontend> {
-    let backends: Vec<Ipv4Addr> = spec
+    let family = match super::check::is_ipv6(spec) {
+        true => IpFamily::V6,
+        false => IpFamily::V4,
+    };
+    let of_family = |a: &IpAddr| IpFamily::of(*a) == family;
+    let backends: Vec<IpAddr> = spec
         .endpoints
         .iter()
         .filter_map(|e| st.endpoints.get(e))
-        .filter_map(|e| match e.plan.address.addr() {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
+        .filter_map(|e| match family {
+            IpFamily::V4 => Some(e.plan.address.addr()),
+            IpFamily::V6 => e.plan.address6.map(|a| a.addr()),
         })
+        .filter(of_family)
         .collect();
-    let source_vip = match spec.source_vip {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
-    let vips: Vec<Option<Ipv4Addr>> = match spec.frontend_vips.is_empty() {
+    let source_vip = spec.source_vip.filter(of_family);
+    let vips: Vec<Option<IpAddr>> = match spec.frontend_vips.is_empty() {
         true => vec![None],
         false => spec
             .frontend_vips
             .iter()
-            .filter_map(|v| match v {
-                IpAddr::V4(a) => Some(Some(*a)),
-                IpAddr::V6(_) => None,
-            })
+            .copied()
+            .filter(of_family)
+            .map(Some)
             .collect(),
     };
     let mut out = Vec::new();
     for vip in vips {
         for m in &spec.port_mappings {
             out.push(Frontend {
+                family,
                 vip,
                 proto: m.protocol.number(),
                 port: m.external_port,

@@ -718,6 +718,27 @@ pub fn set_master(sock: &mut Socket, index: u32, master: u32) -> Result<(), Netl
     sock.request(msg, |_| {})
 }
 
+/// `IFLA_BR_NF_CALL_IPTABLES` (linux/if_link.h).
+const IFLA_BR_NF_CALL_IPTABLES: u16 = 36;
+
+/// Turns bridge `index`'s own `nf_call_iptables` on or off (IPv4 frames it
+/// forwards pass the IP hooks through `br_netfilter`).
+pub fn set_bridge_nf_call_iptables(
+    sock: &mut Socket,
+    index: u32,
+    on: bool,
+) -> Result<(), NetlinkError> {
+    let mut msg = Message::new(RTM_NEWLINK, ACK);
+    msg.header(&ifinfomsg(index, 0, 0))
+        .begin_nest(IFLA_LINKINFO)
+        .attr_str(IFLA_INFO_KIND, "bridge")
+        .begin_nest(IFLA_INFO_DATA)
+        .attr(IFLA_BR_NF_CALL_IPTABLES, &[u8::from(on)])
+        .end_nest()
+        .end_nest();
+    sock.request(msg, |_| {})
+}
+
 /// Sets link `index`'s MTU.
 pub fn set_mtu(sock: &mut Socket, index: u32, mtu: u32) -> Result<(), NetlinkError> {
     let mut msg = Message::new(RTM_NEWLINK, ACK);

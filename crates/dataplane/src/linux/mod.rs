@@ -928,6 +928,17 @@ impl Dataplane for LinuxDataplane {
             Op::ReplaceElements { delete, add } => self.replace_elements(delete, add),
             Op::Sysctl { key, value } => self.sysctl(key, value),
             Op::SetMaster { link, master, .. } => self.set_master(link, master.as_deref()),
+            Op::BridgeNfCallIptables { bridge, on } => {
+                let fail = |m: String| {
+                    DataplaneError::new(format!("set nf_call_iptables {on} on bridge {bridge}"), m)
+                };
+                let mut sock = self.route();
+                match index_for_change(&mut sock, bridge, *on, &fail)? {
+                    Some(i) => link::set_bridge_nf_call_iptables(&mut sock, i, *on)
+                        .map_err(|e| fail(e.to_string())),
+                    None => Ok(()),
+                }
+            }
             Op::MoveAddresses {
                 from,
                 to,

@@ -125,6 +125,12 @@ struct PathOpts {
     /// in the routers, so what their VNI bridges forward passes the
     /// routers' IP hooks, to see what hostnet saves by turning it off.
     router_br_netfilter: bool,
+    /// Experiment `--overlay-acl`: both overlay paths again with a
+    /// default-deny ladder (TCP in allowed) on A, B and C, so both hosts'
+    /// routers filter the subnets' bridges and track the flows; then again
+    /// without ACLs and with the routers' ACL rules (base chains, notrack
+    /// exemptions) deleted, to see what paths without ACLs pay for them.
+    overlay_acl: bool,
 }
 
 impl PathOpts {
@@ -143,7 +149,9 @@ fn usage() -> ! {
          3-host net, each path as a ratio to the same path built by hand (veth, bridge, VXLAN), in one\n\
          run; --only DRIVER measures one driver's paths. --router-conntrack (experiment): the routed\n\
          overlay path again with its routers tracking every packet; --router-br-netfilter\n\
-         (experiment): both overlay paths again with br_netfilter on in the routers.\n\
+         (experiment): both overlay paths again with br_netfilter on in the routers; --overlay-acl\n\
+         (experiment): both overlay paths with ACL ladders on their endpoints, and without the\n\
+         routers' ACL rules.\n\
          --runs N: runs per side (default 3); --rr-only: skip iperf3. --twin-firewall (experiment):\n\
          the hand-built container ports get hostnet's endpoint firewall rule, to see what it costs.\n\
          --ipv6-off (an experiment): turn IPv6 off in the host namespace and in each container's\n\
@@ -168,6 +176,7 @@ fn parse_args() -> Args {
             only: None,
             router_conntrack: false,
             router_br_netfilter: false,
+            overlay_acl: false,
         },
     };
     let mut it = std::env::args().skip(1);
@@ -198,6 +207,7 @@ fn parse_args() -> Args {
             "--no-br-netfilter" => args.path_opts.no_br_netfilter = true,
             "--router-conntrack" => args.path_opts.router_conntrack = true,
             "--router-br-netfilter" => args.path_opts.router_br_netfilter = true,
+            "--overlay-acl" => args.path_opts.overlay_acl = true,
             "--only" => {
                 let d = it.next().unwrap_or_else(|| usage());
                 args.path_opts.only = Some(Box::leak(d.into_boxed_str()));
@@ -2066,6 +2076,61 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
             results.push(measure_path(&s, opts));
         }
     }
+    if opts.overlay_acl {
+        let ends = [(hosts[0], &a.0), (hosts[1], &b.0), (hosts[1], &c.0)];
+        let acl = |action: &str, prio: u32, proto: Option<&str>| {
+            let mut s = json!({"Id": format!("{action}-in"), "Action": action,
+                "Direction": "In", "Priority": prio});
+            if let Some(p) = proto {
+                s["Protocols"] = json!(p);
+            }
+            json!({"Type": "ACL", "Settings": s})
+        };
+        let set_acls = |policies: Value| {
+            for (h, ct) in ends {
+                h.client()
+                    .modify(
+                        Kind::Endpoints,
+                        &ct.ep_id,
+                        &json!({"ResourceType": "Policy", "RequestType": "Update",
+                            "Settings": {"Policies": policies.clone()}}),
+                    )
+                    .expect("ACLs on an overlay endpoint");
+            }
+        };
+        set_acls(json!([
+            acl("Allow", 100, Some("6")),
+            acl("Block", 1000, None)
+        ]));
+        for s in &specs {
+            let s = PathSpec {
+                name: if s.name.starts_with("A -> B") {
+                    "A -> B (ACL ladders on A and B, experiment)"
+                } else {
+                    "A -> C (ACL ladders on A and C, experiment)"
+                },
+                ..s.clone()
+            };
+            progress(&format!("paths: {} {}", s.driver, s.name));
+            results.push(measure_path(&s, opts));
+        }
+        set_acls(json!([]));
+        for h in hosts {
+            strip_router_acl_rules(&router_of(h));
+        }
+        for s in &specs {
+            let s = PathSpec {
+                name: if s.name.starts_with("A -> B") {
+                    "A -> B (routers without their ACL rules, experiment)"
+                } else {
+                    "A -> C (routers without their ACL rules, experiment)"
+                },
+                ..s.clone()
+            };
+            progress(&format!("paths: {} {}", s.driver, s.name));
+            results.push(measure_path(&s, opts));
+        }
+    }
     if opts.router_conntrack {
         for h in hosts {
             let router = router_of(h);
@@ -2087,6 +2152,37 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
         results.push(measure_path(&s, opts));
     }
     results
+}
+
+/// Deletes what an overlay router's table has for ACL endpoints (its ACL
+/// base chains and the rules that keep their traffic from `notrack`), as
+/// the router was before overlay endpoints took ACLs.
+fn strip_router_acl_rules(router: &std::path::Path) {
+    let nft = |args: &[&str]| {
+        let out = Probe::command(router, "nft")
+            .args(args)
+            .output()
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {args:?} in the router: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for chain in ["acl_forward", "acl_input", "acl_output"] {
+        nft(&["delete", "chain", "inet", "hostnet", chain]);
+    }
+    for chain in ["prerouting", "output"] {
+        let listed = nft(&["-a", "list", "chain", "inet", "hostnet", chain]);
+        for line in listed
+            .lines()
+            .filter(|l| l.contains("@acl_endpoints4 return"))
+        {
+            let handle = line.rsplit("handle ").next().expect("a handle").trim();
+            nft(&["delete", "rule", "inet", "hostnet", chain, "handle", handle]);
+        }
+    }
 }
 
 /// The router namespace of the host's overlay network.

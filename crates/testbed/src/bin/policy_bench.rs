@@ -3,7 +3,8 @@
 //! ```text
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
-//!     [--no-datapath] [--no-programming] [--preserve-dip] [--overlay 0,1000,10000]
+//!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip] [--ipv6]
+//!     [--overlay 0,1000,10000]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -26,6 +27,9 @@
 //!   (one backend); against it kube-proxy's iptables shape, N DNAT rules in
 //!   one linear nat chain, the flow's rule last. And the same flow through
 //!   a VIP with `EnablePreserveDip` against the plain VIP (its control).
+//! * **IPv6 load-balancer ladder**: the same on a dual-stack network, with
+//!   N of `--lbs6` IPv6 load balancers (`Flags` 2) present: the flow
+//!   through one more IPv6 VIP against the server's own IPv6 address.
 //! * **OutBoundNAT ladder**: a flow to the outside from an endpoint with
 //!   `OutBoundNAT` while N more such endpoints (5 exceptions each) exist,
 //!   against a plain container's masqueraded flow.
@@ -34,7 +38,8 @@
 //!   creating and deleting one with all of them present, and a restart of
 //!   `hostnetd` with all of them: time until it answers (it programs the
 //!   kernel from its store before it serves), with a TCP connection through
-//!   a VIP open across the restart.
+//!   a VIP open across the restart. With `--ipv6` the same with IPv6 load
+//!   balancers (`Flags` 2) on a dual-stack network.
 //!
 //! * **Overlay ladder** (`--overlay`): the same flow on an Overlay network,
 //!   through a VIP its router load balances, with N LBs (remote-endpoint
@@ -63,6 +68,12 @@ const VIP_BASE: u32 = u32::from_be_bytes([10, 96, 0, 0]);
 const MEASURED_VIP: &str = "10.95.0.1";
 /// The same load balancer with EnablePreserveDip (port mapping flag 8).
 const PRESERVE_DIP_VIP: &str = "10.95.0.2";
+/// The dual-stack network of the IPv6 ladder.
+const DUAL_SUBNETS: [&str; 2] = ["10.81.0.0/16", "fd00:80::/64"];
+/// Frontend VIPs of the IPv6 load balancers present.
+const VIP6_BASE: u128 = 0xfd00_0096 << 96;
+/// The measured IPv6 load balancer's VIP, outside the others' range.
+const MEASURED_VIP6: &str = "fd00:95::1";
 const ECHO_PORT: u16 = 80;
 const IPERF_PORT: u16 = 5201;
 const IPERF_SECONDS: u32 = 3;
@@ -73,6 +84,7 @@ const CHURN_SAMPLES: usize = 200;
 struct Args {
     rules: Vec<usize>,
     lbs: Vec<usize>,
+    lbs6: Vec<usize>,
     onat: Vec<usize>,
     programming: usize,
     backends: usize,
@@ -81,6 +93,8 @@ struct Args {
     datapath: bool,
     /// Port mapping flags of the programming part's LBs (`--preserve-dip`: 8).
     lb_flags: u32,
+    /// The programming part's LBs are IPv6 (`--ipv6`).
+    ipv6: bool,
     /// `--overlay 0,1000,10000`: the overlay ladder's rungs (none: skipped).
     overlay: Vec<usize>,
 }
@@ -88,7 +102,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
-         [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] \
+         [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] [--ipv6] \
          [--no-programming] [--overlay 0,1000,10000]"
     );
     std::process::exit(2)
@@ -98,6 +112,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         rules: vec![0, 1000, 10000],
         lbs: vec![0, 1000, 10000],
+        lbs6: vec![0, 1000, 10000],
         onat: vec![0, 2000],
         programming: 10000,
         backends: 10,
@@ -105,6 +120,7 @@ fn parse_args() -> Args {
         json: false,
         datapath: true,
         lb_flags: 0,
+        ipv6: false,
         overlay: Vec::new(),
     };
     let list = |v: Option<String>| -> Vec<usize> {
@@ -119,6 +135,7 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--rules" => a.rules = list(it.next()),
             "--lbs" => a.lbs = list(it.next()),
+            "--lbs6" => a.lbs6 = list(it.next()),
             "--onat" => a.onat = list(it.next()),
             "--programming" => a.programming = list(it.next())[0],
             "--backends" => a.backends = list(it.next())[0].max(1),
@@ -127,6 +144,7 @@ fn parse_args() -> Args {
             "--no-datapath" => a.datapath = false,
             "--no-programming" => a.programming = 0,
             "--preserve-dip" => a.lb_flags = 8,
+            "--ipv6" => a.ipv6 = true,
             "--overlay" => a.overlay = list(it.next()),
             _ => usage(),
         }
@@ -225,7 +243,12 @@ struct Flow {
 }
 
 fn measure(from: &Path, to: &str) -> Flow {
-    let addr: SocketAddr = format!("{to}:{ECHO_PORT}").parse().expect("addr");
+    let addr: SocketAddr = match to.contains(':') {
+        true => format!("[{to}]:{ECHO_PORT}"),
+        false => format!("{to}:{ECHO_PORT}"),
+    }
+    .parse()
+    .expect("addr");
     Flow {
         gbps: iperf_client(from, to, IPERF_PORT, IPERF_SECONDS),
         conns: connection_rate(from, addr, RATE_TIME),
@@ -425,6 +448,10 @@ fn vip(i: usize) -> String {
     std::net::Ipv4Addr::from(VIP_BASE + 1 + i as u32).to_string()
 }
 
+fn vip6(i: usize) -> String {
+    std::net::Ipv6Addr::from(VIP6_BASE + 1 + i as u128).to_string()
+}
+
 fn load_balancer(vip: &str, backends: &[String], flags: u32) -> Value {
     json!({
         "SchemaVersion": { "Major": 2, "Minor": 0 },
@@ -432,6 +459,40 @@ fn load_balancer(vip: &str, backends: &[String], flags: u32) -> Value {
         "FrontendVIPs": [vip],
         "PortMappings": [{ "Protocol": 6, "InternalPort": ECHO_PORT, "ExternalPort": ECHO_PORT, "Flags": flags }],
     })
+}
+
+/// [`load_balancer`], an IPv6 one (`Flags` 2) with `ipv6`.
+fn load_balancer_of(vip: &str, backends: &[String], flags: u32, ipv6: bool) -> Value {
+    let mut doc = load_balancer(vip, backends, flags);
+    if ipv6 {
+        doc["Flags"] = json!(2);
+    }
+    doc
+}
+
+/// A dual-stack network and a client container on it, for IPv6 flows:
+/// (network ID, client).
+fn dual_stack_site(c: &Client, name: &str) -> (String, Container) {
+    let subnets: Vec<Value> = DUAL_SUBNETS
+        .iter()
+        .map(|s| json!({ "IpAddressPrefix": s }))
+        .collect();
+    let net = id(&c
+        .create(
+            Kind::Networks,
+            &json!({ "Name": name, "Type": "nat", "Ipams": [{ "Type": "Static", "Subnets": subnets }] }),
+        )
+        .expect("dual-stack network"));
+    let client = Container::create(c, &net, json!({}));
+    (net, client)
+}
+
+fn remove_site(c: &Client, net: &str, client: Container) {
+    c.delete(Kind::Endpoints, &client.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &client.ns_id)
+        .expect("delete namespace");
+    c.delete(Kind::Networks, net).expect("delete network");
 }
 
 /// Whether this daemon has load balancers: a create of one the daemon
@@ -453,23 +514,23 @@ fn has_load_balancers(c: &Client, backend: &str) -> bool {
     }
 }
 
-/// Create load balancers `from..to` over `backends`; their IDs and each
-/// create's latency.
+/// Create load balancers `from..to` over `backends` (IPv6 ones, `Flags`
+/// 2, with `ipv6`); their IDs and each create's latency.
 fn create_lbs(
     c: &Client,
     from: usize,
     to: usize,
     backends: &[String],
     flags: u32,
-    source_vip: Option<&str>,
+    ipv6: bool,
 ) -> (Vec<String>, Samples) {
     let mut took = Samples::default();
     let ids = (from..to)
         .map(|i| {
-            let mut doc = load_balancer(&vip(i), backends, flags);
-            if let Some(source) = source_vip {
-                doc["SourceVIP"] = json!(source);
-            }
+            let doc = match ipv6 {
+                false => load_balancer(&vip(i), backends, flags),
+                true => load_balancer_of(&vip6(i), backends, flags, true),
+            };
             let t = Instant::now();
             let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
             took.push(t.elapsed());
@@ -506,7 +567,7 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
         server.remove(&c);
         return Vec::new();
     }
-    let pool = backend_pool(w, backends);
+    let pool = backend_pool(w, &w.net, backends);
     // The measured LB: both ports of the flow to the one server; and the
     // same with PreserveDip on a VIP of its own.
     let measured: Vec<String> = [(MEASURED_VIP, 0), (PRESERVE_DIP_VIP, 8)]
@@ -523,7 +584,7 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
     let mut out = Vec::new();
     let mut present: Vec<String> = Vec::new();
     for &n in lbs {
-        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0, None);
+        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0, false);
         present.extend(more);
         out.push(Rung::take("hostnet load balancers", n, runs, || {
             (measure(&from, &ctl), measure(&from, MEASURED_VIP))
@@ -566,6 +627,64 @@ fn lb_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Ve
     out
 }
 
+/// The IPv6 ladder: IPv6 load balancers present on a dual-stack network,
+/// the flow through one more IPv6 VIP against the server's own IPv6
+/// address (no LB), each from an IPv6 client on that network.
+fn lb6_ladder_rungs(w: &World, lbs: &[usize], backends: usize, runs: usize) -> Vec<Rung> {
+    if lbs.is_empty() {
+        return Vec::new();
+    }
+    let c = w.api();
+    let (net, client) = dual_stack_site(&c, "bench6");
+    let control = Server::new(&c, &net, Vec::new());
+    let server = Server::new(&c, &net, Vec::new());
+    let ipv6_of = |x: &Container| -> String {
+        let ep = c.get(Kind::Endpoints, &x.ep_id).expect("endpoint");
+        ep["IpConfigurations"][1]["IpAddress"]
+            .as_str()
+            .expect("an IPv6 address")
+            .to_string()
+    };
+    let ctl6 = ipv6_of(&control.container);
+    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+        .iter()
+        .map(|&port| {
+            let mut doc = load_balancer_of(
+                MEASURED_VIP6,
+                std::slice::from_ref(&server.container.ep_id),
+                0,
+                true,
+            );
+            doc["PortMappings"][0]["InternalPort"] = json!(port);
+            doc["PortMappings"][0]["ExternalPort"] = json!(port);
+            id(&c
+                .create(Kind::LoadBalancers, &doc)
+                .expect("create measured IPv6 LB"))
+        })
+        .collect();
+    let pool = backend_pool(w, &net, backends);
+    let mut out = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    for &n in lbs {
+        let (more, _) = create_lbs(&c, present.len(), n.max(present.len()), &pool.ids, 0, true);
+        present.extend(more);
+        out.push(Rung::take("hostnet IPv6 load balancers", n, runs, || {
+            (
+                measure(&client.netns, &ctl6),
+                measure(&client.netns, MEASURED_VIP6),
+            )
+        }));
+    }
+    for lb in present.iter().chain(&measured) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    pool.remove(&c);
+    server.remove(&c);
+    control.remove(&c);
+    remove_site(&c, &net, client);
+    out
+}
+
 /// Backend endpoints for the load balancers present (containers with no
 /// servers: the bench's flows never reach them).
 struct Pool {
@@ -573,10 +692,10 @@ struct Pool {
     ids: Vec<String>,
 }
 
-fn backend_pool(w: &World, n: usize) -> Pool {
+fn backend_pool(w: &World, net: &str, n: usize) -> Pool {
     let c = w.api();
     let containers: Vec<Container> = (0..n)
-        .map(|_| Container::create(&c, &w.net, json!({})))
+        .map(|_| Container::create(&c, net, json!({})))
         .collect();
     let ids = containers.iter().map(|x| x.ep_id.clone()).collect();
     Pool { containers, ids }
@@ -673,13 +792,12 @@ fn overlay_ladder(w: &mut World, ladder: &[usize], backends: usize, runs: usize)
     let (mut rungs, mut creates) = (Vec::new(), Vec::new());
     let mut present: Vec<String> = Vec::new();
     for &n in ladder {
-        let (more, took) = create_lbs(
+        let (more, took) = create_overlay_lbs(
             &c,
             present.len(),
             n.max(present.len()),
             &remotes,
-            0,
-            Some(&source_ip),
+            &source_ip,
         );
         present.extend(more);
         creates.push((n, took));
@@ -742,6 +860,29 @@ fn overlay_ladder(w: &mut World, ladder: &[usize], backends: usize, runs: usize)
     }
 }
 
+/// Create overlay load balancers `from..to` over `backends`, from
+/// `source_vip`; their IDs and each create's latency.
+fn create_overlay_lbs(
+    c: &Client,
+    from: usize,
+    to: usize,
+    backends: &[String],
+    source_vip: &str,
+) -> (Vec<String>, Samples) {
+    let mut took = Samples::default();
+    let ids = (from..to)
+        .map(|i| {
+            let mut doc = load_balancer(&vip(i), backends, 0);
+            doc["SourceVIP"] = json!(source_vip);
+            let t = Instant::now();
+            let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
+            took.push(t.elapsed());
+            id(&lb)
+        })
+        .collect();
+    (ids, took)
+}
+
 impl OverlayLadder {
     fn to_json(&self) -> Value {
         json!({
@@ -785,20 +926,40 @@ impl Programming {
     }
 }
 
-/// `flags`: the port mapping flags of every LB made (8: PreserveDip).
-fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<Programming> {
+/// `flags`: the port mapping flags of every LB made (8: PreserveDip);
+/// `ipv6`: IPv6 LBs on a dual-stack network.
+fn programming(
+    w: &mut World,
+    n: usize,
+    backends: usize,
+    flags: u32,
+    ipv6: bool,
+) -> Option<Programming> {
     let c = w.api();
-    let server = Server::new(&c, &w.net, Vec::new());
+    let site = ipv6.then(|| dual_stack_site(&c, "bench6p"));
+    let net = site.as_ref().map_or(w.net.clone(), |(net, _)| net.clone());
+    let client_netns = site
+        .as_ref()
+        .map_or(w.client.netns.clone(), |(_, client)| client.netns.clone());
+    let (vip_of, kept_vip, kept_at): (fn(usize) -> String, &str, String) = match ipv6 {
+        false => (vip, MEASURED_VIP, format!("{MEASURED_VIP}:{ECHO_PORT}")),
+        true => (
+            vip6,
+            MEASURED_VIP6,
+            format!("[{MEASURED_VIP6}]:{ECHO_PORT}"),
+        ),
+    };
+    let server = Server::new(&c, &net, Vec::new());
     if !has_load_balancers(&c, &server.container.ep_id) {
         server.remove(&c);
         return None;
     }
-    let pool = backend_pool(w, backends);
+    let pool = backend_pool(w, &net, backends);
     progress(&format!(
         "programming: creating {n} load balancers with {backends} backends each"
     ));
     let t = Instant::now();
-    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags, None);
+    let (mut ids, each) = create_lbs(&c, 0, n, &pool.ids, flags, ipv6);
     let create_all = t.elapsed();
     let tenth = (n / 10).max(1);
     let (first_tenth, last_tenth) = (each.slice(0, tenth), each.slice(n - tenth, n));
@@ -812,7 +973,7 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
         let lb = c
             .create(
                 Kind::LoadBalancers,
-                &load_balancer(&vip(n + i), &pool.ids, flags),
+                &load_balancer_of(&vip_of(n + i), &pool.ids, flags, ipv6),
             )
             .expect("create LB");
         create_one.push(t.elapsed());
@@ -826,14 +987,15 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
     let kept_lb = id(&c
         .create(
             Kind::LoadBalancers,
-            &load_balancer(
-                MEASURED_VIP,
+            &load_balancer_of(
+                kept_vip,
                 std::slice::from_ref(&server.container.ep_id),
                 flags,
+                ipv6,
             ),
         )
         .expect("create LB"));
-    let mut session = Session::open(&w.client.netns, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
+    let mut session = Session::open(&client_netns, &kept_at);
     assert_eq!(session.say("before"), "before", "echo through the VIP");
     progress("programming: restarting hostnetd");
     let t = Instant::now();
@@ -851,6 +1013,9 @@ fn programming(w: &mut World, n: usize, backends: usize, flags: u32) -> Option<P
     }
     pool.remove(&c);
     server.remove(&c);
+    if let Some((net, client)) = site {
+        remove_site(&c, &net, client);
+    }
     Some(Programming {
         n,
         backends,
@@ -876,6 +1041,7 @@ fn main() {
     if args.datapath {
         rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
         rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
+        rungs.extend(lb6_ladder_rungs(&w, &args.lbs6, args.backends, args.runs));
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
     let mut overlay = (!args.overlay.is_empty())
@@ -884,7 +1050,15 @@ fn main() {
         rungs.append(&mut o.rungs);
     }
     let prog = (args.programming > 0)
-        .then(|| programming(&mut w, args.programming, args.backends, args.lb_flags))
+        .then(|| {
+            programming(
+                &mut w,
+                args.programming,
+                args.backends,
+                args.lb_flags,
+                args.ipv6,
+            )
+        })
         .flatten();
     let report = json!({
         "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),

@@ -38,7 +38,8 @@
 //! tcp-send ADDR:PORT BYTES   send BYTES bytes on one connection, then close
 //! dns SERVER NAME TYPE [tcp]  one DNS question; print `RCODE tc=N TYPE VALUE...`
 //! sctp-init DST:PORT [SPORT]  send an SCTP INIT from SPORT (5000) (raw socket:
-//!                            this kernel has no SCTP sockets)
+//!                            this kernel has no SCTP sockets); DST IPv4 or
+//!                            [IPv6]
 //! sctp-init-ack SRC DST:PORT  send the INIT ACK answering it, from SRC:8080
 //! checksum-offload IFACE off  compute and verify checksums in software on
 //!                            IFACE (ethtool -K IFACE rx off tx off), so
@@ -460,8 +461,21 @@ fn sctp_send(
     make: fn(u16, u16) -> Vec<u8>,
 ) -> std::io::Result<()> {
     let to = addr(to)?;
-    let SocketAddr::V4(to) = to else {
-        return Err(std::io::Error::other("IPv4 only"));
+    let to = match to {
+        SocketAddr::V4(to) => to,
+        // SCTP's CRC32c covers no pseudo-header: the same bytes over IPv6.
+        SocketAddr::V6(to) => {
+            let raw = hostnet_testbed::raw6::Raw6::new(libc::IPPROTO_SCTP)?;
+            if let Some(from) = from {
+                raw.bind(
+                    from.parse()
+                        .map_err(|e| std::io::Error::other(format!("{from}: {e}")))?,
+                )?;
+            }
+            raw.send(*to.ip(), &make(sport, to.port()))?;
+            say("sent");
+            return Ok(());
+        }
     };
     let raw = Raw::new(libc::IPPROTO_SCTP)?;
     if let Some(from) = from {
