@@ -367,6 +367,42 @@ fn overlay_cluster_ip_balances_over_local_and_remote_backends() {
         "from the SourceVIP: {frames:#?}"
     );
 
+    // An SCTP handshake's first two packets, between endpoints whose ACLs
+    // let SCTP in (the firewall defaults do not): the INIT arrives from
+    // the SourceVIP, the INIT ACK (sent by hand) arrives from the VIP, so
+    // conntrack matched it and undid both rewrites.
+    let allow_sctp = json!({ "Type": "ACL", "Settings": {
+        "Id": "sctp", "Action": "Allow", "Direction": "In", "Priority": 100,
+        "Protocols": "132", "RuleType": "Host" } });
+    let with_acl = |ip: &str| {
+        h1.container_with(
+            NET,
+            json!({"IpConfigurations": [{"IpAddress": ip}], "Policies": [allow_sctp.clone()]}),
+        )
+    };
+    let (sctp, sctp_client) = (with_acl("10.0.1.12"), with_acl("10.0.1.13"));
+    h1.client()
+        .create(
+            Kind::LoadBalancers,
+            &lb_body("10.96.0.12", 132, 80, 8080, &[sctp.ep_id.as_str()]),
+        )
+        .expect("create SCTP to one backend");
+    let at_backend = Capture::start(&sctp.netns, "eth0");
+    let at_client = Capture::start(&sctp_client.netns, "eth0");
+    let (ok, said) = sctp_client.run(&["sctp-init", "10.96.0.12:80", "5100"]);
+    assert!(ok, "{said}");
+    assert!(
+        at_backend.saw(&format!(
+            "sctp and src host {SOURCE_VIP} and src port 5100 and dst port 8080"
+        )),
+        "the INIT reached the backend from the SourceVIP"
+    );
+    let (ok, said) = sctp.run(&["sctp-init-ack", "10.0.1.12", &format!("{SOURCE_VIP}:5100")]);
+    assert!(ok, "{said}");
+    let seen = at_client.saw("sctp and src host 10.96.0.12 and src port 80 and dst port 5100");
+    let frames = at_client.stop().frames("sctp");
+    assert!(seen, "the INIT ACK came back from the VIP: {frames:#?}");
+
     // Source-IP affinity: each client's connections go to one backend.
     let mut affine = lb_body("10.96.0.11", 6, 80, 8080, &backends);
     affine["PortMappings"][0]["DistributionType"] = json!(2);
