@@ -4,6 +4,7 @@
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
 //!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip] [--ipv6]
+//!     [--overlay 0,1000,10000]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -39,6 +40,11 @@
 //!   kernel from its store before it serves), with a TCP connection through
 //!   a VIP open across the restart. With `--ipv6` the same with IPv6 load
 //!   balancers (`Flags` 2) on a dual-stack network.
+//!
+//! * **Overlay ladder** (`--overlay`): the same flow on an Overlay network,
+//!   through a VIP its router load balances, with N LBs (remote-endpoint
+//!   backends, a SourceVIP) present, against the flow straight to the
+//!   server; creates timed on the way up, churn and a restart at the top.
 //!
 //! Load balancer parts are skipped, saying so, when the daemon answers that
 //! it has no load balancers.
@@ -89,13 +95,15 @@ struct Args {
     lb_flags: u32,
     /// The programming part's LBs are IPv6 (`--ipv6`).
     ipv6: bool,
+    /// `--overlay 0,1000,10000`: the overlay ladder's rungs (none: skipped).
+    overlay: Vec<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
          [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] [--ipv6] \
-         [--no-programming]"
+         [--no-programming] [--overlay 0,1000,10000]"
     );
     std::process::exit(2)
 }
@@ -113,6 +121,7 @@ fn parse_args() -> Args {
         datapath: true,
         lb_flags: 0,
         ipv6: false,
+        overlay: Vec::new(),
     };
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_else(|| usage())
@@ -136,6 +145,7 @@ fn parse_args() -> Args {
             "--no-programming" => a.programming = 0,
             "--preserve-dip" => a.lb_flags = 8,
             "--ipv6" => a.ipv6 = true,
+            "--overlay" => a.overlay = list(it.next()),
             _ => usage(),
         }
     }
@@ -702,6 +712,189 @@ impl Pool {
     }
 }
 
+// ------------------------------------------------------------ overlay ladder
+
+/// The overlay ladder's network: one subnet, its router load balances.
+const OVERLAY_SUBNET: &str = "10.70.0.0/16";
+/// The overlay LBs' backends: remote endpoints (kube-proxy's shape: most
+/// of a service's backends are other hosts'), on a host that never answers.
+const OVERLAY_PEER_PA: &str = "192.0.2.200";
+
+/// What `--overlay` measured: the rungs, each N's creates (p50/p99 of
+/// the creates that brought the LBs to N), churn with all present, and a
+/// restart with all present.
+struct OverlayLadder {
+    rungs: Vec<Rung>,
+    creates: Vec<(usize, Samples)>,
+    create_one: Samples,
+    delete_one: Samples,
+    restart: Duration,
+    connection_kept: bool,
+}
+
+/// Load balancers on an Overlay network (docs/load-balancers.md#on-overlay-networks):
+/// with N of `ladder` LBs present (`backends` remote endpoints each, a
+/// SourceVIP), one flow from an overlay container through one more LB's
+/// VIP to an overlay server, against the same flow straight to the server
+/// (the control: bridged, no router); the ratio at N against the ratio
+/// at 0 is the LBs' cost per packet. Creates are timed on the way up.
+fn overlay_ladder(w: &mut World, ladder: &[usize], backends: usize, runs: usize) -> OverlayLadder {
+    let c = w.api();
+    let net = id(&c
+        .create(
+            Kind::Networks,
+            &json!({"Name": "ov", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": OVERLAY_SUBNET,
+                    "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4100}}]}]}],
+                "SchemaVersion": {"Major": 2, "Minor": 0}}),
+        )
+        .expect("create overlay network"));
+    let client = Container::create(&c, &net, json!({}));
+    let server = Server::new(&c, &net, Vec::new());
+    let source = c
+        .create(Kind::Endpoints, &json!({"HostComputeNetwork": net}))
+        .expect("SourceVIP endpoint");
+    let source_ip = source["IpConfigurations"][0]["IpAddress"]
+        .as_str()
+        .expect("SourceVIP address")
+        .to_string();
+    let remotes: Vec<String> = (0..backends)
+        .map(|i| {
+            id(&c
+                .create(
+                    Kind::Endpoints,
+                    &json!({"HostComputeNetwork": net, "Flags": 1,
+                        "IpConfigurations": [{"IpAddress": format!("10.70.200.{}", i + 1)}],
+                        "MacAddress": format!("02-00-0a-46-c8-{:02x}", i + 1),
+                        "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": OVERLAY_PEER_PA}}]}),
+                )
+                .expect("remote endpoint"))
+        })
+        .collect();
+    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+        .iter()
+        .map(|&port| {
+            let mut doc = load_balancer(
+                MEASURED_VIP,
+                std::slice::from_ref(&server.container.ep_id),
+                0,
+            );
+            doc["PortMappings"] =
+                json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port }]);
+            doc["SourceVIP"] = json!(source_ip);
+            id(&c
+                .create(Kind::LoadBalancers, &doc)
+                .expect("create measured overlay LB"))
+        })
+        .collect();
+    let from = client.netns.clone();
+    let direct = server.container.ip.clone();
+    let (mut rungs, mut creates) = (Vec::new(), Vec::new());
+    let mut present: Vec<String> = Vec::new();
+    for &n in ladder {
+        let (more, took) = create_overlay_lbs(
+            &c,
+            present.len(),
+            n.max(present.len()),
+            &remotes,
+            &source_ip,
+        );
+        present.extend(more);
+        creates.push((n, took));
+        rungs.push(Rung::take(
+            "overlay LB (vs straight to the server)",
+            n,
+            runs,
+            || (measure(&from, &direct), measure(&from, MEASURED_VIP)),
+        ));
+    }
+    let (mut create_one, mut delete_one) = (Samples::default(), Samples::default());
+    for i in 0..CHURN_SAMPLES.min(present.len()) {
+        let mut doc = load_balancer(&vip(present.len() + CHURN_SAMPLES + i), &remotes, 0);
+        doc["SourceVIP"] = json!(source_ip);
+        let t = Instant::now();
+        let lb = id(&c.create(Kind::LoadBalancers, &doc).expect("create LB"));
+        create_one.push(t.elapsed());
+        let victim = present.swap_remove(i * 7919 % present.len());
+        let t = Instant::now();
+        c.delete(Kind::LoadBalancers, &victim).expect("delete LB");
+        delete_one.push(t.elapsed());
+        present.push(lb);
+    }
+    let mut session = Session::open(&from, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
+    assert_eq!(
+        session.say("before"),
+        "before",
+        "echo through the overlay VIP"
+    );
+    progress(&format!(
+        "overlay: restarting hostnetd with {} LBs",
+        present.len()
+    ));
+    let t = Instant::now();
+    w.daemon.restart();
+    let restart = t.elapsed();
+    let connection_kept = session.say("after") == "after";
+    drop(session);
+    let c = w.api();
+    for lb in present.iter().chain(&measured) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    for ep in remotes.iter().chain([&id(&source)]) {
+        c.delete(Kind::Endpoints, ep).expect("delete endpoint");
+    }
+    c.delete(Kind::Endpoints, &client.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &client.ns_id)
+        .expect("delete namespace");
+    server.remove(&c);
+    c.delete(Kind::Networks, &net)
+        .expect("delete overlay network");
+    OverlayLadder {
+        rungs,
+        creates,
+        create_one,
+        delete_one,
+        restart,
+        connection_kept,
+    }
+}
+
+/// Create overlay load balancers `from..to` over `backends`, from
+/// `source_vip`; their IDs and each create's latency.
+fn create_overlay_lbs(
+    c: &Client,
+    from: usize,
+    to: usize,
+    backends: &[String],
+    source_vip: &str,
+) -> (Vec<String>, Samples) {
+    let mut took = Samples::default();
+    let ids = (from..to)
+        .map(|i| {
+            let mut doc = load_balancer(&vip(i), backends, 0);
+            doc["SourceVIP"] = json!(source_vip);
+            let t = Instant::now();
+            let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
+            took.push(t.elapsed());
+            id(&lb)
+        })
+        .collect();
+    (ids, took)
+}
+
+impl OverlayLadder {
+    fn to_json(&self) -> Value {
+        json!({
+            "creates": self.creates.iter().map(|(n, t)| json!({"up_to": n, "create": t.to_json()})).collect::<Vec<_>>(),
+            "create_one_with_all_present": self.create_one.to_json(),
+            "delete_one_with_all_present": self.delete_one.to_json(),
+            "restart_until_serving_seconds": round(self.restart.as_secs_f64()),
+            "connection_through_vip_kept_across_restart": self.connection_kept,
+        })
+    }
+}
+
 // --------------------------------------------------------------- programming
 
 struct Programming {
@@ -851,6 +1044,11 @@ fn main() {
         rungs.extend(lb6_ladder_rungs(&w, &args.lbs6, args.backends, args.runs));
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
     }
+    let mut overlay = (!args.overlay.is_empty())
+        .then(|| overlay_ladder(&mut w, &args.overlay, args.backends, args.runs));
+    if let Some(o) = &mut overlay {
+        rungs.append(&mut o.rungs);
+    }
     let prog = (args.programming > 0)
         .then(|| {
             programming(
@@ -865,6 +1063,7 @@ fn main() {
     let report = json!({
         "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),
         "programming": prog.as_ref().map(Programming::to_json),
+        "overlay": overlay.as_ref().map(OverlayLadder::to_json),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
@@ -884,6 +1083,20 @@ fn main() {
             r.ratios(|f| f.gbps),
             j["conns_per_second_median"].as_f64().unwrap_or(f64::NAN),
             r.ratios(|f| f.conns),
+        );
+    }
+    if let Some(o) = &overlay {
+        for (n, took) in &o.creates {
+            println!(
+                "overlay: creates up to {n} LBs: p50 {:.2} ms p99 {:.2} ms",
+                took.pct(50.0),
+                took.pct(99.0)
+            );
+        }
+        println!(
+            "overlay: with all present create one p50 {:.2} ms p99 {:.2} ms, delete one p50 {:.2} ms p99 {:.2} ms; restart until serving {:.2} s, connection kept: {}",
+            o.create_one.pct(50.0), o.create_one.pct(99.0), o.delete_one.pct(50.0), o.delete_one.pct(99.0),
+            o.restart.as_secs_f64(), o.connection_kept
         );
     }
     if let Some(p) = prog {
