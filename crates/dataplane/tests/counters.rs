@@ -130,7 +130,8 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
             ),
         );
         let tagged = hostnet_nft::acl::rule_elements(addr.into(), &port).unwrap();
-        let mut els: Vec<_> = tagged.iter().map(|t| t.element.clone()).collect();
+        // The rules' elements and the endpoint's chains going to them.
+        let mut els = hostnet_nft::acl::elements(addr.into(), &port).unwrap();
         els.push(hostnet_nft::acl_endpoint(addr.into()));
         els.push(hostnet_nft::counters::inbound_drops(addr.into()));
         // Over netlink, without expressions: the kernel must attach the
