@@ -409,3 +409,59 @@ fn rules_apply_to_the_families_their_addresses_name() {
         "{walk6:#?}"
     );
 }
+
+/// More (stratum, shape) pairs than shape maps: the most common shapes
+/// get maps, the rarest stay in the interval map, and the walk still
+/// decides as the evaluator does, for packets of every shape.
+#[test]
+fn shapes_beyond_the_maps_stay_in_the_interval_map() {
+    let rule = |net: String| Rule {
+        id: RuleId(net.clone()),
+        direction: Direction::In,
+        priority: 100,
+        condition: Condition::any()
+            .protocols([Proto::TCP])
+            .remote([net.parse().unwrap()])
+            .local_ports([(80, 80)]),
+        action: Action::Allow,
+        origin: Origin::default(),
+    };
+    // Prefix lengths 8 to 31: 24 shapes, the /24s most common.
+    let mut rules: Vec<Rule> = (0..24u8)
+        .map(|i| rule(format!("{}.0.0.0/{}", 20 + i, 8 + i)))
+        .collect();
+    rules.extend((0..10u8).map(|i| rule(format!("100.{i}.0.0/24"))));
+    rules.push(block_all(Direction::In));
+    let port = port_of(vec![], rules, vec![]);
+    let els = acl::elements(EP, &port).unwrap();
+    let shape_maps: std::collections::BTreeSet<&str> = els
+        .iter()
+        .map(|e| e.set)
+        .filter(|s| s.starts_with("acl_in_switch_0_m"))
+        .collect();
+    assert_eq!(shape_maps.len(), acl::SHAPE_MAPS);
+    let interval = els
+        .iter()
+        .filter(|e| e.set.starts_with("acl_in_switch_0_s"))
+        .count();
+    assert_eq!(interval, 24 + 1 - acl::SHAPE_MAPS, "the rarest shapes");
+    assert!(
+        els.iter()
+            .any(|e| e.set.starts_with("acl_in_switch_0_m") && e.text.contains("100.7.0.0")),
+        "the /24s, the most common shape, have a map"
+    );
+    let peers = (0..24u8)
+        .map(|i| format!("{}.0.0.1", 20 + i))
+        .chain((0..10u8).map(|i| format!("100.{i}.0.1")));
+    for peer in peers {
+        for (dport, want) in [(80, true), (81, false)] {
+            let p = Packet::new(Proto::TCP, peer.parse().unwrap(), 40000, EP, dport);
+            let evaluated = matches!(
+                evaluate(&port, p, Direction::In, None).verdict,
+                Verdict::Allow { .. }
+            );
+            assert_eq!(evaluated, want, "{p}");
+            assert_eq!(acl::interpret(&els, &p, Direction::In), want, "{p}");
+        }
+    }
+}
