@@ -15,13 +15,18 @@
 //! before its first matching rule's stratum has that rule's action (else it
 //! would be in a later stratum), so the result is the evaluator's.
 //!
-//! A stratum is two maps: a hash map for the boxes of the common
-//! Kubernetes shape (one local and one remote address, one protocol, one
-//! destination port, any source port), looked up in constant time, and an
-//! interval map (the kernel's pipapo, whose lookups are linear in its
-//! elements) for everything else. A stratum's boxes are disjoint, so a
-//! packet hits at most one of the two, and looking them up in turn decides
-//! as one map would.
+//! A stratum's boxes are disjoint and go to hash maps by tuple space
+//! search ([`slot_elements`]): each box splits into aligned blocks, and
+//! the blocks of one shape (the tuple of their fields' prefix lengths) go
+//! to one of the slot's [`SHAPE_MAPS`] hash maps, keyed by the fields
+//! masked to the shape. Each endpoint has a chain per slot it has rules
+//! in, reached through the slot's dispatch map by its address, that looks
+//! its (stratum, shape) pairs up in stratum order with the packet masked
+//! alike; at most one lookup of a stratum hits, so the first hit decides
+//! as one map would. A packet's cost is the number of pairs of its
+//! endpoint, not of rules. Boxes of too many blocks, and of the pairs
+//! beyond the maps, stay in the stratum's interval map (the kernel's
+//! pipapo, linear in its elements), looked up after the shape maps.
 //!
 //! Layers run in series as in `hostnet-policy`: out `acl-host` then
 //! `acl-switch`; in `acl-switch` then `acl-host`, whose last group is the
@@ -59,8 +64,10 @@ const SLOTS: usize = 1 + MAX_TIERS;
 pub const MAX_BOXES_PER_RULE: usize = 4096;
 /// Shape maps per chain: the (stratum, shape) pairs one endpoint's slot
 /// can look up in hash maps; pairs beyond it (the rarest) stay in the
-/// stratum's interval map.
-pub const SHAPE_MAPS: usize = 16;
+/// stratum's interval map. 16 was too few for /27-/30 peers to unaligned
+/// ranges of up to 23 ports (about 20 pairs); 32 per slot (1,024 empty
+/// maps in all) add about 60 ms to loading the tables.
+pub const SHAPE_MAPS: usize = 32;
 /// Aligned blocks one box may split into to go to shape maps; a box that
 /// needs more (two wide, unaligned port ranges: up to ~900) stays in the
 /// interval map.
@@ -750,7 +757,8 @@ fn strata(rules: &[&Rule]) -> Option<Vec<usize>> {
 }
 
 /// The boxes one stratum holds, indexed so that placing a box of the exact
-/// shape does not walk every box held (an endpoint's thousands of exact
+/// shape (one remote address, protocol and destination port, any source
+/// port) does not walk every box held (an endpoint's thousands of exact
 /// rules would make its compile quadratic).
 #[derive(Default)]
 struct Held {
@@ -828,10 +836,10 @@ impl Box5 {
         out
     }
 
-    /// The hash-map key of a box of the exact shape (one local and one
-    /// remote address, one protocol, one destination port, every source
-    /// port), in the layout of family `f`'s exact maps' `local . remote .
-    /// protocol . destination port`; None for any other box.
+    /// An index key of a box of the exact shape (one local and one remote
+    /// address, one protocol, one destination port, every source port):
+    /// `local . remote . protocol . destination port`; None for any other
+    /// box.
     fn exact_key(&self, f: IpFamily, dir: Direction) -> Option<Vec<u8>> {
         // Fields 3 and 4 are the local and remote ports; inbound the local
         // port is the destination, outbound the remote one.

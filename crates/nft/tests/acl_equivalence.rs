@@ -415,22 +415,26 @@ fn rules_apply_to_the_families_their_addresses_name() {
 /// decides as the evaluator does, for packets of every shape.
 #[test]
 fn shapes_beyond_the_maps_stay_in_the_interval_map() {
-    let rule = |net: String| Rule {
-        id: RuleId(net.clone()),
+    let rule = |net: String, ports: (u16, u16)| Rule {
+        id: RuleId(format!("{net} {ports:?}")),
         direction: Direction::In,
         priority: 100,
         condition: Condition::any()
             .protocols([Proto::TCP])
             .remote([net.parse().unwrap()])
-            .local_ports([(80, 80)]),
+            .local_ports([ports]),
         action: Action::Allow,
         origin: Origin::default(),
     };
-    // Prefix lengths 8 to 31: 24 shapes, the /24s most common.
+    // Prefix lengths 8 to 31, each to one port and to an aligned pair: 48
+    // shapes, the /24s to one port most common.
     let mut rules: Vec<Rule> = (0..24u8)
-        .map(|i| rule(format!("{}.0.0.0/{}", 20 + i, 8 + i)))
+        .flat_map(|i| {
+            let net = format!("{}.0.0.0/{}", 20 + i, 8 + i);
+            [rule(net.clone(), (80, 80)), rule(net, (82, 83))]
+        })
         .collect();
-    rules.extend((0..10u8).map(|i| rule(format!("100.{i}.0.0/24"))));
+    rules.extend((0..10u8).map(|i| rule(format!("100.{i}.0.0/24"), (80, 80))));
     rules.push(block_all(Direction::In));
     let port = port_of(vec![], rules, vec![]);
     let els = acl::elements(EP, &port).unwrap();
@@ -444,7 +448,7 @@ fn shapes_beyond_the_maps_stay_in_the_interval_map() {
         .iter()
         .filter(|e| e.set.starts_with("acl_in_switch_0_s"))
         .count();
-    assert_eq!(interval, 24 + 1 - acl::SHAPE_MAPS, "the rarest shapes");
+    assert_eq!(interval, 48 + 1 - acl::SHAPE_MAPS, "the rarest shapes");
     assert!(
         els.iter()
             .any(|e| e.set.starts_with("acl_in_switch_0_m") && e.text.contains("100.7.0.0")),
@@ -454,7 +458,8 @@ fn shapes_beyond_the_maps_stay_in_the_interval_map() {
         .map(|i| format!("{}.0.0.1", 20 + i))
         .chain((0..10u8).map(|i| format!("100.{i}.0.1")));
     for peer in peers {
-        for (dport, want) in [(80, true), (81, false)] {
+        let pair = !peer.starts_with("100.");
+        for (dport, want) in [(80, true), (81, false), (82, pair), (83, pair), (84, false)] {
             let p = Packet::new(Proto::TCP, peer.parse().unwrap(), 40000, EP, dport);
             let evaluated = matches!(
                 evaluate(&port, p, Direction::In, None).verdict,
