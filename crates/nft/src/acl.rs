@@ -609,7 +609,7 @@ fn lookup_rule(c: &ChainSpec, shape: Option<&Shape>, map: &'static str) -> Chain
             source,
             mask: shape
                 .filter(|s| u32::from(s[d]) < bits[d])
-                .map(|s| mask(s[d], source.len())),
+                .map(|s| mask(s[d], source.bytes())),
         })
         .collect();
     ChainRule::Lookup {

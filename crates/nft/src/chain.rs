@@ -37,7 +37,7 @@ pub const PAYLOAD_TRANSPORT: u32 = 2;
 
 impl KeySource {
     /// Bytes the field loads (a key field is padded to 4-byte registers).
-    pub fn len(self) -> usize {
+    pub fn bytes(self) -> usize {
         match self {
             KeySource::Addr { v6: false, .. } => 4,
             KeySource::Addr { v6: true, .. } => 16,

@@ -602,7 +602,7 @@ fn rule_expressions(msg: &mut Message, rule: &ChainRule) {
             });
             let mut reg = NFT_REG32_00;
             for field in key {
-                let len = field.source.len() as u32;
+                let len = field.source.bytes() as u32;
                 match field.source.payload() {
                     Some((base, offset)) => expr(msg, "payload", &|m| {
                         m.attr(NFTA_PAYLOAD_DREG, &be(reg))
