@@ -83,6 +83,8 @@ const CHURN_SAMPLES: usize = 200;
 
 struct Args {
     rules: Vec<usize>,
+    /// The ACL ladder with prefixes and port ranges (`--interval-rules`).
+    interval_rules: Vec<usize>,
     lbs: Vec<usize>,
     lbs6: Vec<usize>,
     onat: Vec<usize>,
@@ -101,7 +103,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
+        "usage: hostnet-policy-bench [--rules 0,1000,10000] [--interval-rules 0,1000,10000] [--lbs 0,1000,10000] \
          [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] [--ipv6] \
          [--no-programming] [--overlay 0,1000,10000]"
     );
@@ -111,6 +113,7 @@ fn usage() -> ! {
 fn parse_args() -> Args {
     let mut a = Args {
         rules: vec![0, 1000, 10000],
+        interval_rules: vec![0, 1000, 10000],
         lbs: vec![0, 1000, 10000],
         lbs6: vec![0, 1000, 10000],
         onat: vec![0, 2000],
@@ -134,6 +137,7 @@ fn parse_args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--rules" => a.rules = list(it.next()),
+            "--interval-rules" => a.interval_rules = list(it.next()),
             "--lbs" => a.lbs = list(it.next()),
             "--lbs6" => a.lbs6 = list(it.next()),
             "--onat" => a.onat = list(it.next()),
@@ -313,6 +317,31 @@ fn acl(id: String, action: &str, dir: &str, prio: u32, extra: Value) -> Value {
 /// flow in: its allow, `n - 3` allows of other sources and ports, outbound
 /// allowed, every other inbound packet blocked.
 fn acl_ladder(n: usize) -> Vec<Value> {
+    acl_ladder_of(n, |i| {
+        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
+        json!({ "Protocols": "6", "LocalPorts": (10000 + i % 20000).to_string(), "RemoteAddresses": format!("{src}/32") })
+    })
+}
+
+/// The ladder with interval-shaped noise: rule `i` allows a prefix of
+/// its own (/27 to /30, disjoint from the others' in 100.64.0.0/10) to an
+/// unaligned range of 1 to 23 ports, so its boxes are several aligned
+/// blocks of about twenty shapes in all.
+fn interval_acl_ladder(n: usize) -> Vec<Value> {
+    acl_ladder_of(n, |i| {
+        let base = u32::from_be_bytes([100, 64, 0, 0]) + 32 * i as u32;
+        let len = 27 + i % 4;
+        let first = 10000 + (i % 50) * 7;
+        json!({
+            "Protocols": "6",
+            "LocalPorts": format!("{first}-{}", first + i % 23),
+            "RemoteAddresses": format!("{}/{len}", std::net::Ipv4Addr::from(base)),
+        })
+    })
+}
+
+/// A default-deny ladder of `n` rules whose `n - 3` others are `noise(i)`.
+fn acl_ladder_of(n: usize, noise: impl Fn(usize) -> Value) -> Vec<Value> {
     if n == 0 {
         return Vec::new();
     }
@@ -328,13 +357,12 @@ fn acl_ladder(n: usize) -> Vec<Value> {
         acl("deny".into(), "Block", "In", 4000, json!({})),
     ];
     for i in 0..n.saturating_sub(3) {
-        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
         v.push(acl(
             format!("noise-{i}"),
             "Allow",
             "In",
             200 + (i % 1000) as u32,
-            json!({ "Protocols": "6", "LocalPorts": (10000 + i % 20000).to_string(), "RemoteAddresses": format!("{src}/32") }),
+            noise(i),
         ));
     }
     v.truncate(n);
@@ -358,6 +386,32 @@ fn linear_acl_table(n: usize, server: &str) -> String {
         "  ip daddr {server} tcp dport {{ {ECHO_PORT}, {IPERF_PORT} }} accept\n }}\n}}\n"
     ));
     s
+}
+
+/// The interval-shaped ladder's rungs (no iptables twin: the exact
+/// ladder's is the comparison).
+fn interval_acl_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let from = w.client.netns.clone();
+    let ctl = w.control.container.ip.clone();
+    let mut out = Vec::new();
+    for &n in rules {
+        let t = Instant::now();
+        let server = Server::new(&c, &w.net, interval_acl_ladder(n));
+        progress(&format!(
+            "acl: endpoint with {n} interval-shaped rules created in {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        ));
+        let ip = server.container.ip.clone();
+        out.push(Rung::take(
+            "hostnet ACL rules (prefixes, ranges)",
+            n,
+            runs,
+            || (measure(&from, &ctl), measure(&from, &ip)),
+        ));
+        server.remove(&c);
+    }
+    out
 }
 
 fn acl_ladder_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
@@ -1040,6 +1094,7 @@ fn main() {
     let mut rungs = Vec::new();
     if args.datapath {
         rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
+        rungs.extend(interval_acl_rungs(&w, &args.interval_rules, args.runs));
         rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
         rungs.extend(lb6_ladder_rungs(&w, &args.lbs6, args.backends, args.runs));
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
