@@ -133,7 +133,7 @@ impl Service {
             .collect();
         ops.push(Op::LoadNetnsTables {
             netns: o.router.clone(),
-            script: hostnet_nft::router::tables(&elements),
+            script: hostnet_nft::router::tables(&elements, dp.hook_design()),
         });
         if let Err(e) = apply(dp, &ops) {
             log::error!("overlay network {}: {e}", guid(&o.id));

@@ -23,10 +23,10 @@ pub const TRANSIT_LINK: &str = "transit";
 /// The router's tables as `nft -f` text, replacing any previous version
 /// in one transaction, with `elements` (OutBoundNAT sets, endpoint ports)
 /// already in place.
-pub fn tables(elements: &[SetElement]) -> String {
+pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
     let mut s = inet_table();
     s.push_str(&egress_table());
-    s.push_str(&crate::ruleset::element_statements(elements));
+    s.push_str(&crate::ruleset::element_statements(elements, hooks));
     s
 }
 
@@ -85,7 +85,7 @@ table inet {TABLE} {{
 mod tests {
     #[test]
     fn only_outbound_nat_endpoints_leave_and_nothing_enters_unasked() {
-        let t = super::tables(&[]);
+        let t = super::tables(&[], crate::hook::HookDesign::ChainPerDevice);
         assert!(t.contains("oifname \"transit\" ip saddr != @onat_sources4 drop"));
         assert!(t.contains("iifname \"transit\" drop"));
         assert!(t.contains("iifname != \"transit\" fib daddr oifname != \"transit\" notrack"));
@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn endpoint_ports_get_the_firewall_defaults_in_the_router() {
         let port = crate::endpoint_port("hnve0123");
-        let t = super::tables(&[port, crate::counters::port_drops("hnve0123")]);
+        let t = super::tables(
+            &[port, crate::counters::port_drops("hnve0123")],
+            crate::hook::HookDesign::ChainPerDevice,
+        );
         assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
         assert!(t.contains("oifname @port_drops drop"));
         assert!(t.contains(

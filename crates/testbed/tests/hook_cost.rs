@@ -57,7 +57,8 @@ fn hook_cost() {
     ];
     run_in(host.path(), || {
         let dp = LinuxDataplane::new().unwrap();
-        dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
+        dp.load_tables(&hostnet_nft::tables(&[], dp.hook_design()))
+            .unwrap();
         let rounds = std::env::var("HOOK_COST_ROUNDS")
             .ok()
             .and_then(|r| r.parse().ok())
