@@ -27,16 +27,23 @@ pub struct World {
 impl World {
     /// None (after printing `skipped:`) when privileges are missing.
     pub fn new(test: &str) -> Option<World> {
-        Self::with_uplink(test, false)
+        Self::with_uplink(test, false, &[])
+    }
+
+    /// [`World::new`] whose hostnetd hooks devices with a base chain per
+    /// device whatever the kernel allows: the design of kernels before
+    /// 6.16, kept tested on kernels that have the other.
+    pub fn with_chain_per_device(test: &str) -> Option<World> {
+        Self::with_uplink(test, false, &["--hook-design", "chain-per-device"])
     }
 
     /// [`World::new`] whose uplink carries IPv6 too (`HOST6`, `OUTSIDE6`,
     /// `INTERNET6`), for dual-stack networks.
     pub fn dual_stack(test: &str) -> Option<World> {
-        Self::with_uplink(test, true)
+        Self::with_uplink(test, true, &[])
     }
 
-    fn with_uplink(test: &str, ipv6: bool) -> Option<World> {
+    fn with_uplink(test: &str, ipv6: bool, daemon_args: &[&str]) -> Option<World> {
         if !require_privileges(test) {
             return None;
         }
@@ -45,7 +52,9 @@ impl World {
             uplink.add_ipv6();
         }
         let Uplink { host, outside } = uplink;
-        let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
+        let mut args = vec!["--default-subnet", SUBNET];
+        args.extend_from_slice(daemon_args);
+        let daemon = Daemon::start(host.path(), &args);
         Some(World {
             daemon,
             host,
