@@ -125,7 +125,9 @@ impl World {
 }
 
 /// The devices (quoted, as nft lists them) whose base chains in `table`
-/// (`nft list table` text) are named for the rules chain `rules`.
+/// (`nft list table` text) are named for the rules chain `rules`: a chain
+/// per device (`device "x"`) or one listing them (`devices = { "x", y }`,
+/// Linux 6.16+; `hostnet_nft::hook`), sorted.
 pub fn hooked_devices(table: &str, rules: &str) -> Vec<String> {
     let prefix = format!("chain {rules}/");
     let mut devices = Vec::new();
@@ -133,11 +135,20 @@ pub fn hooked_devices(table: &str, rules: &str) -> Vec<String> {
     for line in table.lines().map(str::trim) {
         if line.starts_with("chain ") {
             inside = line.starts_with(&prefix);
+        } else if let (true, Some((_, rest))) = (inside, line.split_once(" devices = { ")) {
+            let list = rest.split(" }").next().unwrap_or_default();
+            devices.extend(list.split(", ").map(|d| {
+                // nft quotes only the names that need it.
+                let bare = d.trim_matches('"');
+                format!("\"{bare}\"")
+            }));
+            inside = false;
         } else if let (true, Some((_, rest))) = (inside, line.split_once(" device ")) {
             devices.extend(rest.split(' ').next().map(str::to_string));
             inside = false;
         }
     }
+    devices.sort();
     devices
 }
 
