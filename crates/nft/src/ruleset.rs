@@ -13,8 +13,7 @@
 //! trips 7-8% (docs/benchmarks.md). A netdev chain costs only the frames of
 //! the devices it is hooked on. Which chain a device's base chain goes to
 //! *is* the dispatch: no per-frame map lookup picks the rules. Hooking a
-//! device is a [`Data::Device`] element, a base chain of its own and one
-//! rule, shared rules untouched.
+//! device is a [`Data::Device`] element, shared rules untouched.
 //!
 //! There is no bridge conntrack here (`nf_conntrack_bridge`), and netdev
 //! chains cannot read conntrack state, so the endpoint firewall judges
@@ -26,10 +25,11 @@
 //! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
 //! ICMP, ICMPv6 and IGMP, deny every other protocol.
 //!
-//! Each hooked device has a base chain of its own whose one rule goes to
-//! the shared rules ([`crate::hook`]): so hooking works alike on Linux 6.1
-//! (which neither hooks missing devices nor changes a chain's devices, and
-//! deletes a chain with its device) and on 6.16+.
+//! A hooked device is on a base chain whose one rule goes to the shared
+//! rules ([`crate::hook`]): one chain per rule set listing its devices
+//! where the kernel updates such lists (Linux 6.16+), a chain of its own
+//! where it does not (6.1, which neither hooks missing devices nor changes
+//! a chain's devices, and deletes a chain with its device).
 
 use std::fmt::Write;
 use std::net::IpAddr;
