@@ -297,7 +297,7 @@ impl Service {
             Ok(false) => log::warn!("bridge-nf-call-iptables or -ip6tables is 0: {bridged}"),
             Err(e) => log::warn!("{e}: {bridged}"),
         }
-        dp.load_tables(&hostnet_nft::tables(&elements))
+        dp.load_tables(&hostnet_nft::tables(&elements, dp.hook_design()))
             .map_err(|e| internal("loading the nftables tables", e))?;
 
         // Adapters bound for networks the store no longer has (a crash in

@@ -146,7 +146,7 @@ impl Service {
         elements.extend(lb_elements);
         ops.push(Op::LoadNetnsTables {
             netns: o.router.clone(),
-            script: hostnet_nft::router::tables(&elements),
+            script: hostnet_nft::router::tables(&elements, dp.hook_design()),
         });
         ops.extend(lb_sources);
         // Only the subnets of endpoints with ACLs hand bridged frames to

@@ -108,7 +108,8 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
     let Some(host) = Host::new() else { return };
     run_in_netns(&host.path, || {
         let dp = LinuxDataplane::new().unwrap();
-        dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
+        dp.load_tables(&hostnet_nft::tables(&[], dp.hook_design()))
+            .unwrap();
         let addr = Ipv4Addr::new(10, 9, 0, 2);
         dp.execute(&Op::AddAddress {
             link: "lo".into(),

@@ -35,10 +35,10 @@ pub const TRANSIT_LINK: &str = "transit";
 /// The router's tables as `nft -f` text, replacing any previous version
 /// in one transaction, with `elements` (OutBoundNAT sets, endpoint ports)
 /// already in place.
-pub fn tables(elements: &[SetElement]) -> String {
+pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
     let mut s = inet_table();
     s.push_str(&egress_table());
-    s.push_str(&crate::ruleset::element_statements(elements));
+    s.push_str(&crate::ruleset::element_statements(elements, hooks));
     s
 }
 
@@ -155,7 +155,7 @@ fn acl_part() -> String {
 mod tests {
     #[test]
     fn only_outbound_nat_endpoints_leave_and_nothing_enters_unasked() {
-        let t = super::tables(&[]);
+        let t = super::tables(&[], crate::hook::HookDesign::ChainPerDevice);
         assert!(t.contains("oifname \"transit\" ip saddr != @onat_sources4 drop"));
         assert!(t.contains("iifname \"transit\" drop"));
         assert!(t.contains("iifname != \"transit\" fib daddr oifname != \"transit\" notrack"));
@@ -185,7 +185,7 @@ mod tests {
         };
         let mut els = crate::lb::elements(&vip);
         els.push(super::lb_source(std::net::Ipv4Addr::new(10, 0, 1, 2)));
-        let t = super::tables(&els);
+        let t = super::tables(&els, crate::hook::HookDesign::ChainPerDevice);
         // Replies to a SourceVIP skip the raw notrack, before it.
         let accept = t.find("ip daddr @lb_router_sources4 accept").unwrap();
         assert!(accept < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
@@ -205,7 +205,10 @@ mod tests {
     #[test]
     fn acl_endpoints_are_tracked_and_walk_the_compiled_acls() {
         let addr = std::net::Ipv4Addr::new(10, 0, 1, 2).into();
-        let t = super::tables(&[crate::acl_endpoint(addr)]);
+        let t = super::tables(
+            &[crate::acl_endpoint(addr)],
+            crate::hook::HookDesign::ChainPerDevice,
+        );
         // Their traffic skips the notrack rules, both ways.
         let pre = t.find("ip saddr @acl_endpoints4 return").unwrap();
         assert!(pre < t.find("fib daddr oifname != \"transit\" notrack").unwrap());
@@ -223,7 +226,10 @@ mod tests {
     #[test]
     fn endpoint_ports_get_the_firewall_defaults_in_the_router() {
         let port = crate::endpoint_port("hnve0123");
-        let t = super::tables(&[port, crate::counters::port_drops("hnve0123")]);
+        let t = super::tables(
+            &[port, crate::counters::port_drops("hnve0123")],
+            crate::hook::HookDesign::ChainPerDevice,
+        );
         assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
         assert!(t.contains("oifname @port_drops drop"));
         assert!(t.contains(

@@ -29,8 +29,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use hostnet_nft::hook::HookDesign;
 use hostnet_nft::SetElement;
 use ipnet::IpNet;
 
@@ -59,6 +60,18 @@ pub fn delete_netns(path: &Path) -> io::Result<()> {
     netns::delete(path)
 }
 
+/// The hooking design this kernel allows
+/// ([`nftables::probe_hook_design`]), probed once per process: the answer
+/// is the kernel's, the same in every namespace.
+fn kernel_hook_design(sock: &mut Socket) -> HookDesign {
+    static PROBED: OnceLock<HookDesign> = OnceLock::new();
+    *PROBED.get_or_init(|| {
+        let design = nftables::probe_hook_design(sock);
+        log::info!("nftables: hooking devices with {}", design.describe());
+        design
+    })
+}
+
 /// The real dataplane. See the module docs for which namespace it acts on.
 pub struct LinuxDataplane {
     route: Mutex<Socket>,
@@ -69,6 +82,9 @@ pub struct LinuxDataplane {
     /// Whether the kernel knows `NFT_MSG_DESTROYSETELEM`; cleared the first
     /// time it turns out not to.
     destroy_supported: AtomicBool,
+    /// How device elements are hooked: probed from the kernel when first
+    /// needed, once per process ([`kernel_hook_design`]), or forced.
+    hooks: OnceLock<HookDesign>,
     /// Dataplanes of other namespaces (overlay routers) by path: making
     /// one takes a thread and two sockets, milliseconds on a busy host, and
     /// an overlay endpoint needs two ops there. Each holds its namespace
@@ -95,8 +111,25 @@ impl LinuxDataplane {
             home,
             home_id,
             destroy_supported: AtomicBool::new(true),
+            hooks: OnceLock::new(),
             others: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same dataplane hooking devices in `design` whatever the kernel
+    /// allows: to keep the chain-per-device design tested, and measured, on
+    /// kernels that could do better. The kernel must allow `design`.
+    pub fn with_hook_design(self, design: HookDesign) -> Self {
+        let _ = self.hooks.set(design);
+        self
+    }
+
+    /// The hooking design, probed on first use (not in `new`: the CNI
+    /// plugin opens a dataplane per call and never hooks a device).
+    fn hooks(&self) -> HookDesign {
+        *self
+            .hooks
+            .get_or_init(|| kernel_hook_design(&mut self.netfilter()))
     }
 
     /// The index of link `name` in the dataplane's namespace, if it exists.
@@ -401,11 +434,12 @@ impl LinuxDataplane {
             return Ok(());
         }
         let all: Vec<usize> = (0..elements.len()).collect();
+        let hooks = self.hooks();
         let mut sock = self.netfilter();
         let result = if add {
-            nftables::apply(&mut sock, Change::Add, elements, &all)
+            nftables::apply(&mut sock, hooks, Change::Add, elements, &all)
         } else {
-            self.delete_elements(&mut sock, elements, all)
+            self.delete_elements(&mut sock, hooks, elements, all)
         };
         result.map_err(|f| {
             let op = if add {
@@ -432,6 +466,7 @@ impl LinuxDataplane {
         let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
         let mut deletes: Vec<usize> = (0..delete.len()).collect();
         let adds: Vec<usize> = (delete.len()..all.len()).collect();
+        let hooks = self.hooks();
         let mut sock = self.netfilter();
         let mut removal = match self.destroy_supported.load(Ordering::Relaxed) {
             true => Change::Destroy,
@@ -439,7 +474,8 @@ impl LinuxDataplane {
         };
         let mut downgraded = false;
         loop {
-            let failure = match nftables::replace(&mut sock, removal, &all, &deletes, &adds) {
+            let failure = match nftables::replace(&mut sock, hooks, removal, &all, &deletes, &adds)
+            {
                 Ok(()) => {
                     if downgraded {
                         self.destroy_supported.store(false, Ordering::Relaxed);
@@ -478,22 +514,24 @@ impl LinuxDataplane {
     fn delete_elements(
         &self,
         sock: &mut Socket,
+        hooks: HookDesign,
         elements: &[SetElement],
         all: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
         let (chains, all): (Vec<usize>, Vec<usize>) = all
             .into_iter()
             .partition(|&i| elements[i].chain_rules().is_some());
-        self.delete_set_elements(sock, elements, all)?;
+        self.delete_set_elements(sock, hooks, elements, all)?;
         if chains.is_empty() {
             return Ok(());
         }
-        Self::delete_skipping_missing(sock, elements, chains)
+        Self::delete_skipping_missing(sock, hooks, elements, chains)
     }
 
     fn delete_set_elements(
         &self,
         sock: &mut Socket,
+        hooks: HookDesign,
         elements: &[SetElement],
         all: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
@@ -501,35 +539,36 @@ impl LinuxDataplane {
             .into_iter()
             .partition(|&i| elements[i].device_hook().is_some());
         if !devices.is_empty() {
-            Self::delete_skipping_missing(sock, elements, devices)?;
+            Self::delete_skipping_missing(sock, hooks, elements, devices)?;
         }
         if remaining.is_empty() {
             return Ok(());
         }
         if self.destroy_supported.load(Ordering::Relaxed) {
-            match nftables::apply(sock, Change::Destroy, elements, &remaining) {
+            match nftables::apply(sock, hooks, Change::Destroy, elements, &remaining) {
                 Err(f)
                     if f.element.is_none()
                         && matches!(f.error.errno, libc::EINVAL | libc::EOPNOTSUPP) =>
                 {
                     // Maybe an old kernel; DELETE tells.
-                    nftables::apply(sock, Change::Delete, elements, &remaining)?;
+                    nftables::apply(sock, hooks, Change::Delete, elements, &remaining)?;
                     self.destroy_supported.store(false, Ordering::Relaxed);
                     return Ok(());
                 }
                 other => return other,
             }
         }
-        Self::delete_skipping_missing(sock, elements, remaining)
+        Self::delete_skipping_missing(sock, hooks, elements, remaining)
     }
 
     fn delete_skipping_missing(
         sock: &mut Socket,
+        hooks: HookDesign,
         elements: &[SetElement],
         mut remaining: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
         loop {
-            match nftables::apply(sock, Change::Delete, elements, &remaining) {
+            match nftables::apply(sock, hooks, Change::Delete, elements, &remaining) {
                 Err(f) if f.error.errno == libc::ENOENT && f.element.is_some() => {
                     let missing = f.element.expect("checked");
                     remaining.retain(|&i| i != missing);
@@ -694,7 +733,8 @@ impl LinuxDataplane {
         if let Some(dp) = others.get(path).filter(|dp| dp.home_id == id) {
             return Ok(dp.clone());
         }
-        let dp = Arc::new(run_in_netns(path, LinuxDataplane::new).map_err(fail)??);
+        let dp = run_in_netns(path, LinuxDataplane::new).map_err(fail)??;
+        let dp = Arc::new(dp.with_hook_design(self.hooks()));
         others.insert(path.to_path_buf(), dp.clone());
         Ok(dp)
     }
@@ -808,9 +848,10 @@ impl LinuxDataplane {
             .and_then(|r| r)
             .map_err(|e| fail(format!("nfnetlink socket: {e}")))?;
         let all: Vec<usize> = (0..elements.len()).collect();
+        let hooks = self.hooks();
         let result = match add {
-            true => nftables::apply(&mut sock, Change::Add, elements, &all),
-            false => self.delete_elements(&mut sock, elements, all),
+            true => nftables::apply(&mut sock, hooks, Change::Add, elements, &all),
+            false => self.delete_elements(&mut sock, hooks, elements, all),
         };
         result.map_err(|f| fail(f.describe(elements)))
     }
@@ -1044,6 +1085,10 @@ impl Dataplane for LinuxDataplane {
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         nftables::load_tables(&self.home, script)
+    }
+
+    fn hook_design(&self) -> HookDesign {
+        self.hooks()
     }
 
     fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
@@ -1700,6 +1745,7 @@ fn index_for_change(
 mod tests {
     use super::*;
     use hostnet_nft::Family;
+    use std::process::Command;
 
     /// Unmounts a test namespace on drop (panics included).
     struct Netns(tempfile::TempDir);
@@ -1765,8 +1811,14 @@ mod tests {
             // 1 and 3 are gone, 2 stayed.
             let mut sock = dp.netfilter();
             for n in [1, 3] {
-                let gone =
-                    nftables::apply(&mut sock, Change::Delete, &[port(n)], &[0]).unwrap_err();
+                let gone = nftables::apply(
+                    &mut sock,
+                    HookDesign::ChainPerDevice,
+                    Change::Delete,
+                    &[port(n)],
+                    &[0],
+                )
+                .unwrap_err();
                 assert_eq!((gone.error.errno, gone.element), (libc::ENOENT, Some(0)));
                 let text = gone.describe(&[port(n)]);
                 assert!(
@@ -1774,7 +1826,14 @@ mod tests {
                     "{text}"
                 );
             }
-            nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+            nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(2)],
+                &[0],
+            )
+            .unwrap();
         })
         .unwrap();
     }
@@ -1798,9 +1857,23 @@ mod tests {
             })
             .unwrap();
             let mut sock = dp.netfilter();
-            let gone = nftables::apply(&mut sock, Change::Delete, &[port(1)], &[0]).unwrap_err();
+            let gone = nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(1)],
+                &[0],
+            )
+            .unwrap_err();
             assert_eq!(gone.error.errno, libc::ENOENT);
-            nftables::apply(&mut sock, Change::Delete, &[port(2), port(5)], &[0, 1]).unwrap();
+            nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(2), port(5)],
+                &[0, 1],
+            )
+            .unwrap();
         })
         .unwrap();
     }
@@ -1817,5 +1890,35 @@ mod tests {
         );
         assert!(sysctl_path("net/../../etc").is_err());
         assert!(sysctl_path("/etc/passwd").is_err());
+    }
+
+    /// The probe's answer is what the kernel does: with the device-list
+    /// design, a chain hooked on a missing device is created and a device
+    /// added to an existing chain's list; with a chain per device the
+    /// kernel refuses one of the two. The probe leaves no table behind.
+    #[test]
+    fn the_hook_design_probe_says_what_the_kernel_does() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            let design = nftables::probe_hook_design(&mut dp.netfilter());
+            let listed = Command::new("nft").args(["list", "tables"]).output().unwrap();
+            assert!(listed.status.success());
+            assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "the probe cleans up");
+            let chain = |device: &str| {
+                format!("add chain netdev t c {{ type filter hook ingress device \"{device}\" priority 0; }}\n")
+            };
+            let tried = dp
+                .load_tables(&format!("add table netdev t\n{}", chain("hnt-missing0")))
+                .and_then(|()| dp.load_tables(&chain("hnt-missing1")));
+            match design {
+                HookDesign::DeviceList => tried.unwrap(),
+                HookDesign::ChainPerDevice => {
+                    tried.unwrap_err();
+                }
+            }
+            eprintln!("this kernel: {}", design.describe());
+        })
+        .unwrap();
     }
 }
