@@ -493,12 +493,6 @@ pub(crate) fn check_policies_allowed(
     net: &NetworkRec,
     p: &EndpointPolicies,
 ) -> Result<(), HcnError> {
-    if net.kind == NetworkKind::Overlay && !p.sdn_routes.is_empty() {
-        return Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
-        ));
-    }
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
     crate::vlan::check_endpoint(net, p.vlan)?;
     let refused = if p.outbound_nat.is_some() {
@@ -544,7 +538,9 @@ pub(crate) fn sdn_routes(
 /// The next hop of a route of the endpoint at `address`: `given`, which
 /// must be on the endpoint's subnet (the kernel could not reach it
 /// otherwise), or the host's address there (a NAT network's gateway, the
-/// host's address on a bound adapter).
+/// host's address on a bound adapter, an Overlay network's router: the
+/// router encapsulates what it routes to other hosts, so an `SDNRoute`
+/// with `NeedEncap` and no `NextHop` goes through it).
 pub(crate) fn next_hop_of(
     net: &NetworkRec,
     address: IpNet,
@@ -559,12 +555,18 @@ pub(crate) fn next_hop_of(
             format!("{what} to {destination}: the endpoint's address {} is of another IP family: give an IPv4 prefix", address.addr()),
         ));
     }
+    let router = net
+        .overlay
+        .iter()
+        .flat_map(|o| &o.segments)
+        .map(|s| IpAddr::V4(s.gateway.addr()));
     let host = net
         .adapter
         .iter()
         .flat_map(|a| &a.addresses)
         .chain(&net.plan.gateways)
         .map(|a| a.addr())
+        .chain(router)
         .find(|a| subnet.contains(a));
     match given.or(host) {
         Some(v) if v == address.addr() => Err(HcnError::new(

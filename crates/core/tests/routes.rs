@@ -494,3 +494,87 @@ fn a_refused_or_failed_sdn_route_change_leaves_the_old_routes() {
         assert_eq!(stored(), before);
     }
 }
+
+/// The routes of the veths `ops` create, in the router's namespace or not.
+fn veth_routes(ops: &[Op]) -> Vec<String> {
+    ops.iter()
+        .flat_map(|o| match o {
+            Op::InNetns { op, .. } => veth_routes(std::slice::from_ref(op)),
+            Op::CreateVeth { routes, .. } => routes
+                .iter()
+                .map(|r| format!("{} via {}", r.destination, r.via.unwrap()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn sdn_routes_on_overlay_endpoints_go_via_a_neighbour_or_the_router() {
+    let f = fresh();
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
+    f.dp.set_default_route(Some("eth0"));
+    let net = f
+        .svc
+        .create(
+            Kind::Network,
+            &body(json!({"Name": "ov", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [
+                    {"IpAddressPrefix": "10.0.1.0/24",
+                     "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4100}}]},
+                    {"IpAddressPrefix": "10.0.2.0/24",
+                     "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4101}}]}]}]})),
+        )
+        .expect("overlay network");
+    let encap = json!({ "Type": "SDNRoute", "Settings": { "DestinationPrefix": "198.51.100.0/24", "NeedEncap": true } });
+    let ep = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"],
+                "IpConfigurations": [{"IpAddress": "10.0.1.10"}], "Policies": [encap]})),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = ep["ID"].as_str().unwrap().to_string();
+    let ns = f.svc.create(Kind::Namespace, b"{}").unwrap();
+    let req = json!({ "ResourceType": "Endpoint", "RequestType": "Add", "Settings": { "EndpointId": a } });
+    f.dp.take();
+    f.svc
+        .modify(Kind::Namespace, ns["ID"].as_str().unwrap(), &body(req))
+        .unwrap();
+    // NeedEncap without a NextHop: through the subnet's router.
+    let routes = veth_routes(&f.dp.take());
+    assert!(
+        routes.contains(&"198.51.100.0/24 via 10.0.1.1".to_string()),
+        "{routes:?}"
+    );
+    assert!(f.trace(&a, "198.51.100.7")["Text"]
+        .as_str()
+        .unwrap()
+        .contains("route via 10.0.1.1"));
+
+    // A neighbour on the subnet (local or on another host) by modify: a
+    // route in the container's namespace, nothing in the router's.
+    f.svc
+        .modify(
+            Kind::Endpoint,
+            &a,
+            &change("Add", json!([sdn_route("203.0.113.0/24", "10.0.1.20")])),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ops = f.dp.take();
+    assert_eq!(route_steps(&ops), ["add 203.0.113.0/24 via 10.0.1.20"]);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+
+    // The other subnet is not the endpoint's: refused, nothing changes.
+    let e = f
+        .svc
+        .modify(
+            Kind::Endpoint,
+            &a,
+            &change("Add", json!([sdn_route("192.0.2.0/24", "10.0.2.1")])),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIp, "{e}");
+    assert!(f.dp.take().is_empty());
+}
