@@ -88,7 +88,9 @@ impl Service {
             ));
         }
         if st.networks[&net_id].is_dhcp() {
-            return self.create_dhcp_endpoint(st, &wire, &spec).map(Some);
+            return self
+                .create_dhcp_endpoint(st, &wire, &spec, &policies)
+                .map(Some);
         }
 
         let id = new_endpoint_id(&st);
@@ -486,32 +488,14 @@ fn onat_policy(n: &OutboundNat) -> Result<OnatPolicy, HcnError> {
     })
 }
 
-/// OutBoundNAT and SDNRoute work on every driver, but a DHCP endpoint is
-/// planned from its lease alone (its policies are not applied): refuse
-/// them there rather than drop them.
+/// The policies only some networks take: `EncapOverhead` (Overlay) and
+/// `VLAN` (its network's own).
 pub(crate) fn check_policies_allowed(
     net: &NetworkRec,
     p: &EndpointPolicies,
 ) -> Result<(), HcnError> {
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
-    crate::vlan::check_endpoint(net, p.vlan)?;
-    let refused = if p.outbound_nat.is_some() {
-        Some("OutBoundNAT")
-    } else if !p.sdn_routes.is_empty() {
-        Some("SDNRoute")
-    } else {
-        None
-    };
-    match refused {
-        Some(t) if net.is_dhcp() => Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            format!(
-                "endpoint policy {t} is not supported on DHCP {} networks yet: remove it, or give the network a subnet",
-                net.kind
-            ),
-        )),
-        _ => Ok(()),
-    }
+    crate::vlan::check_endpoint(net, p.vlan)
 }
 
 /// The routes `SDNRoute`s add in the endpoint's namespace. Without a
