@@ -845,6 +845,13 @@ fn take_address(
             return Ok((IpNet::new(cfg.address, len).expect("valid"), None));
         }
     }
+    // Another host's endpoint in that host's own subnet (flannel): no pool
+    // of this network holds it, a RemoteSubnetRoute reaches it.
+    if let Some(cfg) = cfg.filter(|_| crate::overlay::is_remote(spec.flags)) {
+        if crate::overlay::route_beyond_subnets(net, cfg.address).is_some() {
+            return Ok((IpNet::new(cfg.address, 32).expect("valid"), None));
+        }
+    }
     let mut pools = net
         .pools
         .iter_mut()
@@ -872,13 +879,20 @@ fn take_address(
         }
         Some(cfg) => {
             let ip = cfg.address;
+            let remote = crate::overlay::is_remote(spec.flags);
             let Some(pool) = pools.find(|p| p.contains(ip)) else {
                 let subnets: Vec<String> =
                     net.pools.iter().map(|p| p.prefix().to_string()).collect();
+                let or_route = match remote {
+                    true => {
+                        ", or for another host's subnet add a RemoteSubnetRoute covering it first"
+                    }
+                    false => "",
+                };
                 return Err(HcnError::new(
                     ErrorCode::InvalidIp,
                     format!(
-                        "IpAddress {ip} is not in any subnet of network {net_name} ({}): choose an address inside it",
+                        "IpAddress {ip} is not in any subnet of network {net_name} ({}): choose an address inside it{or_route}",
                         subnets.join(", ")
                     ),
                 ));

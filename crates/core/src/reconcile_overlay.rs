@@ -141,10 +141,14 @@ impl Service {
                 Err(err) => log::error!("endpoint {}: {err}", guid(id)),
             }
         }
+        // Its load balancers, and the SourceVIPs it holds for them.
+        let (lb_elements, lb_sources) = crate::load_balancer::router_state(st, o);
+        elements.extend(lb_elements);
         ops.push(Op::LoadNetnsTables {
             netns: o.router.clone(),
             script: hostnet_nft::router::tables(&elements),
         });
+        ops.extend(lb_sources);
         // Only the subnets of endpoints with ACLs hand bridged frames to
         // the router's IP hooks (bridges may have been rebuilt, endpoints
         // deleted while the daemon was down).

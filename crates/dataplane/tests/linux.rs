@@ -535,7 +535,7 @@ fn set_and_map_elements() {
 /// The ACL maps (five-field interval keys, verdict data) load, take
 /// elements over nfnetlink, and give them back.
 #[test]
-fn acl_maps_take_interval_verdict_elements() {
+fn acl_chains_and_maps_load_and_unload() {
     use hostnet_policy::{
         lower, Action, Condition, Direction, Group, LayerName, Origin, Port, PortKind, Proto, Rule,
         RuleId,
@@ -570,23 +570,74 @@ fn acl_maps_take_interval_verdict_elements() {
             action: Action::Block,
             ..web.clone()
         };
+        // Two wide, unaligned port ranges: too many blocks for the shape
+        // maps, so an interval element.
+        let wide = Rule {
+            id: RuleId("wide".into()),
+            condition: Condition::any()
+                .protocols([Proto::TCP])
+                .remote(["203.0.113.0/24".parse().unwrap()])
+                .local_ports([(1, 65534)])
+                .remote_ports([(1, 65534)]),
+            ..web.clone()
+        };
         let mut port = Port::new("ep", PortKind::Endpoint);
         port.set_group(LayerName::AclHost, lower::firewall_defaults());
-        port.set_group(LayerName::AclSwitch, Group::new("acl", 0, vec![web, deny]));
+        port.set_group(
+            LayerName::AclSwitch,
+            Group::new("acl", 0, vec![web, wide, deny]),
+        );
         let els = hostnet_nft::acl::elements("10.0.0.5".parse().unwrap(), &port).unwrap();
-        assert_eq!(els.len(), 5, "2 remotes x 2 port ranges, and the deny");
         dp.execute(&Op::AddElements(els.clone())).unwrap();
-        let s0 = elements_of(host, "map", "acl_in_switch_0_s0");
-        assert_eq!(s0.matches("goto acl_in_host_0").count(), 4, "{s0}");
+        // 2 remotes x 2 port blocks (80-81 and 443) in shape maps, the wide
+        // box in the interval map, the deny in a shape map of stratum 1.
+        let chain = run_in(
+            host,
+            &[
+                "nft",
+                "list",
+                "chain",
+                "inet",
+                "hostnet",
+                "acl_in_switch_0/10.0.0.5",
+            ],
+        );
+        for m in ["m0", "m1", "m2", "s0"] {
+            assert!(
+                chain.contains(&format!("vmap @acl_in_switch_0_{m}")),
+                "{chain}"
+            );
+        }
         assert!(
-            s0.contains("10.0.0.5 . 198.51.100.0/24 . tcp . 443 . 0-65535"),
+            chain.contains(
+                "ip saddr & 255.255.255.0 . meta l4proto . th dport & 65534 . th sport & 0 vmap"
+            ),
+            "{chain}"
+        );
+        assert!(chain.contains("goto acl_in_switch_1"), "{chain}");
+        let dispatch = elements_of(host, "map", "acl_in_switch_0_ep");
+        assert!(
+            dispatch.contains("10.0.0.5 : goto acl_in_switch_0/10.0.0.5"),
+            "{dispatch}"
+        );
+        let shapes: String = ["m0", "m1", "m2"]
+            .iter()
+            .map(|m| elements_of(host, "map", &format!("acl_in_switch_0_{m}")))
+            .collect();
+        assert_eq!(shapes.matches("goto acl_in_host_0").count(), 4, "{shapes}");
+        assert!(
+            shapes.contains("10.0.0.5 . 198.51.100.0 . tcp . 443 . 0"),
+            "{shapes}"
+        );
+        assert_eq!(shapes.matches(": drop").count(), 1, "{shapes}");
+        let s0 = elements_of(host, "map", "acl_in_switch_0_s0");
+        assert!(
+            s0.contains("10.0.0.5 . 203.0.113.0/24 . tcp . 1-65534 . 1-65534"),
             "{s0}"
         );
-        let s1 = elements_of(host, "map", "acl_in_switch_0_s1");
-        assert!(s1.contains(": drop"), "{s1}");
         dp.execute(&Op::DeleteElements(els)).unwrap();
-        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s0"), "");
-        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s1"), "");
+        let table = run_in(host, &["nft", "list", "table", "inet", "hostnet"]);
+        assert!(!table.contains("10.0.0.5"), "{table}");
     });
 }
 
@@ -636,13 +687,17 @@ fn replace_elements_is_one_transaction() {
             add: [new.clone(), vec![ifname("hnv2")]].concat(),
         };
         dp.execute(&swap).unwrap();
-        let s0 = elements_of(host, "map", "acl_in_switch_0_s0");
+        // 80-90 and 85-100 are blocks of different shapes: the endpoint's
+        // chain is replaced in place, its dispatch element kept.
+        let acl = || run_in(host, &["nft", "list", "table", "inet", "hostnet"]);
+        let s0 = acl();
         // (Elements of the ACL maps carry counters, printed before the verdict.)
         assert!(
-            s0.contains("tcp . 85-100 . 0-65535") && s0.contains(": drop"),
+            s0.contains("10.0.0.5 . 0.0.0.0 . tcp . 96 . 0 counter packets 0 bytes 0 : drop"),
             "{s0}"
         );
-        assert!(!s0.contains("80-90"), "{s0}");
+        assert!(!s0.contains(": goto acl_in_host_0"), "{s0}");
+        assert!(s0.contains("th dport & 65532"), "96-99's shape: {s0}");
         assert!(elements_of(host, "set", "ports").contains("\"hnv2\""));
 
         // An add that fails (it exists) takes the deletes of its batch
@@ -653,15 +708,18 @@ fn replace_elements_is_one_transaction() {
         };
         let err = dp.execute(&failing).unwrap_err();
         assert!(err.to_string().contains("hnv2"), "{err}");
-        assert_eq!(elements_of(host, "map", "acl_in_switch_0_s0"), s0);
+        assert_eq!(acl(), s0);
 
         // Undo is the reverse swap.
         dp.execute(&swap.undo().unwrap()).unwrap();
-        let back = elements_of(host, "map", "acl_in_switch_0_s0");
+        let back = acl();
         assert!(
-            back.contains("tcp . 80-90 . 0-65535") && back.contains(": goto acl_in_host_0"),
+            back.contains(
+                "10.0.0.5 . 0.0.0.0 . tcp . 80 . 0 counter packets 0 bytes 0 : goto acl_in_host_0"
+            ),
             "{back}"
         );
+        assert!(!back.contains(": drop"), "{back}");
         assert!(elements_of(host, "set", "ports").contains("\"hnv1\""));
     });
 }

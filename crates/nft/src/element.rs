@@ -71,6 +71,10 @@ pub enum Data {
     /// Not a set element: the key is a device hooked, at this hook, on the
     /// rules chain named by `set` (through a base chain of its own).
     Device(NetdevHook),
+    /// Not a set element: a regular chain named `set` holding these rules
+    /// ([`crate::chain`]). Added, the chain is made (if missing) and its
+    /// rules replaced; deleted, it goes with its rules.
+    Rules(Vec<crate::chain::ChainRule>),
 }
 
 /// Where a netdev base chain sees a device's frames.
@@ -104,6 +108,14 @@ impl SetElement {
     pub fn device_hook(&self) -> Option<NetdevHook> {
         match self.data {
             Some(Data::Device(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The rules, if this is a regular chain ([`Data::Rules`]).
+    pub fn chain_rules(&self) -> Option<&[crate::chain::ChainRule]> {
+        match &self.data {
+            Some(Data::Rules(r)) => Some(r),
             _ => None,
         }
     }

@@ -209,9 +209,16 @@ pub fn tables(elements: &[SetElement]) -> String {
 /// hooked device as its own base chain ([`crate::hook`]).
 pub(crate) fn element_statements(elements: &[SetElement]) -> String {
     let mut s = String::new();
+    // Regular chains ([`Data::Rules`]) first: map elements `goto` them.
+    for e in elements.iter().filter(|e| e.chain_rules().is_some()) {
+        s.push_str(&crate::chain::chain_text(e));
+    }
     for e in elements {
         if e.device_hook().is_some() {
             s.push_str(&crate::hook::chain_text(e));
+            continue;
+        }
+        if e.chain_rules().is_some() {
             continue;
         }
         let _ = writeln!(

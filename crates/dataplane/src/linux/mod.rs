@@ -473,7 +473,25 @@ impl LinuxDataplane {
     /// dropping each element the kernel reports missing and retrying (the
     /// batch aborted as a whole, so nothing was deleted yet). A chain's
     /// devices always go the second way: the kernel has no DESTROY for them.
+    /// Regular chains ([`hostnet_nft::Data::Rules`]) go last, the same
+    /// way, once nothing goes to them.
     fn delete_elements(
+        &self,
+        sock: &mut Socket,
+        elements: &[SetElement],
+        all: Vec<usize>,
+    ) -> Result<(), nftables::Failure> {
+        let (chains, all): (Vec<usize>, Vec<usize>) = all
+            .into_iter()
+            .partition(|&i| elements[i].chain_rules().is_some());
+        self.delete_set_elements(sock, elements, all)?;
+        if chains.is_empty() {
+            return Ok(());
+        }
+        Self::delete_skipping_missing(sock, elements, chains)
+    }
+
+    fn delete_set_elements(
         &self,
         sock: &mut Socket,
         elements: &[SetElement],

@@ -14,6 +14,13 @@
 //! one rule) and `NEWRULE` (`goto` the shared rules); deleted, as one
 //! `DELCHAIN`, rules and all. All in the same batch as the set elements.
 //!
+//! A [`Data::Rules`] element is a regular chain and its rules
+//! (`hostnet_nft::chain`: an endpoint's ACL lookups): added, `NEWCHAIN`,
+//! `DELRULE` flushing it and one `NEWRULE` per rule (meta, cmp, payload,
+//! bitwise and lookup expressions); deleted, `DELCHAIN`. Chains are added
+//! before and deleted after the map elements of their batch, which `goto`
+//! them.
+//!
 //! Loading whole tables is rare (start-up, resync) and needs nft's parser,
 //! so it runs the `nft` binary, inside the dataplane's namespace.
 
@@ -24,6 +31,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use hostnet_nft::chain::ChainRule;
 use hostnet_nft::{Data, Family, SetElement};
 
 use super::netlink::{Message, NetlinkError, Socket};
@@ -74,6 +82,28 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 /// `NFT_REG_VERDICT`: an immediate into it is a verdict.
 const NFT_REG_VERDICT: u32 = 0;
+/// The first 32-bit register; a lookup key fills consecutive ones.
+const NFT_REG32_00: u32 = 8;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_DREG: u16 = 3;
 const NF_ACCEPT: u32 = 1;
 
 /// Elements per set message; keeps each message far below socket limits.
@@ -163,7 +193,10 @@ pub fn apply(
     all: &[SetElement],
     elements: &[usize],
 ) -> Result<(), Failure> {
-    let messages = group(all, elements);
+    let mut messages = group(all, elements);
+    // Chains before the elements that go to them, and after them out.
+    let chains_first = change == Change::Add;
+    messages.sort_by_key(|m| (all[m[0]].chain_rules().is_some()) != chains_first);
     let mut start = 0;
     while start < messages.len() {
         let mut bytes = 0;
@@ -196,14 +229,34 @@ pub fn replace(
     adds: &[usize],
 ) -> Result<(), Failure> {
     let mut batch: Vec<(Change, Vec<usize>)> = Vec::new();
-    for m in group(all, deletes) {
-        let change = match all[m[0]].device_hook() {
-            Some(_) => Change::Delete,
-            None => removal,
+    // A chain added again is replaced in place (its add flushes it), not
+    // deleted: the elements going to it may stay.
+    let added: std::collections::HashSet<&str> = adds
+        .iter()
+        .filter(|&&i| all[i].chain_rules().is_some())
+        .map(|&i| all[i].set)
+        .collect();
+    let deletes: Vec<usize> = deletes
+        .iter()
+        .copied()
+        .filter(|&i| all[i].chain_rules().is_none() || !added.contains(all[i].set))
+        .collect();
+    let mut gone = group(all, &deletes);
+    gone.sort_by_key(|m| all[m[0]].chain_rules().is_some());
+    for m in gone {
+        let e = &all[m[0]];
+        let change = match e.device_hook().is_some() || e.chain_rules().is_some() {
+            true => Change::Delete,
+            false => removal,
         };
         batch.push((change, m));
     }
-    batch.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
+    let mut new = group(all, adds);
+    new.sort_by_key(|m| all[m[0]].chain_rules().is_none());
+    batch.extend(new.into_iter().map(|m| (Change::Add, m)));
+    if batch.is_empty() {
+        return Ok(());
+    }
     send_batch(sock, all, &batch)
 }
 
@@ -225,7 +278,7 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     order
         .into_iter()
         .flat_map(|set| {
-            if all[set[0]].device_hook().is_some() {
+            if all[set[0]].device_hook().is_some() || all[set[0]].chain_rules().is_some() {
                 return set.into_iter().map(|i| vec![i]).collect::<Vec<_>>();
             }
             let mut messages: Vec<Vec<usize>> = Vec::new();
@@ -290,7 +343,7 @@ fn send_batch(
         let message = sent.iter().find(|s| s.seq == seq);
         let element = message.and_then(|m| {
             if let [(_, i)] = m.elements[..] {
-                if all[i].device_hook().is_some() {
+                if all[i].device_hook().is_some() || all[i].chain_rules().is_some() {
                     return Some(i);
                 }
             }
@@ -331,6 +384,12 @@ fn set_messages(
     indices: &[usize],
 ) -> Vec<(Message, Vec<(u32, usize)>)> {
     let i = indices[0];
+    if let Some(rules) = all[i].chain_rules() {
+        return match change {
+            Change::Add => rules_chain_add(&all[i], rules, i),
+            Change::Destroy | Change::Delete => vec![rules_chain_delete(&all[i], i)],
+        };
+    }
     match change {
         _ if all[i].device_hook().is_none() => vec![set_message(change, all, indices)],
         Change::Add => device_chain_add(&all[i], i),
@@ -471,6 +530,124 @@ fn device_chain_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usiz
     (msg, vec![(offset, index)])
 }
 
+/// A [`Data::Rules`] element's chain: `NEWCHAIN` (a regular chain; an
+/// existing one is kept), `DELRULE` flushing it, a `NEWRULE` per rule,
+/// each recorded against element `index`.
+fn rules_chain_add(
+    e: &SetElement,
+    rules: &[ChainRule],
+    index: usize,
+) -> Vec<(Message, Vec<(u32, usize)>)> {
+    let ack = libc::NLM_F_ACK as u16;
+    let mut chain = nftables_message(NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16, e);
+    chain.attr_str(NFTA_CHAIN_TABLE, e.table);
+    let offset = chain.offset() as u32;
+    chain.attr_str(NFTA_CHAIN_NAME, e.set);
+    let mut flush = nftables_message(NFT_MSG_DELRULE, ack, e);
+    flush
+        .attr_str(NFTA_RULE_TABLE, e.table)
+        .attr_str(NFTA_RULE_CHAIN, e.set);
+    let mut out = vec![(chain, vec![(offset, index)]), (flush, vec![(0, index)])];
+    let append = (libc::NLM_F_CREATE | libc::NLM_F_APPEND) as u16;
+    for r in rules {
+        let mut msg = nftables_message(NFT_MSG_NEWRULE, ack | append, e);
+        msg.attr_str(NFTA_RULE_TABLE, e.table)
+            .attr_str(NFTA_RULE_CHAIN, e.set)
+            .begin_nest(NFTA_RULE_EXPRESSIONS);
+        rule_expressions(&mut msg, r);
+        msg.end_nest();
+        out.push((msg, vec![(0, index)]));
+    }
+    out
+}
+
+/// One rule's expressions, as nft compiles the same text: `meta nfproto`
+/// compared, then each key field loaded into the next 32-bit registers
+/// and masked in place, then one lookup of them all.
+fn rule_expressions(msg: &mut Message, rule: &ChainRule) {
+    let be = |n: u32| n.to_be_bytes();
+    let expr = |msg: &mut Message, name: &str, body: &dyn Fn(&mut Message)| {
+        msg.begin_nest(NFTA_LIST_ELEM)
+            .attr_str(NFTA_EXPR_NAME, name)
+            .begin_nest(NFTA_EXPR_DATA);
+        body(msg);
+        msg.end_nest().end_nest();
+    };
+    let verdict = |msg: &mut Message, code: i32, chain: Option<&str>| {
+        expr(msg, "immediate", &|m| {
+            m.attr(NFTA_IMMEDIATE_DREG, &be(NFT_REG_VERDICT))
+                .begin_nest(NFTA_IMMEDIATE_DATA)
+                .begin_nest(NFTA_DATA_VERDICT)
+                .attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+            if let Some(c) = chain {
+                m.attr_str(NFTA_VERDICT_CHAIN, c);
+            }
+            m.end_nest().end_nest();
+        })
+    };
+    match rule {
+        ChainRule::Goto(c) => verdict(msg, NFT_GOTO, Some(c)),
+        ChainRule::Return => verdict(msg, NFT_RETURN, None),
+        ChainRule::Lookup { nfproto, key, map } => {
+            expr(msg, "meta", &|m| {
+                m.attr(NFTA_META_DREG, &be(NFT_REG32_00))
+                    .attr(NFTA_META_KEY, &be(NFT_META_NFPROTO));
+            });
+            expr(msg, "cmp", &|m| {
+                m.attr(NFTA_CMP_SREG, &be(NFT_REG32_00))
+                    .attr(NFTA_CMP_OP, &be(NFT_CMP_EQ))
+                    .begin_nest(NFTA_CMP_DATA)
+                    .attr(NFTA_DATA_VALUE, &[*nfproto])
+                    .end_nest();
+            });
+            let mut reg = NFT_REG32_00;
+            for field in key {
+                let len = field.source.bytes() as u32;
+                match field.source.payload() {
+                    Some((base, offset)) => expr(msg, "payload", &|m| {
+                        m.attr(NFTA_PAYLOAD_DREG, &be(reg))
+                            .attr(NFTA_PAYLOAD_BASE, &be(base))
+                            .attr(NFTA_PAYLOAD_OFFSET, &be(offset))
+                            .attr(NFTA_PAYLOAD_LEN, &be(len));
+                    }),
+                    None => expr(msg, "meta", &|m| {
+                        m.attr(NFTA_META_DREG, &be(reg))
+                            .attr(NFTA_META_KEY, &be(NFT_META_L4PROTO));
+                    }),
+                }
+                if let Some(mask) = &field.mask {
+                    expr(msg, "bitwise", &|m| {
+                        m.attr(NFTA_BITWISE_SREG, &be(reg))
+                            .attr(NFTA_BITWISE_DREG, &be(reg))
+                            .attr(NFTA_BITWISE_LEN, &be(len))
+                            .begin_nest(NFTA_BITWISE_MASK)
+                            .attr(NFTA_DATA_VALUE, mask)
+                            .end_nest()
+                            .begin_nest(NFTA_BITWISE_XOR)
+                            .attr(NFTA_DATA_VALUE, &vec![0; mask.len()])
+                            .end_nest();
+                    });
+                }
+                reg += len.div_ceil(4);
+            }
+            expr(msg, "lookup", &|m| {
+                m.attr_str(NFTA_LOOKUP_SET, map)
+                    .attr(NFTA_LOOKUP_SREG, &be(NFT_REG32_00))
+                    .attr(NFTA_LOOKUP_DREG, &be(NFT_REG_VERDICT));
+            });
+        }
+    }
+}
+
+/// `DELCHAIN` of a [`Data::Rules`] element's chain, its rules with it.
+fn rules_chain_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usize)>) {
+    let mut msg = nftables_message(NFT_MSG_DELCHAIN, libc::NLM_F_ACK as u16, e);
+    msg.attr_str(NFTA_CHAIN_TABLE, e.table);
+    let offset = msg.offset() as u32;
+    msg.attr_str(NFTA_CHAIN_NAME, e.set);
+    (msg, vec![(offset, index)])
+}
+
 /// An upper bound of an element's bytes in a message.
 fn element_bytes(e: &SetElement) -> usize {
     let data = match &e.data {
@@ -478,6 +655,7 @@ fn element_bytes(e: &SetElement) -> usize {
         Some(Data::Goto(chain)) => chain.len() + 16,
         Some(Data::Drop | Data::Return) => 16,
         Some(Data::Device(_)) => 2 * e.set.len() + 256,
+        Some(Data::Rules(rules)) => 3 * e.set.len() + 512 * (rules.len() + 1),
         None => 0,
     };
     e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48
