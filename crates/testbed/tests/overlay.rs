@@ -759,3 +759,63 @@ fn overlay_endpoints_keep_the_firewall_defaults_and_their_counters() {
         "A received the three pings (and no GRE): {received}"
     );
 }
+
+fn sdn_route(prefix: &str, next_hop: Option<&str>) -> Value {
+    match next_hop {
+        Some(hop) => {
+            json!({"Type": "SDNRoute", "Settings": {"DestinationPrefix": prefix, "NextHop": hop}})
+        }
+        None => {
+            json!({"Type": "SDNRoute", "Settings": {"DestinationPrefix": prefix, "NeedEncap": true}})
+        }
+    }
+}
+
+#[test]
+fn sdn_routes_steer_an_overlay_endpoint_to_a_peer_across_hosts_or_through_its_router() {
+    let test = "sdn_routes_steer_an_overlay_endpoint_to_a_peer_across_hosts_or_through_its_router";
+    // B (host 2) answers for 203.0.113.1 itself: A's route sends it there.
+    let Some(p) = pair(test, json!([sdn_route("203.0.113.0/24", Some(B))])) else {
+        return;
+    };
+    let h1 = p.phys.host(0);
+    let out = ns_command(&p.b.netns, "ip")
+        .args(["addr", "add", "203.0.113.1/32", "dev", "lo"])
+        .output()
+        .expect("ip addr");
+    assert!(out.status.success(), "{out:?}");
+    let at_b = p.b.serve(&["tcp-serve", "203.0.113.1:7000"]);
+    assert_eq!(
+        seen_by(&at_b, &p.a, "203.0.113.1:7000"),
+        A,
+        "B, across the underlay, sees A's own address"
+    );
+
+    // Same subnet: bridged past the router, until a NeedEncap route
+    // without NextHop (added by modify) sends B's address through it.
+    let router = router_of(h1);
+    let before = forwarded(&router);
+    assert!(ping(&p.a, B));
+    assert_eq!(forwarded(&router), before, "bridged, not routed");
+    h1.client()
+        .modify(
+            Kind::Endpoints,
+            &p.a.ep_id,
+            &change("Add", json!([sdn_route("10.0.1.20/32", None)])),
+        )
+        .expect("add a NeedEncap SDNRoute");
+    assert!(ping(&p.a, B), "through the router B still answers");
+    let through = forwarded(&router);
+    assert!(through > before, "the router forwarded A's packets to B");
+
+    // Removed: bridged again.
+    h1.client()
+        .modify(
+            Kind::Endpoints,
+            &p.a.ep_id,
+            &change("Remove", json!([sdn_route("10.0.1.20/32", None)])),
+        )
+        .expect("remove the SDNRoute");
+    assert!(ping(&p.a, B));
+    assert_eq!(forwarded(&router), through, "bridged again");
+}
