@@ -6,7 +6,7 @@
 //! network's router, which SNATs every connection to the SourceVIP so
 //! replies come back to it. See docs/load-balancers.md#on-overlay-networks.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use hostnet_api::Kind;
@@ -77,19 +77,6 @@ fn lb_body(vip: &str, proto: u32, port: u16, target: u16, backends: &[&str]) -> 
         "PortMappings": [{ "Protocol": proto, "InternalPort": target, "ExternalPort": port }],
         "SchemaVersion": { "Major": 2, "Minor": 0 }
     })
-}
-
-/// The router namespace of the host's only overlay network.
-fn router_of(host: &Host) -> PathBuf {
-    let dir = host.daemon().dir.join("state").join("netns");
-    std::fs::read_dir(&dir)
-        .expect("netns dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
-        })
-        .expect("a router namespace")
 }
 
 fn in_ns(ns: &Path, args: &[&str]) -> String {
@@ -190,7 +177,7 @@ fn overlay_cluster_ip_balances_over_local_and_remote_backends() {
         .expect("DrMacAddress")["Settings"]["Address"]
         .clone();
     remote(h2, SOURCE_VIP, &dr_mac, &pa1);
-    let router = router_of(h1);
+    let router = h1.overlay_router();
     let empty = router_lb_state(&router);
 
     // Bad input: refused with the reason, nothing changed.
@@ -437,7 +424,7 @@ fn overlay_cluster_ip_balances_over_local_and_remote_backends() {
     assert_eq!(session.say("before"), "before");
     let programmed = router_lb_state(&router);
     phys.hosts[0].daemon_mut().kill9_and_restart();
-    let (h1, router) = (phys.host(0), router_of(phys.host(0)));
+    let (h1, router) = (phys.host(0), phys.host(0).overlay_router());
     assert_eq!(session.say("after"), "after", "the open connection goes on");
     assert_eq!(router_lb_state(&router), programmed, "restored the same");
     assert!(router_holds(&router, SOURCE_VIP));
