@@ -29,7 +29,10 @@ impl Capture {
     pub fn start(netns: &Path, link: &str) -> Self {
         let file = Pcap(std::env::temp_dir().join(format!("{}.pcap", unique("wire"))));
         let mut child = Probe::command(netns, "tcpdump")
-            .args(["-i", link, "-n", "-U", "-w"])
+            // Immediate mode: frames reach the file as they come, not a
+            // ring-buffer block at a time (up to a second later), which
+            // SIGINT may drop.
+            .args(["-i", link, "-n", "-U", "--immediate-mode", "-w"])
             .arg(&file.0)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -60,6 +63,17 @@ impl Capture {
                 .output()
                 .is_ok_and(|o| !o.stdout.is_empty())
         })
+    }
+
+    /// How many frames matching `filter` have been written so far.
+    pub fn count(&self, filter: &str) -> usize {
+        let file = &self.file.as_ref().expect("running").0;
+        Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(file)
+            .arg(filter)
+            .output()
+            .map_or(0, |o| o.stdout.iter().filter(|&&b| b == b'\n').count())
     }
 
     /// Stops capturing; the file is complete afterwards.
