@@ -34,10 +34,19 @@ pub const TRANSIT_LINK: &str = "transit";
 /// in one transaction, with `elements` (OutBoundNAT sets, endpoint ports)
 /// already in place.
 pub fn tables(elements: &[SetElement]) -> String {
+    skeleton().with_elements(elements)
+}
+
+/// The skeleton of [`tables`], without elements, fingerprinted
+/// ([`crate::Skeleton`]).
+pub fn skeleton() -> crate::Skeleton {
     let mut s = inet_table();
     s.push_str(&egress_table());
-    s.push_str(&crate::ruleset::element_statements(elements));
-    s
+    let tables = vec![
+        (crate::Family::Inet, TABLE),
+        (crate::Family::Netdev, EGRESS_TABLE),
+    ];
+    crate::Skeleton::new(s, tables)
 }
 
 /// The endpoint ports' firewall defaults (see [`crate::ENDPOINT_INBOUND`]).
@@ -141,7 +150,10 @@ mod tests {
     fn endpoint_ports_get_the_firewall_defaults_in_the_router() {
         let port = crate::endpoint_port("hnve0123");
         let t = super::tables(&[port, crate::counters::port_drops("hnve0123")]);
-        assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
+        let comment = super::skeleton().comment();
+        assert!(t.contains(&format!(
+            "table netdev hostnet_egress {{\n\tcomment \"{comment}\"\n\tset port_drops"
+        )));
         assert!(t.contains("oifname @port_drops drop"));
         assert!(t.contains(
             "add chain netdev hostnet_egress endpoint_inbound/hnve0123 { type filter hook egress device \"hnve0123\""
