@@ -5,12 +5,15 @@
 //! the store, undoing the kernel change if the commit fails. A crash in
 //! between leaves kernel state the store does not know, which is removed
 //! here; whatever the store knows and the kernel lacks is rebuilt. Links
-//! that already exist are left alone, and the tables are replaced in one
-//! transaction, so containers' connections survive a restart.
+//! that already exist are left alone, and the tables change in one
+//! transaction, so containers' connections survive a restart: tables of
+//! this version (their skeleton's fingerprint) get only the elements that
+//! differ from the store, keeping the rest and their counters; others are
+//! replaced whole.
 
 use std::collections::{HashMap, HashSet};
 
-use hostnet_dataplane::{apply, teardown, Op};
+use hostnet_dataplane::{apply, teardown, Op, TableSync};
 use hostnet_drivers::{bridge, names, transparent};
 use hostnet_model::domain::NetworkKind;
 use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
@@ -291,8 +294,22 @@ impl Service {
             Ok(false) => log::warn!("bridge-nf-call-iptables or -ip6tables is 0: {bridged}"),
             Err(e) => log::warn!("{e}: {bridged}"),
         }
-        dp.load_tables(&hostnet_nft::tables(&elements))
-            .map_err(|e| internal("loading the nftables tables", e))?;
+        // Tables this version made (a restart) keep what is right and get
+        // only the difference; others are loaded whole (see
+        // `Dataplane::sync_tables`).
+        match dp.sync_tables(&hostnet_nft::skeleton(), &elements) {
+            Ok(TableSync::Loaded) => {
+                log::info!(
+                    "loaded the nftables tables with {} elements",
+                    elements.len()
+                )
+            }
+            Ok(TableSync::Patched { deleted, added }) => log::info!(
+                "kept the nftables tables: {deleted} elements deleted, {added} added, of {}",
+                elements.len()
+            ),
+            Err(e) => return Err(internal("loading the nftables tables", e)),
+        }
 
         // Adapters bound for networks the store no longer has (a crash in
         // the middle of a create or delete) get their addresses back.
