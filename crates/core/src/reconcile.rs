@@ -384,9 +384,14 @@ impl Service {
             if let Some(net) = st.networks.get(&ep.network) {
                 apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
                     .map_err(|e| internal("turning forwarding on", e))?;
-                // Remote peers (replacing entries) and router elements
-                // (the router's table was just reloaded, empty).
-                if let Err(e) = apply(dp, &crate::overlay::endpoint_up(net, ep)) {
+                // Remote peers (replacing entries); the router's elements
+                // are in its synced tables already
+                // (`crate::reconcile_overlay`).
+                let mut up = crate::overlay::endpoint_up(net, ep);
+                if let Some(o) = &net.overlay {
+                    up.retain(|op| !crate::reconcile_overlay::adds_router_elements(o, op));
+                }
+                if let Err(e) = apply(dp, &up) {
                     log::error!("overlay endpoint of network {}: {e}", guid(&ep.network));
                 }
             }
