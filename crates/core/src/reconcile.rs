@@ -297,16 +297,17 @@ impl Service {
         // Tables this version made (a restart) keep what is right and get
         // only the difference; others are loaded whole (see
         // `Dataplane::sync_tables`).
+        let started = std::time::Instant::now();
         match dp.sync_tables(&hostnet_nft::skeleton(), &elements) {
-            Ok(TableSync::Loaded) => {
-                log::info!(
-                    "loaded the nftables tables with {} elements",
-                    elements.len()
-                )
-            }
+            Ok(TableSync::Loaded) => log::info!(
+                "loaded the nftables tables with {} elements in {} ms",
+                elements.len(),
+                started.elapsed().as_millis()
+            ),
             Ok(TableSync::Patched { deleted, added }) => log::info!(
-                "kept the nftables tables: {deleted} elements deleted, {added} added, of {}",
-                elements.len()
+                "kept the nftables tables: {deleted} elements deleted, {added} added, of {}, in {} ms",
+                elements.len(),
+                started.elapsed().as_millis()
             ),
             Err(e) => return Err(internal("loading the nftables tables", e)),
         }
@@ -468,9 +469,14 @@ impl Service {
         // DSR and PreserveDip VIPs' local routes in backends' namespaces,
         // now that namespaces are back (also replacing the loopback
         // addresses an earlier version made for them).
+        let started = std::time::Instant::now();
         for e in teardown(dp, &crate::load_balancer::dsr_local_routes(&st)) {
             log::warn!("{e}");
         }
+        log::info!(
+            "VIPs' local routes in backends' namespaces programmed in {} ms",
+            started.elapsed().as_millis()
+        );
         self.reconcile_routes(&st);
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();

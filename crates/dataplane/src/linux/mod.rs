@@ -420,7 +420,7 @@ impl LinuxDataplane {
 
     /// Every element of `skeleton`'s tables in the kernel and every device
     /// their base chains hook, as [`Dataplane::sync_tables`] compares them
-    /// (text a placeholder).
+    /// (a set element's text empty).
     pub fn table_elements(
         &self,
         skeleton: &hostnet_nft::Skeleton,
@@ -444,7 +444,10 @@ impl LinuxDataplane {
             return Ok(None);
         }
         let present = table_state::elements(&mut sock, skeleton).map_err(read)?;
-        let diff = hostnet_nft::sync::diff(&present, elements);
+        let mut diff = hostnet_nft::sync::diff(&present, elements);
+        for e in diff.delete.iter_mut().filter(|e| e.text.is_empty()) {
+            e.text = table_state::key_text(e);
+        }
         let patched = TableSync::Patched {
             deleted: diff.delete.len(),
             added: diff.add.len(),

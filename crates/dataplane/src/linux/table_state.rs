@@ -132,8 +132,9 @@ fn table_comment(mut udata: &[u8]) -> Option<String> {
 
 /// Every element of the named sets of `skeleton`'s tables (but those
 /// the skeleton fills itself), and every
-/// device their netdev base chains hook, as [`SetElement`]s (their text a
-/// placeholder: the kernel does not keep nft's).
+/// device their netdev base chains hook, as [`SetElement`]s. A set
+/// element's text is empty (the kernel does not keep nft's; [`key_text`]
+/// names one for an error).
 pub fn elements(sock: &mut Socket, skeleton: &Skeleton) -> Result<Vec<SetElement>, NetlinkError> {
     let mut out = Vec::new();
     for &(family, table) in &skeleton.tables {
@@ -221,7 +222,6 @@ fn parse_elements(
                     _ => {}
                 }
             }
-            e.text = format!("(key {})", hex(&e.key));
             e
         })
         .collect()
@@ -298,8 +298,14 @@ fn device_chains(sock: &mut Socket, table: &'static str) -> Result<Vec<SetElemen
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A dumped element's key as text for messages: its bytes in hex.
+pub fn key_text(e: &SetElement) -> String {
+    use std::fmt::Write;
+    let mut s = String::from("key ");
+    for b in &e.key {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// Set and chain names read from the kernel, as the `&'static str`s
