@@ -4,9 +4,13 @@
 //! Creating such an endpoint takes a MAC, then leases an address for it
 //! with the service lock released (a DHCP exchange takes seconds; dnsmasq
 //! alone waits up to 3 s for its ping check), then takes the lock again,
-//! checks that nothing it relied on changed, and stores the endpoint and its
-//! lease (`Meta`, key `lease:<endpoint ID>`) in one transaction. A renewal
-//! thread renews each lease at T1 (rebinds at T2) and stores the renewed
+//! checks that nothing it relied on changed, programs the endpoint's
+//! policies for the leased address (`OutBoundNAT`, `SDNRoute`s via next
+//! hops on the leased subnet, ACLs) and stores the endpoint and its lease
+//! (`Meta`, key `lease:<endpoint ID>`) in one transaction. A renewal asks
+//! for the same address and takes no other (the client refuses an ACK for
+//! another), so what was programmed stays right for the lease's life. A
+//! renewal thread renews each lease at T1 (rebinds at T2) and stores the renewed
 //! lease; deleting the endpoint releases it (DHCPRELEASE). The DHCP client
 //! speaks through the network's adapter, the bridge port facing the
 //! physical network (see `hostnet-dhcp`).
@@ -27,7 +31,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::endpoint::{
-    endpoint_elements, fill_endpoint, new_endpoint_id, plan, Addresses, DEFAULT_IFNAME,
+    endpoint_elements, fill_endpoint, host_forwarding, new_endpoint_id, plan, sdn_routes,
+    Addresses, EndpointPolicies, DEFAULT_IFNAME,
 };
 use crate::object::{bytes, ensure_unique_name, guid, internal, to_object, Kind};
 use crate::service::{EndpointRec, NetworkRec, Service, State};
@@ -136,6 +141,7 @@ impl Service {
         mut st: MutexGuard<'_, State>,
         wire: &HostComputeEndpoint,
         spec: &EndpointSpec,
+        policies: &EndpointPolicies,
     ) -> Result<Map<String, Value>, HcnError> {
         let net_id = spec.network;
         if let Some(cfg) = spec.ip_configs.first() {
@@ -212,9 +218,11 @@ impl Service {
                     ));
                 }
             }
-            Ok(subnet)
+            // The policies' next hops are known only now.
+            let sdn = sdn_routes(&st.networks[&net_id], subnet, policies)?;
+            Ok((subnet, sdn))
         })();
-        let address = match checked {
+        let (address, sdn) = match checked {
             Ok(a) => a,
             Err(e) => {
                 release_mac(&mut st);
@@ -241,10 +249,10 @@ impl Service {
             obj,
             name: spec.name.clone(),
             network: net_id,
-            plan: plan(&id, &taken, mac, spec, &Default::default(), Vec::new()),
-            mappings: Vec::new(),
-            acls: Vec::new(),
-            tiers: Vec::new(),
+            plan: plan(&id, &taken, mac, spec, policies, sdn),
+            mappings: policies.mappings.clone(),
+            acls: policies.acls.clone(),
+            tiers: policies.tiers.clone(),
             namespace: None,
             ifname: DEFAULT_IFNAME.into(),
             vm_nic: false,
@@ -263,7 +271,10 @@ impl Service {
             Ok(acl) => elements.extend(acl),
             Err(e) => return fail(&mut st, e),
         }
-        if let Err(e) = apply(self.dp.as_ref(), &[Op::AddElements(elements.clone())]) {
+        // OutBoundNAT, or a route via the host: the host must forward.
+        let mut create = host_forwarding(net, &rec.plan);
+        create.push(Op::AddElements(elements.clone()));
+        if let Err(e) = apply(self.dp.as_ref(), &create) {
             return fail(&mut st, internal("programming the endpoint", e));
         }
         let mut txn = Txn::new();

@@ -88,7 +88,9 @@ impl Service {
             ));
         }
         if st.networks[&net_id].is_dhcp() {
-            return self.create_dhcp_endpoint(st, &wire, &spec).map(Some);
+            return self
+                .create_dhcp_endpoint(st, &wire, &spec, &policies)
+                .map(Some);
         }
 
         let id = new_endpoint_id(&st);
@@ -486,38 +488,14 @@ fn onat_policy(n: &OutboundNat) -> Result<OnatPolicy, HcnError> {
     })
 }
 
-/// OutBoundNAT and SDNRoute work on every driver, but a DHCP endpoint is
-/// planned from its lease alone (its policies are not applied): refuse
-/// them there rather than drop them.
+/// The policies only some networks take: `EncapOverhead` (Overlay) and
+/// `VLAN` (its network's own).
 pub(crate) fn check_policies_allowed(
     net: &NetworkRec,
     p: &EndpointPolicies,
 ) -> Result<(), HcnError> {
-    if net.kind == NetworkKind::Overlay && !p.sdn_routes.is_empty() {
-        return Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            "SDNRoute policies are not supported on Overlay endpoints yet: remove them",
-        ));
-    }
     crate::overlay::check_encap_overhead(net, p.encap_overhead)?;
-    crate::vlan::check_endpoint(net, p.vlan)?;
-    let refused = if p.outbound_nat.is_some() {
-        Some("OutBoundNAT")
-    } else if !p.sdn_routes.is_empty() {
-        Some("SDNRoute")
-    } else {
-        None
-    };
-    match refused {
-        Some(t) if net.is_dhcp() => Err(HcnError::new(
-            ErrorCode::InvalidPolicyType,
-            format!(
-                "endpoint policy {t} is not supported on DHCP {} networks yet: remove it, or give the network a subnet",
-                net.kind
-            ),
-        )),
-        _ => Ok(()),
-    }
+    crate::vlan::check_endpoint(net, p.vlan)
 }
 
 /// The routes `SDNRoute`s add in the endpoint's namespace. Without a
@@ -544,7 +522,9 @@ pub(crate) fn sdn_routes(
 /// The next hop of a route of the endpoint at `address`: `given`, which
 /// must be on the endpoint's subnet (the kernel could not reach it
 /// otherwise), or the host's address there (a NAT network's gateway, the
-/// host's address on a bound adapter).
+/// host's address on a bound adapter, an Overlay network's router: the
+/// router encapsulates what it routes to other hosts, so an `SDNRoute`
+/// with `NeedEncap` and no `NextHop` goes through it).
 pub(crate) fn next_hop_of(
     net: &NetworkRec,
     address: IpNet,
@@ -559,12 +539,18 @@ pub(crate) fn next_hop_of(
             format!("{what} to {destination}: the endpoint's address {} is of another IP family: give an IPv4 prefix", address.addr()),
         ));
     }
+    let router = net
+        .overlay
+        .iter()
+        .flat_map(|o| &o.segments)
+        .map(|s| IpAddr::V4(s.gateway.addr()));
     let host = net
         .adapter
         .iter()
         .flat_map(|a| &a.addresses)
         .chain(&net.plan.gateways)
         .map(|a| a.addr())
+        .chain(router)
         .find(|a| subnet.contains(a));
     match given.or(host) {
         Some(v) if v == address.addr() => Err(HcnError::new(
@@ -859,6 +845,13 @@ fn take_address(
             return Ok((IpNet::new(cfg.address, len).expect("valid"), None));
         }
     }
+    // Another host's endpoint in that host's own subnet (flannel): no pool
+    // of this network holds it, a RemoteSubnetRoute reaches it.
+    if let Some(cfg) = cfg.filter(|_| crate::overlay::is_remote(spec.flags)) {
+        if crate::overlay::route_beyond_subnets(net, cfg.address).is_some() {
+            return Ok((IpNet::new(cfg.address, 32).expect("valid"), None));
+        }
+    }
     let mut pools = net
         .pools
         .iter_mut()
@@ -886,13 +879,20 @@ fn take_address(
         }
         Some(cfg) => {
             let ip = cfg.address;
+            let remote = crate::overlay::is_remote(spec.flags);
             let Some(pool) = pools.find(|p| p.contains(ip)) else {
                 let subnets: Vec<String> =
                     net.pools.iter().map(|p| p.prefix().to_string()).collect();
+                let or_route = match remote {
+                    true => {
+                        ", or for another host's subnet add a RemoteSubnetRoute covering it first"
+                    }
+                    false => "",
+                };
                 return Err(HcnError::new(
                     ErrorCode::InvalidIp,
                     format!(
-                        "IpAddress {ip} is not in any subnet of network {net_name} ({}): choose an address inside it",
+                        "IpAddress {ip} is not in any subnet of network {net_name} ({}): choose an address inside it{or_route}",
                         subnets.join(", ")
                     ),
                 ));

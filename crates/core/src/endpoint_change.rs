@@ -1,8 +1,9 @@
 //! Endpoint modify, `ResourceType: Policy` (`Add`, `Remove`, `Update`;
 //! schema §12): the policy list after the request is checked as a create
 //! would check it, the endpoint's elements before and after are compared,
-//! and the difference is one kernel transaction, then the store; on any
-//! failure nothing changes. Narrowed ACLs then cut the connections they
+//! and the difference is one kernel transaction (after the changed
+//! `SDNRoute`s in the endpoint's namespace, [`crate::sdn_route_change`]),
+//! then the store; on any failure nothing changes. Narrowed ACLs then cut the connections they
 //! block ([`crate::flow_cut`]).
 
 use hostnet_dataplane::{apply, teardown, Op};
@@ -19,6 +20,7 @@ use crate::ip_sets::IpSets;
 use crate::object::{guid, internal, Kind};
 use crate::policy_change::{changed_list, stored_list, Listed};
 use crate::reprogram::{owned_elements, Delta};
+use crate::sdn_route_change::RouteChange;
 use crate::service::{EndpointRec, NetworkRec, Service};
 
 impl Service {
@@ -58,9 +60,10 @@ impl Service {
         check_policies_allowed(net, &after)?;
         check_ports(&st, &after.mappings, Some(&id))?;
         check_set_refs(net, &after.acls, &after.tiers)?;
-        check_routes_kept(&before, &after)?;
+        check_encap_kept(&before, &after)?;
+        let routes = RouteChange::plan(&st, &id, ep, net, &before, &after)?;
 
-        let changed = changed_endpoint(ep, net, &list, &after);
+        let changed = changed_endpoint(ep, net, &list, &after, &routes);
         let mut delta = Delta::of(net);
         delta.push(
             owned_elements(&st, &id, ep, net)?,
@@ -79,16 +82,18 @@ impl Service {
             &crate::overlay_acl::filtered_vnis(net, siblings().chain([&changed])),
         );
         let elements_changed = op.is_some();
-        // A bridge starts handing frames to the IP hooks before the walk's
-        // elements arrive, and stops after they left.
-        let ops: Vec<Op> = filtering
-            .iter()
-            .filter(|f| turns_on(f))
-            .cloned()
+        // The namespace's routes first; a bridge starts handing frames to
+        // the IP hooks before the walk's elements arrive, and stops after
+        // they left.
+        let ops: Vec<Op> = routes
+            .ops
+            .into_iter()
+            .chain(filtering.iter().filter(|f| turns_on(f)).cloned())
             .chain(op)
             .chain(filtering.iter().filter(|f| !turns_on(f)).cloned())
             .collect();
-        // OutBoundNAT added on a Transparent network: the host must forward.
+        // OutBoundNAT, or a route via the host, added on a Transparent
+        // network: the host must forward.
         apply(
             self.dp.as_ref(),
             &crate::endpoint::host_forwarding(net, &changed.plan),
@@ -123,8 +128,10 @@ fn changed_endpoint(
     net: &NetworkRec,
     list: &[Listed<EndpointPolicy>],
     p: &EndpointPolicies,
+    routes: &RouteChange,
 ) -> EndpointRec {
     let mut out = ep.clone();
+    out.plan.routes = routes.routes_after(&ep.plan.routes);
     let wires: Vec<Value> = list.iter().map(|(_, w)| w.clone()).collect();
     out.obj.insert("Policies".into(), Value::Array(wires));
     out.mappings = p.mappings.clone();
@@ -153,24 +160,9 @@ pub(crate) fn check_set_refs(
     sets.check_refs(acl.chain(tier), &guid(&net.plan.id))
 }
 
-/// SDNRoutes are routes inside the endpoint's namespace, made at attach;
-/// a modify that changes them is refused rather than half-applied.
-fn check_routes_kept(before: &EndpointPolicies, after: &EndpointPolicies) -> Result<(), HcnError> {
-    let sorted = |p: &EndpointPolicies| {
-        let mut r: Vec<String> = p
-            .sdn_routes
-            .iter()
-            .map(|(d, h)| format!("{d} {h:?}"))
-            .collect();
-        r.sort();
-        r
-    };
-    if sorted(before) != sorted(after) {
-        return Err(HcnError::new(
-            ErrorCode::RequestUnsupported,
-            "changing an endpoint's SDNRoute policies is not supported yet: nothing was changed; send the SDNRoutes it has (or none of that type in an Update), or re-create the endpoint",
-        ));
-    }
+/// The MTU is the veth's, set when it is made: a modify that changes it
+/// is refused rather than half-applied.
+fn check_encap_kept(before: &EndpointPolicies, after: &EndpointPolicies) -> Result<(), HcnError> {
     if before.encap_overhead != after.encap_overhead {
         return Err(HcnError::new(
             ErrorCode::RequestUnsupported,

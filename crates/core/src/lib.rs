@@ -32,6 +32,7 @@ mod reconcile_overlay;
 mod registry;
 mod reprogram;
 mod route;
+mod sdn_route_change;
 mod service;
 mod stats;
 mod subnet;

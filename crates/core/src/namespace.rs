@@ -167,6 +167,19 @@ impl Service {
                 format!("endpoint {} is a remote endpoint (it lives on another host): attach a local endpoint instead", guid(&ep_id)),
             ));
         }
+        // (Only overlay LBs have their SourceVIP held: no scan elsewhere.)
+        let overlay = st.networks[&ep.network].overlay.is_some();
+        if let Some(lb) = overlay
+            .then(|| {
+                crate::load_balancer::holding_source_vip(&st, ep.network, ep.plan.address.addr())
+            })
+            .flatten()
+        {
+            return Err(HcnError::new(
+                ErrorCode::InvalidEndpoint,
+                format!("endpoint {} has the SourceVIP of load balancer {} on its Overlay network, which this host's router holds for the replies: attach another endpoint, or delete the load balancer first", guid(&ep_id), guid(&lb)),
+            ));
+        }
         if ep.vm_nic {
             return Err(HcnError::new(
                 ErrorCode::EndpointAlreadyAttached,

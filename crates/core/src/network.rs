@@ -163,6 +163,20 @@ impl Service {
             ));
         }
         crate::cluster::check_no_remote_users(&st, &id)?;
+        let overlay = st.networks[&id].overlay.is_some();
+        if let Some(lb) = overlay
+            .then(|| crate::load_balancer::pinned_to(&st, id))
+            .flatten()
+        {
+            return Err(HcnError::new(
+                ErrorCode::EntityHasReferences,
+                format!(
+                    "network {} still has load balancer {} (programmed in its router): delete it first",
+                    guid(&id),
+                    guid(&lb)
+                ),
+            ));
+        }
         let rec = &st.networks[&id];
         if rec.adapter.is_some() {
             // Give the host its addresses back first; if that fails the

@@ -309,6 +309,25 @@ pub(crate) fn stored_plan(
     ))
 }
 
+/// The `RemoteSubnetRoute` that covers a remote endpoint's address outside
+/// the network's subnets (flannel gives each host a subnet of its own, and
+/// kube-proxy makes a remote endpoint for each pod of the others'): the
+/// router reaches it through that route. None for an address of a subnet,
+/// or one no route covers.
+pub(crate) fn route_beyond_subnets(net: &NetworkRec, ip: IpAddr) -> Option<RemoteRoute> {
+    let IpAddr::V4(v4) = ip else {
+        return None;
+    };
+    net.overlay.as_ref()?;
+    if net.pools.iter().any(|p| p.contains(ip)) {
+        return None;
+    }
+    remote_routes(&net.spec.policies)
+        .ok()?
+        .into_iter()
+        .find(|r| r.prefix.contains(&v4))
+}
+
 /// The network's `RemoteSubnetRoute`s as the driver takes them.
 pub(crate) fn remote_routes(policies: &[NetworkPolicy]) -> Result<Vec<RemoteRoute>, HcnError> {
     policies
@@ -521,11 +540,10 @@ pub(crate) fn remote_peer(net: &NetworkRec, ep: &EndpointRec) -> Option<RemotePe
     let IpAddr::V4(ip) = ep.plan.address.addr() else {
         return None;
     };
-    let vni = o
-        .segments
-        .iter()
-        .find(|s| s.gateway.trunc().contains(&ip))?
-        .vni;
+    let vni = match o.segments.iter().find(|s| s.gateway.trunc().contains(&ip)) {
+        Some(s) => s.vni,
+        None => route_beyond_subnets(net, IpAddr::V4(ip))?.vni,
+    };
     Some(RemotePeer {
         vni,
         ip,

@@ -45,6 +45,12 @@ fn loaded_addresses(
     key: &str,
 ) -> Result<Addresses, HcnError> {
     let mut take = |address: std::net::IpAddr| {
+        if crate::overlay::is_remote(spec.flags)
+            && crate::overlay::route_beyond_subnets(net, address).is_some()
+        {
+            let own = IpNet::new(address, 32).expect("valid");
+            return Ok::<_, HcnError>((own, None));
+        }
         let pool = net
             .pools
             .iter_mut()

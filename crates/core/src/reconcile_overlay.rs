@@ -164,11 +164,18 @@ impl Service {
         for (_, e) in mine() {
             elements.extend(router_elements(o, crate::overlay::endpoint_up(net, e)));
         }
+        // Its load balancers, and the SourceVIPs it holds for them (their
+        // routes once the tables are there).
+        let (lb_elements, lb_sources) = crate::load_balancer::router_state(st, o);
+        elements.extend(lb_elements);
         // Only the subnets of endpoints with ACLs hand bridged frames to
         // the router's IP hooks (bridges may have been rebuilt, endpoints
         // deleted while the daemon was down).
         let filtered = crate::overlay_acl::filtered_vnis(net, mine().map(|(_, e)| e));
-        let filtering = crate::overlay_acl::filtering(net, &filtered);
+        let after: Vec<Op> = lb_sources
+            .into_iter()
+            .chain(crate::overlay_acl::filtering(net, &filtered))
+            .collect();
         // The router's tables are synced like the host's: kept, and only
         // their difference from the store applied, if they are this
         // version's (`Dataplane::sync_tables`).
@@ -176,7 +183,7 @@ impl Service {
             apply(dp, &ops)?;
             let router = dp.in_netns(&o.router)?;
             router.sync_tables(&hostnet_nft::router::skeleton(), &elements)?;
-            apply(dp, &filtering)
+            apply(dp, &after)
         };
         if let Err(e) = synced() {
             log::error!("overlay network {}: {e}", guid(&o.id));

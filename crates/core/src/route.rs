@@ -348,6 +348,17 @@ fn resolve(st: &State, spec: &RouteObjectSpec) -> Result<Vec<(Uuid, Vec<RouteSpe
     Ok(out)
 }
 
+/// Where endpoint `ep`'s routes live: its namespace and interface there;
+/// None while it has no namespace of its own (detached, a host endpoint,
+/// or a runtime's namespace that is gone): it gets them when attached.
+pub(crate) fn route_target(st: &State, ep: &EndpointRec) -> Option<(std::path::PathBuf, String)> {
+    let ns = ep.namespace.and_then(|n| st.namespaces.get(&n))?;
+    if ns.host || (ns.external && !std::path::Path::new(&ns.path).exists()) {
+        return None;
+    }
+    Some((ns.path.clone(), ep.ifname.clone()))
+}
+
 /// Add (or remove) `applied` in the namespaces of the endpoints that are
 /// attached to one (a detached endpoint gets them when it is attached).
 fn install_ops(st: &State, applied: &[(Uuid, Vec<RouteSpec>)], add: bool) -> Vec<Op> {
@@ -355,11 +366,8 @@ fn install_ops(st: &State, applied: &[(Uuid, Vec<RouteSpec>)], add: bool) -> Vec
         .iter()
         .filter_map(|(id, routes)| {
             let ep = st.endpoints.get(id)?;
-            let ns = ep.namespace.and_then(|n| st.namespaces.get(&n))?;
-            if ns.host || (ns.external && !std::path::Path::new(&ns.path).exists()) {
-                return None;
-            }
-            let (netns, link, routes) = (ns.path.clone(), ep.ifname.clone(), routes.clone());
+            let (netns, link) = route_target(st, ep)?;
+            let routes = routes.clone();
             Some(match add {
                 true => Op::AddRoutes {
                     netns,

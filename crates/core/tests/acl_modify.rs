@@ -117,7 +117,8 @@ fn add_remove_and_update_touch_only_the_endpoints_acl_elements() {
     for e in del.iter().chain(&add) {
         assert!(e.contains(&a_ip.to_string()), "{e} is not endpoint a's");
     }
-    assert!(add.iter().any(|e| e.contains(". 81-81 .")), "{add:?}");
+    // (A shape map's element: the fields masked, any peer and source port.)
+    assert!(add.iter().any(|e| e.contains(". 6 . 81 . 0 :")), "{add:?}");
     assert_eq!(types(&f.stored(&a)), ["PortMapping", "ACL", "ACL", "ACL"]);
 
     // Remove closes it again (matched by content).
@@ -125,7 +126,7 @@ fn add_remove_and_update_touch_only_the_endpoints_acl_elements() {
         .modify(Kind::Endpoint, &a, &change("Remove", json!([open(81)])))
         .unwrap();
     let (del, _) = f.replaced();
-    assert!(del.iter().any(|e| e.contains(". 81-81 .")), "{del:?}");
+    assert!(del.iter().any(|e| e.contains(". 6 . 81 . 0 :")), "{del:?}");
     assert_eq!(types(&f.stored(&a)), ["PortMapping", "ACL", "ACL"]);
 
     // Update with no ACLs: the ACL walk goes, the PortMapping stays.
@@ -272,7 +273,7 @@ fn network_acls_reach_every_endpoint_of_their_network_in_one_transaction() {
     for ip in [a_ip, b_ip] {
         assert!(
             add.iter()
-                .any(|e| e.contains(&format!("{ip} . 0.0.0.0-255.255.255.255 . 6-6 . 22-22"))),
+                .any(|e| e.contains(&format!("{ip} . 0.0.0.0 . 6 . 22 . 0 : drop"))),
             "{ip}: {add:?}"
         );
     }
@@ -294,7 +295,7 @@ fn network_acls_reach_every_endpoint_of_their_network_in_one_transaction() {
     let (del, _) = f.replaced();
     assert!(del
         .iter()
-        .any(|e| e.contains(&format!("{a_ip} . 0.0.0.0-255.255.255.255 . 6-6 . 22-22"))));
+        .any(|e| e.contains(&format!("{a_ip} . 0.0.0.0 . 6 . 22 . 0 : drop"))));
     // Other network policy types are fixed at create.
     let e = f
         .svc
@@ -342,7 +343,7 @@ fn set_policies_resolve_in_acls_and_a_change_reprograms_their_users() {
     assert!(add.iter().any(|e| e.contains(". 192.0.2.9 .")), "{add:?}");
     assert!(
         add.iter()
-            .any(|e| e.contains(". 198.51.100.0-198.51.100.255 .")),
+            .any(|e| e.contains(". 198.51.100.0 . 0 . 0 . 0 :")),
         "{add:?}"
     );
     // A set in use cannot go.
@@ -370,10 +371,10 @@ fn tier_acls_are_programmed() {
         panic!("{ops:?}")
     };
     assert!(
-        els.iter().any(|e| e
-            .text
-            .contains(&format!("{ip} . 0.0.0.0-255.255.255.255 . 6-6 . 23-23"))
-            && e.text.ends_with("drop")),
+        els.iter().any(
+            |e| e.text.contains(&format!("{ip} . 0.0.0.0 . 6 . 23 . 0 :"))
+                && e.text.ends_with("drop")
+        ),
         "{els:?}"
     );
     // Update without TierAcl keeps it (a TierAcl is not an ACL).
@@ -414,16 +415,16 @@ fn changed_acls_come_back_after_a_restart() {
     assert_eq!(svc.get(Kind::Endpoint, &a).unwrap(), before);
     let tables = dp.tables.lock().unwrap().join("\n");
     assert!(
-        tables.contains(&format!(
-            "{ip} . 192.0.2.7 . 0-255 . 0-65535 . 0-65535 : drop"
-        )),
+        tables.contains(&format!("{ip} . 192.0.2.7 . 0 . 0 . 0 : drop")),
         "the NetworkACL on its set"
     );
     assert!(
-        tables.contains(&format!(
-            "{ip} . 0.0.0.0-255.255.255.255 . 6-6 . 81-81 . 0-65535"
-        )),
+        tables.contains(&format!("{ip} . 0.0.0.0 . 6 . 81 . 0 : goto acl_in_host_0")),
         "the added ACL"
+    );
+    assert!(
+        tables.contains(&format!("add chain inet hostnet acl_in_switch_0/{ip}\n")),
+        "the endpoint's chain, made before its elements"
     );
 }
 

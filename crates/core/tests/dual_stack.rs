@@ -324,8 +324,10 @@ fn acls_on_a_dual_stack_endpoint_judge_both_families() {
     for want in [
         "acl_endpoints4 10.90.0.2",
         "acl_endpoints6 fd00:90::2",
-        "acl_in_switch_0_s0 10.90.0.2 . 0.0.0.0-255.255.255.255 . 6-6 . 80-80 . 0-65535 : goto acl_in_host_0",
-        "acl6_in_switch_0_s0 fd00:90::2 . ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff . 6-6 . 80-80 . 0-65535 : goto acl6_in_host_0",
+        "acl_in_switch_0_m0 10.90.0.2 . 0.0.0.0 . 6 . 80 . 0 : goto acl_in_host_0",
+        "acl6_in_switch_0_m0 fd00:90::2 . :: . 6 . 80 . 0 : goto acl6_in_host_0",
+        "acl_in_switch_0_ep 10.90.0.2 : goto acl_in_switch_0/10.90.0.2",
+        "acl6_in_switch_0_ep fd00:90::2 : goto acl6_in_switch_0/fd00_3a90_3a_3a2",
     ] {
         assert!(els.iter().any(|e| e == want), "no {want} in {els:#?}");
     }
@@ -352,12 +354,12 @@ fn acls_on_a_dual_stack_endpoint_judge_both_families() {
     let els = added(&ops);
     assert!(
         els.iter()
-            .any(|e| e.contains("2001:db8::-2001:db8:ffff") && e.contains("22-22")),
+            .any(|e| e.contains("fd00:90::2 . 2001:db8:: . 6 . 22 . 0 :")),
         "{els:#?}"
     );
     assert!(
         !els.iter()
-            .any(|e| e.starts_with("acl_in") && e.contains("22-22")),
+            .any(|e| e.starts_with("acl_in") && e.contains(". 22 . 0 :")),
         "{els:#?}"
     );
     // A NetworkACL on a dual-stack network is taken too.

@@ -472,3 +472,266 @@ fn version_says_ipv6_dual_stack_works() {
     let f = start(Arc::new(MemoryStore::new()));
     assert_eq!(f.svc.version()["Features"]["IPv6DualStack"], true);
 }
+
+/// An overlay network on a host whose PA is 192.0.2.11, and endpoints
+/// on it: (network id, local backend, remote backend, SourceVIP endpoint).
+fn overlay_host(f: &Fixture) -> (String, String, String, String) {
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
+    f.dp.set_default_route(Some("eth0"));
+    let net = f
+        .svc
+        .create(
+            Kind::Network,
+            &body(json!({"Name": "ov", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": "10.0.1.0/24",
+                    "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4100}}]}]}]})),
+        )
+        .unwrap();
+    let net = net["ID"].as_str().unwrap().to_string();
+    let ep = |extra: Value| {
+        let mut ep = json!({ "HostComputeNetwork": net });
+        ep.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let ep = f.svc.create(Kind::Endpoint, &body(&ep)).unwrap();
+        ep["ID"].as_str().unwrap().to_string()
+    };
+    let local = ep(json!({"IpConfigurations": [{"IpAddress": "10.0.1.11"}]}));
+    let remote = ep(
+        json!({"Flags": 1, "IpConfigurations": [{"IpAddress": "10.0.1.30"}],
+        "MacAddress": "00-15-5D-0A-00-1E",
+        "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": "192.0.2.12"}}]}),
+    );
+    let source = ep(json!({"IpConfigurations": [{"IpAddress": "10.0.1.2"}]}));
+    (net, local, remote, source)
+}
+
+/// The elements of the ops in the router, none in the host's table.
+fn router_elements(ops: &[Op]) -> (Vec<String>, Vec<String>) {
+    let (mut delete, mut add) = (Vec::new(), Vec::new());
+    for op in ops {
+        match op {
+            Op::InNetns { op, .. } => match op.as_ref() {
+                Op::ReplaceElements { delete: d, add: a } => {
+                    delete.extend(d.iter().map(|e| format!("{} {}", e.set, e.text)));
+                    add.extend(a.iter().map(|e| format!("{} {}", e.set, e.text)));
+                }
+                op => panic!("{op:?}"),
+            },
+            Op::AddLocalRoutes(_) | Op::DeleteLocalRoutes(_) => {}
+            op => panic!("not in the router: {op:?}"),
+        }
+    }
+    (delete, add)
+}
+
+#[test]
+fn an_overlay_lb_is_its_routers_and_shares_the_source_vip() {
+    let f = fresh();
+    let (net, local, remote, _) = overlay_host(&f);
+    f.dp.take();
+    let mut doc = lb(&["10.96.0.10"], 80, &[local.as_str(), remote.as_str()]);
+    doc["SourceVIP"] = json!("10.0.1.2");
+    let first = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap();
+    assert_eq!(first["HostComputeNetwork"].as_str(), Some(net.as_str()));
+    let ops = f.dp.take();
+    // The SourceVIP held before the elements that use it.
+    let [Op::AddLocalRoutes(routes), Op::InNetns { .. }] = ops.as_slice() else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(
+        routes[0].addresses,
+        ["10.0.1.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    let (_, add) = router_elements(&ops);
+    assert!(
+        add.contains(&"lb_router_sources4 10.0.1.2".to_string()),
+        "{add:?}"
+    );
+    assert!(add
+        .iter()
+        .any(|e| e.starts_with("lb_vip_guests4 10.96.0.10 . tcp . 80")));
+    assert!(
+        !add.iter().any(|e| e.starts_with("lb_vip_outside4")),
+        "{add:?}"
+    );
+    assert!(add.contains(&"lb_vip_slots4 10.96.0.10 . tcp . 80 . 1 : 10.0.1.30 . 8080".to_string()));
+
+    // A second LB with the same SourceVIP: only its own elements.
+    doc["FrontendVIPs"] = json!(["10.96.0.11"]);
+    let second = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap();
+    let ops = f.dp.take();
+    let (_, add) = router_elements(&ops);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(add.iter().all(|e| e.contains("10.96.0.11")), "{add:?}");
+
+    // The remote backend deleted: one router transaction for both LBs.
+    f.svc.delete(Kind::Endpoint, &remote).unwrap();
+    let ops = f.dp.take();
+    // (Besides the remote peer's own FDB and neighbour removals.)
+    let lb_ops: Vec<Op> = ops
+        .into_iter()
+        .filter(|op| format!("{op:?}").contains("lb_vip"))
+        .collect();
+    assert_eq!(lb_ops.len(), 1, "{lb_ops:?}");
+    let (delete, _) = router_elements(&lb_ops);
+    assert!(delete
+        .iter()
+        .any(|e| e.contains("10.96.0.10 . tcp . 80 . 1 : 10.0.1.30")));
+    assert!(delete
+        .iter()
+        .any(|e| e.contains("10.96.0.11 . tcp . 80 . 1 : 10.0.1.30")));
+
+    // Deleting the first keeps the SourceVIP; the last lets it go, after.
+    f.svc
+        .delete(Kind::LoadBalancer, first["ID"].as_str().unwrap())
+        .unwrap();
+    let ops = f.dp.take();
+    assert!(matches!(ops.as_slice(), [Op::InNetns { .. }]), "{ops:?}");
+    f.svc
+        .delete(Kind::LoadBalancer, second["ID"].as_str().unwrap())
+        .unwrap();
+    let ops = f.dp.take();
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [Op::InNetns { .. }, Op::DeleteLocalRoutes(_)]
+        ),
+        "{ops:?}"
+    );
+    let (delete, _) = router_elements(&ops);
+    assert!(delete.contains(&"lb_router_sources4 10.0.1.2".to_string()));
+    // The network's last backend gone, the LB stays the router's: its
+    // network was pinned.
+    let mut doc = lb(&["10.96.0.12"], 80, &[local.as_str()]);
+    doc["SourceVIP"] = json!("10.0.1.2");
+    let third = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap();
+    f.dp.take();
+    f.svc.delete(Kind::Endpoint, &local).unwrap();
+    let ops = f.dp.take();
+    let lb_ops: Vec<&Op> = ops
+        .iter()
+        .filter(|op| format!("{op:?}").contains("10.96.0.12"))
+        .collect();
+    assert!(
+        lb_ops.iter().all(|op| matches!(op, Op::InNetns { .. })),
+        "{lb_ops:?}"
+    );
+    let shown = f
+        .svc
+        .get(Kind::LoadBalancer, third["ID"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(shown["HostComputeNetwork"].as_str(), Some(net.as_str()));
+}
+
+#[test]
+fn an_overlay_lb_without_a_usable_source_vip_is_refused_and_changes_nothing() {
+    let f = fresh();
+    let (_, local, remote, _) = overlay_host(&f);
+    f.dp.take();
+    let doc = lb(&["10.96.0.10"], 80, &[local.as_str(), remote.as_str()]);
+    let e = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::RequestUnsupported);
+    assert!(e.to_string().contains("needs a SourceVIP"), "{e}");
+    for (source, says) in [
+        ("10.0.1.99", "not the address of an endpoint"),
+        ("10.0.1.30", "remote endpoint"),
+    ] {
+        let mut doc = doc.clone();
+        doc["SourceVIP"] = json!(source);
+        let e = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestUnsupported);
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    assert!(f.dp.take().is_empty());
+    assert_eq!(stored_lbs(&f), 0);
+}
+
+#[test]
+fn an_overlay_lbs_source_vip_is_not_attached_and_its_network_not_deleted_under_it() {
+    let f = fresh();
+    let (net, local, _, source) = overlay_host(&f);
+    let mut doc = lb(&["10.96.0.10"], 80, &[local.as_str()]);
+    doc["SourceVIP"] = json!("10.0.1.2");
+    let made = f.svc.create(Kind::LoadBalancer, &body(&doc)).unwrap();
+    let ns = f.svc.create(Kind::Namespace, &body(json!({}))).unwrap();
+    let e = f
+        .svc
+        .modify(
+            Kind::Namespace,
+            ns["ID"].as_str().unwrap(),
+            &body(json!({"ResourceType": "Endpoint", "RequestType": "Add",
+                "Settings": {"EndpointId": source}})),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidEndpoint);
+    assert!(e.to_string().contains("SourceVIP"), "{e}");
+    for ep in f.svc.list(Kind::Endpoint, None).unwrap() {
+        f.svc
+            .delete(Kind::Endpoint, ep["ID"].as_str().unwrap())
+            .unwrap();
+    }
+    let e = f.svc.delete(Kind::Network, &net).unwrap_err();
+    assert_eq!(e.code, ErrorCode::EntityHasReferences);
+    f.svc
+        .delete(Kind::LoadBalancer, made["ID"].as_str().unwrap())
+        .unwrap();
+    f.svc.delete(Kind::Network, &net).unwrap();
+}
+
+#[test]
+fn a_remote_backend_in_another_hosts_subnet_needs_a_route_to_it() {
+    let f = fresh();
+    f.dp.set_adapter(adapter("eth0", 2, "192.0.2.11/24"));
+    f.dp.set_default_route(Some("eth0"));
+    let route = json!({"Type": "RemoteSubnetRoute", "Settings": {
+        "DestinationPrefix": "10.244.2.0/24", "IsolationId": 4096,
+        "ProviderAddress": "192.0.2.12", "DistributedRouterMacAddress": "02-11-c0-00-02-0c"}});
+    let net = f
+        .svc
+        .create(
+            Kind::Network,
+            &body(json!({"Name": "vxlan0", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": "10.244.1.0/24",
+                    "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4096}}]}]}],
+                "Policies": [route]})),
+        )
+        .unwrap();
+    let remote = |ip: &str| {
+        f.svc.create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"], "Flags": 1,
+                "IpConfigurations": [{"IpAddress": ip}], "MacAddress": "02-11-0a-f4-02-14",
+                "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": "192.0.2.12"}}]})),
+        )
+    };
+    let e = remote("10.244.3.20").unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIp);
+    assert!(e.to_string().contains("RemoteSubnetRoute"), "{e}");
+    // A local endpoint gets no such leave.
+    let e = f
+        .svc
+        .create(
+            Kind::Endpoint,
+            &body(json!({"HostComputeNetwork": net["ID"],
+                "IpConfigurations": [{"IpAddress": "10.244.2.21"}]})),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIp);
+    f.dp.take();
+    let ep = remote("10.244.2.20").unwrap();
+    // Its peer entries are on the route's VNI, in the router.
+    let ops = format!("{:?}", f.dp.take());
+    assert!(
+        ops.contains("hnvx001000") && ops.contains("10.244.2.20"),
+        "{ops}"
+    );
+    assert_eq!(ep["IpConfigurations"][0]["IpAddress"], "10.244.2.20");
+    // Reloaded by a restart on the same store.
+    let again = start(f.store.clone());
+    let back = again
+        .svc
+        .get(Kind::Endpoint, ep["ID"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(back["IpConfigurations"][0]["IpAddress"], "10.244.2.20");
+}

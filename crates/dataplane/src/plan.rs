@@ -62,8 +62,15 @@ pub trait Dataplane: Send + Sync {
         skeleton: &hostnet_nft::Skeleton,
         elements: &[hostnet_nft::SetElement],
     ) -> Result<TableSync, DataplaneError> {
-        self.load_tables(&skeleton.with_elements(elements))
+        self.load_tables(&skeleton.with_elements(elements, self.hook_design()))
             .map(|()| TableSync::Loaded)
+    }
+
+    /// How this dataplane hooks devices on netdev rules
+    /// ([`hostnet_nft::hook`]): the design table text must render device
+    /// elements in (`hostnet_nft::tables`). The real one asks the kernel.
+    fn hook_design(&self) -> hostnet_nft::hook::HookDesign {
+        hostnet_nft::hook::HookDesign::ChainPerDevice
     }
 
     /// Names of links in the daemon's namespace that start with `prefix`.
@@ -205,6 +212,10 @@ impl<D: Dataplane + ?Sized> Dataplane for std::sync::Arc<D> {
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         (**self).load_tables(script)
+    }
+
+    fn hook_design(&self) -> hostnet_nft::hook::HookDesign {
+        (**self).hook_design()
     }
 
     fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DataplaneError> {

@@ -60,14 +60,14 @@ fn skip<T>(reason: &str) -> Option<T> {
     None
 }
 
-fn udp_rule(id: &str, port: u16, action: Action) -> Rule {
+fn udp_rule(id: &str, ports: (u16, u16), action: Action) -> Rule {
     Rule {
         id: RuleId(id.into()),
         direction: Direction::In,
         priority: 100,
         condition: Condition::any()
             .protocols([Proto::UDP])
-            .local_ports([(port, port)]),
+            .local_ports([ports]),
         action,
         origin: Origin::default(),
     }
@@ -108,7 +108,8 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
     let Some(host) = Host::new() else { return };
     run_in_netns(&host.path, || {
         let dp = LinuxDataplane::new().unwrap();
-        dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
+        dp.load_tables(&hostnet_nft::tables(&[], dp.hook_design()))
+            .unwrap();
         let addr = Ipv4Addr::new(10, 9, 0, 2);
         dp.execute(&Op::AddAddress {
             link: "lo".into(),
@@ -124,13 +125,17 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
                 "acl",
                 0,
                 vec![
-                    udp_rule("allow-5000", 5000, Action::Allow),
-                    udp_rule("block-6000", 6000, Action::Block),
+                    udp_rule("allow-5000", (5000, 5000), Action::Allow),
+                    // Two aligned blocks (5999 and 6000), two elements:
+                    // the rule's count is their sum.
+                    udp_rule("block-6000", (5999, 6000), Action::Block),
                 ],
             ),
         );
         let tagged = hostnet_nft::acl::rule_elements(addr.into(), &port).unwrap();
-        let mut els: Vec<_> = tagged.iter().map(|t| t.element.clone()).collect();
+        assert_eq!(tagged.len(), 3, "{tagged:?}");
+        // The rules' elements and the endpoint's chains going to them.
+        let mut els = hostnet_nft::acl::elements(addr.into(), &port).unwrap();
         els.push(hostnet_nft::acl_endpoint(addr.into()));
         els.push(hostnet_nft::counters::inbound_drops(addr.into()));
         // Over netlink, without expressions: the kernel must attach the
@@ -144,9 +149,9 @@ fn counters_count_each_rule_and_each_endpoints_drops() {
         for _ in 0..n {
             client.send_to(&[7u8; 10], (addr, 5000)).unwrap();
         }
-        for _ in 0..m {
+        for i in 0..m {
             // Blocked: EPERM from the output hook.
-            let _ = client.send_to(&[7u8; 10], (addr, 6000));
+            let _ = client.send_to(&[7u8; 10], (addr, 5999 + (i % 2) as u16));
         }
         send_gre(addr, k as usize, 4);
         let mut buf = [0u8; 64];

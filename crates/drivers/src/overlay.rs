@@ -191,7 +191,8 @@ pub fn network_up(o: &Overlay) -> Vec<Op> {
         sysctl("net/bridge/bridge-nf-call-arptables"),
         Op::LoadNetnsTables {
             netns: router.clone(),
-            script: nft::router::tables(&[]),
+            // No devices yet, so no design to choose.
+            script: nft::router::tables(&[], nft::hook::HookDesign::ChainPerDevice),
         },
         Op::CreateBridge {
             name: transit_bridge.clone(),

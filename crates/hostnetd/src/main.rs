@@ -48,8 +48,21 @@ struct Args {
     /// gateways' DNS proxy forwards to (read again when it changes).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// How devices are hooked on hostnet's netdev rules: `auto` asks the
+    /// kernel (one chain per rule set listing its devices where the kernel
+    /// updates such lists, Linux 6.16+), `chain-per-device` keeps the design
+    /// every kernel supports (to compare the two: docs/benchmarks.md).
+    #[arg(long, env = "HOSTNET_HOOK_DESIGN", value_enum, default_value_t = HookChoice::Auto)]
+    hook_design: HookChoice,
     #[command(flatten)]
     store: store_choice::StoreArgs,
+}
+
+/// `--hook-design`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum HookChoice {
+    Auto,
+    ChainPerDevice,
 }
 
 fn main() {
@@ -66,7 +79,14 @@ fn run(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.state_dir)
         .map_err(|e| format!("cannot create state dir {}: {e}", args.state_dir.display()))?;
     let store = store_choice::open(&args.store, &args.state_dir)?;
-    let dp = hostnet_dataplane::linux::LinuxDataplane::new().map_err(|e| e.to_string())?;
+    let mut dp = hostnet_dataplane::linux::LinuxDataplane::new().map_err(|e| e.to_string())?;
+    if args.hook_design == HookChoice::ChainPerDevice {
+        dp = dp.with_hook_design(hostnet_nft::hook::HookDesign::ChainPerDevice);
+    }
+    log::info!(
+        "hooking devices with {}",
+        hostnet_dataplane::Dataplane::hook_design(&dp).describe()
+    );
     let config = Config {
         netns_dir: args.state_dir.join("netns"),
         default_network: !args.no_default_network,

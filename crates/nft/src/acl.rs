@@ -15,13 +15,18 @@
 //! before its first matching rule's stratum has that rule's action (else it
 //! would be in a later stratum), so the result is the evaluator's.
 //!
-//! A stratum is two maps: a hash map for the boxes of the common
-//! Kubernetes shape (one local and one remote address, one protocol, one
-//! destination port, any source port), looked up in constant time, and an
-//! interval map (the kernel's pipapo, whose lookups are linear in its
-//! elements) for everything else. A stratum's boxes are disjoint, so a
-//! packet hits at most one of the two, and looking them up in turn decides
-//! as one map would.
+//! A stratum's boxes are disjoint and go to hash maps by tuple space
+//! search ([`slot_elements`]): each box splits into aligned blocks, and
+//! the blocks of one shape (the tuple of their fields' prefix lengths) go
+//! to one of the slot's [`SHAPE_MAPS`] hash maps, keyed by the fields
+//! masked to the shape. Each endpoint has a chain per slot it has rules
+//! in, reached through the slot's dispatch map by its address, that looks
+//! its (stratum, shape) pairs up in stratum order with the packet masked
+//! alike; at most one lookup of a stratum hits, so the first hit decides
+//! as one map would. A packet's cost is the number of pairs of its
+//! endpoint, not of rules. Boxes of too many blocks, and of the pairs
+//! beyond the maps, stay in the stratum's interval map (the kernel's
+//! pipapo, linear in its elements), looked up after the shape maps.
 //!
 //! Layers run in series as in `hostnet-policy`: out `acl-host` then
 //! `acl-switch`; in `acl-switch` then `acl-host`, whose last group is the
@@ -40,11 +45,12 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use hostnet_policy::{Action, Condition, Direction, LayerName, Port, Proto, Rule};
 use ipnet::IpNet;
 
+use crate::chain::{ChainRule, KeyField, KeySource};
 use crate::ruleset::TABLE;
 use crate::{Data, Family, SetElement};
 
@@ -56,6 +62,16 @@ pub const MAX_TIERS: usize = 3;
 const SLOTS: usize = 1 + MAX_TIERS;
 /// Boxes (elements) one rule may expand to (the product of its lists).
 pub const MAX_BOXES_PER_RULE: usize = 4096;
+/// Shape maps per chain: the (stratum, shape) pairs one endpoint's slot
+/// can look up in hash maps; pairs beyond it (the rarest) stay in the
+/// stratum's interval map. 16 was too few for /27-/30 peers to unaligned
+/// ranges of up to 23 ports (about 20 pairs); 32 per slot (1,024 empty
+/// maps in all) add about 60 ms to loading the tables.
+pub const SHAPE_MAPS: usize = 32;
+/// Aligned blocks one box may split into to go to shape maps; a box that
+/// needs more (two wide, unaligned port ranges: up to ~900) stays in the
+/// interval map.
+pub const MAX_BLOCKS_PER_BOX: usize = 64;
 
 /// The chain an inbound IPv4 walk starts at (jump here for traffic to an
 /// endpoint).
@@ -232,10 +248,13 @@ struct ChainSpec {
     name: &'static str,
     family: IpFamily,
     dir: Direction,
-    /// Per stratum, the interval map.
+    /// Per stratum, the interval map (the boxes no shape map takes).
     sets: Vec<&'static str>,
-    /// Per stratum, the hash map of exact boxes ([`Box5::exact_key`]).
-    exact: Vec<&'static str>,
+    /// The shape maps ([`SHAPE_MAPS`]): hash maps keyed by masked fields,
+    /// one per (stratum, shape) an endpoint uses; shared by all endpoints.
+    shapes: Vec<&'static str>,
+    /// Endpoint address to `goto` its chain of lookups for this slot.
+    dispatch: &'static str,
     then: Next,
 }
 
@@ -292,9 +311,10 @@ fn chains() -> &'static [ChainSpec] {
                             sets: (0..MAX_STRATA)
                                 .map(|k| leak(format!("{base}_s{k}")))
                                 .collect(),
-                            exact: (0..MAX_STRATA)
-                                .map(|k| leak(format!("{base}_s{k}_x")))
+                            shapes: (0..SHAPE_MAPS)
+                                .map(|i| leak(format!("{base}_m{i}")))
                                 .collect(),
+                            dispatch: leak(format!("{base}_ep")),
                             then: then.map_or(Next::Return, |n| Next::Chain(leak(n))),
                         });
                     }
@@ -334,34 +354,32 @@ pub fn skeleton() -> String {
     let mut s = crate::counters::inet_sets();
     for c in chains() {
         let a = c.family.addr_type();
-        for (set, exact) in c.sets.iter().zip(&c.exact) {
-            let _ = writeln!(
-                s,
-                "\tmap {exact} {{ type {a} . {a} . inet_proto . inet_service : verdict; counter; }}"
-            );
+        let _ = writeln!(s, "\tmap {} {{ type {a} : verdict; }}", c.dispatch);
+        for set in &c.sets {
             let _ = writeln!(
                 s,
                 "\tmap {set} {{ type {a} . {a} . inet_proto . inet_service . inet_service : verdict; flags interval; counter; }}"
             );
         }
+        for m in &c.shapes {
+            let _ = writeln!(
+                s,
+                "\tmap {m} {{ type {a} . {a} . inet_proto . inet_service . inet_service : verdict; counter; }}"
+            );
+        }
     }
     for c in chains() {
         let (nfproto, ip) = c.family.nft();
-        let (key, exact_key) = match c.dir {
-            Direction::In => (
-                format!("{ip} daddr . {ip} saddr . meta l4proto . th dport . th sport"),
-                format!("{ip} daddr . {ip} saddr . meta l4proto . th dport"),
-            ),
-            Direction::Out => (
-                format!("{ip} saddr . {ip} daddr . meta l4proto . th sport . th dport"),
-                format!("{ip} saddr . {ip} daddr . meta l4proto . th dport"),
-            ),
+        let local = match c.dir {
+            Direction::In => "daddr",
+            Direction::Out => "saddr",
         };
         let _ = writeln!(s, "\tchain {} {{", c.name);
-        for (set, exact) in c.sets.iter().zip(&c.exact) {
-            let _ = writeln!(s, "\t\tmeta nfproto {nfproto} {exact_key} vmap @{exact}");
-            let _ = writeln!(s, "\t\tmeta nfproto {nfproto} {key} vmap @{set}");
-        }
+        let _ = writeln!(
+            s,
+            "\t\tmeta nfproto {nfproto} {ip} {local} vmap @{}",
+            c.dispatch
+        );
         match c.then {
             Next::Chain(n) => {
                 let _ = writeln!(s, "\t\tgoto {n}");
@@ -385,9 +403,15 @@ pub fn skeleton() -> String {
 /// static [`IN_DEFAULTS`] chain). A dual-stack endpoint has the elements
 /// of each of its addresses.
 pub fn elements(addr: IpAddr, port: &Port) -> Result<Vec<SetElement>, CompileError> {
-    Ok(rule_elements(addr, port)?
+    let (rules, walk) = compile(addr, port)?;
+    // The endpoint's chains first (the dispatch elements `goto` them),
+    // then the map elements, then the dispatch elements.
+    let (dispatch, chains): (Vec<_>, Vec<_>) =
+        walk.into_iter().partition(|e| e.chain_rules().is_none());
+    Ok(chains
         .into_iter()
-        .map(|e| e.element)
+        .chain(rules.into_iter().map(|e| e.element))
+        .chain(dispatch)
         .collect())
 }
 
@@ -409,10 +433,18 @@ pub struct RuleElement {
     pub element: SetElement,
 }
 
-/// [`elements`], each with its rule.
+/// [`elements`] that count packets, each with its rule (the endpoint's
+/// chains and their dispatch elements, which belong to no rule, left out).
 pub fn rule_elements(addr: IpAddr, port: &Port) -> Result<Vec<RuleElement>, CompileError> {
+    Ok(compile(addr, port)?.0)
+}
+
+/// The rules' elements, and the elements of the endpoint's walk: per slot
+/// it uses, its chain of lookups and the dispatch element going there.
+fn compile(addr: IpAddr, port: &Port) -> Result<(Vec<RuleElement>, Vec<SetElement>), CompileError> {
     let family = IpFamily::of(addr);
     let mut out = Vec::new();
+    let mut walk = Vec::new();
     for dir in [Direction::In, Direction::Out] {
         for (li, layer) in layers(dir).iter().enumerate() {
             let groups: Vec<_> = port
@@ -458,18 +490,244 @@ pub fn rule_elements(addr: IpAddr, port: &Port) -> Result<Vec<RuleElement>, Comp
                         placed.extend(pieces.into_iter().map(|p| (k, p, data.clone(), ri)));
                     }
                 }
-                out.extend(placed.into_iter().map(|(k, b, d, ri)| RuleElement {
+                let (elements, chain) = slot_elements(addr, c, placed);
+                out.extend(elements.into_iter().map(|(ri, element)| RuleElement {
                     rule: RuleAt {
                         layer: *layer,
                         group: *gi,
                         rule: ri,
                     },
-                    element: b.element(c, k, d),
+                    element,
                 }));
+                walk.extend(chain);
             }
         }
     }
-    Ok(out)
+    Ok((out, walk))
+}
+
+/// A box's fields as aligned blocks: its shape (the prefix length of each
+/// field) and the block's values.
+type Shape = [u8; 5];
+
+/// Field widths in bits: local, remote, protocol, local port, remote port.
+fn field_bits(f: IpFamily) -> [u32; 5] {
+    let a = 8 * f.addr_len() as u32;
+    [a, a, 8, 16, 16]
+}
+
+/// The aligned blocks covering `lo..=hi` of a `bits`-wide field, largest
+/// first where they fit: each a base and a prefix length. An interval
+/// splits into at most `2 * (bits - 1)`.
+fn prefix_blocks(lo: u128, hi: u128, bits: u32) -> Vec<(u128, u8)> {
+    if lo == 0 && hi == u128::MAX >> (128 - bits) {
+        return vec![(0, 0)];
+    }
+    let mut out = Vec::new();
+    let mut at = lo;
+    loop {
+        // The largest k < bits with `at` aligned to 2^k and the block
+        // inside; aligned, `at + 2^k - 1` cannot overflow.
+        let mut k = at.trailing_zeros().min(bits - 1);
+        while k > 0 && at + ((1u128 << k) - 1) > hi {
+            k -= 1;
+        }
+        out.push((at, (bits - k) as u8));
+        let last = at + ((1u128 << k) - 1);
+        if last >= hi {
+            return out;
+        }
+        at = last + 1;
+    }
+}
+
+/// `b` as aligned blocks of each field, or None if there would be more
+/// than [`MAX_BLOCKS_PER_BOX`].
+fn blocks(b: &Box5, f: IpFamily) -> Option<Vec<(Shape, Box5)>> {
+    let bits = field_bits(f);
+    let per: Vec<Vec<(u128, u8)>> = (0..5)
+        .map(|d| prefix_blocks(b.0[d].0, b.0[d].1, bits[d]))
+        .collect();
+    if per.iter().map(Vec::len).product::<usize>() > MAX_BLOCKS_PER_BOX {
+        return None;
+    }
+    let mut out = vec![(Shape::default(), *b)];
+    for (d, list) in per.iter().enumerate() {
+        out = out
+            .iter()
+            .flat_map(|(shape, block)| {
+                list.iter().map(move |&(base, len)| {
+                    let (mut s, mut x) = (*shape, *block);
+                    s[d] = len;
+                    let size_minus_1 = match bits[d] - u32::from(len) {
+                        128 => u128::MAX,
+                        n => (1u128 << n) - 1,
+                    };
+                    x.0[d] = (base, base + size_minus_1);
+                    (s, x)
+                })
+            })
+            .collect();
+    }
+    Some(out)
+}
+
+/// The first `len` bits set, in `bytes` bytes.
+fn mask(len: u8, bytes: usize) -> Vec<u8> {
+    (0..bytes)
+        .map(|i| {
+            let have = (i32::from(len) - 8 * i as i32).clamp(0, 8);
+            (0xffu16 << (8 - have)) as u8
+        })
+        .collect()
+}
+
+/// Where each field of a key comes from in `dir`'s packets (local is the
+/// destination inbound).
+fn key_sources(f: IpFamily, dir: Direction) -> [KeySource; 5] {
+    use crate::chain::KeySource::*;
+    let v6 = f == IpFamily::V6;
+    let inbound = dir == Direction::In;
+    [
+        Addr { v6, dst: inbound },
+        Addr { v6, dst: !inbound },
+        L4proto,
+        Port { dst: inbound },
+        Port { dst: !inbound },
+    ]
+}
+
+/// The lookup of a stratum's shape map or interval map (`shape` None: the
+/// fields unmasked).
+fn lookup_rule(c: &ChainSpec, shape: Option<&Shape>, map: &'static str) -> ChainRule {
+    let f = c.family;
+    let bits = field_bits(f);
+    let key = key_sources(f, c.dir)
+        .into_iter()
+        .enumerate()
+        .map(|(d, source)| KeyField {
+            source,
+            mask: shape
+                .filter(|s| u32::from(s[d]) < bits[d])
+                .map(|s| mask(s[d], source.bytes())),
+        })
+        .collect();
+    ChainRule::Lookup {
+        nfproto: match f {
+            IpFamily::V4 => 2,
+            IpFamily::V6 => 10,
+        },
+        key,
+        map,
+    }
+}
+
+/// Names of endpoints' chains, made once each (elements refer to chains
+/// by `'static` names; addresses are reused, so this stays small).
+fn intern(name: String) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.get(name.as_str()) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.into_boxed_str());
+    names.insert(n);
+    n
+}
+
+/// The elements of one slot's placed boxes (each with the index of its
+/// rule), and the endpoint's chain for the slot with its dispatch element
+/// (none if the slot holds nothing for it).
+///
+/// Tuple space search: a box splits into aligned blocks (a prefix per
+/// field); blocks of one shape (the tuple of prefix lengths) and stratum
+/// go to one hash map keyed by the fields masked to that shape, and the
+/// chain looks each map up with the packet masked alike. A stratum's boxes
+/// are disjoint, so at most one of its lookups hits, and a packet's cost is
+/// the number of (stratum, shape) pairs the endpoint uses, not its rules.
+/// The [`SHAPE_MAPS`] pairs with the most blocks get maps; the other pairs'
+/// boxes, and boxes of more than [`MAX_BLOCKS_PER_BOX`] blocks, stay in the
+/// stratum's interval map, looked up after its shape maps.
+fn slot_elements(
+    addr: IpAddr,
+    c: &'static ChainSpec,
+    placed: Vec<(usize, Box5, Data, usize)>,
+) -> (Vec<(usize, SetElement)>, Vec<SetElement>) {
+    let f = c.family;
+    let split: Vec<Option<Vec<(Shape, Box5)>>> =
+        placed.iter().map(|(_, b, _, _)| blocks(b, f)).collect();
+    let mut counts: std::collections::HashMap<(usize, Shape), usize> = Default::default();
+    for ((k, ..), bl) in placed.iter().zip(&split) {
+        for (shape, _) in bl.iter().flatten() {
+            *counts.entry((*k, *shape)).or_default() += 1;
+        }
+    }
+    let mut pairs: Vec<((usize, Shape), usize)> = counts.into_iter().collect();
+    pairs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    pairs.truncate(SHAPE_MAPS);
+    // Map numbers in stratum order, so the chain reads in order.
+    let mut pooled: Vec<(usize, Shape)> = pairs.into_iter().map(|(p, _)| p).collect();
+    pooled.sort();
+    let map_of = |k: usize, s: &Shape| pooled.iter().position(|p| *p == (k, *s));
+    let mut out = Vec::new();
+    let mut interval_strata = [false; MAX_STRATA];
+    for ((k, b, data, ri), bl) in placed.into_iter().zip(split) {
+        let in_maps = bl.filter(|bl| bl.iter().all(|(s, _)| map_of(k, s).is_some()));
+        match in_maps {
+            Some(bl) => out.extend(bl.into_iter().map(|(s, x)| {
+                let map = c.shapes[map_of(k, &s).expect("pooled")];
+                (ri, x.shape_element(f, map, data.clone()))
+            })),
+            None => {
+                interval_strata[k] = true;
+                out.push((ri, b.interval_element(f, c.sets[k], data)));
+            }
+        }
+    }
+    if out.is_empty() {
+        return (out, Vec::new());
+    }
+    let mut rules = Vec::new();
+    for (k, has_interval) in interval_strata.iter().enumerate() {
+        for (i, (_, s)) in pooled.iter().enumerate().filter(|(_, p)| p.0 == k) {
+            rules.push(lookup_rule(c, Some(s), c.shapes[i]));
+        }
+        if *has_interval {
+            rules.push(lookup_rule(c, None, c.sets[k]));
+        }
+    }
+    rules.push(match c.then {
+        Next::Chain(n) => ChainRule::Goto(n),
+        Next::Return => ChainRule::Return,
+    });
+    let name = intern(crate::hook::chain_name(c.name, &addr.to_string()));
+    let text = rules
+        .iter()
+        .map(ChainRule::text)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let chain = SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: name,
+        key: f.octets(as_u128(addr)),
+        key_end: None,
+        data: Some(Data::Rules(rules)),
+        text,
+    };
+    let dispatch = SetElement {
+        family: Family::Inet,
+        table: TABLE,
+        set: c.dispatch,
+        key: f.octets(as_u128(addr)),
+        key_end: None,
+        data: Some(Data::Goto(name)),
+        text: format!("{addr} : goto {name}"),
+    };
+    (out, vec![chain, dispatch])
 }
 
 fn next_data(n: Next) -> Data {
@@ -499,7 +757,8 @@ fn strata(rules: &[&Rule]) -> Option<Vec<usize>> {
 }
 
 /// The boxes one stratum holds, indexed so that placing a box of the exact
-/// shape does not walk every box held (an endpoint's thousands of exact
+/// shape (one remote address, protocol and destination port, any source
+/// port) does not walk every box held (an endpoint's thousands of exact
 /// rules would make its compile quadratic).
 #[derive(Default)]
 struct Held {
@@ -577,10 +836,10 @@ impl Box5 {
         out
     }
 
-    /// The hash-map key of a box of the exact shape (one local and one
-    /// remote address, one protocol, one destination port, every source
-    /// port), in the layout of family `f`'s exact maps' `local . remote .
-    /// protocol . destination port`; None for any other box.
+    /// An index key of a box of the exact shape (one local and one remote
+    /// address, one protocol, one destination port, every source port):
+    /// `local . remote . protocol . destination port`; None for any other
+    /// box.
     fn exact_key(&self, f: IpFamily, dir: Direction) -> Option<Vec<u8>> {
         // Fields 3 and 4 are the local and remote ports; inbound the local
         // port is the destination, outbound the remote one.
@@ -599,46 +858,20 @@ impl Box5 {
         Some(k)
     }
 
-    /// The element of this box in stratum `k` of chain `c`: in the hash map
-    /// if it has the exact shape, else in the interval map.
-    fn element(&self, c: &ChainSpec, k: usize, data: Data) -> SetElement {
-        let f = c.family;
-        let verdict = match &data {
-            Data::Goto(c) => format!("goto {c}"),
-            Data::Drop => "drop".into(),
-            Data::Return => "return".into(),
-            Data::Value(_) | Data::Device(_) => unreachable!("ACL maps are verdict maps"),
-        };
-        if let Some(key) = self.exact_key(f, c.dir) {
-            let dport = match c.dir {
-                Direction::In => self.0[3].0,
-                Direction::Out => self.0[4].0,
-            };
-            return SetElement {
-                family: Family::Inet,
-                table: TABLE,
-                set: c.exact[k],
-                key,
-                key_end: None,
-                text: format!(
-                    "{} . {} . {} . {dport} : {verdict}",
-                    f.show(self.0[0].0),
-                    f.show(self.0[1].0),
-                    self.0[2].0
-                ),
-                data: Some(data),
-            };
-        }
-        let set = c.sets[k];
-        let key_of = |end: bool| {
-            let v = |d: usize| if end { self.0[d].1 } else { self.0[d].0 };
-            let mut k = f.octets(v(0));
-            k.extend_from_slice(&f.octets(v(1)));
-            k.extend_from_slice(&[v(2) as u8, 0, 0, 0]);
-            k.extend_from_slice(&crate::ruleset::port(v(3) as u16));
-            k.extend_from_slice(&crate::ruleset::port(v(4) as u16));
-            k
-        };
+    /// This box's key (`end` false) or last key in the layout of family
+    /// `f`'s maps: `local . remote . protocol . local port . remote port`.
+    fn key(&self, f: IpFamily, end: bool) -> Vec<u8> {
+        let v = |d: usize| if end { self.0[d].1 } else { self.0[d].0 };
+        let mut k = f.octets(v(0));
+        k.extend_from_slice(&f.octets(v(1)));
+        k.extend_from_slice(&[v(2) as u8, 0, 0, 0]);
+        k.extend_from_slice(&crate::ruleset::port(v(3) as u16));
+        k.extend_from_slice(&crate::ruleset::port(v(4) as u16));
+        k
+    }
+
+    /// The element of this box in interval map `set`.
+    fn interval_element(&self, f: IpFamily, set: &'static str, data: Data) -> SetElement {
         let addr = |(a, b): (u128, u128)| match a == b {
             true => f.show(a),
             false => format!("{}-{}", f.show(a), f.show(b)),
@@ -648,18 +881,50 @@ impl Box5 {
             family: Family::Inet,
             table: TABLE,
             set,
-            key: key_of(false),
-            key_end: Some(key_of(true)),
+            key: self.key(f, false),
+            key_end: Some(self.key(f, true)),
             text: format!(
-                "{} . {} . {} . {} . {} : {verdict}",
+                "{} . {} . {} . {} . {} : {}",
                 addr(self.0[0]),
                 addr(self.0[1]),
                 range(self.0[2]),
                 range(self.0[3]),
-                range(self.0[4])
+                range(self.0[4]),
+                verdict_text(&data)
             ),
             data: Some(data),
         }
+    }
+
+    /// The element of this aligned block in shape map `map`: its key is
+    /// every field's base, which is the field masked to the block's shape.
+    fn shape_element(&self, f: IpFamily, map: &'static str, data: Data) -> SetElement {
+        SetElement {
+            family: Family::Inet,
+            table: TABLE,
+            set: map,
+            key: self.key(f, false),
+            key_end: None,
+            text: format!(
+                "{} . {} . {} . {} . {} : {}",
+                f.show(self.0[0].0),
+                f.show(self.0[1].0),
+                self.0[2].0,
+                self.0[3].0,
+                self.0[4].0,
+                verdict_text(&data)
+            ),
+            data: Some(data),
+        }
+    }
+}
+
+fn verdict_text(data: &Data) -> String {
+    match data {
+        Data::Goto(c) => format!("goto {c}"),
+        Data::Drop => "drop".into(),
+        Data::Return => "return".into(),
+        _ => unreachable!("ACL maps are verdict maps"),
     }
 }
 
@@ -744,31 +1009,50 @@ pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: 
             })
             .collect()
     };
-    let (lp, rp) = match dir {
-        Direction::In => (packet.dst_port, packet.src_port),
-        Direction::Out => (packet.src_port, packet.dst_port),
-    };
-    let mut key = family.octets(as_u128(local));
-    key.extend_from_slice(&family.octets(as_u128(remote)));
-    key.extend_from_slice(&[packet.proto.0, 0, 0, 0]);
-    key.extend_from_slice(&crate::ruleset::port(lp.unwrap_or(0)));
-    key.extend_from_slice(&crate::ruleset::port(rp.unwrap_or(0)));
-    let mut exact_key = key[..2 * family.addr_len() + 4].to_vec();
-    exact_key.extend_from_slice(&crate::ruleset::port(packet.dst_port.unwrap_or(0)));
-    let key_fields = fields(&key);
-    let hit = |set: &str| {
-        elements.iter().find(|e| {
-            e.set == set && {
-                let (lo, hi) = (
-                    fields(&e.key),
-                    fields(e.key_end.as_ref().expect("interval")),
-                );
-                (0..5).all(|i| lo[i] <= key_fields[i] && key_fields[i] <= hi[i])
+    // A key field as the kernel loads it into its registers.
+    let load = |source: KeySource| -> Vec<u8> {
+        match source {
+            KeySource::Addr { dst, .. } => {
+                family.octets(as_u128(if dst { packet.dst } else { packet.src }))
             }
-        })
+            KeySource::L4proto => vec![packet.proto.0, 0, 0, 0],
+            KeySource::Port { dst } => crate::ruleset::port(
+                if dst {
+                    packet.dst_port
+                } else {
+                    packet.src_port
+                }
+                .unwrap_or(0),
+            )
+            .to_vec(),
+        }
     };
-    let exact_hit = |set: &str| elements.iter().find(|e| e.set == set && e.key == exact_key);
-    let mut at = family.entry(dir);
+    let lookup = |key: &[KeyField], map: &str| -> Option<Option<Data>> {
+        let mut k = Vec::new();
+        for field in key {
+            let mut v = load(field.source);
+            for (b, m) in v.iter_mut().zip(field.mask.iter().flatten()) {
+                *b &= m;
+            }
+            k.extend_from_slice(&v);
+        }
+        let kf = fields(&k);
+        elements
+            .iter()
+            .find(|e| {
+                e.set == map
+                    && match &e.key_end {
+                        None => e.key == k,
+                        Some(end) => {
+                            let (lo, hi) = (fields(&e.key), fields(end));
+                            (0..5).all(|i| lo[i] <= kf[i] && kf[i] <= hi[i])
+                        }
+                    }
+            })
+            .map(|e| e.data.clone())
+    };
+    let local_key = family.octets(as_u128(local));
+    let mut at: &str = family.entry(dir);
     loop {
         if at == IN_DEFAULTS {
             return matches!(
@@ -776,23 +1060,96 @@ pub fn interpret(elements: &[SetElement], packet: &hostnet_policy::Packet, dir: 
                 Proto::TCP | Proto::UDP | Proto::ICMP | Proto::ICMPV6 | Proto::IGMP
             );
         }
-        let c = chains().iter().find(|c| c.name == at).expect("known chain");
-        let decided = c
-            .exact
-            .iter()
-            .zip(&c.sets)
-            .find_map(|(x, s)| exact_hit(x).or_else(|| hit(s)))
-            .map(|e| e.data.clone());
-        let next = match decided {
-            Some(Some(Data::Drop)) => return false,
-            Some(Some(Data::Return)) => return true,
-            Some(Some(Data::Goto(n))) => Next::Chain(n),
-            Some(_) => unreachable!("ACL maps are verdict maps"),
-            None => c.then,
+        let rules: Vec<ChainRule> = match chains().iter().find(|c| c.name == at) {
+            // A static chain: to the endpoint's own chain, else on.
+            Some(c) => {
+                let mine = elements
+                    .iter()
+                    .find(|e| e.set == c.dispatch && e.key == local_key);
+                match mine.and_then(|e| e.data.clone()) {
+                    Some(Data::Goto(n)) => vec![ChainRule::Goto(n)],
+                    Some(_) => unreachable!("dispatch maps go to chains"),
+                    None => vec![match c.then {
+                        Next::Chain(n) => ChainRule::Goto(n),
+                        Next::Return => ChainRule::Return,
+                    }],
+                }
+            }
+            None => elements
+                .iter()
+                .find_map(|e| (e.set == at).then(|| e.chain_rules()).flatten())
+                .expect("a chain the elements make")
+                .to_vec(),
         };
-        match next {
-            Next::Chain(n) => at = n,
-            Next::Return => return true,
+        let mut next = None;
+        for r in &rules {
+            match r {
+                ChainRule::Lookup { key, map, .. } => match lookup(key, map) {
+                    Some(Some(Data::Drop)) => return false,
+                    Some(Some(Data::Return)) => return true,
+                    Some(Some(Data::Goto(n))) => {
+                        next = Some(n);
+                        break;
+                    }
+                    Some(_) => unreachable!("ACL maps are verdict maps"),
+                    None => {}
+                },
+                ChainRule::Goto(n) => {
+                    next = Some(*n);
+                    break;
+                }
+                ChainRule::Return => return true,
+            }
         }
+        match next {
+            Some(n) => at = n,
+            None => return true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks cover exactly the interval, each aligned to its size, and
+    /// no more than `2 * (bits - 1)` of them.
+    #[test]
+    fn prefix_blocks_tile_the_interval() {
+        for (lo, hi) in [
+            (0, 65535),
+            (1, 65534),
+            (80, 80),
+            (443, 444),
+            (1000, 2000),
+            (0, 1),
+            (65535, 65535),
+        ] {
+            let b = prefix_blocks(lo, hi, 16);
+            assert!(b.len() <= 30, "{lo}-{hi}: {b:?}");
+            let mut next = lo;
+            for &(base, len) in &b {
+                let size = 1u128 << (16 - u32::from(len));
+                assert_eq!(base, next, "{lo}-{hi}: {b:?}");
+                assert_eq!(base % size, 0, "aligned");
+                next = base + size;
+            }
+            assert_eq!(next, hi + 1, "{lo}-{hi}: {b:?}");
+        }
+        assert_eq!(prefix_blocks(0, u128::MAX, 128), [(0, 0)]);
+        assert_eq!(prefix_blocks(0, u128::MAX >> 1, 128), [(0, 1)]);
+        assert_eq!(prefix_blocks(1, u128::MAX, 128).len(), 127 + 1);
+        assert_eq!(
+            prefix_blocks(0x0a00_0000, 0x0aff_ffff, 32),
+            [(0x0a00_0000, 8)]
+        );
+    }
+
+    #[test]
+    fn masks_keep_the_prefix() {
+        assert_eq!(mask(12, 4), [255, 240, 0, 0]);
+        assert_eq!(mask(0, 2), [0, 0]);
+        assert_eq!(mask(16, 2), [255, 255]);
+        assert_eq!(mask(8, 1), [255]);
     }
 }

@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn every_drop_is_counted_before_it_is_dropped() {
-        let s = crate::tables(&[]);
+        let s = crate::tables(&[], crate::hook::HookDesign::ChainPerDevice);
         assert!(s.contains("set inbound_drops4 { type ipv4_addr; counter; }"));
         assert!(s.contains("set inbound_drops6 { type ipv6_addr; counter; }"));
         assert!(s.contains("set port_drops { type ifname; counter; }"));

@@ -42,10 +42,10 @@ impl Family {
 /// interval set (the last key the element covers).
 ///
 /// A [`Data::Device`] element hooks a device on a netdev rules chain:
-/// `set` names the chain and `key` the device. It is a base chain of the
-/// device's own whose one rule goes to `set` ([`crate::hook`]), created and
-/// deleted in the same batch as set elements, so hooking an endpoint's port
-/// is as incremental as adding a set element.
+/// `set` names the chain and `key` the device. It puts the device on a base
+/// chain whose one rule goes to `set` (its own, or one listing the rule
+/// set's devices: [`crate::hook`]), in the same batch as set elements, so
+/// hooking an endpoint's port is as incremental as adding a set element.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SetElement {
     pub family: Family,
@@ -69,8 +69,12 @@ pub enum Data {
     /// A verdict map's `return` (back to the chain that jumped here).
     Return,
     /// Not a set element: the key is a device hooked, at this hook, on the
-    /// rules chain named by `set` (through a base chain of its own).
+    /// rules chain named by `set` (through a base chain, [`crate::hook`]).
     Device(NetdevHook),
+    /// Not a set element: a regular chain named `set` holding these rules
+    /// ([`crate::chain`]). Added, the chain is made (if missing) and its
+    /// rules replaced; deleted, it goes with its rules.
+    Rules(Vec<crate::chain::ChainRule>),
 }
 
 /// Where a netdev base chain sees a device's frames.
@@ -104,6 +108,14 @@ impl SetElement {
     pub fn device_hook(&self) -> Option<NetdevHook> {
         match self.data {
             Some(Data::Device(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The rules, if this is a regular chain ([`Data::Rules`]).
+    pub fn chain_rules(&self) -> Option<&[crate::chain::ChainRule]> {
+        match &self.data {
+            Some(Data::Rules(r)) => Some(r),
             _ => None,
         }
     }

@@ -1,5 +1,8 @@
-//! One netdev base chain per hooked device.
+//! How hostnet hooks a device on the netdev rules it gets.
 //!
+//! Two designs, the kernel's abilities choose ([`HookDesign`]).
+//!
+//! **A base chain per device** ([`HookDesign::ChainPerDevice`]):
 //! A device's frames pay for a netdev chain only while the device is
 //! hooked on it, so hostnet hooks each device it filters (an endpoint's
 //! port, an L2 uplink, a DSR client) on a base chain of its own, named
@@ -19,9 +22,49 @@
 //! devices that exist get their chains ([`crate::tables`] is given only
 //! those); the others are hooked once they are made.
 //!
+//! **One base chain per rule set listing its devices**
+//! ([`HookDesign::DeviceList`], Linux 6.16 and later): `rules/_egress` (or
+//! `_ingress`, [`list_chain_name`]) holds the same one `goto` rule and is
+//! hooked on every device of that rule set; hooking a device adds it to
+//! the chain's list (`NEWCHAIN` naming the device), unhooking removes it
+//! (`DELCHAIN` naming the device). The kernel keeps such hooks by name, for
+//! devices that do not exist yet too, so the table holds a handful of base
+//! chains whatever the number of endpoints: every commit walks every chain
+//! of the table and a `goto` rule's commit validates every base chain, so
+//! a chain per device made each endpoint's batch dearer by the endpoints
+//! already present (docs/benchmarks.md, "Hooking devices"). A frame pays
+//! exactly what it pays with a chain per device: one `goto`.
+//!
 //! [`Data::Device`]: crate::Data::Device
 
+use std::fmt::Write;
+
 use crate::{NetdevHook, SetElement};
+
+/// How device elements become hooks; probed from the kernel at start-up
+/// (the dataplane's `hook_design`), never from its version number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HookDesign {
+    /// A base chain per device: what every kernel hostnet supports.
+    #[default]
+    ChainPerDevice,
+    /// One base chain per rule set and hook, its device list changed in
+    /// place: for kernels that hook devices by name and update a chain's
+    /// devices (Linux 6.16+).
+    DeviceList,
+}
+
+impl HookDesign {
+    /// A short name for logs and benchmark reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HookDesign::ChainPerDevice => "a base chain per device",
+            HookDesign::DeviceList => {
+                "one base chain per rule set, its device list updated in place"
+            }
+        }
+    }
+}
 
 /// The priority of every hostnet netdev base chain.
 pub const PRIORITY: i32 = 0;
@@ -79,6 +122,25 @@ pub fn device_element(
     }
 }
 
+/// The base chain listing every device hooked on chain `rules` at `hook`
+/// ([`HookDesign::DeviceList`]): `rules/_egress` or `rules/_ingress`.
+/// [`chain_name`] never makes `_` followed by a letter past `f`, so the two
+/// designs' names never meet.
+pub fn list_chain_name(rules: &str, hook: NetdevHook) -> String {
+    format!("{rules}/_{}", hook.keyword())
+}
+
+/// The rules chain and hook of a base chain named by [`list_chain_name`],
+/// or None if `name` is not one.
+pub fn parse_list_chain_name(name: &str) -> Option<(&str, NetdevHook)> {
+    let (rules, hook) = name.split_once('/')?;
+    match hook {
+        "_egress" => Some((rules, NetdevHook::Egress)),
+        "_ingress" => Some((rules, NetdevHook::Ingress)),
+        _ => None,
+    }
+}
+
 /// The device of a [`crate::Data::Device`] element, as the kernel names it.
 pub fn device(e: &SetElement) -> String {
     let name = String::from_utf8_lossy(&e.key);
@@ -88,8 +150,54 @@ pub fn device(e: &SetElement) -> String {
 /// The base chain of a device element: its name and hook, or None if `e`
 /// is a set element.
 pub fn chain_of(e: &SetElement) -> Option<(String, NetdevHook)> {
+    base_chain_of(e, HookDesign::ChainPerDevice)
+}
+
+/// The base chain that hooks a device element in `design`: its name and
+/// hook, or None if `e` is a set element.
+pub fn base_chain_of(e: &SetElement, design: HookDesign) -> Option<(String, NetdevHook)> {
     let hook = e.device_hook()?;
-    Some((chain_name(e.set, &device(e)), hook))
+    let name = match design {
+        HookDesign::ChainPerDevice => chain_name(e.set, &device(e)),
+        HookDesign::DeviceList => list_chain_name(e.set, hook),
+    };
+    Some((name, hook))
+}
+
+/// Where a list chain hooks: table, rules chain, hook.
+type HookPoint<'a> = (&'a str, &'a str, NetdevHook);
+
+/// `nft -f` text hooking the device elements of `elements` in `design`
+/// (set elements are left out): a chain per device, or one chain per rule
+/// set listing them all, each with its one rule.
+pub fn chains_text(elements: &[SetElement], design: HookDesign) -> String {
+    let devices = elements.iter().filter(|e| e.device_hook().is_some());
+    match design {
+        HookDesign::ChainPerDevice => devices.map(chain_text).collect(),
+        HookDesign::DeviceList => {
+            let mut lists: Vec<(HookPoint, Vec<String>)> = Vec::new();
+            for e in devices {
+                let key = (e.table, e.set, e.device_hook().expect("a device"));
+                let name = format!("\"{}\"", device(e));
+                match lists.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, names)) if names.contains(&name) => {}
+                    Some((_, names)) => names.push(name),
+                    None => lists.push((key, vec![name])),
+                }
+            }
+            let mut s = String::new();
+            for ((table, rules, hook), names) in lists {
+                let chain = list_chain_name(rules, hook);
+                let _ = write!(
+                    s,
+                    "add chain netdev {table} {chain} {{ type filter hook {} devices = {{ {} }} priority {PRIORITY}; policy accept; }}\nadd rule netdev {table} {chain} goto {rules}\n",
+                    hook.keyword(),
+                    names.join(", "),
+                );
+            }
+            s
+        }
+    }
 }
 
 /// `nft -f` text creating the base chain of a device element and its one
@@ -152,5 +260,41 @@ mod tests {
             "add chain netdev hostnet_egress endpoint_inbound/hnve01 { type filter hook egress device \"hnve01\" priority 0; policy accept; }\nadd rule netdev hostnet_egress endpoint_inbound/hnve01 goto endpoint_inbound\n"
         );
         assert_eq!(chain_of(&crate::nat_source([10, 0, 0, 2].into())), None);
+    }
+
+    #[test]
+    fn a_device_list_chain_per_rule_set_lists_each_device_once() {
+        let elements = vec![
+            crate::endpoint_port("hnve01"),
+            crate::nat_source([10, 0, 0, 2].into()),
+            crate::endpoint_port("hnve02"),
+            crate::nat_endpoint_port("hnve03"),
+            crate::endpoint_port("hnve01"),
+        ];
+        assert_eq!(
+            chains_text(&elements, HookDesign::DeviceList),
+            "add chain netdev hostnet_egress endpoint_inbound/_egress { type filter hook egress devices = { \"hnve01\", \"hnve02\" } priority 0; policy accept; }\n\
+             add rule netdev hostnet_egress endpoint_inbound/_egress goto endpoint_inbound\n\
+             add chain netdev hostnet_egress nat_endpoint_inbound/_egress { type filter hook egress devices = { \"hnve03\" } priority 0; policy accept; }\n\
+             add rule netdev hostnet_egress nat_endpoint_inbound/_egress goto nat_endpoint_inbound\n"
+        );
+        assert_eq!(
+            base_chain_of(&elements[0], HookDesign::DeviceList),
+            Some(("endpoint_inbound/_egress".to_string(), NetdevHook::Egress))
+        );
+        assert_eq!(
+            chains_text(&elements[..1], HookDesign::ChainPerDevice),
+            chain_text(&elements[0])
+        );
+    }
+
+    #[test]
+    fn list_chain_names_are_no_device_chain_name() {
+        // A device chain's `_` is always followed by two hex digits.
+        for hook in [NetdevHook::Ingress, NetdevHook::Egress] {
+            let list = list_chain_name("x", hook);
+            let rest = list.strip_prefix("x/_").unwrap();
+            assert!(!rest[..2].chars().all(|c| c.is_ascii_hexdigit()), "{list}");
+        }
     }
 }

@@ -416,8 +416,11 @@ fn dispatch_rules(s: &mut String, family: IpFamily, reach: usize) {
     );
 }
 
-/// The load balancers' maps and chains, inside `table inet hostnet`.
-pub fn skeleton() -> String {
+/// The frontend, slot, bucket, mark and SNAT maps of both families, the
+/// static pick chains and their dispatch map [`PICKS`]: what every table
+/// that load balances holds (the host's, and an overlay router's:
+/// [`crate::router`]), whose entry chains then differ.
+pub fn maps_and_picks() -> String {
     let mut s = String::new();
     for family in IpFamily::ALL {
         family_maps(&mut s, family);
@@ -448,6 +451,12 @@ pub fn skeleton() -> String {
         "\tmap {PICKS} {{ type mark : verdict; elements = {{ {} }}; }}",
         picks.join(", ")
     );
+    s
+}
+
+/// The load balancers' maps and chains, inside `table inet hostnet`.
+pub fn skeleton() -> String {
+    let mut s = maps_and_picks();
     let _ = write!(
         s,
         r#"	chain {PREROUTING} {{

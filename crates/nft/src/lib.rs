@@ -10,6 +10,7 @@
 //! stores, which the dataplane sends over nfnetlink.
 
 pub mod acl;
+pub mod chain;
 pub mod counters;
 pub mod dsr;
 mod element;

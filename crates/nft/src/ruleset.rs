@@ -13,8 +13,7 @@
 //! trips 7-8% (docs/benchmarks.md). A netdev chain costs only the frames of
 //! the devices it is hooked on. Which chain a device's base chain goes to
 //! *is* the dispatch: no per-frame map lookup picks the rules. Hooking a
-//! device is a [`Data::Device`] element, a base chain of its own and one
-//! rule, shared rules untouched.
+//! device is a [`Data::Device`] element, shared rules untouched.
 //!
 //! There is no bridge conntrack here (`nf_conntrack_bridge`), and netdev
 //! chains cannot read conntrack state, so the endpoint firewall judges
@@ -26,10 +25,11 @@
 //! Firewall defaults (the seed): outbound allow all; inbound allow TCP, UDP,
 //! ICMP, ICMPv6 and IGMP, deny every other protocol.
 //!
-//! Each hooked device has a base chain of its own whose one rule goes to
-//! the shared rules ([`crate::hook`]): so hooking works alike on Linux 6.1
-//! (which neither hooks missing devices nor changes a chain's devices, and
-//! deletes a chain with its device) and on 6.16+.
+//! A hooked device is on a base chain whose one rule goes to the shared
+//! rules ([`crate::hook`]): one chain per rule set listing its devices
+//! where the kernel updates such lists (Linux 6.16+), a chain of its own
+//! where it does not (6.1, which neither hooks missing devices nor changes
+//! a chain's devices, and deletes a chain with its device).
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -179,8 +179,8 @@ pub struct HostPort {
 /// exist can be hooked, so the caller passes only those. `nft -f` runs the
 /// whole text as one transaction, so established connections (conntrack)
 /// are untouched.
-pub fn tables(elements: &[SetElement]) -> String {
-    skeleton().with_elements(elements)
+pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
+    skeleton().with_elements(elements, hooks)
 }
 
 /// The skeleton of [`tables`], without elements, fingerprinted
@@ -211,13 +211,22 @@ pub fn skeleton() -> crate::Skeleton {
     crate::Skeleton::new(s, made.collect())
 }
 
-/// `elements` as `nft -f` statements: set elements as `add element`, a
-/// hooked device as its own base chain ([`crate::hook`]).
-pub(crate) fn element_statements(elements: &[SetElement]) -> String {
-    let mut s = String::new();
+/// `elements` as `nft -f` statements: set elements as `add element`,
+/// hooked devices as base chains in the design `hooks` ([`crate::hook`]).
+pub(crate) fn element_statements(
+    elements: &[SetElement],
+    hooks: crate::hook::HookDesign,
+) -> String {
+    let mut s = crate::hook::chains_text(elements, hooks);
+    // Regular chains ([`Data::Rules`]) before the elements: map elements `goto` them.
+    for e in elements.iter().filter(|e| e.chain_rules().is_some()) {
+        s.push_str(&crate::chain::chain_text(e));
+    }
     for e in elements {
         if e.device_hook().is_some() {
-            s.push_str(&crate::hook::chain_text(e));
+            continue;
+        }
+        if e.chain_rules().is_some() {
             continue;
         }
         let _ = writeln!(
@@ -669,7 +678,7 @@ mod tests {
     fn tables_replace_atomically_and_carry_elements() {
         let mut els = nat_bridge("hnbr1");
         els.push(nat_source(Ipv4Addr::new(10, 0, 0, 2).into()));
-        let s = tables(&els);
+        let s = tables(&els, crate::hook::HookDesign::ChainPerDevice);
         assert!(s.starts_with("table inet hostnet\ndelete table inet hostnet\n"));
         assert!(s.contains("add element inet hostnet nat_bridges { \"hnbr1\" }"));
         assert!(s.contains("add element inet hostnet nat_bridge_pairs { \"hnbr1\" . \"hnbr1\" }"));
@@ -682,10 +691,13 @@ mod tests {
     /// inet hooks).
     #[test]
     fn both_families_walk_their_acls_and_neighbour_discovery_passes() {
-        let s = tables(&[
-            acl_endpoint(Ipv4Addr::new(10, 0, 0, 2).into()),
-            acl_endpoint("fd00::2".parse().unwrap()),
-        ]);
+        let s = tables(
+            &[
+                acl_endpoint(Ipv4Addr::new(10, 0, 0, 2).into()),
+                acl_endpoint("fd00::2".parse().unwrap()),
+            ],
+            crate::hook::HookDesign::ChainPerDevice,
+        );
         assert!(s.contains("add element inet hostnet acl_endpoints4 { 10.0.0.2 }"));
         assert!(s.contains("add element inet hostnet acl_endpoints6 { fd00::2 }"));
         let body = |chain: &str| {
@@ -726,7 +738,7 @@ mod tests {
         let ports: Vec<SetElement> = (0..3)
             .map(|i| endpoint_port(&format!("hnve{i:06}")))
             .collect();
-        let s = tables(&ports);
+        let s = tables(&ports, crate::hook::HookDesign::ChainPerDevice);
         let chains: Vec<&str> = s
             .lines()
             .filter(|l| l.starts_with("add chain netdev hostnet_egress endpoint_inbound/"))

@@ -32,6 +32,9 @@ pub struct Skeleton {
     /// as `lb_picks`): `family table set`. Part of the skeleton, never of
     /// the store's elements, so a sync leaves them alone.
     pub filled: Vec<String>,
+    /// The chains the skeleton declares: `family table chain`. Any other
+    /// regular chain in its tables is an element's ([`crate::Data::Rules`]).
+    pub chains: Vec<String>,
 }
 
 impl Skeleton {
@@ -46,11 +49,13 @@ impl Skeleton {
             .collect();
         let mut script = String::with_capacity(text.len() + comment.len() * tables.len());
         let mut filled = Vec::new();
+        let mut chains = Vec::new();
         let mut table = String::new();
         for line in text.split_inclusive('\n') {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
                 ["table", family, name, "{"] => table = format!("{family} {name}"),
+                ["chain", name, "{", ..] => chains.push(format!("{table} {name}")),
                 ["set" | "map", name, ..] if line.contains("elements = {") => {
                     filled.push(format!("{table} {name}"))
                 }
@@ -66,7 +71,14 @@ impl Skeleton {
             fingerprint,
             tables,
             filled,
+            chains,
         }
+    }
+
+    /// Whether the skeleton declares chain `chain` of `table`.
+    pub fn declares_chain(&self, family: Family, table: &str, chain: &str) -> bool {
+        let name = format!("{} {table} {chain}", family.keyword());
+        self.chains.contains(&name)
     }
 
     /// Whether the skeleton declares the elements of `set` itself.
@@ -80,10 +92,11 @@ impl Skeleton {
         format!("{COMMENT_PREFIX}{}", self.fingerprint)
     }
 
-    /// The script with `elements` in place: one `nft -f` transaction.
-    pub fn with_elements(&self, elements: &[SetElement]) -> String {
+    /// The script with `elements` in place, devices hooked in design
+    /// `hooks`: one `nft -f` transaction.
+    pub fn with_elements(&self, elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
         let mut s = self.script.clone();
-        s.push_str(&crate::ruleset::element_statements(elements));
+        s.push_str(&crate::ruleset::element_statements(elements, hooks));
         s
     }
 }
@@ -129,6 +142,9 @@ mod tests {
         );
         assert!(sk.fills(Family::Inet, crate::TABLE, crate::lb::PICKS));
         assert!(!sk.fills(Family::Inet, crate::TABLE, crate::NAT_SOURCES4));
+        assert!(sk.declares_chain(Family::Inet, crate::TABLE, "postrouting"));
+        assert!(sk.declares_chain(Family::Netdev, crate::EGRESS_TABLE, crate::ENDPOINT_INBOUND));
+        assert!(!sk.declares_chain(Family::Inet, crate::TABLE, "acl_ep_10.0.0.2"));
         // The same text gives the same fingerprint, another text another.
         assert_eq!(crate::skeleton(), sk);
         let other = Skeleton::new(format!("{}#\n", sk.script), sk.tables.clone());

@@ -22,6 +22,10 @@ fn identity(e: &SetElement) -> Identity<'_> {
     (e.family, e.table, e.set, &e.key, end)
 }
 
+fn is_rules(e: &SetElement) -> bool {
+    matches!(e.data, Some(crate::Data::Rules(_)))
+}
+
 /// What makes the kernel's elements the wanted ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -50,6 +54,9 @@ pub fn diff(present: &[SetElement], wanted: &[SetElement]) -> Diff {
             continue;
         }
         match have.get(&id) {
+            // A rules chain's rules are not read back: it is programmed
+            // again, flushed and refilled in place (its users stay).
+            Some(p) if is_rules(p) && is_rules(w) => out.add.push(w.clone()),
             Some(p) if p.data == w.data => {}
             Some(p) => {
                 out.delete.push((*p).clone());
@@ -127,6 +134,19 @@ mod tests {
         wider.key_end = Some(vec![10, 0, 0, 9]);
         let d = diff(&[el("r", 1, None)], &[wider.clone()]);
         assert_eq!((d.delete, d.add), (vec![el("r", 1, None)], vec![wider]));
+    }
+
+    #[test]
+    fn a_kept_rules_chain_is_programmed_again_in_place() {
+        let chain = |rules: Vec<crate::chain::ChainRule>| SetElement {
+            data: Some(Data::Rules(rules)),
+            ..el("acl_in/10.0.0.1", 1, None)
+        };
+        let wanted = chain(vec![crate::chain::ChainRule::Return]);
+        let d = diff(&[chain(Vec::new())], std::slice::from_ref(&wanted));
+        assert_eq!((d.delete, d.add), (vec![], vec![wanted]));
+        let d = diff(&[chain(Vec::new())], &[]);
+        assert_eq!(d.delete, vec![chain(Vec::new())], "unwanted: deleted");
     }
 
     #[test]

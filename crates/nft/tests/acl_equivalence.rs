@@ -117,14 +117,108 @@ fn a_ladder_needs_two_strata() {
     let sets: std::collections::BTreeSet<&str> = els.iter().map(|e| e.set).collect();
     assert_eq!(
         sets.into_iter().collect::<Vec<_>>(),
-        ["acl_in_switch_0_s0", "acl_in_switch_0_s1"]
+        [
+            "acl_in_switch_0/10.0.0.5",
+            "acl_in_switch_0_ep",
+            "acl_in_switch_0_m0",
+            "acl_in_switch_0_m1"
+        ]
+    );
+    // The endpoint's chain: stratum 0's shape (TCP port 80 from anyone),
+    // then stratum 1's (everything), then the next slot.
+    let chain = els.iter().find(|e| e.chain_rules().is_some()).unwrap();
+    assert_eq!(
+        chain.text,
+        "meta nfproto ipv4 ip daddr . ip saddr & 0.0.0.0 . meta l4proto . th dport . th sport & 0 vmap @acl_in_switch_0_m0; \
+         meta nfproto ipv4 ip daddr . ip saddr & 0.0.0.0 . meta l4proto & 0 . th dport & 0 . th sport & 0 vmap @acl_in_switch_0_m1; \
+         goto acl_in_switch_1"
+    );
+    let dispatch = els.iter().find(|e| e.set == "acl_in_switch_0_ep").unwrap();
+    assert_eq!(dispatch.text, "10.0.0.5 : goto acl_in_switch_0/10.0.0.5");
+    assert_eq!(
+        els.iter().position(|e| e.chain_rules().is_some()),
+        Some(0),
+        "the chain comes before the element that goes to it"
     );
 }
 
+/// Prefixes and unaligned port ranges go to shape maps as aligned blocks,
+/// one map per (stratum, shape), whatever the number of rules; a box of
+/// too many blocks (two wide ranges) stays in the interval map. Both
+/// decide packets as the evaluator does.
+#[test]
+fn ranges_split_into_shapes_and_wide_boxes_stay_intervals() {
+    let rule = |id: &str, priority, condition: Condition, action| Rule {
+        id: RuleId(id.into()),
+        direction: Direction::In,
+        priority,
+        condition,
+        action,
+        origin: Origin::default(),
+    };
+    let tcp = || Condition::any().protocols([Proto::TCP]);
+    let mut rules: Vec<Rule> = (0..200u16)
+        .map(|i| {
+            let net: ipnet::IpNet = format!("198.18.{}.0/24", i).parse().unwrap();
+            rule(
+                &format!("r{i}"),
+                100,
+                tcp().remote([net]).local_ports([(1000 + i, 1000 + i + 20)]),
+                Action::Allow,
+            )
+        })
+        .collect();
+    rules.push(rule(
+        "wide",
+        100,
+        tcp()
+            .remote(["192.0.2.0/24".parse().unwrap()])
+            .local_ports([(1, 65534)])
+            .remote_ports([(1, 65534)]),
+        Action::Allow,
+    ));
+    rules.push(rule("deny", 1000, Condition::any(), Action::Block));
+    let port = port_of(vec![], rules, vec![]);
+    let els = acl::rule_elements(EP, &port).unwrap();
+    let wide = els
+        .iter()
+        .filter(|e| e.rule.rule == 200)
+        .collect::<Vec<_>>();
+    assert_eq!(wide.len(), 1, "one interval element");
+    assert_eq!(wide[0].element.set, "acl_in_switch_0_s0");
+    let of_r7 = els.iter().filter(|e| e.rule.rule == 7).count();
+    assert!(of_r7 > 1, "a range of 21 ports is several blocks: {of_r7}");
+    let maps: std::collections::BTreeSet<&str> = els.iter().map(|e| e.element.set).collect();
+    assert!(
+        maps.len() <= acl::SHAPE_MAPS + 2,
+        "shapes, not rules, make maps: {maps:?}"
+    );
+    let all = acl::elements(EP, &port).unwrap();
+    let from =
+        |src: &str, sport, dport| Packet::new(Proto::TCP, src.parse().unwrap(), sport, EP, dport);
+    for (p, want) in [
+        (from("198.18.7.9", 40000, 1007), true),
+        (from("198.18.7.9", 40000, 1027), true),
+        (from("198.18.7.9", 40000, 1028), false),
+        (from("198.18.7.9", 40000, 1006), false),
+        (from("198.18.8.9", 40000, 1007), false),
+        (from("192.0.2.1", 7, 7), true),
+        (from("192.0.2.1", 65535, 7), false),
+        (from("203.0.113.1", 40000, 1007), false),
+    ] {
+        let evaluated = matches!(
+            evaluate(&port, p, Direction::In, None).verdict,
+            Verdict::Allow { .. }
+        );
+        assert_eq!(evaluated, want, "{p}");
+        assert_eq!(acl::interpret(&all, &p, Direction::In), want, "{p}");
+    }
+}
+
 /// The Kubernetes shape (one peer, one protocol, one destination port, any
-/// source port) goes to a stratum's hash map in both directions; a prefix,
-/// a range or a fixed source port keeps a rule in the interval map. Both
-/// decide packets alike.
+/// source port) is one shape of a stratum's hash maps in both directions;
+/// a range or a fixed source port makes other shapes. All decide packets
+/// alike.
 #[test]
 fn exact_rules_go_to_the_hash_maps() {
     let rule = |id: &str, direction, condition: Condition| Rule {
@@ -168,10 +262,17 @@ fn exact_rules_go_to_the_hash_maps() {
             .unwrap_or_else(|| panic!("no element {text}"))
             .set
     };
-    assert_eq!(set_of("192.0.2.9 . 6 . 80 :"), "acl_in_switch_0_s0_x");
-    assert_eq!(set_of("192.0.2.9 . 6 . 53 :"), "acl_out_switch_0_s0_x");
-    assert_eq!(set_of("443-444"), "acl_in_switch_0_s0");
-    assert_eq!(set_of("81-81 . 9-9"), "acl_in_switch_0_s0");
+    let exact_in = set_of("192.0.2.9 . 6 . 80 . 0 :");
+    assert!(exact_in.starts_with("acl_in_switch_0_m"), "{exact_in}");
+    assert!(set_of("192.0.2.9 . 6 . 0 . 53 :").starts_with("acl_out_switch_0_m"));
+    // 443-444 is two blocks (443, 444) of the exact shape.
+    assert_eq!(set_of("192.0.2.9 . 6 . 443 . 0 :"), exact_in);
+    assert_eq!(set_of("192.0.2.9 . 6 . 444 . 0 :"), exact_in);
+    assert_ne!(
+        set_of("192.0.2.9 . 6 . 81 . 9 :"),
+        exact_in,
+        "another shape"
+    );
     let peer_ip = IpAddr::V4("192.0.2.9".parse().unwrap());
     let to_ep = |sport, dport| Packet::new(Proto::TCP, peer_ip, sport, EP, dport);
     assert!(acl::interpret(&els, &to_ep(40000, 80), Direction::In));
@@ -223,13 +324,12 @@ fn ipv6_rules_go_to_the_ipv6_maps() {
             .find(|e| e.text.contains(text))
             .unwrap_or_else(|| panic!("no element {text} in {els:#?}"))
     };
-    let exact = set_of("fd00::5 . 2001:db8::9 . 6 . 80 : goto acl6_in_host_0");
-    assert_eq!(exact.set, "acl6_in_switch_0_s0_x");
-    assert_eq!(exact.key.len(), 16 + 16 + 4 + 4);
-    let icmp =
-        set_of("fd00::5 . ::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff . 58-58 . 0-65535 . 0-65535");
-    assert_eq!(icmp.set, "acl6_in_switch_0_s0");
-    assert_eq!(icmp.key_end.as_ref().unwrap().len(), 16 + 16 + 4 + 4 + 4);
+    let exact = set_of("fd00::5 . 2001:db8::9 . 6 . 80 . 0 : goto acl6_in_host_0");
+    assert!(exact.set.starts_with("acl6_in_switch_0_m"), "{}", exact.set);
+    assert_eq!(exact.key.len(), 16 + 16 + 4 + 4 + 4);
+    let icmp = set_of("fd00::5 . :: . 58 . 0 . 0 : goto acl6_in_host_0");
+    assert!(icmp.set.starts_with("acl6_in_switch_0_m"), "{}", icmp.set);
+    assert_ne!(icmp.set, exact.set, "another shape");
     assert!(els.iter().all(|e| e.set.starts_with("acl6_")), "{els:#?}");
     let from =
         |src: &str, proto, dport| Packet::new(proto, src.parse().unwrap(), 40000, EP6, dport);
@@ -298,9 +398,75 @@ fn rules_apply_to_the_families_their_addresses_name() {
         )],
         vec![],
     );
-    let v4 = acl::elements(EP, &mixed).unwrap();
-    let v6 = acl::elements(EP6, &mixed).unwrap();
+    let v4 = acl::rule_elements(EP, &mixed).unwrap();
+    let v6 = acl::rule_elements(EP6, &mixed).unwrap();
     assert_eq!((v4.len(), v6.len()), (2, 1), "{v4:#?} {v6:#?}");
-    assert!(v4.iter().all(|e| e.set.starts_with("acl_in_")));
-    assert!(v6.iter().all(|e| e.set.starts_with("acl6_in_")));
+    assert!(v4.iter().all(|e| e.element.set.starts_with("acl_in_")));
+    assert!(v6.iter().all(|e| e.element.set.starts_with("acl6_in_")));
+    let walk6 = acl::elements(EP6, &mixed).unwrap();
+    assert!(
+        walk6.iter().all(|e| e.set.starts_with("acl6_in_")),
+        "{walk6:#?}"
+    );
+}
+
+/// More (stratum, shape) pairs than shape maps: the most common shapes
+/// get maps, the rarest stay in the interval map, and the walk still
+/// decides as the evaluator does, for packets of every shape.
+#[test]
+fn shapes_beyond_the_maps_stay_in_the_interval_map() {
+    let rule = |net: String, ports: (u16, u16)| Rule {
+        id: RuleId(format!("{net} {ports:?}")),
+        direction: Direction::In,
+        priority: 100,
+        condition: Condition::any()
+            .protocols([Proto::TCP])
+            .remote([net.parse().unwrap()])
+            .local_ports([ports]),
+        action: Action::Allow,
+        origin: Origin::default(),
+    };
+    // Prefix lengths 8 to 31, each to one port and to an aligned pair: 48
+    // shapes, the /24s to one port most common.
+    let mut rules: Vec<Rule> = (0..24u8)
+        .flat_map(|i| {
+            let net = format!("{}.0.0.0/{}", 20 + i, 8 + i);
+            [rule(net.clone(), (80, 80)), rule(net, (82, 83))]
+        })
+        .collect();
+    rules.extend((0..10u8).map(|i| rule(format!("100.{i}.0.0/24"), (80, 80))));
+    rules.push(block_all(Direction::In));
+    let port = port_of(vec![], rules, vec![]);
+    let els = acl::elements(EP, &port).unwrap();
+    let shape_maps: std::collections::BTreeSet<&str> = els
+        .iter()
+        .map(|e| e.set)
+        .filter(|s| s.starts_with("acl_in_switch_0_m"))
+        .collect();
+    assert_eq!(shape_maps.len(), acl::SHAPE_MAPS);
+    let interval = els
+        .iter()
+        .filter(|e| e.set.starts_with("acl_in_switch_0_s"))
+        .count();
+    assert_eq!(interval, 48 + 1 - acl::SHAPE_MAPS, "the rarest shapes");
+    assert!(
+        els.iter()
+            .any(|e| e.set.starts_with("acl_in_switch_0_m") && e.text.contains("100.7.0.0")),
+        "the /24s, the most common shape, have a map"
+    );
+    let peers = (0..24u8)
+        .map(|i| format!("{}.0.0.1", 20 + i))
+        .chain((0..10u8).map(|i| format!("100.{i}.0.1")));
+    for peer in peers {
+        let pair = !peer.starts_with("100.");
+        for (dport, want) in [(80, true), (81, false), (82, pair), (83, pair), (84, false)] {
+            let p = Packet::new(Proto::TCP, peer.parse().unwrap(), 40000, EP, dport);
+            let evaluated = matches!(
+                evaluate(&port, p, Direction::In, None).verdict,
+                Verdict::Allow { .. }
+            );
+            assert_eq!(evaluated, want, "{p}");
+            assert_eq!(acl::interpret(&els, &p, Direction::In), want, "{p}");
+        }
+    }
 }

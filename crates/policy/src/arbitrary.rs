@@ -1,5 +1,6 @@
 //! Proptest strategies over a small universe (one endpoint, 10.0.0.5; a few
-//! prefixes around it; ports {53, 80, 81, 443}; TCP, UDP, ICMP, GRE), so
+//! prefixes around it; ports {53, 80, 81, 443} and ranges, unaligned and
+//! wide, around them; TCP, UDP, ICMP, GRE), so
 //! overlaps and ties between generated rules are common. The `dual_`
 //! strategies add the endpoint's IPv6 address (fd00::5) and IPv6 peers,
 //! prefixes and ICMPv6, for dual-stack endpoints.
@@ -36,6 +37,8 @@ fn prefix() -> impl Strategy<Value = IpNet> + Clone {
         Just("10.0.0.4/30".parse().unwrap()),
         Just("10.0.0.1/32".parse().unwrap()),
         Just("10.0.0.5/32".parse().unwrap()),
+        Just("10.0.0.6/31".parse().unwrap()),
+        Just("10.0.0.0/8".parse().unwrap()),
         Just("192.0.2.0/24".parse().unwrap()),
     ]
 }
@@ -54,7 +57,13 @@ fn port_range() -> impl Strategy<Value = (u16, u16)> {
         Just((53, 53)),
         Just((80, 81)),
         Just((443, 443)),
-        Just((80, 80))
+        Just((80, 80)),
+        // Unaligned and wide: many aligned blocks each, so compiled rules
+        // span several shapes (and two together overflow the shape maps'
+        // per-box budget).
+        Just((79, 444)),
+        Just((1, 65534)),
+        Just((1024, 65535)),
     ]
 }
 
@@ -168,7 +177,16 @@ fn packet_between(
     endpoint: IpAddr,
     peers: Vec<IpAddr>,
 ) -> impl Strategy<Value = (Packet, Direction)> {
-    let port = prop_oneof![Just(53u16), Just(80), Just(81), Just(443), Just(40000)];
+    let port = prop_oneof![
+        Just(53u16),
+        Just(80),
+        Just(81),
+        Just(443),
+        Just(40000),
+        Just(79),
+        Just(444),
+        Just(65535)
+    ];
     (
         proto,
         prop::sample::select(peers),

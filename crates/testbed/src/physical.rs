@@ -325,6 +325,19 @@ impl Host {
         self.daemon.as_ref().expect("start_daemons first")
     }
 
+    /// The router namespace of the host's only overlay network (the
+    /// daemon bind-mounts it under its state as `router-<id>`).
+    pub fn overlay_router(&self) -> PathBuf {
+        std::fs::read_dir(self.daemon().dir.join("state").join("netns"))
+            .expect("the daemon's namespaces")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
+            })
+            .expect("a router namespace")
+    }
+
     /// The host's `hostnetd`, to restart it.
     pub fn daemon_mut(&mut self) -> &mut Daemon {
         self.daemon.as_mut().expect("start_daemons first")

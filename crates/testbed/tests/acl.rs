@@ -192,3 +192,63 @@ fn thousands_of_rules_program_and_decide() {
         "a port no rule opens is blocked"
     );
 }
+
+/// Thousands of interval-shaped rules (unaligned port ranges, prefixes of
+/// other peers beside them): their aligned blocks go to the shape maps
+/// through the endpoint's own chain, and real connections are judged by
+/// them: the ends of the first and last ranges open, a port between two
+/// ranges and one beyond the last blocked.
+#[test]
+fn thousands_of_interval_shaped_rules_program_and_decide() {
+    if !require_privileges("thousands_of_interval_shaped_rules_program_and_decide") {
+        return;
+    }
+    let mut phys = PhysicalNet::new("aclrange", 1);
+    phys.start_daemons(&["--default-subnet", "10.88.0.0/16"]);
+    let h1 = phys.host(0);
+    let c: Container = h1.container("nat", json!([]));
+    const RULES: u16 = 3000;
+    // Rule i opens 20000 + 8i + 1 ..= that + i % 7 to the sibling; as many
+    // again open ranges to /27-/30 prefixes of other peers.
+    let range = |i: u16| {
+        let first = 20000 + 8 * i + 1;
+        (first, first + i % 7)
+    };
+    let mut policies: Vec<Value> = (0..RULES)
+        .flat_map(|i| {
+            let (a, b) = range(i);
+            let other = std::net::Ipv4Addr::from(u32::from_be_bytes([100, 64, 0, 0]) + 32 * u32::from(i));
+            [
+                acl(
+                    &format!("range-{i}"),
+                    "Allow",
+                    "In",
+                    100 + i % 1000,
+                    json!({ "Protocols": "6", "LocalPorts": format!("{a}-{b}"), "RemoteAddresses": format!("{}/32", c.ip) }),
+                ),
+                acl(
+                    &format!("other-{i}"),
+                    "Allow",
+                    "In",
+                    100 + i % 1000,
+                    json!({ "Protocols": "6", "LocalPorts": format!("{a}-{b}"), "RemoteAddresses": format!("{other}/{}", 27 + i % 4) }),
+                ),
+            ]
+        })
+        .collect();
+    policies.push(acl("deny-in", "Block", "In", 4000, json!({})));
+    let s: Container = h1.container("nat", Value::Array(policies));
+    let first = range(0).0;
+    let last = range(RULES - 1).1;
+    let gap = range(5).0 - 1;
+    assert!(range(4).1 < gap, "no range covers {gap}");
+    let _servers: Vec<_> = [first, last, gap, last + 1]
+        .iter()
+        .map(|p| s.serve(&["tcp-serve", &format!("0.0.0.0:{p}")]))
+        .collect();
+    let open = |p: u16| c.run(&["tcp-get", &format!("{}:{p}", s.ip)]).0;
+    assert!(open(first), "the first range's first port");
+    assert!(open(last), "the last range's last port");
+    assert!(!open(gap), "a port between two ranges is blocked");
+    assert!(!open(last + 1), "a port beyond the last range is blocked");
+}

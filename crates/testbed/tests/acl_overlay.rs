@@ -10,7 +10,7 @@ use hostnet_api::Kind;
 use hostnet_testbed::physical::{id, Container, Host};
 use hostnet_testbed::{require_privileges, PhysicalNet, Probe, Session};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const NET: &str = "ov";
 const VNI1: u32 = 4100;
@@ -153,19 +153,6 @@ fn ns_output(ns: &Path, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-/// The router namespace of the host's overlay network.
-fn router_of(host: &Host) -> PathBuf {
-    let dir = host.daemon().dir.join("state").join("netns");
-    std::fs::read_dir(&dir)
-        .expect("netns dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
-        })
-        .expect("a router namespace")
-}
-
 /// The router's conntrack table.
 fn conntrack(router: &Path) -> String {
     ns_output(router, "cat", &["/proc/net/nf_conntrack"])
@@ -205,7 +192,7 @@ fn a_default_deny_ladder_judges_bridged_vxlan_and_routed_traffic() {
         return;
     };
     let (h1, h2) = (w.phys.host(0), w.phys.host(1));
-    let (r1, r2) = (router_of(h1), router_of(h2));
+    let (r1, r2) = (h1.overlay_router(), h2.overlay_router());
     let _web = w.a.serve(&["tcp-serve", "0.0.0.0:80"]);
     let _alt = w.a.serve(&["tcp-serve", "0.0.0.0:81"]);
     // From A's host and subnet (bridged), across hosts in its subnet
@@ -440,7 +427,7 @@ fn modify_narrows_and_cuts_counters_count_and_kill9_keeps_it_all() {
     assert!(reaches(&w.a2, &format!("{A}:90")));
     assert!(!reaches(&w.a2, &format!("{A}:91")), "81 and 91 stay closed");
     assert!(!ping(&w.b, A), "the deny stays");
-    let r1 = router_of(h1);
+    let r1 = h1.overlay_router();
     assert!(filtered(&r1, VNI1), "A's bridge still filtered");
 
     // Update with no ACLs: the defaults again (TCP in allowed, GRE not),
@@ -504,7 +491,7 @@ fn network_acls_judge_overlay_endpoints_and_remote_endpoints_are_not_walked() {
         "A -> B:7000 (B is remote here)"
     );
     let set = ns_output(
-        &router_of(h1),
+        &h1.overlay_router(),
         "nft",
         &["list", "set", "inet", "hostnet", "acl_endpoints4"],
     );

@@ -112,6 +112,21 @@ fn firewall_defaults_drop_other_protocols_inbound() {
     let Some(w) = World::new("firewall_defaults_drop_other_protocols_inbound") else {
         return;
     };
+    firewall_defaults_drop_other_protocols(&w);
+}
+
+/// The same with a base chain per port, the hooking design of kernels
+/// before 6.16 (on those, the test above is this one).
+#[test]
+fn firewall_defaults_drop_other_protocols_inbound_with_a_chain_per_port() {
+    let test = "firewall_defaults_drop_other_protocols_inbound_with_a_chain_per_port";
+    let Some(w) = World::with_chain_per_device(test) else {
+        return;
+    };
+    firewall_defaults_drop_other_protocols(&w);
+}
+
+fn firewall_defaults_drop_other_protocols(w: &World) {
     let a = w.container("nat", json!([]));
     let b = w.container("nat", json!([]));
     for proto in ["47", "132"] {
@@ -172,15 +187,31 @@ fn state_and_connections_survive_restart_and_kill9() {
 
 #[test]
 fn restart_rebuilds_what_is_missing_and_removes_strays() {
-    let Some(mut w) = World::new("restart_rebuilds_what_is_missing_and_removes_strays") else {
+    let Some(w) = World::new("restart_rebuilds_what_is_missing_and_removes_strays") else {
         return;
     };
+    restart_rebuilds(w);
+}
+
+/// The same with a base chain per port, the hooking design of kernels
+/// before 6.16.
+#[test]
+fn restart_rebuilds_what_is_missing_and_removes_strays_with_a_chain_per_port() {
+    let test = "restart_rebuilds_what_is_missing_and_removes_strays_with_a_chain_per_port";
+    let Some(w) = World::with_chain_per_device(test) else {
+        return;
+    };
+    restart_rebuilds(w);
+}
+
+fn restart_rebuilds(mut w: World) {
     let a = w.container("nat", json!([port_mapping(6, 80, 8080)]));
     let veth = w
         .links()
         .into_iter()
         .find(|l| l.starts_with("hnve"))
         .expect("endpoint veth");
+    let b = w.container("nat", json!([]));
     // While the daemon is down: lose the endpoint's link, its table, and
     // gain a link and a namespace mount point it does not know.
     let stray_ns = w
@@ -214,6 +245,12 @@ fn restart_rebuilds_what_is_missing_and_removes_strays() {
     let _srv = a.serve(&["tcp-serve", "0.0.0.0:80"]);
     let (ok, said) = Probe::run(w.outside.path(), &["tcp-get", &format!("{HOST}:8080")]);
     assert!(ok, "mapping not rebuilt: {said}");
+    // The rebuilt port is hooked again: the firewall defaults drop GRE
+    // from a sibling, after which ICMP still passes.
+    let listen = a.serve(&["raw-listen", "47"]);
+    assert!(b.run(&["raw-send", "47", &a.ip]).0);
+    assert!(b.run(&["ping", &a.ip]).0, "ping from sibling");
+    assert_eq!(listen.next_line(), None, "GRE reached the rebuilt port");
 }
 
 /// The gateway keeps its MAC while endpoints come and go. A bridge left to

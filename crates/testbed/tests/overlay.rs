@@ -5,7 +5,7 @@
 //! kube-proxy's Windows overlay code does. Everything is proved with
 //! packets: probes in containers, forwarding counters of the routers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hostnet_api::Kind;
 use hostnet_testbed::capture::Capture;
@@ -77,19 +77,6 @@ fn ping(c: &Container, to: &str) -> bool {
     Probe::run(&c.netns, &["ping", to]).0
 }
 
-/// The router namespace of the host's only overlay network.
-fn router_of(host: &Host) -> PathBuf {
-    let dir = host.daemon().dir.join("state").join("netns");
-    std::fs::read_dir(&dir)
-        .expect("netns dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
-        })
-        .expect("a router namespace")
-}
-
 /// IPv4 datagrams forwarded in a namespace (`/proc/net/snmp` there).
 fn forwarded(ns: &Path) -> u64 {
     let out = ns_command(ns, "cat")
@@ -138,7 +125,7 @@ fn overlay_same_subnet_and_cross_subnet_across_hosts_one_hop() {
     // Same subnet across hosts: bridged, no router involved.
     assert!(ping(&a, B), "A reaches B over VNI {VNI1}");
     // Cross subnet across hosts: routed once, by the sending host's router.
-    let (r1, r2) = (router_of(h1), router_of(h2));
+    let (r1, r2) = (h1.overlay_router(), h2.overlay_router());
     let (f1, f2) = (forwarded(&r1), forwarded(&r2));
     assert!(ping(&a, C), "A reaches C across subnets");
     assert!(forwarded(&r1) > f1, "host 1's router routed A's request");
@@ -413,7 +400,7 @@ fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source(
         "the outside sees host 1's physical address"
     );
     assert!(
-        tracked(&router_of(h1)) > 0,
+        tracked(&h1.overlay_router()) > 0,
         "the router tracks what it NATs"
     );
     // Inside the overlay (the exception), across hosts and subnets: the
@@ -683,7 +670,7 @@ fn remote_subnet_routes_connect_per_host_subnets_and_modify_adds_and_removes_the
         )
         .expect("remove the route");
     assert!(!ping(&x, &y.ip), "no route back once removed");
-    let routes = ns_command(&router_of(h2), "ip")
+    let routes = ns_command(&h2.overlay_router(), "ip")
         .args(["route"])
         .output()
         .unwrap();
@@ -769,4 +756,64 @@ fn overlay_endpoints_keep_the_firewall_defaults_and_their_counters() {
         (3..=8).contains(&received),
         "A received the three pings (and no GRE): {received}"
     );
+}
+
+fn sdn_route(prefix: &str, next_hop: Option<&str>) -> Value {
+    match next_hop {
+        Some(hop) => {
+            json!({"Type": "SDNRoute", "Settings": {"DestinationPrefix": prefix, "NextHop": hop}})
+        }
+        None => {
+            json!({"Type": "SDNRoute", "Settings": {"DestinationPrefix": prefix, "NeedEncap": true}})
+        }
+    }
+}
+
+#[test]
+fn sdn_routes_steer_an_overlay_endpoint_to_a_peer_across_hosts_or_through_its_router() {
+    let test = "sdn_routes_steer_an_overlay_endpoint_to_a_peer_across_hosts_or_through_its_router";
+    // B (host 2) answers for 203.0.113.1 itself: A's route sends it there.
+    let Some(p) = pair(test, json!([sdn_route("203.0.113.0/24", Some(B))])) else {
+        return;
+    };
+    let h1 = p.phys.host(0);
+    let out = ns_command(&p.b.netns, "ip")
+        .args(["addr", "add", "203.0.113.1/32", "dev", "lo"])
+        .output()
+        .expect("ip addr");
+    assert!(out.status.success(), "{out:?}");
+    let at_b = p.b.serve(&["tcp-serve", "203.0.113.1:7000"]);
+    assert_eq!(
+        seen_by(&at_b, &p.a, "203.0.113.1:7000"),
+        A,
+        "B, across the underlay, sees A's own address"
+    );
+
+    // Same subnet: bridged past the router, until a NeedEncap route
+    // without NextHop (added by modify) sends B's address through it.
+    let router = h1.overlay_router();
+    let before = forwarded(&router);
+    assert!(ping(&p.a, B));
+    assert_eq!(forwarded(&router), before, "bridged, not routed");
+    h1.client()
+        .modify(
+            Kind::Endpoints,
+            &p.a.ep_id,
+            &change("Add", json!([sdn_route("10.0.1.20/32", None)])),
+        )
+        .expect("add a NeedEncap SDNRoute");
+    assert!(ping(&p.a, B), "through the router B still answers");
+    let through = forwarded(&router);
+    assert!(through > before, "the router forwarded A's packets to B");
+
+    // Removed: bridged again.
+    h1.client()
+        .modify(
+            Kind::Endpoints,
+            &p.a.ep_id,
+            &change("Remove", json!([sdn_route("10.0.1.20/32", None)])),
+        )
+        .expect("remove the SDNRoute");
+    assert!(ping(&p.a, B));
+    assert_eq!(forwarded(&router), through, "bridged again");
 }

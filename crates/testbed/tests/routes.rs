@@ -22,6 +22,9 @@ const INVALID_IP: u32 = 0x803B_001E;
 const INVALID_PREFIX: u32 = 0x803B_0030;
 const ENDPOINT_NOT_FOUND: u32 = 0x803B_0002;
 const NOT_IMPLEMENTED: u32 = 0x8000_4001;
+const POLICY_ALREADY_EXISTS: u32 = 0x803B_0012;
+/// The default NAT network's gateway (the host on 10.88.0.0/16).
+const GATEWAY_OF_NAT: &str = "10.88.0.1";
 
 /// `ip route` in a namespace.
 fn routes_in(netns: &Path) -> String {
@@ -223,6 +226,96 @@ fn sdn_route_policy_steers_a_nat_endpoint_and_host_route_is_taken() {
     let _srv = d.serve(&["tcp-serve", "0.0.0.0:7001"]);
     let (ok, said) = Probe::run(w.host.path(), &["tcp-get", &format!("{}:7001", d.ip)]);
     assert!(ok, "host -> endpoint: {said}");
+}
+
+fn sdn_route(prefix: &str, hop: &str) -> Value {
+    json!({ "Type": "SDNRoute", "Settings": { "DestinationPrefix": prefix, "NextHop": hop } })
+}
+
+fn change(request: &str, policies: Value) -> Value {
+    json!({ "ResourceType": "Policy", "RequestType": request, "Settings": { "Policies": policies } })
+}
+
+#[test]
+fn sdn_routes_change_by_endpoint_modify_and_a_refused_change_keeps_them() {
+    let Some(mut w) =
+        World::new("sdn_routes_change_by_endpoint_modify_and_a_refused_change_keeps_them")
+    else {
+        return;
+    };
+    let outside = Probe::serve(
+        w.outside.path(),
+        &["tcp-serve", &format!("{INTERNET}:7000")],
+    );
+    let (r, at_r) = responder(&w);
+    let a = w.container("nat", json!([]));
+    let c = w.client();
+    assert_eq!(
+        who_answers(&a, &outside, &at_r),
+        ("outside", HOST.to_string())
+    );
+
+    // Add: A's packets to the prefix go to R from now on.
+    c.modify(
+        Kind::Endpoints,
+        &a.ep_id,
+        &change("Add", json!([sdn_route("203.0.113.0/24", &r.ip)])),
+    )
+    .expect("add an SDNRoute");
+    assert!(
+        routes_in(&a.netns).contains(&format!("203.0.113.0/24 via {} dev eth0", r.ip)),
+        "{}",
+        routes_in(&a.netns)
+    );
+    assert_eq!(who_answers(&a, &outside, &at_r), ("R", a.ip.clone()));
+
+    // Refused changes leave the route where it is: a next hop off the
+    // subnet (INVALID_IP), a second route to the same prefix.
+    let kernel_routes = routes_in(&a.netns);
+    let before = w.snapshot();
+    for (policies, code) in [
+        (json!([sdn_route("198.18.0.0/15", "10.99.0.1")]), INVALID_IP),
+        (
+            json!([sdn_route("203.0.113.0/24", GATEWAY_OF_NAT)]),
+            POLICY_ALREADY_EXISTS,
+        ),
+    ] {
+        let body = change("Add", policies);
+        let (status, err) = w.raw(
+            "PATCH",
+            &format!("/v2/endpoints/{}", a.ep_id),
+            Some(&body.to_string()),
+        );
+        assert_eq!(
+            err["ErrorCode"].as_u64(),
+            Some(u64::from(code)),
+            "{body}: {status} {err}"
+        );
+    }
+    assert_eq!(routes_in(&a.netns), kernel_routes);
+    assert_eq!(w.snapshot(), before);
+    assert_eq!(who_answers(&a, &outside, &at_r), ("R", a.ip.clone()));
+
+    // Stored: a restart keeps it.
+    w.daemon.restart();
+    assert_eq!(who_answers(&a, &outside, &at_r), ("R", a.ip.clone()));
+
+    // Remove: back out through the host.
+    c.modify(
+        Kind::Endpoints,
+        &a.ep_id,
+        &change("Remove", json!([sdn_route("203.0.113.0/24", &r.ip)])),
+    )
+    .expect("remove the SDNRoute");
+    assert!(
+        !routes_in(&a.netns).contains("203.0.113.0/24"),
+        "{}",
+        routes_in(&a.netns)
+    );
+    assert_eq!(
+        who_answers(&a, &outside, &at_r),
+        ("outside", HOST.to_string())
+    );
 }
 
 #[test]

@@ -434,7 +434,7 @@ fn the_dataplane_makes_vlan_links_whose_frames_leave_tagged() {
         mtu: 1400,
         mac: parse(&trunk_mac),
     };
-    hostnet_testbed::run_in(a.path(), || {
+    let design = hostnet_testbed::run_in(a.path(), || {
         let dp = LinuxDataplane::new().expect("dataplane");
         apply(&dp, std::slice::from_ref(&make)).expect("CreateVlan");
         // A second one on the same VLAN of the trunk is refused.
@@ -447,7 +447,22 @@ fn the_dataplane_makes_vlan_links_whose_frames_leave_tagged() {
         };
         let e = dp.execute(&again).expect_err("VLAN 11 twice");
         assert!(e.message.contains("VLAN 11"), "{e}");
+        dp.hook_design()
     });
+    // The hooking design the dataplane's probe picks is what this kernel
+    // does with a netdev chain on a device that does not exist: only the
+    // device-list design may rely on it (hostnet_nft::hook).
+    measured(&format!("hooking devices with {}", design.describe()));
+    let missing = a.output(
+        "nft",
+        &["add table netdev hp; add chain netdev hp c { type filter hook ingress device \"hnt-missing\" priority 0; }"],
+    );
+    assert_eq!(
+        missing.status.success(),
+        design == hostnet_nft::hook::HookDesign::DeviceList,
+        "probe: {design:?}; a chain on a missing device: {missing:?}"
+    );
+    let _ = a.output("nft", &["delete table netdev hp"]);
     let link = ip_out(a.path(), &["-d", "-o", "link", "show", "dev", "hnq00112"]);
     for want in ["vlan protocol 802.1Q id 11", "mtu 1400", &trunk_mac, "UP"] {
         assert!(link.contains(want), "no {want:?} in {link}");

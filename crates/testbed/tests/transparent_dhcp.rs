@@ -310,3 +310,91 @@ fn no_dhcp_server_is_a_clear_error_and_leaves_nothing() {
         .expect("list")
         .is_empty());
 }
+
+/// The source address the server saw when `from` connected to `to`.
+fn seen_by(server: &Probe, from: &Container, to: &str) -> String {
+    let (ok, said) = from.run(&["tcp-get", to]);
+    assert!(ok, "{} -> {to}: {said}", from.ip);
+    let line = server.next_line().unwrap_or_default();
+    line.strip_prefix("peer ")
+        .and_then(|p| p.split(':').next())
+        .unwrap_or_else(|| panic!("server at {to} printed {line:?}"))
+        .to_string()
+}
+
+#[test]
+fn outbound_nat_and_sdn_routes_follow_the_leased_address() {
+    let test = "outbound_nat_and_sdn_routes_follow_the_leased_address";
+    let Some(mut phys) = world(test, true, &[]) else {
+        return;
+    };
+    let (h1, h2) = (phys.host(0), phys.host(1));
+    let host1 = hostnet_testbed::physical::host_addr(0);
+    let host2 = hostnet_testbed::physical::host_addr(1);
+    dhcp_network(h1);
+    let far_at = format!("{OUTSIDE}:7000");
+    let near_at = format!("{host2}:7001");
+    let far = Probe::serve(phys.outside.path(), &["tcp-serve", &far_at]);
+    let near = Probe::serve(h2.path(), &["tcp-serve", &near_at]);
+
+    // OutBoundNAT with the physical subnet as exception, for an address
+    // nobody knew before the lease: the outside sees host 1, host 2 the
+    // container.
+    let onat = json!({ "Type": "OutBoundNAT", "Settings": { "ExceptionList": ["192.0.2.0/24"] } });
+    let a = h1.container(NET, json!([onat]));
+    assert!(in_range(&a.ip), "{}", a.ip);
+    assert_eq!(seen_by(&far, &a, &far_at), host1, "NATed");
+    assert_eq!(seen_by(&near, &a, &near_at), a.ip, "exception");
+
+    // An SDNRoute without NextHop goes via host 1's address on the leased
+    // subnet, which routes it (its forwarding counter grows), un-NATed.
+    let via_host = json!({ "Type": "SDNRoute", "Settings": { "DestinationPrefix": format!("{OUTSIDE}/32"), "NeedEncap": true } });
+    let b = h1.container(NET, json!([via_host]));
+    assert!(
+        ip_in(&b.netns, &["-4", "route"]).contains(&format!("{OUTSIDE} via {host1} dev eth0")),
+        "{}",
+        ip_in(&b.netns, &["-4", "route"])
+    );
+    let before = h1.forwarded();
+    assert_eq!(seen_by(&far, &b, &far_at), b.ip, "routed, not NATed");
+    assert!(h1.forwarded() > before, "host 1 did not route it");
+
+    // OutBoundNAT added by modify: NATed from now on.
+    let change = json!({ "ResourceType": "Policy", "RequestType": "Add",
+                         "Settings": { "Policies": [{ "Type": "OutBoundNAT", "Settings": {} }] } });
+    h1.client()
+        .modify(Kind::Endpoints, &b.ep_id, &change)
+        .expect("add OutBoundNAT");
+    assert_eq!(seen_by(&far, &b, &far_at), host1, "NATed after modify");
+
+    // A next hop off the leased subnet: refused once the lease shows it,
+    // the lease given back, nothing left.
+    let bad = json!({ "Type": "SDNRoute", "Settings": { "DestinationPrefix": "198.51.100.0/24", "NextHop": "10.99.0.1" } });
+    let c = h1.client();
+    let e = c
+        .create(
+            Kind::Endpoints,
+            &json!({ "HostComputeNetwork": h1.network(NET), "Policies": [bad] }),
+        )
+        .expect_err("a next hop off the leased subnet");
+    assert_eq!(e.error_code(), Some(0x803B_001E), "{e}");
+    assert!(e.to_string().contains("10.99.0.1"), "{e}");
+    assert_eq!(c.list(Kind::Endpoints, None).expect("list").len(), 2);
+    let released = wait_until(Duration::from_secs(5), || {
+        phys.dhcp().log().contains("DHCPRELEASE")
+    });
+    assert!(released, "server log:\n{}", phys.dhcp().log());
+
+    // A restarted daemon programs them again from the store.
+    phys.hosts[0].daemon_mut().restart();
+    let h1 = phys.host(0);
+    let before = h1.forwarded();
+    assert_eq!(seen_by(&far, &a, &far_at), host1, "NATed after restart");
+    assert_eq!(
+        seen_by(&near, &a, &near_at),
+        a.ip,
+        "exception after restart"
+    );
+    assert_eq!(seen_by(&far, &b, &far_at), host1, "b after restart");
+    assert!(h1.forwarded() > before);
+}

@@ -206,7 +206,7 @@ pub(super) fn check(
             return Err(HcnError::new(
                 ErrorCode::EndpointNotFound,
                 format!(
-                    "HostComputeEndpoints[{i}] {} is not an endpoint of this host (hostnet has no remote endpoints): create it first or remove it",
+                    "HostComputeEndpoints[{i}] {} is not an endpoint of this host: create it first (another host's container on an Overlay network: as a remote endpoint, Flags 1) or remove it",
                     guid(ep)
                 ),
             ));
@@ -260,6 +260,9 @@ pub(super) fn check(
                 ),
             ));
         }
+    }
+    if let Some(net) = network.and_then(|n| st.networks.get(&n)) {
+        super::overlay::check(st, spec, net)?;
     }
     super::preserve_dip::check_against(st, spec, except)?;
     let mine = frontend_keys(spec);

@@ -11,6 +11,7 @@
 
 mod check;
 mod dsr;
+mod overlay;
 mod preserve_dip;
 mod program;
 
@@ -33,6 +34,7 @@ use check::{check, frontend_keys, parse, unwrap_modify, FrontendKey};
 pub(crate) use dsr::{Scope as SharedScope, Shared as DsrShared};
 use program::lb_elements;
 
+pub(crate) use overlay::{holding_source_vip, pinned_to, router_state};
 pub(crate) use program::{all_elements, client_groups, dsr_local_routes, BackendRemoval};
 
 /// The IPv4 frontend VIPs of `spec`: what DSR and PreserveDip, which are
@@ -152,6 +154,7 @@ impl Service {
     pub(crate) fn create_load_balancer(&self, body: &[u8]) -> Result<Map<String, Value>, HcnError> {
         let (wire, spec) = parse(body)?;
         let mut st = self.lock();
+        let spec = overlay::pin_network(&st, spec, None);
         check(&st, &spec, None)?;
         let id = loop {
             let id = Uuid::new_v4();
@@ -188,6 +191,7 @@ impl Service {
         let Some(old) = st.load_balancers.get(&id) else {
             return Err(Kind::LoadBalancer.not_found(given));
         };
+        let spec = overlay::pin_network(&st, spec, Some(&old.spec));
         check(&st, &spec, Some(&id))?;
         let obj = stored_object(&wire, &spec, &id);
         let op = Delta::replace(lb_elements(&st, &old.spec), lb_elements(&st, &spec));
@@ -279,6 +283,7 @@ fn stored_object(
         obj.insert("HostComputeEndpoints".into(), endpoint_list(spec));
     }
     obj.insert("State".into(), json!(1));
+    overlay::name_network(&mut obj, spec);
     obj
 }
 
@@ -290,7 +295,20 @@ fn with_shared(st: &State, id: &Uuid, spec: Option<&LoadBalancerSpec>, op: Op) -
     let before = dsr::Shared::of(st, None, None, scope);
     let after = dsr::Shared::of(st, Some((id, spec)), None, scope);
     let (mut ops, later) = before.ops_to(&after);
-    ops.push(op);
+    let empty = match &op {
+        Op::AddElements(add) => add.is_empty(),
+        Op::ReplaceElements { delete, add } => delete.is_empty() && add.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        ops.push(op);
+    }
+    // An overlay network's LB is its router's.
+    let mut routers = overlay::Change::default();
+    routers.push(st, id, old, spec);
+    let (first, last) = routers.ops();
+    ops.extend(first);
+    ops.extend(last);
     ops.extend(later);
     ops
 }

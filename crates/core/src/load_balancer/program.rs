@@ -29,6 +29,8 @@ use super::preserve_dip::FLAG as PM_PRESERVE_DIP;
 pub(crate) fn client_groups(st: &State, host_addresses: &[IpAddr]) -> Vec<hostnet_policy::Group> {
     st.load_balancers
         .iter()
+        // An overlay's LBs are its router's, which trace does not model.
+        .filter(|(_, lb)| super::overlay::overlay_of(st, &lb.spec).is_none())
         .map(|(id, lb)| {
             let fronts: Vec<hostnet_policy::lb::Frontend> = frontends(st, &lb.spec)
                 .into_iter()
@@ -91,6 +93,7 @@ impl BackendRemoval {
         let mut before = Vec::new();
         let mut after = Vec::new();
         let mut updates = Vec::new();
+        let mut routers = super::overlay::Change::default();
         for (id, lb) in st.load_balancers.iter() {
             if !lb.spec.endpoints.contains(ep) {
                 continue;
@@ -102,6 +105,7 @@ impl BackendRemoval {
             before.extend(lb_elements(st, &lb.spec));
             // Computed with `ep` still present, but it is no longer listed.
             after.extend(lb_elements(st, &spec));
+            routers.push(st, id, Some(&lb.spec), Some(&spec));
             updates.push((*id, obj, spec));
         }
         let scope = super::dsr::Scope::Endpoint(ep);
@@ -112,6 +116,9 @@ impl BackendRemoval {
         {
             ops.push(op);
         }
+        let (first, last) = routers.ops();
+        ops.extend(first);
+        ops.extend(last);
         ops.extend(later);
         BackendRemoval { updates, ops }
     }
@@ -139,7 +146,7 @@ impl BackendRemoval {
 /// The frontends an LB programs: each VIP (or the host's addresses) times
 /// each port mapping, with the backends' current addresses of the LB's
 /// family (an IPv6 LB's backends are their endpoints' IPv6 addresses).
-fn frontends(st: &State, spec: &LoadBalancerSpec) -> Vec<Frontend> {
+pub(super) fn frontends(st: &State, spec: &LoadBalancerSpec) -> Vec<Frontend> {
     let family = match super::check::is_ipv6(spec) {
         true => IpFamily::V6,
         false => IpFamily::V4,
@@ -200,7 +207,12 @@ fn reach(flags: u32) -> Reach {
     }
 }
 
+/// An LB's elements in the host's table (none for an overlay network's:
+/// they are its router's, [`super::overlay`]).
 pub(super) fn lb_elements(st: &State, spec: &LoadBalancerSpec) -> Vec<SetElement> {
+    if super::overlay::overlay_of(st, spec).is_some() {
+        return Vec::new();
+    }
     let mut out: Vec<SetElement> = frontends(st, spec)
         .iter()
         .flat_map(hostnet_nft::lb::elements)

@@ -30,8 +30,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use hostnet_nft::hook::HookDesign;
 use hostnet_nft::SetElement;
 use ipnet::IpNet;
 
@@ -60,6 +61,18 @@ pub fn delete_netns(path: &Path) -> io::Result<()> {
     netns::delete(path)
 }
 
+/// The hooking design this kernel allows
+/// ([`nftables::probe_hook_design`]), probed once per process: the answer
+/// is the kernel's, the same in every namespace.
+fn kernel_hook_design(sock: &mut Socket) -> HookDesign {
+    static PROBED: OnceLock<HookDesign> = OnceLock::new();
+    *PROBED.get_or_init(|| {
+        let design = nftables::probe_hook_design(sock);
+        log::info!("nftables: hooking devices with {}", design.describe());
+        design
+    })
+}
+
 /// The real dataplane. See the module docs for which namespace it acts on.
 pub struct LinuxDataplane {
     route: Mutex<Socket>,
@@ -70,6 +83,9 @@ pub struct LinuxDataplane {
     /// Whether the kernel knows `NFT_MSG_DESTROYSETELEM`; cleared the first
     /// time it turns out not to.
     destroy_supported: AtomicBool,
+    /// How device elements are hooked: probed from the kernel when first
+    /// needed, once per process ([`kernel_hook_design`]), or forced.
+    hooks: OnceLock<HookDesign>,
     /// Dataplanes of other namespaces (overlay routers) by path: making
     /// one takes a thread and two sockets, milliseconds on a busy host, and
     /// an overlay endpoint needs two ops there. Each holds its namespace
@@ -96,8 +112,25 @@ impl LinuxDataplane {
             home,
             home_id,
             destroy_supported: AtomicBool::new(true),
+            hooks: OnceLock::new(),
             others: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same dataplane hooking devices in `design` whatever the kernel
+    /// allows: to keep the chain-per-device design tested, and measured, on
+    /// kernels that could do better. The kernel must allow `design`.
+    pub fn with_hook_design(self, design: HookDesign) -> Self {
+        let _ = self.hooks.set(design);
+        self
+    }
+
+    /// The hooking design, probed on first use (not in `new`: the CNI
+    /// plugin opens a dataplane per call and never hooks a device).
+    fn hooks(&self) -> HookDesign {
+        *self
+            .hooks
+            .get_or_init(|| kernel_hook_design(&mut self.netfilter()))
     }
 
     /// The index of link `name` in the dataplane's namespace, if it exists.
@@ -402,11 +435,12 @@ impl LinuxDataplane {
             return Ok(());
         }
         let all: Vec<usize> = (0..elements.len()).collect();
+        let hooks = self.hooks();
         let mut sock = self.netfilter();
         let result = if add {
-            nftables::apply(&mut sock, Change::Add, elements, &all)
+            nftables::apply(&mut sock, hooks, Change::Add, elements, &all)
         } else {
-            self.delete_elements(&mut sock, elements, all)
+            self.delete_elements(&mut sock, hooks, elements, all)
         };
         result.map_err(|f| {
             let op = if add {
@@ -424,8 +458,9 @@ impl LinuxDataplane {
     pub fn table_elements(
         &self,
         skeleton: &hostnet_nft::Skeleton,
-    ) -> Result<Vec<SetElement>, DataplaneError> {
-        table_state::elements(&mut self.netfilter(), skeleton)
+    ) -> Result<Option<Vec<SetElement>>, DataplaneError> {
+        let hooks = self.hooks();
+        table_state::elements(&mut self.netfilter(), skeleton, hooks)
             .map_err(|e| DataplaneError::new("read hostnet's tables", e.to_string()))
     }
 
@@ -439,11 +474,14 @@ impl LinuxDataplane {
         elements: &[SetElement],
     ) -> Result<Option<TableSync>, DataplaneError> {
         let read = |e: NetlinkError| DataplaneError::new("read hostnet's tables", e.to_string());
+        let hooks = self.hooks();
         let mut sock = self.netfilter();
         if !table_state::holds_skeleton(&mut sock, skeleton).map_err(read)? {
             return Ok(None);
         }
-        let present = table_state::elements(&mut sock, skeleton).map_err(read)?;
+        let Some(present) = table_state::elements(&mut sock, skeleton, hooks).map_err(read)? else {
+            return Ok(None);
+        };
         let mut diff = hostnet_nft::sync::diff(&present, elements);
         for e in diff.delete.iter_mut().filter(|e| e.text.is_empty()) {
             e.text = table_state::key_text(e);
@@ -458,9 +496,9 @@ impl LinuxDataplane {
         let deletes: Vec<usize> = (0..diff.delete.len()).collect();
         let all: Vec<SetElement> = diff.delete.into_iter().chain(diff.add).collect();
         let adds: Vec<usize> = (deletes.len()..all.len()).collect();
-        nftables::replace(&mut sock, Change::Delete, &all, &deletes, &adds).map_err(|f| {
-            DataplaneError::new("change hostnet's tables' elements", f.describe(&all))
-        })?;
+        nftables::replace(&mut sock, hooks, Change::Delete, &all, &deletes, &adds).map_err(
+            |f| DataplaneError::new("change hostnet's tables' elements", f.describe(&all)),
+        )?;
         Ok(Some(patched))
     }
 
@@ -479,6 +517,7 @@ impl LinuxDataplane {
         let all: Vec<SetElement> = delete.iter().chain(add).cloned().collect();
         let mut deletes: Vec<usize> = (0..delete.len()).collect();
         let adds: Vec<usize> = (delete.len()..all.len()).collect();
+        let hooks = self.hooks();
         let mut sock = self.netfilter();
         let mut removal = match self.destroy_supported.load(Ordering::Relaxed) {
             true => Change::Destroy,
@@ -486,7 +525,8 @@ impl LinuxDataplane {
         };
         let mut downgraded = false;
         loop {
-            let failure = match nftables::replace(&mut sock, removal, &all, &deletes, &adds) {
+            let failure = match nftables::replace(&mut sock, hooks, removal, &all, &deletes, &adds)
+            {
                 Ok(()) => {
                     if downgraded {
                         self.destroy_supported.store(false, Ordering::Relaxed);
@@ -520,9 +560,29 @@ impl LinuxDataplane {
     /// dropping each element the kernel reports missing and retrying (the
     /// batch aborted as a whole, so nothing was deleted yet). A chain's
     /// devices always go the second way: the kernel has no DESTROY for them.
+    /// Regular chains ([`hostnet_nft::Data::Rules`]) go last, the same
+    /// way, once nothing goes to them.
     fn delete_elements(
         &self,
         sock: &mut Socket,
+        hooks: HookDesign,
+        elements: &[SetElement],
+        all: Vec<usize>,
+    ) -> Result<(), nftables::Failure> {
+        let (chains, all): (Vec<usize>, Vec<usize>) = all
+            .into_iter()
+            .partition(|&i| elements[i].chain_rules().is_some());
+        self.delete_set_elements(sock, hooks, elements, all)?;
+        if chains.is_empty() {
+            return Ok(());
+        }
+        Self::delete_skipping_missing(sock, hooks, elements, chains)
+    }
+
+    fn delete_set_elements(
+        &self,
+        sock: &mut Socket,
+        hooks: HookDesign,
         elements: &[SetElement],
         all: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
@@ -530,35 +590,36 @@ impl LinuxDataplane {
             .into_iter()
             .partition(|&i| elements[i].device_hook().is_some());
         if !devices.is_empty() {
-            Self::delete_skipping_missing(sock, elements, devices)?;
+            Self::delete_skipping_missing(sock, hooks, elements, devices)?;
         }
         if remaining.is_empty() {
             return Ok(());
         }
         if self.destroy_supported.load(Ordering::Relaxed) {
-            match nftables::apply(sock, Change::Destroy, elements, &remaining) {
+            match nftables::apply(sock, hooks, Change::Destroy, elements, &remaining) {
                 Err(f)
                     if f.element.is_none()
                         && matches!(f.error.errno, libc::EINVAL | libc::EOPNOTSUPP) =>
                 {
                     // Maybe an old kernel; DELETE tells.
-                    nftables::apply(sock, Change::Delete, elements, &remaining)?;
+                    nftables::apply(sock, hooks, Change::Delete, elements, &remaining)?;
                     self.destroy_supported.store(false, Ordering::Relaxed);
                     return Ok(());
                 }
                 other => return other,
             }
         }
-        Self::delete_skipping_missing(sock, elements, remaining)
+        Self::delete_skipping_missing(sock, hooks, elements, remaining)
     }
 
     fn delete_skipping_missing(
         sock: &mut Socket,
+        hooks: HookDesign,
         elements: &[SetElement],
         mut remaining: Vec<usize>,
     ) -> Result<(), nftables::Failure> {
         loop {
-            match nftables::apply(sock, Change::Delete, elements, &remaining) {
+            match nftables::apply(sock, hooks, Change::Delete, elements, &remaining) {
                 Err(f) if f.error.errno == libc::ENOENT && f.element.is_some() => {
                     let missing = f.element.expect("checked");
                     remaining.retain(|&i| i != missing);
@@ -723,7 +784,8 @@ impl LinuxDataplane {
         if let Some(dp) = others.get(path).filter(|dp| dp.home_id == id) {
             return Ok(dp.clone());
         }
-        let dp = Arc::new(run_in_netns(path, LinuxDataplane::new).map_err(fail)??);
+        let dp = run_in_netns(path, LinuxDataplane::new).map_err(fail)??;
+        let dp = Arc::new(dp.with_hook_design(self.hooks()));
         others.insert(path.to_path_buf(), dp.clone());
         Ok(dp)
     }
@@ -837,9 +899,10 @@ impl LinuxDataplane {
             .and_then(|r| r)
             .map_err(|e| fail(format!("nfnetlink socket: {e}")))?;
         let all: Vec<usize> = (0..elements.len()).collect();
+        let hooks = self.hooks();
         let result = match add {
-            true => nftables::apply(&mut sock, Change::Add, elements, &all),
-            false => self.delete_elements(&mut sock, elements, all),
+            true => nftables::apply(&mut sock, hooks, Change::Add, elements, &all),
+            false => self.delete_elements(&mut sock, hooks, elements, all),
         };
         result.map_err(|f| fail(f.describe(elements)))
     }
@@ -1085,8 +1148,12 @@ impl Dataplane for LinuxDataplane {
             Ok(None) => {}
             Err(e) => log::warn!("{e}; loading the tables whole"),
         }
-        nftables::load_tables(&self.home, &skeleton.with_elements(elements))?;
+        nftables::load_tables(&self.home, &skeleton.with_elements(elements, self.hooks()))?;
         Ok(TableSync::Loaded)
+    }
+
+    fn hook_design(&self) -> HookDesign {
+        self.hooks()
     }
 
     fn set_counters(&self, set: SetRef) -> Result<Vec<ElementCounter>, DataplaneError> {
@@ -1743,6 +1810,7 @@ fn index_for_change(
 mod tests {
     use super::*;
     use hostnet_nft::Family;
+    use std::process::Command;
 
     /// Unmounts a test namespace on drop (panics included).
     struct Netns(tempfile::TempDir);
@@ -1808,8 +1876,14 @@ mod tests {
             // 1 and 3 are gone, 2 stayed.
             let mut sock = dp.netfilter();
             for n in [1, 3] {
-                let gone =
-                    nftables::apply(&mut sock, Change::Delete, &[port(n)], &[0]).unwrap_err();
+                let gone = nftables::apply(
+                    &mut sock,
+                    HookDesign::ChainPerDevice,
+                    Change::Delete,
+                    &[port(n)],
+                    &[0],
+                )
+                .unwrap_err();
                 assert_eq!((gone.error.errno, gone.element), (libc::ENOENT, Some(0)));
                 let text = gone.describe(&[port(n)]);
                 assert!(
@@ -1817,7 +1891,14 @@ mod tests {
                     "{text}"
                 );
             }
-            nftables::apply(&mut sock, Change::Delete, &[port(2)], &[0]).unwrap();
+            nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(2)],
+                &[0],
+            )
+            .unwrap();
         })
         .unwrap();
     }
@@ -1841,9 +1922,23 @@ mod tests {
             })
             .unwrap();
             let mut sock = dp.netfilter();
-            let gone = nftables::apply(&mut sock, Change::Delete, &[port(1)], &[0]).unwrap_err();
+            let gone = nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(1)],
+                &[0],
+            )
+            .unwrap_err();
             assert_eq!(gone.error.errno, libc::ENOENT);
-            nftables::apply(&mut sock, Change::Delete, &[port(2), port(5)], &[0, 1]).unwrap();
+            nftables::apply(
+                &mut sock,
+                HookDesign::ChainPerDevice,
+                Change::Delete,
+                &[port(2), port(5)],
+                &[0, 1],
+            )
+            .unwrap();
         })
         .unwrap();
     }
@@ -1860,5 +1955,35 @@ mod tests {
         );
         assert!(sysctl_path("net/../../etc").is_err());
         assert!(sysctl_path("/etc/passwd").is_err());
+    }
+
+    /// The probe's answer is what the kernel does: with the device-list
+    /// design, a chain hooked on a missing device is created and a device
+    /// added to an existing chain's list; with a chain per device the
+    /// kernel refuses one of the two. The probe leaves no table behind.
+    #[test]
+    fn the_hook_design_probe_says_what_the_kernel_does() {
+        let Some(ns) = Netns::new() else { return };
+        run_in_netns(&ns.path(), || {
+            let dp = LinuxDataplane::new().unwrap();
+            let design = nftables::probe_hook_design(&mut dp.netfilter());
+            let listed = Command::new("nft").args(["list", "tables"]).output().unwrap();
+            assert!(listed.status.success());
+            assert_eq!(String::from_utf8_lossy(&listed.stdout), "", "the probe cleans up");
+            let chain = |device: &str| {
+                format!("add chain netdev t c {{ type filter hook ingress device \"{device}\" priority 0; }}\n")
+            };
+            let tried = dp
+                .load_tables(&format!("add table netdev t\n{}", chain("hnt-missing0")))
+                .and_then(|()| dp.load_tables(&chain("hnt-missing1")));
+            match design {
+                HookDesign::DeviceList => tried.unwrap(),
+                HookDesign::ChainPerDevice => {
+                    tried.unwrap_err();
+                }
+            }
+            eprintln!("this kernel: {}", design.describe());
+        })
+        .unwrap();
     }
 }

@@ -8,11 +8,23 @@
 //! extended ack points at the offending element attribute; the offsets
 //! recorded while building map that back to the element, so errors name it.
 //!
-//! A [`Data::Device`] element hooks one device through a base chain of its
-//! own (`hostnet_nft::hook`): added, it travels as `NEWCHAIN` (the chain,
-//! hooked on that device), `DELRULE` (flushing it, so adding twice leaves
-//! one rule) and `NEWRULE` (`goto` the shared rules); deleted, as one
-//! `DELCHAIN`, rules and all. All in the same batch as the set elements.
+//! A [`Data::Device`] element hooks one device through a base chain
+//! (`hostnet_nft::hook`), in the design the kernel allows ([`HookDesign`],
+//! [`probe_hook_design`]). With a chain per device, added, it travels as
+//! `NEWCHAIN` (the chain, hooked on that device), `DELRULE` (flushing it, so
+//! adding twice leaves one rule) and `NEWRULE` (`goto` the shared rules);
+//! deleted, as one `DELCHAIN`, rules and all. With one chain per rule set
+//! listing its devices, added, the same three messages for the rule set's
+//! chain, whose `NEWCHAIN` creates it or adds the device to its list;
+//! deleted, a `DELCHAIN` naming the device, which takes it off the list.
+//! All in the same batch as the set elements.
+//!
+//! A [`Data::Rules`] element is a regular chain and its rules
+//! (`hostnet_nft::chain`: an endpoint's ACL lookups): added, `NEWCHAIN`,
+//! `DELRULE` flushing it and one `NEWRULE` per rule (meta, cmp, payload,
+//! bitwise and lookup expressions); deleted, `DELCHAIN`. Chains are added
+//! before and deleted after the map elements of their batch, which `goto`
+//! them.
 //!
 //! Loading whole tables is rare (start-up, resync) and needs nft's parser,
 //! so it runs the `nft` binary, inside the dataplane's namespace.
@@ -24,7 +36,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use hostnet_nft::{Data, Family, SetElement};
+use hostnet_nft::chain::ChainRule;
+use hostnet_nft::hook::HookDesign;
+use hostnet_nft::{Data, Family, NetdevHook, SetElement};
 
 use super::netlink::{Message, NetlinkError, Socket};
 use crate::DataplaneError;
@@ -32,6 +46,8 @@ use crate::DataplaneError;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
@@ -56,6 +72,7 @@ const NFT_GOTO: i32 = -4;
 const NFT_RETURN: i32 = -5;
 const NF_DROP: i32 = 0;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
@@ -74,6 +91,28 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 /// `NFT_REG_VERDICT`: an immediate into it is a verdict.
 const NFT_REG_VERDICT: u32 = 0;
+/// The first 32-bit register; a lookup key fills consecutive ones.
+const NFT_REG32_00: u32 = 8;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFT_META_NFPROTO: u32 = 15;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_DREG: u16 = 3;
 const NF_ACCEPT: u32 = 1;
 
 /// Elements per set message; keeps each message far below socket limits.
@@ -159,11 +198,15 @@ struct Sent {
 /// batches as the size limits allow.
 pub fn apply(
     sock: &mut Socket,
+    hooks: HookDesign,
     change: Change,
     all: &[SetElement],
     elements: &[usize],
 ) -> Result<(), Failure> {
-    let messages = group(all, elements);
+    let mut messages = group(all, elements);
+    // Chains before the elements that go to them, and after them out.
+    let chains_first = change == Change::Add;
+    messages.sort_by_key(|m| (all[m[0]].chain_rules().is_some()) != chains_first);
     let mut start = 0;
     while start < messages.len() {
         let mut bytes = 0;
@@ -179,7 +222,7 @@ pub fn apply(
             .iter()
             .map(|m| (change, m.clone()))
             .collect();
-        send_batch(sock, all, &batch)?;
+        send_batch(sock, hooks, all, &batch)?;
         start = end;
     }
     Ok(())
@@ -190,21 +233,42 @@ pub fn apply(
 /// always goes by DELCHAIN (there is no DESTROY for it).
 pub fn replace(
     sock: &mut Socket,
+    hooks: HookDesign,
     removal: Change,
     all: &[SetElement],
     deletes: &[usize],
     adds: &[usize],
 ) -> Result<(), Failure> {
     let mut batch: Vec<(Change, Vec<usize>)> = Vec::new();
-    for m in group(all, deletes) {
-        let change = match all[m[0]].device_hook() {
-            Some(_) => Change::Delete,
-            None => removal,
+    // A chain added again is replaced in place (its add flushes it), not
+    // deleted: the elements going to it may stay.
+    let added: std::collections::HashSet<&str> = adds
+        .iter()
+        .filter(|&&i| all[i].chain_rules().is_some())
+        .map(|&i| all[i].set)
+        .collect();
+    let deletes: Vec<usize> = deletes
+        .iter()
+        .copied()
+        .filter(|&i| all[i].chain_rules().is_none() || !added.contains(all[i].set))
+        .collect();
+    let mut gone = group(all, &deletes);
+    gone.sort_by_key(|m| all[m[0]].chain_rules().is_some());
+    for m in gone {
+        let e = &all[m[0]];
+        let change = match e.device_hook().is_some() || e.chain_rules().is_some() {
+            true => Change::Delete,
+            false => removal,
         };
         batch.push((change, m));
     }
-    batch.extend(group(all, adds).into_iter().map(|m| (Change::Add, m)));
-    send_batch(sock, all, &batch)
+    let mut new = group(all, adds);
+    new.sort_by_key(|m| all[m[0]].chain_rules().is_none());
+    batch.extend(new.into_iter().map(|m| (Change::Add, m)));
+    if batch.is_empty() {
+        return Ok(());
+    }
+    send_batch(sock, hooks, all, &batch)
 }
 
 /// Splits element indices into per-set messages of at most
@@ -225,7 +289,7 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
     order
         .into_iter()
         .flat_map(|set| {
-            if all[set[0]].device_hook().is_some() {
+            if all[set[0]].device_hook().is_some() || all[set[0]].chain_rules().is_some() {
                 return set.into_iter().map(|i| vec![i]).collect::<Vec<_>>();
             }
             let mut messages: Vec<Vec<usize>> = Vec::new();
@@ -254,6 +318,7 @@ fn group(all: &[SetElement], elements: &[usize]) -> Vec<Vec<usize>> {
 /// One atomic batch of set (or chain-device) messages, each with its change.
 fn send_batch(
     sock: &mut Socket,
+    hooks: HookDesign,
     all: &[SetElement],
     messages: &[(Change, Vec<usize>)],
 ) -> Result<(), Failure> {
@@ -261,7 +326,7 @@ fn send_batch(
     let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin_seq);
     let mut sent = Vec::with_capacity(messages.len());
     for (change, indices) in messages {
-        for (msg, offsets) in set_messages(*change, all, indices) {
+        for (msg, offsets) in set_messages(hooks, *change, all, indices) {
             let seq = sock.next_seq();
             bytes.extend_from_slice(&msg.finish(seq));
             sent.push(Sent {
@@ -290,7 +355,7 @@ fn send_batch(
         let message = sent.iter().find(|s| s.seq == seq);
         let element = message.and_then(|m| {
             if let [(_, i)] = m.elements[..] {
-                if all[i].device_hook().is_some() {
+                if all[i].device_hook().is_some() || all[i].chain_rules().is_some() {
                     return Some(i);
                 }
             }
@@ -326,15 +391,27 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
 /// The messages for one group of [`group`]: a device's chain messages, or
 /// one set message.
 fn set_messages(
+    hooks: HookDesign,
     change: Change,
     all: &[SetElement],
     indices: &[usize],
 ) -> Vec<(Message, Vec<(u32, usize)>)> {
     let i = indices[0];
-    match change {
+    if let Some(rules) = all[i].chain_rules() {
+        return match change {
+            Change::Add => rules_chain_add(&all[i], rules, i),
+            Change::Destroy | Change::Delete => vec![rules_chain_delete(&all[i], i)],
+        };
+    }
+    match (change, hooks) {
         _ if all[i].device_hook().is_none() => vec![set_message(change, all, indices)],
-        Change::Add => device_chain_add(&all[i], i),
-        Change::Destroy | Change::Delete => vec![device_chain_delete(&all[i], i)],
+        (Change::Add, _) => device_chain_add(hooks, &all[i], i),
+        (Change::Destroy | Change::Delete, HookDesign::ChainPerDevice) => {
+            vec![device_chain_delete(&all[i], i)]
+        }
+        (Change::Destroy | Change::Delete, HookDesign::DeviceList) => {
+            vec![device_list_delete(&all[i], i)]
+        }
     }
 }
 
@@ -405,29 +482,27 @@ fn nftables_message(kind: u16, flags: u16, e: &SetElement) -> Message {
     msg
 }
 
-/// A device element's base chain, hooked on the device, with one rule,
-/// `goto` its rules chain: `NEWCHAIN` (an existing one with the same hook
-/// is left as it is), `DELRULE` flushing it, `NEWRULE`. Each message is
+/// A device element's base chain in design `hooks`, hooked on the device,
+/// with one rule, `goto` its rules chain: `NEWCHAIN` (an existing chain
+/// with the same hook is left as it is, or with a device list gets the
+/// device added), `DELRULE` flushing it, `NEWRULE`. Each message is
 /// recorded against element `index`, so a failure names it.
-fn device_chain_add(e: &SetElement, index: usize) -> Vec<(Message, Vec<(u32, usize)>)> {
-    let (name, hook) = hostnet_nft::hook::chain_of(e).expect("a device element");
+fn device_chain_add(
+    hooks: HookDesign,
+    e: &SetElement,
+    index: usize,
+) -> Vec<(Message, Vec<(u32, usize)>)> {
+    let (name, hook) = hostnet_nft::hook::base_chain_of(e, hooks).expect("a device element");
     let ack = libc::NLM_F_ACK as u16;
     let mut chain = nftables_message(NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16, e);
+    let offset = chain_hook(
+        &mut chain,
+        e.table,
+        &name,
+        hook,
+        &hostnet_nft::hook::device(e),
+    );
     chain
-        .attr_str(NFTA_CHAIN_TABLE, e.table)
-        .attr_str(NFTA_CHAIN_NAME, &name)
-        .begin_nest(NFTA_CHAIN_HOOK)
-        .attr(NFTA_HOOK_HOOKNUM, &hook.number().to_be_bytes())
-        .attr(
-            NFTA_HOOK_PRIORITY,
-            &hostnet_nft::hook::PRIORITY.to_be_bytes(),
-        )
-        .begin_nest(NFTA_HOOK_DEVS);
-    let offset = chain.offset() as u32;
-    chain
-        .attr_str(NFTA_DEVICE_NAME, &hostnet_nft::hook::device(e))
-        .end_nest()
-        .end_nest()
         .attr(NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes())
         .attr_str(NFTA_CHAIN_TYPE, "filter");
     let mut flush = nftables_message(NFT_MSG_DELRULE, ack, e);
@@ -459,6 +534,40 @@ fn device_chain_add(e: &SetElement, index: usize) -> Vec<(Message, Vec<(u32, usi
     ]
 }
 
+/// The table, name and hook of base chain `name`, hooked on `device`, into
+/// a chain message; returns the offset of the device's attribute.
+fn chain_hook(msg: &mut Message, table: &str, name: &str, hook: NetdevHook, device: &str) -> u32 {
+    msg.attr_str(NFTA_CHAIN_TABLE, table)
+        .attr_str(NFTA_CHAIN_NAME, name)
+        .begin_nest(NFTA_CHAIN_HOOK)
+        .attr(NFTA_HOOK_HOOKNUM, &hook.number().to_be_bytes())
+        .attr(
+            NFTA_HOOK_PRIORITY,
+            &hostnet_nft::hook::PRIORITY.to_be_bytes(),
+        )
+        .begin_nest(NFTA_HOOK_DEVS);
+    let offset = msg.offset() as u32;
+    msg.attr_str(NFTA_DEVICE_NAME, device).end_nest().end_nest();
+    offset
+}
+
+/// `DELCHAIN` naming a device of a rule set's device-list chain: the
+/// device leaves the list, the chain and its rule stay. A device not on
+/// the list (or a missing chain) is `ENOENT`.
+fn device_list_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usize)>) {
+    let (name, hook) =
+        hostnet_nft::hook::base_chain_of(e, HookDesign::DeviceList).expect("a device element");
+    let mut msg = nftables_message(NFT_MSG_DELCHAIN, libc::NLM_F_ACK as u16, e);
+    let offset = chain_hook(
+        &mut msg,
+        e.table,
+        &name,
+        hook,
+        &hostnet_nft::hook::device(e),
+    );
+    (msg, vec![(offset, index)])
+}
+
 /// `DELCHAIN` of a device element's base chain, its rule with it. A
 /// missing chain is `ENOENT` (on Linux 6.1 the kernel deleted it with its
 /// device).
@@ -471,6 +580,226 @@ fn device_chain_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usiz
     (msg, vec![(offset, index)])
 }
 
+/// A [`Data::Rules`] element's chain: `NEWCHAIN` (a regular chain; an
+/// existing one is kept), `DELRULE` flushing it, a `NEWRULE` per rule,
+/// each recorded against element `index`.
+fn rules_chain_add(
+    e: &SetElement,
+    rules: &[ChainRule],
+    index: usize,
+) -> Vec<(Message, Vec<(u32, usize)>)> {
+    let ack = libc::NLM_F_ACK as u16;
+    let mut chain = nftables_message(NFT_MSG_NEWCHAIN, ack | libc::NLM_F_CREATE as u16, e);
+    chain.attr_str(NFTA_CHAIN_TABLE, e.table);
+    let offset = chain.offset() as u32;
+    chain.attr_str(NFTA_CHAIN_NAME, e.set);
+    let mut flush = nftables_message(NFT_MSG_DELRULE, ack, e);
+    flush
+        .attr_str(NFTA_RULE_TABLE, e.table)
+        .attr_str(NFTA_RULE_CHAIN, e.set);
+    let mut out = vec![(chain, vec![(offset, index)]), (flush, vec![(0, index)])];
+    let append = (libc::NLM_F_CREATE | libc::NLM_F_APPEND) as u16;
+    for r in rules {
+        let mut msg = nftables_message(NFT_MSG_NEWRULE, ack | append, e);
+        msg.attr_str(NFTA_RULE_TABLE, e.table)
+            .attr_str(NFTA_RULE_CHAIN, e.set)
+            .begin_nest(NFTA_RULE_EXPRESSIONS);
+        rule_expressions(&mut msg, r);
+        msg.end_nest();
+        out.push((msg, vec![(0, index)]));
+    }
+    out
+}
+
+/// One rule's expressions, as nft compiles the same text: `meta nfproto`
+/// compared, then each key field loaded into the next 32-bit registers
+/// and masked in place, then one lookup of them all.
+fn rule_expressions(msg: &mut Message, rule: &ChainRule) {
+    let be = |n: u32| n.to_be_bytes();
+    let expr = |msg: &mut Message, name: &str, body: &dyn Fn(&mut Message)| {
+        msg.begin_nest(NFTA_LIST_ELEM)
+            .attr_str(NFTA_EXPR_NAME, name)
+            .begin_nest(NFTA_EXPR_DATA);
+        body(msg);
+        msg.end_nest().end_nest();
+    };
+    let verdict = |msg: &mut Message, code: i32, chain: Option<&str>| {
+        expr(msg, "immediate", &|m| {
+            m.attr(NFTA_IMMEDIATE_DREG, &be(NFT_REG_VERDICT))
+                .begin_nest(NFTA_IMMEDIATE_DATA)
+                .begin_nest(NFTA_DATA_VERDICT)
+                .attr(NFTA_VERDICT_CODE, &code.to_be_bytes());
+            if let Some(c) = chain {
+                m.attr_str(NFTA_VERDICT_CHAIN, c);
+            }
+            m.end_nest().end_nest();
+        })
+    };
+    match rule {
+        ChainRule::Goto(c) => verdict(msg, NFT_GOTO, Some(c)),
+        ChainRule::Return => verdict(msg, NFT_RETURN, None),
+        ChainRule::Lookup { nfproto, key, map } => {
+            expr(msg, "meta", &|m| {
+                m.attr(NFTA_META_DREG, &be(NFT_REG32_00))
+                    .attr(NFTA_META_KEY, &be(NFT_META_NFPROTO));
+            });
+            expr(msg, "cmp", &|m| {
+                m.attr(NFTA_CMP_SREG, &be(NFT_REG32_00))
+                    .attr(NFTA_CMP_OP, &be(NFT_CMP_EQ))
+                    .begin_nest(NFTA_CMP_DATA)
+                    .attr(NFTA_DATA_VALUE, &[*nfproto])
+                    .end_nest();
+            });
+            let mut reg = NFT_REG32_00;
+            for field in key {
+                let len = field.source.bytes() as u32;
+                match field.source.payload() {
+                    Some((base, offset)) => expr(msg, "payload", &|m| {
+                        m.attr(NFTA_PAYLOAD_DREG, &be(reg))
+                            .attr(NFTA_PAYLOAD_BASE, &be(base))
+                            .attr(NFTA_PAYLOAD_OFFSET, &be(offset))
+                            .attr(NFTA_PAYLOAD_LEN, &be(len));
+                    }),
+                    None => expr(msg, "meta", &|m| {
+                        m.attr(NFTA_META_DREG, &be(reg))
+                            .attr(NFTA_META_KEY, &be(NFT_META_L4PROTO));
+                    }),
+                }
+                if let Some(mask) = &field.mask {
+                    expr(msg, "bitwise", &|m| {
+                        m.attr(NFTA_BITWISE_SREG, &be(reg))
+                            .attr(NFTA_BITWISE_DREG, &be(reg))
+                            .attr(NFTA_BITWISE_LEN, &be(len))
+                            .begin_nest(NFTA_BITWISE_MASK)
+                            .attr(NFTA_DATA_VALUE, mask)
+                            .end_nest()
+                            .begin_nest(NFTA_BITWISE_XOR)
+                            .attr(NFTA_DATA_VALUE, &vec![0; mask.len()])
+                            .end_nest();
+                    });
+                }
+                reg += len.div_ceil(4);
+            }
+            expr(msg, "lookup", &|m| {
+                m.attr_str(NFTA_LOOKUP_SET, map)
+                    .attr(NFTA_LOOKUP_SREG, &be(NFT_REG32_00))
+                    .attr(NFTA_LOOKUP_DREG, &be(NFT_REG_VERDICT));
+            });
+        }
+    }
+}
+
+/// `DELCHAIN` of a [`Data::Rules`] element's chain, its rules with it.
+fn rules_chain_delete(e: &SetElement, index: usize) -> (Message, Vec<(u32, usize)>) {
+    let mut msg = nftables_message(NFT_MSG_DELCHAIN, libc::NLM_F_ACK as u16, e);
+    msg.attr_str(NFTA_CHAIN_TABLE, e.table);
+    let offset = msg.offset() as u32;
+    msg.attr_str(NFTA_CHAIN_NAME, e.set);
+    (msg, vec![(offset, index)])
+}
+
+/// The table [`probe_hook_design`] tries the kernel in, deleted again.
+pub const PROBE_TABLE: &str = "hostnet_hook_probe";
+/// Device names no link can have (`/` is refused in interface names), so
+/// the probe's hooks never catch a frame.
+const PROBE_DEVICES: [&str; 2] = ["hostnet/probe0", "hostnet/probe1"];
+
+/// Which hooking design this kernel allows, found by doing what the
+/// device-list design does, in a netdev table of hostnet's own
+/// ([`PROBE_TABLE`]) that is deleted afterwards: a base chain hooked on a
+/// device that does not exist, then a second device added to its list and
+/// the first taken off, then the last one taken off. Linux 6.1 refuses the
+/// first step (it hooks only devices that exist) and would refuse the
+/// second (`EEXIST`: no change to a chain's devices); 6.16+ does all.
+/// Any refusal means [`HookDesign::ChainPerDevice`].
+pub fn probe_hook_design(sock: &mut Socket) -> HookDesign {
+    // A probe that died half-way (a crash) may have left the table.
+    let _ = send_messages(
+        sock,
+        vec![probe_table(NFT_MSG_NEWTABLE), probe_table(NFT_MSG_DELTABLE)],
+    );
+    let steps: [Vec<Message>; 3] = [
+        vec![
+            probe_table(NFT_MSG_NEWTABLE),
+            probe_chain(NFT_MSG_NEWCHAIN, PROBE_DEVICES[0]),
+        ],
+        vec![
+            probe_chain(NFT_MSG_NEWCHAIN, PROBE_DEVICES[1]),
+            probe_chain(NFT_MSG_DELCHAIN, PROBE_DEVICES[0]),
+        ],
+        vec![probe_chain(NFT_MSG_DELCHAIN, PROBE_DEVICES[1])],
+    ];
+    let mut design = HookDesign::DeviceList;
+    for (i, step) in steps.into_iter().enumerate() {
+        if let Err(e) = send_messages(sock, step) {
+            log::debug!("hook design probe, step {}: {e}", i + 1);
+            design = HookDesign::ChainPerDevice;
+            break;
+        }
+    }
+    if let Err(e) = send_messages(sock, vec![probe_table(NFT_MSG_DELTABLE)]) {
+        if e.errno != libc::ENOENT {
+            log::warn!("deleting the probe table netdev {PROBE_TABLE}: {e}");
+        }
+    }
+    design
+}
+
+fn probe_table(kind: u16) -> Message {
+    let flags = match kind {
+        NFT_MSG_NEWTABLE => libc::NLM_F_CREATE as u16,
+        _ => 0,
+    };
+    let mut msg = Message::new(
+        (NFNL_SUBSYS_NFTABLES << 8) | kind,
+        libc::NLM_F_ACK as u16 | flags,
+    );
+    msg.header(&nfgenmsg(Family::Netdev.nfproto(), 0))
+        .attr_str(NFTA_TABLE_NAME, PROBE_TABLE);
+    msg
+}
+
+/// The probe's base chain hooked on `device`: created or the device added
+/// (`NEWCHAIN`), or the device taken off (`DELCHAIN`).
+fn probe_chain(kind: u16, device: &str) -> Message {
+    let flags = match kind {
+        NFT_MSG_NEWCHAIN => libc::NLM_F_CREATE as u16,
+        _ => 0,
+    };
+    let mut msg = Message::new(
+        (NFNL_SUBSYS_NFTABLES << 8) | kind,
+        libc::NLM_F_ACK as u16 | flags,
+    );
+    msg.header(&nfgenmsg(Family::Netdev.nfproto(), 0));
+    chain_hook(&mut msg, PROBE_TABLE, "probe", NetdevHook::Egress, device);
+    if kind == NFT_MSG_NEWCHAIN {
+        msg.attr(NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes())
+            .attr_str(NFTA_CHAIN_TYPE, "filter");
+    }
+    msg
+}
+
+/// `messages` as one atomic batch; the first error the kernel reports.
+fn send_messages(sock: &mut Socket, messages: Vec<Message>) -> Result<(), NetlinkError> {
+    let begin = sock.next_seq();
+    let mut bytes = batch_marker(NFNL_MSG_BATCH_BEGIN).finish(begin);
+    let mut seqs = Vec::with_capacity(messages.len());
+    for msg in messages {
+        let seq = sock.next_seq();
+        bytes.extend_from_slice(&msg.finish(seq));
+        seqs.push(seq);
+    }
+    let end = sock.next_seq();
+    bytes.extend_from_slice(&batch_marker(NFNL_MSG_BATCH_END).finish(end));
+    let results = sock.batch(&bytes, begin, &seqs).map_err(|e| NetlinkError {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+        message: Some(e.to_string()),
+        offset: None,
+        seq: 0,
+    })?;
+    results.into_iter().try_for_each(|(_, r)| r)
+}
+
 /// An upper bound of an element's bytes in a message.
 fn element_bytes(e: &SetElement) -> usize {
     let data = match &e.data {
@@ -478,6 +807,7 @@ fn element_bytes(e: &SetElement) -> usize {
         Some(Data::Goto(chain)) => chain.len() + 16,
         Some(Data::Drop | Data::Return) => 16,
         Some(Data::Device(_)) => 2 * e.set.len() + 256,
+        Some(Data::Rules(rules)) => 3 * e.set.len() + 512 * (rules.len() + 1),
         None => 0,
     };
     e.key.len() + e.key_end.as_ref().map_or(0, Vec::len) + data + 48
@@ -581,11 +911,13 @@ mod tests {
     }
 }
 
-/// What hooking a device costs with a base chain per device (today) and
-/// with one base chain listing every device (what Linux 6.16+ alone allows:
-/// a `NEWCHAIN` adding one device to the list), measured in one run on
-/// the same 1000 veths of a scratch namespace, the two variants interleaved
-/// (docs/benchmarks.md, "Hooking devices"). Run it with
+/// What hooking a device costs in each design ([`HookDesign`]): a base
+/// chain per device, and one base chain per rule set listing its devices
+/// (Linux 6.16+), through the dataplane as hostnetd does it; and the list's
+/// `NEWCHAIN` alone, without the rule the dataplane flushes and adds again
+/// with it. Measured in one run on the same 1000 veths of a scratch
+/// namespace, the variants in turn, two rounds (docs/benchmarks.md,
+/// "Hooking devices"). Run it with
 /// `cargo test --release -p hostnet-dataplane hook_cost -- --ignored --nocapture`.
 #[cfg(test)]
 mod hook_cost {
@@ -659,24 +991,32 @@ mod hook_cost {
         assert!(ip.wait().unwrap().success());
         let devices: Vec<String> = (0..N).map(|i| format!("hb{i}")).collect();
         let report = run_in_netns(&ns, || {
-            let dp = LinuxDataplane::new().unwrap();
             let mut lines = Vec::new();
             for round in 0..2 {
-                dp.load_tables(&hostnet_nft::tables(&[])).unwrap();
-                let mut chains = Vec::new();
-                for d in &devices {
-                    let t = Instant::now();
-                    dp.execute(&Op::AddElements(vec![hostnet_nft::endpoint_port(d)]))
-                        .unwrap();
-                    chains.push(t.elapsed().as_secs_f64() * 1e6);
+                let mut results = Vec::new();
+                for design in [HookDesign::ChainPerDevice, HookDesign::DeviceList] {
+                    let dp = LinuxDataplane::new().unwrap().with_hook_design(design);
+                    dp.load_tables(&hostnet_nft::tables(&[], design)).unwrap();
+                    let mut hook = Vec::new();
+                    for d in &devices {
+                        let t = Instant::now();
+                        dp.execute(&Op::AddElements(vec![hostnet_nft::endpoint_port(d)]))
+                            .unwrap();
+                        hook.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                    let mut unhook = Vec::new();
+                    for d in &devices {
+                        let t = Instant::now();
+                        dp.execute(&Op::DeleteElements(vec![hostnet_nft::endpoint_port(d)]))
+                            .unwrap();
+                        unhook.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                    results.push((format!("{design:?}, hook"), hook));
+                    results.push((format!("{design:?}, unhook"), unhook));
                 }
-                let mut unhook = Vec::new();
-                for d in &devices {
-                    let t = Instant::now();
-                    dp.execute(&Op::DeleteElements(vec![hostnet_nft::endpoint_port(d)]))
-                        .unwrap();
-                    unhook.push(t.elapsed().as_secs_f64() * 1e6);
-                }
+                // The list's update alone, without the chain's rule flushed
+                // and added again: what the rule costs a hook.
+                let dp = LinuxDataplane::new().unwrap();
                 dp.load_tables(
                     "table netdev bench_list { chain ports { type filter hook egress devices = { \"hostnet-none\" } priority 0; policy accept; }\n}\n",
                 )
@@ -690,12 +1030,9 @@ mod hook_cost {
                 }
                 drop(sock);
                 dp.load_tables("delete table netdev bench_list\n").unwrap();
-                for (what, v) in [
-                    ("chain per device, hook", &chains),
-                    ("chain per device, unhook", &unhook),
-                    ("device list, hook", &list),
-                ] {
-                    let (first, last) = summary(v);
+                results.push(("device list, NEWCHAIN alone".to_string(), list));
+                for (what, v) in results {
+                    let (first, last) = summary(&v);
                     lines.push(format!(
                         "round {round}: {what}: first 100 p50 {first:.1} µs, last 100 p50 {last:.1} µs"
                     ));

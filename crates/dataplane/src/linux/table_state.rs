@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use hostnet_nft::hook::HookDesign;
 use hostnet_nft::{Data, Family, NetdevHook, SetElement, Skeleton};
 
 use super::netlink::{attributes, Message, NetlinkError, Socket};
@@ -30,6 +31,10 @@ const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
+/// A base chain's one device (older kernels, and beside the list).
+const NFTA_HOOK_DEV: u16 = 3;
+const NFTA_HOOK_DEVS: u16 = 4;
+const NFTA_DEVICE_NAME: u16 = 1;
 const NFTA_SET_TABLE: u16 = 1;
 const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
@@ -131,11 +136,16 @@ fn table_comment(mut udata: &[u8]) -> Option<String> {
 }
 
 /// Every element of the named sets of `skeleton`'s tables (but those
-/// the skeleton fills itself), and every
-/// device their netdev base chains hook, as [`SetElement`]s. A set
-/// element's text is empty (the kernel does not keep nft's; [`key_text`]
-/// names one for an error).
-pub fn elements(sock: &mut Socket, skeleton: &Skeleton) -> Result<Vec<SetElement>, NetlinkError> {
+/// the skeleton fills itself), every device their netdev base chains hook
+/// in `design`, and every rules chain, as [`SetElement`]s
+/// ([`chain_elements`]); None if devices are hooked in the other design.
+/// A set element's text is empty (the kernel does not keep nft's;
+/// [`key_text`] names one for an error).
+pub fn elements(
+    sock: &mut Socket,
+    skeleton: &Skeleton,
+    design: HookDesign,
+) -> Result<Option<Vec<SetElement>>, NetlinkError> {
     let mut out = Vec::new();
     for &(family, table) in &skeleton.tables {
         for set in set_names(sock, family, table)? {
@@ -158,11 +168,12 @@ pub fn elements(sock: &mut Socket, skeleton: &Skeleton) -> Result<Vec<SetElement
             )?;
             out.extend(parsed);
         }
-        if family == Family::Netdev {
-            out.extend(device_chains(sock, table)?);
+        match chain_elements(sock, skeleton, family, table, design)? {
+            Some(chains) => out.extend(chains),
+            None => return Ok(None),
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// The named sets and maps of one table the store fills (neither a rule's
@@ -258,44 +269,130 @@ fn data(nest: &[u8]) -> Option<Data> {
     }
 }
 
-/// The devices hooked through base chains of netdev table `table`.
-fn device_chains(sock: &mut Socket, table: &'static str) -> Result<Vec<SetElement>, NetlinkError> {
+/// One chain as the kernel dumps it: its name, and for a base chain its
+/// hook number and devices.
+struct DumpedChain {
+    name: String,
+    hook: Option<(u32, Vec<String>)>,
+}
+
+/// The chains of table `table`.
+fn chains(
+    sock: &mut Socket,
+    family: Family,
+    table: &str,
+) -> Result<Vec<DumpedChain>, NetlinkError> {
     dump(
         sock,
-        || nft_message(NFT_MSG_GETCHAIN, Family::Netdev),
+        || nft_message(NFT_MSG_GETCHAIN, family),
         NFT_MSG_NEWCHAIN,
-        |attrs, found: &mut Vec<SetElement>| {
+        |attrs, found: &mut Vec<DumpedChain>| {
             let (mut name, mut in_table, mut hook) = (None, false, None);
             for (k, v) in attributes(attrs) {
                 match k {
                     NFTA_CHAIN_TABLE => in_table = string(v) == table,
                     NFTA_CHAIN_NAME => name = Some(string(v)),
-                    NFTA_CHAIN_HOOK => {
-                        hook = attributes(v)
-                            .find(|(k, _)| *k == NFTA_HOOK_HOOKNUM)
-                            .and_then(|(_, n)| n.try_into().ok().map(u32::from_be_bytes))
-                    }
+                    NFTA_CHAIN_HOOK => hook = Some(chain_hook(v)),
                     _ => {}
                 }
             }
-            let hook = match hook {
-                Some(0) => NetdevHook::Ingress,
-                Some(1) => NetdevHook::Egress,
-                _ => return,
-            };
-            let Some(name) = name.filter(|_| in_table) else {
-                return;
-            };
-            if let Some((rules, device)) = hostnet_nft::hook::parse_chain_name(&name) {
-                found.push(hostnet_nft::hook::device_element(
-                    table,
-                    intern(rules),
-                    hook,
-                    &device,
-                ));
+            if let Some(name) = name.filter(|_| in_table) {
+                found.push(DumpedChain { name, hook });
             }
         },
     )
+}
+
+/// A base chain's hook number and devices (a list, or the one device).
+fn chain_hook(nest: &[u8]) -> (u32, Vec<String>) {
+    let mut number = u32::MAX;
+    let mut devices = Vec::new();
+    for (k, v) in attributes(nest) {
+        match k {
+            NFTA_HOOK_HOOKNUM => number = v.try_into().map(u32::from_be_bytes).unwrap_or(number),
+            NFTA_HOOK_DEV => devices.push(string(v)),
+            NFTA_HOOK_DEVS => {
+                devices = attributes(v)
+                    .filter(|(k, _)| *k == NFTA_DEVICE_NAME)
+                    .map(|(_, d)| string(d))
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    devices.dedup();
+    (number, devices)
+}
+
+/// The elements the chains of table `table` stand for that the skeleton
+/// does not declare: hooked devices (in `design`) and rules chains
+/// ([`Data::Rules`], their rules not read: a wanted one is always
+/// programmed again, flushed in place). None if devices are hooked in the
+/// other design (a start with another design loads everything whole).
+fn chain_elements(
+    sock: &mut Socket,
+    skeleton: &Skeleton,
+    family: Family,
+    table: &'static str,
+    design: HookDesign,
+) -> Result<Option<Vec<SetElement>>, NetlinkError> {
+    let mut out = Vec::new();
+    for chain in chains(sock, family, table)? {
+        if skeleton.declares_chain(family, table, &chain.name) {
+            continue;
+        }
+        let hook = match &chain.hook {
+            Some((0, _)) => Some(NetdevHook::Ingress),
+            Some((1, _)) => Some(NetdevHook::Egress),
+            _ => None,
+        };
+        let devices = chain
+            .hook
+            .as_ref()
+            .map(|(_, d)| d.as_slice())
+            .unwrap_or(&[]);
+        match (family, hook) {
+            (Family::Netdev, Some(hook)) => {
+                let list = hostnet_nft::hook::parse_list_chain_name(&chain.name);
+                let own = hostnet_nft::hook::parse_chain_name(&chain.name);
+                let (rules, devices): (&str, Vec<String>) = match (list, own, design) {
+                    (Some((rules, _)), _, HookDesign::DeviceList) => (rules, devices.to_vec()),
+                    (None, Some((rules, device)), HookDesign::ChainPerDevice) => {
+                        (rules, vec![device])
+                    }
+                    _ => return Ok(None),
+                };
+                let rules = intern(rules);
+                out.extend(
+                    devices
+                        .iter()
+                        .map(|d| hostnet_nft::hook::device_element(table, rules, hook, d)),
+                );
+            }
+            (_, None) if chain.hook.is_none() => {
+                // A rules chain is named after its address (`acl`).
+                let key = hostnet_nft::hook::parse_chain_name(&chain.name)
+                    .and_then(|(_, addr)| addr.parse::<std::net::IpAddr>().ok())
+                    .map(|a| match a {
+                        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                    })
+                    .unwrap_or_default();
+                out.push(SetElement {
+                    family,
+                    table,
+                    set: intern(&chain.name),
+                    key,
+                    key_end: None,
+                    data: Some(Data::Rules(Vec::new())),
+                    text: String::new(),
+                });
+            }
+            // A base chain the skeleton does not declare: not hostnet's.
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(out))
 }
 
 /// A dumped element's key as text for messages: its bytes in hex.

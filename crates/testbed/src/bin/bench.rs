@@ -2054,7 +2054,7 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
         .collect();
     if opts.router_br_netfilter {
         for h in hosts {
-            let router = router_of(h);
+            let router = h.overlay_router();
             for key in ["iptables", "ip6tables", "arptables"] {
                 let out = Probe::command(&router, "sysctl")
                     .args(["-qw", &format!("net.bridge.bridge-nf-call-{key}=1")])
@@ -2116,7 +2116,7 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
         }
         set_acls(json!([]));
         for h in hosts {
-            strip_router_acl_rules(&router_of(h));
+            strip_router_acl_rules(&h.overlay_router());
         }
         for s in &specs {
             let s = PathSpec {
@@ -2133,7 +2133,7 @@ fn overlay_paths(w: &PathsWorld, opts: PathOpts) -> Vec<PathResult> {
     }
     if opts.router_conntrack {
         for h in hosts {
-            let router = router_of(h);
+            let router = h.overlay_router();
             let out = Probe::command(&router, "nft")
                 .args(["delete", "chain", "inet", "hostnet", "prerouting"])
                 .output()
@@ -2183,18 +2183,6 @@ fn strip_router_acl_rules(router: &std::path::Path) {
             nft(&["delete", "rule", "inet", "hostnet", chain, "handle", handle]);
         }
     }
-}
-
-/// The router namespace of the host's overlay network.
-fn router_of(h: &Host) -> std::path::PathBuf {
-    std::fs::read_dir(h.daemon().dir.join("state").join("netns"))
-        .expect("the daemon's namespaces")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("router-"))
-        })
-        .expect("a router namespace")
 }
 
 /// A VXLAN path by hand between two hosts: in each, a bridge with a VXLAN

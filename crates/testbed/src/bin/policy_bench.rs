@@ -4,6 +4,7 @@
 //! sudo target/release/hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000]
 //!     [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json]
 //!     [--lbs6 0,1000,10000] [--no-datapath] [--no-programming] [--preserve-dip] [--ipv6]
+//!     [--overlay 0,1000,10000]
 //! ```
 //!
 //! What the numbers mean and today's values: docs/benchmarks.md.
@@ -39,6 +40,11 @@
 //!   kernel from its store before it serves), with a TCP connection through
 //!   a VIP open across the restart. With `--ipv6` the same with IPv6 load
 //!   balancers (`Flags` 2) on a dual-stack network.
+//!
+//! * **Overlay ladder** (`--overlay`): the same flow on an Overlay network,
+//!   through a VIP its router load balances, with N LBs (remote-endpoint
+//!   backends, a SourceVIP) present, against the flow straight to the
+//!   server; creates timed on the way up, churn and a restart at the top.
 //!
 //! Load balancer parts are skipped, saying so, when the daemon answers that
 //! it has no load balancers.
@@ -77,6 +83,8 @@ const CHURN_SAMPLES: usize = 200;
 
 struct Args {
     rules: Vec<usize>,
+    /// The ACL ladder with prefixes and port ranges (`--interval-rules`).
+    interval_rules: Vec<usize>,
     lbs: Vec<usize>,
     lbs6: Vec<usize>,
     onat: Vec<usize>,
@@ -89,13 +97,15 @@ struct Args {
     lb_flags: u32,
     /// The programming part's LBs are IPv6 (`--ipv6`).
     ipv6: bool,
+    /// `--overlay 0,1000,10000`: the overlay ladder's rungs (none: skipped).
+    overlay: Vec<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: hostnet-policy-bench [--rules 0,1000,10000] [--lbs 0,1000,10000] \
+        "usage: hostnet-policy-bench [--rules 0,1000,10000] [--interval-rules 0,1000,10000] [--lbs 0,1000,10000] \
          [--lbs6 0,1000,10000] [--onat 0,2000] [--programming 10000] [--backends 10] [--runs 3] [--json] [--no-datapath] [--preserve-dip] [--ipv6] \
-         [--no-programming]"
+         [--no-programming] [--overlay 0,1000,10000]"
     );
     std::process::exit(2)
 }
@@ -103,6 +113,7 @@ fn usage() -> ! {
 fn parse_args() -> Args {
     let mut a = Args {
         rules: vec![0, 1000, 10000],
+        interval_rules: vec![0, 1000, 10000],
         lbs: vec![0, 1000, 10000],
         lbs6: vec![0, 1000, 10000],
         onat: vec![0, 2000],
@@ -113,6 +124,7 @@ fn parse_args() -> Args {
         datapath: true,
         lb_flags: 0,
         ipv6: false,
+        overlay: Vec::new(),
     };
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_else(|| usage())
@@ -125,6 +137,7 @@ fn parse_args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--rules" => a.rules = list(it.next()),
+            "--interval-rules" => a.interval_rules = list(it.next()),
             "--lbs" => a.lbs = list(it.next()),
             "--lbs6" => a.lbs6 = list(it.next()),
             "--onat" => a.onat = list(it.next()),
@@ -136,6 +149,7 @@ fn parse_args() -> Args {
             "--no-programming" => a.programming = 0,
             "--preserve-dip" => a.lb_flags = 8,
             "--ipv6" => a.ipv6 = true,
+            "--overlay" => a.overlay = list(it.next()),
             _ => usage(),
         }
     }
@@ -303,6 +317,31 @@ fn acl(id: String, action: &str, dir: &str, prio: u32, extra: Value) -> Value {
 /// flow in: its allow, `n - 3` allows of other sources and ports, outbound
 /// allowed, every other inbound packet blocked.
 fn acl_ladder(n: usize) -> Vec<Value> {
+    acl_ladder_of(n, |i| {
+        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
+        json!({ "Protocols": "6", "LocalPorts": (10000 + i % 20000).to_string(), "RemoteAddresses": format!("{src}/32") })
+    })
+}
+
+/// The ladder with interval-shaped noise: rule `i` allows a prefix of
+/// its own (/27 to /30, disjoint from the others' in 100.64.0.0/10) to an
+/// unaligned range of 1 to 23 ports, so its boxes are several aligned
+/// blocks of about twenty shapes in all.
+fn interval_acl_ladder(n: usize) -> Vec<Value> {
+    acl_ladder_of(n, |i| {
+        let base = u32::from_be_bytes([100, 64, 0, 0]) + 32 * i as u32;
+        let len = 27 + i % 4;
+        let first = 10000 + (i % 50) * 7;
+        json!({
+            "Protocols": "6",
+            "LocalPorts": format!("{first}-{}", first + i % 23),
+            "RemoteAddresses": format!("{}/{len}", std::net::Ipv4Addr::from(base)),
+        })
+    })
+}
+
+/// A default-deny ladder of `n` rules whose `n - 3` others are `noise(i)`.
+fn acl_ladder_of(n: usize, noise: impl Fn(usize) -> Value) -> Vec<Value> {
     if n == 0 {
         return Vec::new();
     }
@@ -318,13 +357,12 @@ fn acl_ladder(n: usize) -> Vec<Value> {
         acl("deny".into(), "Block", "In", 4000, json!({})),
     ];
     for i in 0..n.saturating_sub(3) {
-        let src = std::net::Ipv4Addr::from(u32::from_be_bytes([198, 18, 0, 0]) + i as u32);
         v.push(acl(
             format!("noise-{i}"),
             "Allow",
             "In",
             200 + (i % 1000) as u32,
-            json!({ "Protocols": "6", "LocalPorts": (10000 + i % 20000).to_string(), "RemoteAddresses": format!("{src}/32") }),
+            noise(i),
         ));
     }
     v.truncate(n);
@@ -348,6 +386,32 @@ fn linear_acl_table(n: usize, server: &str) -> String {
         "  ip daddr {server} tcp dport {{ {ECHO_PORT}, {IPERF_PORT} }} accept\n }}\n}}\n"
     ));
     s
+}
+
+/// The interval-shaped ladder's rungs (no iptables twin: the exact
+/// ladder's is the comparison).
+fn interval_acl_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
+    let c = w.api();
+    let from = w.client.netns.clone();
+    let ctl = w.control.container.ip.clone();
+    let mut out = Vec::new();
+    for &n in rules {
+        let t = Instant::now();
+        let server = Server::new(&c, &w.net, interval_acl_ladder(n));
+        progress(&format!(
+            "acl: endpoint with {n} interval-shaped rules created in {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        ));
+        let ip = server.container.ip.clone();
+        out.push(Rung::take(
+            "hostnet ACL rules (prefixes, ranges)",
+            n,
+            runs,
+            || (measure(&from, &ctl), measure(&from, &ip)),
+        ));
+        server.remove(&c);
+    }
+    out
 }
 
 fn acl_ladder_rungs(w: &World, rules: &[usize], runs: usize) -> Vec<Rung> {
@@ -702,6 +766,189 @@ impl Pool {
     }
 }
 
+// ------------------------------------------------------------ overlay ladder
+
+/// The overlay ladder's network: one subnet, its router load balances.
+const OVERLAY_SUBNET: &str = "10.70.0.0/16";
+/// The overlay LBs' backends: remote endpoints (kube-proxy's shape: most
+/// of a service's backends are other hosts'), on a host that never answers.
+const OVERLAY_PEER_PA: &str = "192.0.2.200";
+
+/// What `--overlay` measured: the rungs, each N's creates (p50/p99 of
+/// the creates that brought the LBs to N), churn with all present, and a
+/// restart with all present.
+struct OverlayLadder {
+    rungs: Vec<Rung>,
+    creates: Vec<(usize, Samples)>,
+    create_one: Samples,
+    delete_one: Samples,
+    restart: Duration,
+    connection_kept: bool,
+}
+
+/// Load balancers on an Overlay network (docs/load-balancers.md#on-overlay-networks):
+/// with N of `ladder` LBs present (`backends` remote endpoints each, a
+/// SourceVIP), one flow from an overlay container through one more LB's
+/// VIP to an overlay server, against the same flow straight to the server
+/// (the control: bridged, no router); the ratio at N against the ratio
+/// at 0 is the LBs' cost per packet. Creates are timed on the way up.
+fn overlay_ladder(w: &mut World, ladder: &[usize], backends: usize, runs: usize) -> OverlayLadder {
+    let c = w.api();
+    let net = id(&c
+        .create(
+            Kind::Networks,
+            &json!({"Name": "ov", "Type": "Overlay",
+                "Ipams": [{"Type": "Static", "Subnets": [{"IpAddressPrefix": OVERLAY_SUBNET,
+                    "Policies": [{"Type": "VSID", "Settings": {"IsolationId": 4100}}]}]}],
+                "SchemaVersion": {"Major": 2, "Minor": 0}}),
+        )
+        .expect("create overlay network"));
+    let client = Container::create(&c, &net, json!({}));
+    let server = Server::new(&c, &net, Vec::new());
+    let source = c
+        .create(Kind::Endpoints, &json!({"HostComputeNetwork": net}))
+        .expect("SourceVIP endpoint");
+    let source_ip = source["IpConfigurations"][0]["IpAddress"]
+        .as_str()
+        .expect("SourceVIP address")
+        .to_string();
+    let remotes: Vec<String> = (0..backends)
+        .map(|i| {
+            id(&c
+                .create(
+                    Kind::Endpoints,
+                    &json!({"HostComputeNetwork": net, "Flags": 1,
+                        "IpConfigurations": [{"IpAddress": format!("10.70.200.{}", i + 1)}],
+                        "MacAddress": format!("02-00-0a-46-c8-{:02x}", i + 1),
+                        "Policies": [{"Type": "ProviderAddress", "Settings": {"ProviderAddress": OVERLAY_PEER_PA}}]}),
+                )
+                .expect("remote endpoint"))
+        })
+        .collect();
+    let measured: Vec<String> = [ECHO_PORT, IPERF_PORT]
+        .iter()
+        .map(|&port| {
+            let mut doc = load_balancer(
+                MEASURED_VIP,
+                std::slice::from_ref(&server.container.ep_id),
+                0,
+            );
+            doc["PortMappings"] =
+                json!([{ "Protocol": 6, "InternalPort": port, "ExternalPort": port }]);
+            doc["SourceVIP"] = json!(source_ip);
+            id(&c
+                .create(Kind::LoadBalancers, &doc)
+                .expect("create measured overlay LB"))
+        })
+        .collect();
+    let from = client.netns.clone();
+    let direct = server.container.ip.clone();
+    let (mut rungs, mut creates) = (Vec::new(), Vec::new());
+    let mut present: Vec<String> = Vec::new();
+    for &n in ladder {
+        let (more, took) = create_overlay_lbs(
+            &c,
+            present.len(),
+            n.max(present.len()),
+            &remotes,
+            &source_ip,
+        );
+        present.extend(more);
+        creates.push((n, took));
+        rungs.push(Rung::take(
+            "overlay LB (vs straight to the server)",
+            n,
+            runs,
+            || (measure(&from, &direct), measure(&from, MEASURED_VIP)),
+        ));
+    }
+    let (mut create_one, mut delete_one) = (Samples::default(), Samples::default());
+    for i in 0..CHURN_SAMPLES.min(present.len()) {
+        let mut doc = load_balancer(&vip(present.len() + CHURN_SAMPLES + i), &remotes, 0);
+        doc["SourceVIP"] = json!(source_ip);
+        let t = Instant::now();
+        let lb = id(&c.create(Kind::LoadBalancers, &doc).expect("create LB"));
+        create_one.push(t.elapsed());
+        let victim = present.swap_remove(i * 7919 % present.len());
+        let t = Instant::now();
+        c.delete(Kind::LoadBalancers, &victim).expect("delete LB");
+        delete_one.push(t.elapsed());
+        present.push(lb);
+    }
+    let mut session = Session::open(&from, &format!("{MEASURED_VIP}:{ECHO_PORT}"));
+    assert_eq!(
+        session.say("before"),
+        "before",
+        "echo through the overlay VIP"
+    );
+    progress(&format!(
+        "overlay: restarting hostnetd with {} LBs",
+        present.len()
+    ));
+    let t = Instant::now();
+    w.daemon.restart();
+    let restart = t.elapsed();
+    let connection_kept = session.say("after") == "after";
+    drop(session);
+    let c = w.api();
+    for lb in present.iter().chain(&measured) {
+        c.delete(Kind::LoadBalancers, lb).expect("delete LB");
+    }
+    for ep in remotes.iter().chain([&id(&source)]) {
+        c.delete(Kind::Endpoints, ep).expect("delete endpoint");
+    }
+    c.delete(Kind::Endpoints, &client.ep_id)
+        .expect("delete endpoint");
+    c.delete(Kind::Namespaces, &client.ns_id)
+        .expect("delete namespace");
+    server.remove(&c);
+    c.delete(Kind::Networks, &net)
+        .expect("delete overlay network");
+    OverlayLadder {
+        rungs,
+        creates,
+        create_one,
+        delete_one,
+        restart,
+        connection_kept,
+    }
+}
+
+/// Create overlay load balancers `from..to` over `backends`, from
+/// `source_vip`; their IDs and each create's latency.
+fn create_overlay_lbs(
+    c: &Client,
+    from: usize,
+    to: usize,
+    backends: &[String],
+    source_vip: &str,
+) -> (Vec<String>, Samples) {
+    let mut took = Samples::default();
+    let ids = (from..to)
+        .map(|i| {
+            let mut doc = load_balancer(&vip(i), backends, 0);
+            doc["SourceVIP"] = json!(source_vip);
+            let t = Instant::now();
+            let lb = c.create(Kind::LoadBalancers, &doc).expect("create LB");
+            took.push(t.elapsed());
+            id(&lb)
+        })
+        .collect();
+    (ids, took)
+}
+
+impl OverlayLadder {
+    fn to_json(&self) -> Value {
+        json!({
+            "creates": self.creates.iter().map(|(n, t)| json!({"up_to": n, "create": t.to_json()})).collect::<Vec<_>>(),
+            "create_one_with_all_present": self.create_one.to_json(),
+            "delete_one_with_all_present": self.delete_one.to_json(),
+            "restart_until_serving_seconds": round(self.restart.as_secs_f64()),
+            "connection_through_vip_kept_across_restart": self.connection_kept,
+        })
+    }
+}
+
 // --------------------------------------------------------------- programming
 
 struct Programming {
@@ -872,9 +1119,15 @@ fn main() {
     let mut rungs = Vec::new();
     if args.datapath {
         rungs.extend(acl_ladder_rungs(&w, &args.rules, args.runs));
+        rungs.extend(interval_acl_rungs(&w, &args.interval_rules, args.runs));
         rungs.extend(lb_ladder_rungs(&w, &args.lbs, args.backends, args.runs));
         rungs.extend(lb6_ladder_rungs(&w, &args.lbs6, args.backends, args.runs));
         rungs.extend(onat_ladder_rungs(&w, &args.onat, args.runs));
+    }
+    let mut overlay = (!args.overlay.is_empty())
+        .then(|| overlay_ladder(&mut w, &args.overlay, args.backends, args.runs));
+    if let Some(o) = &mut overlay {
+        rungs.append(&mut o.rungs);
     }
     let prog = (args.programming > 0)
         .then(|| {
@@ -890,6 +1143,7 @@ fn main() {
     let report = json!({
         "ladders": rungs.iter().map(Rung::to_json).collect::<Vec<_>>(),
         "programming": prog.as_ref().map(Programming::to_json),
+        "overlay": overlay.as_ref().map(OverlayLadder::to_json),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
@@ -909,6 +1163,20 @@ fn main() {
             r.ratios(|f| f.gbps),
             j["conns_per_second_median"].as_f64().unwrap_or(f64::NAN),
             r.ratios(|f| f.conns),
+        );
+    }
+    if let Some(o) = &overlay {
+        for (n, took) in &o.creates {
+            println!(
+                "overlay: creates up to {n} LBs: p50 {:.2} ms p99 {:.2} ms",
+                took.pct(50.0),
+                took.pct(99.0)
+            );
+        }
+        println!(
+            "overlay: with all present create one p50 {:.2} ms p99 {:.2} ms, delete one p50 {:.2} ms p99 {:.2} ms; restart until serving {:.2} s, connection kept: {}",
+            o.create_one.pct(50.0), o.create_one.pct(99.0), o.delete_one.pct(50.0), o.delete_one.pct(99.0),
+            o.restart.as_secs_f64(), o.connection_kept
         );
     }
     if let Some(p) = prog {

@@ -27,16 +27,23 @@ pub struct World {
 impl World {
     /// None (after printing `skipped:`) when privileges are missing.
     pub fn new(test: &str) -> Option<World> {
-        Self::with_uplink(test, false)
+        Self::with_uplink(test, false, &[])
+    }
+
+    /// [`World::new`] whose hostnetd hooks devices with a base chain per
+    /// device whatever the kernel allows: the design of kernels before
+    /// 6.16, kept tested on kernels that have the other.
+    pub fn with_chain_per_device(test: &str) -> Option<World> {
+        Self::with_uplink(test, false, &["--hook-design", "chain-per-device"])
     }
 
     /// [`World::new`] whose uplink carries IPv6 too (`HOST6`, `OUTSIDE6`,
     /// `INTERNET6`), for dual-stack networks.
     pub fn dual_stack(test: &str) -> Option<World> {
-        Self::with_uplink(test, true)
+        Self::with_uplink(test, true, &[])
     }
 
-    fn with_uplink(test: &str, ipv6: bool) -> Option<World> {
+    fn with_uplink(test: &str, ipv6: bool, daemon_args: &[&str]) -> Option<World> {
         if !require_privileges(test) {
             return None;
         }
@@ -45,7 +52,9 @@ impl World {
             uplink.add_ipv6();
         }
         let Uplink { host, outside } = uplink;
-        let daemon = Daemon::start(host.path(), &["--default-subnet", SUBNET]);
+        let mut args = vec!["--default-subnet", SUBNET];
+        args.extend_from_slice(daemon_args);
+        let daemon = Daemon::start(host.path(), &args);
         Some(World {
             daemon,
             host,
@@ -116,7 +125,9 @@ impl World {
 }
 
 /// The devices (quoted, as nft lists them) whose base chains in `table`
-/// (`nft list table` text) are named for the rules chain `rules`.
+/// (`nft list table` text) are named for the rules chain `rules`: a chain
+/// per device (`device "x"`) or one listing them (`devices = { "x", y }`,
+/// Linux 6.16+; `hostnet_nft::hook`), sorted.
 pub fn hooked_devices(table: &str, rules: &str) -> Vec<String> {
     let prefix = format!("chain {rules}/");
     let mut devices = Vec::new();
@@ -124,11 +135,20 @@ pub fn hooked_devices(table: &str, rules: &str) -> Vec<String> {
     for line in table.lines().map(str::trim) {
         if line.starts_with("chain ") {
             inside = line.starts_with(&prefix);
+        } else if let (true, Some((_, rest))) = (inside, line.split_once(" devices = { ")) {
+            let list = rest.split(" }").next().unwrap_or_default();
+            devices.extend(list.split(", ").map(|d| {
+                // nft quotes only the names that need it.
+                let bare = d.trim_matches('"');
+                format!("\"{bare}\"")
+            }));
+            inside = false;
         } else if let (true, Some((_, rest))) = (inside, line.split_once(" device ")) {
             devices.extend(rest.split(' ').next().map(str::to_string));
             inside = false;
         }
     }
+    devices.sort();
     devices
 }
 
