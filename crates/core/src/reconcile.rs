@@ -5,12 +5,15 @@
 //! the store, undoing the kernel change if the commit fails. A crash in
 //! between leaves kernel state the store does not know, which is removed
 //! here; whatever the store knows and the kernel lacks is rebuilt. Links
-//! that already exist are left alone, and the tables are replaced in one
-//! transaction, so containers' connections survive a restart.
+//! that already exist are left alone, and the tables change in one
+//! transaction, so containers' connections survive a restart: tables of
+//! this version (their skeleton's fingerprint) get only the elements that
+//! differ from the store, keeping the rest and their counters; others are
+//! replaced whole.
 
 use std::collections::{HashMap, HashSet};
 
-use hostnet_dataplane::{apply, teardown, Op};
+use hostnet_dataplane::{apply, teardown, Op, TableSync};
 use hostnet_drivers::{bridge, names, transparent};
 use hostnet_model::domain::NetworkKind;
 use hostnet_model::wire::{HostComputeEndpoint, HostComputeNamespace, HostComputeNetwork};
@@ -297,8 +300,23 @@ impl Service {
             Ok(false) => log::warn!("bridge-nf-call-iptables or -ip6tables is 0: {bridged}"),
             Err(e) => log::warn!("{e}: {bridged}"),
         }
-        dp.load_tables(&hostnet_nft::tables(&elements, dp.hook_design()))
-            .map_err(|e| internal("loading the nftables tables", e))?;
+        // Tables this version made (a restart) keep what is right and get
+        // only the difference; others are loaded whole (see
+        // `Dataplane::sync_tables`).
+        let started = std::time::Instant::now();
+        match dp.sync_tables(&hostnet_nft::skeleton(), &elements) {
+            Ok(TableSync::Loaded) => log::info!(
+                "loaded the nftables tables with {} elements in {} ms",
+                elements.len(),
+                started.elapsed().as_millis()
+            ),
+            Ok(TableSync::Patched { deleted, added }) => log::info!(
+                "kept the nftables tables: {deleted} elements deleted, {added} added, of {}, in {} ms",
+                elements.len(),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => return Err(internal("loading the nftables tables", e)),
+        }
 
         // Adapters bound for networks the store no longer has (a crash in
         // the middle of a create or delete) get their addresses back.
@@ -373,9 +391,14 @@ impl Service {
             if let Some(net) = st.networks.get(&ep.network) {
                 apply(dp, &crate::endpoint::host_forwarding(net, &ep.plan))
                     .map_err(|e| internal("turning forwarding on", e))?;
-                // Remote peers (replacing entries) and router elements
-                // (the router's table was just reloaded, empty).
-                if let Err(e) = apply(dp, &crate::overlay::endpoint_up(net, ep)) {
+                // Remote peers (replacing entries); the router's elements
+                // are in its synced tables already
+                // (`crate::reconcile_overlay`).
+                let mut up = crate::overlay::endpoint_up(net, ep);
+                if let Some(o) = &net.overlay {
+                    up.retain(|op| !crate::reconcile_overlay::adds_router_elements(o, op));
+                }
+                if let Err(e) = apply(dp, &up) {
                     log::error!("overlay endpoint of network {}: {e}", guid(&ep.network));
                 }
             }
@@ -452,9 +475,14 @@ impl Service {
         // DSR and PreserveDip VIPs' local routes in backends' namespaces,
         // now that namespaces are back (also replacing the loopback
         // addresses an earlier version made for them).
+        let started = std::time::Instant::now();
         for e in teardown(dp, &crate::load_balancer::dsr_local_routes(&st)) {
             log::warn!("{e}");
         }
+        log::info!(
+            "VIPs' local routes in backends' namespaces programmed in {} ms",
+            started.elapsed().as_millis()
+        );
         self.reconcile_routes(&st);
         // What hostnet owns and no longer knows: veths first, then bridges.
         let mut stale: Vec<&String> = links.iter().filter(|l| !wanted.contains(*l)).collect();

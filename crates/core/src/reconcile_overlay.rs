@@ -6,8 +6,10 @@
 //! whole (its endpoints' veths went with it and are made again). A router
 //! that lost a VNI bridge or VXLAN device gets all of them again and its
 //! endpoints' ports plugged into the new bridges. Either way its tables
-//! are reloaded with every port's firewall defaults, and its remote
-//! subnet routes programmed again (each replaces what is there).
+//! are synced with every port's firewall defaults, ACLs and OutBoundNAT
+//! elements (kept and patched if they are this version's, else loaded
+//! whole), and its remote subnet routes programmed again (each replaces
+//! what is there).
 
 use std::collections::HashSet;
 
@@ -34,6 +36,22 @@ fn inner(op: &Op) -> &Op {
         Op::InNetns { op, .. } => inner(op),
         op => op,
     }
+}
+
+/// Whether `op` adds elements to router `o`'s tables.
+pub(crate) fn adds_router_elements(o: &Overlay, op: &Op) -> bool {
+    matches!(op, Op::AddNetnsElements { netns, .. } if *netns == o.router)
+}
+
+/// The elements `ops` add to router `o`'s tables.
+fn router_elements(o: &Overlay, ops: Vec<Op>) -> Vec<hostnet_nft::SetElement> {
+    ops.into_iter()
+        .filter(|op| adds_router_elements(o, op))
+        .flat_map(|op| match op {
+            Op::AddNetnsElements { elements, .. } => elements,
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The router's links, None if it is gone.
@@ -72,7 +90,7 @@ impl Service {
             .all(|l| host_links.contains(l));
         let found = router_links(dp, o).filter(|r| transit && r.contains(TRANSIT_LINK));
         let up = network_up(net);
-        let (mut ops, replug): (Vec<Op>, bool) =
+        let (ops, replug): (Vec<Op>, bool) =
             match &found {
                 None => {
                     log::info!("rebuilding overlay network {}", guid(&o.id));
@@ -141,20 +159,33 @@ impl Service {
                 Err(err) => log::error!("endpoint {}: {err}", guid(id)),
             }
         }
-        // Its load balancers, and the SourceVIPs it holds for them.
+        // And the OutBoundNAT elements of its local endpoints (which
+        // `crate::reconcile` then does not add again).
+        for (_, e) in mine() {
+            elements.extend(router_elements(o, crate::overlay::endpoint_up(net, e)));
+        }
+        // Its load balancers, and the SourceVIPs it holds for them (their
+        // routes once the tables are there).
         let (lb_elements, lb_sources) = crate::load_balancer::router_state(st, o);
         elements.extend(lb_elements);
-        ops.push(Op::LoadNetnsTables {
-            netns: o.router.clone(),
-            script: hostnet_nft::router::tables(&elements, dp.hook_design()),
-        });
-        ops.extend(lb_sources);
         // Only the subnets of endpoints with ACLs hand bridged frames to
         // the router's IP hooks (bridges may have been rebuilt, endpoints
         // deleted while the daemon was down).
         let filtered = crate::overlay_acl::filtered_vnis(net, mine().map(|(_, e)| e));
-        ops.extend(crate::overlay_acl::filtering(net, &filtered));
-        if let Err(e) = apply(dp, &ops) {
+        let after: Vec<Op> = lb_sources
+            .into_iter()
+            .chain(crate::overlay_acl::filtering(net, &filtered))
+            .collect();
+        // The router's tables are synced like the host's: kept, and only
+        // their difference from the store applied, if they are this
+        // version's (`Dataplane::sync_tables`).
+        let synced = || {
+            apply(dp, &ops)?;
+            let router = dp.in_netns(&o.router)?;
+            router.sync_tables(&hostnet_nft::router::skeleton(), &elements)?;
+            apply(dp, &after)
+        };
+        if let Err(e) = synced() {
             log::error!("overlay network {}: {e}", guid(&o.id));
         }
         let links = match found {

@@ -178,8 +178,14 @@ impl Service {
             dns_told: Mutex::default(),
             overlay_publisher: std::sync::OnceLock::new(),
         };
+        let started = std::time::Instant::now();
         svc.load()?;
+        log::info!("store loaded in {} ms", started.elapsed().as_millis());
         svc.reconcile()?;
+        log::info!(
+            "kernel reconciled, {} ms after start",
+            started.elapsed().as_millis()
+        );
         svc.ensure_default_network()?;
         Ok(svc)
     }

@@ -17,5 +17,5 @@ pub mod linux;
 pub use counters::{ElementCounter, LinkStats, SetRef};
 pub use flow::{Flow, FlowTuple};
 pub use op::*;
-pub use plan::{apply, teardown, Dataplane, DataplaneError};
+pub use plan::{apply, teardown, Dataplane, DataplaneError, TableSync};
 pub use recorder::Recorder;

@@ -32,6 +32,16 @@ impl DataplaneError {
     }
 }
 
+/// How [`Dataplane::sync_tables`] made the tables right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableSync {
+    /// The skeleton and every element, loaded by `nft -f`.
+    Loaded,
+    /// The kernel's tables kept; this many elements (or hooked devices)
+    /// deleted and added.
+    Patched { deleted: usize, added: usize },
+}
+
 /// What hostnet needs of the kernel. The daemon is the only caller.
 pub trait Dataplane: Send + Sync {
     /// Carry out one op.
@@ -40,6 +50,21 @@ pub trait Dataplane: Send + Sync {
     /// Replace hostnet's tables atomically with `nft -f` text (the skeleton
     /// and every element). Connections tracked by conntrack survive.
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError>;
+
+    /// Make hostnet's tables `skeleton` holding exactly `elements`. When
+    /// the kernel's tables carry the skeleton's fingerprint (a restart),
+    /// only the elements that differ change, in one transaction, and the
+    /// rest keep their counters; otherwise (a reboot, an upgrade) the
+    /// skeleton is loaded whole with the elements ([`Self::load_tables`]).
+    /// Either way connections tracked by conntrack survive.
+    fn sync_tables(
+        &self,
+        skeleton: &hostnet_nft::Skeleton,
+        elements: &[hostnet_nft::SetElement],
+    ) -> Result<TableSync, DataplaneError> {
+        self.load_tables(&skeleton.with_elements(elements, self.hook_design()))
+            .map(|()| TableSync::Loaded)
+    }
 
     /// How this dataplane hooks devices on netdev rules
     /// ([`hostnet_nft::hook`]): the design table text must render device

@@ -85,12 +85,60 @@ pub fn chain_name(rules: &str, device: &str) -> String {
     name
 }
 
+/// The rules chain and device of a base chain named by [`chain_name`],
+/// or None if `name` is not one (a skeleton chain).
+pub fn parse_chain_name(name: &str) -> Option<(&str, String)> {
+    let (rules, escaped) = name.split_once('/')?;
+    let mut device = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'_' {
+            device.push(b);
+            continue;
+        }
+        let hex = [bytes.next()?, bytes.next()?];
+        let hex = std::str::from_utf8(&hex).ok()?;
+        device.push(u8::from_str_radix(hex, 16).ok()?);
+    }
+    Some((rules, String::from_utf8(device).ok()?))
+}
+
+/// The element hooking `device` at `hook` on rules chain `rules` of
+/// netdev table `table`: what a base chain found in the kernel stands for.
+pub fn device_element(
+    table: &'static str,
+    rules: &'static str,
+    hook: NetdevHook,
+    device: &str,
+) -> SetElement {
+    SetElement {
+        family: crate::Family::Netdev,
+        table,
+        set: rules,
+        key: crate::ruleset::ifname(device),
+        key_end: None,
+        data: Some(crate::Data::Device(hook)),
+        text: format!("\"{device}\""),
+    }
+}
+
 /// The base chain listing every device hooked on chain `rules` at `hook`
 /// ([`HookDesign::DeviceList`]): `rules/_egress` or `rules/_ingress`.
 /// [`chain_name`] never makes `_` followed by a letter past `f`, so the two
 /// designs' names never meet.
 pub fn list_chain_name(rules: &str, hook: NetdevHook) -> String {
     format!("{rules}/_{}", hook.keyword())
+}
+
+/// The rules chain and hook of a base chain named by [`list_chain_name`],
+/// or None if `name` is not one.
+pub fn parse_list_chain_name(name: &str) -> Option<(&str, NetdevHook)> {
+    let (rules, hook) = name.split_once('/')?;
+    match hook {
+        "_egress" => Some((rules, NetdevHook::Egress)),
+        "_ingress" => Some((rules, NetdevHook::Ingress)),
+        _ => None,
+    }
 }
 
 /// The device of a [`crate::Data::Device`] element, as the kernel names it.
@@ -179,6 +227,25 @@ mod tests {
         assert_eq!(chain_name("to_uplink", "a_b c"), "to_uplink/a_5fb_20c");
         // `_` itself is escaped, so an escape cannot be forged.
         assert_ne!(chain_name("x", "a_20"), chain_name("x", "a "));
+    }
+
+    #[test]
+    fn chain_names_parse_back_to_their_rules_and_device() {
+        for (rules, device) in [
+            ("endpoint_inbound", "hnve0123456789"),
+            ("to_uplink", "a_b c"),
+            ("x", "a_20"),
+        ] {
+            let name = chain_name(rules, device);
+            assert_eq!(parse_chain_name(&name), Some((rules, device.to_string())));
+        }
+        assert_eq!(parse_chain_name("endpoint_inbound"), None);
+        assert_eq!(parse_chain_name("x/a_2"), None, "a cut escape");
+        let e = crate::endpoint_port("hnve01");
+        assert_eq!(
+            device_element(e.table, e.set, NetdevHook::Egress, "hnve01"),
+            e
+        );
     }
 
     #[test]

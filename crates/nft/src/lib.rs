@@ -21,6 +21,9 @@ pub mod onat;
 pub mod preserve_dip;
 pub mod router;
 mod ruleset;
+mod skeleton;
+pub mod sync;
 
 pub use element::{Data, Family, NetdevHook, SetElement};
 pub use ruleset::*;
+pub use skeleton::{Skeleton, COMMENT_PREFIX};

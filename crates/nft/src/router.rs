@@ -36,10 +36,19 @@ pub const TRANSIT_LINK: &str = "transit";
 /// in one transaction, with `elements` (OutBoundNAT sets, endpoint ports)
 /// already in place.
 pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
+    skeleton().with_elements(elements, hooks)
+}
+
+/// The skeleton of [`tables`], without elements, fingerprinted
+/// ([`crate::Skeleton`]).
+pub fn skeleton() -> crate::Skeleton {
     let mut s = inet_table();
     s.push_str(&egress_table());
-    s.push_str(&crate::ruleset::element_statements(elements, hooks));
-    s
+    let tables = vec![
+        (crate::Family::Inet, TABLE),
+        (crate::Family::Netdev, EGRESS_TABLE),
+    ];
+    crate::Skeleton::new(s, tables)
 }
 
 /// The endpoint ports' firewall defaults (see [`crate::ENDPOINT_INBOUND`]).
@@ -230,7 +239,10 @@ mod tests {
             &[port, crate::counters::port_drops("hnve0123")],
             crate::hook::HookDesign::ChainPerDevice,
         );
-        assert!(t.contains("table netdev hostnet_egress {\n\tset port_drops"));
+        let comment = super::skeleton().comment();
+        assert!(t.contains(&format!(
+            "table netdev hostnet_egress {{\n\tcomment \"{comment}\"\n\tset port_drops"
+        )));
         assert!(t.contains("oifname @port_drops drop"));
         assert!(t.contains(
             "add chain netdev hostnet_egress endpoint_inbound/hnve0123 { type filter hook egress device \"hnve0123\""

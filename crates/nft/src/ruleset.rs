@@ -180,6 +180,12 @@ pub struct HostPort {
 /// whole text as one transaction, so established connections (conntrack)
 /// are untouched.
 pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String {
+    skeleton().with_elements(elements, hooks)
+}
+
+/// The skeleton of [`tables`], without elements, fingerprinted
+/// ([`crate::Skeleton`]).
+pub fn skeleton() -> crate::Skeleton {
     let mut s = String::new();
     // The bridge table is what older versions used: removed on upgrade.
     let all = [
@@ -201,8 +207,8 @@ pub fn tables(elements: &[SetElement], hooks: crate::hook::HookDesign) -> String
     s.push_str(&egress_table());
     s.push_str(&crate::dsr::table());
     s.push_str(&crate::preserve_dip::tables());
-    s.push_str(&element_statements(elements, hooks));
-    s
+    let made = all.into_iter().filter(|(f, _)| *f != Family::Bridge);
+    crate::Skeleton::new(s, made.collect())
 }
 
 /// `elements` as `nft -f` statements: set elements as `add element`,

@@ -113,6 +113,14 @@ impl Daemon {
         self.spawn();
     }
 
+    /// SIGTERM, run `meanwhile` (to change kernel state while no daemon
+    /// runs), then start again on the same state.
+    pub fn restart_with(&mut self, meanwhile: impl FnOnce()) {
+        self.stop(libc::SIGTERM);
+        meanwhile();
+        self.spawn();
+    }
+
     /// SIGKILL, then start again on the same state.
     pub fn kill9_and_restart(&mut self) {
         self.stop(libc::SIGKILL);

@@ -324,3 +324,53 @@ fn firewall_default_drops_count_against_the_endpoint_they_were_for() {
     assert_eq!(delta(&after, &last, "DroppedPacketsIncoming"), 0, "{last}");
     assert!(delta(&after, &last, "PacketsReceived") >= 3);
 }
+
+/// A restart of hostnetd (kill -9) keeps the kernel's tables of this
+/// version and changes only what differs from the store, so the ACL
+/// rules' counters carry on instead of starting at zero, and count what
+/// follows.
+#[test]
+fn acl_rule_counters_survive_a_daemon_restart() {
+    let Some(mut phys) = world("acl_rule_counters_survive_a_daemon_restart") else {
+        return;
+    };
+    let s = phys.host(0).container(
+        "nat",
+        json!([
+            acl_from("10.88.0.1", "allow-5000", "Allow", "17", 5000),
+            acl("block-6000", "Block", "17", 6000)
+        ]),
+    );
+    let sink = s.serve(&["udp-sink", "0.0.0.0:5000"]);
+    let to = |port: u16| format!("{}:{port}", s.ip);
+    let receive = |count: usize| {
+        for i in 0..count {
+            let line = sink
+                .next_line()
+                .unwrap_or_else(|| panic!("datagram {i} lost"));
+            assert!(line.starts_with("got 100 bytes"), "{line}");
+        }
+    };
+    let host = phys.host(0).path().to_path_buf();
+    udp_send(&host, &to(5000), 6, 100);
+    udp_send(&host, &to(6000), 2, 100);
+    receive(6);
+    let before = stats(&phys.host(0).client(), &s);
+    let allowed = n(rule(&before, "allow-5000"), "Packets");
+    assert!(allowed >= 6, "{before}");
+
+    phys.hosts[0].daemon_mut().kill9_and_restart();
+    let after = stats(&phys.host(0).client(), &s);
+    for id in ["allow-5000", "block-6000"] {
+        assert_eq!(rule(&after, id), rule(&before, id), "{id}: {after}");
+    }
+
+    // The rules still judge, and count on from where they were.
+    udp_send(&host, &to(5000), 4, 100);
+    udp_send(&host, &to(6000), 3, 100);
+    receive(4);
+    let later = stats(&phys.host(0).client(), &s);
+    assert_eq!(rule_delta(&after, &later, "allow-5000"), (4, 4 * 128));
+    assert_eq!(rule_delta(&after, &later, "block-6000"), (3, 3 * 128));
+    assert_eq!(n(rule(&later, "allow-5000"), "Packets"), allowed + 4);
+}

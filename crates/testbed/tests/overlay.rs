@@ -388,7 +388,7 @@ fn seen_by(server: &Probe, from: &Container, to: &str) -> String {
 fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source() {
     let test = "overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source";
     // The cluster CIDR is an exception, as kube-proxy gives it.
-    let Some(p) = pair(test, json!([onat(&["10.0.0.0/16"])])) else {
+    let Some(mut p) = pair(test, json!([onat(&["10.0.0.0/16"])])) else {
         return;
     };
     let h1 = p.phys.host(0);
@@ -428,6 +428,17 @@ fn overlay_outbound_nat_leaves_as_the_host_and_overlay_traffic_keeps_its_source(
     // The plain endpoint still works inside the overlay.
     remote(p.phys.host(1), NET, h1, &plain, &h1.addr);
     assert!(ping(&plain, B), "no OutBoundNAT still reaches the overlay");
+
+    // A kill -9 and restart keeps the router's tables, OutBoundNAT
+    // elements and all (synced, not reloaded): A still leaves as the
+    // host, the exception still keeps its source, the plain endpoint
+    // still has no way out.
+    let host1 = p.phys.host(0).addr.clone();
+    p.phys.hosts[0].daemon_mut().kill9_and_restart();
+    assert_eq!(seen_by(&outside, &p.a, &far), host1, "after a restart");
+    assert_eq!(seen_by(&echo, &p.a, &format!("{C}:8080")), A);
+    let (ok, out) = plain.run(&["tcp-get", &far]);
+    assert!(!ok, "without OutBoundNAT, out after a restart: {out}");
 }
 
 /// The MTU of the container's interface (its only link besides `lo`).

@@ -19,6 +19,7 @@ mod link;
 mod netlink;
 mod netns;
 mod nftables;
+mod table_state;
 mod tap;
 mod vxlan;
 
@@ -39,7 +40,7 @@ pub use netns::{run_in_netns, run_in_netns_fd};
 
 use crate::{
     Adapter, AdapterRoute, Dataplane, DataplaneError, ElementCounter, LinkStats, Op, RouteSpec,
-    SetRef,
+    SetRef, TableSync,
 };
 use link::LinkRef;
 use netlink::{NetlinkError, Socket};
@@ -449,6 +450,56 @@ impl LinuxDataplane {
             };
             DataplaneError::new(op, f.describe(elements))
         })
+    }
+
+    /// Every element of `skeleton`'s tables in the kernel and every device
+    /// their base chains hook, as [`Dataplane::sync_tables`] compares them
+    /// (a set element's text empty).
+    pub fn table_elements(
+        &self,
+        skeleton: &hostnet_nft::Skeleton,
+    ) -> Result<Option<Vec<SetElement>>, DataplaneError> {
+        let hooks = self.hooks();
+        table_state::elements(&mut self.netfilter(), skeleton, hooks)
+            .map_err(|e| DataplaneError::new("read hostnet's tables", e.to_string()))
+    }
+
+    /// If the kernel's tables are `skeleton`'s (their comments carry its
+    /// fingerprint), makes their elements `elements` by deleting and
+    /// adding only the difference, in one batch (atomic: a failure
+    /// changed nothing). None if the tables are another version or gone.
+    fn patch_tables(
+        &self,
+        skeleton: &hostnet_nft::Skeleton,
+        elements: &[SetElement],
+    ) -> Result<Option<TableSync>, DataplaneError> {
+        let read = |e: NetlinkError| DataplaneError::new("read hostnet's tables", e.to_string());
+        let hooks = self.hooks();
+        let mut sock = self.netfilter();
+        if !table_state::holds_skeleton(&mut sock, skeleton).map_err(read)? {
+            return Ok(None);
+        }
+        let Some(present) = table_state::elements(&mut sock, skeleton, hooks).map_err(read)? else {
+            return Ok(None);
+        };
+        let mut diff = hostnet_nft::sync::diff(&present, elements);
+        for e in diff.delete.iter_mut().filter(|e| e.text.is_empty()) {
+            e.text = table_state::key_text(e);
+        }
+        let patched = TableSync::Patched {
+            deleted: diff.delete.len(),
+            added: diff.add.len(),
+        };
+        if diff.is_empty() {
+            return Ok(Some(patched));
+        }
+        let deletes: Vec<usize> = (0..diff.delete.len()).collect();
+        let all: Vec<SetElement> = diff.delete.into_iter().chain(diff.add).collect();
+        let adds: Vec<usize> = (deletes.len()..all.len()).collect();
+        nftables::replace(&mut sock, hooks, Change::Delete, &all, &deletes, &adds).map_err(
+            |f| DataplaneError::new("change hostnet's tables' elements", f.describe(&all)),
+        )?;
+        Ok(Some(patched))
     }
 
     /// One batch: the deletes, then the adds. Deletes go by DESTROY where
@@ -1085,6 +1136,20 @@ impl Dataplane for LinuxDataplane {
 
     fn load_tables(&self, script: &str) -> Result<(), DataplaneError> {
         nftables::load_tables(&self.home, script)
+    }
+
+    fn sync_tables(
+        &self,
+        skeleton: &hostnet_nft::Skeleton,
+        elements: &[SetElement],
+    ) -> Result<TableSync, DataplaneError> {
+        match self.patch_tables(skeleton, elements) {
+            Ok(Some(patched)) => return Ok(patched),
+            Ok(None) => {}
+            Err(e) => log::warn!("{e}; loading the tables whole"),
+        }
+        nftables::load_tables(&self.home, &skeleton.with_elements(elements, self.hooks()))?;
+        Ok(TableSync::Loaded)
     }
 
     fn hook_design(&self) -> HookDesign {
