@@ -3,28 +3,8 @@
 //! dataplane's sockets for the length of one dump and change nothing.
 
 use super::netlink::{attributes, Message, NetlinkError, Socket};
+use super::nf_tables_abi::*;
 use crate::{ElementCounter, LinkStats, SetRef};
-
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_GETSETELEM: u16 = 13;
-
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-/// One expression attached to the element (the kernel's choice when the
-/// set has exactly one, as hostnet's counter sets do).
-const NFTA_SET_ELEM_EXPR: u16 = 7;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-/// Several expressions, each an `NFTA_LIST_ELEM`.
-const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_COUNTER_BYTES: u16 = 1;
-const NFTA_COUNTER_PACKETS: u16 = 2;
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;

@@ -18,6 +18,7 @@ mod counters;
 mod link;
 mod netlink;
 mod netns;
+mod nf_tables_abi;
 mod nftables;
 mod table_state;
 mod tap;

@@ -12,51 +12,7 @@ use hostnet_nft::hook::HookDesign;
 use hostnet_nft::{Data, Family, NetdevHook, SetElement, Skeleton};
 
 use super::netlink::{attributes, Message, NetlinkError, Socket};
-
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-const NFT_MSG_NEWTABLE: u16 = 0;
-const NFT_MSG_GETTABLE: u16 = 1;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_GETCHAIN: u16 = 4;
-const NFT_MSG_NEWSET: u16 = 9;
-const NFT_MSG_GETSET: u16 = 10;
-const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_GETSETELEM: u16 = 13;
-
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_TABLE_USERDATA: u16 = 6;
-/// libnftnl's userdata record of a table's comment.
-const NFTNL_UDATA_TABLE_COMMENT: u8 = 0;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-/// A base chain's one device (older kernels, and beside the list).
-const NFTA_HOOK_DEV: u16 = 3;
-const NFTA_HOOK_DEVS: u16 = 4;
-const NFTA_DEVICE_NAME: u16 = 1;
-const NFTA_SET_TABLE: u16 = 1;
-const NFTA_SET_NAME: u16 = 2;
-const NFTA_SET_FLAGS: u16 = 3;
-/// Sets the kernel makes for a rule's literal `{ … }`: part of the rule.
-const NFT_SET_ANONYMOUS: u32 = 0x1;
-/// Sets rules add to from the packet path (`flags dynamic`): not the
-/// store's.
-const NFT_SET_EVAL: u32 = 0x20;
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const NFTA_VERDICT_CHAIN: u16 = 2;
-const NFT_GOTO: i32 = -4;
-const NFT_RETURN: i32 = -5;
-const NF_DROP: i32 = 0;
+use super::nf_tables_abi::*;
 
 fn nft_message(kind: u16, family: Family) -> Message {
     let mut msg = Message::new((NFNL_SUBSYS_NFTABLES << 8) | kind, libc::NLM_F_DUMP as u16);
